@@ -1,0 +1,456 @@
+// Package broker fans job changes out to subscribers in process.
+//
+// Publish never blocks: it appends the change to the broker's queue and
+// returns. One fan-out goroutine owned by the broker hands each change to the
+// matching subscriptions with non-blocking sends, so a slow subscriber never
+// delays the others or the publisher.
+//
+// Slow subscribers: each subscription has a channel of Options.Buffer
+// changes. When it is full, changes wait in the subscription's backlog and a
+// short-lived pump goroutine feeds them in order as the reader catches up.
+// Once the backlog holds Options.CoalesceAfter changes, a new change of a job
+// that already has a newer-than-delivered change waiting replaces it, so a
+// lagging subscriber gets the latest state of each job: intermediate states
+// may be skipped, final states never are (a final state is the last change a
+// job has). If the backlog still reaches Options.MaxBacklog, the
+// subscription ends with ErrSlowSubscriber, which its owner can show to the
+// client. Changes of one job always reach a subscription in version order.
+package broker
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+// ErrSlowSubscriber ends a subscription whose reader fell too far behind.
+var ErrSlowSubscriber = errors.New("subscriber too slow: more undelivered job changes than the server keeps per subscription; resubscribe to continue")
+
+// ErrClosed is returned by Subscribe after Close.
+var ErrClosed = errors.New("broker closed")
+
+// Options tune a Broker. Zero values get the defaults.
+type Options struct {
+	// Buffer is the capacity of each subscription's channel. Default 32.
+	Buffer int
+	// CoalesceAfter is the backlog length from which changes of one job
+	// replace each other. Default 1024.
+	CoalesceAfter int
+	// MaxBacklog is the backlog length that ends a subscription with
+	// ErrSlowSubscriber. Default 16384.
+	MaxBacklog int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Buffer <= 0 {
+		o.Buffer = 32
+	}
+	if o.CoalesceAfter <= 0 {
+		o.CoalesceAfter = 1024
+	}
+	if o.MaxBacklog <= 0 {
+		o.MaxBacklog = 16384
+	}
+	if o.MaxBacklog < o.CoalesceAfter {
+		o.MaxBacklog = o.CoalesceAfter
+	}
+	return o
+}
+
+// coalesceWindow bounds how far back from the newest backlog entry a change
+// looks for an older change of the same job to replace. Changes of one job
+// cluster in time, so the window finds them without a per-subscription index.
+const coalesceWindow = 64
+
+// Broker is an in-process pub/sub of job changes. It is safe for concurrent
+// use. Start it with New and stop it with Close.
+type Broker struct {
+	opts Options
+
+	mu     sync.Mutex
+	queue  []*domain.Job
+	spare  []*domain.Job
+	closed bool
+	wake   chan struct{}
+	stop   chan struct{}
+
+	subsMu sync.RWMutex
+	all    []*Subscription // subscriptions without an id filter
+	byJob  map[string][]*Subscription
+
+	wg sync.WaitGroup // fan-out goroutine and pumps
+}
+
+// New starts a broker and its fan-out goroutine, which exits on Close.
+func New(opts Options) *Broker {
+	b := &Broker{
+		opts:  opts.withDefaults(),
+		wake:  make(chan struct{}, 1),
+		stop:  make(chan struct{}),
+		byJob: make(map[string][]*Subscription),
+	}
+	b.wg.Add(1)
+	go b.fanOut()
+	return b
+}
+
+// Publish queues a job change for delivery and returns at once. Callers
+// publish each job's changes in version order (stores do so under their
+// lock); the broker keeps that order. Publishing after Close is a no-op.
+func (b *Broker) Publish(job *domain.Job) {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.queue = append(b.queue, job)
+	b.mu.Unlock()
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (b *Broker) fanOut() {
+	defer b.wg.Done()
+	for {
+		select {
+		case <-b.wake:
+		case <-b.stop:
+			b.deliverQueued()
+			return
+		}
+		b.deliverQueued()
+	}
+}
+
+func (b *Broker) deliverQueued() {
+	b.mu.Lock()
+	batch := b.queue
+	b.queue = b.spare[:0]
+	b.mu.Unlock()
+	if len(batch) == 0 {
+		b.spare = batch
+		return
+	}
+
+	var ended []*Subscription
+	b.subsMu.RLock()
+	for _, j := range batch {
+		for _, s := range b.all {
+			if (s.filter.Type == "" || s.filter.Type == j.Type) && s.deliver(j) {
+				ended = append(ended, s)
+			}
+		}
+		for _, s := range b.byJob[j.ID] {
+			if (s.filter.Type == "" || s.filter.Type == j.Type) && s.deliver(j) {
+				ended = append(ended, s)
+			}
+		}
+	}
+	b.subsMu.RUnlock()
+	for _, s := range ended {
+		b.remove(s)
+	}
+	clear(batch)
+	b.spare = batch
+}
+
+// Filter selects the changes a subscription receives. Zero fields match
+// everything.
+type Filter struct {
+	// ID, when set, limits the subscription to one job. Such a subscription
+	// starts only once Prime gives it the job's current state, and it ends
+	// by itself after delivering the job's final state.
+	ID string
+	// Type, when set, limits the subscription to jobs of that type.
+	Type string
+}
+
+// Subscribe registers a subscription. It ends when ctx is done, when the
+// broker closes, when (for an ID filter) the job reaches a final state, or
+// with ErrSlowSubscriber. onEnd, when not nil, is called with the reason
+// just before the channel closes because of ErrSlowSubscriber.
+func (b *Broker) Subscribe(ctx context.Context, f Filter, onError func(error)) (*Subscription, error) {
+	s := &Subscription{
+		b:       b,
+		filter:  f,
+		ch:      make(chan *domain.Job, b.opts.Buffer),
+		done:    make(chan struct{}),
+		primed:  f.ID == "",
+		onError: onError,
+	}
+	b.subsMu.Lock()
+	b.mu.Lock()
+	closed := b.closed
+	b.mu.Unlock()
+	if closed {
+		b.subsMu.Unlock()
+		return nil, ErrClosed
+	}
+	if f.ID == "" {
+		b.all = append(b.all, s)
+	} else {
+		b.byJob[f.ID] = append(b.byJob[f.ID], s)
+	}
+	b.subsMu.Unlock()
+	stop := context.AfterFunc(ctx, func() { b.unsubscribe(s) })
+	s.mu.Lock()
+	s.stopWatch = stop
+	if s.ended {
+		stop()
+	}
+	s.mu.Unlock()
+	return s, nil
+}
+
+func (b *Broker) unsubscribe(s *Subscription) {
+	b.remove(s)
+	s.mu.Lock()
+	s.endLocked(nil)
+	s.mu.Unlock()
+}
+
+func (b *Broker) remove(s *Subscription) {
+	b.subsMu.Lock()
+	defer b.subsMu.Unlock()
+	if s.filter.ID == "" {
+		b.all = removeSub(b.all, s)
+		return
+	}
+	subs := removeSub(b.byJob[s.filter.ID], s)
+	if len(subs) == 0 {
+		delete(b.byJob, s.filter.ID)
+	} else {
+		b.byJob[s.filter.ID] = subs
+	}
+}
+
+func removeSub(subs []*Subscription, s *Subscription) []*Subscription {
+	for i, x := range subs {
+		if x == s {
+			last := len(subs) - 1
+			subs[i] = subs[last]
+			subs[last] = nil
+			return subs[:last]
+		}
+	}
+	return subs
+}
+
+// Subscribers reports how many subscriptions are registered.
+func (b *Broker) Subscribers() int {
+	b.subsMu.RLock()
+	defer b.subsMu.RUnlock()
+	n := len(b.all)
+	for _, subs := range b.byJob {
+		n += len(subs)
+	}
+	return n
+}
+
+// Close delivers what was already published, ends every subscription
+// (closing its channel) and waits for the broker's goroutines to exit.
+// Later publishes are dropped. Close is idempotent.
+func (b *Broker) Close() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		b.wg.Wait()
+		return
+	}
+	b.closed = true
+	b.mu.Unlock()
+	close(b.stop)
+
+	b.subsMu.Lock()
+	var subs []*Subscription
+	subs = append(subs, b.all...)
+	for _, ss := range b.byJob {
+		subs = append(subs, ss...)
+	}
+	b.subsMu.Unlock()
+	for _, s := range subs {
+		b.unsubscribe(s)
+	}
+	b.wg.Wait()
+}
+
+// Subscription is one subscriber's stream of job changes. Read it from C.
+type Subscription struct {
+	b       *Broker
+	filter  Filter
+	ch      chan *domain.Job
+	onError func(error)
+
+	stopWatch func() bool
+
+	mu          sync.Mutex
+	backlog     []*domain.Job // waiting for room in ch; backlog[0] may be in flight
+	pumping     bool
+	primed      bool
+	ended       bool
+	chClosed    bool
+	lastVersion int64 // ID filters only: newest version handed on
+	err         error
+	done        chan struct{}
+}
+
+// C returns the channel of changes. It is closed exactly once, when the
+// subscription ends.
+func (s *Subscription) C() <-chan *domain.Job { return s.ch }
+
+// Err reports why the subscription ended: ErrSlowSubscriber, or nil.
+func (s *Subscription) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Prime starts a subscription with an ID filter: current is the job's
+// state read after Subscribe, and it is delivered first. Changes published
+// meanwhile that are not newer than current are dropped. If current is
+// final, the subscription delivers it and ends.
+func (s *Subscription) Prime(current *domain.Job) {
+	s.mu.Lock()
+	if s.primed || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.primed = true
+	waiting := s.backlog
+	s.backlog = nil
+	s.offerLocked(current)
+	for _, j := range waiting {
+		s.offerLocked(j)
+	}
+	ended := s.ended
+	s.mu.Unlock()
+	if ended {
+		s.b.remove(s)
+	}
+}
+
+// deliver offers a change and reports whether the subscription ended.
+func (s *Subscription) deliver(j *domain.Job) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.primed {
+		if !s.ended {
+			s.backlog = append(s.backlog, j)
+		}
+		return false
+	}
+	s.offerLocked(j)
+	return s.ended
+}
+
+// offerLocked hands j on in order: straight into the channel when nothing is
+// waiting, otherwise through the backlog and the pump.
+func (s *Subscription) offerLocked(j *domain.Job) {
+	if s.ended {
+		return
+	}
+	if s.filter.ID != "" {
+		if j.Version <= s.lastVersion {
+			return
+		}
+		s.lastVersion = j.Version
+	}
+	if len(s.backlog) == 0 && !s.pumping {
+		select {
+		case s.ch <- j:
+			if s.filter.ID != "" && j.Status.Final() {
+				s.endLocked(nil)
+			}
+			return
+		default:
+		}
+	}
+	if n := len(s.backlog); n >= s.b.opts.CoalesceAfter {
+		// Replace the newest waiting change of this job, never backlog[0]:
+		// the pump may be sending it.
+		for i := n - 1; i >= 1 && i >= n-coalesceWindow; i-- {
+			if s.backlog[i].ID == j.ID {
+				s.backlog[i] = j
+				return
+			}
+		}
+		if n >= s.b.opts.MaxBacklog {
+			s.endLocked(ErrSlowSubscriber)
+			return
+		}
+	}
+	s.backlog = append(s.backlog, j)
+	if !s.pumping {
+		s.pumping = true
+		s.b.wg.Add(1)
+		go s.pump()
+	}
+}
+
+// pump feeds the backlog into the channel in order. It exits when the
+// backlog is empty or the subscription ends; the broker's WaitGroup waits
+// for it. While it runs it is the channel's only sender.
+func (s *Subscription) pump() {
+	defer s.b.wg.Done()
+	for {
+		s.mu.Lock()
+		if s.ended || len(s.backlog) == 0 {
+			s.pumping = false
+			s.closeChLocked()
+			s.mu.Unlock()
+			return
+		}
+		j := s.backlog[0]
+		s.mu.Unlock()
+
+		select {
+		case s.ch <- j:
+		case <-s.done:
+		}
+
+		s.mu.Lock()
+		if !s.ended {
+			s.backlog[0] = nil
+			s.backlog = s.backlog[1:]
+			if len(s.backlog) == 0 {
+				s.backlog = nil // let the grown array go
+			}
+			if s.filter.ID != "" && j.Status.Final() {
+				s.endLocked(nil)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// endLocked ends the subscription once. The channel is closed by whoever is
+// its sender: here when no pump runs, otherwise by the pump as it exits.
+func (s *Subscription) endLocked(err error) {
+	if s.ended {
+		return
+	}
+	s.ended = true
+	s.err = err
+	s.backlog = nil
+	close(s.done)
+	if s.stopWatch != nil {
+		s.stopWatch()
+	}
+	if err != nil && s.onError != nil {
+		s.onError(err)
+	}
+	if !s.pumping {
+		s.closeChLocked()
+	}
+}
+
+func (s *Subscription) closeChLocked() {
+	if s.ended && !s.chClosed {
+		s.chClosed = true
+		close(s.ch)
+	}
+}

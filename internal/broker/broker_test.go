@@ -1,0 +1,349 @@
+package broker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func setup(t *testing.T, opts broker.Options) *broker.Broker {
+	t.Helper()
+	b := broker.New(opts)
+	t.Cleanup(b.Close)
+	return b
+}
+
+func change(id, typ string, version int64, st domain.Status) *domain.Job {
+	return &domain.Job{ID: id, Type: typ, Version: version, Status: st}
+}
+
+// next reads one change or fails after a deadline.
+func next(t *testing.T, s *broker.Subscription) (*domain.Job, bool) {
+	t.Helper()
+	select {
+	case j, ok := <-s.C():
+		return j, ok
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change within 10s")
+		return nil, false
+	}
+}
+
+// drain reads until the channel closes.
+func drain(t *testing.T, s *broker.Subscription) []*domain.Job {
+	t.Helper()
+	var got []*domain.Job
+	for {
+		j, ok := next(t, s)
+		if !ok {
+			return got
+		}
+		got = append(got, j)
+	}
+}
+
+func TestAllJobsInOrderWithTypeFilter(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	all, err := b.Subscribe(ctx, broker.Filter{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyA, err := b.Subscribe(ctx, broker.Filter{Type: "a"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := int64(1); v <= 3; v++ {
+		b.Publish(change("x", "a", v, domain.StatusPending))
+		b.Publish(change("y", "b", v, domain.StatusPending))
+	}
+	for v := int64(1); v <= 3; v++ {
+		for _, id := range []string{"x", "y"} {
+			if j, _ := next(t, all); j.ID != id || j.Version != v {
+				t.Fatalf("all: got %s v%d, want %s v%d", j.ID, j.Version, id, v)
+			}
+		}
+		if j, _ := next(t, onlyA); j.ID != "x" || j.Version != v {
+			t.Fatalf("type a: got %s v%d, want x v%d", j.ID, j.Version, v)
+		}
+	}
+	cancel()
+	if got := drain(t, all); len(got) != 0 {
+		t.Fatalf("after cancel got %d more changes", len(got))
+	}
+	waitFor(t, func() bool { return b.Subscribers() == 0 })
+}
+
+func TestJobSubscriptionPrimesAndCompletes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{})
+	s, err := b.Subscribe(context.Background(), broker.Filter{ID: "j"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Published between Subscribe and reading the current state: v2 is
+	// already in the snapshot and must not be repeated; v3 must follow.
+	b.Publish(change("j", "t", 2, domain.StatusProcessing))
+	b.Publish(change("other", "t", 9, domain.StatusPending))
+	b.Publish(change("j", "t", 3, domain.StatusCompleted))
+	s.Prime(change("j", "t", 2, domain.StatusProcessing))
+
+	got := drain(t, s)
+	if len(got) != 2 || got[0].Version != 2 || got[1].Version != 3 || got[1].Status != domain.StatusCompleted {
+		t.Fatalf("got %v, want v2 snapshot then v3 completed, then the end", versions(got))
+	}
+	if s.Err() != nil {
+		t.Fatalf("Err = %v, want nil after a normal completion", s.Err())
+	}
+	waitFor(t, func() bool { return b.Subscribers() == 0 })
+}
+
+func TestLateJobSubscriberGetsOneFinalSnapshot(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{})
+	s, err := b.Subscribe(context.Background(), broker.Filter{ID: "done"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Prime(change("done", "t", 3, domain.StatusFailed))
+	got := drain(t, s)
+	if len(got) != 1 || got[0].Status != domain.StatusFailed {
+		t.Fatalf("got %v, want exactly the final snapshot", versions(got))
+	}
+	if n := b.Subscribers(); n != 0 {
+		t.Fatalf("%d subscribers left, want 0", n)
+	}
+}
+
+func TestSlowSubscriberDoesNotDelayOthers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{Buffer: 4, CoalesceAfter: 256, MaxBacklog: 512})
+	var slowErr atomic.Value
+	slow, err := b.Subscribe(context.Background(), broker.Filter{}, func(err error) { slowErr.Store(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := b.Subscribe(context.Background(), broker.Filter{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The publisher goes in rounds and waits for the fast reader after each
+	// one, so the fast reader never lags while the slow one never reads.
+	const jobs, versionsPerJob, round = 2000, 3, 100
+	progress := make(chan int, 1)
+	go func() {
+		last := map[string]int64{}
+		n := 0
+		for j := range fast.C() {
+			if j.Version != last[j.ID]+1 {
+				t.Errorf("fast subscriber: %s v%d after v%d", j.ID, j.Version, last[j.ID])
+			}
+			last[j.ID] = j.Version
+			n++
+			if n%round == 0 {
+				progress <- n
+			}
+		}
+	}()
+	sent := 0
+	for v := int64(1); v <= versionsPerJob; v++ {
+		for i := 0; i < jobs; i++ {
+			b.Publish(change(fmt.Sprint(i), "t", v, domain.StatusPending))
+			sent++
+			if sent%round == 0 {
+				select {
+				case n := <-progress:
+					if n != sent {
+						t.Fatalf("fast subscriber at %d changes, want %d", n, sent)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("fast subscriber stalled at change %d behind the slow one", sent)
+				}
+			}
+		}
+	}
+	// The slow one, which never read, was ended with an error it can see.
+	waitFor(t, func() bool { return errors.Is(slow.Err(), broker.ErrSlowSubscriber) })
+	if err, _ := slowErr.Load().(error); !errors.Is(err, broker.ErrSlowSubscriber) {
+		t.Fatalf("onError got %v, want ErrSlowSubscriber", err)
+	}
+	got := drain(t, slow)
+	if len(got) > 4 {
+		t.Fatalf("ended slow subscriber still delivered %d changes, want at most its buffer", len(got))
+	}
+}
+
+func TestLaggingSubscriberGetsLatestStateOfEachJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{Buffer: 1, CoalesceAfter: 8, MaxBacklog: 1 << 20})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := b.Subscribe(ctx, broker.Filter{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const jobs, versionsPerJob = 5, 200
+	for v := int64(1); v <= versionsPerJob; v++ {
+		for i := 0; i < jobs; i++ {
+			st := domain.StatusProcessing
+			if v == versionsPerJob {
+				st = domain.StatusCompleted
+			}
+			b.Publish(change(fmt.Sprint(i), "t", v, st))
+		}
+	}
+	last := map[string]int64{}
+	n := 0
+	for len(last) < jobs || !allFinal(last, versionsPerJob) {
+		j, ok := next(t, s)
+		if !ok {
+			t.Fatalf("subscription ended: %v", s.Err())
+		}
+		if j.Version <= last[j.ID] {
+			t.Fatalf("%s: v%d after v%d, want increasing versions", j.ID, j.Version, last[j.ID])
+		}
+		last[j.ID] = j.Version
+		n++
+	}
+	if n >= jobs*versionsPerJob {
+		t.Fatalf("got all %d changes: nothing was coalesced", n)
+	}
+	if s.Err() != nil {
+		t.Fatalf("Err = %v, want a lagging subscriber kept alive by coalescing", s.Err())
+	}
+}
+
+func allFinal(last map[string]int64, final int64) bool {
+	for _, v := range last {
+		if v != final {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSubscribeUnsubscribeCyclesLeaveNothingBehind(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	b := broker.New(broker.Options{Buffer: 1})
+	for i := 0; i < 1000; i++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		f := broker.Filter{}
+		if i%2 == 1 {
+			f.ID = "j"
+		}
+		s, err := b.Subscribe(ctx, f, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.ID != "" {
+			s.Prime(change("j", "t", 1, domain.StatusPending))
+		}
+		// Enough changes to fill the buffer and start a pump that blocks.
+		for v := int64(2); v < 5; v++ {
+			b.Publish(change("j", "t", v, domain.StatusProcessing))
+		}
+		cancel()
+		if _, ok := <-waitClosed(t, s); ok {
+			t.Fatal("channel not closed after cancel")
+		}
+	}
+	waitFor(t, func() bool { return b.Subscribers() == 0 })
+	b.Close()
+}
+
+// waitClosed drains s until it closes and returns a closed channel.
+func waitClosed(t *testing.T, s *broker.Subscription) <-chan *domain.Job {
+	t.Helper()
+	drain(t, s)
+	return s.C()
+}
+
+func TestCloseEndsSubscriptionsAndRefusesNewOnes(t *testing.T) {
+	t.Parallel()
+	b := broker.New(broker.Options{})
+	s, err := b.Subscribe(context.Background(), broker.Filter{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(change("a", "t", 1, domain.StatusPending))
+	b.Close()
+	b.Publish(change("a", "t", 2, domain.StatusPending)) // dropped, no panic
+	got := drain(t, s)
+	if len(got) > 1 {
+		t.Fatalf("got %v after close", versions(got))
+	}
+	if _, err := b.Subscribe(context.Background(), broker.Filter{}, nil); !errors.Is(err, broker.ErrClosed) {
+		t.Fatalf("subscribe after close: %v, want ErrClosed", err)
+	}
+	b.Close() // idempotent
+}
+
+func BenchmarkPublishNoSubscribers(b *testing.B) {
+	br := broker.New(broker.Options{})
+	defer br.Close()
+	j := change("a", "t", 1, domain.StatusPending)
+	b.ReportAllocs()
+	for b.Loop() {
+		br.Publish(j)
+	}
+}
+
+func BenchmarkFanOut1000(b *testing.B) {
+	br := broker.New(broker.Options{Buffer: 1024})
+	defer br.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	const subs = 1000
+	var remaining atomic.Int64
+	for i := 0; i < subs; i++ {
+		s, err := br.Subscribe(ctx, broker.Filter{}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			for j := range s.C() {
+				if j.Status == domain.StatusCompleted && remaining.Add(-1) == 0 {
+					close(done)
+				}
+			}
+		}()
+	}
+	remaining.Store(int64(subs * b.N))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		br.Publish(change(fmt.Sprint(i), "t", 1, domain.StatusCompleted))
+	}
+	<-done
+	b.ReportMetric(float64(subs*b.N)/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+func versions(jobs []*domain.Job) []string {
+	out := make([]string, len(jobs))
+	for i, j := range jobs {
+		out[i] = fmt.Sprintf("%s:v%d:%s", j.ID, j.Version, j.Status)
+	}
+	return out
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

@@ -1,0 +1,140 @@
+// Package domain holds the job model shared by every other package: the Job
+// type, its statuses, the transitions allowed between them and the sentinel
+// errors callers branch on. It imports nothing of this project.
+package domain
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Status is where a job is in its life. Its string form is the lowercase
+// name used by the REST API ("pending", "processing", ...).
+type Status string
+
+// The statuses a job can have.
+const (
+	StatusPending    Status = "pending"
+	StatusProcessing Status = "processing"
+	StatusCompleted  Status = "completed"
+	StatusFailed     Status = "failed"
+	StatusCancelled  Status = "cancelled"
+)
+
+// Statuses lists every status in lifecycle order.
+var Statuses = [...]Status{StatusPending, StatusProcessing, StatusCompleted, StatusFailed, StatusCancelled}
+
+// Valid reports whether s is one of the defined statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPending, StatusProcessing, StatusCompleted, StatusFailed, StatusCancelled:
+		return true
+	}
+	return false
+}
+
+// Final reports whether a job in status s can never change again.
+func (s Status) Final() bool {
+	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
+}
+
+// CanTransition reports whether a job may move from status from to status
+// to. The allowed edges are:
+//
+//	pending    → processing (claimed), cancelled
+//	processing → completed, failed, cancelled, pending (released on shutdown)
+//
+// Final statuses have no outgoing edges.
+func CanTransition(from, to Status) bool {
+	switch from {
+	case StatusPending:
+		return to == StatusProcessing || to == StatusCancelled
+	case StatusProcessing:
+		return to == StatusCompleted || to == StatusFailed || to == StatusCancelled || to == StatusPending
+	}
+	return false
+}
+
+// Job is one background job. A Job value is a snapshot: stores hand out
+// copies (or pointers to immutable snapshots), never a value they will
+// mutate later, so a Job may be shared between goroutines once published.
+type Job struct {
+	ID string
+	// Seq orders jobs by creation within one store: a later job has a
+	// larger Seq. Cursors and "newest first" listings are built on it.
+	Seq     int64
+	Type    string
+	Payload json.RawMessage // nil when the job has no payload
+	Status  Status
+	// Attempts counts how many times processing started.
+	Attempts int
+	// Error is the last failure message; empty when the job never failed.
+	Error      string
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	StartedAt  *time.Time
+	FinishedAt *time.Time
+	// Version starts at 1 and increases by one on every change.
+	Version int64
+}
+
+// ErrorMessage returns the last failure message, or nil when there is none.
+func (j *Job) ErrorMessage() *string {
+	if j.Error == "" {
+		return nil
+	}
+	return &j.Error
+}
+
+// NewJob is what a caller supplies to create a job; the store sets the rest.
+type NewJob struct {
+	Type    string
+	Payload json.RawMessage
+}
+
+// Sentinel errors. Stores and services wrap them with context; callers
+// compare with errors.Is.
+var (
+	// ErrNotFound means no job has the given id.
+	ErrNotFound = errors.New("job not found")
+	// ErrConflict means the job is not in a status that allows the
+	// requested change (e.g. claiming a job that is not pending).
+	ErrConflict = errors.New("job status conflict")
+	// ErrInvalid means the caller's input breaks a validation rule.
+	ErrInvalid = errors.New("invalid input")
+)
+
+// ValidationError names the input field that broke a rule. It wraps
+// ErrInvalid.
+type ValidationError struct {
+	Field   string
+	Message string
+}
+
+func (e *ValidationError) Error() string { return fmt.Sprintf("%s: %s", e.Field, e.Message) }
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// MaxTypeLength is the longest job type accepted.
+const MaxTypeLength = 128
+
+// ValidateType checks a job type: non-empty, at most MaxTypeLength
+// characters of ASCII letters, digits and . _ : -
+func ValidateType(t string) error {
+	if t == "" {
+		return &ValidationError{Field: "type", Message: "must not be empty"}
+	}
+	if len(t) > MaxTypeLength {
+		return &ValidationError{Field: "type", Message: fmt.Sprintf("must be at most %d characters, got %d", MaxTypeLength, len(t))}
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
+			return &ValidationError{Field: "type", Message: fmt.Sprintf("may contain only letters, digits and . _ : - (found %q at position %d)", rune(c), i)}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,223 @@
+// Package memory is an in-memory, concurrency-safe implementation of
+// store.Store. It keeps nothing across restarts: use it for tests, demos and
+// single-process deployments that can lose their jobs.
+package memory
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Store is an in-memory job store. It is safe for concurrent use. All
+// changes are serialised by one mutex and published while it is held, which
+// is what guarantees that each job's events leave in version order.
+type Store struct {
+	pub store.Publisher
+	now func() time.Time
+
+	mu      sync.Mutex
+	seq     int64
+	byID    map[string]*domain.Job
+	ordered []*domain.Job  // by Seq ascending; entries are replaced on change
+	index   map[string]int // id → position in ordered
+	counts  map[countKey]int
+}
+
+type countKey struct {
+	typ    string // "" counts every type
+	status domain.Status
+}
+
+// New returns an empty store that reports every change to pub (which may be
+// nil).
+func New(pub store.Publisher) *Store {
+	if pub == nil {
+		pub = store.PublisherFunc(func(*domain.Job) {})
+	}
+	return &Store{
+		pub:    pub,
+		now:    func() time.Time { return time.Now().UTC() },
+		byID:   make(map[string]*domain.Job),
+		index:  make(map[string]int),
+		counts: make(map[countKey]int),
+	}
+}
+
+// Create stores a new pending job.
+func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("create job: %w", err)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, fmt.Errorf("create job: new id: %w", err)
+	}
+	now := s.now()
+	j := &domain.Job{
+		ID:        id.String(),
+		Type:      nj.Type,
+		Payload:   nj.Payload,
+		Status:    domain.StatusPending,
+		CreatedAt: now,
+		UpdatedAt: now,
+		Version:   1,
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seq++
+	j.Seq = s.seq
+	s.byID[j.ID] = j
+	s.index[j.ID] = len(s.ordered)
+	s.ordered = append(s.ordered, j)
+	s.count(j, 1)
+	s.pub.Publish(j)
+	return j, nil
+}
+
+// Get returns the job with the id.
+func (s *Store) Get(ctx context.Context, id string) (*domain.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	s.mu.Lock()
+	j, ok := s.byID[id]
+	s.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("get job %s: %w", id, domain.ErrNotFound)
+	}
+	return j, nil
+}
+
+// List returns matching jobs newest first. It scans from the cursor
+// backwards, so a page costs O(page + skipped non-matching jobs); Total comes
+// from counters kept on every change.
+func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
+	if err := ctx.Err(); err != nil {
+		return store.ListPage{}, fmt.Errorf("list jobs: %w", err)
+	}
+	if q.Limit <= 0 {
+		return store.ListPage{}, fmt.Errorf("list jobs: limit %d: %w", q.Limit, domain.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	page := store.ListPage{Total: s.total(q.Type, q.Status)}
+	end := len(s.ordered)
+	if q.BeforeSeq > 0 {
+		end = sort.Search(len(s.ordered), func(i int) bool { return s.ordered[i].Seq >= q.BeforeSeq })
+	}
+	for i := end - 1; i >= 0; i-- {
+		j := s.ordered[i]
+		if (q.Status != "" && j.Status != q.Status) || (q.Type != "" && j.Type != q.Type) {
+			continue
+		}
+		if len(page.Jobs) == q.Limit {
+			page.HasMore = true
+			break
+		}
+		page.Jobs = append(page.Jobs, j)
+	}
+	return page, nil
+}
+
+func (s *Store) total(typ string, status domain.Status) int {
+	if status != "" {
+		return s.counts[countKey{typ, status}]
+	}
+	n := 0
+	for _, st := range domain.Statuses {
+		n += s.counts[countKey{typ, st}]
+	}
+	return n
+}
+
+// Claim moves a pending job to processing.
+func (s *Store) Claim(ctx context.Context, id string) (*domain.Job, error) {
+	return s.transition(ctx, "claim", id, domain.StatusProcessing, func(j *domain.Job, now time.Time) {
+		j.Attempts++
+		j.StartedAt = &now
+	})
+}
+
+// Finish moves a processing job to a final status.
+func (s *Store) Finish(ctx context.Context, id string, status domain.Status, errMsg string) (*domain.Job, error) {
+	if !status.Final() {
+		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", id, status, domain.ErrInvalid)
+	}
+	return s.transition(ctx, "finish", id, status, func(j *domain.Job, now time.Time) {
+		if errMsg != "" {
+			j.Error = errMsg
+		}
+		j.FinishedAt = &now
+	})
+}
+
+// Release moves a processing job back to pending.
+func (s *Store) Release(ctx context.Context, id string) (*domain.Job, error) {
+	return s.transition(ctx, "release", id, domain.StatusPending, func(j *domain.Job, now time.Time) {
+		j.StartedAt = nil
+	})
+}
+
+// transition applies one allowed status change as a copy-on-write update:
+// the old snapshot stays valid for whoever holds it.
+func (s *Store) transition(ctx context.Context, op, id string, to domain.Status, mutate func(j *domain.Job, now time.Time)) (*domain.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("%s job %s: %w", op, id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, ok := s.byID[id]
+	if !ok {
+		return nil, fmt.Errorf("%s job %s: %w", op, id, domain.ErrNotFound)
+	}
+	if !domain.CanTransition(old.Status, to) {
+		return nil, fmt.Errorf("%s job %s: %s → %s: %w", op, id, old.Status, to, domain.ErrConflict)
+	}
+	j := *old
+	now := s.now()
+	j.Status = to
+	j.UpdatedAt = now
+	j.Version++
+	mutate(&j, now)
+
+	s.byID[id] = &j
+	s.ordered[s.index[id]] = &j
+	s.count(old, -1)
+	s.count(&j, 1)
+	s.pub.Publish(&j)
+	return &j, nil
+}
+
+func (s *Store) count(j *domain.Job, delta int) {
+	s.counts[countKey{"", j.Status}] += delta
+	s.counts[countKey{j.Type, j.Status}] += delta
+}
+
+// Runnable returns pending jobs after afterSeq in Seq order.
+func (s *Store) Runnable(ctx context.Context, afterSeq int64, limit int) ([]store.Ref, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("runnable jobs: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	start := sort.Search(len(s.ordered), func(i int) bool { return s.ordered[i].Seq > afterSeq })
+	var refs []store.Ref
+	for i := start; i < len(s.ordered) && len(refs) < limit; i++ {
+		if j := s.ordered[i]; j.Status == domain.StatusPending {
+			refs = append(refs, store.Ref{ID: j.ID, Seq: j.Seq})
+		}
+	}
+	return refs, nil
+}

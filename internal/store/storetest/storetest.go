@@ -1,0 +1,425 @@
+// Package storetest is the conformance suite of the store.Store contract.
+// Every backend runs it from its own tests:
+//
+//	storetest.Run(t, func(t *testing.T, pub store.Publisher) store.Store { return memory.New(pub) })
+//
+// A backend is done when it passes the whole suite.
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+)
+
+// NewStore returns a fresh, empty store that reports changes to pub.
+type NewStore func(t *testing.T, pub store.Publisher) store.Store
+
+// Run runs every conformance test against stores made by newStore.
+func Run(t *testing.T, newStore NewStore) {
+	t.Run("CreateAndGet", func(t *testing.T) { t.Parallel(); testCreateAndGet(t, newStore) })
+	t.Run("GetUnknown", func(t *testing.T) { t.Parallel(); testGetUnknown(t, newStore) })
+	t.Run("Lifecycle", func(t *testing.T) { t.Parallel(); testLifecycle(t, newStore) })
+	t.Run("TransitionsOnlyAlongAllowedEdges", func(t *testing.T) { t.Parallel(); testTransitions(t, newStore) })
+	t.Run("ConcurrentClaims", func(t *testing.T) { t.Parallel(); testConcurrentClaims(t, newStore) })
+	t.Run("EventsInVersionOrder", func(t *testing.T) { t.Parallel(); testEventsInVersionOrder(t, newStore) })
+	t.Run("List", func(t *testing.T) { t.Parallel(); testList(t, newStore) })
+	t.Run("Runnable", func(t *testing.T) { t.Parallel(); testRunnable(t, newStore) })
+	t.Run("SnapshotsAreImmutable", func(t *testing.T) { t.Parallel(); testSnapshots(t, newStore) })
+}
+
+// recorder is a Publisher that keeps every event.
+type recorder struct {
+	mu     sync.Mutex
+	events []*domain.Job
+}
+
+func (r *recorder) Publish(j *domain.Job) {
+	r.mu.Lock()
+	r.events = append(r.events, j)
+	r.mu.Unlock()
+}
+
+func (r *recorder) all() []*domain.Job {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*domain.Job(nil), r.events...)
+}
+
+func mustCreate(t *testing.T, s store.Store, typ string) *domain.Job {
+	t.Helper()
+	j, err := s.Create(context.Background(), domain.NewJob{Type: typ, Payload: json.RawMessage(`{"n":1}`)})
+	if err != nil {
+		t.Fatalf("create %s: %v", typ, err)
+	}
+	return j
+}
+
+func testCreateAndGet(t *testing.T, newStore NewStore) {
+	rec := &recorder{}
+	s := newStore(t, rec)
+	ctx := context.Background()
+	j, err := s.Create(ctx, domain.NewJob{Type: "email", Payload: json.RawMessage(`{"to":"a@b.c"}`)})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if j.ID == "" || j.Status != domain.StatusPending || j.Version != 1 || j.Attempts != 0 || j.Seq <= 0 {
+		t.Fatalf("created job = %+v, want pending, version 1, id and seq set", j)
+	}
+	if j.CreatedAt.IsZero() || !j.UpdatedAt.Equal(j.CreatedAt) || j.StartedAt != nil || j.FinishedAt != nil {
+		t.Fatalf("created job times = %+v", j)
+	}
+	got, err := s.Get(ctx, j.ID)
+	if err != nil {
+		t.Fatalf("get: %v", err)
+	}
+	if got.ID != j.ID || got.Type != "email" || string(got.Payload) != `{"to":"a@b.c"}` || got.Version != 1 {
+		t.Fatalf("get = %+v, want the created job", got)
+	}
+	if ev := rec.all(); len(ev) != 1 || ev[0].ID != j.ID || ev[0].Version != 1 {
+		t.Fatalf("events = %v, want one creation event", ev)
+	}
+	other := mustCreate(t, s, "email")
+	if other.ID == j.ID || other.Seq <= j.Seq {
+		t.Fatalf("second job id %s seq %d, first %s seq %d: want a new id and a larger seq", other.ID, other.Seq, j.ID, j.Seq)
+	}
+}
+
+func testGetUnknown(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	if _, err := s.Get(ctx, "no-such-job"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("get unknown: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Claim(ctx, "no-such-job"); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("claim unknown: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Finish(ctx, "no-such-job", domain.StatusCompleted, ""); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("finish unknown: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testLifecycle(t *testing.T, newStore NewStore) {
+	rec := &recorder{}
+	s := newStore(t, rec)
+	ctx := context.Background()
+	j := mustCreate(t, s, "email")
+
+	c, err := s.Claim(ctx, j.ID)
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	if c.Status != domain.StatusProcessing || c.Attempts != 1 || c.StartedAt == nil || c.Version != 2 {
+		t.Fatalf("claimed = %+v, want processing, attempt 1, started, version 2", c)
+	}
+	r, err := s.Release(ctx, j.ID)
+	if err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if r.Status != domain.StatusPending || r.Attempts != 1 || r.Version != 3 {
+		t.Fatalf("released = %+v, want pending keeping attempt 1, version 3", r)
+	}
+	if _, err := s.Claim(ctx, j.ID); err != nil {
+		t.Fatalf("claim again: %v", err)
+	}
+	f, err := s.Finish(ctx, j.ID, domain.StatusFailed, "boom")
+	if err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	if f.Status != domain.StatusFailed || f.Error != "boom" || f.Attempts != 2 || f.FinishedAt == nil || f.Version != 5 {
+		t.Fatalf("finished = %+v, want failed with error boom, attempt 2, version 5", f)
+	}
+	if f.UpdatedAt.Before(j.UpdatedAt) {
+		t.Fatalf("updatedAt went backwards: %v then %v", j.UpdatedAt, f.UpdatedAt)
+	}
+	var statuses []domain.Status
+	for _, ev := range rec.all() {
+		statuses = append(statuses, ev.Status)
+	}
+	want := []domain.Status{domain.StatusPending, domain.StatusProcessing, domain.StatusPending, domain.StatusProcessing, domain.StatusFailed}
+	if fmt.Sprint(statuses) != fmt.Sprint(want) {
+		t.Fatalf("event statuses = %v, want %v", statuses, want)
+	}
+
+	done := mustCreate(t, s, "email")
+	if _, err := s.Claim(ctx, done.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Finish(ctx, done.ID, domain.StatusCompleted, ""); err != nil || got.Error != "" || got.ErrorMessage() != nil {
+		t.Fatalf("complete = %+v, %v: want no error message", got, err)
+	}
+}
+
+// put drives a fresh job into status st through allowed edges.
+func put(t *testing.T, s store.Store, st domain.Status) *domain.Job {
+	t.Helper()
+	ctx := context.Background()
+	j := mustCreate(t, s, "t")
+	if st == domain.StatusPending {
+		return j
+	}
+	j, err := s.Claim(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st == domain.StatusProcessing {
+		return j
+	}
+	j, err = s.Finish(ctx, j.ID, st, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func testTransitions(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	type op struct {
+		name string
+		to   domain.Status
+		do   func(id string) (*domain.Job, error)
+	}
+	ops := []op{
+		{"claim", domain.StatusProcessing, func(id string) (*domain.Job, error) { return s.Claim(ctx, id) }},
+		{"release", domain.StatusPending, func(id string) (*domain.Job, error) { return s.Release(ctx, id) }},
+		{"complete", domain.StatusCompleted, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, domain.StatusCompleted, "") }},
+		{"fail", domain.StatusFailed, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, domain.StatusFailed, "x") }},
+		{"cancel", domain.StatusCancelled, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, domain.StatusCancelled, "") }},
+	}
+	for _, from := range domain.Statuses {
+		for _, o := range ops {
+			j := put(t, s, from)
+			got, err := o.do(j.ID)
+			allowed := domain.CanTransition(from, o.to)
+			switch {
+			case allowed && err != nil:
+				t.Errorf("%s from %s: %v, want success", o.name, from, err)
+			case allowed && (got.Status != o.to || got.Version != j.Version+1):
+				t.Errorf("%s from %s: got %s v%d, want %s v%d", o.name, from, got.Status, got.Version, o.to, j.Version+1)
+			case !allowed && !errors.Is(err, domain.ErrConflict):
+				t.Errorf("%s from %s: err = %v, want ErrConflict", o.name, from, err)
+			}
+			if !allowed {
+				after, err := s.Get(ctx, j.ID)
+				if err != nil || after.Version != j.Version || after.Status != from {
+					t.Errorf("%s from %s changed the job: %+v %v", o.name, from, after, err)
+				}
+			}
+		}
+	}
+	j := put(t, s, domain.StatusProcessing)
+	if _, err := s.Finish(ctx, j.ID, domain.StatusPending, ""); !errors.Is(err, domain.ErrInvalid) {
+		t.Errorf("finish as pending: err = %v, want ErrInvalid", err)
+	}
+}
+
+func testConcurrentClaims(t *testing.T, newStore NewStore) {
+	const (
+		jobs     = 1000
+		claimers = 32
+	)
+	s := newStore(t, nil)
+	ctx := context.Background()
+	ids := make([]string, jobs)
+	for i := range ids {
+		ids[i] = mustCreate(t, s, "race").ID
+	}
+	wins := make([]atomic.Int32, jobs)
+	var wg sync.WaitGroup
+	errc := make(chan error, claimers)
+	for g := 0; g < claimers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each claimer walks the jobs from a different offset so claims
+			// really collide instead of running in lockstep.
+			for k := 0; k < jobs; k++ {
+				i := (k + g*jobs/claimers) % jobs
+				_, err := s.Claim(ctx, ids[i])
+				switch {
+				case err == nil:
+					wins[i].Add(1)
+				case !errors.Is(err, domain.ErrConflict):
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Fatalf("claim: %v", err)
+	}
+	for i := range wins {
+		if n := wins[i].Load(); n != 1 {
+			t.Fatalf("job %d claimed %d times, want exactly once", i, n)
+		}
+	}
+}
+
+func testEventsInVersionOrder(t *testing.T, newStore NewStore) {
+	rec := &recorder{}
+	s := newStore(t, rec)
+	ctx := context.Background()
+	const n = 200
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j, err := s.Create(ctx, domain.NewJob{Type: "order"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := s.Claim(ctx, j.ID); err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := s.Finish(ctx, j.ID, domain.StatusCompleted, ""); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	last := map[string]int64{}
+	events := rec.all()
+	for _, ev := range events {
+		if ev.Version != last[ev.ID]+1 {
+			t.Fatalf("job %s: event version %d after %d", ev.ID, ev.Version, last[ev.ID])
+		}
+		last[ev.ID] = ev.Version
+	}
+	if len(events) != 3*n || len(last) != n {
+		t.Fatalf("%d events for %d jobs, want %d for %d", len(events), len(last), 3*n, n)
+	}
+}
+
+func testList(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	var made []*domain.Job
+	for i := 0; i < 10; i++ {
+		typ := "a"
+		if i%2 == 1 {
+			typ = "b"
+		}
+		made = append(made, mustCreate(t, s, typ))
+	}
+	for _, i := range []int{0, 1, 2} { // a, b, a processing
+		if _, err := s.Claim(ctx, made[i].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	page, err := s.List(ctx, store.ListQuery{Limit: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page.Total != 10 || !page.HasMore || len(page.Jobs) != 4 || page.Jobs[0].ID != made[9].ID || page.Jobs[3].ID != made[6].ID {
+		t.Fatalf("first page = total %d more %v %s, want newest first", page.Total, page.HasMore, ids(page.Jobs))
+	}
+	var all []*domain.Job
+	before := int64(0)
+	for {
+		p, err := s.List(ctx, store.ListQuery{Limit: 3, BeforeSeq: before})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, p.Jobs...)
+		if !p.HasMore {
+			break
+		}
+		before = p.Jobs[len(p.Jobs)-1].Seq
+	}
+	if len(all) != 10 {
+		t.Fatalf("paging saw %d jobs, want 10: %s", len(all), ids(all))
+	}
+	for i, j := range all {
+		if j.ID != made[9-i].ID {
+			t.Fatalf("paging order: position %d is %s, want %s", i, j.ID, made[9-i].ID)
+		}
+	}
+
+	p, err := s.List(ctx, store.ListQuery{Limit: 10, Status: domain.StatusProcessing, Type: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Total != 2 || len(p.Jobs) != 2 || p.Jobs[0].ID != made[2].ID || p.Jobs[1].ID != made[0].ID || p.HasMore {
+		t.Fatalf("processing type a = total %d %s, want jobs 2 and 0", p.Total, ids(p.Jobs))
+	}
+	p, err = s.List(ctx, store.ListQuery{Limit: 10, Type: "b"})
+	if err != nil || p.Total != 5 || len(p.Jobs) != 5 {
+		t.Fatalf("type b = total %d, %d jobs, %v; want 5", p.Total, len(p.Jobs), err)
+	}
+	p, err = s.List(ctx, store.ListQuery{Limit: 10, Status: domain.StatusPending})
+	if err != nil || p.Total != 7 || len(p.Jobs) != 7 {
+		t.Fatalf("pending = total %d, %d jobs, %v; want 7", p.Total, len(p.Jobs), err)
+	}
+	p, err = s.List(ctx, store.ListQuery{Limit: 10, Type: "nope"})
+	if err != nil || p.Total != 0 || len(p.Jobs) != 0 || p.HasMore {
+		t.Fatalf("unknown type = %+v, %v; want empty", p, err)
+	}
+	if _, err := s.List(ctx, store.ListQuery{}); !errors.Is(err, domain.ErrInvalid) {
+		t.Fatalf("limit 0: err = %v, want ErrInvalid", err)
+	}
+}
+
+func testRunnable(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	var made []*domain.Job
+	for i := 0; i < 6; i++ {
+		made = append(made, mustCreate(t, s, "r"))
+	}
+	if _, err := s.Claim(ctx, made[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	refs, err := s.Runnable(ctx, 0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(refs) != 3 || refs[0].ID != made[0].ID || refs[1].ID != made[2].ID || refs[2].ID != made[3].ID {
+		t.Fatalf("runnable = %v, want jobs 0, 2, 3", refs)
+	}
+	refs, err = s.Runnable(ctx, refs[2].Seq, 10)
+	if err != nil || len(refs) != 2 || refs[0].ID != made[4].ID || refs[1].ID != made[5].ID {
+		t.Fatalf("runnable after job 3 = %v, %v; want jobs 4, 5", refs, err)
+	}
+	if _, err := s.Release(ctx, made[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	refs, err = s.Runnable(ctx, made[0].Seq, 1)
+	if err != nil || len(refs) != 1 || refs[0].ID != made[1].ID {
+		t.Fatalf("released job: runnable = %v, %v; want job 1 again", refs, err)
+	}
+}
+
+func testSnapshots(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	j := mustCreate(t, s, "snap")
+	if _, err := s.Claim(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if j.Status != domain.StatusPending || j.Version != 1 {
+		t.Fatalf("a returned snapshot changed afterwards: %+v", j)
+	}
+}
+
+func ids(jobs []*domain.Job) string {
+	out := make([]string, len(jobs))
+	for i, j := range jobs {
+		out[i] = fmt.Sprintf("%d", j.Seq)
+	}
+	return fmt.Sprint(out)
+}
