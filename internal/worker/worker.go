@@ -1,0 +1,295 @@
+// Package worker runs jobs: a dispatcher walks the store's runnable jobs and
+// feeds their ids into a bounded channel; a pool of workers takes ids from
+// it, claims each job atomically in the store, runs the handler for its type
+// and records the outcome in the store.
+//
+// The store, not the channel, is the queue of record: a job waits in the
+// store as pending until a worker claims it, and the dispatcher blocks while
+// the channel is full instead of dropping ids. A job can therefore never be
+// lost because the channel was full; it is merely fed in later. The
+// dispatcher sleeps until told that a job became runnable (Publish), so an
+// idle pool does no polling.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+)
+
+// Store is the part of store.Store the pool needs.
+type Store interface {
+	Claim(ctx context.Context, id string) (*domain.Job, error)
+	Finish(ctx context.Context, id string, status domain.Status, errMsg string) (*domain.Job, error)
+	Release(ctx context.Context, id string) (*domain.Job, error)
+	Runnable(ctx context.Context, afterSeq int64, limit int) ([]store.Ref, error)
+}
+
+// Handler runs one job. It should return promptly once ctx is done; an
+// error (or a panic) fails the job.
+type Handler interface {
+	Handle(ctx context.Context, job *domain.Job) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, job *domain.Job) error
+
+// Handle calls f(ctx, job).
+func (f HandlerFunc) Handle(ctx context.Context, job *domain.Job) error { return f(ctx, job) }
+
+// Options configure a Pool. Zero values get the defaults.
+type Options struct {
+	// Workers is how many jobs run at once. Default 1.
+	Workers int
+	// QueueCapacity is the capacity of the channel between the dispatcher
+	// and the workers. Default 100.
+	QueueCapacity int
+	// Handlers maps job types to handlers; Default serves every other type.
+	Handlers map[string]Handler
+	Default  Handler
+	Logger   *slog.Logger
+}
+
+// Pool is a dispatcher and its workers. Create it with New, run it with
+// Start, stop it with Shutdown. Its methods are safe for concurrent use.
+type Pool struct {
+	store    Store
+	opts     Options
+	log      *slog.Logger
+	queue    chan store.Ref
+	wake     chan struct{}
+	rewindTo atomic.Int64 // smallest Seq of a job that became pending again; MaxInt64 when none
+
+	startOnce    sync.Once
+	shutdownOnce sync.Once
+	stopClaiming chan struct{}
+	stopDispatch context.CancelFunc
+	cancelJobs   context.CancelFunc
+	dispatcherWG sync.WaitGroup
+	workersWG    sync.WaitGroup
+	released     atomic.Int64
+}
+
+var _ store.Publisher = (*Pool)(nil)
+
+// New returns a pool over st. Nothing runs until Start.
+func New(st Store, opts Options) *Pool {
+	if opts.Workers <= 0 {
+		opts.Workers = 1
+	}
+	if opts.QueueCapacity <= 0 {
+		opts.QueueCapacity = 100
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Pool{
+		store:        st,
+		opts:         opts,
+		log:          opts.Logger,
+		queue:        make(chan store.Ref, opts.QueueCapacity),
+		wake:         make(chan struct{}, 1),
+		stopClaiming: make(chan struct{}),
+	}
+	p.rewindTo.Store(math.MaxInt64)
+	return p
+}
+
+// Publish tells the pool about a job change; wire it to the store's
+// publisher. A pending job wakes the dispatcher. It never blocks.
+func (p *Pool) Publish(job *domain.Job) {
+	if job.Status != domain.StatusPending {
+		return
+	}
+	if job.Version > 1 {
+		// Pending again (released): the dispatcher has already walked
+		// past it, so it must look back.
+		p.requeue(job.Seq)
+		return
+	}
+	p.wakeDispatcher()
+}
+
+// requeue makes the dispatcher walk again from the job with this Seq.
+func (p *Pool) requeue(seq int64) {
+	for {
+		cur := p.rewindTo.Load()
+		if seq >= cur || p.rewindTo.CompareAndSwap(cur, seq) {
+			break
+		}
+	}
+	p.wakeDispatcher()
+}
+
+func (p *Pool) wakeDispatcher() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start launches the dispatcher and the workers. They run until Shutdown;
+// ctx only carries values (its cancellation does not stop the pool, so
+// that shutdown stays graceful). Start may be called once.
+func (p *Pool) Start(ctx context.Context) {
+	p.startOnce.Do(func() {
+		base := context.WithoutCancel(ctx)
+		dctx, stopDispatch := context.WithCancel(base)
+		jctx, cancelJobs := context.WithCancel(base)
+		p.stopDispatch, p.cancelJobs = stopDispatch, cancelJobs
+		p.dispatcherWG.Add(1)
+		go func() {
+			defer p.dispatcherWG.Done()
+			p.dispatch(dctx)
+		}()
+		for i := 0; i < p.opts.Workers; i++ {
+			p.workersWG.Add(1)
+			go func() {
+				defer p.workersWG.Done()
+				p.work(jctx)
+			}()
+		}
+	})
+}
+
+// Shutdown stops claiming jobs at once, then lets running jobs finish until
+// ctx is done. Jobs still running then have their context cancelled and
+// are put back to pending (they were not at fault), and Shutdown waits for
+// their handlers to return. It returns after every goroutine of the pool
+// has exited; the error says how many jobs were interrupted, if any.
+// Handlers that ignore their context delay it accordingly.
+func (p *Pool) Shutdown(ctx context.Context) error {
+	p.startOnce.Do(func() {}) // a never-started pool has nothing to stop
+	var err error
+	p.shutdownOnce.Do(func() {
+		close(p.stopClaiming)
+		if p.stopDispatch == nil {
+			return
+		}
+		p.stopDispatch()
+		p.dispatcherWG.Wait()
+		done := make(chan struct{})
+		go func() {
+			p.workersWG.Wait()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			p.cancelJobs()
+			<-done
+		}
+		p.cancelJobs()
+		if n := p.released.Load(); n > 0 {
+			err = fmt.Errorf("worker shutdown: %d running job(s) interrupted and returned to pending: %w", n, ctx.Err())
+		}
+	})
+	return err
+}
+
+func (p *Pool) dispatch(ctx context.Context) {
+	batch := p.opts.QueueCapacity
+	var cursor int64
+	for {
+		if r := p.rewindTo.Swap(math.MaxInt64); r != math.MaxInt64 && r-1 < cursor {
+			cursor = r - 1
+		}
+		refs, err := p.store.Runnable(ctx, cursor, batch)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			// The store failed; the next wake-up retries. Pending jobs stay
+			// in the store meanwhile.
+			p.log.Error("dispatcher: list runnable jobs", "err", err)
+		}
+		for _, ref := range refs {
+			select {
+			case p.queue <- ref:
+				cursor = ref.Seq
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err == nil && len(refs) == batch {
+			continue
+		}
+		select {
+		case <-p.wake:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (p *Pool) work(ctx context.Context) {
+	for {
+		select {
+		case <-p.stopClaiming:
+			return
+		case ref := <-p.queue:
+			select {
+			case <-p.stopClaiming:
+				return // stopping wins over a ready job; it stays pending
+			default:
+			}
+			p.run(ctx, ref)
+		}
+	}
+}
+
+func (p *Pool) run(ctx context.Context, ref store.Ref) {
+	// Store writes must happen even while the pool is being cancelled.
+	wctx := context.WithoutCancel(ctx)
+	job, err := p.store.Claim(wctx, ref.ID)
+	switch {
+	case errors.Is(err, domain.ErrConflict), errors.Is(err, domain.ErrNotFound):
+		return // another worker has it, or it is gone
+	case err != nil:
+		// The job is still pending in the store: hand it back to the
+		// dispatcher rather than forgetting it.
+		p.log.Error("claim job", "id", ref.ID, "err", err)
+		p.requeue(ref.Seq)
+		return
+	}
+
+	herr := p.invoke(ctx, job)
+	switch {
+	case herr != nil && ctx.Err() != nil:
+		p.released.Add(1)
+		_, err = p.store.Release(wctx, job.ID)
+	case herr != nil:
+		_, err = p.store.Finish(wctx, job.ID, domain.StatusFailed, herr.Error())
+	default:
+		_, err = p.store.Finish(wctx, job.ID, domain.StatusCompleted, "")
+	}
+	if err != nil {
+		p.log.Error("record job outcome", "id", job.ID, "err", err)
+	}
+}
+
+// invoke runs the handler, turning a panic into an error.
+func (p *Pool) invoke(ctx context.Context, job *domain.Job) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p.log.Error("handler panicked", "id", job.ID, "type", job.Type, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", r)
+		}
+	}()
+	h := p.opts.Handlers[job.Type]
+	if h == nil {
+		h = p.opts.Default
+	}
+	if h == nil {
+		return fmt.Errorf("no handler for job type %q", job.Type)
+	}
+	return h.Handle(ctx, job)
+}

@@ -1,0 +1,316 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
+	"github.com/jobqueue/jobqueue/internal/worker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// finals counts jobs that reached a final status and signals when a target
+// is reached.
+type finals struct {
+	mu      sync.Mutex
+	byID    map[string]domain.Status
+	target  int
+	reached chan struct{}
+}
+
+func newFinals(target int) *finals {
+	return &finals{byID: map[string]domain.Status{}, target: target, reached: make(chan struct{})}
+}
+
+func (f *finals) Publish(j *domain.Job) {
+	if !j.Status.Final() {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.byID[j.ID] = j.Status
+	if len(f.byID) == f.target {
+		close(f.reached)
+	}
+}
+
+func (f *finals) wait(t *testing.T, d time.Duration) {
+	t.Helper()
+	select {
+	case <-f.reached:
+	case <-time.After(d):
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		t.Fatalf("%d of %d jobs final after %v", len(f.byID), f.target, d)
+	}
+}
+
+type bundle struct {
+	store *memory.Store
+	pool  *worker.Pool
+}
+
+// setup wires a memory store to a pool the way the server does: the store
+// publishes to the pool (and to extra publishers).
+func setup(t *testing.T, opts worker.Options, extra ...store.Publisher) *bundle {
+	t.Helper()
+	var pool *worker.Pool
+	pubs := store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) })}
+	st := memory.New(append(pubs, extra...))
+	pool = worker.New(st, opts)
+	return &bundle{store: st, pool: pool}
+}
+
+func (b *bundle) create(t *testing.T, n int, payload string) []string {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		j, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", Payload: []byte(payload)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = j.ID
+	}
+	return ids
+}
+
+func stop(t *testing.T, p *worker.Pool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func TestEveryJobRunsExactlyOnce(t *testing.T) {
+	t.Parallel()
+	const jobs = 10000
+	var mu sync.Mutex
+	runs := map[string]int{}
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		mu.Lock()
+		runs[j.ID]++
+		mu.Unlock()
+		return nil
+	})
+	f := newFinals(jobs)
+	b := setup(t, worker.Options{Workers: 8, QueueCapacity: 100, Default: h}, f)
+	b.pool.Start(context.Background())
+	// Half created before and half while the workers run.
+	ids := b.create(t, jobs/2, "")
+	ids = append(ids, b.create(t, jobs/2, "")...)
+	f.wait(t, 60*time.Second)
+	stop(t, b.pool)
+
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if runs[id] != 1 {
+			t.Fatalf("job %s ran %d times, want once", id, runs[id])
+		}
+		if f.byID[id] != domain.StatusCompleted {
+			t.Fatalf("job %s is %s, want completed", id, f.byID[id])
+		}
+	}
+}
+
+func TestFullQueueLosesNoJob(t *testing.T) {
+	t.Parallel()
+	const jobs = 1000
+	f := newFinals(jobs)
+	release := make(chan struct{})
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		<-release // hold the only worker until every job is stored
+		return nil
+	})
+	b := setup(t, worker.Options{Workers: 1, QueueCapacity: 1, Default: h}, f)
+	b.pool.Start(context.Background())
+	ids := b.create(t, jobs, "")
+	close(release)
+	f.wait(t, 30*time.Second)
+	stop(t, b.pool)
+	for _, id := range ids {
+		if f.byID[id] != domain.StatusCompleted {
+			t.Fatalf("job %s is %q, want completed", id, f.byID[id])
+		}
+	}
+}
+
+func TestJobsStoredBeforeStartRun(t *testing.T) {
+	t.Parallel()
+	f := newFinals(5)
+	b := setup(t, worker.Options{Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })}, f)
+	b.create(t, 5, "")
+	b.pool.Start(context.Background())
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+}
+
+func TestFailuresAndPanicsFailTheJob(t *testing.T) {
+	t.Parallel()
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		switch string(j.Payload) {
+		case `"panic"`:
+			panic("handler bug")
+		case `"fail"`:
+			return errors.New("no such mailbox")
+		}
+		return nil
+	})
+	f := newFinals(3)
+	b := setup(t, worker.Options{Workers: 2, Default: h}, f)
+	b.pool.Start(context.Background())
+	panicked := b.create(t, 1, `"panic"`)[0]
+	failed := b.create(t, 1, `"fail"`)[0]
+	ok := b.create(t, 1, `"ok"`)[0]
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+	for id, want := range map[string]string{panicked: "handler panicked: handler bug", failed: "no such mailbox", ok: ""} {
+		j, err := b.store.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantStatus := domain.StatusFailed
+		if want == "" {
+			wantStatus = domain.StatusCompleted
+		}
+		if j.Status != wantStatus || j.Error != want || j.Attempts != 1 {
+			t.Fatalf("job %s = %s %q attempts %d, want %s %q attempts 1", string(j.Payload), j.Status, j.Error, j.Attempts, wantStatus, want)
+		}
+	}
+}
+
+func TestHandlersByType(t *testing.T) {
+	t.Parallel()
+	var got sync.Map
+	mk := func(name string) worker.Handler {
+		return worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error { got.Store(j.ID, name); return nil })
+	}
+	f := newFinals(2)
+	b := setup(t, worker.Options{Handlers: map[string]worker.Handler{"email": mk("email")}, Default: mk("default")}, f)
+	b.pool.Start(context.Background())
+	e, _ := b.store.Create(context.Background(), domain.NewJob{Type: "email"})
+	o, _ := b.store.Create(context.Background(), domain.NewJob{Type: "other"})
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+	if v, _ := got.Load(e.ID); v != "email" {
+		t.Fatalf("email job ran on %v", v)
+	}
+	if v, _ := got.Load(o.ID); v != "default" {
+		t.Fatalf("other job ran on %v", v)
+	}
+}
+
+func TestShutdownLetsRunningJobsFinish(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	finish := make(chan struct{})
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		close(started)
+		<-finish
+		return nil
+	})
+	b := setup(t, worker.Options{Default: h})
+	b.pool.Start(context.Background())
+	id := b.create(t, 1, "")[0]
+	waiting := b.create(t, 1, "")[0]
+	<-started
+	done := make(chan error)
+	go func() { done <- b.pool.Shutdown(context.Background()) }()
+	close(finish)
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if j, _ := b.store.Get(context.Background(), id); j.Status != domain.StatusCompleted {
+		t.Fatalf("running job is %s after a soft shutdown, want completed", j.Status)
+	}
+	if j, _ := b.store.Get(context.Background(), waiting); j.Status != domain.StatusPending || j.Attempts != 0 {
+		t.Fatalf("queued job is %s (attempts %d) after shutdown, want pending and never started", j.Status, j.Attempts)
+	}
+}
+
+func TestShutdownTimeoutReturnsJobToPending(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	b := setup(t, worker.Options{Default: h})
+	b.pool.Start(context.Background())
+	id := b.create(t, 1, "")[0]
+	<-started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the grace period is already over
+	err := b.pool.Shutdown(ctx)
+	if err == nil {
+		t.Fatal("shutdown reported no interrupted job")
+	}
+	j, _ := b.store.Get(context.Background(), id)
+	if j.Status != domain.StatusPending || j.Attempts != 1 || j.Error != "" {
+		t.Fatalf("interrupted job = %s attempts %d error %q, want pending, attempt counted, no error", j.Status, j.Attempts, j.Error)
+	}
+	// A restarted pool on the same store picks it up again.
+	f := newFinals(1)
+	again := worker.New(b.store, worker.Options{Default: worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		f.Publish(&domain.Job{ID: j.ID, Status: domain.StatusCompleted})
+		return nil
+	})})
+	again.Start(context.Background())
+	f.wait(t, 10*time.Second)
+	stop(t, again)
+}
+
+func TestShutdownWithoutStart(t *testing.T) {
+	t.Parallel()
+	p := worker.New(memory.New(nil), worker.Options{})
+	stop(t, p)
+	stop(t, p)
+}
+
+// BenchmarkThroughput measures jobs per second from Create to COMPLETED
+// with a no-op handler, in process: memory store, broker and pool wired as
+// in the server, without HTTP.
+func BenchmarkThroughput(b *testing.B) {
+	for _, workers := range []int{1, 8} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			var completed atomic.Int64
+			done := make(chan struct{})
+			target := int64(b.N)
+			counter := store.PublisherFunc(func(j *domain.Job) {
+				if j.Status == domain.StatusCompleted && completed.Add(1) == target {
+					close(done)
+				}
+			})
+			var pool *worker.Pool
+			events := broker.New(broker.Options{})
+			defer events.Close()
+			st := memory.New(store.Publishers{events, store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), counter})
+			pool = worker.New(st, worker.Options{Workers: workers, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
+			pool.Start(context.Background())
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := st.Create(context.Background(), domain.NewJob{Type: "bench"}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			<-done
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+			_ = pool.Shutdown(context.Background())
+		})
+	}
+}
