@@ -302,6 +302,10 @@ type Subscription struct {
 // subscription ends.
 func (s *Subscription) C() <-chan *domain.Job { return s.ch }
 
+// Close ends the subscription and unregisters it; its channel closes.
+// It is idempotent.
+func (s *Subscription) Close() { s.b.unsubscribe(s) }
+
 // Err reports why the subscription ended: ErrSlowSubscriber, or nil.
 func (s *Subscription) Err() error {
 	s.mu.Lock()

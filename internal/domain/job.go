@@ -94,6 +94,22 @@ type NewJob struct {
 	Payload json.RawMessage
 }
 
+// Validate checks a new job: its type (see ValidateType) and, when
+// maxPayload is positive, the encoded size of its payload. A JSON null
+// payload is normalised to no payload.
+func (nj *NewJob) Validate(maxPayload int) error {
+	if err := ValidateType(nj.Type); err != nil {
+		return err
+	}
+	if maxPayload > 0 && len(nj.Payload) > maxPayload {
+		return &ValidationError{Field: "payload", Message: fmt.Sprintf("must be at most %d bytes once encoded, got %d", maxPayload, len(nj.Payload))}
+	}
+	if string(nj.Payload) == "null" {
+		nj.Payload = nil
+	}
+	return nil
+}
+
 // Sentinel errors. Stores and services wrap them with context; callers
 // compare with errors.Is.
 var (

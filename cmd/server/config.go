@@ -1,0 +1,179 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is everything the server reads from its environment and flags.
+// Every setting has an environment variable and a flag of the same name in
+// lowercase with dashes; a flag wins over the variable.
+type config struct {
+	Port            int
+	Workers         int
+	QueueCapacity   int
+	ProcessingTime  time.Duration
+	ShutdownTimeout time.Duration
+	LogFormat       string
+	LogLevel        slog.Level
+
+	MaxBodyBytes            int64
+	MaxPayloadBytes         int
+	RESTListMax             int
+	MaxSubscriptionsPerConn int
+	ComplexityLimit         int
+	WSReadLimit             int64
+	WSKeepAlive             time.Duration
+	WSInitTimeout           time.Duration
+	WSWriteTimeout          time.Duration
+	WebsocketImpl           string
+	SubscriberBuffer        int
+	SubscriberMaxBacklog    int
+}
+
+// setting is one configuration entry: its environment name, help text and
+// a parser that stores the value in the config.
+type setting struct {
+	env, def, help string
+	set            func(c *config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{"PORT", "8080", "TCP port to listen on (0 picks a free one)", intInto(func(c *config) *int { return &c.Port }, 0)},
+		{"WORKERS", "1", "jobs processed at once", intInto(func(c *config) *int { return &c.Workers }, 1)},
+		{"QUEUE_CAPACITY", "100", "capacity of the channel feeding the workers (a full channel delays jobs, never loses them)", intInto(func(c *config) *int { return &c.QueueCapacity }, 1)},
+		{"PROCESSING_TIME", "1s", "how long the simulated handler works on a job (payload durationMs overrides it)", durationInto(func(c *config) *time.Duration { return &c.ProcessingTime })},
+		{"SHUTDOWN_TIMEOUT", "10s", "on SIGINT/SIGTERM, how long running jobs may finish before they are cancelled and returned to pending", durationInto(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+		{"LOG_FORMAT", "text", "log format: text or json", func(c *config, v string) error {
+			if v != "text" && v != "json" {
+				return fmt.Errorf("want text or json, got %q", v)
+			}
+			c.LogFormat = v
+			return nil
+		}},
+		{"LOG_LEVEL", "info", "log level: debug (includes every job transition), info, warn or error", func(c *config, v string) error {
+			return c.LogLevel.UnmarshalText([]byte(v))
+		}},
+		{"MAX_BODY_BYTES", "1048576", "largest HTTP request body; larger ones get 413", int64Into(func(c *config) *int64 { return &c.MaxBodyBytes }, 1)},
+		{"MAX_PAYLOAD_BYTES", "65536", "largest job payload, once encoded", intInto(func(c *config) *int { return &c.MaxPayloadBytes }, 1)},
+		{"REST_LIST_MAX", "1000", "most jobs GET /jobs returns (and the cap of ?limit=)", intInto(func(c *config) *int { return &c.RESTListMax }, 1)},
+		{"MAX_SUBSCRIPTIONS_PER_CONN", "100", "most subscriptions one websocket connection may hold", intInto(func(c *config) *int { return &c.MaxSubscriptionsPerConn }, 1)},
+		{"COMPLEXITY_LIMIT", "25000", "largest GraphQL operation complexity (jobs counts first × fields)", intInto(func(c *config) *int { return &c.ComplexityLimit }, 1)},
+		{"WS_READ_LIMIT", "65536", "largest websocket message from a client; larger ones close the connection", int64Into(func(c *config) *int64 { return &c.WSReadLimit }, 1)},
+		{"WS_KEEPALIVE", "15s", "interval of websocket keep-alive messages", durationInto(func(c *config) *time.Duration { return &c.WSKeepAlive })},
+		{"WS_INIT_TIMEOUT", "10s", "time a websocket client has to send connection_init", durationInto(func(c *config) *time.Duration { return &c.WSInitTimeout })},
+		{"WS_WRITE_TIMEOUT", "10s", "deadline of every websocket write; a client that stops reading is dropped after it", durationInto(func(c *config) *time.Duration { return &c.WSWriteTimeout })},
+		{"WEBSOCKET_IMPL", "gorilla", "websocket library: gorilla, or coder (gqlgen's default, for comparison)", func(c *config, v string) error {
+			if v != "gorilla" && v != "coder" {
+				return fmt.Errorf("want gorilla or coder, got %q", v)
+			}
+			c.WebsocketImpl = v
+			return nil
+		}},
+		{"SUBSCRIBER_BUFFER", "32", "job changes buffered per subscription before its backlog is used", intInto(func(c *config) *int { return &c.SubscriberBuffer }, 1)},
+		{"SUBSCRIBER_MAX_BACKLOG", "16384", "undelivered changes after which a lagging subscription ends with SLOW_SUBSCRIBER", intInto(func(c *config) *int { return &c.SubscriberMaxBacklog }, 1)},
+	}
+}
+
+func flagName(env string) string { return strings.ToLower(strings.ReplaceAll(env, "_", "-")) }
+
+// parseConfig reads the environment, then the flags. -h prints every
+// setting and returns flag.ErrHelp.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(out)
+	all := settings()
+	values := make(map[string]*string, len(all))
+	for _, s := range all {
+		v := s.def
+		if e := getenv(s.env); e != "" {
+			v = e
+		}
+		values[s.env] = fs.String(flagName(s.env), v, fmt.Sprintf("%s (env %s, default %s)", s.help, s.env, s.def))
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(out, "Usage: server [flags]\n\nEvery flag can also be set by the environment variable named after it.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var errs []error
+	for _, s := range all {
+		if err := s.set(&c, *values[s.env]); err != nil {
+			errs = append(errs, fmt.Errorf("%s (-%s): %w", s.env, flagName(s.env), err))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+func intInto(field func(*config) *int, minimum int) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", v)
+		}
+		if n < minimum {
+			return fmt.Errorf("must be at least %d, got %d", minimum, n)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func int64Into(field func(*config) *int64, minimum int64) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return fmt.Errorf("not an integer: %q", v)
+		}
+		if n < minimum {
+			return fmt.Errorf("must be at least %d, got %d", minimum, n)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func durationInto(field func(*config) *time.Duration) func(*config, string) error {
+	return func(c *config, v string) error {
+		if v == "0" {
+			*field(c) = 0
+			return nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("not a duration like 1s or 250ms: %q", v)
+		}
+		if d < 0 {
+			return fmt.Errorf("must not be negative, got %s", v)
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+// logValue lists the configuration for the start-up log line.
+func (c config) logAttrs() []any {
+	return []any{
+		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
+		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout,
+		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
+		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
+		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,
+		"ws_read_limit", c.WSReadLimit, "ws_keepalive", c.WSKeepAlive, "ws_init_timeout", c.WSInitTimeout,
+		"ws_write_timeout", c.WSWriteTimeout, "websocket_impl", c.WebsocketImpl,
+		"subscriber_buffer", c.SubscriberBuffer, "subscriber_max_backlog", c.SubscriberMaxBacklog,
+	}
+}

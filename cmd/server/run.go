@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+
+	"github.com/jobqueue/jobqueue/graph"
+	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/gorillaws"
+	"github.com/jobqueue/jobqueue/internal/httpapi"
+	"github.com/jobqueue/jobqueue/internal/simulate"
+	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
+	"github.com/jobqueue/jobqueue/internal/worker"
+)
+
+// run wires the service, serves until ctx is done, then shuts down
+// gracefully: it stops accepting requests and claiming jobs, lets running
+// jobs finish for up to SHUTDOWN_TIMEOUT (then cancels them and returns
+// them to pending), closes websockets with a close frame and returns once
+// every goroutine it started has exited.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := newLogger(cfg, stderr)
+	log.Info("starting", cfg.logAttrs()...)
+
+	events := broker.New(broker.Options{Buffer: cfg.SubscriberBuffer, MaxBacklog: cfg.SubscriberMaxBacklog})
+	defer events.Close()
+
+	var pool *worker.Pool
+	publishers := store.Publishers{events, store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) })}
+	if log.Enabled(ctx, slog.LevelDebug) {
+		publishers = append(publishers, store.PublisherFunc(func(j *domain.Job) {
+			log.Debug("job changed", "id", j.ID, "type", j.Type, "status", j.Status, "version", j.Version, "attempts", j.Attempts, "error", j.Error)
+		}))
+	}
+	jobs := memory.New(publishers)
+	pool = worker.New(jobs, worker.Options{
+		Workers:       cfg.Workers,
+		QueueCapacity: cfg.QueueCapacity,
+		Default:       simulate.Handler{Duration: cfg.ProcessingTime},
+		Logger:        log,
+	})
+
+	var ws transport.WebsocketImplementation
+	if cfg.WebsocketImpl == "gorilla" {
+		ws = gorillaws.New(gorillaws.Options{WriteTimeout: cfg.WSWriteTimeout})
+	}
+	gql := graph.NewHandler(&graph.Resolver{
+		Store:                   jobs,
+		Broker:                  events,
+		Logger:                  log,
+		MaxPayloadBytes:         cfg.MaxPayloadBytes,
+		MaxSubscriptionsPerConn: cfg.MaxSubscriptionsPerConn,
+	}, graph.ServerOptions{
+		Websocket:          ws,
+		KeepAlive:          cfg.WSKeepAlive,
+		InitTimeout:        cfg.WSInitTimeout,
+		WebsocketReadLimit: cfg.WSReadLimit,
+		ComplexityLimit:    cfg.ComplexityLimit,
+	})
+	streams := httpapi.NewStreams()
+	defer streams.CloseAll()
+	srv := &http.Server{
+		Handler: httpapi.NewHandler(httpapi.Deps{
+			Store:           jobs,
+			GraphQL:         gql,
+			Logger:          log,
+			Streams:         streams,
+			MaxBodyBytes:    cfg.MaxBodyBytes,
+			MaxPayloadBytes: cfg.MaxPayloadBytes,
+			ListMax:         cfg.RESTListMax,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
+	if err != nil {
+		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
+	}
+	pool.Start(ctx)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "shutdown_timeout", cfg.ShutdownTimeout)
+	case err := <-serveErr:
+		// Serve failed on its own; still stop the workers cleanly.
+		_ = pool.Shutdown(context.Background())
+		return fmt.Errorf("serve: %w", err)
+	}
+
+	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	// Stop accepting requests at once; requests in flight finish meanwhile.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Shutdown(graceCtx) }()
+	// Stop claiming; running jobs get the grace period, then are cancelled
+	// and returned to pending.
+	if err := pool.Shutdown(graceCtx); err != nil {
+		log.Warn("workers stopped", "err", err)
+	}
+	// Subscribers stayed connected while jobs finished and saw their final
+	// states. Now end the streams: websockets get a close frame.
+	streams.CloseAll()
+	waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
+	defer cancelWait()
+	if err := streams.Wait(waitCtx); err != nil {
+		log.Warn("closing streams", "err", err)
+	}
+	if err := <-httpDone; err != nil {
+		log.Warn("http shutdown", "err", err)
+		_ = srv.Close()
+	}
+	<-serveErr
+	events.Close()
+	log.Info("stopped")
+	return nil
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

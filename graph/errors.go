@@ -1,0 +1,71 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+// Error codes put in extensions.code.
+const (
+	CodeBadUserInput         = "BAD_USER_INPUT"
+	CodeNotFound             = "NOT_FOUND"
+	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
+	CodeSlowSubscriber       = "SLOW_SUBSCRIBER"
+	CodeInternal             = "INTERNAL_SERVER_ERROR"
+)
+
+// codedError is a GraphQL error with extensions.code at the current path.
+func codedError(ctx context.Context, code, format string, args ...any) *gqlerror.Error {
+	return &gqlerror.Error{
+		Path:       graphql.GetPath(ctx),
+		Message:    fmt.Sprintf(format, args...),
+		Extensions: map[string]any{"code": code},
+	}
+}
+
+// ErrorPresenter turns resolver errors into GraphQL errors: validation
+// errors become BAD_USER_INPUT naming the field; errors that already carry a
+// code pass through; anything else is logged and shown as a generic
+// INTERNAL_SERVER_ERROR so internals never leak to clients.
+func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		var gqlErr *gqlerror.Error
+		if errors.As(err, &gqlErr) && gqlErr.Extensions["code"] != nil {
+			return gqlErr
+		}
+		var ve *domain.ValidationError
+		if errors.As(err, &ve) {
+			return codedError(ctx, CodeBadUserInput, "%s", ve.Error())
+		}
+		if errors.As(err, &gqlErr) {
+			// gqlgen's own errors (parsing, validation, coercion of
+			// arguments): the client's mistake, message kept.
+			e := graphql.DefaultErrorPresenter(ctx, err)
+			if e.Extensions == nil {
+				e.Extensions = map[string]any{}
+			}
+			if e.Extensions["code"] == nil {
+				e.Extensions["code"] = CodeBadUserInput
+			}
+			return e
+		}
+		log.ErrorContext(ctx, "graphql resolver failed", "path", graphql.GetPath(ctx).String(), "err", err)
+		return codedError(ctx, CodeInternal, "internal server error")
+	}
+}
+
+// Recover turns a resolver panic into an INTERNAL_SERVER_ERROR, after logging
+// it: a bug in one request must not take the server down.
+func Recover(log *slog.Logger) graphql.RecoverFunc {
+	return func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "graphql resolver panicked", "panic", p)
+		return codedError(ctx, CodeInternal, "internal server error")
+	}
+}

@@ -1,0 +1,70 @@
+package graph
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+// ServerOptions configure the GraphQL HTTP handler.
+type ServerOptions struct {
+	// Websocket accepts websocket connections (the gorilla adapter in
+	// production; nil means gqlgen's default, coder/websocket).
+	Websocket transport.WebsocketImplementation
+	// KeepAlive is the interval of keep-alive messages on websockets (ka for
+	// graphql-ws, ping for graphql-transport-ws).
+	KeepAlive time.Duration
+	// InitTimeout closes websockets that send no connection_init in time.
+	InitTimeout time.Duration
+	// WebsocketReadLimit closes websockets that send a larger message.
+	WebsocketReadLimit int64
+	// ComplexityLimit bounds the complexity of one operation.
+	ComplexityLimit int
+}
+
+// NewHandler returns the GraphQL endpoint: POST and GET (queries only),
+// websockets speaking graphql-transport-ws and graphql-ws, and
+// Server-Sent Events for subscriptions.
+func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
+	cfg := Config{Resolvers: r}
+	cfg.Complexity.Query.Jobs = func(childComplexity int, _ *domain.Status, _ *string, first *int, _ *string) int {
+		n := DefaultPageSize
+		if first != nil {
+			n = min(max(*first, 1), MaxPageSize)
+		}
+		return 1 + n*childComplexity
+	}
+	srv := handler.New(NewExecutableSchema(cfg))
+
+	// SSE first: it claims POSTs that accept text/event-stream, which the
+	// plain POST transport would otherwise take.
+	srv.AddTransport(transport.SSE{})
+	srv.AddTransport(transport.Websocket{
+		Implementation:        opts.Websocket,
+		KeepAlivePingInterval: opts.KeepAlive,
+		PingPongInterval:      opts.KeepAlive,
+		InitTimeout:           opts.InitTimeout,
+		PayloadReadLimit:      &opts.WebsocketReadLimit,
+		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+			return WithSubscriptionCounter(ctx), nil, nil
+		},
+	})
+	srv.AddTransport(transport.Options{})
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.Use(extension.FixedComplexityLimit(opts.ComplexityLimit))
+	srv.SetErrorPresenter(ErrorPresenter(r.Logger))
+	srv.SetRecoverFunc(Recover(r.Logger))
+	return srv
+}
