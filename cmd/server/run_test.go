@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is an io.Writer the server logs to while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lines returns the JSON log lines written so far.
+func (b *syncBuffer) lines() []map[string]any {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+type server struct {
+	url    string
+	logs   *syncBuffer
+	stop   context.CancelFunc
+	done   chan error
+	client *http.Client
+}
+
+// start runs the server in process with env on a free port and waits for
+// /health.
+func start(t *testing.T, env map[string]string) *server {
+	t.Helper()
+	env["PORT"] = "0"
+	env["LOG_FORMAT"] = "json"
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &server{logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1), client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	go func() { s.done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, s.logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			t.Error("server did not stop")
+		}
+	})
+	waitFor(t, "listening", func() bool {
+		for _, l := range s.logs.lines() {
+			if l["msg"] == "listening" {
+				addr := l["addr"].(string)
+				s.url = "http://127.0.0.1:" + addr[strings.LastIndex(addr, ":")+1:]
+				return true
+			}
+		}
+		return false
+	})
+	waitFor(t, "health", func() bool {
+		resp, err := s.client.Get(s.url + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return s
+}
+
+func (s *server) createJob(t *testing.T, body string) string {
+	t.Helper()
+	resp, err := s.client.Post(s.url+"/jobs", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var j struct{ ID, Status string }
+	if err := json.NewDecoder(resp.Body).Decode(&j); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /jobs: %d %v", resp.StatusCode, err)
+	}
+	return j.ID
+}
+
+func (s *server) status(t *testing.T, id string) string {
+	t.Helper()
+	resp, err := s.client.Get(s.url + "/jobs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var jobs []struct{ ID, Status string }
+	if err := json.NewDecoder(resp.Body).Decode(&jobs); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		if j.ID == id {
+			return j.Status
+		}
+	}
+	return ""
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 15s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRunProcessesJobs(t *testing.T) {
+	t.Parallel()
+	s := start(t, map[string]string{"PROCESSING_TIME": "0", "WORKERS": "2"})
+	id := s.createJob(t, `{"type":"email","payload":{"to":"user@example.com"}}`)
+	waitFor(t, "job completed", func() bool { return s.status(t, id) == "completed" })
+}
+
+func TestShutdownReturnsRunningJobToPendingAndClosesWebsockets(t *testing.T) {
+	t.Parallel()
+	s := start(t, map[string]string{"PROCESSING_TIME": "1h", "SHUTDOWN_TIMEOUT": "100ms", "LOG_LEVEL": "debug"})
+	id := s.createJob(t, `{"type":"slow"}`)
+	waitFor(t, "job processing", func() bool { return s.status(t, id) == "processing" })
+
+	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(s.url, "http", "ws", 1)+"/query", http.Header{"Sec-WebSocket-Protocol": {"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if err := ws.WriteJSON(map[string]any{"type": "connection_init"}); err != nil {
+		t.Fatal(err)
+	}
+	var ack struct{ Type string }
+	if err := ws.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+		t.Fatalf("init: %v %v", ack, err)
+	}
+
+	s.stop()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("run returned %v, want nil (exit 0)", err)
+		}
+		s.done <- nil // for the cleanup
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after shutdown")
+	}
+
+	// The websocket got a proper close frame.
+	_ = ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := ws.ReadMessage()
+		if err == nil {
+			continue // keep-alives
+		}
+		if !websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway) {
+			t.Fatalf("websocket ended with %v, want a close frame", err)
+		}
+		break
+	}
+
+	// The interrupted job went back to pending, not failed, with its attempt
+	// counted.
+	var released bool
+	for _, l := range s.logs.lines() {
+		if l["msg"] == "job changed" && l["id"] == id && l["status"] == "pending" && l["version"] == float64(3) && l["attempts"] == float64(1) {
+			released = true
+		}
+		if l["msg"] == "job changed" && l["id"] == id && l["status"] == "failed" {
+			t.Fatal("interrupted job was failed")
+		}
+	}
+	if !released {
+		t.Fatal("no log of the job returning to pending")
+	}
+}
+
+func TestHelpListsEverySetting(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("-h: %v", err)
+	}
+	for _, s := range settings() {
+		if !strings.Contains(out.String(), s.env) || !strings.Contains(out.String(), "-"+flagName(s.env)) {
+			t.Errorf("-h output lacks %s / -%s", s.env, flagName(s.env))
+		}
+	}
+}
+
+func TestConfigErrorsNameTheSetting(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"WORKERS": "zero", "PROCESSING_TIME": "soon", "LOG_FORMAT": "xml"}
+	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil {
+		t.Fatal("bad configuration accepted")
+	}
+	for k := range env {
+		if !strings.Contains(err.Error(), k) {
+			t.Errorf("error %q does not name %s", err, k)
+		}
+	}
+	// A flag wins over the environment.
+	c, err := parseConfig([]string{"-workers", "3"}, func(k string) string { return map[string]string{"WORKERS": "2", "PORT": "9000"}[k] }, io.Discard)
+	if err != nil || c.Workers != 3 || c.Port != 9000 || c.ProcessingTime != time.Second || c.QueueCapacity != 100 {
+		t.Fatalf("config = %+v, %v; want workers 3 from the flag, port 9000 from env, defaults otherwise", c, err)
+	}
+}
