@@ -1,0 +1,90 @@
+package graph
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// conformHTTP adapts gqlgen's plain HTTP responses to the GraphQL-over-HTTP
+// specification where gqlgen departs from it:
+//   - a request error (document parsing, validation, variable coercion)
+//     answered as application/json gets 200, as the spec asks for that
+//     media type (gqlgen answers 422);
+//   - answered as application/graphql-response+json, such a response carries
+//     no "data" entry (gqlgen writes "data": null);
+//   - a mutation sent with GET gets 405 Method Not Allowed with Allow: POST
+//     (gqlgen answers 406).
+//
+// Websocket and Server-Sent Events requests pass through untouched.
+func conformHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" || strings.Contains(r.Header.Get("Accept"), "text/event-stream") ||
+			(r.Method != http.MethodGet && r.Method != http.MethodPost) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		cw := &conformingWriter{ResponseWriter: w, get: r.Method == http.MethodGet}
+		next.ServeHTTP(cw, r)
+		cw.finish()
+	})
+}
+
+type conformingWriter struct {
+	http.ResponseWriter
+	get         bool
+	wroteHeader bool
+	buffering   bool
+	status      int
+	buf         bytes.Buffer
+}
+
+func (w *conformingWriter) WriteHeader(status int) {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader = true
+	ct := w.Header().Get("Content-Type")
+	switch {
+	case status == http.StatusNotAcceptable && w.get:
+		w.Header().Set("Allow", "POST")
+		status = http.StatusMethodNotAllowed
+	case status == http.StatusUnprocessableEntity && strings.HasPrefix(ct, "application/json"):
+		status = http.StatusOK
+	case status >= 400 && status < 500 && strings.HasPrefix(ct, "application/graphql-response+json"):
+		w.buffering, w.status = true, status
+		return
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *conformingWriter) Write(p []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.buffering {
+		return w.buf.Write(p)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// finish writes a buffered error response without its null data entry.
+func (w *conformingWriter) finish() {
+	if !w.buffering {
+		return
+	}
+	body := w.buf.Bytes()
+	var resp map[string]json.RawMessage
+	if json.Unmarshal(body, &resp) == nil && string(resp["data"]) == "null" {
+		delete(resp, "data")
+		if b, err := json.Marshal(resp); err == nil {
+			body = b
+		}
+	}
+	w.ResponseWriter.WriteHeader(w.status)
+	_, _ = w.ResponseWriter.Write(body)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *conformingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
