@@ -9,6 +9,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
+	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
 
@@ -68,4 +69,13 @@ func Recover(log *slog.Logger) graphql.RecoverFunc {
 		log.ErrorContext(ctx, "graphql resolver panicked", "panic", p)
 		return codedError(ctx, CodeInternal, "internal server error")
 	}
+}
+
+// subscriptionEndError is the error a subscription ended with, for the
+// client.
+func subscriptionEndError(ctx context.Context, err error) *gqlerror.Error {
+	if errors.Is(err, broker.ErrSlowSubscriber) {
+		return codedError(ctx, CodeSlowSubscriber, "%v", err)
+	}
+	return codedError(ctx, CodeInternal, "subscription ended: %v", err)
 }

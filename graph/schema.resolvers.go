@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -73,16 +72,12 @@ func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeA
 	}
 	// Subscribe before reading the current state so that no change made in
 	// between is missed; the broker drops what the snapshot already covers.
-	sub, err := r.Broker.Subscribe(ctx, f, func(err error) {
-		if errors.Is(err, broker.ErrSlowSubscriber) {
-			transport.AddSubscriptionError(ctx, codedError(ctx, CodeSlowSubscriber, "%v", err))
-		}
-	})
+	sub, err := r.Broker.Subscribe(ctx, f)
 	if err != nil {
 		return nil, err
 	}
 	if f.ID == "" {
-		return sub.C(), nil
+		return attach(ctx, sub.C(), sub.Err), nil
 	}
 	current, err := r.Store.Get(ctx, f.ID)
 	if errors.Is(err, domain.ErrNotFound) || (err == nil && f.Type != "" && current.Type != f.Type) {
@@ -94,7 +89,7 @@ func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeA
 		return nil, err
 	}
 	sub.Prime(current)
-	return sub.C(), nil
+	return attach(ctx, sub.C(), sub.Err), nil
 }
 
 // Mutation returns MutationResolver implementation.

@@ -30,6 +30,11 @@ type ServerOptions struct {
 	ComplexityLimit int
 }
 
+// sharedResultsLimit bounds the cache of subscription results shared
+// between subscribers (see shared.go): enough for the recent changes of many
+// jobs under a handful of distinct documents.
+const sharedResultsLimit = 16384
+
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
 // websockets speaking graphql-transport-ws and graphql-ws, and
 // Server-Sent Events for subscriptions.
@@ -64,6 +69,7 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.FixedComplexityLimit(opts.ComplexityLimit))
+	shareSubscriptionResults(srv, newResultCache(sharedResultsLimit))
 	srv.SetErrorPresenter(ErrorPresenter(r.Logger))
 	srv.SetRecoverFunc(Recover(r.Logger))
 	return conformHTTP(srv)

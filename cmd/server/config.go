@@ -35,6 +35,7 @@ type config struct {
 	WebsocketImpl           string
 	SubscriberBuffer        int
 	SubscriberMaxBacklog    int
+	DebugAddr               string
 }
 
 // setting is one configuration entry: its environment name, help text and
@@ -78,6 +79,10 @@ func settings() []setting {
 			return nil
 		}},
 		{"SUBSCRIBER_BUFFER", "32", "job changes buffered per subscription before its backlog is used", intInto(func(c *config) *int { return &c.SubscriberBuffer }, 1)},
+		{"DEBUG_ADDR", "", "when set (e.g. 127.0.0.1:6060), serve net/http/pprof there; keep it private", func(c *config, v string) error {
+			c.DebugAddr = v
+			return nil
+		}},
 		{"SUBSCRIBER_MAX_BACKLOG", "16384", "undelivered changes after which a lagging subscription ends with SLOW_SUBSCRIBER", intInto(func(c *config) *int { return &c.SubscriberMaxBacklog }, 1)},
 	}
 }
@@ -174,6 +179,6 @@ func (c config) logAttrs() []any {
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,
 		"ws_read_limit", c.WSReadLimit, "ws_keepalive", c.WSKeepAlive, "ws_init_timeout", c.WSInitTimeout,
 		"ws_write_timeout", c.WSWriteTimeout, "websocket_impl", c.WebsocketImpl,
-		"subscriber_buffer", c.SubscriberBuffer, "subscriber_max_backlog", c.SubscriberMaxBacklog,
+		"subscriber_buffer", c.SubscriberBuffer, "subscriber_max_backlog", c.SubscriberMaxBacklog, "debug_addr", c.DebugAddr,
 	}
 }

@@ -171,16 +171,14 @@ type Filter struct {
 
 // Subscribe registers a subscription. It ends when ctx is done, when the
 // broker closes, when (for an ID filter) the job reaches a final state, or
-// with ErrSlowSubscriber. onEnd, when not nil, is called with the reason
-// just before the channel closes because of ErrSlowSubscriber.
-func (b *Broker) Subscribe(ctx context.Context, f Filter, onError func(error)) (*Subscription, error) {
+// with ErrSlowSubscriber (see Err).
+func (b *Broker) Subscribe(ctx context.Context, f Filter) (*Subscription, error) {
 	s := &Subscription{
-		b:       b,
-		filter:  f,
-		ch:      make(chan *domain.Job, b.opts.Buffer),
-		done:    make(chan struct{}),
-		primed:  f.ID == "",
-		onError: onError,
+		b:      b,
+		filter: f,
+		ch:     make(chan *domain.Job, b.opts.Buffer),
+		done:   make(chan struct{}),
+		primed: f.ID == "",
 	}
 	b.subsMu.Lock()
 	b.mu.Lock()
@@ -280,10 +278,9 @@ func (b *Broker) Close() {
 
 // Subscription is one subscriber's stream of job changes. Read it from C.
 type Subscription struct {
-	b       *Broker
-	filter  Filter
-	ch      chan *domain.Job
-	onError func(error)
+	b      *Broker
+	filter Filter
+	ch     chan *domain.Job
 
 	stopWatch func() bool
 
@@ -443,9 +440,6 @@ func (s *Subscription) endLocked(err error) {
 	close(s.done)
 	if s.stopWatch != nil {
 		s.stopWatch()
-	}
-	if err != nil && s.onError != nil {
-		s.onError(err)
 	}
 	if !s.pumping {
 		s.closeChLocked()

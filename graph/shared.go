@@ -1,0 +1,179 @@
+package graph
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+// Subscription results are shared between subscribers.
+//
+// gqlgen executes a subscription's selection set once per subscriber and per
+// event. Thousands of dashboards watching the same jobs with the same
+// document would repeat identical work for every change. The broker hands
+// every subscriber the same immutable *domain.Job snapshot for a change, so
+// the result of executing one operation (document, operation name and
+// variables) on one snapshot is the same for everyone: the first subscriber
+// to need it executes it, the others reuse the *graphql.Response, which
+// gqlgen's transports only read.
+//
+// How it plugs in: an operation middleware gives each subscription operation
+// a relay in its context; the jobUpdated resolver hands the broker's channel
+// to the relay and returns the relay's own channel to gqlgen; a response
+// middleware then takes each change from the broker, answers from the cache
+// when it can, and otherwise feeds the change to gqlgen through the relay
+// and caches the response it produces.
+
+// relay sits between a subscription's broker channel and gqlgen.
+type relay struct {
+	src     <-chan *domain.Job // from the broker
+	err     func() error       // why src closed
+	out     chan *domain.Job   // read by gqlgen's generated code
+	key     string             // identifies the operation and its variables
+	errSent bool
+}
+
+type relayKey struct{}
+
+func relayFrom(ctx context.Context) *relay {
+	r, _ := ctx.Value(relayKey{}).(*relay)
+	return r
+}
+
+// attach makes the relay serve src and returns the channel to give gqlgen.
+// err reports why src closed; a non-nil error reaches the client as a last
+// response with errors before the subscription completes. Without a relay
+// in ctx (the operation middleware is not installed) src is returned as is.
+func attach(ctx context.Context, src <-chan *domain.Job, err func() error) <-chan *domain.Job {
+	r := relayFrom(ctx)
+	if r == nil {
+		return src
+	}
+	r.src, r.err = src, err
+	r.out = make(chan *domain.Job, 1)
+	return r.out
+}
+
+// resultCache maps (snapshot, operation) to the response gqlgen produced.
+// Concurrent requests for one key execute once: a burst delivers the same
+// change to every subscriber at the same moment, and without that they
+// would all miss together. It is safe for concurrent use and keeps at most
+// limit entries, evicting the oldest first.
+type resultCache struct {
+	entries sync.Map // cacheKey → *cacheEntry
+	mu      sync.Mutex
+	order   []cacheKey // ring of inserted keys
+	next    int
+	limit   int
+}
+
+type cacheKey struct {
+	job *domain.Job
+	op  string
+}
+
+type cacheEntry struct {
+	done chan struct{} // closed once resp is set
+	resp *graphql.Response
+}
+
+func newResultCache(limit int) *resultCache {
+	return &resultCache{limit: limit, order: make([]cacheKey, 0, limit)}
+}
+
+// do returns the cached response for k, waiting if another goroutine is
+// producing it, or produces it with exec. It returns nil only if ctx ends
+// first or exec returns nil.
+func (c *resultCache) do(ctx context.Context, k cacheKey, exec func() *graphql.Response) *graphql.Response {
+	v, ok := c.entries.Load(k)
+	if !ok {
+		e := &cacheEntry{done: make(chan struct{})}
+		if v, ok = c.entries.LoadOrStore(k, e); !ok {
+			e.resp = exec()
+			close(e.done)
+			c.remember(k)
+			return e.resp
+		}
+	}
+	e := v.(*cacheEntry)
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return nil
+	}
+	if e.resp == nil {
+		return exec()
+	}
+	return e.resp
+}
+
+func (c *resultCache) remember(k cacheKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.order) < c.limit {
+		c.order = append(c.order, k)
+		return
+	}
+	c.entries.Delete(c.order[c.next])
+	c.order[c.next] = k
+	c.next = (c.next + 1) % c.limit
+}
+
+// shareSubscriptionResults installs the two middlewares on srv.
+func shareSubscriptionResults(srv interface {
+	AroundOperations(graphql.OperationMiddleware)
+	AroundResponses(graphql.ResponseMiddleware)
+}, cache *resultCache) {
+	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		oc := graphql.GetOperationContext(ctx)
+		if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
+			return next(ctx)
+		}
+		vars, err := json.Marshal(oc.Variables)
+		if err != nil {
+			return next(ctx) // unshareable; execute per subscriber
+		}
+		r := &relay{key: oc.RawQuery + "\x00" + oc.OperationName + "\x00" + string(vars)}
+		return next(context.WithValue(ctx, relayKey{}, r))
+	})
+	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		r := relayFrom(ctx)
+		if r == nil || r.src == nil {
+			return next(ctx)
+		}
+		select {
+		case j, ok := <-r.src:
+			if !ok {
+				// The broker ended the subscription. Say why, if it was an
+				// error, then let gqlgen see the end.
+				if err := r.err(); err != nil && !r.errSent {
+					r.errSent = true
+					return &graphql.Response{Errors: gqlerror.List{subscriptionEndError(ctx, err)}}
+				}
+				close(r.out)
+				return next(ctx)
+			}
+			return cache.do(ctx, cacheKey{job: j, op: r.key}, func() *graphql.Response {
+				r.out <- j // never blocks: out has room for one and gqlgen takes it next
+				resp := next(ctx)
+				if resp != nil {
+					// gqlgen reuses the buffer behind Data for the
+					// subscription's next event: keep a copy to share.
+					shared := *resp
+					shared.Data = bytes.Clone(resp.Data)
+					resp = &shared
+				}
+				return resp
+			})
+		case <-ctx.Done():
+			return nil
+		}
+	})
+}

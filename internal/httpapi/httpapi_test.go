@@ -1,0 +1,617 @@
+package httpapi_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/jobqueue/jobqueue/graph"
+	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/gorillaws"
+	"github.com/jobqueue/jobqueue/internal/httpapi"
+	"github.com/jobqueue/jobqueue/internal/simulate"
+	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
+	"github.com/jobqueue/jobqueue/internal/worker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// waitBound bounds every wait for something that should happen promptly.
+const waitBound = 10 * time.Second
+
+const (
+	maxBodyBytes    = 1024
+	maxPayloadBytes = 200
+	listMax         = 3
+)
+
+type bundle struct {
+	store   *memory.Store
+	broker  *broker.Broker
+	pool    *worker.Pool
+	streams *httpapi.Streams
+	srv     *httptest.Server
+}
+
+// setup wires the whole HTTP surface the way cmd/server/run.go does, over
+// a memory store, a broker and a one-worker pool running the simulated
+// handler (started only when startPool).
+func setup(t *testing.T, startPool bool) *bundle {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	events := broker.New(broker.Options{})
+	t.Cleanup(events.Close)
+	var pool *worker.Pool
+	jobs := memory.New(store.Publishers{events, store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) })})
+	pool = worker.New(jobs, worker.Options{Workers: 1, Default: simulate.Handler{}, Logger: log})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+		defer cancel()
+		if err := pool.Shutdown(ctx); err != nil {
+			t.Errorf("pool shutdown: %v", err)
+		}
+	})
+	if startPool {
+		pool.Start(context.Background())
+	}
+	gql := graph.NewHandler(&graph.Resolver{
+		Store:                   jobs,
+		Broker:                  events,
+		Logger:                  log,
+		MaxPayloadBytes:         maxPayloadBytes,
+		MaxSubscriptionsPerConn: 100,
+	}, graph.ServerOptions{
+		Websocket:          gorillaws.New(gorillaws.Options{}),
+		KeepAlive:          10 * time.Second,
+		InitTimeout:        5 * time.Second,
+		WebsocketReadLimit: 64 << 10,
+		ComplexityLimit:    25000,
+	})
+	streams := httpapi.NewStreams()
+	t.Cleanup(streams.CloseAll)
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{
+		Store:           jobs,
+		GraphQL:         gql,
+		Logger:          log,
+		Streams:         streams,
+		MaxBodyBytes:    maxBodyBytes,
+		MaxPayloadBytes: maxPayloadBytes,
+		ListMax:         listMax,
+	}))
+	t.Cleanup(srv.Close)
+	return &bundle{store: jobs, broker: events, pool: pool, streams: streams, srv: srv}
+}
+
+// jobJSON is a job as the REST API shows it.
+type jobJSON struct {
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	Payload    json.RawMessage `json:"payload"`
+	Status     string          `json:"status"`
+	Attempts   int             `json:"attempts"`
+	Error      *string         `json:"error"`
+	CreatedAt  *time.Time      `json:"createdAt"`
+	UpdatedAt  *time.Time      `json:"updatedAt"`
+	StartedAt  *time.Time      `json:"startedAt"`
+	FinishedAt *time.Time      `json:"finishedAt"`
+	Version    int             `json:"version"`
+}
+
+type response struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+func (r response) String() string { return string(r.body) }
+
+// do sends a request with a deadline and reads the whole response.
+func (b *bundle) do(t *testing.T, method, path string, body io.Reader, contentLength int64, header http.Header) response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, b.srv.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.ContentLength = contentLength
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	resp, err := b.srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", method, path, err)
+	}
+	return response{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"), body: data}
+}
+
+func (b *bundle) get(t *testing.T, path string) response {
+	t.Helper()
+	return b.do(t, http.MethodGet, path, nil, 0, nil)
+}
+
+func (b *bundle) postJSON(t *testing.T, path, body string) response {
+	t.Helper()
+	return b.do(t, http.MethodPost, path, strings.NewReader(body), int64(len(body)), http.Header{"Content-Type": {"application/json"}})
+}
+
+// wantJSONError checks a JSON error response {"error": "..."} with the
+// status and a message containing msg.
+func wantJSONError(t *testing.T, what string, r response, status int, msg string) {
+	t.Helper()
+	if r.status != status || r.contentType != "application/json" {
+		t.Fatalf("%s: %d %q %s, want %d application/json", what, r.status, r.contentType, r, status)
+	}
+	var e map[string]string
+	if err := json.Unmarshal(r.body, &e); err != nil || len(e) != 1 || e["error"] == "" {
+		t.Fatalf("%s: body %s (%v), want {\"error\": ...}", what, r, err)
+	}
+	if !strings.Contains(e["error"], msg) {
+		t.Fatalf("%s: error %q, want it to mention %q", what, e["error"], msg)
+	}
+}
+
+func (b *bundle) createJob(t *testing.T, body string) jobJSON {
+	t.Helper()
+	r := b.postJSON(t, "/jobs", body)
+	if r.status != http.StatusCreated || r.contentType != "application/json" {
+		t.Fatalf("POST /jobs %s: %d %q %s, want 201 application/json", body, r.status, r.contentType, r)
+	}
+	var j jobJSON
+	if err := json.Unmarshal(r.body, &j); err != nil {
+		t.Fatalf("POST /jobs: %v in %s", err, r)
+	}
+	return j
+}
+
+func (b *bundle) listJobs(t *testing.T, query string) []jobJSON {
+	t.Helper()
+	r := b.get(t, "/jobs"+query)
+	if r.status != http.StatusOK || r.contentType != "application/json" {
+		t.Fatalf("GET /jobs%s: %d %q %s, want 200 application/json", query, r.status, r.contentType, r)
+	}
+	var jobs []jobJSON
+	if err := json.Unmarshal(r.body, &jobs); err != nil || jobs == nil {
+		t.Fatalf("GET /jobs%s: %s (%v), want a JSON array", query, r, err)
+	}
+	return jobs
+}
+
+func jobIDs(jobs []jobJSON) []string {
+	out := make([]string, len(jobs))
+	for i, j := range jobs {
+		out[i] = j.ID
+	}
+	return out
+}
+
+func TestHealth(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	r := b.get(t, "/health")
+	if r.status != http.StatusOK || r.contentType != "application/json" {
+		t.Fatalf("GET /health: %d %q", r.status, r.contentType)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(r.body, &body); err != nil || !reflect.DeepEqual(body, map[string]any{"status": "ok"}) {
+		t.Fatalf("GET /health body %s (%v), want {\"status\":\"ok\"}", r, err)
+	}
+}
+
+func TestCreateAndListJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	j := b.createJob(t, `{"type":"email","payload":{"to":"user@example.com"}}`)
+	if j.ID == "" || j.Type != "email" || j.Status != "pending" || j.Version != 1 || j.Attempts != 0 {
+		t.Fatalf("created %+v, want a pending email job at version 1", j)
+	}
+	if string(j.Payload) != `{"to":"user@example.com"}` {
+		t.Fatalf("payload %s, want it echoed", j.Payload)
+	}
+	if j.CreatedAt == nil || j.UpdatedAt == nil || !j.CreatedAt.Equal(*j.UpdatedAt) || j.StartedAt != nil || j.FinishedAt != nil || j.Error != nil {
+		t.Fatalf("created %+v: want createdAt == updatedAt, no startedAt/finishedAt/error", j)
+	}
+	// The raw response uses exactly the REST field names, nulls included.
+	r := b.get(t, "/jobs")
+	var raw []map[string]any
+	if err := json.Unmarshal(r.body, &raw); err != nil || len(raw) != 1 {
+		t.Fatalf("GET /jobs: %s (%v)", r, err)
+	}
+	for _, k := range []string{"id", "type", "payload", "status", "attempts", "error", "createdAt", "updatedAt", "startedAt", "finishedAt", "version"} {
+		if _, ok := raw[0][k]; !ok {
+			t.Fatalf("job JSON %v lacks %q", raw[0], k)
+		}
+	}
+	if got := b.listJobs(t, ""); len(got) != 1 || !reflect.DeepEqual(got[0], j) {
+		t.Fatalf("GET /jobs = %+v, want [%+v]", got, j)
+	}
+
+	// Whitespace in the payload is compacted; a null payload is none.
+	spaced := b.createJob(t, `{"type":"sms", "payload": { "a" : [1, 2] }}`)
+	if string(spaced.Payload) != `{"a":[1,2]}` {
+		t.Fatalf("payload %s, want compact JSON", spaced.Payload)
+	}
+	// The size limit applies to the compacted payload.
+	padded := b.createJob(t, `{"type":"sms","payload":{"a":`+strings.Repeat(" ", maxPayloadBytes)+`1}}`)
+	if string(padded.Payload) != `{"a":1}` {
+		t.Fatalf("payload %s, want {\"a\":1}", padded.Payload)
+	}
+	null := b.createJob(t, `{"type":"sms","payload":null}`)
+	none := b.createJob(t, `{"type":"email"}`)
+	for _, x := range []jobJSON{null, none} {
+		if string(x.Payload) != "null" {
+			t.Fatalf("job without payload shows payload %s, want null", x.Payload)
+		}
+	}
+
+	want := []string{none.ID, null.ID, padded.ID, spaced.ID, j.ID} // newest first
+	if got := jobIDs(b.listJobs(t, "")); !reflect.DeepEqual(got, want[:listMax]) {
+		t.Fatalf("GET /jobs = %v, want the newest %d of %v", got, listMax, want)
+	}
+	if got := jobIDs(b.listJobs(t, "?limit=1")); !reflect.DeepEqual(got, want[:1]) {
+		t.Fatalf("?limit=1 = %v, want %v", got, want[:1])
+	}
+	if got := jobIDs(b.listJobs(t, "?limit=2")); !reflect.DeepEqual(got, want[:2]) {
+		t.Fatalf("?limit=2 = %v, want %v", got, want[:2])
+	}
+	if got := jobIDs(b.listJobs(t, "?limit=1000")); !reflect.DeepEqual(got, want[:listMax]) {
+		t.Fatalf("?limit=1000 = %v, want it capped at %d: %v", got, listMax, want[:listMax])
+	}
+	if got := jobIDs(b.listJobs(t, "?type=email")); !reflect.DeepEqual(got, []string{none.ID, j.ID}) {
+		t.Fatalf("?type=email = %v", got)
+	}
+	if got := jobIDs(b.listJobs(t, "?status=pending&type=sms")); !reflect.DeepEqual(got, []string{null.ID, padded.ID, spaced.ID}) {
+		t.Fatalf("?status=pending&type=sms = %v", got)
+	}
+	if got := b.listJobs(t, "?status=completed"); len(got) != 0 {
+		t.Fatalf("?status=completed = %v, want []", jobIDs(got))
+	}
+	if got := b.listJobs(t, "?type=nope"); len(got) != 0 {
+		t.Fatalf("?type=nope = %v, want []", jobIDs(got))
+	}
+
+	for _, q := range []string{"?limit=abc", "?limit=0", "?limit=-1", "?limit=1.5"} {
+		wantJSONError(t, "GET /jobs"+q, b.get(t, "/jobs"+q), http.StatusBadRequest, "limit")
+	}
+	for _, q := range []string{"?status=bogus", "?status=done"} {
+		wantJSONError(t, "GET /jobs"+q, b.get(t, "/jobs"+q), http.StatusBadRequest, "status")
+	}
+
+	// The REST job is the GraphQL job.
+	q := b.postJSON(t, "/query", `{"query":"query($id: ID!) { job(id: $id) { id type status version payload } }","variables":{"id":"`+j.ID+`"}}`)
+	var gql struct {
+		Data struct {
+			Job map[string]any `json:"job"`
+		} `json:"data"`
+		Errors json.RawMessage `json:"errors"`
+	}
+	if err := json.Unmarshal(q.body, &gql); err != nil || q.status != http.StatusOK || gql.Errors != nil {
+		t.Fatalf("POST /query: %d %s (%v)", q.status, q, err)
+	}
+	wantJob := map[string]any{"id": j.ID, "type": "email", "status": "PENDING", "version": 1.0, "payload": map[string]any{"to": "user@example.com"}}
+	if !reflect.DeepEqual(gql.Data.Job, wantJob) {
+		t.Fatalf("GraphQL job %v, want %v", gql.Data.Job, wantJob)
+	}
+}
+
+func TestCreateJobErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	for _, tc := range []struct {
+		name, body, msg string
+	}{
+		{"bad JSON", `{"type":`, "JSON"},
+		{"not an object", `[1,2]`, "JSON"},
+		{"empty body", ``, "JSON"},
+		{"missing type", `{"payload":{"a":1}}`, "type"},
+		{"null type", `{"type":null}`, "type"},
+		{"empty type", `{"type":""}`, "type"},
+		{"type with a space", `{"type":"bad type"}`, "type"},
+		{"type too long", `{"type":"` + strings.Repeat("x", 129) + `"}`, "type"},
+		{"type not a string", `{"type":5}`, "JSON"},
+		{"two JSON values", `{"type":"a"}{"type":"b"}`, "JSON"},
+		{"trailing garbage", `{"type":"a"} x`, "JSON"},
+		{"payload too large", `{"type":"a","payload":"` + strings.Repeat("x", maxPayloadBytes) + `"}`, "payload"},
+	} {
+		wantJSONError(t, tc.name, b.postJSON(t, "/jobs", tc.body), http.StatusBadRequest, tc.msg)
+	}
+	if got := b.listJobs(t, ""); len(got) != 0 {
+		t.Fatalf("invalid requests created jobs %v", jobIDs(got))
+	}
+	// A payload exactly at the limit is accepted.
+	fits := `"` + strings.Repeat("x", maxPayloadBytes-2) + `"`
+	if j := b.createJob(t, `{"type":"a","payload":`+fits+`}`); string(j.Payload) != fits {
+		t.Fatalf("payload of %d bytes came back as %s", maxPayloadBytes, j.Payload)
+	}
+}
+
+// chunked is a body reader whose length the client cannot know, so it is
+// sent with Transfer-Encoding: chunked.
+func chunked(s string) io.Reader {
+	return io.MultiReader(strings.NewReader(s[:len(s)/2]), strings.NewReader(s[len(s)/2:]))
+}
+
+func TestBodyLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	jsonHeader := http.Header{"Content-Type": {"application/json"}}
+	tooBig := map[string]string{
+		"/jobs":  `{"type":"a","payload":"` + strings.Repeat("x", maxBodyBytes) + `"}`,
+		"/query": `{"query":"{ jobs { totalCount } }","variables":{"pad":"` + strings.Repeat("x", maxBodyBytes) + `"}}`,
+	}
+	for path, body := range tooBig {
+		r := b.do(t, http.MethodPost, path, strings.NewReader(body), int64(len(body)), jsonHeader)
+		wantJSONError(t, path+" with Content-Length", r, http.StatusRequestEntityTooLarge, "limit")
+		r = b.do(t, http.MethodPost, path, chunked(body), -1, jsonHeader)
+		wantJSONError(t, path+" chunked", r, http.StatusRequestEntityTooLarge, "limit")
+	}
+	// A body of exactly the limit gets through, chunked or not.
+	if got := b.listJobs(t, ""); len(got) != 0 {
+		t.Fatalf("oversized requests created jobs %v", jobIDs(got))
+	}
+	exact := `{"type":"exact"}` + strings.Repeat(" ", maxBodyBytes-len(`{"type":"exact"}`))
+	for _, body := range []io.Reader{strings.NewReader(exact), chunked(exact)} {
+		length := int64(len(exact))
+		if _, ok := body.(*strings.Reader); !ok {
+			length = -1
+		}
+		r := b.do(t, http.MethodPost, "/jobs", body, length, jsonHeader)
+		if r.status != http.StatusCreated {
+			t.Fatalf("POST /jobs of exactly %d bytes (length %d): %d %s, want 201", maxBodyBytes, length, r.status, r)
+		}
+	}
+	query := `{"query":"{ jobs { totalCount } }"}`
+	r := b.do(t, http.MethodPost, "/query", chunked(query), -1, jsonHeader)
+	if r.status != http.StatusOK || !strings.Contains(r.String(), `"totalCount":2`) {
+		t.Fatalf("chunked POST /query: %d %s, want 200 with totalCount 2", r.status, r)
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	for _, path := range []string{"/nope", "/jobs/123", "/health/x"} {
+		wantJSONError(t, "GET "+path, b.get(t, path), http.StatusNotFound, path)
+	}
+	r := b.get(t, "/")
+	if r.status != http.StatusOK || !strings.HasPrefix(r.contentType, "text/html") || !strings.Contains(strings.ToLower(r.String()), "graphiql") {
+		t.Fatalf("GET /: %d %q, want 200 HTML with GraphiQL", r.status, r.contentType)
+	}
+	if !strings.Contains(r.String(), "/query") {
+		t.Fatal("the playground does not point at /query")
+	}
+	// GET on /query runs queries.
+	r = b.get(t, "/query?query=%7B%20jobs%20%7B%20totalCount%20%7D%20%7D")
+	if r.status != http.StatusOK || !strings.Contains(r.String(), `"totalCount":0`) {
+		t.Fatalf("GET /query: %d %s", r.status, r)
+	}
+}
+
+func TestRESTJobIsProcessed(t *testing.T) {
+	t.Parallel()
+	b := setup(t, true)
+	created := b.createJob(t, `{"type":"email","payload":{"durationMs":0}}`)
+	var done jobJSON
+	deadline := time.Now().Add(waitBound)
+	for {
+		jobs := b.listJobs(t, "")
+		if len(jobs) != 1 || jobs[0].ID != created.ID {
+			t.Fatalf("GET /jobs = %v, want only %s", jobIDs(jobs), created.ID)
+		}
+		if done = jobs[0]; done.Status == "completed" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %s after %v", done.Status, waitBound)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	if done.Attempts != 1 || done.StartedAt == nil || done.FinishedAt == nil || done.Error != nil || done.Version != 3 {
+		t.Fatalf("completed job %+v, want attempts 1, startedAt and finishedAt set, no error, version 3", done)
+	}
+	if done.FinishedAt.Before(*done.StartedAt) || done.StartedAt.Before(*done.CreatedAt) || !done.UpdatedAt.Equal(*done.FinishedAt) {
+		t.Fatalf("completed job times out of order: %+v", done)
+	}
+	if got := jobIDs(b.listJobs(t, "?status=completed")); !reflect.DeepEqual(got, []string{created.ID}) {
+		t.Fatalf("?status=completed = %v", got)
+	}
+
+	failed := b.createJob(t, `{"type":"email","payload":{"durationMs":0,"fail":true}}`)
+	deadline = time.Now().Add(waitBound)
+	for {
+		jobs := b.listJobs(t, "?status=failed")
+		if len(jobs) == 1 {
+			if jobs[0].ID != failed.ID || jobs[0].Error == nil || *jobs[0].Error != simulate.ErrSimulatedFailure.Error() || jobs[0].Attempts != 1 {
+				t.Fatalf("failed job %+v", jobs[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed job after %v", waitBound)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+}
+
+type wsMsg struct {
+	ID      string          `json:"id,omitempty"`
+	Type    string          `json:"type"`
+	Payload json.RawMessage `json:"payload,omitempty"`
+}
+
+func (b *bundle) dial(t *testing.T) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: waitBound}
+	c, resp, err := d.Dial("ws"+strings.TrimPrefix(b.srv.URL, "http")+"/query", nil)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	_ = resp.Body.Close()
+	t.Cleanup(func() { _ = c.Close() })
+	if err := c.SetReadDeadline(time.Now().Add(waitBound)); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// readUntilClose reads messages until the connection fails and returns
+// that error.
+func readUntilClose(c *websocket.Conn) error {
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			return err
+		}
+	}
+}
+
+func TestStreamsCloseAll(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	c := b.dial(t)
+	if err := c.WriteJSON(wsMsg{Type: "connection_init"}); err != nil {
+		t.Fatal(err)
+	}
+	var ack wsMsg
+	if err := c.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+		t.Fatalf("got %+v, %v; want connection_ack", ack, err)
+	}
+	if err := c.WriteJSON(wsMsg{ID: "1", Type: "subscribe", Payload: json.RawMessage(`{"query":"subscription { jobUpdated { id } }"}`)}); err != nil {
+		t.Fatal(err)
+	}
+
+	// An SSE stream too.
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.srv.URL+"/query", strings.NewReader(`{"query":"subscription { jobUpdated { id } }"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := b.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("SSE: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	// Both subscriptions are live: a change reaches them.
+	waitFor(t, "both subscriptions", func() bool { return b.broker.Subscribers() == 2 })
+	job, err := b.store.Create(context.Background(), domain.NewJob{Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var next wsMsg
+	if err := c.ReadJSON(&next); err != nil || next.Type != "next" || !bytes.Contains(next.Payload, []byte(job.ID)) {
+		t.Fatalf("websocket got %+v, %v; want the new job", next, err)
+	}
+	sse := bufio.NewReader(resp.Body)
+	for {
+		line, err := sse.ReadString('\n')
+		if err != nil {
+			t.Fatalf("SSE before CloseAll: %v", err)
+		}
+		if strings.HasPrefix(line, "data: ") {
+			if !strings.Contains(line, job.ID) {
+				t.Fatalf("SSE got %q, want the new job", line)
+			}
+			break
+		}
+	}
+
+	b.streams.CloseAll()
+	err = readUntilClose(c)
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
+		t.Fatalf("after CloseAll the websocket read %v, want a close frame with code 1000", err)
+	}
+	rest, err := io.ReadAll(sse)
+	if err != nil {
+		t.Fatalf("SSE after CloseAll: %v, want the stream to end", err)
+	}
+	if !strings.Contains(string(rest), "event: complete") {
+		t.Fatalf("SSE ended with %q, want event: complete", rest)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), waitBound)
+	defer wcancel()
+	if err := b.streams.Wait(wctx); err != nil {
+		t.Fatalf("Wait after CloseAll: %v", err)
+	}
+	waitFor(t, "the subscriptions to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+
+	// CloseAll also ends streams opened later.
+	late := b.dial(t)
+	if err := late.WriteJSON(wsMsg{Type: "connection_init"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := readUntilClose(late); !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
+		t.Fatalf("a websocket opened after CloseAll read %v, want a close frame with code 1000", err)
+	}
+	if err := b.streams.Wait(wctx); err != nil {
+		t.Fatalf("Wait after the late stream: %v", err)
+	}
+
+	// Plain requests are not streams and still work.
+	if r := b.get(t, "/health"); r.status != http.StatusOK {
+		t.Fatalf("GET /health after CloseAll: %d", r.status)
+	}
+}
+
+func TestStreamsWaitTimesOut(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	c := b.dial(t)
+	if err := c.WriteJSON(wsMsg{Type: "connection_init"}); err != nil {
+		t.Fatal(err)
+	}
+	var ack wsMsg
+	if err := c.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
+		t.Fatalf("got %+v, %v; want connection_ack", ack, err)
+	}
+	// Without CloseAll the websocket stays open, so Wait gives up with ctx.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.streams.Wait(ctx); err == nil {
+		t.Fatal("Wait returned nil while a websocket is open")
+	}
+	b.streams.CloseAll()
+	wctx, wcancel := context.WithTimeout(context.Background(), waitBound)
+	defer wcancel()
+	if err := b.streams.Wait(wctx); err != nil {
+		t.Fatalf("Wait after CloseAll: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitBound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, waitBound)
+		}
+		time.Sleep(time.Millisecond) // polling interval, not a wait for an event
+	}
+}
