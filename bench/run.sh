@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# bench/run.sh - the whole load benchmark in one go (the `make bench` target).
+#
+#  1. builds bin/server and the tools (bench/httpload, bench/fanout, bench/rawws)
+#  2. HTTP: a server with PROCESSING_TIME=0 WORKERS=8, httpload `{ __typename }`
+#     then createJob (64 clients, 10s each), and the createjob/typename ratio
+#  3. websocket fan-out, each measurement against a freshly started server:
+#     steady (N=2000, 10 jobs/s for 10s), burst (N=5000, 100 jobs at once) and
+#     idle (N=2000, server RSS per subscriber) against the product server with
+#     WEBSOCKET_IMPL=gorilla, with WEBSOCKET_IMPL=coder, and bench/rawws (the
+#     raw gorilla/websocket ceiling)
+#  4. prints markdown tables of the results.
+#
+# Knobs (environment): HTTP_CONC HTTP_DURATION STEADY_N STEADY_RATE
+# STEADY_DURATION BURST_N BURST_JOBS BURST_DEADLINE IDLE_N IMPLS (default
+# "gorilla coder raw") SERVER_LOG_LEVEL (default info) BENCH_KEEP=1 (keep
+# the logs directory).
+# Every server is stopped on exit. Exit status 1 when a measurement failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+HTTP_CONC=${HTTP_CONC:-64}
+HTTP_DURATION=${HTTP_DURATION:-10s}
+STEADY_N=${STEADY_N:-2000}
+STEADY_RATE=${STEADY_RATE:-10}
+STEADY_DURATION=${STEADY_DURATION:-10s}
+BURST_N=${BURST_N:-5000}
+BURST_JOBS=${BURST_JOBS:-100}
+BURST_DEADLINE=${BURST_DEADLINE:-120s}
+IDLE_N=${IDLE_N:-2000}
+IMPLS=${IMPLS:-gorilla coder raw}
+SERVER_LOG_LEVEL=${SERVER_LOG_LEVEL:-info}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/jobqueue-bench.XXXXXX")
+SERVER_PID=""
+SERVER_ADDR=""
+SERVER_LOG=""
+FAILED=0
+
+stop_server() {
+	if [[ -n $SERVER_PID ]]; then
+		kill -TERM "$SERVER_PID" 2>/dev/null || true
+		for _ in $(seq 50); do
+			kill -0 "$SERVER_PID" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$SERVER_PID" 2>/dev/null || true
+		wait "$SERVER_PID" 2>/dev/null || true
+		SERVER_PID=""
+	fi
+}
+
+cleanup() {
+	stop_server
+	if [[ ${BENCH_KEEP:-0} == 1 || $FAILED != 0 ]]; then
+		echo "logs kept in $WORK" >&2
+	else
+		rm -rf "$WORK"
+	fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# The tools need one descriptor per connection (5000 for the burst).
+if [[ $(ulimit -n) != unlimited && $(ulimit -n) -lt 12000 ]]; then
+	ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+	echo "note: open-file limit is $(ulimit -n)" >&2
+fi
+
+log "building"
+go build -o bin/server ./cmd/server
+for t in httpload fanout rawws; do
+	go build -o "$WORK/$t" "./bench/$t"
+done
+
+# start_server NAME [VAR=value...]: starts bin/server (NAME=raw: bench/rawws)
+# with PORT=0 and waits for its "listening" log line; sets SERVER_PID and
+# SERVER_ADDR.
+start_server() {
+	local name=$1
+	shift
+	local bin=$ROOT/bin/server
+	[[ $name == raw ]] && bin=$WORK/rawws
+	SERVER_LOG=$WORK/server-$name-$(date +%s%N).log
+	env PORT=0 LOG_FORMAT=json LOG_LEVEL="$SERVER_LOG_LEVEL" "$@" "$bin" >"$SERVER_LOG" 2>&1 &
+	SERVER_PID=$!
+	SERVER_ADDR=""
+	local addr=""
+	for _ in $(seq 200); do
+		addr=$(sed -n -e 's/.*"msg":"listening".*"addr":"\([^"]*\)".*/\1/p' \
+			-e 's/.*"addr":"\([^"]*\)".*"msg":"listening".*/\1/p' \
+			-e 's/^listening addr=\([^ ]*\).*/\1/p' "$SERVER_LOG" | head -n1)
+		[[ -n $addr ]] && break
+		if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+			break
+		fi
+		sleep 0.1
+	done
+	if [[ -z $addr ]]; then
+		echo "server $name did not report a listening address; log:" >&2
+		tail -n 20 "$SERVER_LOG" >&2
+		stop_server
+		return 1
+	fi
+	case $addr in
+	"[::]:"* | "0.0.0.0:"* | ":"*) addr=127.0.0.1:${addr##*:} ;;
+	esac
+	SERVER_ADDR=$addr
+}
+
+# jget JSON KEY: the value of KEY in a flat JSON object, or n/a.
+jget() {
+	local v
+	v=$(printf '%s\n' "$1" | sed -n 's/.*"'"$2"'":\("[^"]*"\|[^,}]*\).*/\1/p')
+	v=${v#\"}
+	v=${v%\"}
+	printf '%s' "${v:-n/a}"
+}
+
+# ratio A B: A/B with two decimals, n/a when not computable.
+ratio() {
+	awk -v a="$1" -v b="$2" 'BEGIN {
+		if (a ~ /^[0-9.eE+-]+$/ && b ~ /^[0-9.eE+-]+$/ && b + 0 != 0) printf "%.2f", a / b
+		else printf "n/a" }'
+}
+
+# fmtnum X: thousands without decimals for big numbers.
+fmtnum() {
+	awk -v a="$1" 'BEGIN { if (a ~ /^[0-9.eE+-]+$/) printf "%.0f", a; else printf "%s", a }'
+}
+
+# measure NAME CMD...: runs a tool, stores its JSON line in RES[NAME].
+declare -A RES
+measure() {
+	local name=$1
+	shift
+	local out
+	if out=$("$@" | grep -m1 '^{'); then
+		RES[$name]=$out
+	else
+		echo "measurement $name FAILED (server log: $SERVER_LOG):" >&2
+		[[ -n $SERVER_LOG ]] && tail -n 10 "$SERVER_LOG" >&2
+		RES[$name]=""
+		FAILED=1
+	fi
+}
+
+# ---------------------------------------------------------------- HTTP --
+log "HTTP: server PROCESSING_TIME=0 WORKERS=8, $HTTP_CONC clients, $HTTP_DURATION per query"
+if start_server http PROCESSING_TIME=0 WORKERS=8; then
+	for q in typename createjob; do
+		measure "http-$q" "$WORK/httpload" -url "http://$SERVER_ADDR/query" -c "$HTTP_CONC" -d "$HTTP_DURATION" -query "$q"
+	done
+	stop_server
+else
+	FAILED=1
+fi
+
+# ------------------------------------------------------------- fan-out --
+for impl in $IMPLS; do
+	if [[ $impl == raw ]]; then
+		server=raw
+		proto=raw
+		envs=()
+	else
+		server=$impl
+		proto=graphql
+		envs=(PROCESSING_TIME=0 WORKERS=8 WEBSOCKET_IMPL="$impl")
+	fi
+	for mode in steady burst idle; do
+		case $mode in
+		steady) args=(-n "$STEADY_N" -rate "$STEADY_RATE" -duration "$STEADY_DURATION") ;;
+		burst) args=(-n "$BURST_N" -jobs "$BURST_JOBS" -deadline "$BURST_DEADLINE") ;;
+		idle) args=(-n "$IDLE_N") ;;
+		esac
+		log "fan-out $mode against $impl"
+		if ! start_server "$impl" "${envs[@]}"; then
+			FAILED=1
+			continue
+		fi
+		measure "$impl-$mode" "$WORK/fanout" -protocol "$proto" -addr "$SERVER_ADDR" \
+			-mode "$mode" -pid "$SERVER_PID" "${args[@]}"
+		stop_server
+	done
+done
+
+# --------------------------------------------------------------- tables --
+raw_burst=$(jget "${RES[raw-burst]:-}" msgs_per_s)
+{
+	echo
+	echo "### Websocket fan-out (steady: $STEADY_N subscribers, $STEADY_RATE jobs/s for $STEADY_DURATION; burst: $BURST_N subscribers, $BURST_JOBS jobs; idle: $IDLE_N subscribers)"
+	echo
+	echo "| server | burst msgs/s | burst lost | steady p99 ms | steady lost | KiB per idle subscriber | burst vs raw |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
+	for impl in $IMPLS; do
+		b=${RES[$impl-burst]:-}
+		s=${RES[$impl-steady]:-}
+		i=${RES[$impl-idle]:-}
+		blost=$(jget "$b" lost)
+		[[ $(jget "$b" timed_out) == true ]] && blost="$blost (timed out)"
+		slost=$(jget "$s" lost)
+		[[ $(jget "$s" expected_completed) != n/a ]] && slost="$slost of $(jget "$s" expected_completed)"
+		bm=$(jget "$b" msgs_per_s)
+		printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$impl" "$(fmtnum "$bm")" "$blost" \
+			"$(jget "$s" p99_ms)" "$slost" "$(jget "$i" kib_per_sub)" "$(ratio "$bm" "$raw_burst")"
+	done
+	echo
+	echo "Burst ratio gorilla/raw: $(ratio "$(jget "${RES[gorilla-burst]:-}" msgs_per_s)" "$raw_burst")"
+	echo
+	echo "### GraphQL over HTTP ($HTTP_CONC clients, $HTTP_DURATION, PROCESSING_TIME=0 WORKERS=8)"
+	echo
+	echo "| query | req/s | errors | p50 ms | p99 ms |"
+	echo "|---|---:|---:|---:|---:|"
+	for q in typename createjob; do
+		r=${RES[http-$q]:-}
+		printf '| %s | %s | %s | %s | %s |\n' "$q" "$(fmtnum "$(jget "$r" rps)")" "$(jget "$r" errors)" \
+			"$(jget "$r" p50_ms)" "$(jget "$r" p99_ms)"
+	done
+	echo
+	echo "createjob/typename ratio: $(ratio "$(jget "${RES[http-createjob]:-}" rps)" "$(jget "${RES[http-typename]:-}" rps)")"
+	echo
+	echo "Raw results (one JSON line per measurement):"
+	for k in http-typename http-createjob; do
+		echo "  $k: ${RES[$k]:-FAILED}"
+	done
+	for impl in $IMPLS; do
+		for mode in steady burst idle; do
+			echo "  $impl-$mode: ${RES[$impl-$mode]:-FAILED}"
+		done
+	done
+}
+exit "$FAILED"
