@@ -15,11 +15,22 @@ import (
 //   - answered as application/graphql-response+json, such a response carries
 //     no "data" entry (gqlgen writes "data": null);
 //   - a mutation sent with GET gets 405 Method Not Allowed with Allow: POST
-//     (gqlgen answers 406).
+//     (gqlgen answers 406);
+//   - a method other than GET, POST and OPTIONS gets 405 (gqlgen answers
+//     400 "transport not supported").
 //
 // Websocket and Server-Sent Events requests pass through untouched.
 func conformHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodPost, http.MethodOptions:
+		default:
+			w.Header().Set("Allow", "GET, POST, OPTIONS")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			_, _ = w.Write([]byte(`{"errors":[{"message":"method ` + r.Method + ` not allowed: use GET or POST"}]}`))
+			return
+		}
 		if r.Header.Get("Upgrade") != "" || strings.Contains(r.Header.Get("Accept"), "text/event-stream") ||
 			(r.Method != http.MethodGet && r.Method != http.MethodPost) {
 			next.ServeHTTP(w, r)
@@ -46,10 +57,11 @@ func (w *conformingWriter) WriteHeader(status int) {
 	}
 	w.wroteHeader = true
 	ct := w.Header().Get("Content-Type")
-	switch {
-	case status == http.StatusNotAcceptable && w.get:
+	if status == http.StatusNotAcceptable && w.get {
 		w.Header().Set("Allow", "POST")
 		status = http.StatusMethodNotAllowed
+	}
+	switch {
 	case status == http.StatusUnprocessableEntity && strings.HasPrefix(ct, "application/json"):
 		status = http.StatusOK
 	case status >= 400 && status < 500 && strings.HasPrefix(ct, "application/graphql-response+json"):
