@@ -5,6 +5,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -69,19 +72,77 @@ func typeSuffix(t string) string {
 	return fmt.Sprintf(" and type %q", t)
 }
 
-type subscriptionCounterKey struct{}
+// jobUpdated subscribes to the broker and returns the channel for gqlgen.
+func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *domain.Job, error) {
+	if err := r.countSubscription(ctx); err != nil {
+		return nil, err
+	}
+	var f broker.Filter
+	if id != nil {
+		f.ID = *id
+	}
+	if typ != nil {
+		f.Type = *typ
+	}
+	// Subscribe before reading the current state so that no change made in
+	// between is missed; the broker drops what the snapshot already covers.
+	sub, err := r.Broker.Subscribe(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	if f.ID == "" {
+		return attach(ctx, sub.C(), sub.Err), nil
+	}
+	current, err := r.Store.Get(ctx, f.ID)
+	if errors.Is(err, domain.ErrNotFound) || (err == nil && f.Type != "" && current.Type != f.Type) {
+		sub.Close()
+		return nil, codedError(ctx, CodeNotFound, "no job with id %q%s", f.ID, typeSuffix(f.Type))
+	}
+	if err != nil {
+		sub.Close()
+		return nil, err
+	}
+	sub.Prime(current)
+	return attach(ctx, sub.C(), sub.Err), nil
+}
+
+// failSubscription reports a subscription that cannot start. On a websocket
+// a coded error goes out as the protocol's error message (graphql-ws
+// clients call their error callback) instead of a result with errors; other
+// transports (SSE) get the result with errors.
+func failSubscription(ctx context.Context, err error) (<-chan *domain.Job, error) {
+	var gqlErr *gqlerror.Error
+	if !onWebsocket(ctx) || !errors.As(err, &gqlErr) || gqlErr.Extensions["code"] == nil {
+		return nil, err
+	}
+	transport.AddSubscriptionError(ctx, gqlErr)
+	ch := make(chan *domain.Job)
+	close(ch) // ends the operation; the transport then sends the error
+	return ch, nil
+}
+
+// websocketConnKey marks a websocket connection's context and carries the
+// count of its subscriptions.
+type websocketConnKey struct{}
 
 // WithSubscriptionCounter marks ctx as one websocket connection's: the
 // subscriptions started under it are counted against the per-connection
-// limit. The websocket transport's InitFunc calls it.
+// limit, and their errors use the protocol's error message. The websocket
+// transport's InitFunc calls it.
 func WithSubscriptionCounter(ctx context.Context) context.Context {
-	return context.WithValue(ctx, subscriptionCounterKey{}, new(atomic.Int64))
+	return context.WithValue(ctx, websocketConnKey{}, new(atomic.Int64))
+}
+
+// onWebsocket reports whether ctx belongs to a websocket connection, where
+// transport.AddSubscriptionError is available.
+func onWebsocket(ctx context.Context) bool {
+	return ctx.Value(websocketConnKey{}) != nil
 }
 
 // countSubscription enforces MaxSubscriptionsPerConn; the slot is freed when
 // the subscription's context ends.
 func (r *Resolver) countSubscription(ctx context.Context) error {
-	n, _ := ctx.Value(subscriptionCounterKey{}).(*atomic.Int64)
+	n, _ := ctx.Value(websocketConnKey{}).(*atomic.Int64)
 	if n == nil || r.MaxSubscriptionsPerConn <= 0 {
 		return nil
 	}

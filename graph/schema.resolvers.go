@@ -10,7 +10,6 @@ import (
 	"errors"
 
 	"github.com/jobqueue/jobqueue/graph/model"
-	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
 )
@@ -60,36 +59,11 @@ func (r *queryResolver) Jobs(ctx context.Context, status *domain.Status, typeArg
 
 // JobUpdated is the resolver for the jobUpdated field.
 func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeArg *string) (<-chan *domain.Job, error) {
-	if err := r.countSubscription(ctx); err != nil {
-		return nil, err
-	}
-	var f broker.Filter
-	if id != nil {
-		f.ID = *id
-	}
-	if typeArg != nil {
-		f.Type = *typeArg
-	}
-	// Subscribe before reading the current state so that no change made in
-	// between is missed; the broker drops what the snapshot already covers.
-	sub, err := r.Broker.Subscribe(ctx, f)
+	ch, err := r.jobUpdated(ctx, id, typeArg)
 	if err != nil {
-		return nil, err
+		return failSubscription(ctx, err)
 	}
-	if f.ID == "" {
-		return attach(ctx, sub.C(), sub.Err), nil
-	}
-	current, err := r.Store.Get(ctx, f.ID)
-	if errors.Is(err, domain.ErrNotFound) || (err == nil && f.Type != "" && current.Type != f.Type) {
-		sub.Close()
-		return nil, codedError(ctx, CodeNotFound, "no job with id %q%s", f.ID, typeSuffix(f.Type))
-	}
-	if err != nil {
-		sub.Close()
-		return nil, err
-	}
-	sub.Prime(current)
-	return attach(ctx, sub.C(), sub.Err), nil
+	return ch, nil
 }
 
 // Mutation returns MutationResolver implementation.

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
@@ -155,7 +156,11 @@ func shareSubscriptionResults(srv interface {
 				// error, then let gqlgen see the end.
 				if err := r.err(); err != nil && !r.errSent {
 					r.errSent = true
-					return &graphql.Response{Errors: gqlerror.List{subscriptionEndError(ctx, err)}}
+					e := subscriptionEndError(ctx, err)
+					if !onWebsocket(ctx) {
+						return &graphql.Response{Errors: gqlerror.List{e}}
+					}
+					transport.AddSubscriptionError(ctx, e) // sent as the protocol's error message
 				}
 				close(r.out)
 				return next(ctx)

@@ -53,8 +53,8 @@ func (o Options) withDefaults() Options {
 	if o.MaxBacklog <= 0 {
 		o.MaxBacklog = 16384
 	}
-	if o.MaxBacklog < o.CoalesceAfter {
-		o.MaxBacklog = o.CoalesceAfter
+	if o.CoalesceAfter > o.MaxBacklog {
+		o.CoalesceAfter = o.MaxBacklog
 	}
 	return o
 }

@@ -1,0 +1,210 @@
+// Starts the job-queue server binary as a black box and stops it again.
+//
+//   const server = await startServer({ WORKERS: '4', PROCESSING_TIME: '20ms' });
+//   server.url    -> 'http://127.0.0.1:43567'
+//   server.wsUrl  -> 'ws://127.0.0.1:43567/query'
+//   await server.stop() -> { code, signal, durationMs }   (SIGTERM, waits for exit)
+//
+// The binary comes from env SERVER_BIN (default ../bin/server relative to e2e/).
+// The port is read from the JSON log line {"msg":"listening","addr":"host:port"}.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// Configuration variables of the server; removed from the inherited environment
+// so that a developer's shell cannot change what the tests exercise.
+// WEBSOCKET_IMPL is deliberately passed through: `WEBSOCKET_IMPL=coder npm test`
+// runs the suite against the other websocket library.
+const SERVER_CONFIG_VARS = [
+  'PORT',
+  'WORKERS',
+  'QUEUE_CAPACITY',
+  'PROCESSING_TIME',
+  'SHUTDOWN_TIMEOUT',
+  'LOG_FORMAT',
+  'LOG_LEVEL',
+  'MAX_BODY_BYTES',
+  'MAX_PAYLOAD_BYTES',
+  'REST_LIST_MAX',
+  'MAX_SUBSCRIPTIONS_PER_CONN',
+  'COMPLEXITY_LIMIT',
+  'WS_READ_LIMIT',
+  'WS_KEEPALIVE',
+  'WS_INIT_TIMEOUT',
+  'WS_WRITE_TIMEOUT',
+  'SUBSCRIBER_BUFFER',
+  'SUBSCRIBER_MAX_BACKLOG',
+  'DEBUG_ADDR',
+];
+
+const MAX_LOG_LINES = 2000;
+const running = new Set();
+
+// Never leave a server behind if the test process dies early.
+process.on('exit', () => {
+  for (const child of running) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+
+export function serverBinary() {
+  const configured = process.env.SERVER_BIN;
+  if (configured) return path.resolve(process.cwd(), configured);
+  return path.resolve(E2E_DIR, '..', 'bin', 'server');
+}
+
+/** Turns the logged listen address into a host usable in a URL. */
+export function urlHostFromAddr(addr) {
+  const i = addr.lastIndexOf(':');
+  if (i < 0) throw new Error(`listen address without a port: ${JSON.stringify(addr)}`);
+  let host = addr.slice(0, i);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  const port = Number(addr.slice(i + 1));
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+    throw new Error(`listen address with a bad port: ${JSON.stringify(addr)}`);
+  }
+  if (host === '' || host === '::' || host === '0.0.0.0' || host === 'localhost') {
+    host = '127.0.0.1';
+  } else if (host.includes(':')) {
+    host = `[${host}]`;
+  }
+  return { host, port };
+}
+
+/**
+ * @param {Record<string,string>} env extra environment for the server
+ * @param {{ startTimeoutMs?: number, label?: string }} [opts]
+ */
+export async function startServer(env = {}, opts = {}) {
+  const { startTimeoutMs = 15_000, label = 'server' } = opts;
+  const bin = serverBinary();
+  if (!existsSync(bin)) {
+    throw new Error(
+      `server binary not found at ${bin}; build it with ` +
+        '`cd /work/main && go build -o bin/server ./cmd/server` or set SERVER_BIN',
+    );
+  }
+
+  const baseEnv = { ...process.env };
+  for (const name of SERVER_CONFIG_VARS) delete baseEnv[name];
+  const childEnv = {
+    ...baseEnv,
+    PORT: '0',
+    LOG_FORMAT: 'json',
+    LOG_LEVEL: 'info',
+    ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])),
+  };
+
+  const child = spawn(bin, [], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+
+  const logLines = [];
+  const remember = (stream, line) => {
+    logLines.push(`[${stream}] ${line}`);
+    if (logLines.length > MAX_LOG_LINES) logLines.shift();
+  };
+
+  const exited = new Promise((resolve) => {
+    child.once('exit', (code, signal) => {
+      running.delete(child);
+      resolve({ code, signal, at: Date.now() });
+    });
+  });
+  const spawnError = new Promise((_, reject) => child.once('error', reject));
+  spawnError.catch(() => {});
+
+  readline.createInterface({ input: child.stdout }).on('line', (l) => remember('stdout', l));
+  const stderrLines = readline.createInterface({ input: child.stderr });
+
+  const listening = new Promise((resolve) => {
+    stderrLines.on('line', (line) => {
+      remember('stderr', line);
+      let entry;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        return; // not a JSON log line
+      }
+      if (entry && entry.msg === 'listening' && typeof entry.addr === 'string') resolve(entry.addr);
+    });
+  });
+
+  const tail = (n = 40) => logLines.slice(-n).join('\n');
+  let timer;
+  const deadline = new Promise((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${label}: no "listening" log line within ${startTimeoutMs} ms\n${tail()}`)),
+      startTimeoutMs,
+    );
+  });
+  const early = exited.then(({ code, signal }) => {
+    throw new Error(`${label}: exited before listening (code ${code}, signal ${signal})\n${tail()}`);
+  });
+
+  let addr;
+  try {
+    addr = await Promise.race([listening, deadline, early, spawnError]);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+
+  const { host, port } = urlHostFromAddr(addr);
+  const url = `http://${host}:${port}`;
+  const wsUrl = `ws://${host}:${port}/query`;
+
+  let stopping;
+  /**
+   * Sends SIGTERM and waits for the process to exit. After timeoutMs it is
+   * killed with SIGKILL and the promise rejects.
+   */
+  function stop({ timeoutMs = 15_000 } = {}) {
+    if (stopping) return stopping;
+    stopping = (async () => {
+      if (child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(
+          `${label}: the server had already exited before stop() (code ${child.exitCode}, ` +
+            `signal ${child.signalCode})\n${tail()}`,
+        );
+      }
+      const sentAt = Date.now();
+      child.kill('SIGTERM');
+      let t;
+      const timeout = new Promise((resolve) => {
+        t = setTimeout(() => resolve(null), timeoutMs);
+      });
+      const result = await Promise.race([exited, timeout]);
+      clearTimeout(t);
+      if (result === null) {
+        child.kill('SIGKILL');
+        await exited;
+        throw new Error(`${label}: did not exit within ${timeoutMs} ms of SIGTERM; killed\n${tail()}`);
+      }
+      return { code: result.code, signal: result.signal, durationMs: result.at - sentAt };
+    })();
+    return stopping;
+  }
+
+  return {
+    url,
+    wsUrl,
+    addr,
+    pid: child.pid,
+    process: child,
+    exited,
+    logs: () => logLines.slice(),
+    tail,
+    stop,
+  };
+}
