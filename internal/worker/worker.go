@@ -160,6 +160,10 @@ func (p *Pool) Start(ctx context.Context) {
 	})
 }
 
+// Stopping returns a channel that is closed as soon as Shutdown begins: from
+// then on no job is claimed. Long handlers may watch it to wrap up early.
+func (p *Pool) Stopping() <-chan struct{} { return p.stopClaiming }
+
 // Shutdown stops claiming jobs at once, then lets running jobs finish until
 // ctx is done. Jobs still running then have their context cancelled and
 // are put back to pending (they were not at fault), and Shutdown waits for

@@ -229,6 +229,7 @@ func TestShutdownLetsRunningJobsFinish(t *testing.T) {
 	<-started
 	done := make(chan error)
 	go func() { done <- b.pool.Shutdown(context.Background()) }()
+	<-b.pool.Stopping() // release the running job only once claiming has stopped
 	close(finish)
 	if err := <-done; err != nil {
 		t.Fatalf("shutdown: %v", err)
