@@ -62,12 +62,12 @@ func settings() []setting {
 		{"LOG_LEVEL", "info", "log level: debug (includes every job transition), info, warn or error", func(c *config, v string) error {
 			return c.LogLevel.UnmarshalText([]byte(v))
 		}},
-		{"MAX_BODY_BYTES", "1048576", "largest HTTP request body; larger ones get 413", int64Into(func(c *config) *int64 { return &c.MaxBodyBytes }, 1)},
+		{"MAX_BODY_BYTES", "1048576", "largest HTTP request body; larger ones get 413", intInto(func(c *config) *int64 { return &c.MaxBodyBytes }, 1)},
 		{"MAX_PAYLOAD_BYTES", "65536", "largest job payload, once encoded", intInto(func(c *config) *int { return &c.MaxPayloadBytes }, 1)},
 		{"REST_LIST_MAX", "1000", "most jobs GET /jobs returns (and the cap of ?limit=)", intInto(func(c *config) *int { return &c.RESTListMax }, 1)},
 		{"MAX_SUBSCRIPTIONS_PER_CONN", "100", "most subscriptions one websocket connection may hold", intInto(func(c *config) *int { return &c.MaxSubscriptionsPerConn }, 1)},
 		{"COMPLEXITY_LIMIT", "25000", "largest GraphQL operation complexity (jobs counts first × fields)", intInto(func(c *config) *int { return &c.ComplexityLimit }, 1)},
-		{"WS_READ_LIMIT", "65536", "largest websocket message from a client; larger ones close the connection", int64Into(func(c *config) *int64 { return &c.WSReadLimit }, 1)},
+		{"WS_READ_LIMIT", "65536", "largest websocket message from a client; larger ones close the connection", intInto(func(c *config) *int64 { return &c.WSReadLimit }, 1)},
 		{"WS_KEEPALIVE", "15s", "interval of websocket keep-alive messages", durationInto(func(c *config) *time.Duration { return &c.WSKeepAlive })},
 		{"WS_INIT_TIMEOUT", "10s", "time a websocket client has to send connection_init", durationInto(func(c *config) *time.Duration { return &c.WSInitTimeout })},
 		{"WS_WRITE_TIMEOUT", "10s", "deadline of every websocket write; a client that stops reading is dropped after it", durationInto(func(c *config) *time.Duration { return &c.WSWriteTimeout })},
@@ -123,30 +123,16 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	return c, errors.Join(errs...)
 }
 
-func intInto(field func(*config) *int, minimum int) func(*config, string) error {
-	return func(c *config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return fmt.Errorf("not an integer: %q", v)
-		}
-		if n < minimum {
-			return fmt.Errorf("must be at least %d, got %d", minimum, n)
-		}
-		*field(c) = n
-		return nil
-	}
-}
-
-func int64Into(field func(*config) *int64, minimum int64) func(*config, string) error {
+func intInto[T int | int64](field func(*config) *T, minimum T) func(*config, string) error {
 	return func(c *config, v string) error {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
+		if err != nil || int64(T(n)) != n {
 			return fmt.Errorf("not an integer: %q", v)
 		}
-		if n < minimum {
+		if T(n) < minimum {
 			return fmt.Errorf("must be at least %d, got %d", minimum, n)
 		}
-		*field(c) = n
+		*field(c) = T(n)
 		return nil
 	}
 }
