@@ -32,6 +32,8 @@ BURST_DEADLINE=${BURST_DEADLINE:-120s}
 IDLE_N=${IDLE_N:-2000}
 IMPLS=${IMPLS:-gorilla coder raw}
 SERVER_LOG_LEVEL=${SERVER_LOG_LEVEL:-info}
+# The product server's pprof listener (DEBUG_ADDR), used by the idle measurement.
+DEBUG_ADDR=${DEBUG_ADDR:-127.0.0.1:16070}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jobqueue-bench.XXXXXX")
 SERVER_PID=""
@@ -169,7 +171,7 @@ for impl in $IMPLS; do
 	else
 		server=$impl
 		proto=graphql
-		envs=(PROCESSING_TIME=0 WORKERS=8 WEBSOCKET_IMPL="$impl")
+		envs=(PROCESSING_TIME=0 WORKERS=8 WEBSOCKET_IMPL="$impl" DEBUG_ADDR="$DEBUG_ADDR")
 	fi
 	for mode in steady burst idle; do
 		case $mode in
@@ -181,6 +183,13 @@ for impl in $IMPLS; do
 		if ! start_server "$impl" "${envs[@]}"; then
 			FAILED=1
 			continue
+		fi
+		if [[ $mode == idle ]]; then
+			# Both servers expose pprof's heap profile, whose ?gc=1 collects
+			# garbage: idle RSS is read before and after a collection.
+			gc_addr=$DEBUG_ADDR
+			[[ $impl == raw ]] && gc_addr=$SERVER_ADDR
+			args+=(-gc-url "http://$gc_addr/debug/pprof/heap?gc=1")
 		fi
 		measure "$impl-$mode" "$WORK/fanout" -protocol "$proto" -addr "$SERVER_ADDR" \
 			-mode "$mode" -pid "$SERVER_PID" "${args[@]}"
@@ -194,8 +203,8 @@ raw_burst=$(jget "${RES[raw-burst]:-}" msgs_per_s)
 	echo
 	echo "### Websocket fan-out (steady: $STEADY_N subscribers, $STEADY_RATE jobs/s for $STEADY_DURATION; burst: $BURST_N subscribers, $BURST_JOBS jobs; idle: $IDLE_N subscribers)"
 	echo
-	echo "| server | burst msgs/s | burst lost | steady p99 ms | steady lost | KiB per idle subscriber | burst vs raw |"
-	echo "|---|---:|---:|---:|---:|---:|---:|"
+	echo "| server | burst msgs/s | burst lost | steady p99 ms | steady lost | KiB per idle subscriber | same, after a GC | burst vs raw |"
+	echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 	for impl in $IMPLS; do
 		b=${RES[$impl-burst]:-}
 		s=${RES[$impl-steady]:-}
@@ -205,8 +214,8 @@ raw_burst=$(jget "${RES[raw-burst]:-}" msgs_per_s)
 		slost=$(jget "$s" lost)
 		[[ $(jget "$s" expected_completed) != n/a ]] && slost="$slost of $(jget "$s" expected_completed)"
 		bm=$(jget "$b" msgs_per_s)
-		printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$impl" "$(fmtnum "$bm")" "$blost" \
-			"$(jget "$s" p99_ms)" "$slost" "$(jget "$i" kib_per_sub)" "$(ratio "$bm" "$raw_burst")"
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$impl" "$(fmtnum "$bm")" "$blost" \
+			"$(jget "$s" p99_ms)" "$slost" "$(jget "$i" kib_per_sub)" "$(jget "$i" kib_per_sub_after_gc)" "$(ratio "$bm" "$raw_burst")"
 	done
 	echo
 	echo "Burst ratio gorilla/raw: $(ratio "$(jget "${RES[gorilla-burst]:-}" msgs_per_s)" "$raw_burst")"

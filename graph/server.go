@@ -53,9 +53,12 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	// plain POST transport would otherwise take.
 	srv.AddTransport(transport.SSE{})
 	srv.AddTransport(transport.Websocket{
-		Implementation:        opts.Websocket,
+		Implementation: opts.Websocket,
+		// graphql-ws (legacy) clients expect "ka" messages. Websocket-level
+		// pings for every protocol come from the adapter (gorillaws'
+		// PingInterval), which needs no goroutine per connection, unlike
+		// gqlgen's PingPongInterval.
 		KeepAlivePingInterval: opts.KeepAlive,
-		PingPongInterval:      opts.KeepAlive,
 		InitTimeout:           opts.InitTimeout,
 		PayloadReadLimit:      &opts.WebsocketReadLimit,
 		InitFunc: func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {

@@ -74,6 +74,7 @@ type config struct {
 	duration    time.Duration
 	jobs        int
 	pid         int
+	gcURL       string
 	dialConc    int
 	deadline    time.Duration
 	drain       time.Duration
@@ -90,6 +91,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, "steady: how long jobs are created")
 	flag.IntVar(&cfg.jobs, "jobs", 100, "burst: jobs created at once")
 	flag.IntVar(&cfg.pid, "pid", 0, "idle: server process id whose VmRSS is read")
+	flag.StringVar(&cfg.gcURL, "gc-url", "", "idle: URL that makes the server collect garbage (e.g. its /debug/pprof/heap?gc=1); when set, RSS is read again after it")
 	flag.IntVar(&cfg.dialConc, "dial-concurrency", 200, "websocket handshakes in flight at a time")
 	flag.DurationVar(&cfg.deadline, "deadline", 120*time.Second, "burst: how long to wait for every COMPLETED")
 	flag.DurationVar(&cfg.drain, "drain", 15*time.Second, "steady: how long to wait for stragglers after the last create")
@@ -777,7 +779,6 @@ func (b *bench) idle(res map[string]any, before int64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	b.closeAll()
 	per := float64(after-before) / float64(b.cfg.n)
 	res["pid"] = b.cfg.pid
 	res["rss_before_kib"] = before
@@ -786,6 +787,28 @@ func (b *bench) idle(res map[string]any, before int64) (string, error) {
 	res["kib_per_sub"] = round(per, 2)
 	human := fmt.Sprintf("fanout idle %s n=%d: server RSS %d KiB -> %d KiB = %.2f KiB per idle subscriber%s",
 		b.cfg.protocol, b.cfg.n, before, after, per, map[bool]string{true: "", false: " (RSS never stable)"}[stable])
+	if b.cfg.gcURL != "" {
+		// The first reading includes the garbage of N handshakes that the
+		// collector has not reclaimed yet; a long-lived server sheds it.
+		// Read RSS again after a collection, with the subscribers still
+		// connected.
+		resp, err := http.Get(b.cfg.gcURL)
+		if err != nil {
+			return "", fmt.Errorf("gc url: %w", err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		gcAfter, gcStable, err := stableRSS(b.cfg.pid, 20*time.Second)
+		if err != nil {
+			return "", err
+		}
+		gcPer := float64(gcAfter-before) / float64(b.cfg.n)
+		res["rss_after_gc_kib"] = gcAfter
+		res["kib_per_sub_after_gc"] = round(gcPer, 2)
+		human += fmt.Sprintf("; after a GC %d KiB = %.2f KiB per idle subscriber%s",
+			gcAfter, gcPer, map[bool]string{true: "", false: " (RSS never stable)"}[gcStable])
+	}
+	b.closeAll()
 	return human, nil
 }
 

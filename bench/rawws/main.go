@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -241,6 +242,7 @@ func main() {
 	mux.HandleFunc("/ws", s.handleWS)
 	mux.HandleFunc("/emit", s.handleEmit)
 	mux.HandleFunc("/stats", s.handleStats)
+	mux.Handle("/debug/pprof/heap", pprof.Handler("heap")) // ?gc=1 collects garbage first, as the fan-out tool's idle mode asks
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	fmt.Printf("listening addr=%s\n", ln.Addr())

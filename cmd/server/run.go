@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	var ws transport.WebsocketImplementation
 	if cfg.WebsocketImpl == "gorilla" {
-		ws = gorillaws.New(gorillaws.Options{WriteTimeout: cfg.WSWriteTimeout})
+		ws = gorillaws.New(gorillaws.Options{WriteTimeout: cfg.WSWriteTimeout, PingInterval: cfg.WSKeepAlive})
 	}
 	gql := graph.NewHandler(&graph.Resolver{
 		Store:                   jobs,

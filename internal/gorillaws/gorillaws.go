@@ -14,12 +14,19 @@
 // libraries allow it: the GraphQL subprotocols gqlgen offers are negotiated in
 // gqlgen's preference order, a normal close by the peer is reported as
 // transport.ErrWebsocketClosed, and the read limit and read deadline hooks are
-// supported. In addition every write the adapter performs carries a write
-// deadline, so a client that stops reading cannot pin a server goroutine.
+// supported. In addition every socket write the adapter performs carries a
+// write deadline, so a client that stops reading cannot pin a server
+// goroutine.
+//
+// Cost per message and per connection is kept low: WriteJSON encodes gqlgen's
+// message structs without re-validating their already-encoded payloads (see
+// encode.go); frames are handed to a per-connection buffer that a short-lived
+// goroutine writes to the socket, so bursts leave in few write(2) calls (see
+// flushConn); and Options.PingInterval keeps connections alive with websocket
+// pings from a timer instead of a goroutine per connection.
 package gorillaws
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -55,11 +62,16 @@ const maxCloseReasonBytes = 123
 // Options configures an Implementation. The zero value is valid: zero (or
 // negative) fields get the documented defaults.
 type Options struct {
-	// WriteTimeout is the deadline applied to every write on a connection:
-	// data messages (WriteJSON), close frames (WriteClose and the automatic
-	// reply to a peer's close frame) and pong replies to the peer's pings.
-	// When it expires the write fails and the connection is unusable for
-	// further writes. Default DefaultWriteTimeout (10s).
+	// WriteTimeout bounds every write to a connection's socket. Frames (data
+	// messages, close frames, pings and pong replies) are buffered and
+	// written by a flusher goroutine that sets a deadline of
+	// now+WriteTimeout before each socket write; one write usually carries
+	// several frames. When a deadline expires the connection is closed and
+	// the timeout error is returned by the next WriteJSON or WriteClose; the
+	// connection is unusable for further writes. WriteJSON waits for buffer
+	// room (when a connection already has 256 KiB queued) at most about
+	// this long too, and Close waits at most this long for queued frames to
+	// leave. Default DefaultWriteTimeout (10s).
 	WriteTimeout time.Duration
 
 	// ReadBufferSize is gorilla's Upgrader.ReadBufferSize: the size of the
@@ -89,6 +101,26 @@ type Options struct {
 	// EnableCompression negotiates permessage-deflate (RFC 7692) with clients
 	// that offer it. Default false.
 	EnableCompression bool
+
+	// PingInterval, when positive, makes every connection send a websocket
+	// ping control frame each PingInterval and drop peers that stop
+	// answering with pongs. Browsers and most websocket libraries (Node's ws,
+	// gorilla while reading) answer pings automatically; unlike gqlgen's
+	// PingPongInterval this needs no GraphQL-level ping/pong and no goroutine
+	// per connection (a self-re-arming time.AfterFunc timer sends the pings).
+	//
+	// Liveness is enforced with the read deadline: the first ping arms it at
+	// now+2*PingInterval, each pong received moves it to now+2*PingInterval,
+	// and pings never move an armed deadline, so a peer is cut off at most
+	// 2*PingInterval after its last pong (or after the first ping if it
+	// never answers). NextReader then fails with a timeout error and gqlgen
+	// closes the connection. Data messages from the peer do not count as
+	// pongs. A deadline set through SetReadDeadline (gqlgen's own
+	// PingPongInterval) is kept alongside: the earlier of the two applies.
+	//
+	// 0 (the default) disables pings; the adapter then never sets a read
+	// deadline by itself.
+	PingInterval time.Duration
 }
 
 // Implementation accepts HTTP requests as gorilla websocket connections for
@@ -98,9 +130,12 @@ type Options struct {
 // use: Accept may be called from any number of goroutines. A zero
 // Implementation behaves like New(Options{}).
 type Implementation struct {
-	upgrader     websocket.Upgrader // never mutated after New; copied per Accept
-	writeTimeout time.Duration
-	configured   bool // false for a zero Implementation
+	upgrader      websocket.Upgrader // never mutated after New; copied per Accept
+	writeTimeout  time.Duration
+	pingInterval  time.Duration
+	coalesceLimit int         // flushConn.limit
+	hooks         *flushHooks // tests only
+	configured    bool        // false for a zero Implementation
 }
 
 var _ transport.WebsocketImplementation = (*Implementation)(nil)
@@ -132,7 +167,9 @@ func New(opts Options) *Implementation {
 
 	return &Implementation{
 		upgrader: websocket.Upgrader{
-			// Bounds the write of the 101 Switching Protocols response.
+			// Gorilla sets it as the write deadline of the 101 response; that
+			// write goes through flushConn, whose socket writes are bounded
+			// by the write timeout anyway.
 			HandshakeTimeout:  opts.WriteTimeout,
 			ReadBufferSize:    opts.ReadBufferSize,
 			WriteBufferSize:   opts.WriteBufferSize,
@@ -140,8 +177,10 @@ func New(opts Options) *Implementation {
 			CheckOrigin:       checkOrigin,
 			EnableCompression: opts.EnableCompression,
 		},
-		writeTimeout: opts.WriteTimeout,
-		configured:   true,
+		writeTimeout:  opts.WriteTimeout,
+		pingInterval:  max(opts.PingInterval, 0),
+		coalesceLimit: defaultCoalesceLimit,
+		configured:    true,
 	}
 }
 
@@ -154,6 +193,11 @@ func acceptAnyOrigin(*http.Request) bool { return true }
 // the client also offers is selected; if the client offers none of them the
 // connection is accepted with no subprotocol (gqlgen then speaks graphql-ws).
 // options.ResponseHeader is sent with the 101 response.
+//
+// The network connection gorilla writes to is a flushConn (obtained by
+// wrapping w's Hijack), which coalesces frames into few socket writes. After
+// a successful upgrade Accept shrinks the buffers net/http hands over with
+// the hijacked connection (see hijackWriter.releaseBuffers).
 //
 // On failure the HTTP error response has already been written by gorilla (as
 // coder/websocket does too) and the returned error wraps gorilla's error.
@@ -170,14 +214,24 @@ func (i *Implementation) Accept(
 	upgrader := i.upgrader // copy: Accept must not mutate shared state
 	upgrader.Subprotocols = mergeSubprotocols(i.upgrader.Subprotocols, options.Subprotocols)
 
-	ws, err := upgrader.Upgrade(w, r, options.ResponseHeader)
+	hw := &hijackWriter{ResponseWriter: w, timeout: i.writeTimeout, limit: i.coalesceLimit, hooks: i.hooks}
+	ws, err := upgrader.Upgrade(hw, r, options.ResponseHeader)
 	if err != nil {
 		return nil, fmt.Errorf("gorillaws: upgrade: %w", err)
 	}
+	hw.releaseBuffers()
 
 	c := &conn{ws: ws, writeTimeout: i.writeTimeout}
+	c.fc, _ = ws.NetConn().(*flushConn)
 	ws.SetPingHandler(c.handlePing)
 	ws.SetCloseHandler(c.handleClose)
+	if i.pingInterval > 0 {
+		c.pingInterval = i.pingInterval
+		ws.SetPongHandler(c.handlePong)
+		c.rdMu.Lock()
+		c.pingTimer = time.AfterFunc(c.pingInterval, c.sendPing)
+		c.rdMu.Unlock()
+	}
 	return c, nil
 }
 
@@ -199,15 +253,25 @@ func mergeSubprotocols(base, extra []string) []string {
 // WriteControl and Close may be called concurrently with anything. gqlgen's
 // transport reads from one goroutine and already serialises WriteJSON and
 // WriteClose under its own mutex, but conn does not rely on that: WriteJSON
-// takes writeMu so that setting the deadline and writing are one atomic step
-// and concurrent WriteJSON calls are safe. WriteClose and the automatic
-// pong/close replies use WriteControl, which gorilla serialises with data
-// writes internally (waiting at most until the control frame's deadline).
+// takes writeMu so that concurrent WriteJSON calls are safe. WriteClose, the
+// automatic pong/close replies and keep-alive pings use WriteControl, which
+// gorilla serialises with data writes internally (waiting at most until the
+// control frame's deadline). All of them only hand bytes to the flushConn.
 type conn struct {
 	ws           *websocket.Conn
+	fc           *flushConn // ws's network connection
 	writeTimeout time.Duration
 
-	writeMu sync.Mutex // serialises SetWriteDeadline+WriteMessage
+	writeMu sync.Mutex // gorilla allows one WriteMessage at a time
+
+	// Read deadlines and keep-alive pings (Options.PingInterval), under rdMu.
+	rdMu         sync.Mutex
+	userDeadline time.Time // from SetReadDeadline; zero: none
+	pingDeadline time.Time // armed by the first ping, moved by pongs; zero: none
+	pingInterval time.Duration
+	pingTimer    *time.Timer // nil when pings are off
+	pingStopped  bool        // Close was called
+	pingsActive  sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -220,15 +284,25 @@ var (
 )
 
 // Close closes the underlying network connection without sending a close
-// frame (gqlgen calls WriteClose first). It unblocks a pending NextReader,
-// which then returns an error satisfying errors.Is(err, net.ErrClosed). It is
-// safe to call more than once and concurrently with any other method; later
-// calls return the first call's result.
+// frame (gqlgen calls WriteClose first). Frames already written, including a
+// close frame, are sent first, waiting at most the write timeout. It stops
+// keep-alive pings and returns only once no goroutine of the connection is
+// left. It unblocks a pending NextReader, which then returns an error
+// satisfying errors.Is(err, net.ErrClosed). It is safe to call more than once
+// and concurrently with any other method; later calls return the first
+// call's result.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
+		c.rdMu.Lock()
+		c.pingStopped = true
+		if c.pingTimer != nil {
+			c.pingTimer.Stop()
+		}
+		c.rdMu.Unlock()
 		if err := c.ws.Close(); err != nil {
 			c.closeErr = fmt.Errorf("gorillaws: close: %w", err)
 		}
+		c.pingsActive.Wait() // a ping being sent now fails fast: the connection is closed
 	})
 	return c.closeErr
 }
@@ -272,34 +346,56 @@ func isNormalClose(err error) bool {
 	}
 }
 
-// WriteJSON marshals v and sends it as one text message, failing if the write
-// does not complete within the write timeout. After a failed write the
-// connection cannot be written to again. Safe for concurrent use.
+// encodeBuffers holds WriteJSON's encoding buffers (*[]byte).
+var encodeBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, 1024)
+	return &b
+}}
+
+// WriteJSON encodes v as JSON and sends it as one text message. gqlgen's
+// message structs are encoded by a cached per-type plan that writes their
+// json.RawMessage payload as is (see appendJSON); other values use
+// json.Marshal.
+//
+// The frame is handed to the connection's flusher (see flushConn), so
+// WriteJSON usually returns before the bytes are on the wire. A socket write
+// that does not complete within the write timeout closes the connection, and
+// that error is returned by the next WriteJSON or WriteClose; after it the
+// connection cannot be written to again. WriteJSON blocks only while the
+// connection already buffers too much (see defaultCoalesceLimit). Safe for
+// concurrent use.
 func (c *conn) WriteJSON(v any) error {
-	// Marshal before writing (and outside the lock) so an encoding error
+	// Encode before writing (and outside the lock) so an encoding error
 	// never leaves a partial or empty frame on the wire.
-	data, err := json.Marshal(v)
+	buf := encodeBuffers.Get().(*[]byte)
+	data, err := appendJSON((*buf)[:0], v)
+	defer func() {
+		if cap(data) <= maxPooledBuffer {
+			*buf = data[:0]
+			encodeBuffers.Put(buf)
+		}
+	}()
 	if err != nil {
 		return fmt.Errorf("gorillaws: encode message: %w", err)
 	}
 
+	// No per-message deadline: flushConn sets one for every socket write.
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	if err := c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
-		return fmt.Errorf("gorillaws: set write deadline: %w", err)
-	}
 	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
 		return fmt.Errorf("gorillaws: write: %w", err)
 	}
 	return nil
 }
 
-// WriteClose sends a close frame with closeCode and message, bounded by the
-// write timeout. A message longer than the 123 bytes a close frame can carry
-// is truncated at a UTF-8 boundary. It does not close the network connection;
-// call Close for that. If a close frame was already sent (including the
-// automatic reply to the peer's close frame) it returns nil without sending
-// another. Safe for concurrent use.
+// WriteClose queues a close frame with closeCode and message after the frames
+// already written. It leaves as promptly as a data message, and Close waits
+// for it (within the write timeout) before closing the socket. A message longer
+// than the 123 bytes a close frame can carry is truncated at a UTF-8
+// boundary. It does not close the network connection; call Close for that. If
+// a close frame was already sent (including the automatic reply to the peer's
+// close frame) it returns nil without sending another. It fails if an earlier
+// socket write failed. Safe for concurrent use.
 func (c *conn) WriteClose(closeCode int, message string) error {
 	payload := websocket.FormatCloseMessage(closeCode, truncateCloseReason(message))
 	err := c.ws.WriteControl(websocket.CloseMessage, payload, time.Now().Add(c.writeTimeout))
@@ -339,12 +435,73 @@ func (c *conn) SetReadLimit(limit int64) {
 
 // SetReadDeadline sets the deadline for reads; a zero t means no deadline.
 // When it passes, a pending or future NextReader fails with a timeout error
-// and the connection can no longer be read. Safe to call concurrently with
-// NextReader (gqlgen's ping loop does so).
+// and the connection can no longer be read. With Options.PingInterval the
+// keep-alive deadline applies too: the earlier of the two wins. Safe to call
+// concurrently with NextReader (gqlgen's ping loop does so).
 func (c *conn) SetReadDeadline(t time.Time) error {
-	if err := c.ws.SetReadDeadline(t); err != nil {
+	c.rdMu.Lock()
+	defer c.rdMu.Unlock()
+	c.userDeadline = t
+	if err := c.applyReadDeadlineLocked(); err != nil {
 		return fmt.Errorf("gorillaws: set read deadline: %w", err)
 	}
+	return nil
+}
+
+// applyReadDeadlineLocked sets the socket's read deadline to the earlier of
+// userDeadline and pingDeadline (zero meaning none). c.rdMu must be held.
+func (c *conn) applyReadDeadlineLocked() error {
+	d := c.userDeadline
+	if !c.pingDeadline.IsZero() && (d.IsZero() || c.pingDeadline.Before(d)) {
+		d = c.pingDeadline
+	}
+	return c.ws.SetReadDeadline(d)
+}
+
+// sendPing runs from c.pingTimer every pingInterval: it arms the keep-alive
+// read deadline if it is not armed yet, sends a ping control frame and
+// re-arms the timer. It stops for good once Close was called, a close frame
+// was sent or the connection failed; a ping that merely timed out waiting
+// behind a blocked data write is retried at the next interval.
+func (c *conn) sendPing() {
+	c.rdMu.Lock()
+	if c.pingStopped {
+		c.rdMu.Unlock()
+		return
+	}
+	c.pingsActive.Add(1) // before Close's Wait: Close sets pingStopped under rdMu first
+	defer c.pingsActive.Done()
+	now := time.Now()
+	if c.pingDeadline.IsZero() {
+		c.pingDeadline = now.Add(2 * c.pingInterval)
+		_ = c.applyReadDeadlineLocked()
+	}
+	c.rdMu.Unlock()
+
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, now.Add(c.writeTimeout)); err != nil {
+		if errors.Is(err, websocket.ErrCloseSent) || errors.Is(err, net.ErrClosed) ||
+			(c.fc != nil && c.fc.writeFailure() != nil) {
+			return
+		}
+	}
+
+	c.rdMu.Lock()
+	if !c.pingStopped {
+		c.pingTimer.Reset(c.pingInterval)
+	}
+	c.rdMu.Unlock()
+}
+
+// handlePong extends the keep-alive read deadline. It runs on the reading
+// goroutine (inside NextReader), only when Options.PingInterval is set.
+func (c *conn) handlePong(string) error {
+	c.rdMu.Lock()
+	defer c.rdMu.Unlock()
+	if c.pingStopped {
+		return nil
+	}
+	c.pingDeadline = time.Now().Add(2 * c.pingInterval)
+	_ = c.applyReadDeadlineLocked() // fails only once closed; the read fails then anyway
 	return nil
 }
 

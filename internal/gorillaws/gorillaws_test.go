@@ -736,7 +736,13 @@ func TestWriteCloseConcurrentWithWriteJSON(t *testing.T) {
 }
 
 func TestAnswersPeerPing(t *testing.T) {
-	srv, ch := startServer(t, New(Options{}), gqlgenAcceptOptions())
+	t.Run("default", func(t *testing.T) { testAnswersPeerPing(t, Options{}) })
+	// Our own pings (and pong handler) do not change how the peer's are answered.
+	t.Run("with PingInterval", func(t *testing.T) { testAnswersPeerPing(t, Options{PingInterval: time.Hour}) })
+}
+
+func testAnswersPeerPing(t *testing.T, opts Options) {
+	srv, ch := startServer(t, New(opts), gqlgenAcceptOptions())
 	client, server := connect(t, srv, ch, graphqlTransportWS)
 
 	pongs := make(chan string, 1)

@@ -26,12 +26,17 @@ type gqlServer struct {
 
 func startGQLServer(t *testing.T, ws transport.Websocket) *gqlServer {
 	t.Helper()
+	return startGQLServerWith(t, ws, Options{})
+}
+
+func startGQLServerWith(t *testing.T, ws transport.Websocket, opts Options) *gqlServer {
+	t.Helper()
 	s := &gqlServer{
 		schema: testserver.New(),
 		errs:   make(chan error, 16),
 		closes: make(chan int, 16),
 	}
-	ws.Implementation = New(Options{})
+	ws.Implementation = New(opts)
 	ws.ErrorFunc = func(_ context.Context, err error) {
 		select {
 		case s.errs <- err:
