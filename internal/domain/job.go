@@ -35,7 +35,9 @@ func (s Status) Valid() bool {
 	return false
 }
 
-// Final reports whether a job in status s can never change again.
+// Final reports whether s ends a job's run: nothing changes a job in a
+// final status except an explicit manual retry (failed or cancelled back to
+// pending), which starts a new run.
 func (s Status) Final() bool {
 	return s == StatusCompleted || s == StatusFailed || s == StatusCancelled
 }
@@ -45,14 +47,18 @@ func (s Status) Final() bool {
 //
 //	pending    → processing (claimed), cancelled
 //	processing → completed, failed, cancelled, pending (released on shutdown)
+//	failed     → pending (manual retry)
+//	cancelled  → pending (manual retry)
 //
-// Final statuses have no outgoing edges.
+// Completed has no outgoing edge.
 func CanTransition(from, to Status) bool {
 	switch from {
 	case StatusPending:
 		return to == StatusProcessing || to == StatusCancelled
 	case StatusProcessing:
 		return to == StatusCompleted || to == StatusFailed || to == StatusCancelled || to == StatusPending
+	case StatusFailed, StatusCancelled:
+		return to == StatusPending
 	}
 	return false
 }
@@ -76,8 +82,27 @@ type Job struct {
 	UpdatedAt  time.Time
 	StartedAt  *time.Time
 	FinishedAt *time.Time
+	// Errors holds one entry per failed attempt, oldest first. Snapshots
+	// share the backing array: never modify it in place.
+	Errors []JobError
+	// CancelRequested is set when cancellation was asked for while the job
+	// was processing: its handler's context is cancelled and the job
+	// becomes cancelled when the handler returns.
+	CancelRequested bool
 	// Version starts at 1 and increases by one on every change.
 	Version int64
+}
+
+// JobError records one failed attempt.
+type JobError struct {
+	Attempt int
+	Message string
+	At      time.Time
+}
+
+// Stats counts jobs per status.
+type Stats struct {
+	Pending, Processing, Completed, Failed, Cancelled int
 }
 
 // ErrorMessage returns the last failure message, or nil when there is none.

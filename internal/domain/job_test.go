@@ -16,6 +16,8 @@ func TestCanTransition(t *testing.T) {
 		{StatusProcessing, StatusFailed}:    true,
 		{StatusProcessing, StatusCancelled}: true,
 		{StatusProcessing, StatusPending}:   true,
+		{StatusFailed, StatusPending}:       true,
+		{StatusCancelled, StatusPending}:    true,
 	}
 	for _, from := range Statuses {
 		for _, to := range Statuses {
@@ -24,9 +26,9 @@ func TestCanTransition(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range Statuses {
-		if s.Final() && CanTransition(s, StatusPending) {
-			t.Errorf("final status %s can move", s)
+	for _, to := range Statuses {
+		if CanTransition(StatusCompleted, to) {
+			t.Errorf("completed can move to %s", to)
 		}
 	}
 }

@@ -31,11 +31,22 @@ type Store interface {
 	Claim(ctx context.Context, id string) (*domain.Job, error)
 	// Finish moves a processing job to a final status (completed, failed or
 	// cancelled), recording errMsg as the job's error when it is not empty,
-	// and sets FinishedAt.
+	// and sets FinishedAt. A failure is appended to the job's Errors.
 	Finish(ctx context.Context, id string, status domain.Status, errMsg string) (*domain.Job, error)
 	// Release moves a processing job back to pending, keeping its attempt
 	// count: the worker gave it up through no fault of the job (shutdown).
 	Release(ctx context.Context, id string) (*domain.Job, error)
+	// Cancel makes a pending job cancelled at once. For a processing job it
+	// sets CancelRequested (one new version; asking again changes nothing):
+	// the worker running it cancels the handler and finishes the job as
+	// cancelled. A job in a final status gives domain.ErrConflict.
+	Cancel(ctx context.Context, id string) (*domain.Job, error)
+	// Retry puts a failed or cancelled job back to pending now, keeping its
+	// attempts and error history; other statuses give domain.ErrConflict.
+	Retry(ctx context.Context, id string) (*domain.Job, error)
+	// Stats counts jobs per status, only those of typ when it is not empty,
+	// without loading them.
+	Stats(ctx context.Context, typ string) (domain.Stats, error)
 	// Runnable returns up to limit pending jobs whose Seq is greater than
 	// afterSeq, in ascending Seq order. The dispatcher walks it to feed the
 	// workers' queue.

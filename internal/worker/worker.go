@@ -70,6 +70,8 @@ type Pool struct {
 
 	startOnce    sync.Once
 	shutdownOnce sync.Once
+	runningMu    sync.Mutex
+	running      map[string]*runningJob
 	stopClaiming chan struct{}
 	stopDispatch context.CancelFunc
 	cancelJobs   context.CancelFunc
@@ -98,14 +100,32 @@ func New(st Store, opts Options) *Pool {
 		queue:        make(chan store.Ref, opts.QueueCapacity),
 		wake:         make(chan struct{}, 1),
 		stopClaiming: make(chan struct{}),
+		running:      make(map[string]*runningJob),
 	}
 	p.rewindTo.Store(math.MaxInt64)
 	return p
 }
 
+// runningJob is a job whose handler this pool runs (or is about to).
+type runningJob struct {
+	cancel          context.CancelFunc
+	cancelRequested atomic.Bool
+}
+
 // Publish tells the pool about a job change; wire it to the store's
-// publisher. A pending job wakes the dispatcher. It never blocks.
+// publisher. A pending job wakes the dispatcher; a cancellation request for
+// a job this pool runs cancels its handler's context. It never blocks.
 func (p *Pool) Publish(job *domain.Job) {
+	if job.Status == domain.StatusProcessing && job.CancelRequested {
+		p.runningMu.Lock()
+		r := p.running[job.ID]
+		p.runningMu.Unlock()
+		if r != nil {
+			r.cancelRequested.Store(true)
+			r.cancel()
+		}
+		return
+	}
 	if job.Status != domain.StatusPending {
 		return
 	}
@@ -253,6 +273,26 @@ func (p *Pool) work(ctx context.Context) {
 func (p *Pool) run(ctx context.Context, ref store.Ref) {
 	// Store writes must happen even while the pool is being cancelled.
 	wctx := context.WithoutCancel(ctx)
+	// Registered before the claim, so that a cancellation requested right
+	// after it finds the handler to cancel.
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	r := &runningJob{cancel: cancel}
+	p.runningMu.Lock()
+	if p.running[ref.ID] != nil {
+		// The dispatcher handed this id out twice (it rewound); the other
+		// worker claims it.
+		p.runningMu.Unlock()
+		return
+	}
+	p.running[ref.ID] = r
+	p.runningMu.Unlock()
+	defer func() {
+		p.runningMu.Lock()
+		delete(p.running, ref.ID)
+		p.runningMu.Unlock()
+	}()
+
 	job, err := p.store.Claim(wctx, ref.ID)
 	switch {
 	case errors.Is(err, domain.ErrConflict), errors.Is(err, domain.ErrNotFound):
@@ -265,8 +305,11 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 		return
 	}
 
-	herr := p.invoke(ctx, job)
+	herr := p.invoke(hctx, job)
 	switch {
+	case r.cancelRequested.Load():
+		// Asked for by a user: cancelled, whatever the handler returned.
+		_, err = p.store.Finish(wctx, job.ID, domain.StatusCancelled, "")
 	case herr != nil && ctx.Err() != nil:
 		p.released.Add(1)
 		_, err = p.store.Release(wctx, job.ID)

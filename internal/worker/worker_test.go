@@ -315,3 +315,62 @@ func BenchmarkThroughput(b *testing.B) {
 		})
 	}
 }
+
+func TestCancelRunningJob(t *testing.T) {
+	t.Parallel()
+	started := make(chan string, 1)
+	returned := make(chan error, 1)
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		started <- j.ID
+		<-ctx.Done()
+		returned <- ctx.Err()
+		return ctx.Err()
+	})
+	f := newFinals(1)
+	b := setup(t, worker.Options{Default: h}, f)
+	b.pool.Start(context.Background())
+	id := b.create(t, 1, "")[0]
+	<-started
+	if _, err := b.store.Cancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-returned:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("handler saw %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's context was not cancelled")
+	}
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+	j, _ := b.store.Get(context.Background(), id)
+	if j.Status != domain.StatusCancelled || j.CancelRequested || j.FinishedAt == nil || len(j.Errors) != 0 {
+		t.Fatalf("cancelled job = %+v, want cancelled, finished, no error recorded", j)
+	}
+}
+
+func TestCancelledJobThatCompletesAnywayIsCancelled(t *testing.T) {
+	t.Parallel()
+	started := make(chan string, 1)
+	proceed := make(chan struct{})
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		started <- j.ID
+		<-proceed // ignores its context, then reports success
+		return nil
+	})
+	f := newFinals(1)
+	b := setup(t, worker.Options{Default: h}, f)
+	b.pool.Start(context.Background())
+	id := b.create(t, 1, "")[0]
+	<-started
+	if _, err := b.store.Cancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	close(proceed)
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+	if j, _ := b.store.Get(context.Background(), id); j.Status != domain.StatusCancelled {
+		t.Fatalf("job is %s, want cancelled: cancellation was requested before the handler returned", j.Status)
+	}
+}

@@ -5,7 +5,9 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -147,10 +149,11 @@ func (s *Store) Claim(ctx context.Context, id string) (*domain.Job, error) {
 	return s.transition(ctx, "claim", id, domain.StatusProcessing, func(j *domain.Job, now time.Time) {
 		j.Attempts++
 		j.StartedAt = &now
-	})
+	}, domain.StatusPending)
 }
 
-// Finish moves a processing job to a final status.
+// Finish moves a processing job to a final status; a failure is added to
+// the job's error history.
 func (s *Store) Finish(ctx context.Context, id string, status domain.Status, errMsg string) (*domain.Job, error) {
 	if !status.Final() {
 		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", id, status, domain.ErrInvalid)
@@ -159,20 +162,100 @@ func (s *Store) Finish(ctx context.Context, id string, status domain.Status, err
 		if errMsg != "" {
 			j.Error = errMsg
 		}
+		if status == domain.StatusFailed {
+			j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: j.Error, At: now})
+		}
+		j.CancelRequested = false
 		j.FinishedAt = &now
-	})
+	}, domain.StatusProcessing)
+}
+
+// appendError adds e to a copy of errs: snapshots share their slices.
+func appendError(errs []domain.JobError, e domain.JobError) []domain.JobError {
+	out := make([]domain.JobError, len(errs), len(errs)+1)
+	copy(out, errs)
+	return append(out, e)
 }
 
 // Release moves a processing job back to pending.
 func (s *Store) Release(ctx context.Context, id string) (*domain.Job, error) {
 	return s.transition(ctx, "release", id, domain.StatusPending, func(j *domain.Job, now time.Time) {
 		j.StartedAt = nil
+		j.CancelRequested = false
+	}, domain.StatusProcessing)
+}
+
+// Cancel cancels a pending job at once; for a processing job it records
+// the request (the worker then cancels the handler).
+func (s *Store) Cancel(ctx context.Context, id string) (*domain.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("cancel job %s: %w", id, err)
+	}
+	s.mu.Lock()
+	old, ok := s.byID[id]
+	s.mu.Unlock()
+	if ok && old.Status == domain.StatusProcessing {
+		return s.change(ctx, "cancel", id, func(j *domain.Job, now time.Time) error {
+			if j.Status != domain.StatusProcessing {
+				return fmt.Errorf("status changed to %s meanwhile: %w", j.Status, domain.ErrConflict)
+			}
+			if j.CancelRequested {
+				return errUnchanged
+			}
+			j.CancelRequested = true
+			return nil
+		})
+	}
+	return s.transition(ctx, "cancel", id, domain.StatusCancelled, func(j *domain.Job, now time.Time) {
+		j.FinishedAt = &now
+	}, domain.StatusPending)
+}
+
+// Retry puts a failed or cancelled job back to pending, keeping its
+// attempts and error history.
+func (s *Store) Retry(ctx context.Context, id string) (*domain.Job, error) {
+	return s.transition(ctx, "retry", id, domain.StatusPending, func(j *domain.Job, now time.Time) {
+		j.StartedAt = nil
+		j.FinishedAt = nil
+		j.CancelRequested = false
+	}, domain.StatusFailed, domain.StatusCancelled)
+}
+
+// Stats counts jobs per status, of one type when typ is not empty.
+func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return domain.Stats{}, fmt.Errorf("job stats: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return domain.Stats{
+		Pending:    s.counts[countKey{typ, domain.StatusPending}],
+		Processing: s.counts[countKey{typ, domain.StatusProcessing}],
+		Completed:  s.counts[countKey{typ, domain.StatusCompleted}],
+		Failed:     s.counts[countKey{typ, domain.StatusFailed}],
+		Cancelled:  s.counts[countKey{typ, domain.StatusCancelled}],
+	}, nil
+}
+
+// transition moves a job in one of the from statuses to status to.
+func (s *Store) transition(ctx context.Context, op, id string, to domain.Status, mutate func(j *domain.Job, now time.Time), from ...domain.Status) (*domain.Job, error) {
+	return s.change(ctx, op, id, func(j *domain.Job, now time.Time) error {
+		if !slices.Contains(from, j.Status) || !domain.CanTransition(j.Status, to) {
+			return fmt.Errorf("%s → %s: %w", j.Status, to, domain.ErrConflict)
+		}
+		j.Status = to
+		mutate(j, now)
+		return nil
 	})
 }
 
-// transition applies one allowed status change as a copy-on-write update:
-// the old snapshot stays valid for whoever holds it.
-func (s *Store) transition(ctx context.Context, op, id string, to domain.Status, mutate func(j *domain.Job, now time.Time)) (*domain.Job, error) {
+// errUnchanged tells change that the job is already as asked: no new
+// version, no event.
+var errUnchanged = errors.New("unchanged")
+
+// change applies one change as a copy-on-write update, under the lock, and
+// publishes it: the old snapshot stays valid for whoever holds it.
+func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.Job, now time.Time) error) (*domain.Job, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("%s job %s: %w", op, id, err)
 	}
@@ -182,15 +265,15 @@ func (s *Store) transition(ctx context.Context, op, id string, to domain.Status,
 	if !ok {
 		return nil, fmt.Errorf("%s job %s: %w", op, id, domain.ErrNotFound)
 	}
-	if !domain.CanTransition(old.Status, to) {
-		return nil, fmt.Errorf("%s job %s: %s → %s: %w", op, id, old.Status, to, domain.ErrConflict)
-	}
 	j := *old
 	now := s.now()
-	j.Status = to
+	if err := apply(&j, now); errors.Is(err, errUnchanged) {
+		return old, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("%s job %s: %w", op, id, err)
+	}
 	j.UpdatedAt = now
 	j.Version++
-	mutate(&j, now)
 
 	s.byID[id] = &j
 	s.ordered[s.index[id]] = &j

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -32,6 +33,9 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("EventsInVersionOrder", func(t *testing.T) { t.Parallel(); testEventsInVersionOrder(t, newStore) })
 	t.Run("List", func(t *testing.T) { t.Parallel(); testList(t, newStore) })
 	t.Run("Runnable", func(t *testing.T) { t.Parallel(); testRunnable(t, newStore) })
+	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancel(t, newStore) })
+	t.Run("RetryKeepsHistory", func(t *testing.T) { t.Parallel(); testRetryKeepsHistory(t, newStore) })
+	t.Run("Stats", func(t *testing.T) { t.Parallel(); testStats(t, newStore) })
 	t.Run("SnapshotsAreImmutable", func(t *testing.T) { t.Parallel(); testSnapshots(t, newStore) })
 }
 
@@ -184,26 +188,31 @@ func testTransitions(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
 	type op struct {
 		name string
-		to   domain.Status
+		from []domain.Status // the statuses it applies to
+		to   domain.Status   // the status it leaves the job in
 		do   func(id string) (*domain.Job, error)
 	}
+	P, R, C, F, X := domain.StatusPending, domain.StatusProcessing, domain.StatusCompleted, domain.StatusFailed, domain.StatusCancelled
 	ops := []op{
-		{"claim", domain.StatusProcessing, func(id string) (*domain.Job, error) { return s.Claim(ctx, id) }},
-		{"release", domain.StatusPending, func(id string) (*domain.Job, error) { return s.Release(ctx, id) }},
-		{"complete", domain.StatusCompleted, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, domain.StatusCompleted, "") }},
-		{"fail", domain.StatusFailed, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, domain.StatusFailed, "x") }},
-		{"cancel", domain.StatusCancelled, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, domain.StatusCancelled, "") }},
+		{"claim", []domain.Status{P}, R, func(id string) (*domain.Job, error) { return s.Claim(ctx, id) }},
+		{"release", []domain.Status{R}, P, func(id string) (*domain.Job, error) { return s.Release(ctx, id) }},
+		{"complete", []domain.Status{R}, C, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, C, "") }},
+		{"fail", []domain.Status{R}, F, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, F, "x") }},
+		{"finish cancelled", []domain.Status{R}, X, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, X, "") }},
+		{"retry", []domain.Status{F, X}, P, func(id string) (*domain.Job, error) { return s.Retry(ctx, id) }},
 	}
 	for _, from := range domain.Statuses {
 		for _, o := range ops {
 			j := put(t, s, from)
 			got, err := o.do(j.ID)
-			allowed := domain.CanTransition(from, o.to)
+			allowed := slices.Contains(o.from, from)
 			switch {
 			case allowed && err != nil:
 				t.Errorf("%s from %s: %v, want success", o.name, from, err)
 			case allowed && (got.Status != o.to || got.Version != j.Version+1):
 				t.Errorf("%s from %s: got %s v%d, want %s v%d", o.name, from, got.Status, got.Version, o.to, j.Version+1)
+			case allowed && !domain.CanTransition(from, o.to):
+				t.Errorf("%s from %s to %s: the store allows an edge the domain does not", o.name, from, o.to)
 			case !allowed && !errors.Is(err, domain.ErrConflict):
 				t.Errorf("%s from %s: err = %v, want ErrConflict", o.name, from, err)
 			}
@@ -218,6 +227,106 @@ func testTransitions(t *testing.T, newStore NewStore) {
 	j := put(t, s, domain.StatusProcessing)
 	if _, err := s.Finish(ctx, j.ID, domain.StatusPending, ""); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("finish as pending: err = %v, want ErrInvalid", err)
+	}
+}
+
+func testCancel(t *testing.T, newStore NewStore) {
+	rec := &recorder{}
+	s := newStore(t, rec)
+	ctx := context.Background()
+
+	pending := mustCreate(t, s, "c")
+	got, err := s.Cancel(ctx, pending.ID)
+	if err != nil || got.Status != domain.StatusCancelled || got.FinishedAt == nil || got.Version != 2 {
+		t.Fatalf("cancel pending = %+v, %v; want cancelled at once, finished, v2", got, err)
+	}
+	if _, err := s.Claim(ctx, pending.ID); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("claim of a cancelled job: %v, want ErrConflict", err)
+	}
+
+	running := put(t, s, domain.StatusProcessing)
+	got, err = s.Cancel(ctx, running.ID)
+	if err != nil || got.Status != domain.StatusProcessing || !got.CancelRequested || got.Version != running.Version+1 {
+		t.Fatalf("cancel processing = %+v, %v; want still processing with CancelRequested, one new version", got, err)
+	}
+	again, err := s.Cancel(ctx, running.ID)
+	if err != nil || again.Version != got.Version {
+		t.Fatalf("second cancel = v%d, %v; want no new version", again.Version, err)
+	}
+	done, err := s.Finish(ctx, running.ID, domain.StatusCancelled, "")
+	if err != nil || done.Status != domain.StatusCancelled || done.CancelRequested {
+		t.Fatalf("finish cancelled = %+v, %v", done, err)
+	}
+	for _, st := range []domain.Status{domain.StatusCompleted, domain.StatusFailed, domain.StatusCancelled} {
+		j := put(t, s, st)
+		if _, err := s.Cancel(ctx, j.ID); !errors.Is(err, domain.ErrConflict) {
+			t.Errorf("cancel %s: %v, want ErrConflict", st, err)
+		}
+	}
+	if _, err := s.Cancel(ctx, "no-such-job"); !errors.Is(err, domain.ErrNotFound) {
+		t.Errorf("cancel unknown: %v, want ErrNotFound", err)
+	}
+	var sawRequest bool
+	for _, ev := range rec.all() {
+		if ev.ID == running.ID && ev.CancelRequested && ev.Status == domain.StatusProcessing {
+			sawRequest = true
+		}
+	}
+	if !sawRequest {
+		t.Fatal("the cancellation request of a processing job was not published")
+	}
+}
+
+func testRetryKeepsHistory(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	j := mustCreate(t, s, "r")
+	for attempt := 1; attempt <= 2; attempt++ {
+		if _, err := s.Claim(ctx, j.ID); err != nil {
+			t.Fatal(err)
+		}
+		f, err := s.Finish(ctx, j.ID, domain.StatusFailed, fmt.Sprintf("boom %d", attempt))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(f.Errors) != attempt || f.Errors[attempt-1].Attempt != attempt || f.Errors[attempt-1].Message != fmt.Sprintf("boom %d", attempt) || f.Errors[attempt-1].At.IsZero() {
+			t.Fatalf("after failure %d errors = %+v", attempt, f.Errors)
+		}
+		r, err := s.Retry(ctx, j.ID)
+		if err != nil || r.Status != domain.StatusPending || r.FinishedAt != nil || r.StartedAt != nil || len(r.Errors) != attempt || r.Error != f.Error || r.Attempts != attempt {
+			t.Fatalf("retry = %+v, %v; want pending, history and attempts kept", r, err)
+		}
+		// The snapshot taken before the next failure must not change.
+		defer func(snap *domain.Job, n int) {
+			if len(snap.Errors) != n {
+				t.Errorf("snapshot's error history changed: %d entries, want %d", len(snap.Errors), n)
+			}
+		}(r, attempt)
+	}
+}
+
+func testStats(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	put(t, s, domain.StatusPending)
+	put(t, s, domain.StatusPending)
+	put(t, s, domain.StatusProcessing)
+	put(t, s, domain.StatusCompleted)
+	put(t, s, domain.StatusFailed)
+	put(t, s, domain.StatusCancelled)
+	mustCreate(t, s, "other")
+	got, err := s.Stats(ctx, "t")
+	want := domain.Stats{Pending: 2, Processing: 1, Completed: 1, Failed: 1, Cancelled: 1}
+	if err != nil || got != want {
+		t.Fatalf("stats of type t = %+v, %v; want %+v", got, err, want)
+	}
+	all, err := s.Stats(ctx, "")
+	want.Pending++
+	if err != nil || all != want {
+		t.Fatalf("stats = %+v, %v; want %+v", all, err, want)
+	}
+	if none, err := s.Stats(ctx, "nope"); err != nil || none != (domain.Stats{}) {
+		t.Fatalf("stats of an unknown type = %+v, %v; want zeros", none, err)
 	}
 }
 
