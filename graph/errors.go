@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -17,6 +18,7 @@ import (
 const (
 	CodeBadUserInput         = "BAD_USER_INPUT"
 	CodeNotFound             = "NOT_FOUND"
+	CodeConflict             = "CONFLICT"
 	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
 	CodeSlowSubscriber       = "SLOW_SUBSCRIBER"
 	CodeInternal             = "INTERNAL_SERVER_ERROR"
@@ -78,4 +80,22 @@ func subscriptionEndError(ctx context.Context, err error) *gqlerror.Error {
 		return codedError(ctx, CodeSlowSubscriber, "%v", err)
 	}
 	return codedError(ctx, CodeInternal, "subscription ended: %v", err)
+}
+
+// jobError turns a store error about one job into the client's error:
+// NOT_FOUND and CONFLICT with the job's current status; anything else is
+// returned as is (and shown as INTERNAL_SERVER_ERROR by the presenter).
+func (r *Resolver) jobError(ctx context.Context, op, id string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, domain.ErrNotFound):
+		return codedError(ctx, CodeNotFound, "no job with id %q", id)
+	case errors.Is(err, domain.ErrConflict):
+		if j, gerr := r.Store.Get(ctx, id); gerr == nil {
+			return codedError(ctx, CodeConflict, "cannot %s job %q: it is %s", op, id, strings.ToUpper(string(j.Status)))
+		}
+		return codedError(ctx, CodeConflict, "cannot %s job %q in its current status", op, id)
+	}
+	return err
 }

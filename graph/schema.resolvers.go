@@ -23,6 +23,18 @@ func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobI
 	return r.Store.Create(ctx, nj)
 }
 
+// CancelJob is the resolver for the cancelJob field.
+func (r *mutationResolver) CancelJob(ctx context.Context, id string) (*domain.Job, error) {
+	j, err := r.Store.Cancel(ctx, id)
+	return j, r.jobError(ctx, "cancel", id, err)
+}
+
+// RetryJob is the resolver for the retryJob field.
+func (r *mutationResolver) RetryJob(ctx context.Context, id string) (*domain.Job, error) {
+	j, err := r.Store.Retry(ctx, id)
+	return j, r.jobError(ctx, "retry", id, err)
+}
+
 // Job is the resolver for the job field.
 func (r *queryResolver) Job(ctx context.Context, id string) (*domain.Job, error) {
 	j, err := r.Store.Get(ctx, id)
@@ -55,6 +67,19 @@ func (r *queryResolver) Jobs(ctx context.Context, status *domain.Status, typeArg
 		q.BeforeSeq = seq
 	}
 	return r.listJobs(ctx, q)
+}
+
+// Stats is the resolver for the stats field.
+func (r *queryResolver) Stats(ctx context.Context, typeArg *string) (*domain.Stats, error) {
+	var typ string
+	if typeArg != nil {
+		typ = *typeArg
+	}
+	st, err := r.Store.Stats(ctx, typ)
+	if err != nil {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // JobUpdated is the resolver for the jobUpdated field.

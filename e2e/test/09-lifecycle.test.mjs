@@ -1,0 +1,87 @@
+// Job lifecycle operations seen by a real client: cancelling a job while its
+// handler runs, retrying a failed one, and the stats query.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+
+import { startServer } from '../lib/server.mjs';
+import {
+  JOB_UPDATED,
+  createCollector,
+  createJob,
+  gqlData,
+  gqlPost,
+  jobsFrom,
+  uniqueType,
+  waitForJobStatus,
+} from '../lib/util.mjs';
+
+const T = { timeout: 30_000 };
+
+describe('job lifecycle', { timeout: 60_000 }, () => {
+  let server;
+  let client;
+
+  before(async () => {
+    server = await startServer({ WORKERS: '2', PROCESSING_TIME: '30s' }, { label: 'lifecycle' });
+    client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, shouldRetry: () => false });
+  }, { timeout: 20_000 });
+
+  after(async () => {
+    await client?.dispose();
+    await server?.stop();
+  });
+
+  it('cancelJob on a processing job cancels its handler; the subscriber sees CANCELLED and completion', T, async () => {
+    const job = await createJob(server.url, uniqueType('cancel'));
+    await waitForJobStatus(server.url, job.id, 'PROCESSING');
+    const c = createCollector('cancel');
+    client.subscribe({ query: JOB_UPDATED, variables: { id: job.id } }, c.sink);
+    await c.waitUntil((msgs) => jobsFrom(msgs).length >= 1, 10_000, 'the snapshot');
+
+    const data = await gqlData(server.url, 'mutation($id: ID!) { cancelJob(id: $id) { status cancelRequested } }', { id: job.id });
+    assert.deepEqual(data.cancelJob, { status: 'PROCESSING', cancelRequested: true });
+
+    await c.waitEnd(10_000, 'the subscription to complete after cancellation');
+    assert.equal(c.ended.kind, 'complete');
+    const states = jobsFrom(c.messages);
+    assert.equal(states.at(-1).status, 'CANCELLED', `states: ${states.map((s) => s.status)}`);
+    for (let i = 1; i < states.length; i++) assert.equal(states[i].version, states[i - 1].version + 1);
+
+    // A final job cannot be cancelled again.
+    const again = await gqlPost(server.url, 'mutation($id: ID!) { cancelJob(id: $id) { status } }', { id: job.id });
+    assert.equal(again.json.errors[0].extensions.code, 'CONFLICT');
+  });
+
+  it('retryJob puts a failed job back to PENDING keeping its error history', T, async () => {
+    const job = await createJob(server.url, uniqueType('retry'), { durationMs: 0, fail: true });
+    await waitForJobStatus(server.url, job.id, 'FAILED');
+    const data = await gqlData(server.url, 'mutation($id: ID!) { retryJob(id: $id) { status attempts errors { attempt message } } }', { id: job.id });
+    assert.equal(data.retryJob.status, 'PENDING');
+    assert.equal(data.retryJob.attempts, 1);
+    assert.equal(data.retryJob.errors.length, 1);
+    assert.match(data.retryJob.errors[0].message, /simulated failure/);
+    const failedAgain = await waitForJobStatus(server.url, job.id, 'FAILED');
+    assert.equal(failedAgain.attempts, 2);
+  });
+
+  it('stats counts jobs per status for a type', T, async () => {
+    const type = uniqueType('stats');
+    const a = await createJob(server.url, type, { durationMs: 0 });
+    await createJob(server.url, type, { durationMs: 0, fail: true });
+    await waitForJobStatus(server.url, a.id, 'COMPLETED');
+    // The failing one may still be running: poll until it is counted.
+    const final = await (async () => {
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline;) {
+        const s = (await gqlData(server.url, 'query($t: String) { stats(type: $t) { pending processing completed failed cancelled } }', { t: type })).stats;
+        if (s.failed === 1) return s;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error('the failing job never counted as failed');
+    })();
+    assert.deepEqual(final, { pending: 0, processing: 0, completed: 1, failed: 1, cancelled: 0 });
+  });
+});

@@ -1,0 +1,129 @@
+package graph_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/99designs/gqlgen/client"
+
+	"github.com/jobqueue/jobqueue/graph"
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+type lifecycleJSON struct {
+	ID              string `json:"id"`
+	Status          string `json:"status"`
+	Version         int    `json:"version"`
+	Attempts        int    `json:"attempts"`
+	CancelRequested bool   `json:"cancelRequested"`
+	Errors          []struct {
+		Attempt int    `json:"attempt"`
+		Message string `json:"message"`
+		At      string `json:"at"`
+	} `json:"errors"`
+}
+
+const lifecycleFields = `id status version attempts cancelRequested errors { attempt message at }`
+
+func (b *bundle) mutate(op, id string) (lifecycleJSON, error) {
+	var resp map[string]lifecycleJSON
+	err := b.client.Post(`mutation($id: ID!) { r: `+op+`(id: $id) { `+lifecycleFields+` } }`, &resp, client.Var("id", id))
+	return resp["r"], err
+}
+
+func TestCancelJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+
+	// PENDING: cancelled at once. The pool is busy with a gated job, so the
+	// second job stays pending.
+	running := b.create(t, gatedType, nil)
+	b.gate.waitStarted(t, running.ID)
+	pending := b.create(t, "email", nil)
+	got, err := b.mutate("cancelJob", pending.ID)
+	if err != nil || got.Status != "CANCELLED" || got.Version != 2 {
+		t.Fatalf("cancel pending = %+v, %v; want CANCELLED v2", got, err)
+	}
+
+	// PROCESSING: the handler's context is cancelled; a subscriber sees the
+	// request, then CANCELLED, then the end.
+	sub := b.subscribe(t, map[string]any{"id": running.ID})
+	if j := mustNext(t, sub); j.Status != "PROCESSING" {
+		t.Fatalf("first state %+v", j)
+	}
+	got, err = b.mutate("cancelJob", running.ID)
+	if err != nil || got.Status != "PROCESSING" || !got.CancelRequested {
+		t.Fatalf("cancel processing = %+v, %v; want PROCESSING with cancelRequested", got, err)
+	}
+	if j := mustNext(t, sub); j.Status != "PROCESSING" || j.Version != got.Version {
+		t.Fatalf("subscriber: %+v, want the cancellation request (v%d)", j, got.Version)
+	}
+	if j := mustNext(t, sub); j.Status != "CANCELLED" {
+		t.Fatalf("subscriber: %+v, want CANCELLED", j)
+	}
+	wantComplete(t, sub)
+
+	// Final: CONFLICT naming the status. Unknown: NOT_FOUND.
+	_, err = b.mutate("cancelJob", running.ID)
+	wantError(t, err, graph.CodeConflict, "CANCELLED")
+	_, err = b.mutate("cancelJob", "no-such-job")
+	wantError(t, err, graph.CodeNotFound, "no-such-job")
+}
+
+func TestRetryJob(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	j := b.create(t, gatedType, nil)
+	b.gate.waitStarted(t, j.ID)
+
+	_, err := b.mutate("retryJob", j.ID)
+	wantError(t, err, graph.CodeConflict, "PROCESSING")
+
+	b.gate.release(j.ID, errors.New("smtp down"))
+	b.waitStatus(t, j.ID, domain.StatusFailed)
+	b.gate.reset(j.ID) // a fresh gate for the second run
+	got, err := b.mutate("retryJob", j.ID)
+	if err != nil || got.Status != "PENDING" || got.Attempts != 1 || len(got.Errors) != 1 ||
+		got.Errors[0].Attempt != 1 || got.Errors[0].Message != "smtp down" || got.Errors[0].At == "" {
+		t.Fatalf("retry = %+v, %v; want PENDING keeping attempt 1 and its error", got, err)
+	}
+	// The worker runs it again; this time it succeeds.
+	b.gate.waitStarted(t, j.ID)
+	b.gate.release(j.ID, nil)
+	b.waitStatus(t, j.ID, domain.StatusCompleted)
+	done, err := b.store.Get(t.Context(), j.ID)
+	if err != nil || done.Attempts != 2 || len(done.Errors) != 1 {
+		t.Fatalf("after the retry = %+v, %v; want attempt 2 with the first error kept", done, err)
+	}
+	_, err = b.mutate("retryJob", j.ID)
+	wantError(t, err, graph.CodeConflict, "COMPLETED")
+	_, err = b.mutate("retryJob", "no-such-job")
+	wantError(t, err, graph.CodeNotFound, "no-such-job")
+}
+
+func TestStats(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *options) { o.startPool = false })
+	b.storeCreate(t, "a", 3)
+	b.storeCreate(t, "b", 2)
+	c := b.create(t, "a", nil)
+	if _, err := b.mutate("cancelJob", c.ID); err != nil {
+		t.Fatal(err)
+	}
+	var resp struct {
+		All, A struct{ Pending, Processing, Completed, Failed, Cancelled int }
+	}
+	if err := b.client.Post(`{ all: stats { pending processing completed failed cancelled } a: stats(type: "a") { pending processing completed failed cancelled } }`, &resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.All.Pending != 5 || resp.All.Cancelled != 1 || resp.A.Pending != 3 || resp.A.Cancelled != 1 || resp.A.Completed != 0 {
+		t.Fatalf("stats = %+v", resp)
+	}
+}
+
+// reset forgets a gated job's handler state, so that it can run again.
+func (g *gate) reset(id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.jobs, id)
+}
