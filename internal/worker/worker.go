@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -110,6 +111,7 @@ func New(st Store, opts Options) *Pool {
 type runningJob struct {
 	cancel          context.CancelFunc
 	cancelRequested atomic.Bool
+	redo            bool // guarded by Pool.runningMu: hand the id back to the dispatcher when done
 }
 
 // Publish tells the pool about a job change; wire it to the store's
@@ -222,6 +224,7 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 func (p *Pool) dispatch(ctx context.Context) {
 	batch := p.opts.QueueCapacity
 	var cursor int64
+	retry := minDispatchRetry
 	for {
 		if r := p.rewindTo.Swap(math.MaxInt64); r != math.MaxInt64 && r-1 < cursor {
 			cursor = r - 1
@@ -231,10 +234,22 @@ func (p *Pool) dispatch(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			// The store failed; the next wake-up retries. Pending jobs stay
-			// in the store meanwhile.
-			p.log.Error("dispatcher: list runnable jobs", "err", err)
+			// The store failed. Pending jobs stay in it meanwhile; retry
+			// after a backoff, or sooner when woken.
+			p.log.Error("dispatcher: list runnable jobs", "err", err, "retry_in", retry)
+			t := time.NewTimer(retry)
+			select {
+			case <-t.C:
+			case <-p.wake:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			t.Stop()
+			retry = min(2*retry, maxDispatchRetry)
+			continue
 		}
+		retry = minDispatchRetry
 		for _, ref := range refs {
 			select {
 			case p.queue <- ref:
@@ -243,7 +258,7 @@ func (p *Pool) dispatch(ctx context.Context) {
 				return
 			}
 		}
-		if err == nil && len(refs) == batch {
+		if len(refs) == batch {
 			continue
 		}
 		select {
@@ -253,6 +268,12 @@ func (p *Pool) dispatch(ctx context.Context) {
 		}
 	}
 }
+
+// Backoff of the dispatcher after a store error.
+const (
+	minDispatchRetry = 100 * time.Millisecond
+	maxDispatchRetry = 5 * time.Second
+)
 
 func (p *Pool) work(ctx context.Context) {
 	for {
@@ -279,9 +300,12 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 	defer cancel()
 	r := &runningJob{cancel: cancel}
 	p.runningMu.Lock()
-	if p.running[ref.ID] != nil {
-		// The dispatcher handed this id out twice (it rewound); the other
-		// worker claims it.
+	if owner := p.running[ref.ID]; owner != nil {
+		// Another worker holds this id: it is running the job, or it is
+		// done and about to leave while the job is pending again (a
+		// retry). Either way the owner hands the id back to the
+		// dispatcher when it leaves, so nothing is dropped.
+		owner.redo = true
 		p.runningMu.Unlock()
 		return
 	}
@@ -290,7 +314,11 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 	defer func() {
 		p.runningMu.Lock()
 		delete(p.running, ref.ID)
+		redo := r.redo
 		p.runningMu.Unlock()
+		if redo {
+			p.requeue(ref.Seq)
+		}
 	}()
 
 	job, err := p.store.Claim(wctx, ref.ID)
@@ -299,29 +327,53 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 		return // another worker has it, or it is gone
 	case err != nil:
 		// The job is still pending in the store: hand it back to the
-		// dispatcher rather than forgetting it.
+		// dispatcher (after leaving) rather than forgetting it.
 		p.log.Error("claim job", "id", ref.ID, "err", err)
-		p.requeue(ref.Seq)
+		p.runningMu.Lock()
+		r.redo = true
+		p.runningMu.Unlock()
 		return
 	}
 
 	herr := p.invoke(hctx, job)
+	var record func() (*domain.Job, error)
 	switch {
 	case r.cancelRequested.Load():
 		// Asked for by a user: cancelled, whatever the handler returned.
-		_, err = p.store.Finish(wctx, job.ID, domain.StatusCancelled, "")
+		record = func() (*domain.Job, error) { return p.store.Finish(wctx, job.ID, domain.StatusCancelled, "") }
 	case herr != nil && ctx.Err() != nil:
 		p.released.Add(1)
-		_, err = p.store.Release(wctx, job.ID)
+		record = func() (*domain.Job, error) { return p.store.Release(wctx, job.ID) }
 	case herr != nil:
-		_, err = p.store.Finish(wctx, job.ID, domain.StatusFailed, herr.Error())
+		record = func() (*domain.Job, error) { return p.store.Finish(wctx, job.ID, domain.StatusFailed, herr.Error()) }
 	default:
-		_, err = p.store.Finish(wctx, job.ID, domain.StatusCompleted, "")
+		record = func() (*domain.Job, error) { return p.store.Finish(wctx, job.ID, domain.StatusCompleted, "") }
 	}
-	if err != nil {
-		p.log.Error("record job outcome", "id", job.ID, "err", err)
+	p.recordOutcome(job.ID, record)
+}
+
+// recordOutcome writes a job's outcome, retrying a failing store a few times
+// (a job left processing would otherwise never finish). A conflict means
+// the job changed meanwhile and is not retried.
+func (p *Pool) recordOutcome(id string, record func() (*domain.Job, error)) {
+	delay := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := record()
+		if err == nil || errors.Is(err, domain.ErrConflict) || errors.Is(err, domain.ErrNotFound) {
+			return
+		}
+		if attempt == recordAttempts {
+			p.log.Error("record job outcome: giving up; the job stays processing", "id", id, "attempts", attempt, "err", err)
+			return
+		}
+		p.log.Warn("record job outcome: retrying", "id", id, "attempt", attempt, "err", err)
+		time.Sleep(delay) // the worker has nothing else to do until this is recorded
+		delay *= 2
 	}
 }
+
+// recordAttempts bounds recordOutcome's retries (about 1.5 s in all).
+const recordAttempts = 6
 
 // invoke runs the handler, turning a panic into an error.
 func (p *Pool) invoke(ctx context.Context, job *domain.Job) (err error) {

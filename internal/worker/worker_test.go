@@ -374,3 +374,91 @@ func TestCancelledJobThatCompletesAnywayIsCancelled(t *testing.T) {
 		t.Fatalf("job is %s, want cancelled: cancellation was requested before the handler returned", j.Status)
 	}
 }
+
+// slowRetryingStore retries a job right after its first failure and then
+// holds the failing worker for a moment (a slow store write): the job is
+// pending again while the worker that failed it has not left yet.
+type slowRetryingStore struct {
+	*memory.Store
+	once atomic.Bool
+}
+
+func (s *slowRetryingStore) Finish(ctx context.Context, id string, st domain.Status, msg string) (*domain.Job, error) {
+	j, err := s.Store.Finish(ctx, id, st, msg)
+	if err == nil && st == domain.StatusFailed && s.once.CompareAndSwap(false, true) {
+		if _, err := s.Store.Retry(ctx, id); err != nil {
+			return nil, err
+		}
+		time.Sleep(50 * time.Millisecond) // the slow write the test is about
+	}
+	return j, err
+}
+
+func TestJobRetriedWhileItsWorkerLeavesIsRun(t *testing.T) {
+	t.Parallel()
+	var pool *worker.Pool
+	mem := memory.New(store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }))
+	var calls atomic.Int32
+	pool = worker.New(&slowRetryingStore{Store: mem}, worker.Options{Workers: 2, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
+		if calls.Add(1) == 1 {
+			return errors.New("first attempt fails")
+		}
+		return nil
+	})})
+	pool.Start(context.Background())
+	j, err := mem.Create(context.Background(), domain.NewJob{Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func() bool {
+		got, _ := mem.Get(context.Background(), j.ID)
+		return got.Status == domain.StatusCompleted
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !waitFor() {
+		if time.Now().After(deadline) {
+			got, _ := mem.Get(context.Background(), j.ID)
+			t.Fatalf("retried job is %s after 10s (handler calls %d), want completed", got.Status, calls.Load())
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	stop(t, pool)
+}
+
+// flakyRunnableStore fails Runnable while fail > 0 and reports each call.
+type flakyRunnableStore struct {
+	*memory.Store
+	fail  atomic.Int32
+	calls chan struct{}
+}
+
+func (s *flakyRunnableStore) Runnable(ctx context.Context, after int64, limit int) ([]store.Ref, error) {
+	defer func() {
+		select {
+		case s.calls <- struct{}{}:
+		default:
+		}
+	}()
+	if s.fail.Add(-1) >= 0 {
+		return nil, errors.New("transient store error")
+	}
+	return s.Store.Runnable(ctx, after, limit)
+}
+
+func TestDispatcherRetriesAfterStoreError(t *testing.T) {
+	t.Parallel()
+	f := newFinals(1)
+	var pool *worker.Pool
+	mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
+	st := &flakyRunnableStore{Store: mem, calls: make(chan struct{}, 1)}
+	pool = worker.New(st, worker.Options{Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
+	pool.Start(context.Background())
+	<-st.calls // the dispatcher's first look found nothing; it now sleeps
+	st.fail.Store(1)
+	if _, err := mem.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	// Its wake-up meets the failing store; only a retry runs the job.
+	f.wait(t, 10*time.Second)
+	stop(t, pool)
+}
