@@ -9,10 +9,10 @@
 // changes. When it is full, changes wait in the subscription's backlog and a
 // short-lived pump goroutine feeds them in order as the reader catches up.
 // Once the backlog holds Options.CoalesceAfter changes, a new change of a job
-// that already has a newer-than-delivered change waiting replaces it, so a
-// lagging subscriber gets the latest state of each job: intermediate states
-// may be skipped, final states never are (a final state is the last change a
-// job has). If the backlog still reaches Options.MaxBacklog, the
+// that already has a change waiting replaces it, so a lagging subscriber gets
+// the latest state of each job: intermediate states may be skipped, final
+// states never are (a waiting final state is not replaced, even by the
+// pending state of a manual retry). If the backlog still reaches Options.MaxBacklog, the
 // subscription ends with ErrSlowSubscriber, which its owner can show to the
 // client. Changes of one job always reach a subscription in version order.
 package broker
@@ -375,6 +375,9 @@ func (s *Subscription) offerLocked(j *domain.Job) {
 		// the pump may be sending it.
 		for i := n - 1; i >= 1 && i >= n-coalesceWindow; i-- {
 			if s.backlog[i].ID == j.ID {
+				if s.backlog[i].Status.Final() {
+					break // a final state is never skipped, even if a retry follows it
+				}
 				s.backlog[i] = j
 				return
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -341,5 +342,41 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestCoalescingNeverSkipsAFinalState(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{Buffer: 1, CoalesceAfter: 2, MaxBacklog: 1 << 10})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := b.Subscribe(ctx, broker.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill the channel and the backlog, then: j fails and is retried at
+	// once. The retry's pending state must not replace FAILED.
+	b.Publish(change("x", "t", 1, domain.StatusPending))
+	b.Publish(change("y", "t", 1, domain.StatusPending))
+	b.Publish(change("j", "t", 1, domain.StatusPending))
+	b.Publish(change("j", "t", 2, domain.StatusProcessing))
+	b.Publish(change("j", "t", 3, domain.StatusFailed))
+	b.Publish(change("j", "t", 4, domain.StatusPending))
+	var statuses []domain.Status
+	for {
+		j, ok := next(t, s)
+		if !ok {
+			t.Fatal("subscription ended")
+		}
+		if j.ID != "j" {
+			continue
+		}
+		statuses = append(statuses, j.Status)
+		if j.Version == 4 {
+			break
+		}
+	}
+	if !slices.Contains(statuses, domain.StatusFailed) {
+		t.Fatalf("j's states %v: FAILED was skipped", statuses)
 	}
 }

@@ -186,29 +186,25 @@ func (s *Store) Release(ctx context.Context, id string) (*domain.Job, error) {
 }
 
 // Cancel cancels a pending job at once; for a processing job it records
-// the request (the worker then cancels the handler).
+// the request (the worker then cancels the handler). The status is read and
+// changed under one lock, so a claim racing the cancel cannot turn it into
+// a conflict.
 func (s *Store) Cancel(ctx context.Context, id string) (*domain.Job, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("cancel job %s: %w", id, err)
-	}
-	s.mu.Lock()
-	old, ok := s.byID[id]
-	s.mu.Unlock()
-	if ok && old.Status == domain.StatusProcessing {
-		return s.change(ctx, "cancel", id, func(j *domain.Job, now time.Time) error {
-			if j.Status != domain.StatusProcessing {
-				return fmt.Errorf("status changed to %s meanwhile: %w", j.Status, domain.ErrConflict)
-			}
+	return s.change(ctx, "cancel", id, func(j *domain.Job, now time.Time) error {
+		switch j.Status {
+		case domain.StatusPending:
+			j.Status = domain.StatusCancelled
+			j.FinishedAt = &now
+		case domain.StatusProcessing:
 			if j.CancelRequested {
 				return errUnchanged
 			}
 			j.CancelRequested = true
-			return nil
-		})
-	}
-	return s.transition(ctx, "cancel", id, domain.StatusCancelled, func(j *domain.Job, now time.Time) {
-		j.FinishedAt = &now
-	}, domain.StatusPending)
+		default:
+			return fmt.Errorf("%s: %w", j.Status, domain.ErrConflict)
+		}
+		return nil
+	})
 }
 
 // Retry puts a failed or cancelled job back to pending, keeping its

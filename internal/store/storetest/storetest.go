@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancel(t, newStore) })
 	t.Run("RetryKeepsHistory", func(t *testing.T) { t.Parallel(); testRetryKeepsHistory(t, newStore) })
 	t.Run("Stats", func(t *testing.T) { t.Parallel(); testStats(t, newStore) })
+	t.Run("CancelRacingClaim", func(t *testing.T) { t.Parallel(); testCancelRacingClaim(t, newStore) })
 	t.Run("SnapshotsAreImmutable", func(t *testing.T) { t.Parallel(); testSnapshots(t, newStore) })
 }
 
@@ -531,4 +532,27 @@ func ids(jobs []*domain.Job) string {
 		out[i] = fmt.Sprintf("%d", j.Seq)
 	}
 	return fmt.Sprint(out)
+}
+
+// A cancel racing a claim must cancel the job either way: at once if it
+// came first, through CancelRequested if the claim did. Never a conflict.
+func testCancelRacingClaim(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	for range 2000 {
+		j := mustCreate(t, s, "race")
+		var wg sync.WaitGroup
+		var cancelErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); _, _ = s.Claim(ctx, j.ID) }()
+		go func() { defer wg.Done(); _, cancelErr = s.Cancel(ctx, j.ID) }()
+		wg.Wait()
+		if cancelErr != nil {
+			t.Fatalf("cancel racing a claim: %v", cancelErr)
+		}
+		got, err := s.Get(ctx, j.ID)
+		if err != nil || !(got.Status == domain.StatusCancelled || (got.Status == domain.StatusProcessing && got.CancelRequested)) {
+			t.Fatalf("after the race: %+v, %v; want cancelled or cancellation requested", got, err)
+		}
+	}
 }
