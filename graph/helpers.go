@@ -91,7 +91,7 @@ func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *dom
 		return nil, err
 	}
 	if f.ID == "" {
-		return attach(ctx, sub.C(), sub.Err), nil
+		return attach(ctx, sub.C(), sub.Err, sub.Ack), nil
 	}
 	current, err := r.Store.Get(ctx, f.ID)
 	if errors.Is(err, domain.ErrNotFound) || (err == nil && f.Type != "" && current.Type != f.Type) {
@@ -103,7 +103,7 @@ func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *dom
 		return nil, err
 	}
 	sub.Prime(current)
-	return attach(ctx, sub.C(), sub.Err), nil
+	return attach(ctx, sub.C(), sub.Err, sub.Ack), nil
 }
 
 // failSubscription reports a subscription that cannot start. On a websocket

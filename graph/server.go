@@ -2,7 +2,9 @@ package graph
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -35,10 +37,34 @@ type ServerOptions struct {
 // jobs under a handful of distinct documents.
 const sharedResultsLimit = 16384
 
+// Handler is the GraphQL endpoint. It is safe for concurrent use.
+type Handler struct {
+	http.Handler
+	sending atomic.Int64 // subscriptions holding a change not yet written
+}
+
+// WaitSent waits until every job change that subscriptions have taken from
+// the broker has been handed to its transport for writing, or until ctx is
+// done. With Broker.Flush before it, shutdown lets subscribers receive the
+// last changes before their connections close.
+func (h *Handler) WaitSent(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for h.sending.Load() > 0 {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for subscription writes: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
 // websockets speaking graphql-transport-ws and graphql-ws, and
 // Server-Sent Events for subscriptions.
-func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
+func NewHandler(r *Resolver, opts ServerOptions) *Handler {
+	h := &Handler{}
 	cfg := Config{Resolvers: r}
 	cfg.Complexity.Query.Jobs = func(childComplexity int, _ *domain.Status, _ *string, first *int, _ *string) int {
 		n := DefaultPageSize
@@ -72,8 +98,9 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.FixedComplexityLimit(opts.ComplexityLimit))
-	shareSubscriptionResults(srv, newResultCache(sharedResultsLimit))
+	shareSubscriptionResults(srv, newResultCache(sharedResultsLimit), &h.sending)
 	srv.SetErrorPresenter(ErrorPresenter(r.Logger))
 	srv.SetRecoverFunc(Recover(r.Logger))
-	return conformHTTP(srv)
+	h.Handler = conformHTTP(srv)
+	return h
 }

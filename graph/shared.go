@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -36,9 +37,26 @@ import (
 type relay struct {
 	src     <-chan *domain.Job // from the broker
 	err     func() error       // why src closed
+	ack     func()             // tells the broker a change was taken
 	out     chan *domain.Job   // read by gqlgen's generated code
 	key     string             // identifies the operation and its variables
 	errSent bool
+
+	// holding is true from taking a change off src until gqlgen asks for
+	// the next response, which it does once it has written this one.
+	holding atomic.Bool
+	sending *atomic.Int64 // relays holding a change, server-wide
+}
+
+func (r *relay) hold() {
+	r.holding.Store(true)
+	r.sending.Add(1)
+}
+
+func (r *relay) release() {
+	if r.holding.Swap(false) {
+		r.sending.Add(-1)
+	}
 }
 
 type relayKey struct{}
@@ -52,12 +70,12 @@ func relayFrom(ctx context.Context) *relay {
 // err reports why src closed; a non-nil error reaches the client as a last
 // response with errors before the subscription completes. Without a relay
 // in ctx (the operation middleware is not installed) src is returned as is.
-func attach(ctx context.Context, src <-chan *domain.Job, err func() error) <-chan *domain.Job {
+func attach(ctx context.Context, src <-chan *domain.Job, err func() error, ack func()) <-chan *domain.Job {
 	r := relayFrom(ctx)
 	if r == nil {
 		return src
 	}
-	r.src, r.err = src, err
+	r.src, r.err, r.ack = src, err, ack
 	r.out = make(chan *domain.Job, 1)
 	return r.out
 }
@@ -97,9 +115,13 @@ func (c *resultCache) do(ctx context.Context, k cacheKey, exec func() *graphql.R
 	if !ok {
 		e := &cacheEntry{done: make(chan struct{})}
 		if v, ok = c.entries.LoadOrStore(k, e); !ok {
+			// Deferred so that a panicking exec cannot leave waiters
+			// blocked on this key.
+			defer func() {
+				close(e.done)
+				c.remember(k)
+			}()
 			e.resp = exec()
-			close(e.done)
-			c.remember(k)
 			return e.resp
 		}
 	}
@@ -131,7 +153,7 @@ func (c *resultCache) remember(k cacheKey) {
 func shareSubscriptionResults(srv interface {
 	AroundOperations(graphql.OperationMiddleware)
 	AroundResponses(graphql.ResponseMiddleware)
-}, cache *resultCache) {
+}, cache *resultCache, sending *atomic.Int64) {
 	srv.AroundOperations(func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 		oc := graphql.GetOperationContext(ctx)
 		if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
@@ -141,7 +163,10 @@ func shareSubscriptionResults(srv interface {
 		if err != nil {
 			return next(ctx) // unshareable; execute per subscriber
 		}
-		r := &relay{key: oc.RawQuery + "\x00" + oc.OperationName + "\x00" + string(vars)}
+		r := &relay{key: oc.RawQuery + "\x00" + oc.OperationName + "\x00" + string(vars), sending: sending}
+		// gqlgen may stop asking for responses without a last call (its
+		// context ended): the relay lets go of its change then.
+		context.AfterFunc(ctx, r.release)
 		return next(context.WithValue(ctx, relayKey{}, r))
 	})
 	srv.AroundResponses(func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
@@ -149,6 +174,7 @@ func shareSubscriptionResults(srv interface {
 		if r == nil || r.src == nil {
 			return next(ctx)
 		}
+		r.release() // gqlgen wrote the previous response: it asks for the next
 		select {
 		case j, ok := <-r.src:
 			if !ok {
@@ -165,6 +191,8 @@ func shareSubscriptionResults(srv interface {
 				close(r.out)
 				return next(ctx)
 			}
+			r.hold()
+			r.ack() // after hold: Broker.Flush then Handler.WaitSent see it in one or the other
 			return cache.do(ctx, cacheKey{job: j, op: r.key}, func() *graphql.Response {
 				r.out <- j // never blocks: out has room for one and gqlgen takes it next
 				resp := next(ctx)

@@ -129,8 +129,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err := pool.Shutdown(graceCtx); err != nil {
 		log.Warn("workers stopped", "err", err)
 	}
-	// Subscribers stayed connected while jobs finished and saw their final
-	// states. Now end the streams: websockets get a close frame.
+	// Subscribers stayed connected while jobs finished. Let the last
+	// changes (final states, jobs returned to pending) reach them, then end
+	// the streams: websockets get a close frame.
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancelFlush()
+	if err := events.Flush(flushCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	} else if err := gql.WaitSent(flushCtx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
 	streams.CloseAll()
 	waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
 	defer cancelWait()
@@ -146,6 +154,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log.Info("stopped")
 	return nil
 }
+
+// flushTimeout bounds how long shutdown waits for subscribers to be handed
+// the last job changes; a subscriber that does not read meanwhile misses
+// them (and finds the jobs' state when it reconnects).
+const flushTimeout = 2 * time.Second
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -230,5 +232,67 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 	c, err := parseConfig([]string{"-workers", "3"}, func(k string) string { return map[string]string{"WORKERS": "2", "PORT": "9000"}[k] }, io.Discard)
 	if err != nil || c.Workers != 3 || c.Port != 9000 || c.ProcessingTime != time.Second || c.QueueCapacity != 100 {
 		t.Fatalf("config = %+v, %v; want workers 3 from the flag, port 9000 from env, defaults otherwise", c, err)
+	}
+}
+
+// A job that finishes within the shutdown grace period reaches its
+// subscriber as COMPLETED before the close frame.
+func TestShutdownDeliversFinalStates(t *testing.T) {
+	t.Parallel()
+	const servers = 20
+	for i := range servers {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			t.Parallel()
+			s := start(t, map[string]string{"PROCESSING_TIME": "300ms", "SHUTDOWN_TIMEOUT": "5s"})
+			id := s.createJob(t, `{"type":"slow"}`)
+			ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(s.url, "http", "ws", 1)+"/query", http.Header{"Sec-WebSocket-Protocol": {"graphql-transport-ws"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.Close()
+			type msg struct {
+				Type    string
+				Payload struct {
+					Data struct{ JobUpdated struct{ Status string } }
+				}
+			}
+			_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+			if err := ws.WriteJSON(map[string]any{"type": "connection_init"}); err != nil {
+				t.Fatal(err)
+			}
+			var m msg
+			if err := ws.ReadJSON(&m); err != nil || m.Type != "connection_ack" {
+				t.Fatalf("init: %+v %v", m, err)
+			}
+			if err := ws.WriteJSON(map[string]any{"type": "subscribe", "id": "1", "payload": map[string]any{
+				"query": `subscription($id: ID) { jobUpdated(id: $id) { status } }`, "variables": map[string]any{"id": id}}}); err != nil {
+				t.Fatal(err)
+			}
+			for m.Payload.Data.JobUpdated.Status != "PROCESSING" {
+				m = msg{}
+				if err := ws.ReadJSON(&m); err != nil {
+					t.Fatalf("waiting for PROCESSING: %v", err)
+				}
+			}
+			s.stop()
+			var got []string
+			for {
+				m = msg{}
+				if err := ws.ReadJSON(&m); err != nil {
+					got = append(got, err.Error())
+					break
+				}
+				got = append(got, m.Type+":"+m.Payload.Data.JobUpdated.Status)
+			}
+			if !slices.Contains(got, "next:COMPLETED") {
+				var warnings []any
+				for _, l := range s.logs.lines() {
+					if l["level"] != "INFO" && l["level"] != "DEBUG" {
+						warnings = append(warnings, l)
+					}
+				}
+				t.Fatalf("messages after SIGTERM: %v, want COMPLETED before the close; server warnings: %v", got, warnings)
+			}
+		})
 	}
 }

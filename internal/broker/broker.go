@@ -20,7 +20,10 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
@@ -72,6 +75,7 @@ type Broker struct {
 	mu     sync.Mutex
 	queue  []*domain.Job
 	spare  []*domain.Job
+	busy   bool // the fan-out goroutine is delivering a batch
 	closed bool
 	wake   chan struct{}
 	stop   chan struct{}
@@ -79,6 +83,10 @@ type Broker struct {
 	subsMu sync.RWMutex
 	all    []*Subscription // subscriptions without an id filter
 	byJob  map[string][]*Subscription
+	// draining holds subscriptions that ended by themselves (a final state,
+	// or too slow) while changes may still wait in their channels: Flush
+	// waits for those too.
+	draining []*Subscription
 
 	wg sync.WaitGroup // fan-out goroutine and pumps
 }
@@ -130,11 +138,17 @@ func (b *Broker) deliverQueued() {
 	b.mu.Lock()
 	batch := b.queue
 	b.queue = b.spare[:0]
+	b.busy = len(batch) > 0
 	b.mu.Unlock()
 	if len(batch) == 0 {
 		b.spare = batch
 		return
 	}
+	defer func() {
+		b.mu.Lock()
+		b.busy = false
+		b.mu.Unlock()
+	}()
 
 	var ended []*Subscription
 	b.subsMu.RLock()
@@ -152,7 +166,7 @@ func (b *Broker) deliverQueued() {
 	}
 	b.subsMu.RUnlock()
 	for _, s := range ended {
-		b.remove(s)
+		b.retire(s)
 	}
 	clear(batch)
 	b.spare = batch
@@ -207,6 +221,7 @@ func (b *Broker) Subscribe(ctx context.Context, f Filter) (*Subscription, error)
 func (b *Broker) unsubscribe(s *Subscription) {
 	b.remove(s)
 	s.mu.Lock()
+	s.readerGone = true
 	s.endLocked(nil)
 	s.mu.Unlock()
 }
@@ -224,6 +239,17 @@ func (b *Broker) remove(s *Subscription) {
 	} else {
 		b.byJob[s.filter.ID] = subs
 	}
+}
+
+// retire unregisters a subscription that ended by itself, keeping it for
+// Flush until its reader has taken what its channel still holds.
+func (b *Broker) retire(s *Subscription) {
+	b.remove(s)
+	b.subsMu.Lock()
+	// Pruned here too, so the list only ever holds subscriptions whose
+	// readers have something left to take.
+	b.draining = append(slices.DeleteFunc(b.draining, func(d *Subscription) bool { return !d.undelivered() }), s)
+	b.subsMu.Unlock()
 }
 
 func removeSub(subs []*Subscription, s *Subscription) []*Subscription {
@@ -247,6 +273,47 @@ func (b *Broker) Subscribers() int {
 		n += len(subs)
 	}
 	return n
+}
+
+// Flush waits until everything published so far has been taken from the
+// subscriptions' channels and acknowledged (Subscription.Ack) by their
+// readers, except readers that left, or until ctx is done. Shutdown uses it so that subscribers receive the final
+// states of the last jobs before their connections close.
+func (b *Broker) Flush(ctx context.Context) error {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for !b.flushed() {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("flush job events: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+// flushed reports whether no published change waits in the broker or in a
+// subscription's channel.
+func (b *Broker) flushed() bool {
+	b.mu.Lock()
+	queued := len(b.queue) > 0 || b.busy
+	b.mu.Unlock()
+	if queued {
+		return false
+	}
+	waiting := (*Subscription).undelivered
+	b.subsMu.Lock()
+	defer b.subsMu.Unlock()
+	b.draining = slices.DeleteFunc(b.draining, func(s *Subscription) bool { return !s.undelivered() })
+	if len(b.draining) > 0 || slices.ContainsFunc(b.all, waiting) {
+		return false
+	}
+	for _, subs := range b.byJob {
+		if slices.ContainsFunc(subs, waiting) {
+			return false
+		}
+	}
+	return true
 }
 
 // Close delivers what was already published, ends every subscription
@@ -291,6 +358,8 @@ type Subscription struct {
 	ended       bool
 	chClosed    bool
 	lastVersion int64 // ID filters only: newest version handed on
+	readerGone  bool  // unsubscribed: nobody will read what is left
+	outstanding int   // changes put into ch that the reader has not Acked
 	err         error
 	done        chan struct{}
 }
@@ -330,8 +399,28 @@ func (s *Subscription) Prime(current *domain.Job) {
 	ended := s.ended
 	s.mu.Unlock()
 	if ended {
-		s.b.remove(s)
+		s.b.retire(s)
 	}
+}
+
+// undelivered reports whether changes wait for this subscription's reader.
+func (s *Subscription) undelivered() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.readerGone && (s.outstanding > 0 || s.pumping || (!s.ended && len(s.backlog) > 0))
+}
+
+// Ack tells the broker that the reader has taken one change from C and
+// handed it on (for a server: to the transport that writes it). Flush
+// counts a change as delivered only once it is acknowledged, so a reader
+// that wants Flush to wait for its writes acknowledges after making them
+// visible to its own accounting. Safe for concurrent use.
+func (s *Subscription) Ack() {
+	s.mu.Lock()
+	if s.outstanding > 0 {
+		s.outstanding--
+	}
+	s.mu.Unlock()
 }
 
 // deliver offers a change and reports whether the subscription ended.
@@ -363,6 +452,7 @@ func (s *Subscription) offerLocked(j *domain.Job) {
 	if len(s.backlog) == 0 && !s.pumping {
 		select {
 		case s.ch <- j:
+			s.outstanding++
 			if s.filter.ID != "" && j.Status.Final() {
 				s.endLocked(nil)
 			}
@@ -409,14 +499,20 @@ func (s *Subscription) pump() {
 			return
 		}
 		j := s.backlog[0]
+		s.outstanding++ // before the send: the reader may Ack at once
 		s.mu.Unlock()
 
+		sent := true
 		select {
 		case s.ch <- j:
 		case <-s.done:
+			sent = false
 		}
 
 		s.mu.Lock()
+		if !sent {
+			s.outstanding--
+		}
 		if !s.ended {
 			s.backlog[0] = nil
 			s.backlog = s.backlog[1:]

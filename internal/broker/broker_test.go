@@ -380,3 +380,45 @@ func TestCoalescingNeverSkipsAFinalState(t *testing.T) {
 		t.Fatalf("j's states %v: FAILED was skipped", statuses)
 	}
 }
+
+func TestFlushWaitsUntilReadersTookEverything(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{Buffer: 1})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := b.Subscribe(ctx, broker.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := int64(1); v <= 5; v++ {
+		b.Publish(change("j", "t", v, domain.StatusProcessing))
+	}
+	short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelShort()
+	if err := b.Flush(short); err == nil {
+		t.Fatal("Flush returned while 5 changes waited for a reader that reads nothing")
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- b.Flush(context.Background()) }()
+	for v := int64(1); v <= 5; v++ {
+		if j, _ := next(t, s); j.Version != v {
+			t.Fatalf("got v%d, want v%d", j.Version, v)
+		}
+		if v == 5 {
+			select {
+			case <-flushed:
+				t.Fatal("Flush returned before the last change was acknowledged")
+			default:
+			}
+		}
+		s.Ack()
+	}
+	select {
+	case err := <-flushed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Flush did not return after the reader took everything")
+	}
+}
