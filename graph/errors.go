@@ -17,6 +17,7 @@ import (
 // Error codes put in extensions.code.
 const (
 	CodeBadUserInput         = "BAD_USER_INPUT"
+	CodeBadRequest           = "BAD_REQUEST"
 	CodeNotFound             = "NOT_FOUND"
 	CodeConflict             = "CONFLICT"
 	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"

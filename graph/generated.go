@@ -512,7 +512,7 @@ scalar Time
 "Any JSON value: object, array, string, number, boolean or null."
 scalar JSON
 
-"Where a job is in its life. COMPLETED, FAILED and CANCELLED are final: a job in one of them never changes again."
+"Where a job is in its life. COMPLETED, FAILED and CANCELLED are final: the run is over, and only retryJob puts a FAILED or CANCELLED job back to PENDING."
 enum JobStatus {
   "Stored and waiting for a worker."
   PENDING
@@ -520,9 +520,9 @@ enum JobStatus {
   PROCESSING
   "The handler returned successfully. Final."
   COMPLETED
-  "The handler returned an error or panicked. Final."
+  "The handler returned an error or panicked. Final (retryJob starts a new run)."
   FAILED
-  "Cancelled before it could finish. Final."
+  "Cancelled before it could finish. Final (retryJob starts a new run)."
   CANCELLED
 }
 

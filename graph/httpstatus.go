@@ -2,6 +2,7 @@ package graph
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -37,10 +38,16 @@ func conformHTTP(next http.Handler) http.Handler {
 			return
 		}
 		cw := &conformingWriter{ResponseWriter: w, get: r.Method == http.MethodGet}
-		next.ServeHTTP(cw, r)
+		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), plainHTTPKey{}, true)))
 		cw.finish()
 	})
 }
+
+// plainHTTPKey marks a request answered with a single response (no
+// websocket, no event stream): a subscription cannot be served on it.
+type plainHTTPKey struct{}
+
+func isPlainHTTP(ctx context.Context) bool { return ctx.Value(plainHTTPKey{}) != nil }
 
 type conformingWriter struct {
 	http.ResponseWriter

@@ -127,3 +127,11 @@ func (g *gate) reset(id string) {
 	defer g.mu.Unlock()
 	delete(g.jobs, id)
 }
+
+func TestSubscriptionOverPlainHTTPIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *options) { o.startPool = false })
+	var resp map[string]any
+	err := b.client.Post(`subscription { jobUpdated { id } }`, &resp)
+	wantError(t, err, graph.CodeBadRequest, "Server-Sent Events")
+}

@@ -159,6 +159,12 @@ func shareSubscriptionResults(srv interface {
 		if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
 			return next(ctx)
 		}
+		if isPlainHTTP(ctx) {
+			// gqlgen would wait for the first change and answer with it
+			// alone, holding the request open indefinitely.
+			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{codedError(ctx, CodeBadRequest,
+				"subscriptions need a websocket (graphql-transport-ws or graphql-ws) or Server-Sent Events (POST with Accept: text/event-stream)")}})
+		}
 		vars, err := json.Marshal(oc.Variables)
 		if err != nil {
 			return next(ctx) // unshareable; execute per subscriber

@@ -101,6 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.DebugAddr != "" {
 		stopDebug, err := serveDebug(cfg.DebugAddr, log)
 		if err != nil {
+			_ = ln.Close()
 			return err
 		}
 		defer stopDebug()
@@ -114,8 +115,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case <-ctx.Done():
 		log.Info("shutting down", "shutdown_timeout", cfg.ShutdownTimeout)
 	case err := <-serveErr:
-		// Serve failed on its own; still stop the workers cleanly.
+		// Serve failed on its own; still stop the workers and streams.
 		_ = pool.Shutdown(context.Background())
+		streams.CloseAll()
+		waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
+		defer cancelWait()
+		_ = streams.Wait(waitCtx)
 		return fmt.Errorf("serve: %w", err)
 	}
 
