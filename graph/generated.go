@@ -41,19 +41,20 @@ type DirectiveRoot struct {
 
 type ComplexityRoot struct {
 	Job struct {
-		Attempts        func(childComplexity int) int
-		CancelRequested func(childComplexity int) int
-		CreatedAt       func(childComplexity int) int
-		ErrorMessage    func(childComplexity int) int
-		Errors          func(childComplexity int) int
-		FinishedAt      func(childComplexity int) int
-		ID              func(childComplexity int) int
-		Payload         func(childComplexity int) int
-		StartedAt       func(childComplexity int) int
-		Status          func(childComplexity int) int
-		Type            func(childComplexity int) int
-		UpdatedAt       func(childComplexity int) int
-		Version         func(childComplexity int) int
+		Attempts            func(childComplexity int) int
+		CancelRequested     func(childComplexity int) int
+		CreatedAt           func(childComplexity int) int
+		ErrorMessage        func(childComplexity int) int
+		Errors              func(childComplexity int) int
+		FinishedAt          func(childComplexity int) int
+		ID                  func(childComplexity int) int
+		IdempotencyKeyOrNil func(childComplexity int) int
+		Payload             func(childComplexity int) int
+		StartedAt           func(childComplexity int) int
+		Status              func(childComplexity int) int
+		Type                func(childComplexity int) int
+		UpdatedAt           func(childComplexity int) int
+		Version             func(childComplexity int) int
 	}
 
 	JobConnection struct {
@@ -182,6 +183,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Job.ID(childComplexity), true
+	case "Job.idempotencyKey":
+		if e.ComplexityRoot.Job.IdempotencyKeyOrNil == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.IdempotencyKeyOrNil(childComplexity), true
 	case "Job.payload":
 		if e.ComplexityRoot.Job.Payload == nil {
 			break
@@ -549,6 +556,8 @@ type Job {
   version: Int!
   "One entry per failed attempt, oldest first. A manual retry keeps them."
   errors: [JobError!]!
+  "The key the job was created with, if any."
+  idempotencyKey: String
   "True while a cancellation asked for during processing waits for the handler to return."
   cancelRequested: Boolean!
 }
@@ -574,6 +583,13 @@ input CreateJobInput {
   type: String!
   "Any JSON value, at most 64 KiB once encoded (configurable with MAX_PAYLOAD_BYTES)."
   payload: JSON
+  """
+  Makes creation idempotent (at most 255 bytes): while a job with this key
+  exists, createJob returns that job, as it is now, instead of creating
+  another, even when many requests with the key race. The first request's
+  type and payload win.
+  """
+  idempotencyKey: String
 }
 
 type JobEdge {
@@ -667,6 +683,8 @@ func (ec *executionContext) childFields_Job(ctx context.Context, field graphql.C
 		return ec.fieldContext_Job_version(ctx, field)
 	case "errors":
 		return ec.fieldContext_Job_errors(ctx, field)
+	case "idempotencyKey":
+		return ec.fieldContext_Job_idempotencyKey(ctx, field)
 	case "cancelRequested":
 		return ec.fieldContext_Job_cancelRequested(ctx, field)
 	}
@@ -1352,6 +1370,29 @@ func (ec *executionContext) fieldContext_Job_errors(_ context.Context, field gra
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _Job_idempotencyKey(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_idempotencyKey(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.IdempotencyKeyOrNil(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Job_idempotencyKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, true, false, "String")
 }
 
 func (ec *executionContext) _Job_cancelRequested(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
@@ -3249,7 +3290,7 @@ func (ec *executionContext) unmarshalInputCreateJobInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"type", "payload"}
+	fieldsInOrder := [...]string{"type", "payload", "idempotencyKey"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -3270,6 +3311,13 @@ func (ec *executionContext) unmarshalInputCreateJobInput(ctx context.Context, ob
 				return it, err
 			}
 			it.Payload = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
 		}
 	}
 	return it, nil
@@ -3364,6 +3412,11 @@ func (ec *executionContext) _Job(ctx context.Context, sel ast.SelectionSet, obj 
 		case "errors":
 			out.Values[i] = ec._Job_errors(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "idempotencyKey":
+			out.Values[i] = ec._Job_idempotencyKey(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		case "cancelRequested":

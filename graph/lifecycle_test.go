@@ -2,6 +2,7 @@ package graph_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/99designs/gqlgen/client"
@@ -134,4 +135,45 @@ func TestSubscriptionOverPlainHTTPIsRefused(t *testing.T) {
 	var resp map[string]any
 	err := b.client.Post(`subscription { jobUpdated { id } }`, &resp)
 	wantError(t, err, graph.CodeBadRequest, "Server-Sent Events")
+}
+
+func TestCreateJobIdempotencyKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *options) { o.startPool = false })
+	create := func(key any, payload any) (struct{ ID, IdempotencyKey string }, error) {
+		var resp struct {
+			CreateJob struct{ ID, IdempotencyKey string }
+		}
+		err := b.client.Post(`mutation($input: CreateJobInput!) { createJob(input: $input) { id idempotencyKey } }`, &resp,
+			client.Var("input", map[string]any{"type": "mail", "payload": payload, "idempotencyKey": key}))
+		return resp.CreateJob, err
+	}
+	const racers = 16
+	got := make(chan string, racers)
+	for i := range racers {
+		go func() {
+			j, err := create("order-7", map[string]any{"i": i})
+			if err != nil {
+				t.Error(err)
+			}
+			got <- j.ID
+		}()
+	}
+	first := <-got
+	for range racers - 1 {
+		if id := <-got; id != first {
+			t.Fatalf("racing createJob with one key made %s and %s", first, id)
+		}
+	}
+	if st, _ := b.store.Stats(t.Context(), "mail"); st.Pending != 1 {
+		t.Fatalf("%d jobs stored, want 1", st.Pending)
+	}
+	j, err := create("order-7", nil)
+	if err != nil || j.ID != first || j.IdempotencyKey != "order-7" {
+		t.Fatalf("same key again = %+v, %v", j, err)
+	}
+	_, err = create("", nil)
+	wantError(t, err, graph.CodeBadUserInput, "idempotencyKey")
+	_, err = create(strings.Repeat("k", 256), nil)
+	wantError(t, err, graph.CodeBadUserInput, "idempotencyKey")
 }

@@ -17,6 +17,12 @@ import (
 // CreateJob is the resolver for the createJob field.
 func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobInput) (*domain.Job, error) {
 	nj := domain.NewJob{Type: input.Type, Payload: input.Payload}
+	if input.IdempotencyKey != nil {
+		if *input.IdempotencyKey == "" {
+			return nil, &domain.ValidationError{Field: "idempotencyKey", Message: "must not be empty when given"}
+		}
+		nj.IdempotencyKey = *input.IdempotencyKey
+	}
 	if err := nj.Validate(r.MaxPayloadBytes); err != nil {
 		return nil, err
 	}

@@ -68,6 +68,25 @@ describe('job lifecycle', { timeout: 60_000 }, () => {
     assert.equal(failedAgain.attempts, 2);
   });
 
+  it('createJob with an idempotencyKey makes one job however many requests race', T, async () => {
+    const key = `key-${uniqueType('idem')}`;
+    const mutation = 'mutation($input: CreateJobInput!) { createJob(input: $input) { id idempotencyKey } }';
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => gqlData(server.url, mutation, { input: { type: 'idem', payload: { i }, idempotencyKey: key } })),
+    );
+    const ids = new Set(results.map((r) => r.createJob.id));
+    assert.equal(ids.size, 1, `ids: ${[...ids]}`);
+    assert.equal(results[0].createJob.idempotencyKey, key);
+    // The REST API honours the same key.
+    const rest = await fetch(`${server.url}/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ type: 'idem', idempotencyKey: key }),
+    });
+    assert.equal(rest.status, 201);
+    assert.equal((await rest.json()).id, [...ids][0]);
+  });
+
   it('stats counts jobs per status for a type', T, async () => {
     const type = uniqueType('stats');
     const a = await createJob(server.url, type, { durationMs: 0 });

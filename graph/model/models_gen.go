@@ -13,6 +13,11 @@ type CreateJobInput struct {
 	Type string `json:"type"`
 	// Any JSON value, at most 64 KiB once encoded (configurable with MAX_PAYLOAD_BYTES).
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Makes creation idempotent (at most 255 bytes): while a job with this key
+	// exists, createJob returns that job, as it is now, instead of creating
+	// another, even when many requests with the key race. The first request's
+	// type and payload win.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
 type JobConnection struct {

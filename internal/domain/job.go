@@ -85,6 +85,8 @@ type Job struct {
 	// Errors holds one entry per failed attempt, oldest first. Snapshots
 	// share the backing array: never modify it in place.
 	Errors []JobError
+	// IdempotencyKey is the key the job was created with, if any.
+	IdempotencyKey string
 	// CancelRequested is set when cancellation was asked for while the job
 	// was processing: its handler's context is cancelled and the job
 	// becomes cancelled when the handler returns.
@@ -113,11 +115,26 @@ func (j *Job) ErrorMessage() *string {
 	return &j.Error
 }
 
+// IdempotencyKeyOrNil returns the job's idempotency key, or nil when it has
+// none.
+func (j *Job) IdempotencyKeyOrNil() *string {
+	if j.IdempotencyKey == "" {
+		return nil
+	}
+	return &j.IdempotencyKey
+}
+
 // NewJob is what a caller supplies to create a job; the store sets the rest.
 type NewJob struct {
 	Type    string
 	Payload json.RawMessage
+	// IdempotencyKey, when set, makes creation idempotent: while a job with
+	// the same key exists, creating another returns that job instead.
+	IdempotencyKey string
 }
+
+// MaxIdempotencyKeyLength is the longest idempotency key accepted.
+const MaxIdempotencyKeyLength = 255
 
 // Validate checks a new job: its type (see ValidateType) and, when
 // maxPayload is positive, the encoded size of its payload. A JSON null
@@ -128,6 +145,9 @@ func (nj *NewJob) Validate(maxPayload int) error {
 	}
 	if maxPayload > 0 && len(nj.Payload) > maxPayload {
 		return &ValidationError{Field: "payload", Message: fmt.Sprintf("must be at most %d bytes once encoded, got %d", maxPayload, len(nj.Payload))}
+	}
+	if len(nj.IdempotencyKey) > MaxIdempotencyKeyLength {
+		return &ValidationError{Field: "idempotencyKey", Message: fmt.Sprintf("must be at most %d bytes, got %d", MaxIdempotencyKeyLength, len(nj.IdempotencyKey))}
 	}
 	if string(nj.Payload) == "null" {
 		nj.Payload = nil

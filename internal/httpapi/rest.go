@@ -37,6 +37,8 @@ type jobJSON struct {
 	StartedAt  *time.Time      `json:"startedAt"`
 	FinishedAt *time.Time      `json:"finishedAt"`
 	Version    int64           `json:"version"`
+	// Shown only when set, so the original service's shape is unchanged.
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 }
 
 func toJSON(j *domain.Job) jobJSON {
@@ -44,6 +46,7 @@ func toJSON(j *domain.Job) jobJSON {
 		ID: j.ID, Type: j.Type, Payload: j.Payload, Status: j.Status, Attempts: j.Attempts,
 		Error: j.ErrorMessage(), CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
 		StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Version: j.Version,
+		IdempotencyKey: j.IdempotencyKey,
 	}
 }
 
@@ -53,8 +56,9 @@ func (h *restHandlers) health(w http.ResponseWriter, r *http.Request) {
 
 func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
 	var in struct {
-		Type    *string         `json:"type"`
-		Payload json.RawMessage `json:"payload"`
+		Type           *string         `json:"type"`
+		Payload        json.RawMessage `json:"payload"`
+		IdempotencyKey string          `json:"idempotencyKey"`
 	}
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(&in); err != nil {
@@ -74,7 +78,7 @@ func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "type: is required")
 		return
 	}
-	nj := domain.NewJob{Type: *in.Type}
+	nj := domain.NewJob{Type: *in.Type, IdempotencyKey: in.IdempotencyKey}
 	if len(in.Payload) > 0 {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, in.Payload); err != nil {

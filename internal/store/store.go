@@ -17,7 +17,11 @@ import (
 // return pointers to immutable snapshots: a returned *domain.Job never
 // changes afterwards and may be shared freely.
 type Store interface {
-	// Create stores a new job as pending with version 1 and returns it.
+	// Create stores a new job as pending with version 1 and returns it. If
+	// nj has an idempotency key that a stored job has, it returns that job
+	// unchanged instead (no new job, no event), also when many creations
+	// with the key race: the first wins, whatever the others' type and
+	// payload.
 	Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error)
 	// Get returns the job with the id, or an error wrapping
 	// domain.ErrNotFound.

@@ -30,8 +30,9 @@ type Store struct {
 	mu      sync.Mutex
 	seq     int64
 	byID    map[string]*domain.Job
-	ordered []*domain.Job  // by Seq ascending; entries are replaced on change
-	index   map[string]int // id → position in ordered
+	ordered []*domain.Job     // by Seq ascending; entries are replaced on change
+	index   map[string]int    // id → position in ordered
+	byKey   map[string]string // idempotency key → id
 	counts  map[countKey]int
 }
 
@@ -51,11 +52,13 @@ func New(pub store.Publisher) *Store {
 		now:    func() time.Time { return time.Now().UTC() },
 		byID:   make(map[string]*domain.Job),
 		index:  make(map[string]int),
+		byKey:  make(map[string]string),
 		counts: make(map[countKey]int),
 	}
 }
 
-// Create stores a new pending job.
+// Create stores a new pending job, or returns the job that already has
+// nj's idempotency key.
 func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("create job: %w", err)
@@ -73,10 +76,18 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 		CreatedAt: now,
 		UpdatedAt: now,
 		Version:   1,
+
+		IdempotencyKey: nj.IdempotencyKey,
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if nj.IdempotencyKey != "" {
+		if id, ok := s.byKey[nj.IdempotencyKey]; ok {
+			return s.byID[id], nil
+		}
+		s.byKey[nj.IdempotencyKey] = j.ID
+	}
 	s.seq++
 	j.Seq = s.seq
 	s.byID[j.ID] = j

@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancel(t, newStore) })
 	t.Run("RetryKeepsHistory", func(t *testing.T) { t.Parallel(); testRetryKeepsHistory(t, newStore) })
 	t.Run("Stats", func(t *testing.T) { t.Parallel(); testStats(t, newStore) })
+	t.Run("IdempotencyKey", func(t *testing.T) { t.Parallel(); testIdempotencyKey(t, newStore) })
 	t.Run("CancelRacingClaim", func(t *testing.T) { t.Parallel(); testCancelRacingClaim(t, newStore) })
 	t.Run("SnapshotsAreImmutable", func(t *testing.T) { t.Parallel(); testSnapshots(t, newStore) })
 }
@@ -554,5 +555,56 @@ func testCancelRacingClaim(t *testing.T, newStore NewStore) {
 		if err != nil || !(got.Status == domain.StatusCancelled || (got.Status == domain.StatusProcessing && got.CancelRequested)) {
 			t.Fatalf("after the race: %+v, %v; want cancelled or cancellation requested", got, err)
 		}
+	}
+}
+
+func testIdempotencyKey(t *testing.T, newStore NewStore) {
+	rec := &recorder{}
+	s := newStore(t, rec)
+	ctx := context.Background()
+	const racers = 32
+	ids := make([]string, racers)
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j, err := s.Create(ctx, domain.NewJob{Type: "mail", Payload: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)), IdempotencyKey: "order-42"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = j.ID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("racing creations with one key made jobs %s and %s, want one", ids[0], id)
+		}
+	}
+	j, err := s.Get(ctx, ids[0])
+	if err != nil || j.IdempotencyKey != "order-42" || j.Version != 1 {
+		t.Fatalf("the job = %+v, %v", j, err)
+	}
+	if n := len(rec.all()); n != 1 {
+		t.Fatalf("%d events for %d creations with one key, want 1", n, racers)
+	}
+	// Still deduplicated once the job has run; other keys and no key make
+	// new jobs.
+	if _, err := s.Claim(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.Create(ctx, domain.NewJob{Type: "mail", IdempotencyKey: "order-42"}); err != nil || again.ID != j.ID || again.Status != domain.StatusProcessing {
+		t.Fatalf("same key later = %+v, %v; want the existing job as it is now", again, err)
+	}
+	other, err := s.Create(ctx, domain.NewJob{Type: "mail", IdempotencyKey: "order-43"})
+	if err != nil || other.ID == j.ID {
+		t.Fatalf("another key = %+v, %v; want a new job", other, err)
+	}
+	a, _ := s.Create(ctx, domain.NewJob{Type: "mail"})
+	b, _ := s.Create(ctx, domain.NewJob{Type: "mail"})
+	if a.ID == b.ID {
+		t.Fatal("two creations without a key made one job")
 	}
 }
