@@ -52,6 +52,7 @@ type ComplexityRoot struct {
 		Payload             func(childComplexity int) int
 		StartedAt           func(childComplexity int) int
 		Status              func(childComplexity int) int
+		TimeoutSeconds      func(childComplexity int) int
 		Type                func(childComplexity int) int
 		UpdatedAt           func(childComplexity int) int
 		Version             func(childComplexity int) int
@@ -207,6 +208,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Job.Status(childComplexity), true
+	case "Job.timeoutSeconds":
+		if e.ComplexityRoot.Job.TimeoutSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.TimeoutSeconds(childComplexity), true
 	case "Job.type":
 		if e.ComplexityRoot.Job.Type == nil {
 			break
@@ -558,6 +565,8 @@ type Job {
   errors: [JobError!]!
   "The key the job was created with, if any."
   idempotencyKey: String
+  "The job's own attempt timeout in seconds; null when the server's default applies."
+  timeoutSeconds: Int
   "True while a cancellation asked for during processing waits for the handler to return."
   cancelRequested: Boolean!
 }
@@ -590,6 +599,12 @@ input CreateJobInput {
   type and payload win.
   """
   idempotencyKey: String
+  """
+  Bounds each attempt, in seconds (1 to 86400); the server's JOB_TIMEOUT
+  (5 minutes) when omitted. An attempt that runs longer fails with an error
+  saying it timed out.
+  """
+  timeoutSeconds: Int
 }
 
 type JobEdge {
@@ -685,6 +700,8 @@ func (ec *executionContext) childFields_Job(ctx context.Context, field graphql.C
 		return ec.fieldContext_Job_errors(ctx, field)
 	case "idempotencyKey":
 		return ec.fieldContext_Job_idempotencyKey(ctx, field)
+	case "timeoutSeconds":
+		return ec.fieldContext_Job_timeoutSeconds(ctx, field)
 	case "cancelRequested":
 		return ec.fieldContext_Job_cancelRequested(ctx, field)
 	}
@@ -1393,6 +1410,29 @@ func (ec *executionContext) _Job_idempotencyKey(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_Job_idempotencyKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Job", field, true, false, "String")
+}
+
+func (ec *executionContext) _Job_timeoutSeconds(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_timeoutSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TimeoutSeconds(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Job_timeoutSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, true, false, "Int")
 }
 
 func (ec *executionContext) _Job_cancelRequested(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
@@ -3290,7 +3330,7 @@ func (ec *executionContext) unmarshalInputCreateJobInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"type", "payload", "idempotencyKey"}
+	fieldsInOrder := [...]string{"type", "payload", "idempotencyKey", "timeoutSeconds"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -3318,6 +3358,13 @@ func (ec *executionContext) unmarshalInputCreateJobInput(ctx context.Context, ob
 				return it, err
 			}
 			it.IdempotencyKey = data
+		case "timeoutSeconds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("timeoutSeconds"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.TimeoutSeconds = data
 		}
 	}
 	return it, nil
@@ -3416,6 +3463,11 @@ func (ec *executionContext) _Job(ctx context.Context, sel ast.SelectionSet, obj 
 			}
 		case "idempotencyKey":
 			out.Values[i] = ec._Job_idempotencyKey(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "timeoutSeconds":
+			out.Values[i] = ec._Job_timeoutSeconds(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}

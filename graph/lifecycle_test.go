@@ -177,3 +177,25 @@ func TestCreateJobIdempotencyKey(t *testing.T) {
 	_, err = create(strings.Repeat("k", 256), nil)
 	wantError(t, err, graph.CodeBadUserInput, "idempotencyKey")
 }
+
+func TestCreateJobTimeoutSeconds(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *options) { o.startPool = false })
+	create := func(input map[string]any) (*int, error) {
+		var resp struct {
+			CreateJob struct{ TimeoutSeconds *int }
+		}
+		err := b.client.Post(`mutation($input: CreateJobInput!) { createJob(input: $input) { timeoutSeconds } }`, &resp, client.Var("input", input))
+		return resp.CreateJob.TimeoutSeconds, err
+	}
+	if got, err := create(map[string]any{"type": "t", "timeoutSeconds": 2}); err != nil || got == nil || *got != 2 {
+		t.Fatalf("timeoutSeconds 2 = %v, %v", got, err)
+	}
+	if got, err := create(map[string]any{"type": "t"}); err != nil || got != nil {
+		t.Fatalf("no timeoutSeconds = %v, %v; want null (the server default)", got, err)
+	}
+	for _, bad := range []int{0, -1, 86401} {
+		_, err := create(map[string]any{"type": "t", "timeoutSeconds": bad})
+		wantError(t, err, graph.CodeBadUserInput, "timeoutSeconds")
+	}
+}

@@ -8,6 +8,8 @@ package graph
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -17,6 +19,12 @@ import (
 // CreateJob is the resolver for the createJob field.
 func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobInput) (*domain.Job, error) {
 	nj := domain.NewJob{Type: input.Type, Payload: input.Payload}
+	if input.TimeoutSeconds != nil {
+		if *input.TimeoutSeconds <= 0 {
+			return nil, &domain.ValidationError{Field: "timeoutSeconds", Message: fmt.Sprintf("must be positive, got %d", *input.TimeoutSeconds)}
+		}
+		nj.Timeout = time.Duration(*input.TimeoutSeconds) * time.Second
+	}
 	if input.IdempotencyKey != nil {
 		if *input.IdempotencyKey == "" {
 			return nil, &domain.ValidationError{Field: "idempotencyKey", Message: "must not be empty when given"}

@@ -57,6 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Workers:       cfg.Workers,
 		QueueCapacity: cfg.QueueCapacity,
 		Default:       simulate.Handler{Duration: cfg.ProcessingTime},
+		JobTimeout:    cfg.JobTimeout,
 		Logger:        log,
 	})
 

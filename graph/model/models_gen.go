@@ -18,6 +18,10 @@ type CreateJobInput struct {
 	// another, even when many requests with the key race. The first request's
 	// type and payload win.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+	// Bounds each attempt, in seconds (1 to 86400); the server's JOB_TIMEOUT
+	// (5 minutes) when omitted. An attempt that runs longer fails with an error
+	// saying it timed out.
+	TimeoutSeconds *int `json:"timeoutSeconds,omitempty"`
 }
 
 type JobConnection struct {

@@ -87,6 +87,8 @@ type Job struct {
 	Errors []JobError
 	// IdempotencyKey is the key the job was created with, if any.
 	IdempotencyKey string
+	// Timeout bounds each attempt; zero means the worker's default.
+	Timeout time.Duration
 	// CancelRequested is set when cancellation was asked for while the job
 	// was processing: its handler's context is cancelled and the job
 	// becomes cancelled when the handler returns.
@@ -124,6 +126,16 @@ func (j *Job) IdempotencyKeyOrNil() *string {
 	return &j.IdempotencyKey
 }
 
+// TimeoutSeconds returns the job's own attempt timeout in whole seconds, or
+// nil when the worker's default applies.
+func (j *Job) TimeoutSeconds() *int {
+	if j.Timeout <= 0 {
+		return nil
+	}
+	n := int(j.Timeout / time.Second)
+	return &n
+}
+
 // NewJob is what a caller supplies to create a job; the store sets the rest.
 type NewJob struct {
 	Type    string
@@ -131,7 +143,16 @@ type NewJob struct {
 	// IdempotencyKey, when set, makes creation idempotent: while a job with
 	// the same key exists, creating another returns that job instead.
 	IdempotencyKey string
+	// Timeout bounds each attempt (MinTimeout to MaxTimeout); zero means
+	// the worker's default.
+	Timeout time.Duration
 }
+
+// Bounds of a job's own timeout.
+const (
+	MinTimeout = time.Second
+	MaxTimeout = 24 * time.Hour
+)
 
 // MaxIdempotencyKeyLength is the longest idempotency key accepted.
 const MaxIdempotencyKeyLength = 255
@@ -145,6 +166,9 @@ func (nj *NewJob) Validate(maxPayload int) error {
 	}
 	if maxPayload > 0 && len(nj.Payload) > maxPayload {
 		return &ValidationError{Field: "payload", Message: fmt.Sprintf("must be at most %d bytes once encoded, got %d", maxPayload, len(nj.Payload))}
+	}
+	if nj.Timeout != 0 && (nj.Timeout < MinTimeout || nj.Timeout > MaxTimeout) {
+		return &ValidationError{Field: "timeoutSeconds", Message: fmt.Sprintf("must be between %d and %d, got %g", int(MinTimeout.Seconds()), int(MaxTimeout.Seconds()), nj.Timeout.Seconds())}
 	}
 	if len(nj.IdempotencyKey) > MaxIdempotencyKeyLength {
 		return &ValidationError{Field: "idempotencyKey", Message: fmt.Sprintf("must be at most %d bytes, got %d", MaxIdempotencyKeyLength, len(nj.IdempotencyKey))}

@@ -57,7 +57,20 @@ type Options struct {
 	Handlers map[string]Handler
 	Default  Handler
 	Logger   *slog.Logger
+	// JobTimeout bounds each attempt of a job that has no timeout of its
+	// own. Default 5 minutes.
+	JobTimeout time.Duration
+	// HandlerGrace is how long a handler may take to return once its
+	// context is done (timeout, cancellation, shutdown) before the worker
+	// stops waiting for it. Default 5 seconds.
+	HandlerGrace time.Duration
 }
+
+// Defaults of Options.
+const (
+	DefaultJobTimeout   = 5 * time.Minute
+	DefaultHandlerGrace = 5 * time.Second
+)
 
 // Pool is a dispatcher and its workers. Create it with New, run it with
 // Start, stop it with Shutdown. Its methods are safe for concurrent use.
@@ -78,6 +91,7 @@ type Pool struct {
 	cancelJobs   context.CancelFunc
 	dispatcherWG sync.WaitGroup
 	workersWG    sync.WaitGroup
+	handlersWG   sync.WaitGroup // handler goroutines, including abandoned ones
 	released     atomic.Int64
 }
 
@@ -93,6 +107,12 @@ func New(st Store, opts Options) *Pool {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.JobTimeout <= 0 {
+		opts.JobTimeout = DefaultJobTimeout
+	}
+	if opts.HandlerGrace <= 0 {
+		opts.HandlerGrace = DefaultHandlerGrace
 	}
 	p := &Pool{
 		store:        st,
@@ -214,6 +234,20 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 			<-done
 		}
 		p.cancelJobs()
+		// Handlers abandoned for ignoring their context: wait for them
+		// only within the handler grace period.
+		handlersDone := make(chan struct{})
+		go func() {
+			p.handlersWG.Wait()
+			close(handlersDone)
+		}()
+		grace := time.NewTimer(p.opts.HandlerGrace)
+		defer grace.Stop()
+		select {
+		case <-handlersDone:
+		case <-grace.C:
+			p.log.Error("worker shutdown: handlers that ignored their context are still running; they outlive the pool")
+		}
 		if n := p.released.Load(); n > 0 {
 			err = fmt.Errorf("worker shutdown: %d running job(s) interrupted and returned to pending: %w", n, ctx.Err())
 		}
@@ -375,8 +409,51 @@ func (p *Pool) recordOutcome(id string, record func() (*domain.Job, error)) {
 // recordAttempts bounds recordOutcome's retries (about 1.5 s in all).
 const recordAttempts = 6
 
-// invoke runs the handler, turning a panic into an error.
-func (p *Pool) invoke(ctx context.Context, job *domain.Job) (err error) {
+// invoke runs the handler for one attempt under the job's timeout and
+// returns its error. The handler runs on a goroutine of its own so that one
+// that ignores its context cannot hold the job: once the context is done
+// (timeout, cancellation, shutdown), the handler has HandlerGrace to
+// return; after that the worker stops waiting and the attempt ends with an
+// error saying so. The abandoned goroutine runs on until the handler
+// returns; Shutdown waits for it only as long as its context allows.
+func (p *Pool) invoke(ctx context.Context, job *domain.Job) error {
+	timeout := job.Timeout
+	if timeout <= 0 {
+		timeout = p.opts.JobTimeout
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	p.handlersWG.Add(1)
+	go func() {
+		defer p.handlersWG.Done()
+		done <- p.call(hctx, job)
+	}()
+
+	timedOut := func(err error) error {
+		if ctx.Err() == nil && errors.Is(hctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("attempt timed out after %s", timeout)
+		}
+		return err
+	}
+	select {
+	case err := <-done:
+		return timedOut(err)
+	case <-hctx.Done():
+	}
+	grace := time.NewTimer(p.opts.HandlerGrace)
+	defer grace.Stop()
+	select {
+	case err := <-done:
+		return timedOut(err)
+	case <-grace.C:
+		p.log.Error("handler ignored its context; abandoned", "id", job.ID, "type", job.Type, "grace", p.opts.HandlerGrace)
+		return timedOut(fmt.Errorf("handler did not return within %s of its context ending; abandoned", p.opts.HandlerGrace))
+	}
+}
+
+// call runs the handler for job.Type, turning a panic into an error.
+func (p *Pool) call(ctx context.Context, job *domain.Job) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			p.log.Error("handler panicked", "id", job.ID, "type", job.Type, "panic", r, "stack", string(debug.Stack()))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -461,4 +462,48 @@ func TestDispatcherRetriesAfterStoreError(t *testing.T) {
 	// Its wake-up meets the failing store; only a retry runs the job.
 	f.wait(t, 10*time.Second)
 	stop(t, pool)
+}
+
+func TestAttemptTimeout(t *testing.T) {
+	t.Parallel()
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	f := newFinals(2)
+	b := setup(t, worker.Options{Workers: 2, Default: h, JobTimeout: 40 * time.Millisecond}, f)
+	b.pool.Start(context.Background())
+	own, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", Timeout: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dflt := b.create(t, 1, "")[0]
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+	for id, want := range map[string]string{own.ID: "attempt timed out after 30ms", dflt: "attempt timed out after 40ms"} {
+		j, _ := b.store.Get(context.Background(), id)
+		if j.Status != domain.StatusFailed || j.Error != want {
+			t.Errorf("job = %s %q, want failed %q", j.Status, j.Error, want)
+		}
+	}
+}
+
+func TestHandlerIgnoringItsContextDoesNotHoldTheJob(t *testing.T) {
+	t.Parallel()
+	unblock := make(chan struct{})
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		<-unblock // ignores ctx
+		return nil
+	})
+	f := newFinals(1)
+	b := setup(t, worker.Options{Default: h, JobTimeout: 20 * time.Millisecond, HandlerGrace: 20 * time.Millisecond}, f)
+	b.pool.Start(context.Background())
+	id := b.create(t, 1, "")[0]
+	f.wait(t, 10*time.Second)
+	j, _ := b.store.Get(context.Background(), id)
+	if j.Status != domain.StatusFailed || !strings.Contains(j.Error, "timed out after 20ms") {
+		t.Fatalf("job = %s %q, want failed for timing out", j.Status, j.Error)
+	}
+	close(unblock) // the abandoned handler returns; Shutdown then finds it gone
+	stop(t, b.pool)
 }

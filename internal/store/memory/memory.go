@@ -78,6 +78,7 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 		Version:   1,
 
 		IdempotencyKey: nj.IdempotencyKey,
+		Timeout:        nj.Timeout,
 	}
 
 	s.mu.Lock()
