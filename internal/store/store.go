@@ -9,6 +9,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
@@ -48,6 +49,10 @@ type Store interface {
 	// Retry puts a failed or cancelled job back to pending now, keeping its
 	// attempts and error history; other statuses give domain.ErrConflict.
 	Retry(ctx context.Context, id string) (*domain.Job, error)
+	// DeleteFinished deletes up to limit jobs in a final status that
+	// finished before the given time, with their idempotency keys, and
+	// returns how many it deleted. Deleting publishes no event.
+	DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error)
 	// Stats counts jobs per status, only those of typ when it is not empty,
 	// without loading them.
 	Stats(ctx context.Context, typ string) (domain.Stats, error)

@@ -229,6 +229,35 @@ func (s *Store) Retry(ctx context.Context, id string) (*domain.Job, error) {
 	}, domain.StatusFailed, domain.StatusCancelled)
 }
 
+// DeleteFinished deletes final jobs that finished before the given time.
+// It compacts the store in one pass: O(jobs), under the lock.
+func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("delete finished jobs: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	kept := s.ordered[:0]
+	for _, j := range s.ordered {
+		if n < limit && j.Status.Final() && j.FinishedAt != nil && j.FinishedAt.Before(before) {
+			n++
+			delete(s.byID, j.ID)
+			delete(s.index, j.ID)
+			if j.IdempotencyKey != "" {
+				delete(s.byKey, j.IdempotencyKey)
+			}
+			s.count(j, -1)
+			continue
+		}
+		s.index[j.ID] = len(kept)
+		kept = append(kept, j)
+	}
+	clear(s.ordered[len(kept):])
+	s.ordered = kept
+	return n, nil
+}
+
 // Stats counts jobs per status, of one type when typ is not empty.
 func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
 	if err := ctx.Err(); err != nil {

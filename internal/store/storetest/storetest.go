@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -37,6 +38,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("RetryKeepsHistory", func(t *testing.T) { t.Parallel(); testRetryKeepsHistory(t, newStore) })
 	t.Run("Stats", func(t *testing.T) { t.Parallel(); testStats(t, newStore) })
 	t.Run("IdempotencyKey", func(t *testing.T) { t.Parallel(); testIdempotencyKey(t, newStore) })
+	t.Run("DeleteFinished", func(t *testing.T) { t.Parallel(); testDeleteFinished(t, newStore) })
 	t.Run("CancelRacingClaim", func(t *testing.T) { t.Parallel(); testCancelRacingClaim(t, newStore) })
 	t.Run("SnapshotsAreImmutable", func(t *testing.T) { t.Parallel(); testSnapshots(t, newStore) })
 }
@@ -606,5 +608,70 @@ func testIdempotencyKey(t *testing.T, newStore NewStore) {
 	b, _ := s.Create(ctx, domain.NewJob{Type: "mail"})
 	if a.ID == b.ID {
 		t.Fatal("two creations without a key made one job")
+	}
+}
+
+func testDeleteFinished(t *testing.T, newStore NewStore) {
+	rec := &recorder{}
+	s := newStore(t, rec)
+	ctx := context.Background()
+	done := put(t, s, domain.StatusCompleted)
+	failed := put(t, s, domain.StatusFailed)
+	keyed, err := s.Create(ctx, domain.NewJob{Type: "t", IdempotencyKey: "k1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Claim(ctx, keyed.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Finish(ctx, keyed.ID, domain.StatusCancelled, ""); err != nil {
+		t.Fatal(err)
+	}
+	pending := put(t, s, domain.StatusPending)
+	running := put(t, s, domain.StatusProcessing)
+	cutoff := time.Now().Add(time.Hour) // everything finished so far is older
+	events := len(rec.all())
+
+	// The limit bounds one call.
+	if n, err := s.DeleteFinished(ctx, cutoff, 2); err != nil || n != 2 {
+		t.Fatalf("delete with limit 2 = %d, %v", n, err)
+	}
+	if n, err := s.DeleteFinished(ctx, cutoff, 100); err != nil || n != 1 {
+		t.Fatalf("second delete = %d, %v; want the last final job", n, err)
+	}
+	for _, id := range []string{done.ID, failed.ID, keyed.ID} {
+		if _, err := s.Get(ctx, id); !errors.Is(err, domain.ErrNotFound) {
+			t.Errorf("deleted job %s: get = %v, want ErrNotFound", id, err)
+		}
+	}
+	for _, id := range []string{pending.ID, running.ID} {
+		if _, err := s.Get(ctx, id); err != nil {
+			t.Errorf("unfinished job %s deleted: %v", id, err)
+		}
+	}
+	page, err := s.List(ctx, store.ListQuery{Limit: 10})
+	if err != nil || page.Total != 2 || len(page.Jobs) != 2 || page.Jobs[0].ID != running.ID || page.Jobs[1].ID != pending.ID {
+		t.Fatalf("list after delete = %d total, %s, %v", page.Total, ids(page.Jobs), err)
+	}
+	if st, _ := s.Stats(ctx, ""); st != (domain.Stats{Pending: 1, Processing: 1}) {
+		t.Fatalf("stats after delete = %+v", st)
+	}
+	// The key is free again.
+	again, err := s.Create(ctx, domain.NewJob{Type: "t", IdempotencyKey: "k1"})
+	if err != nil || again.ID == keyed.ID {
+		t.Fatalf("create with a deleted job's key = %+v, %v; want a new job", again, err)
+	}
+	if len(rec.all()) != events+1 {
+		t.Fatalf("deleting published events (%d, want only the new job's)", len(rec.all())-events)
+	}
+	// Jobs that finished after the cutoff stay.
+	recent := put(t, s, domain.StatusCompleted)
+	if n, err := s.DeleteFinished(ctx, recent.FinishedAt.Add(-time.Nanosecond), 100); err != nil || n != 0 {
+		t.Fatalf("delete before the recent finish = %d, %v; want 0", n, err)
+	}
+	// Runnable still works on the compacted store.
+	refs, err := s.Runnable(ctx, 0, 10)
+	if err != nil || len(refs) != 2 {
+		t.Fatalf("runnable after delete = %v, %v; want the 2 pending jobs", refs, err)
 	}
 }
