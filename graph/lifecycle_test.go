@@ -199,3 +199,37 @@ func TestCreateJobTimeoutSeconds(t *testing.T) {
 		wantError(t, err, graph.CodeBadUserInput, "timeoutSeconds")
 	}
 }
+
+func TestSubscriberSeesProgressAndResult(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	j := b.create(t, "report", map[string]any{"durationMs": 50, "progress": true})
+	var resp struct {
+		JobUpdated struct {
+			Status   string
+			Progress *int
+			Result   map[string]any
+		}
+	}
+	sub := b.client.Websocket(`subscription($id: ID) { jobUpdated(id: $id) { status progress result } }`, client.Var("id", j.ID))
+	defer sub.Close()
+	last := -1
+	for {
+		if err := sub.Next(&resp); err != nil {
+			t.Fatalf("subscription ended before COMPLETED: %v", err)
+		}
+		u := resp.JobUpdated
+		if u.Progress != nil {
+			if *u.Progress < last {
+				t.Fatalf("progress went back from %d to %d", last, *u.Progress)
+			}
+			last = *u.Progress
+		}
+		if u.Status == "COMPLETED" {
+			if last != 100 || u.Result["simulated"] != true || u.Result["durationMs"] != float64(50) {
+				t.Fatalf("completed with progress %d, result %v", last, u.Result)
+			}
+			return
+		}
+	}
+}

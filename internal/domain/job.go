@@ -89,6 +89,11 @@ type Job struct {
 	IdempotencyKey string
 	// Timeout bounds each attempt; zero means the worker's default.
 	Timeout time.Duration
+	// Progress is the last progress (0 to 100) the handler reported during
+	// the current or last attempt; nil before any report.
+	Progress *int
+	// Result is the JSON value the handler returned on success.
+	Result json.RawMessage
 	// CancelRequested is set when cancellation was asked for while the job
 	// was processing: its handler's context is cancelled and the job
 	// becomes cancelled when the handler returns.

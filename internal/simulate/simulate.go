@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/worker"
 )
 
 // MaxDuration caps payload.durationMs so that a typo cannot park a worker
@@ -26,6 +27,9 @@ var ErrSimulatedFailure = errors.New("simulated failure (payload.fail is true)")
 //
 //	{"durationMs": 250}  work for 250 ms instead (0 to MaxDuration)
 //	{"fail": true}       fail with ErrSimulatedFailure after working
+//	{"progress": true}   report progress 10, 20, … 100 while working
+//
+// On success the job's result is {"simulated": true, "durationMs": N}.
 //
 // Other payloads and other fields are ignored. Handler is safe for
 // concurrent use and returns ctx's error as soon as ctx is done.
@@ -36,6 +40,7 @@ type Handler struct {
 type knobs struct {
 	DurationMs *float64 `json:"durationMs"`
 	Fail       bool     `json:"fail"`
+	Progress   bool     `json:"progress"`
 }
 
 // Handle runs the simulated work for one job.
@@ -54,19 +59,47 @@ func (h Handler) Handle(ctx context.Context, job *domain.Job) error {
 		}
 		d = time.Duration(ms * float64(time.Millisecond))
 	}
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
+	steps := 1
+	if k.Progress {
+		steps = 10
+	}
+	for i := 1; i <= steps; i++ {
+		if err := wait(ctx, d/time.Duration(steps)); err != nil {
+			return err
 		}
-	} else if err := ctx.Err(); err != nil {
-		return err
+		if k.Progress {
+			if err := report(worker.ReportProgress(ctx, i*100/steps)); err != nil {
+				return err
+			}
+		}
 	}
 	if k.Fail {
 		return ErrSimulatedFailure
 	}
-	return nil
+	result, _ := json.Marshal(map[string]any{"simulated": true, "durationMs": d.Milliseconds()})
+	return report(worker.SetResult(ctx, result))
+}
+
+// report ignores worker.ErrNotInHandler, so that the handler also runs
+// outside a worker pool (tests call it directly).
+func report(err error) error {
+	if errors.Is(err, worker.ErrNotInHandler) {
+		return nil
+	}
+	return err
+}
+
+// wait sleeps for d, or returns ctx's error once it is done.
+func wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -4,12 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
+	"github.com/jobqueue/jobqueue/internal/worker"
+	"go.uber.org/goleak"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func job(payload string) *domain.Job {
 	j := &domain.Job{ID: "1", Type: "t"}
@@ -49,5 +56,44 @@ func TestCancelStopsWork(t *testing.T) {
 	cancel()
 	if err := (Handler{Duration: time.Hour}).Handle(ctx, job("")); !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+}
+
+func TestProgressAndResultThroughAPool(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var progress []int
+	done := make(chan *domain.Job, 1)
+	var pool *worker.Pool
+	st := memory.New(store.PublisherFunc(func(j *domain.Job) {
+		pool.Publish(j)
+		if j.Status == domain.StatusProcessing && j.Progress != nil {
+			mu.Lock()
+			progress = append(progress, *j.Progress)
+			mu.Unlock()
+		}
+		if j.Status.Final() {
+			done <- j
+		}
+	}))
+	pool = worker.New(st, worker.Options{Default: Handler{}, ProgressInterval: time.Nanosecond})
+	pool.Start(context.Background())
+	defer func() { _ = pool.Shutdown(context.Background()) }()
+	if _, err := st.Create(context.Background(), domain.NewJob{Type: "t", Payload: json.RawMessage(`{"durationMs": 20, "progress": true}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var j *domain.Job
+	select {
+	case j = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("job not finished within 10s")
+	}
+	if j.Status != domain.StatusCompleted || string(j.Result) != `{"durationMs":20,"simulated":true}` {
+		t.Fatalf("job = %s result %s", j.Status, j.Result)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(progress) != 10 || progress[0] != 10 || progress[9] != 100 {
+		t.Fatalf("progress reports %v, want 10, 20, … 100", progress)
 	}
 }

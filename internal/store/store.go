@@ -9,6 +9,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -38,6 +39,13 @@ type Store interface {
 	// cancelled), recording errMsg as the job's error when it is not empty,
 	// and sets FinishedAt. A failure is appended to the job's Errors.
 	Finish(ctx context.Context, id string, status domain.Status, errMsg string) (*domain.Job, error)
+	// Complete moves a processing job to completed with the handler's
+	// result (nil for none).
+	Complete(ctx context.Context, id string, result json.RawMessage) (*domain.Job, error)
+	// Progress records a processing job's progress (0 to 100): one new
+	// version, unless the value is the one already recorded. Other statuses
+	// give domain.ErrConflict.
+	Progress(ctx context.Context, id string, percent int) (*domain.Job, error)
 	// Release moves a processing job back to pending, keeping its attempt
 	// count: the worker gave it up through no fault of the job (shutdown).
 	Release(ctx context.Context, id string) (*domain.Job, error)

@@ -13,6 +13,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,8 @@ import (
 type Store interface {
 	Claim(ctx context.Context, id string) (*domain.Job, error)
 	Finish(ctx context.Context, id string, status domain.Status, errMsg string) (*domain.Job, error)
+	Complete(ctx context.Context, id string, result json.RawMessage) (*domain.Job, error)
+	Progress(ctx context.Context, id string, percent int) (*domain.Job, error)
 	Release(ctx context.Context, id string) (*domain.Job, error)
 	Runnable(ctx context.Context, afterSeq int64, limit int) ([]store.Ref, error)
 }
@@ -60,6 +63,9 @@ type Options struct {
 	// JobTimeout bounds each attempt of a job that has no timeout of its
 	// own. Default 5 minutes.
 	JobTimeout time.Duration
+	// ProgressInterval is the least time between two progress writes of
+	// one job (see ReportProgress). Default 100 ms.
+	ProgressInterval time.Duration
 	// HandlerGrace is how long a handler may take to return once its
 	// context is done (timeout, cancellation, shutdown) before the worker
 	// stops waiting for it. Default 5 seconds.
@@ -70,6 +76,8 @@ type Options struct {
 const (
 	DefaultJobTimeout   = 5 * time.Minute
 	DefaultHandlerGrace = 5 * time.Second
+	// DefaultProgressInterval is Options.ProgressInterval's default.
+	DefaultProgressInterval = 100 * time.Millisecond
 )
 
 // Pool is a dispatcher and its workers. Create it with New, run it with
@@ -113,6 +121,9 @@ func New(st Store, opts Options) *Pool {
 	}
 	if opts.HandlerGrace <= 0 {
 		opts.HandlerGrace = DefaultHandlerGrace
+	}
+	if opts.ProgressInterval <= 0 {
+		opts.ProgressInterval = DefaultProgressInterval
 	}
 	p := &Pool{
 		store:        st,
@@ -369,7 +380,9 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 		return
 	}
 
-	herr := p.invoke(hctx, job)
+	a := &attempt{pool: p, id: job.ID, written: -1, pending: -1}
+	herr := p.invoke(withAttempt(hctx, a), job)
+	result := a.finish(wctx)
 	var record func() (*domain.Job, error)
 	switch {
 	case r.cancelRequested.Load():
@@ -381,7 +394,7 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 	case herr != nil:
 		record = func() (*domain.Job, error) { return p.store.Finish(wctx, job.ID, domain.StatusFailed, herr.Error()) }
 	default:
-		record = func() (*domain.Job, error) { return p.store.Finish(wctx, job.ID, domain.StatusCompleted, "") }
+		record = func() (*domain.Job, error) { return p.store.Complete(wctx, job.ID, result) }
 	}
 	p.recordOutcome(job.ID, record)
 }

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -506,4 +507,46 @@ func TestHandlerIgnoringItsContextDoesNotHoldTheJob(t *testing.T) {
 	}
 	close(unblock) // the abandoned handler returns; Shutdown then finds it gone
 	stop(t, b.pool)
+}
+
+func TestProgressIsCoalescedAndResultStored(t *testing.T) {
+	t.Parallel()
+	var progressEvents atomic.Int32
+	counter := store.PublisherFunc(func(j *domain.Job) {
+		if j.Status == domain.StatusProcessing && j.Progress != nil {
+			progressEvents.Add(1)
+		}
+	})
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		for i := 0; i <= 1000; i++ {
+			if err := worker.ReportProgress(ctx, i/10); err != nil {
+				return err
+			}
+		}
+		if err := worker.ReportProgress(ctx, 101); !errors.Is(err, domain.ErrInvalid) {
+			return fmt.Errorf("progress 101 accepted: %v", err)
+		}
+		return worker.SetResult(ctx, json.RawMessage(`{"sent": 3}`))
+	})
+	f := newFinals(1)
+	b := setup(t, worker.Options{Default: h, ProgressInterval: time.Hour}, f, counter)
+	b.pool.Start(context.Background())
+	id := b.create(t, 1, "")[0]
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+	j, _ := b.store.Get(context.Background(), id)
+	if j.Status != domain.StatusCompleted || string(j.Result) != `{"sent":3}` {
+		t.Fatalf("job = %s result %s, want completed with the result", j.Status, j.Result)
+	}
+	if j.Progress == nil || *j.Progress != 100 {
+		t.Fatalf("progress = %v, want the last report (100)", j.Progress)
+	}
+	// 1001 reports within one interval: the first is written at once, the
+	// last before the outcome, nothing in between.
+	if n := progressEvents.Load(); n != 2 {
+		t.Fatalf("%d progress events for 1001 reports, want 2", n)
+	}
+	if err := worker.ReportProgress(context.Background(), 5); !errors.Is(err, worker.ErrNotInHandler) {
+		t.Fatalf("ReportProgress outside a handler: %v", err)
+	}
 }

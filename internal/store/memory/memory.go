@@ -5,6 +5,7 @@ package memory
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -161,6 +162,8 @@ func (s *Store) Claim(ctx context.Context, id string) (*domain.Job, error) {
 	return s.transition(ctx, "claim", id, domain.StatusProcessing, func(j *domain.Job, now time.Time) {
 		j.Attempts++
 		j.StartedAt = &now
+		j.Progress = nil
+		j.Result = nil
 	}, domain.StatusPending)
 }
 
@@ -180,6 +183,32 @@ func (s *Store) Finish(ctx context.Context, id string, status domain.Status, err
 		j.CancelRequested = false
 		j.FinishedAt = &now
 	}, domain.StatusProcessing)
+}
+
+// Complete moves a processing job to completed with a result.
+func (s *Store) Complete(ctx context.Context, id string, result json.RawMessage) (*domain.Job, error) {
+	return s.transition(ctx, "complete", id, domain.StatusCompleted, func(j *domain.Job, now time.Time) {
+		j.Result = result
+		j.CancelRequested = false
+		j.FinishedAt = &now
+	}, domain.StatusProcessing)
+}
+
+// Progress records a processing job's progress.
+func (s *Store) Progress(ctx context.Context, id string, percent int) (*domain.Job, error) {
+	if percent < 0 || percent > 100 {
+		return nil, fmt.Errorf("progress of job %s: %d: %w", id, percent, domain.ErrInvalid)
+	}
+	return s.change(ctx, "progress", id, func(j *domain.Job, now time.Time) error {
+		if j.Status != domain.StatusProcessing {
+			return fmt.Errorf("%s: %w", j.Status, domain.ErrConflict)
+		}
+		if j.Progress != nil && *j.Progress == percent {
+			return errUnchanged
+		}
+		j.Progress = &percent
+		return nil
+	})
 }
 
 // appendError adds e to a copy of errs: snapshots share their slices.

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("RetryKeepsHistory", func(t *testing.T) { t.Parallel(); testRetryKeepsHistory(t, newStore) })
 	t.Run("Stats", func(t *testing.T) { t.Parallel(); testStats(t, newStore) })
 	t.Run("IdempotencyKey", func(t *testing.T) { t.Parallel(); testIdempotencyKey(t, newStore) })
+	t.Run("ProgressAndResult", func(t *testing.T) { t.Parallel(); testProgressAndResult(t, newStore) })
 	t.Run("DeleteFinished", func(t *testing.T) { t.Parallel(); testDeleteFinished(t, newStore) })
 	t.Run("CancelRacingClaim", func(t *testing.T) { t.Parallel(); testCancelRacingClaim(t, newStore) })
 	t.Run("SnapshotsAreImmutable", func(t *testing.T) { t.Parallel(); testSnapshots(t, newStore) })
@@ -673,5 +674,38 @@ func testDeleteFinished(t *testing.T, newStore NewStore) {
 	refs, err := s.Runnable(ctx, 0, 10)
 	if err != nil || len(refs) != 2 {
 		t.Fatalf("runnable after delete = %v, %v; want the 2 pending jobs", refs, err)
+	}
+}
+
+func testProgressAndResult(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	j := put(t, s, domain.StatusProcessing)
+	p, err := s.Progress(ctx, j.ID, 40)
+	if err != nil || p.Progress == nil || *p.Progress != 40 || p.Version != j.Version+1 || p.Status != domain.StatusProcessing {
+		t.Fatalf("progress 40 = %+v, %v", p, err)
+	}
+	same, err := s.Progress(ctx, j.ID, 40)
+	if err != nil || same.Version != p.Version {
+		t.Fatalf("the same progress again = v%d, %v; want no new version", same.Version, err)
+	}
+	for _, bad := range []int{-1, 101} {
+		if _, err := s.Progress(ctx, j.ID, bad); !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("progress %d: %v, want ErrInvalid", bad, err)
+		}
+	}
+	c, err := s.Complete(ctx, j.ID, json.RawMessage(`{"sent":3}`))
+	if err != nil || c.Status != domain.StatusCompleted || string(c.Result) != `{"sent":3}` || c.FinishedAt == nil || *c.Progress != 40 {
+		t.Fatalf("complete = %+v, %v; want completed with the result, progress kept", c, err)
+	}
+	if _, err := s.Progress(ctx, j.ID, 50); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("progress of a completed job: %v, want ErrConflict", err)
+	}
+	if _, err := s.Complete(ctx, j.ID, nil); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("complete twice: %v, want ErrConflict", err)
+	}
+	pending := mustCreate(t, s, "t")
+	if _, err := s.Progress(ctx, pending.ID, 10); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("progress of a pending job: %v, want ErrConflict", err)
 	}
 }
