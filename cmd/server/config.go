@@ -56,7 +56,7 @@ func settings() []setting {
 		{"PROCESSING_TIME", "1s", "how long the simulated handler works on a job (payload durationMs overrides it)", durationInto(func(c *config) *time.Duration { return &c.ProcessingTime })},
 		{"SHUTDOWN_TIMEOUT", "10s", "on SIGINT/SIGTERM, how long running jobs may finish before they are cancelled and returned to pending", durationInto(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 		{"JOB_TIMEOUT", "5m", "bound of each attempt of a job created without timeoutSeconds", durationInto(func(c *config) *time.Duration { return &c.JobTimeout })},
-		{"RETENTION", "168h", "finished jobs older than this are deleted in the background", durationInto(func(c *config) *time.Duration { return &c.Retention })},
+		{"RETENTION", "168h", "finished jobs older than this are deleted in the background; 0 keeps them forever", durationInto(func(c *config) *time.Duration { return &c.Retention })},
 		{"RETENTION_SWEEP", "1m", "how often finished jobs past RETENTION are looked for", durationInto(func(c *config) *time.Duration { return &c.RetentionSweep })},
 		{"LOG_FORMAT", "text", "log format: text or json", func(c *config, v string) error {
 			if v != "text" && v != "json" {

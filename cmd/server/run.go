@@ -113,6 +113,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	sweeperDone := make(chan struct{})
 	go func() {
 		defer close(sweeperDone)
+		if cfg.Retention == 0 {
+			return // RETENTION=0 keeps finished jobs forever
+		}
 		sweeper := &retention.Sweeper{Store: jobs, Retention: cfg.Retention, Interval: max(cfg.RetentionSweep, time.Second), Logger: log}
 		sweeper.Run(sweepCtx)
 	}()

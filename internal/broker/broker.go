@@ -211,7 +211,7 @@ func (b *Broker) Subscribe(ctx context.Context, f Filter) (*Subscription, error)
 	stop := context.AfterFunc(ctx, func() { b.unsubscribe(s) })
 	s.mu.Lock()
 	s.stopWatch = stop
-	if s.ended {
+	if s.readerGone {
 		stop()
 	}
 	s.mu.Unlock()
@@ -521,6 +521,9 @@ func (s *Subscription) pump() {
 			}
 			if s.filter.ID != "" && j.Status.Final() {
 				s.endLocked(nil)
+				s.mu.Unlock()
+				s.b.retire(s)
+				continue // the next turn closes the channel and exits
 			}
 		}
 		s.mu.Unlock()
@@ -537,7 +540,10 @@ func (s *Subscription) endLocked(err error) {
 	s.err = err
 	s.backlog = nil
 	close(s.done)
-	if s.stopWatch != nil {
+	if s.readerGone && s.stopWatch != nil {
+		// Only once the reader left: a subscription that ended by itself
+		// keeps watching its context, which tells the broker (Flush) when
+		// the reader is gone with changes still in the channel.
 		s.stopWatch()
 	}
 	if !s.pumping {

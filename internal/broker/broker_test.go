@@ -422,3 +422,53 @@ func TestFlushWaitsUntilReadersTookEverything(t *testing.T) {
 		t.Fatal("Flush did not return after the reader took everything")
 	}
 }
+
+func TestFlushIgnoresReadersThatLeftAfterTheSubscriptionEnded(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{Buffer: 1, CoalesceAfter: 2, MaxBacklog: 2})
+
+	// An id subscription ends by itself with its final state still in the
+	// channel; then its reader leaves without taking it.
+	ctx1, leave1 := context.WithCancel(context.Background())
+	done, err := b.Subscribe(ctx1, broker.Filter{ID: "j"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done.Prime(change("j", "t", 3, domain.StatusCompleted))
+
+	// A firehose subscription is ended as too slow, with a change in its
+	// channel; then its reader leaves.
+	ctx2, leave2 := context.WithCancel(context.Background())
+	slow, err := b.Subscribe(ctx2, broker.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		b.Publish(change(fmt.Sprint(i), "t", 1, domain.StatusPending))
+	}
+	waitFor(t, func() bool { return errors.Is(slow.Err(), broker.ErrSlowSubscriber) })
+
+	leave1()
+	leave2()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Flush(ctx); err != nil {
+		t.Fatalf("Flush after the readers left: %v", err)
+	}
+}
+
+func TestSubscriptionEndedByThePumpIsUnregistered(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{Buffer: 1})
+	s, err := b.Subscribe(context.Background(), broker.Filter{ID: "j"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Prime(change("j", "t", 1, domain.StatusPending)) // fills the channel
+	b.Publish(change("j", "t", 2, domain.StatusProcessing))
+	b.Publish(change("j", "t", 3, domain.StatusCompleted)) // goes through the backlog and the pump
+	if got := drain(t, s); len(got) != 3 {
+		t.Fatalf("got %v", versions(got))
+	}
+	waitFor(t, func() bool { return b.Subscribers() == 0 })
+}

@@ -48,6 +48,7 @@ type Store interface {
 	Progress(ctx context.Context, id string, percent int) (*domain.Job, error)
 	// Release moves a processing job back to pending, keeping its attempt
 	// count: the worker gave it up through no fault of the job (shutdown).
+	// A job whose cancellation was requested becomes cancelled instead.
 	Release(ctx context.Context, id string) (*domain.Job, error)
 	// Cancel makes a pending job cancelled at once. For a processing job it
 	// sets CancelRequested (one new version; asking again changes nothing):

@@ -23,7 +23,8 @@ type attempt struct {
 	written   int // last progress written to the store; -1 for none
 	pending   int // last progress reported and not written; -1 for none
 	lastWrite time.Time
-	done      bool // the attempt's outcome is being recorded: reports are late
+	flush     *time.Timer // writes a held-back report at the end of the interval
+	done      bool        // the attempt's outcome is being recorded: reports are late
 }
 
 type attemptKey struct{}
@@ -55,10 +56,28 @@ func ReportProgress(ctx context.Context, percent int) error {
 		return nil // an abandoned handler reporting after its attempt ended
 	}
 	a.pending = percent
-	if time.Since(a.lastWrite) < a.pool.opts.ProgressInterval {
+	if wait := a.pool.opts.ProgressInterval - time.Since(a.lastWrite); wait > 0 {
+		// Held back; written when the interval ends unless a later report
+		// or the attempt's end writes it first.
+		if a.flush == nil {
+			a.flush = time.AfterFunc(wait, a.flushPending)
+		}
 		return nil
 	}
 	return a.writeLocked(ctx)
+}
+
+// flushPending writes a held-back report (the timer's function).
+func (a *attempt) flushPending() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.flush = nil
+	if a.done {
+		return
+	}
+	if err := a.writeLocked(context.Background()); err != nil {
+		a.pool.log.Warn("progress report lost", "id", a.id, "err", err)
+	}
 }
 
 // SetResult sets the JSON value stored as the job's result if the attempt
@@ -100,6 +119,10 @@ func (a *attempt) finish(ctx context.Context) json.RawMessage {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.done = true
+	if a.flush != nil {
+		a.flush.Stop() // if it already fired, it finds done and writes nothing
+		a.flush = nil
+	}
 	if err := a.writeLocked(ctx); err != nil {
 		a.pool.log.Warn("last progress report lost", "id", a.id, "err", err)
 	}

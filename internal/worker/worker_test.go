@@ -550,3 +550,34 @@ func TestProgressIsCoalescedAndResultStored(t *testing.T) {
 		t.Fatalf("ReportProgress outside a handler: %v", err)
 	}
 }
+
+func TestHeldBackProgressIsWrittenAtTheEndOfTheInterval(t *testing.T) {
+	t.Parallel()
+	var st *memory.Store
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		_ = worker.ReportProgress(ctx, 10)
+		_ = worker.ReportProgress(ctx, 90) // within the interval: held back
+		// Still running: the 90 must show without another report.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got, _ := st.Get(ctx, j.ID)
+			if got.Progress != nil && *got.Progress == 90 {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return errors.New("held-back progress never written while the handler ran")
+			}
+			time.Sleep(time.Millisecond) // polling interval
+		}
+	})
+	f := newFinals(1)
+	b := setup(t, worker.Options{Default: h, ProgressInterval: 30 * time.Millisecond}, f)
+	st = b.store
+	b.pool.Start(context.Background())
+	id := b.create(t, 1, "")[0]
+	f.wait(t, 20*time.Second)
+	stop(t, b.pool)
+	if j, _ := b.store.Get(context.Background(), id); j.Status != domain.StatusCompleted {
+		t.Fatalf("job = %s %q", j.Status, j.Error)
+	}
+}

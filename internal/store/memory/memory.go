@@ -218,12 +218,24 @@ func appendError(errs []domain.JobError, e domain.JobError) []domain.JobError {
 	return append(out, e)
 }
 
-// Release moves a processing job back to pending.
+// Release moves a processing job back to pending, or to cancelled when a
+// cancellation was requested meanwhile (the user asked for it; running it
+// again would ignore that).
 func (s *Store) Release(ctx context.Context, id string) (*domain.Job, error) {
-	return s.transition(ctx, "release", id, domain.StatusPending, func(j *domain.Job, now time.Time) {
-		j.StartedAt = nil
+	return s.change(ctx, "release", id, func(j *domain.Job, now time.Time) error {
+		if j.Status != domain.StatusProcessing {
+			return fmt.Errorf("%s → pending: %w", j.Status, domain.ErrConflict)
+		}
+		if j.CancelRequested {
+			j.Status = domain.StatusCancelled
+			j.FinishedAt = &now
+		} else {
+			j.Status = domain.StatusPending
+			j.StartedAt = nil
+		}
 		j.CancelRequested = false
-	}, domain.StatusProcessing)
+		return nil
+	})
 }
 
 // Cancel cancels a pending job at once; for a processing job it records
@@ -350,8 +362,13 @@ func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.
 }
 
 func (s *Store) count(j *domain.Job, delta int) {
-	s.counts[countKey{"", j.Status}] += delta
-	s.counts[countKey{j.Type, j.Status}] += delta
+	for _, k := range [2]countKey{{"", j.Status}, {j.Type, j.Status}} {
+		if c := s.counts[k] + delta; c == 0 {
+			delete(s.counts, k) // types come from clients: keep no empty entries
+		} else {
+			s.counts[k] = c
+		}
+	}
 }
 
 // Runnable returns pending jobs after afterSeq in Seq order.

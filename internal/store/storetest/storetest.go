@@ -262,6 +262,15 @@ func testCancel(t *testing.T, newStore NewStore) {
 	if err != nil || done.Status != domain.StatusCancelled || done.CancelRequested {
 		t.Fatalf("finish cancelled = %+v, %v", done, err)
 	}
+	// Released (shutdown) after a cancellation request: cancelled, not
+	// pending, so that it does not run again.
+	released := put(t, s, domain.StatusProcessing)
+	if _, err := s.Cancel(ctx, released.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Release(ctx, released.ID); err != nil || got.Status != domain.StatusCancelled || got.CancelRequested || got.FinishedAt == nil {
+		t.Fatalf("release after a cancellation request = %+v, %v; want cancelled", got, err)
+	}
 	for _, st := range []domain.Status{domain.StatusCompleted, domain.StatusFailed, domain.StatusCancelled} {
 		j := put(t, s, st)
 		if _, err := s.Cancel(ctx, j.ID); !errors.Is(err, domain.ErrConflict) {
