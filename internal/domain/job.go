@@ -89,6 +89,14 @@ type Job struct {
 	IdempotencyKey string
 	// Timeout bounds each attempt; zero means the worker's default.
 	Timeout time.Duration
+	// MaxAttempts is how many attempts the job gets; a failed attempt with
+	// attempts left goes back to pending at a later RunAt.
+	MaxAttempts int
+	// RunAt is the earliest time the job may run.
+	RunAt time.Time
+	// Priority orders runnable jobs: higher first (MinPriority to
+	// MaxPriority), then earlier RunAt, then creation order.
+	Priority int
 	// Progress is the last progress (0 to 100) the handler reported during
 	// the current or last attempt; nil before any report.
 	Progress *int
@@ -151,7 +159,20 @@ type NewJob struct {
 	// Timeout bounds each attempt (MinTimeout to MaxTimeout); zero means
 	// the worker's default.
 	Timeout time.Duration
+	// MaxAttempts (1 to MaxMaxAttempts); zero means 1.
+	MaxAttempts int
+	// RunAt delays the job; zero means now.
+	RunAt time.Time
+	// Priority, MinPriority to MaxPriority; higher runs first.
+	Priority int
 }
+
+// Bounds of MaxAttempts and Priority.
+const (
+	MaxMaxAttempts = 100
+	MinPriority    = -100
+	MaxPriority    = 100
+)
 
 // Bounds of a job's own timeout.
 const (
@@ -174,6 +195,12 @@ func (nj *NewJob) Validate(maxPayload int) error {
 	}
 	if nj.Timeout != 0 && (nj.Timeout < MinTimeout || nj.Timeout > MaxTimeout) {
 		return &ValidationError{Field: "timeoutSeconds", Message: fmt.Sprintf("must be between %d and %d, got %g", int(MinTimeout.Seconds()), int(MaxTimeout.Seconds()), nj.Timeout.Seconds())}
+	}
+	if nj.MaxAttempts < 0 || nj.MaxAttempts > MaxMaxAttempts {
+		return &ValidationError{Field: "maxAttempts", Message: fmt.Sprintf("must be between 1 and %d, got %d", MaxMaxAttempts, nj.MaxAttempts)}
+	}
+	if nj.Priority < MinPriority || nj.Priority > MaxPriority {
+		return &ValidationError{Field: "priority", Message: fmt.Sprintf("must be between %d and %d, got %d", MinPriority, MaxPriority, nj.Priority)}
 	}
 	if len(nj.IdempotencyKey) > MaxIdempotencyKeyLength {
 		return &ValidationError{Field: "idempotencyKey", Message: fmt.Sprintf("must be at most %d bytes, got %d", MaxIdempotencyKeyLength, len(nj.IdempotencyKey))}

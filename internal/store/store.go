@@ -65,10 +65,16 @@ type Store interface {
 	// Stats counts jobs per status, only those of typ when it is not empty,
 	// without loading them.
 	Stats(ctx context.Context, typ string) (domain.Stats, error)
-	// Runnable returns up to limit pending jobs whose Seq is greater than
-	// afterSeq, in ascending Seq order. The dispatcher walks it to feed the
-	// workers' queue.
-	Runnable(ctx context.Context, afterSeq int64, limit int) ([]Ref, error)
+	// Runnable returns up to limit pending jobs whose RunAt is not after
+	// now, leaving out the ids in exclude (those already handed to workers),
+	// ordered by Priority (higher first), RunAt, then Seq. next is the
+	// earliest RunAt after now among pending jobs (zero if none): the
+	// dispatcher sleeps until then.
+	Runnable(ctx context.Context, now time.Time, limit int, exclude []string) (refs []Ref, next time.Time, err error)
+	// Fail records a failed attempt of a processing job (appended to
+	// Errors). With attempts left and a non-zero retryAt the job goes back
+	// to pending with RunAt = retryAt; otherwise it is failed for good.
+	Fail(ctx context.Context, id, errMsg string, retryAt time.Time) (*domain.Job, error)
 }
 
 // Ref identifies a runnable job for the dispatcher.

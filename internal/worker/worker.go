@@ -17,7 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
+	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -34,7 +34,8 @@ type Store interface {
 	Complete(ctx context.Context, id string, result json.RawMessage) (*domain.Job, error)
 	Progress(ctx context.Context, id string, percent int) (*domain.Job, error)
 	Release(ctx context.Context, id string) (*domain.Job, error)
-	Runnable(ctx context.Context, afterSeq int64, limit int) ([]store.Ref, error)
+	Fail(ctx context.Context, id, errMsg string, retryAt time.Time) (*domain.Job, error)
+	Runnable(ctx context.Context, now time.Time, limit int, exclude []string) ([]store.Ref, time.Time, error)
 }
 
 // Handler runs one job. It should return promptly once ctx is done; an
@@ -63,6 +64,11 @@ type Options struct {
 	// JobTimeout bounds each attempt of a job that has no timeout of its
 	// own. Default 5 minutes.
 	JobTimeout time.Duration
+	// RetryBackoff is the delay before the second attempt of a failed job;
+	// each further attempt doubles it, up to RetryBackoffMax, with jitter
+	// (a random half of the delay is taken off). Defaults 1s and 1h.
+	RetryBackoff    time.Duration
+	RetryBackoffMax time.Duration
 	// ProgressInterval is the least time between two progress writes of
 	// one job (see ReportProgress). Default 100 ms.
 	ProgressInterval time.Duration
@@ -83,12 +89,19 @@ const (
 // Pool is a dispatcher and its workers. Create it with New, run it with
 // Start, stop it with Shutdown. Its methods are safe for concurrent use.
 type Pool struct {
-	store    Store
-	opts     Options
-	log      *slog.Logger
-	queue    chan store.Ref
-	wake     chan struct{}
-	rewindTo atomic.Int64 // smallest Seq of a job that became pending again; MaxInt64 when none
+	store Store
+	opts  Options
+	log   *slog.Logger
+	queue chan store.Ref
+	wake  chan struct{}
+
+	// inQueue holds the ids handed to the channel and not yet claimed (or
+	// given up) by a worker: the dispatcher keeps them out of its next
+	// Runnable call, and keeps at most target of them, so that a job of
+	// higher priority arriving later waits behind few others.
+	inMu    sync.Mutex
+	inQueue map[string]struct{}
+	target  int
 
 	startOnce    sync.Once
 	shutdownOnce sync.Once
@@ -125,6 +138,12 @@ func New(st Store, opts Options) *Pool {
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = DefaultProgressInterval
 	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = time.Second
+	}
+	if opts.RetryBackoffMax < opts.RetryBackoff {
+		opts.RetryBackoffMax = max(time.Hour, opts.RetryBackoff)
+	}
 	p := &Pool{
 		store:        st,
 		opts:         opts,
@@ -133,8 +152,9 @@ func New(st Store, opts Options) *Pool {
 		wake:         make(chan struct{}, 1),
 		stopClaiming: make(chan struct{}),
 		running:      make(map[string]*runningJob),
+		inQueue:      make(map[string]struct{}),
+		target:       min(opts.QueueCapacity, 2*opts.Workers),
 	}
-	p.rewindTo.Store(math.MaxInt64)
 	return p
 }
 
@@ -159,27 +179,9 @@ func (p *Pool) Publish(job *domain.Job) {
 		}
 		return
 	}
-	if job.Status != domain.StatusPending {
-		return
+	if job.Status == domain.StatusPending {
+		p.wakeDispatcher()
 	}
-	if job.Version > 1 {
-		// Pending again (released): the dispatcher has already walked
-		// past it, so it must look back.
-		p.requeue(job.Seq)
-		return
-	}
-	p.wakeDispatcher()
-}
-
-// requeue makes the dispatcher walk again from the job with this Seq.
-func (p *Pool) requeue(seq int64) {
-	for {
-		cur := p.rewindTo.Load()
-		if seq >= cur || p.rewindTo.CompareAndSwap(cur, seq) {
-			break
-		}
-	}
-	p.wakeDispatcher()
 }
 
 func (p *Pool) wakeDispatcher() {
@@ -267,51 +269,81 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 }
 
 func (p *Pool) dispatch(ctx context.Context) {
-	batch := p.opts.QueueCapacity
-	var cursor int64
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	retry := minDispatchRetry
 	for {
-		if r := p.rewindTo.Swap(math.MaxInt64); r != math.MaxInt64 && r-1 < cursor {
-			cursor = r - 1
+		p.inMu.Lock()
+		free := p.target - len(p.inQueue)
+		exclude := make([]string, 0, len(p.inQueue))
+		for id := range p.inQueue {
+			exclude = append(exclude, id)
 		}
-		refs, err := p.store.Runnable(ctx, cursor, batch)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
+		p.inMu.Unlock()
+
+		var next time.Time
+		if free > 0 {
+			refs, nextRunAt, err := p.store.Runnable(ctx, time.Now(), free, exclude)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				// The store failed. Pending jobs stay in it meanwhile; retry
+				// after a backoff, or sooner when woken.
+				p.log.Error("dispatcher: list runnable jobs", "err", err, "retry_in", retry)
+				timer.Reset(retry)
+				select {
+				case <-timer.C:
+				case <-p.wake:
+					timer.Stop()
+				case <-ctx.Done():
+					return
+				}
+				retry = min(2*retry, maxDispatchRetry)
+				continue
 			}
-			// The store failed. Pending jobs stay in it meanwhile; retry
-			// after a backoff, or sooner when woken.
-			p.log.Error("dispatcher: list runnable jobs", "err", err, "retry_in", retry)
-			t := time.NewTimer(retry)
-			select {
-			case <-t.C:
-			case <-p.wake:
-			case <-ctx.Done():
-				t.Stop()
-				return
+			retry = minDispatchRetry
+			next = nextRunAt
+			for _, ref := range refs {
+				p.inMu.Lock()
+				p.inQueue[ref.ID] = struct{}{}
+				p.inMu.Unlock()
+				p.queue <- ref // never blocks: at most target ≤ capacity ids are in it
 			}
-			t.Stop()
-			retry = min(2*retry, maxDispatchRetry)
-			continue
+			if len(refs) == free {
+				continue // perhaps more
+			}
 		}
-		retry = minDispatchRetry
-		for _, ref := range refs {
-			select {
-			case p.queue <- ref:
-				cursor = ref.Seq
-			case <-ctx.Done():
-				return
-			}
-		}
-		if len(refs) == batch {
-			continue
+		// Sleep until a job becomes pending, a worker takes an id, or the
+		// earliest scheduled job is due: no polling.
+		var due <-chan time.Time
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+			due = timer.C
 		}
 		select {
 		case <-p.wake:
+		case <-due:
 		case <-ctx.Done():
 			return
 		}
+		if due != nil && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
 	}
+}
+
+// taken tells the dispatcher that a worker is done with an id it handed
+// out (claimed it, or gave it up): there is room for another.
+func (p *Pool) taken(id string) {
+	p.inMu.Lock()
+	delete(p.inQueue, id)
+	p.inMu.Unlock()
+	p.wakeDispatcher()
 }
 
 // Backoff of the dispatcher after a store error.
@@ -328,6 +360,7 @@ func (p *Pool) work(ctx context.Context) {
 		case ref := <-p.queue:
 			select {
 			case <-p.stopClaiming:
+				p.taken(ref.ID)
 				return // stopping wins over a ready job; it stays pending
 			default:
 			}
@@ -346,6 +379,7 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 	r := &runningJob{cancel: cancel}
 	p.runningMu.Lock()
 	if owner := p.running[ref.ID]; owner != nil {
+		defer p.taken(ref.ID)
 		// Another worker holds this id: it is running the job, or it is
 		// done and about to leave while the job is pending again (a
 		// retry). Either way the owner hands the id back to the
@@ -362,11 +396,12 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 		redo := r.redo
 		p.runningMu.Unlock()
 		if redo {
-			p.requeue(ref.Seq)
+			p.wakeDispatcher()
 		}
 	}()
 
 	job, err := p.store.Claim(wctx, ref.ID)
+	p.taken(ref.ID)
 	switch {
 	case errors.Is(err, domain.ErrConflict), errors.Is(err, domain.ErrNotFound):
 		return // another worker has it, or it is gone
@@ -392,12 +427,44 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 		p.released.Add(1)
 		record = func() (*domain.Job, error) { return p.store.Release(wctx, job.ID) }
 	case herr != nil:
-		record = func() (*domain.Job, error) { return p.store.Finish(wctx, job.ID, domain.StatusFailed, herr.Error()) }
+		var retryAt time.Time
+		if !errors.Is(herr, errPermanent) {
+			retryAt = time.Now().Add(p.backoff(job.Attempts))
+		}
+		record = func() (*domain.Job, error) { return p.store.Fail(wctx, job.ID, herr.Error(), retryAt) }
 	default:
 		record = func() (*domain.Job, error) { return p.store.Complete(wctx, job.ID, result) }
 	}
 	p.recordOutcome(job.ID, record)
 }
+
+// backoff is the delay before the attempt after attempt n (1-based):
+// RetryBackoff doubled per attempt, capped, minus a random part of up to
+// half (so that jobs failing together do not retry together).
+func (p *Pool) backoff(n int) time.Duration {
+	d := p.opts.RetryBackoffMax
+	if n-1 < 32 {
+		d = min(p.opts.RetryBackoff<<(n-1), p.opts.RetryBackoffMax)
+	}
+	if d <= 0 { // overflow
+		d = p.opts.RetryBackoffMax
+	}
+	return d - rand.N(d/2+1)
+}
+
+// errPermanent marks handler errors that must not be retried.
+var errPermanent = errors.New("permanent failure")
+
+// Permanent wraps a handler error so that the job fails for good, without
+// its remaining attempts (e.g. a request the receiver will always refuse).
+// The job's error message is err's.
+func Permanent(err error) error { return permanentError{err} }
+
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string        { return e.err.Error() }
+func (e permanentError) Unwrap() error        { return e.err }
+func (e permanentError) Is(target error) bool { return target == errPermanent }
 
 // recordOutcome writes a job's outcome, retrying a failing store a few times
 // (a job left processing would otherwise never finish). A conflict means

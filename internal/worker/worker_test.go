@@ -385,9 +385,9 @@ type slowRetryingStore struct {
 	once atomic.Bool
 }
 
-func (s *slowRetryingStore) Finish(ctx context.Context, id string, st domain.Status, msg string) (*domain.Job, error) {
-	j, err := s.Store.Finish(ctx, id, st, msg)
-	if err == nil && st == domain.StatusFailed && s.once.CompareAndSwap(false, true) {
+func (s *slowRetryingStore) Fail(ctx context.Context, id, msg string, retryAt time.Time) (*domain.Job, error) {
+	j, err := s.Store.Fail(ctx, id, msg, retryAt)
+	if err == nil && j.Status == domain.StatusFailed && s.once.CompareAndSwap(false, true) {
 		if _, err := s.Store.Retry(ctx, id); err != nil {
 			return nil, err
 		}
@@ -434,7 +434,7 @@ type flakyRunnableStore struct {
 	calls chan struct{}
 }
 
-func (s *flakyRunnableStore) Runnable(ctx context.Context, after int64, limit int) ([]store.Ref, error) {
+func (s *flakyRunnableStore) Runnable(ctx context.Context, now time.Time, limit int, exclude []string) ([]store.Ref, time.Time, error) {
 	defer func() {
 		select {
 		case s.calls <- struct{}{}:
@@ -442,9 +442,9 @@ func (s *flakyRunnableStore) Runnable(ctx context.Context, after int64, limit in
 		}
 	}()
 	if s.fail.Add(-1) >= 0 {
-		return nil, errors.New("transient store error")
+		return nil, time.Time{}, errors.New("transient store error")
 	}
-	return s.Store.Runnable(ctx, after, limit)
+	return s.Store.Runnable(ctx, now, limit, exclude)
 }
 
 func TestDispatcherRetriesAfterStoreError(t *testing.T) {
@@ -579,5 +579,122 @@ func TestHeldBackProgressIsWrittenAtTheEndOfTheInterval(t *testing.T) {
 	stop(t, b.pool)
 	if j, _ := b.store.Get(context.Background(), id); j.Status != domain.StatusCompleted {
 		t.Fatalf("job = %s %q", j.Status, j.Error)
+	}
+}
+
+func TestFailedAttemptsAreRetriedWithBackoff(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		switch string(j.Payload) {
+		case `"permanent"`:
+			return worker.Permanent(errors.New("410 gone"))
+		}
+		if calls.Add(1) < 3 {
+			return fmt.Errorf("attempt %d failed", j.Attempts)
+		}
+		return nil
+	})
+	f := newFinals(2)
+	b := setup(t, worker.Options{Default: h, RetryBackoff: 20 * time.Millisecond, RetryBackoffMax: time.Second}, f)
+	b.pool.Start(context.Background())
+	retried, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	permanent, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", MaxAttempts: 3, Payload: json.RawMessage(`"permanent"`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+
+	j, _ := b.store.Get(context.Background(), retried.ID)
+	if j.Status != domain.StatusCompleted || j.Attempts != 3 || len(j.Errors) != 2 || j.Errors[0].Message != "attempt 1 failed" {
+		t.Fatalf("retried job = %s attempts %d errors %+v, want completed on attempt 3 after 2 failures", j.Status, j.Attempts, j.Errors)
+	}
+	// Backoff: the second attempt started at least half the base delay
+	// after the first failure (jitter takes off at most half).
+	if gap := j.Errors[1].At.Sub(j.Errors[0].At); gap < 10*time.Millisecond {
+		t.Fatalf("second failure %v after the first: no backoff", gap)
+	}
+	p, _ := b.store.Get(context.Background(), permanent.ID)
+	if p.Status != domain.StatusFailed || p.Attempts != 1 || p.Error != "410 gone" {
+		t.Fatalf("permanent failure = %s attempts %d %q, want failed after 1 attempt", p.Status, p.Attempts, p.Error)
+	}
+}
+
+func TestScheduledJobRunsWhenDue(t *testing.T) {
+	t.Parallel()
+	started := make(chan time.Time, 1)
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		started <- time.Now()
+		return nil
+	})
+	b := setup(t, worker.Options{Default: h})
+	b.pool.Start(context.Background())
+	runAt := time.Now().Add(150 * time.Millisecond)
+	if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", RunAt: runAt}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case at := <-started:
+		if at.Before(runAt) {
+			t.Fatalf("ran %v before its runAt", runAt.Sub(at))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("scheduled job never ran: the dispatcher did not wake for it")
+	}
+	stop(t, b.pool)
+}
+
+func TestHigherPriorityRunsFirst(t *testing.T) {
+	t.Parallel()
+	var order []string
+	var mu sync.Mutex
+	hold := make(chan struct{})
+	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		if j.Type == "hold" {
+			<-hold
+			return nil
+		}
+		mu.Lock()
+		order = append(order, j.Type)
+		mu.Unlock()
+		return nil
+	})
+	f := newFinals(4)
+	b := setup(t, worker.Options{Default: h, Workers: 1, QueueCapacity: 1}, f)
+	b.pool.Start(context.Background())
+	// The only worker is busy and the channel takes one id: of the jobs
+	// created next, at most the first waits in the channel; the others wait
+	// in the store, where priority decides.
+	if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "hold"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor := time.Now().Add(10 * time.Second)
+	for {
+		st, _ := b.store.Stats(context.Background(), "hold")
+		if st.Processing == 1 {
+			break
+		}
+		if time.Now().After(waitFor) {
+			t.Fatal("hold job not running")
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	for _, nj := range []domain.NewJob{{Type: "low", Priority: -1}, {Type: "normal"}, {Type: "high", Priority: 5}} {
+		if _, err := b.store.Create(context.Background(), nj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(hold)
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+	mu.Lock()
+	defer mu.Unlock()
+	prio := map[string]int{"low": -1, "normal": 0, "high": 5}
+	if len(order) != 3 || prio[order[1]] < prio[order[2]] {
+		t.Fatalf("order %v: after the one already in the channel, priority must decide", order)
 	}
 }

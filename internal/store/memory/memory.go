@@ -31,9 +31,11 @@ type Store struct {
 	mu      sync.Mutex
 	seq     int64
 	byID    map[string]*domain.Job
-	ordered []*domain.Job     // by Seq ascending; entries are replaced on change
-	index   map[string]int    // id → position in ordered
-	byKey   map[string]string // idempotency key → id
+	ordered []*domain.Job          // by Seq ascending; entries are replaced on change
+	index   map[string]int         // id → position in ordered
+	byKey   map[string]string      // idempotency key → id
+	pending map[string]*domain.Job // the current snapshot of every pending job
+	queue   *runQueue
 	counts  map[countKey]int
 }
 
@@ -49,12 +51,14 @@ func New(pub store.Publisher) *Store {
 		pub = store.PublisherFunc(func(*domain.Job) {})
 	}
 	return &Store{
-		pub:    pub,
-		now:    func() time.Time { return time.Now().UTC() },
-		byID:   make(map[string]*domain.Job),
-		index:  make(map[string]int),
-		byKey:  make(map[string]string),
-		counts: make(map[countKey]int),
+		pub:     pub,
+		now:     func() time.Time { return time.Now().UTC() },
+		byID:    make(map[string]*domain.Job),
+		index:   make(map[string]int),
+		byKey:   make(map[string]string),
+		pending: make(map[string]*domain.Job),
+		queue:   newRunQueue(),
+		counts:  make(map[countKey]int),
 	}
 }
 
@@ -80,6 +84,12 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 
 		IdempotencyKey: nj.IdempotencyKey,
 		Timeout:        nj.Timeout,
+		MaxAttempts:    max(nj.MaxAttempts, 1),
+		RunAt:          nj.RunAt,
+		Priority:       nj.Priority,
+	}
+	if j.RunAt.IsZero() {
+		j.RunAt = now
 	}
 
 	s.mu.Lock()
@@ -96,6 +106,8 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 	s.index[j.ID] = len(s.ordered)
 	s.ordered = append(s.ordered, j)
 	s.count(j, 1)
+	s.pending[j.ID] = j
+	s.queue.add(j)
 	s.pub.Publish(j)
 	return j, nil
 }
@@ -211,6 +223,28 @@ func (s *Store) Progress(ctx context.Context, id string, percent int) (*domain.J
 	})
 }
 
+// Fail records a failed attempt: back to pending at retryAt when attempts
+// are left, failed otherwise.
+func (s *Store) Fail(ctx context.Context, id, errMsg string, retryAt time.Time) (*domain.Job, error) {
+	return s.change(ctx, "fail", id, func(j *domain.Job, now time.Time) error {
+		if j.Status != domain.StatusProcessing {
+			return fmt.Errorf("%s: %w", j.Status, domain.ErrConflict)
+		}
+		j.Error = errMsg
+		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: errMsg, At: now})
+		j.CancelRequested = false
+		if j.Attempts < j.MaxAttempts && !retryAt.IsZero() {
+			j.Status = domain.StatusPending
+			j.RunAt = retryAt
+			j.StartedAt = nil
+			return nil
+		}
+		j.Status = domain.StatusFailed
+		j.FinishedAt = &now
+		return nil
+	})
+}
+
 // appendError adds e to a copy of errs: snapshots share their slices.
 func appendError(errs []domain.JobError, e domain.JobError) []domain.JobError {
 	out := make([]domain.JobError, len(errs), len(errs)+1)
@@ -264,6 +298,7 @@ func (s *Store) Cancel(ctx context.Context, id string) (*domain.Job, error) {
 // attempts and error history.
 func (s *Store) Retry(ctx context.Context, id string) (*domain.Job, error) {
 	return s.transition(ctx, "retry", id, domain.StatusPending, func(j *domain.Job, now time.Time) {
+		j.RunAt = now
 		j.StartedAt = nil
 		j.FinishedAt = nil
 		j.CancelRequested = false
@@ -357,6 +392,12 @@ func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.
 	s.ordered[s.index[id]] = &j
 	s.count(old, -1)
 	s.count(&j, 1)
+	if j.Status == domain.StatusPending {
+		s.pending[id] = &j
+		s.queue.add(&j)
+	} else {
+		delete(s.pending, id)
+	}
 	s.pub.Publish(&j)
 	return &j, nil
 }
@@ -371,19 +412,35 @@ func (s *Store) count(j *domain.Job, delta int) {
 	}
 }
 
-// Runnable returns pending jobs after afterSeq in Seq order.
-func (s *Store) Runnable(ctx context.Context, afterSeq int64, limit int) ([]store.Ref, error) {
+// Runnable returns the runnable pending jobs in dispatch order, from an
+// index kept on every change (O((limit + excluded) log pending) a call).
+func (s *Store) Runnable(ctx context.Context, now time.Time, limit int, exclude []string) ([]store.Ref, time.Time, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("runnable jobs: %w", err)
+		return nil, time.Time{}, fmt.Errorf("runnable jobs: %w", err)
+	}
+	skip := make(map[string]struct{}, len(exclude))
+	for _, id := range exclude {
+		skip[id] = struct{}{}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	start := sort.Search(len(s.ordered), func(i int) bool { return s.ordered[i].Seq > afterSeq })
-	var refs []store.Ref
-	for i := start; i < len(s.ordered) && len(refs) < limit; i++ {
-		if j := s.ordered[i]; j.Status == domain.StatusPending {
-			refs = append(refs, store.Ref{ID: j.ID, Seq: j.Seq})
-		}
+	jobs, next := s.queue.runnable(now, limit,
+		func(j *domain.Job) bool { return s.pending[j.ID] == j },
+		func(id string) bool { _, ok := skip[id]; return ok })
+	refs := make([]store.Ref, len(jobs))
+	for i, j := range jobs {
+		refs[i] = store.Ref{ID: j.ID, Seq: j.Seq}
 	}
-	return refs, nil
+	return refs, next, nil
+}
+
+// runsBefore is the dispatch order: priority, then RunAt, then Seq.
+func runsBefore(a, b *domain.Job) bool {
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	if !a.RunAt.Equal(b.RunAt) {
+		return a.RunAt.Before(b.RunAt)
+	}
+	return a.Seq < b.Seq
 }

@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("EventsInVersionOrder", func(t *testing.T) { t.Parallel(); testEventsInVersionOrder(t, newStore) })
 	t.Run("List", func(t *testing.T) { t.Parallel(); testList(t, newStore) })
 	t.Run("Runnable", func(t *testing.T) { t.Parallel(); testRunnable(t, newStore) })
+	t.Run("FailRetries", func(t *testing.T) { t.Parallel(); testFailRetries(t, newStore) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancel(t, newStore) })
 	t.Run("RetryKeepsHistory", func(t *testing.T) { t.Parallel(); testRetryKeepsHistory(t, newStore) })
 	t.Run("Stats", func(t *testing.T) { t.Parallel(); testStats(t, newStore) })
@@ -500,30 +501,92 @@ func testList(t *testing.T, newStore NewStore) {
 func testRunnable(t *testing.T, newStore NewStore) {
 	s := newStore(t, nil)
 	ctx := context.Background()
-	var made []*domain.Job
-	for i := 0; i < 6; i++ {
-		made = append(made, mustCreate(t, s, "r"))
+	now := time.Now()
+	create := func(prio int, runAt time.Time) *domain.Job {
+		t.Helper()
+		j, err := s.Create(ctx, domain.NewJob{Type: "r", Priority: prio, RunAt: runAt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j
 	}
-	if _, err := s.Claim(ctx, made[1].ID); err != nil {
+	low := create(-5, time.Time{})
+	mid1 := create(0, time.Time{})
+	mid2 := create(0, now.Add(-time.Minute)) // older runAt than mid1: before it
+	high := create(10, time.Time{})
+	claimed := create(50, time.Time{})
+	if _, err := s.Claim(ctx, claimed.ID); err != nil {
 		t.Fatal(err)
 	}
-	refs, err := s.Runnable(ctx, 0, 3)
+	later := create(100, now.Add(time.Hour))
+	soon := create(0, now.Add(time.Minute))
+
+	refs, next, err := s.Runnable(ctx, now.Add(time.Second), 10, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(refs) != 3 || refs[0].ID != made[0].ID || refs[1].ID != made[2].ID || refs[2].ID != made[3].ID {
-		t.Fatalf("runnable = %v, want jobs 0, 2, 3", refs)
+	want := []string{high.ID, mid2.ID, mid1.ID, low.ID}
+	if got := refIDs(refs); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("runnable = %v, want high, mid2, mid1, low %v", got, want)
 	}
-	refs, err = s.Runnable(ctx, refs[2].Seq, 10)
-	if err != nil || len(refs) != 2 || refs[0].ID != made[4].ID || refs[1].ID != made[5].ID {
-		t.Fatalf("runnable after job 3 = %v, %v; want jobs 4, 5", refs, err)
+	if !next.Equal(soon.RunAt) {
+		t.Fatalf("next = %v, want the earliest future runAt %v", next, soon.RunAt)
 	}
-	if _, err := s.Release(ctx, made[1].ID); err != nil {
+	refs, _, err = s.Runnable(ctx, now.Add(time.Second), 2, []string{high.ID})
+	if err != nil || fmt.Sprint(refIDs(refs)) != fmt.Sprint([]string{mid2.ID, mid1.ID}) {
+		t.Fatalf("limit 2 excluding high = %v, %v", refIDs(refs), err)
+	}
+	refs, next, err = s.Runnable(ctx, now.Add(2*time.Hour), 10, nil)
+	if err != nil || len(refs) != 6 || refs[0].ID != later.ID || !next.IsZero() {
+		t.Fatalf("two hours later = %v next %v, %v; want the scheduled ones too, later first", refIDs(refs), next, err)
+	}
+}
+
+func refIDs(refs []store.Ref) []string {
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func testFailRetries(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	j, err := s.Create(ctx, domain.NewJob{Type: "f", MaxAttempts: 2})
+	if err != nil || j.MaxAttempts != 2 || j.RunAt.IsZero() {
+		t.Fatalf("create = %+v, %v", j, err)
+	}
+	if _, err := s.Claim(ctx, j.ID); err != nil {
 		t.Fatal(err)
 	}
-	refs, err = s.Runnable(ctx, made[0].Seq, 1)
-	if err != nil || len(refs) != 1 || refs[0].ID != made[1].ID {
-		t.Fatalf("released job: runnable = %v, %v; want job 1 again", refs, err)
+	retryAt := time.Now().Add(time.Minute).UTC()
+	r, err := s.Fail(ctx, j.ID, "boom 1", retryAt)
+	if err != nil || r.Status != domain.StatusPending || !r.RunAt.Equal(retryAt) || len(r.Errors) != 1 || r.Error != "boom 1" || r.FinishedAt != nil {
+		t.Fatalf("first failure = %+v, %v; want pending again at retryAt", r, err)
+	}
+	if refs, next, _ := s.Runnable(ctx, time.Now(), 10, nil); len(refs) != 0 || !next.Equal(retryAt) {
+		t.Fatalf("runnable before retryAt = %v next %v", refIDs(refs), next)
+	}
+	if _, err := s.Claim(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.Fail(ctx, j.ID, "boom 2", time.Now())
+	if err != nil || f.Status != domain.StatusFailed || len(f.Errors) != 2 || f.Errors[1].Attempt != 2 || f.FinishedAt == nil {
+		t.Fatalf("last attempt's failure = %+v, %v; want failed for good", f, err)
+	}
+	once, _ := s.Create(ctx, domain.NewJob{Type: "f"})
+	if once.MaxAttempts != 1 {
+		t.Fatalf("default maxAttempts = %d, want 1", once.MaxAttempts)
+	}
+	if _, err := s.Claim(ctx, once.ID); err != nil {
+		t.Fatal(err)
+	}
+	if g, err := s.Fail(ctx, once.ID, "x", time.Now().Add(time.Minute)); err != nil || g.Status != domain.StatusFailed {
+		t.Fatalf("failure with no attempt left = %+v, %v", g, err)
+	}
+	if _, err := s.Fail(ctx, once.ID, "x", time.Time{}); !errors.Is(err, domain.ErrConflict) {
+		t.Fatalf("fail of a failed job: %v, want ErrConflict", err)
 	}
 }
 
@@ -680,7 +743,7 @@ func testDeleteFinished(t *testing.T, newStore NewStore) {
 		t.Fatalf("delete before the recent finish = %d, %v; want 0", n, err)
 	}
 	// Runnable still works on the compacted store.
-	refs, err := s.Runnable(ctx, 0, 10)
+	refs, _, err := s.Runnable(ctx, time.Now(), 10, nil)
 	if err != nil || len(refs) != 2 {
 		t.Fatalf("runnable after delete = %v, %v; want the 2 pending jobs", refs, err)
 	}

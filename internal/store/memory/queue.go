@@ -1,0 +1,93 @@
+package memory
+
+import (
+	"container/heap"
+	"time"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+// runQueue indexes the pending jobs for Runnable: scheduled holds every
+// pending snapshot by RunAt; once due, Runnable moves it to ready, ordered
+// for dispatch. Entries are snapshots: one is current while the store's
+// pending map still holds that very snapshot, and stale entries are dropped
+// when they surface. Not safe for concurrent use (the store's lock guards
+// it).
+type runQueue struct {
+	scheduled jobHeap
+	ready     jobHeap
+}
+
+func newRunQueue() *runQueue {
+	return &runQueue{
+		scheduled: jobHeap{less: func(a, b *domain.Job) bool {
+			if !a.RunAt.Equal(b.RunAt) {
+				return a.RunAt.Before(b.RunAt)
+			}
+			return a.Seq < b.Seq
+		}},
+		ready: jobHeap{less: runsBefore},
+	}
+}
+
+// add indexes a snapshot that just became pending.
+func (q *runQueue) add(j *domain.Job) { heap.Push(&q.scheduled, j) }
+
+// runnable returns up to limit current, due, not excluded snapshots in
+// dispatch order, and the earliest RunAt after now.
+func (q *runQueue) runnable(now time.Time, limit int, current func(*domain.Job) bool, excluded func(id string) bool) ([]*domain.Job, time.Time) {
+	for q.scheduled.Len() > 0 {
+		top := q.scheduled.items[0]
+		if !current(top) {
+			heap.Pop(&q.scheduled)
+			continue
+		}
+		if top.RunAt.After(now) {
+			break
+		}
+		heap.Push(&q.ready, heap.Pop(&q.scheduled))
+	}
+	var next time.Time
+	if q.scheduled.Len() > 0 {
+		next = q.scheduled.items[0].RunAt
+	}
+
+	var out, aside []*domain.Job
+	for len(out) < limit && q.ready.Len() > 0 {
+		j := heap.Pop(&q.ready).(*domain.Job)
+		switch {
+		case !current(j):
+			// stale: dropped
+		case excluded(j.ID):
+			aside = append(aside, j)
+		default:
+			out = append(out, j)
+		}
+	}
+	// They stay pending until claimed: keep them indexed.
+	for _, j := range aside {
+		heap.Push(&q.ready, j)
+	}
+	for _, j := range out {
+		heap.Push(&q.ready, j)
+	}
+	return out, next
+}
+
+// jobHeap is a container/heap of snapshots.
+type jobHeap struct {
+	items []*domain.Job
+	less  func(a, b *domain.Job) bool
+}
+
+func (h jobHeap) Len() int           { return len(h.items) }
+func (h jobHeap) Less(i, k int) bool { return h.less(h.items[i], h.items[k]) }
+func (h jobHeap) Swap(i, k int)      { h.items[i], h.items[k] = h.items[k], h.items[i] }
+func (h *jobHeap) Push(x any)        { h.items = append(h.items, x.(*domain.Job)) }
+func (h *jobHeap) Pop() any {
+	n := len(h.items) - 1
+	j := h.items[n]
+	h.items[n] = nil
+	h.items = h.items[:n]
+	return j
+}
