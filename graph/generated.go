@@ -49,9 +49,12 @@ type ComplexityRoot struct {
 		FinishedAt          func(childComplexity int) int
 		ID                  func(childComplexity int) int
 		IdempotencyKeyOrNil func(childComplexity int) int
+		MaxAttempts         func(childComplexity int) int
 		Payload             func(childComplexity int) int
+		Priority            func(childComplexity int) int
 		Progress            func(childComplexity int) int
 		Result              func(childComplexity int) int
+		RunAt               func(childComplexity int) int
 		StartedAt           func(childComplexity int) int
 		Status              func(childComplexity int) int
 		TimeoutSeconds      func(childComplexity int) int
@@ -192,12 +195,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Job.IdempotencyKeyOrNil(childComplexity), true
+	case "Job.maxAttempts":
+		if e.ComplexityRoot.Job.MaxAttempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.MaxAttempts(childComplexity), true
 	case "Job.payload":
 		if e.ComplexityRoot.Job.Payload == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Job.Payload(childComplexity), true
+	case "Job.priority":
+		if e.ComplexityRoot.Job.Priority == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.Priority(childComplexity), true
 	case "Job.progress":
 		if e.ComplexityRoot.Job.Progress == nil {
 			break
@@ -210,6 +225,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Job.Result(childComplexity), true
+	case "Job.runAt":
+		if e.ComplexityRoot.Job.RunAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.RunAt(childComplexity), true
 	case "Job.startedAt":
 		if e.ComplexityRoot.Job.StartedAt == nil {
 			break
@@ -581,6 +602,10 @@ type Job {
   idempotencyKey: String
   "The job's own attempt timeout in seconds; null when the server's default applies."
   timeoutSeconds: Int
+  maxAttempts: Int!
+  "The earliest time the job may run: its schedule, or when its next attempt is due."
+  runAt: Time!
+  priority: Int!
   "The last progress (0 to 100) the handler reported in the current or last attempt; null before any report."
   progress: Int
   "What the handler returned when the job completed (the simulated handler: durationMs)."
@@ -623,6 +648,19 @@ input CreateJobInput {
   saying it timed out.
   """
   timeoutSeconds: Int
+  """
+  Attempts the job gets (1 to 100); the server's MAX_ATTEMPTS (3) when
+  omitted. A failed attempt with attempts left goes back to PENDING with runAt
+  pushed out by exponential backoff with jitter; after the last, FAILED.
+  """
+  maxAttempts: Int
+  "Not before this time (a scheduled job); now when omitted."
+  runAt: Time
+  """
+  -100 to 100, default 0. Higher runs first; among equal priorities, the
+  earlier runAt, then the older job.
+  """
+  priority: Int
 }
 
 type JobEdge {
@@ -720,6 +758,12 @@ func (ec *executionContext) childFields_Job(ctx context.Context, field graphql.C
 		return ec.fieldContext_Job_idempotencyKey(ctx, field)
 	case "timeoutSeconds":
 		return ec.fieldContext_Job_timeoutSeconds(ctx, field)
+	case "maxAttempts":
+		return ec.fieldContext_Job_maxAttempts(ctx, field)
+	case "runAt":
+		return ec.fieldContext_Job_runAt(ctx, field)
+	case "priority":
+		return ec.fieldContext_Job_priority(ctx, field)
 	case "progress":
 		return ec.fieldContext_Job_progress(ctx, field)
 	case "result":
@@ -1455,6 +1499,75 @@ func (ec *executionContext) _Job_timeoutSeconds(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_Job_timeoutSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Job", field, true, false, "Int")
+}
+
+func (ec *executionContext) _Job_maxAttempts(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_maxAttempts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MaxAttempts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_maxAttempts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Job_runAt(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_runAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RunAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_runAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Job_priority(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_priority(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Priority, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_priority(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Job_progress(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
@@ -3398,7 +3511,7 @@ func (ec *executionContext) unmarshalInputCreateJobInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"type", "payload", "idempotencyKey", "timeoutSeconds"}
+	fieldsInOrder := [...]string{"type", "payload", "idempotencyKey", "timeoutSeconds", "maxAttempts", "runAt", "priority"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -3433,6 +3546,27 @@ func (ec *executionContext) unmarshalInputCreateJobInput(ctx context.Context, ob
 				return it, err
 			}
 			it.TimeoutSeconds = data
+		case "maxAttempts":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxAttempts"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxAttempts = data
+		case "runAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("runAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.RunAt = data
+		case "priority":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priority"))
+			data, err := ec.unmarshalOInt2ᚖint(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Priority = data
 		}
 	}
 	return it, nil
@@ -3537,6 +3671,21 @@ func (ec *executionContext) _Job(ctx context.Context, sel ast.SelectionSet, obj 
 		case "timeoutSeconds":
 			out.Values[i] = ec._Job_timeoutSeconds(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "maxAttempts":
+			out.Values[i] = ec._Job_maxAttempts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "runAt":
+			out.Values[i] = ec._Job_runAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "priority":
+			out.Values[i] = ec._Job_priority(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
 		case "progress":

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/99designs/gqlgen/client"
 
@@ -232,4 +233,37 @@ func TestSubscriberSeesProgressAndResult(t *testing.T) {
 			return
 		}
 	}
+}
+
+func TestCreateJobSchedulingFields(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *options) { o.startPool = false })
+	type created struct {
+		MaxAttempts int
+		RunAt       string
+		Priority    int
+	}
+	create := func(input map[string]any) (created, error) {
+		var resp struct{ CreateJob created }
+		err := b.client.Post(`mutation($input: CreateJobInput!) { createJob(input: $input) { maxAttempts runAt priority } }`, &resp, client.Var("input", input))
+		return resp.CreateJob, err
+	}
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	got, err := create(map[string]any{"type": "t", "maxAttempts": 5, "runAt": at.Format(time.RFC3339), "priority": 7})
+	if err != nil || got.MaxAttempts != 5 || got.Priority != 7 {
+		t.Fatalf("created %+v, %v", got, err)
+	}
+	if parsed, err := time.Parse(time.RFC3339Nano, got.RunAt); err != nil || !parsed.Equal(at) {
+		t.Fatalf("runAt = %s, want %s", got.RunAt, at)
+	}
+	dflt, err := create(map[string]any{"type": "t"})
+	if err != nil || dflt.MaxAttempts != 1 || dflt.Priority != 0 || dflt.RunAt == "" {
+		t.Fatalf("defaults = %+v, %v (the bundle's resolver has no default maxAttempts: the store's 1)", dflt, err)
+	}
+	for field, bad := range map[string]any{"maxAttempts": 0, "priority": 101} {
+		_, err := create(map[string]any{"type": "t", field: bad})
+		wantError(t, err, graph.CodeBadUserInput, field)
+	}
+	_, err = create(map[string]any{"type": "t", "maxAttempts": 101})
+	wantError(t, err, graph.CodeBadUserInput, "maxAttempts")
 }

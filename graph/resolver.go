@@ -19,6 +19,8 @@ type Resolver struct {
 	Logger *slog.Logger
 	// MaxPayloadBytes bounds a job's encoded payload.
 	MaxPayloadBytes int
+	// DefaultMaxAttempts applies to jobs created without maxAttempts.
+	DefaultMaxAttempts int
 	// MaxSubscriptionsPerConn bounds the subscriptions one websocket
 	// connection may hold at once; 0 means no limit.
 	MaxSubscriptionsPerConn int

@@ -25,6 +25,19 @@ func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobI
 		}
 		nj.Timeout = time.Duration(*input.TimeoutSeconds) * time.Second
 	}
+	nj.MaxAttempts = r.DefaultMaxAttempts
+	if input.MaxAttempts != nil {
+		if *input.MaxAttempts < 1 {
+			return nil, &domain.ValidationError{Field: "maxAttempts", Message: fmt.Sprintf("must be between 1 and %d, got %d", domain.MaxMaxAttempts, *input.MaxAttempts)}
+		}
+		nj.MaxAttempts = *input.MaxAttempts
+	}
+	if input.RunAt != nil {
+		nj.RunAt = input.RunAt.UTC()
+	}
+	if input.Priority != nil {
+		nj.Priority = *input.Priority
+	}
 	if input.IdempotencyKey != nil {
 		if *input.IdempotencyKey == "" {
 			return nil, &domain.ValidationError{Field: "idempotencyKey", Message: "must not be empty when given"}

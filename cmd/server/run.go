@@ -55,11 +55,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	jobs := memory.New(publishers)
 	pool = worker.New(jobs, worker.Options{
-		Workers:       cfg.Workers,
-		QueueCapacity: cfg.QueueCapacity,
-		Default:       simulate.Handler{Duration: cfg.ProcessingTime},
-		JobTimeout:    cfg.JobTimeout,
-		Logger:        log,
+		Workers:         cfg.Workers,
+		QueueCapacity:   cfg.QueueCapacity,
+		Default:         simulate.Handler{Duration: cfg.ProcessingTime},
+		JobTimeout:      cfg.JobTimeout,
+		RetryBackoff:    cfg.RetryBackoff,
+		RetryBackoffMax: cfg.RetryBackoffMax,
+		Logger:          log,
 	})
 
 	var ws transport.WebsocketImplementation
@@ -71,6 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Broker:                  events,
 		Logger:                  log,
 		MaxPayloadBytes:         cfg.MaxPayloadBytes,
+		DefaultMaxAttempts:      cfg.MaxAttempts,
 		MaxSubscriptionsPerConn: cfg.MaxSubscriptionsPerConn,
 	}, graph.ServerOptions{
 		Websocket:          ws,
@@ -83,13 +86,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer streams.CloseAll()
 	srv := &http.Server{
 		Handler: httpapi.NewHandler(httpapi.Deps{
-			Store:           jobs,
-			GraphQL:         gql,
-			Logger:          log,
-			Streams:         streams,
-			MaxBodyBytes:    cfg.MaxBodyBytes,
-			MaxPayloadBytes: cfg.MaxPayloadBytes,
-			ListMax:         cfg.RESTListMax,
+			Store:              jobs,
+			GraphQL:            gql,
+			Logger:             log,
+			Streams:            streams,
+			MaxBodyBytes:       cfg.MaxBodyBytes,
+			MaxPayloadBytes:    cfg.MaxPayloadBytes,
+			ListMax:            cfg.RESTListMax,
+			DefaultMaxAttempts: cfg.MaxAttempts,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

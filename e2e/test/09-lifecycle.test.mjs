@@ -26,7 +26,7 @@ describe('job lifecycle', { timeout: 60_000 }, () => {
   let client;
 
   before(async () => {
-    server = await startServer({ WORKERS: '2', PROCESSING_TIME: '30s' }, { label: 'lifecycle' });
+    server = await startServer({ WORKERS: '2', PROCESSING_TIME: '30s', RETRY_BACKOFF: '50ms' }, { label: 'lifecycle' });
     client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, shouldRetry: () => false });
   }, { timeout: 20_000 });
 
@@ -57,7 +57,9 @@ describe('job lifecycle', { timeout: 60_000 }, () => {
   });
 
   it('retryJob puts a failed job back to PENDING keeping its error history', T, async () => {
-    const job = await createJob(server.url, uniqueType('retry'), { durationMs: 0, fail: true });
+    const job = await gqlData(server.url, 'mutation($input: CreateJobInput!) { createJob(input: $input) { id } }', {
+      input: { type: uniqueType('retry'), payload: { durationMs: 0, fail: true }, maxAttempts: 1 },
+    }).then((d) => d.createJob);
     await waitForJobStatus(server.url, job.id, 'FAILED');
     const data = await gqlData(server.url, 'mutation($id: ID!) { retryJob(id: $id) { status attempts errors { attempt message } } }', { id: job.id });
     assert.equal(data.retryJob.status, 'PENDING');
@@ -87,10 +89,41 @@ describe('job lifecycle', { timeout: 60_000 }, () => {
     assert.equal((await rest.json()).id, [...ids][0]);
   });
 
+  it('a subscriber watches a job fail, back off, retry and complete', T, async () => {
+    const { createJob: job } = await gqlData(server.url, 'mutation($input: CreateJobInput!) { createJob(input: $input) { id } }', {
+      input: { type: uniqueType('flaky'), payload: { durationMs: 0, failTimes: 2 }, maxAttempts: 3 },
+    });
+    const c = createCollector('flaky');
+    client.subscribe({ query: 'subscription($id: ID) { jobUpdated(id: $id) { status attempts version runAt errors { attempt message } } }', variables: { id: job.id } }, c.sink);
+    await c.waitEnd(15_000, 'the flaky job to complete');
+    assert.equal(c.ended.kind, 'complete');
+    const states = jobsFrom(c.messages);
+    const last = states.at(-1);
+    assert.equal(last.status, 'COMPLETED');
+    assert.equal(last.attempts, 3);
+    assert.deepEqual(last.errors.map((e) => e.attempt), [1, 2]);
+    // Each failure sent it back to PENDING with runAt pushed out.
+    const retries = states.filter((s) => s.status === 'PENDING' && s.attempts > 0);
+    assert.ok(retries.length >= 1, `statuses: ${states.map((s) => s.status)}`);
+    for (let i = 1; i < states.length; i++) assert.equal(states[i].version, states[i - 1].version + 1);
+  });
+
+  it('a scheduled job waits for its runAt, then runs', T, async () => {
+    const runAt = new Date(Date.now() + 700).toISOString();
+    const { createJob: job } = await gqlData(server.url, 'mutation($input: CreateJobInput!) { createJob(input: $input) { id status runAt } }', {
+      input: { type: uniqueType('later'), payload: { durationMs: 0 }, runAt },
+    });
+    assert.equal(job.status, 'PENDING');
+    const done = await waitForJobStatus(server.url, job.id, 'COMPLETED');
+    assert.ok(new Date(done.startedAt) >= new Date(runAt), `started ${done.startedAt}, runAt ${runAt}`);
+  });
+
   it('stats counts jobs per status for a type', T, async () => {
     const type = uniqueType('stats');
     const a = await createJob(server.url, type, { durationMs: 0 });
-    await createJob(server.url, type, { durationMs: 0, fail: true });
+    await gqlData(server.url, 'mutation($input: CreateJobInput!) { createJob(input: $input) { id } }', {
+      input: { type, payload: { durationMs: 0, fail: true }, maxAttempts: 1 },
+    });
     await waitForJobStatus(server.url, a.id, 'COMPLETED');
     // The failing one may still be running: poll until it is counted.
     const final = await (async () => {

@@ -4,6 +4,7 @@ package model
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
@@ -22,6 +23,15 @@ type CreateJobInput struct {
 	// (5 minutes) when omitted. An attempt that runs longer fails with an error
 	// saying it timed out.
 	TimeoutSeconds *int `json:"timeoutSeconds,omitempty"`
+	// Attempts the job gets (1 to 100); the server's MAX_ATTEMPTS (3) when
+	// omitted. A failed attempt with attempts left goes back to PENDING with runAt
+	// pushed out by exponential backoff with jitter; after the last, FAILED.
+	MaxAttempts *int `json:"maxAttempts,omitempty"`
+	// Not before this time (a scheduled job); now when omitted.
+	RunAt *time.Time `json:"runAt,omitempty"`
+	// -100 to 100, default 0. Higher runs first; among equal priorities, the
+	// earlier runAt, then the older job.
+	Priority *int `json:"priority,omitempty"`
 }
 
 type JobConnection struct {

@@ -18,10 +18,11 @@ import (
 // restHandlers keep the original REST service's behaviour: the same
 // routes, JSON shapes and lowercase statuses.
 type restHandlers struct {
-	store      store.Store
-	log        *slog.Logger
-	maxPayload int
-	listMax    int
+	store       store.Store
+	log         *slog.Logger
+	maxPayload  int
+	listMax     int
+	maxAttempts int
 }
 
 // jobJSON is a job as the REST API shows it.
@@ -78,7 +79,7 @@ func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "type: is required")
 		return
 	}
-	nj := domain.NewJob{Type: *in.Type, IdempotencyKey: in.IdempotencyKey}
+	nj := domain.NewJob{Type: *in.Type, IdempotencyKey: in.IdempotencyKey, MaxAttempts: h.maxAttempts}
 	if len(in.Payload) > 0 {
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, in.Payload); err != nil {

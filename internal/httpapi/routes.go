@@ -24,13 +24,15 @@ type Deps struct {
 	MaxBodyBytes int64
 	// MaxPayloadBytes bounds a job's encoded payload.
 	MaxPayloadBytes int
+	// DefaultMaxAttempts applies to jobs created by POST /jobs.
+	DefaultMaxAttempts int
 	// ListMax caps GET /jobs.
 	ListMax int
 }
 
 // NewHandler returns the service's whole HTTP surface.
 func NewHandler(d Deps) http.Handler {
-	rest := &restHandlers{store: d.Store, log: d.Logger, maxPayload: d.MaxPayloadBytes, listMax: d.ListMax}
+	rest := &restHandlers{store: d.Store, log: d.Logger, maxPayload: d.MaxPayloadBytes, listMax: d.ListMax, maxAttempts: d.DefaultMaxAttempts}
 	mux := http.NewServeMux()
 	mux.Handle("/query", d.Streams.track(d.GraphQL))
 	mux.Handle("GET /{$}", playground.Handler("Job queue", "/query"))

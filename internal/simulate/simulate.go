@@ -28,6 +28,7 @@ var ErrSimulatedFailure = errors.New("simulated failure (payload.fail is true)")
 //	{"durationMs": 250}  work for 250 ms instead (0 to MaxDuration)
 //	{"fail": true}       fail with ErrSimulatedFailure after working
 //	{"progress": true}   report progress 10, 20, … 100 while working
+//	{"failTimes": 2}     fail the first 2 attempts, then succeed
 //
 // On success the job's result is {"simulated": true, "durationMs": N}.
 //
@@ -41,6 +42,7 @@ type knobs struct {
 	DurationMs *float64 `json:"durationMs"`
 	Fail       bool     `json:"fail"`
 	Progress   bool     `json:"progress"`
+	FailTimes  int      `json:"failTimes"`
 }
 
 // Handle runs the simulated work for one job.
@@ -75,6 +77,9 @@ func (h Handler) Handle(ctx context.Context, job *domain.Job) error {
 	}
 	if k.Fail {
 		return ErrSimulatedFailure
+	}
+	if k.FailTimes > 0 && job.Attempts <= k.FailTimes {
+		return fmt.Errorf("simulated failure of attempt %d (payload.failTimes is %d)", job.Attempts, k.FailTimes)
 	}
 	result, _ := json.Marshal(map[string]any{"simulated": true, "durationMs": d.Milliseconds()})
 	return report(worker.SetResult(ctx, result))

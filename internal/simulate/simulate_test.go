@@ -41,6 +41,13 @@ func TestKnobs(t *testing.T) {
 			t.Fatalf("payload %s: err = %v, want a knob error", bad, err)
 		}
 	}
+	failing := job(`{"durationMs": 0, "failTimes": 2}`)
+	for attempt, wantErr := range []bool{true, true, false} {
+		failing.Attempts = attempt + 1
+		if err := h.Handle(ctx, failing); (err != nil) != wantErr {
+			t.Fatalf("failTimes 2, attempt %d: err = %v, want failure %v", attempt+1, err, wantErr)
+		}
+	}
 	start := time.Now()
 	if err := (Handler{}).Handle(ctx, job(`{"durationMs": 30}`)); err != nil || time.Since(start) < 30*time.Millisecond {
 		t.Fatalf("durationMs 30 returned %v after %v", err, time.Since(start))
