@@ -7,6 +7,8 @@ package graph
 import (
 	"log/slog"
 
+	"github.com/jobqueue/jobqueue/internal/domain"
+
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/store"
 )
@@ -21,6 +23,8 @@ type Resolver struct {
 	MaxPayloadBytes int
 	// DefaultMaxAttempts applies to jobs created without maxAttempts.
 	DefaultMaxAttempts int
+	// Types, when not nil, are the only job types createJob accepts.
+	Types domain.TypeFilter
 	// MaxSubscriptionsPerConn bounds the subscriptions one websocket
 	// connection may hold at once; 0 means no limit.
 	MaxSubscriptionsPerConn int

@@ -47,6 +47,9 @@ func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobI
 	if err := nj.Validate(r.MaxPayloadBytes); err != nil {
 		return nil, err
 	}
+	if err := r.Types.Check(nj.Type); err != nil {
+		return nil, err
+	}
 	return r.Store.Create(ctx, nj)
 }
 

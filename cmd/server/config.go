@@ -24,6 +24,7 @@ type config struct {
 	MaxAttempts     int
 	RetryBackoff    time.Duration
 	RetryBackoffMax time.Duration
+	HandlersFile    string
 	Retention       time.Duration
 	RetentionSweep  time.Duration
 	LogFormat       string
@@ -59,6 +60,10 @@ func settings() []setting {
 		{"PROCESSING_TIME", "1s", "how long the simulated handler works on a job (payload durationMs overrides it)", durationInto(func(c *config) *time.Duration { return &c.ProcessingTime })},
 		{"SHUTDOWN_TIMEOUT", "10s", "on SIGINT/SIGTERM, how long running jobs may finish before they are cancelled and returned to pending", durationInto(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 		{"JOB_TIMEOUT", "5m", "bound of each attempt of a job created without timeoutSeconds", durationInto(func(c *config) *time.Duration { return &c.JobTimeout })},
+		{"HANDLERS_FILE", "", `JSON file mapping job types to webhook URLs ({"email": {"url": "http://…"}}); when set, only those types are accepted and the simulated handler is off`, func(c *config, v string) error {
+			c.HandlersFile = v
+			return nil
+		}},
 		{"MAX_ATTEMPTS", "3", "attempts of a job created without maxAttempts (1 means no retry)", intInto(func(c *config) *int { return &c.MaxAttempts }, 1)},
 		{"RETRY_BACKOFF", "1s", "delay before a failed job's second attempt; doubled for each further attempt, with jitter", durationInto(func(c *config) *time.Duration { return &c.RetryBackoff })},
 		{"RETRY_BACKOFF_MAX", "1h", "cap of the retry delay", durationInto(func(c *config) *time.Duration { return &c.RetryBackoffMax })},
@@ -171,7 +176,7 @@ func durationInto(field func(*config) *time.Duration) func(*config, string) erro
 func (c config) logAttrs() []any {
 	return []any{
 		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
-		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
+		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,

@@ -24,6 +24,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
+	"github.com/jobqueue/jobqueue/internal/webhook"
 	"github.com/jobqueue/jobqueue/internal/worker"
 )
 
@@ -54,10 +55,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}))
 	}
 	jobs := memory.New(publishers)
+	// Handlers: webhooks from HANDLERS_FILE, or the simulated handler for
+	// every type, as in the original service.
+	var handlers map[string]worker.Handler
+	var fallback worker.Handler = simulate.Handler{Duration: cfg.ProcessingTime}
+	var types domain.TypeFilter
+	if cfg.HandlersFile != "" {
+		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
+		if err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+		fallback = nil
+		types = domain.TypeFilter{}
+		for t := range handlers {
+			types[t] = true
+		}
+		log.Info("webhook handlers", "types", len(handlers))
+	}
 	pool = worker.New(jobs, worker.Options{
 		Workers:         cfg.Workers,
 		QueueCapacity:   cfg.QueueCapacity,
-		Default:         simulate.Handler{Duration: cfg.ProcessingTime},
+		Handlers:        handlers,
+		Default:         fallback,
 		JobTimeout:      cfg.JobTimeout,
 		RetryBackoff:    cfg.RetryBackoff,
 		RetryBackoffMax: cfg.RetryBackoffMax,
@@ -74,6 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Logger:                  log,
 		MaxPayloadBytes:         cfg.MaxPayloadBytes,
 		DefaultMaxAttempts:      cfg.MaxAttempts,
+		Types:                   types,
 		MaxSubscriptionsPerConn: cfg.MaxSubscriptionsPerConn,
 	}, graph.ServerOptions{
 		Websocket:          ws,
@@ -94,6 +114,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			MaxPayloadBytes:    cfg.MaxPayloadBytes,
 			ListMax:            cfg.RESTListMax,
 			DefaultMaxAttempts: cfg.MaxAttempts,
+			Types:              types,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

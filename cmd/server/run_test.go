@@ -8,6 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -294,5 +297,42 @@ func TestShutdownDeliversFinalStates(t *testing.T) {
 				t.Fatalf("messages after SIGTERM: %v, want COMPLETED before the close; server warnings: %v", got, warnings)
 			}
 		})
+	}
+}
+
+func TestWebhookHandlersFromFile(t *testing.T) {
+	t.Parallel()
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var d struct{ Type string }
+		_ = json.NewDecoder(r.Body).Decode(&d)
+		_, _ = io.WriteString(w, `{"delivered":"`+d.Type+`"}`)
+	}))
+	defer hook.Close()
+	file := filepath.Join(t.TempDir(), "handlers.json")
+	if err := os.WriteFile(file, []byte(`{"email": {"url": "`+hook.URL+`"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, map[string]string{"HANDLERS_FILE": file})
+	id := s.createJob(t, `{"type":"email"}`)
+	waitFor(t, "webhook job completed", func() bool { return s.status(t, id) == "completed" })
+
+	resp, err := s.client.Post(s.url+"/query", "application/json", strings.NewReader(`{"query":"{ job(id: \"`+id+`\") { result } }"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"result":{"delivered":"email"}`) {
+		t.Fatalf("job result: %s", body)
+	}
+	// A type without a handler is refused.
+	resp, err = s.client.Post(s.url+"/jobs", "application/json", strings.NewReader(`{"type":"sms"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "no handler") {
+		t.Fatalf("unconfigured type: %d %s", resp.StatusCode, body)
 	}
 }

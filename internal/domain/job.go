@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -209,6 +211,23 @@ func (nj *NewJob) Validate(maxPayload int) error {
 		nj.Payload = nil
 	}
 	return nil
+}
+
+// TypeFilter accepts or rejects job types at creation: when handlers are
+// configured, only their types. A nil TypeFilter accepts every type.
+type TypeFilter map[string]bool
+
+// Check returns a validation error for a type no handler serves.
+func (f TypeFilter) Check(typ string) error {
+	if f == nil || f[typ] {
+		return nil
+	}
+	known := make([]string, 0, len(f))
+	for t := range f {
+		known = append(known, t)
+	}
+	slices.Sort(known)
+	return &ValidationError{Field: "type", Message: fmt.Sprintf("no handler is configured for type %q (configured: %s)", typ, strings.Join(known, ", "))}
 }
 
 // Sentinel errors. Stores and services wrap them with context; callers

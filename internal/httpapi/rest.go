@@ -23,6 +23,7 @@ type restHandlers struct {
 	maxPayload  int
 	listMax     int
 	maxAttempts int
+	types       domain.TypeFilter
 }
 
 // jobJSON is a job as the REST API shows it.
@@ -89,6 +90,10 @@ func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
 		nj.Payload = buf.Bytes()
 	}
 	if err := nj.Validate(h.maxPayload); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := h.types.Check(nj.Type); err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}

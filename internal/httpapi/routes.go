@@ -9,6 +9,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql/playground"
 
+	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
 )
 
@@ -26,13 +27,15 @@ type Deps struct {
 	MaxPayloadBytes int
 	// DefaultMaxAttempts applies to jobs created by POST /jobs.
 	DefaultMaxAttempts int
+	// Types, when not nil, are the only job types POST /jobs accepts.
+	Types domain.TypeFilter
 	// ListMax caps GET /jobs.
 	ListMax int
 }
 
 // NewHandler returns the service's whole HTTP surface.
 func NewHandler(d Deps) http.Handler {
-	rest := &restHandlers{store: d.Store, log: d.Logger, maxPayload: d.MaxPayloadBytes, listMax: d.ListMax, maxAttempts: d.DefaultMaxAttempts}
+	rest := &restHandlers{store: d.Store, log: d.Logger, maxPayload: d.MaxPayloadBytes, listMax: d.ListMax, maxAttempts: d.DefaultMaxAttempts, types: d.Types}
 	mux := http.NewServeMux()
 	mux.Handle("/query", d.Streams.track(d.GraphQL))
 	mux.Handle("GET /{$}", playground.Handler("Job queue", "/query"))

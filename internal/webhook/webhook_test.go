@@ -1,0 +1,175 @@
+package webhook_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
+	"github.com/jobqueue/jobqueue/internal/webhook"
+	"github.com/jobqueue/jobqueue/internal/worker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// run creates one job handled by h and returns it once final.
+func run(t *testing.T, h worker.Handler, nj domain.NewJob) *domain.Job {
+	t.Helper()
+	done := make(chan *domain.Job, 1)
+	var pool *worker.Pool
+	st := memory.New(store.PublisherFunc(func(j *domain.Job) {
+		pool.Publish(j)
+		if j.Status.Final() {
+			done <- j
+		}
+	}))
+	pool = worker.New(st, worker.Options{Default: h, RetryBackoff: time.Millisecond, RetryBackoffMax: time.Millisecond, JobTimeout: 5 * time.Second})
+	pool.Start(context.Background())
+	defer func() { _ = pool.Shutdown(context.Background()) }()
+	if _, err := st.Create(context.Background(), nj); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case j := <-done:
+		return j
+	case <-time.After(10 * time.Second):
+		t.Fatal("job not final within 10s")
+		return nil
+	}
+}
+
+func TestDeliveryAndResult(t *testing.T) {
+	t.Parallel()
+	var got struct {
+		ID, Type string
+		Payload  map[string]any
+		Attempt  int
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.Header.Get("Content-Type") != "application/json" {
+			http.Error(w, "bad request", http.StatusBadRequest)
+			return
+		}
+		_ = json.NewDecoder(r.Body).Decode(&got)
+		_, _ = io.WriteString(w, `{"messageId": "m-1"}`)
+	}))
+	defer srv.Close()
+	j := run(t, webhook.Handler{URL: srv.URL}, domain.NewJob{Type: "email", Payload: json.RawMessage(`{"to":"a@b.c"}`)})
+	if j.Status != domain.StatusCompleted || string(j.Result) != `{"messageId":"m-1"}` {
+		t.Fatalf("job = %s result %s", j.Status, j.Result)
+	}
+	if got.ID != j.ID || got.Type != "email" || got.Payload["to"] != "a@b.c" || got.Attempt != 1 {
+		t.Fatalf("delivered %+v", got)
+	}
+}
+
+func TestRetryableAndPermanentFailures(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		status   int
+		attempts int // with maxAttempts 3
+		want     domain.Status
+	}{
+		{http.StatusServiceUnavailable, 3, domain.StatusFailed},
+		{http.StatusTooManyRequests, 3, domain.StatusFailed},
+		{http.StatusRequestTimeout, 3, domain.StatusFailed},
+		{http.StatusNotFound, 1, domain.StatusFailed},
+		{http.StatusUnprocessableEntity, 1, domain.StatusFailed},
+	} {
+		var calls atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			calls.Add(1)
+			w.WriteHeader(tc.status)
+		}))
+		j := run(t, webhook.Handler{URL: srv.URL}, domain.NewJob{Type: "t", MaxAttempts: 3})
+		srv.Close()
+		if j.Status != tc.want || j.Attempts != tc.attempts || int(calls.Load()) != tc.attempts || !strings.Contains(j.Error, http.StatusText(tc.status)) {
+			t.Errorf("status %d: job %s after %d attempts (%d calls), error %q; want %s after %d", tc.status, j.Status, j.Attempts, calls.Load(), j.Error, tc.want, tc.attempts)
+		}
+	}
+}
+
+func TestRecoveryAfterFailures(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		_, _ = io.WriteString(w, "ok, plain text")
+	}))
+	defer srv.Close()
+	j := run(t, webhook.Handler{URL: srv.URL}, domain.NewJob{Type: "t", MaxAttempts: 2})
+	if j.Status != domain.StatusCompleted || j.Attempts != 2 || string(j.Result) != `"ok, plain text"` || len(j.Errors) != 1 {
+		t.Fatalf("job = %s attempts %d result %s errors %v", j.Status, j.Attempts, j.Result, j.Errors)
+	}
+}
+
+func TestSlowEndpointTimesOut(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done(): // the client gave up: the request was cancelled
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	j := run(t, webhook.Handler{URL: srv.URL}, domain.NewJob{Type: "t", Timeout: 50 * time.Millisecond})
+	if j.Status != domain.StatusFailed || !strings.Contains(j.Error, "timed out") {
+		t.Fatalf("job = %s %q, want failed for timing out", j.Status, j.Error)
+	}
+}
+
+func TestConnectionErrorIsRetryable(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there any more
+	err := webhook.Handler{URL: url}.Handle(context.Background(), &domain.Job{ID: "1", Type: "t", Attempts: 1})
+	if err == nil {
+		t.Fatal("delivery to a closed port succeeded")
+	}
+	if j := run(t, webhook.Handler{URL: url}, domain.NewJob{Type: "t", MaxAttempts: 2}); j.Attempts != 2 {
+		t.Fatalf("a connection error was not retried: %d attempts", j.Attempts)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	_ = os.WriteFile(good, []byte(`{"email": {"url": "http://127.0.0.1:1/x"}}`), 0o600)
+	h, err := webhook.Load(good, nil)
+	if err != nil || len(h) != 1 || h["email"] == nil {
+		t.Fatalf("load = %v, %v", h, err)
+	}
+	for name, content := range map[string]string{
+		"bad-json.json": `{`,
+		"no-url.json":   `{"email": {}}`,
+		"bad-type.json": `{"bad type": {"url": "http://x"}}`,
+	} {
+		p := filepath.Join(dir, name)
+		_ = os.WriteFile(p, []byte(content), 0o600)
+		if _, err := webhook.Load(p, nil); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+	if _, err := webhook.Load(filepath.Join(dir, "missing.json"), nil); err == nil {
+		t.Error("a missing file accepted")
+	}
+}
