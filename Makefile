@@ -44,6 +44,7 @@ test: lint check-generated test-go e2e ## Everything CI runs: lint, generated-co
 
 .PHONY: bench
 bench: ## Benchmarks: in-process throughput, then load against a live server (figures for the README)
-	$(GO) test -run '^$$' -bench . -benchtime 200000x ./internal/worker
+	$(GO) test -run '^$$' -bench '^BenchmarkThroughput$$' -benchtime 200000x ./internal/worker
+	$(GO) test -run '^$$' -bench 'ScheduledDispatchLatency|RetryThroughput' -benchtime 2000x ./internal/worker
 	$(GO) test -run '^$$' -bench . ./internal/broker
 	./bench/run.sh
