@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -26,7 +27,10 @@ const maxResponseBytes = 1 << 20
 //   - 5xx, 408, 429, a timeout or a connection error fail the attempt: the
 //     job is retried while attempts remain.
 //   - Any other status fails the job for good (worker.Permanent): the
-//     receiver refuses it and would refuse it again.
+//     receiver refuses it and would refuse it again. Redirects are not
+//     followed (the client Load builds returns them as they are).
+//
+// A 2xx body over 1 MiB is not kept as the result.
 //
 // The request carries the job's context, so its timeout and cancellation
 // end the request. Safe for concurrent use.
@@ -77,7 +81,9 @@ func (h Handler) Handle(ctx context.Context, job *domain.Job) error {
 	switch code := resp.StatusCode; {
 	case code >= 200 && code < 300:
 		if len(data) > maxResponseBytes {
-			return worker.Permanent(fmt.Errorf("webhook %s: response body over %d bytes", h.URL, maxResponseBytes))
+			// The receiver did the work: complete, without the oversized
+			// body as result.
+			return nil
 		}
 		return setResult(ctx, data)
 	case code >= 500 || code == http.StatusRequestTimeout || code == http.StatusTooManyRequests:
@@ -117,13 +123,24 @@ func Load(path string, client *http.Client) (map[string]worker.Handler, error) {
 	if err := json.Unmarshal(raw, &cfg); err != nil {
 		return nil, fmt.Errorf("handlers file %s: %w", path, err)
 	}
+	if len(cfg) == 0 {
+		return nil, fmt.Errorf("handlers file %s: no handlers (every job would be refused)", path)
+	}
+	if client == nil {
+		client = &http.Client{}
+	}
+	// Redirects would turn the POST into a GET without the job.
+	noRedirects := *client
+	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client = &noRedirects
 	handlers := make(map[string]worker.Handler, len(cfg))
 	for typ, c := range cfg {
 		if err := domain.ValidateType(typ); err != nil {
 			return nil, fmt.Errorf("handlers file %s: %w", path, err)
 		}
-		if c.URL == "" {
-			return nil, fmt.Errorf("handlers file %s: type %q has no url", path, typ)
+		u, err := url.Parse(c.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("handlers file %s: type %q: url %q is not an http(s) URL", path, typ, c.URL)
 		}
 		handlers[typ] = Handler{URL: c.URL, Client: client}
 	}

@@ -159,9 +159,11 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("load = %v, %v", h, err)
 	}
 	for name, content := range map[string]string{
-		"bad-json.json": `{`,
-		"no-url.json":   `{"email": {}}`,
-		"bad-type.json": `{"bad type": {"url": "http://x"}}`,
+		"bad-json.json":  `{`,
+		"no-url.json":    `{"email": {}}`,
+		"bad-type.json":  `{"bad type": {"url": "http://x"}}`,
+		"no-scheme.json": `{"email": {"url": "localhost:8080/x"}}`,
+		"empty.json":     `{}`,
 	} {
 		p := filepath.Join(dir, name)
 		_ = os.WriteFile(p, []byte(content), 0o600)

@@ -162,7 +162,6 @@ func New(st Store, opts Options) *Pool {
 type runningJob struct {
 	cancel          context.CancelFunc
 	cancelRequested atomic.Bool
-	redo            bool // guarded by Pool.runningMu: hand the id back to the dispatcher when done
 }
 
 // Publish tells the pool about a job change; wire it to the store's
@@ -281,6 +280,13 @@ func (p *Pool) dispatch(ctx context.Context) {
 			exclude = append(exclude, id)
 		}
 		p.inMu.Unlock()
+		// Jobs a worker still holds (e.g. retried before their worker
+		// left) would only bounce off it.
+		p.runningMu.Lock()
+		for id := range p.running {
+			exclude = append(exclude, id)
+		}
+		p.runningMu.Unlock()
 
 		var next time.Time
 		if free > 0 {
@@ -378,13 +384,12 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 	defer cancel()
 	r := &runningJob{cancel: cancel}
 	p.runningMu.Lock()
-	if owner := p.running[ref.ID]; owner != nil {
+	if p.running[ref.ID] != nil {
 		defer p.taken(ref.ID)
 		// Another worker holds this id: it is running the job, or it is
 		// done and about to leave while the job is pending again (a
-		// retry). Either way the owner hands the id back to the
-		// dispatcher when it leaves, so nothing is dropped.
-		owner.redo = true
+		// retry). The owner wakes the dispatcher when it leaves, so
+		// nothing is dropped.
 		p.runningMu.Unlock()
 		return
 	}
@@ -393,11 +398,10 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 	defer func() {
 		p.runningMu.Lock()
 		delete(p.running, ref.ID)
-		redo := r.redo
 		p.runningMu.Unlock()
-		if redo {
-			p.wakeDispatcher()
-		}
+		// The dispatcher leaves out ids a worker holds: the job may be
+		// pending again (a retry, a claim error), so let it look again.
+		p.wakeDispatcher()
 	}()
 
 	job, err := p.store.Claim(wctx, ref.ID)
@@ -407,11 +411,8 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 		return // another worker has it, or it is gone
 	case err != nil:
 		// The job is still pending in the store: hand it back to the
-		// dispatcher (after leaving) rather than forgetting it.
+		// dispatcher (woken as this worker leaves) rather than forgetting it.
 		p.log.Error("claim job", "id", ref.ID, "err", err)
-		p.runningMu.Lock()
-		r.redo = true
-		p.runningMu.Unlock()
 		return
 	}
 
@@ -429,7 +430,7 @@ func (p *Pool) run(ctx context.Context, ref store.Ref) {
 	case herr != nil:
 		var retryAt time.Time
 		if !errors.Is(herr, errPermanent) {
-			retryAt = time.Now().Add(p.backoff(job.Attempts))
+			retryAt = time.Now().UTC().Add(p.backoff(job.Attempts))
 		}
 		record = func() (*domain.Job, error) { return p.store.Fail(wctx, job.ID, herr.Error(), retryAt) }
 	default:

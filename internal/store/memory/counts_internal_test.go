@@ -33,3 +33,24 @@ func TestCountsForgetTypesWithoutJobs(t *testing.T) {
 		t.Fatalf("%d count entries left for no jobs", len(s.counts))
 	}
 }
+
+// Jobs cancelled long before their runAt do not stay in the run queue.
+func TestRunQueueForgetsCancelledFutureJobs(t *testing.T) {
+	t.Parallel()
+	s := New(nil)
+	ctx := context.Background()
+	if _, err := s.Create(ctx, domain.NewJob{Type: "t", RunAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	for range 10000 {
+		j, _ := s.Create(ctx, domain.NewJob{Type: "t", RunAt: time.Now().Add(365 * 24 * time.Hour)})
+		if _, err := s.Cancel(ctx, j.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.queue.scheduled.Len() + s.queue.ready.Len(); n > len(s.pending)+64+1 {
+		t.Fatalf("%d queue entries for %d pending jobs", n, len(s.pending))
+	}
+}

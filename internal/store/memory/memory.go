@@ -398,6 +398,9 @@ func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.
 	} else {
 		delete(s.pending, id)
 	}
+	if old.Status == domain.StatusPending {
+		s.queue.replaced(s.pending)
+	}
 	s.pub.Publish(&j)
 	return &j, nil
 }

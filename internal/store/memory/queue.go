@@ -16,6 +16,7 @@ import (
 type runQueue struct {
 	scheduled jobHeap
 	ready     jobHeap
+	stale     int // entries known to be stale; compacted past a bound
 }
 
 func newRunQueue() *runQueue {
@@ -32,6 +33,23 @@ func newRunQueue() *runQueue {
 
 // add indexes a snapshot that just became pending.
 func (q *runQueue) add(j *domain.Job) { heap.Push(&q.scheduled, j) }
+
+// replaced notes that a pending snapshot stopped being current; once stale
+// entries outnumber the pending jobs, the heaps are rebuilt from pending,
+// so that jobs cancelled far ahead of their runAt free their memory.
+func (q *runQueue) replaced(pending map[string]*domain.Job) {
+	q.stale++
+	if q.stale <= len(pending)+64 {
+		return
+	}
+	q.scheduled.items = q.scheduled.items[:0]
+	q.ready.items = q.ready.items[:0]
+	for _, j := range pending {
+		q.scheduled.items = append(q.scheduled.items, j)
+	}
+	heap.Init(&q.scheduled)
+	q.stale = 0
+}
 
 // runnable returns up to limit current, due, not excluded snapshots in
 // dispatch order, and the earliest RunAt after now.
