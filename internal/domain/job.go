@@ -240,6 +240,14 @@ var (
 	ErrConflict = errors.New("job status conflict")
 	// ErrInvalid means the caller's input breaks a validation rule.
 	ErrInvalid = errors.New("invalid input")
+	// ErrLeaseLost means a worker wrote about an attempt it no longer
+	// holds: its lease expired and the job was rescued, or another claim
+	// followed. It wraps ErrConflict.
+	ErrLeaseLost = fmt.Errorf("lease lost: %w", ErrConflict)
+	// ErrUnavailable means the store could not be reached or failed for a
+	// reason that is not the caller's (a database down or restarting). The
+	// request may succeed if tried again later.
+	ErrUnavailable = errors.New("job store unavailable")
 )
 
 // ValidationError names the input field that broke a rule. It wraps

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/retention"
+	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 )
 
@@ -23,12 +24,7 @@ func TestSweeperDeletesOldFinishedJobsOnly(t *testing.T) {
 	finished := make([]string, 0, 1500) // more than one delete batch
 	for range cap(finished) {
 		j, _ := st.Create(ctx, domain.NewJob{Type: "t"})
-		if _, err := st.Claim(ctx, j.ID); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Finish(ctx, j.ID, domain.StatusCompleted, ""); err != nil {
-			t.Fatal(err)
-		}
+		finish(t, st, domain.StatusCompleted)
 		finished = append(finished, j.ID)
 	}
 	pending, _ := st.Create(ctx, domain.NewJob{Type: "t"})
@@ -77,13 +73,26 @@ func (s swept) DeleteFinished(ctx context.Context, before time.Time, limit int) 
 	return n, err
 }
 
+// finish claims the only pending job of st and finishes it as status.
+func finish(t *testing.T, st store.Store, status domain.Status) {
+	t.Helper()
+	ctx := context.Background()
+	now := time.Now()
+	jobs, err := st.Claim(ctx, store.ClaimRequest{Owner: "test", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("claim = %v, %v", jobs, err)
+	}
+	if _, err := st.Finish(ctx, store.LeaseOf(jobs[0], "test"), status, "x"); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestSweeperKeepsRecentJobs(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	st := swept{Store: memory.New(nil), calls: make(chan struct{}, 1)}
 	j, _ := st.Create(ctx, domain.NewJob{Type: "t"})
-	_, _ = st.Claim(ctx, j.ID)
-	_, _ = st.Finish(ctx, j.ID, domain.StatusFailed, "x")
+	finish(t, st, domain.StatusFailed)
 	s := &retention.Sweeper{Store: st, Retention: time.Hour, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)}
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})

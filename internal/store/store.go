@@ -18,6 +18,15 @@ import (
 // Store keeps jobs. Implementations are safe for concurrent use. Methods
 // return pointers to immutable snapshots: a returned *domain.Job never
 // changes afterwards and may be shared freely.
+//
+// Workers hold the jobs they run through leases: Claim hands out a job
+// together with a lease (an owner and an expiry), the owner renews it with
+// Heartbeat while the handler runs, and every write a worker makes about
+// the attempt (Progress, Complete, Fail, Finish, Release) names its Lease
+// and applies only while that claim still stands. When an owner dies, its
+// leases expire and RescueExpired gives the jobs back (or fails them when
+// no attempt is left); a write from the lost worker then gets an error
+// wrapping domain.ErrLeaseLost and changes nothing.
 type Store interface {
 	// Create stores a new job as pending with version 1 and returns it. If
 	// nj has an idempotency key that a stored job has, it returns that job
@@ -30,26 +39,49 @@ type Store interface {
 	Get(ctx context.Context, id string) (*domain.Job, error)
 	// List returns jobs matching the filter, newest first.
 	List(ctx context.Context, q ListQuery) (ListPage, error)
-	// Claim atomically moves a pending job to processing, counts the
-	// attempt and sets StartedAt. Of many concurrent claims of one job
-	// exactly one succeeds; the others, and claims of jobs that are not
-	// pending, get an error wrapping domain.ErrConflict.
-	Claim(ctx context.Context, id string) (*domain.Job, error)
-	// Finish moves a processing job to a final status (completed, failed or
-	// cancelled), recording errMsg as the job's error when it is not empty,
-	// and sets FinishedAt. A failure is appended to the job's Errors.
-	Finish(ctx context.Context, id string, status domain.Status, errMsg string) (*domain.Job, error)
-	// Complete moves a processing job to completed with the handler's
-	// result (nil for none).
-	Complete(ctx context.Context, id string, result json.RawMessage) (*domain.Job, error)
-	// Progress records a processing job's progress (0 to 100): one new
-	// version, unless the value is the one already recorded. Other statuses
-	// give domain.ErrConflict.
-	Progress(ctx context.Context, id string, percent int) (*domain.Job, error)
-	// Release moves a processing job back to pending, keeping its attempt
-	// count: the worker gave it up through no fault of the job (shutdown).
-	// A job whose cancellation was requested becomes cancelled instead.
-	Release(ctx context.Context, id string) (*domain.Job, error)
+	// Claim atomically moves up to req.Limit runnable jobs (pending, RunAt
+	// not after req.Now) to processing, in dispatch order: Priority (higher
+	// first), then RunAt, then creation order. Each claimed job counts an
+	// attempt, gets StartedAt, loses the previous attempt's progress and
+	// result, and is leased to req.Owner until req.LeaseUntil. Of many
+	// concurrent claims (in this process or another) each job goes to
+	// exactly one. No runnable job is not an error: the slice is empty.
+	Claim(ctx context.Context, req ClaimRequest) ([]*domain.Job, error)
+	// NextRunAt returns the earliest RunAt after now among pending jobs, or
+	// the zero time when there is none: the dispatcher sleeps until then.
+	NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
+	// Heartbeat extends to until the leases of every processing job owner
+	// holds, and returns how many it extended. It is not a change of the
+	// jobs: no new version, no event.
+	Heartbeat(ctx context.Context, owner string, until time.Time) (int, error)
+	// RescueExpired gives back up to limit processing jobs whose lease
+	// expired before now (their owner died or lost touch): each spends the
+	// attempt it was claimed for, records a "worker lost" failure (in Error
+	// and Errors) and goes back to pending to run at once, or to failed
+	// when no attempt is left, or to cancelled when cancellation was
+	// requested. It returns the rescued jobs. Backends shared by many
+	// processes let one rescuer at a time do the work; the others get none.
+	RescueExpired(ctx context.Context, now time.Time, limit int) ([]*domain.Job, error)
+	// Finish moves a leased processing job to a final status (completed,
+	// failed or cancelled), recording errMsg as the job's error when it is
+	// not empty, and sets FinishedAt. A failure is appended to the job's
+	// Errors.
+	Finish(ctx context.Context, l Lease, status domain.Status, errMsg string) (*domain.Job, error)
+	// Complete moves a leased processing job to completed with the
+	// handler's result (nil for none).
+	Complete(ctx context.Context, l Lease, result json.RawMessage) (*domain.Job, error)
+	// Progress records a leased processing job's progress (0 to 100): one
+	// new version, unless the value is the one already recorded.
+	Progress(ctx context.Context, l Lease, percent int) (*domain.Job, error)
+	// Release moves a leased processing job back to pending, keeping its
+	// attempt count: the worker gave it up through no fault of the job
+	// (shutdown). A job whose cancellation was requested becomes cancelled
+	// instead.
+	Release(ctx context.Context, l Lease) (*domain.Job, error)
+	// Fail records a failed attempt of a leased processing job (appended
+	// to Errors). With attempts left and a non-zero retryAt the job goes
+	// back to pending with RunAt = retryAt; otherwise it is failed for good.
+	Fail(ctx context.Context, l Lease, errMsg string, retryAt time.Time) (*domain.Job, error)
 	// Cancel makes a pending job cancelled at once. For a processing job it
 	// sets CancelRequested (one new version; asking again changes nothing):
 	// the worker running it cancels the handler and finishes the job as
@@ -65,23 +97,37 @@ type Store interface {
 	// Stats counts jobs per status, only those of typ when it is not empty,
 	// without loading them.
 	Stats(ctx context.Context, typ string) (domain.Stats, error)
-	// Runnable returns up to limit pending jobs whose RunAt is not after
-	// now, leaving out the ids in exclude (those already handed to workers),
-	// ordered by Priority (higher first), RunAt, then Seq. next is the
-	// earliest RunAt after now among pending jobs (zero if none): the
-	// dispatcher sleeps until then.
-	Runnable(ctx context.Context, now time.Time, limit int, exclude []string) (refs []Ref, next time.Time, err error)
-	// Fail records a failed attempt of a processing job (appended to
-	// Errors). With attempts left and a non-zero retryAt the job goes back
-	// to pending with RunAt = retryAt; otherwise it is failed for good.
-	Fail(ctx context.Context, id, errMsg string, retryAt time.Time) (*domain.Job, error)
 }
 
-// Ref identifies a runnable job for the dispatcher.
-type Ref struct {
-	ID  string
-	Seq int64
+// ClaimRequest asks Claim for runnable jobs.
+type ClaimRequest struct {
+	// Owner names the claimer (one per process: its leases are renewed
+	// and recognised by this name). It must not be empty.
+	Owner string
+	// Limit is the most jobs to claim; it must be positive.
+	Limit int
+	// Now decides which jobs are runnable (RunAt not after it).
+	Now time.Time
+	// LeaseUntil is when the leases expire unless renewed.
+	LeaseUntil time.Time
 }
+
+// Lease names one claim of one job: the owner that claimed it and the
+// attempt the claim started. A job's attempt count grows with every claim,
+// so a lease outlives neither a rescue nor a later claim.
+type Lease struct {
+	JobID   string
+	Owner   string
+	Attempt int
+}
+
+// LeaseOf returns the lease of a job that owner just claimed.
+func LeaseOf(job *domain.Job, owner string) Lease {
+	return Lease{JobID: job.ID, Owner: owner, Attempt: job.Attempts}
+}
+
+// WorkerLost is the error recorded on a job rescued from an expired lease.
+const WorkerLost = "worker lost: its lease expired while the job was processing (the process died or lost touch with the store)"
 
 // ListQuery filters and pages List. Zero values mean "any".
 type ListQuery struct {

@@ -10,13 +10,14 @@ import (
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
 )
 
 // attempt is what a handler can report about its current attempt. The
 // worker puts it in the handler's context.
 type attempt struct {
-	pool *Pool
-	id   string
+	pool  *Pool
+	lease store.Lease
 
 	mu        sync.Mutex
 	result    json.RawMessage
@@ -76,7 +77,7 @@ func (a *attempt) flushPending() {
 		return
 	}
 	if err := a.writeLocked(context.Background()); err != nil {
-		a.pool.log.Warn("progress report lost", "id", a.id, "err", err)
+		a.pool.log.Warn("progress report lost", "id", a.lease.JobID, "err", err)
 	}
 }
 
@@ -106,9 +107,9 @@ func (a *attempt) writeLocked(ctx context.Context) error {
 	if a.pending < 0 || a.pending == a.written {
 		return nil
 	}
-	_, err := a.pool.store.Progress(context.WithoutCancel(ctx), a.id, a.pending)
+	_, err := a.pool.store.Progress(context.WithoutCancel(ctx), a.lease, a.pending)
 	if err != nil && !errors.Is(err, domain.ErrConflict) {
-		return fmt.Errorf("report progress of job %s: %w", a.id, err)
+		return fmt.Errorf("report progress of job %s: %w", a.lease.JobID, err)
 	}
 	a.written, a.lastWrite = a.pending, time.Now()
 	return nil
@@ -124,7 +125,7 @@ func (a *attempt) finish(ctx context.Context) json.RawMessage {
 		a.flush = nil
 	}
 	if err := a.writeLocked(ctx); err != nil {
-		a.pool.log.Warn("last progress report lost", "id", a.id, "err", err)
+		a.pool.log.Warn("last progress report lost", "id", a.lease.JobID, "err", err)
 	}
 	return a.result
 }

@@ -1,18 +1,28 @@
-// Package worker runs jobs: a dispatcher walks the store's runnable jobs and
-// feeds their ids into a bounded channel; a pool of workers takes ids from
-// it, claims each job atomically in the store, runs the handler for its type
-// and records the outcome in the store.
+// Package worker runs jobs: a dispatcher claims runnable jobs from the store
+// in batches, as many as there are idle workers, and hands them to the
+// workers through a channel; each worker runs the handler for its job's
+// type and records the outcome in the store.
 //
 // The store, not the channel, is the queue of record: a job waits in the
-// store as pending until a worker claims it, and the dispatcher blocks while
-// the channel is full instead of dropping ids. A job can therefore never be
-// lost because the channel was full; it is merely fed in later. The
-// dispatcher sleeps until told that a job became runnable (Publish), so an
-// idle pool does no polling.
+// store as pending until the dispatcher claims it, and the dispatcher claims
+// no more jobs than workers are free to start them. A job can therefore
+// never be lost because the channel was full. The dispatcher sleeps until
+// told that a job became runnable (Publish) or the earliest scheduled job
+// is due; an optional slow poll covers stores whose wake-ups can be missed
+// (another process's jobs, a dropped LISTEN).
+//
+// A claimed job is leased to the pool's Owner: a heartbeat renews the
+// leases while handlers run, and a rescuer gives back the jobs of owners
+// that stopped renewing theirs (a crashed process). Processing is therefore
+// at least once: a handler runs the same job again when the attempt before
+// it lost its lease (its process died or lost touch with the store for
+// longer than LeaseDuration) before its outcome was recorded, when the
+// process stopped before recording it, or after a retry.
 package worker
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,13 +39,15 @@ import (
 
 // Store is the part of store.Store the pool needs.
 type Store interface {
-	Claim(ctx context.Context, id string) (*domain.Job, error)
-	Finish(ctx context.Context, id string, status domain.Status, errMsg string) (*domain.Job, error)
-	Complete(ctx context.Context, id string, result json.RawMessage) (*domain.Job, error)
-	Progress(ctx context.Context, id string, percent int) (*domain.Job, error)
-	Release(ctx context.Context, id string) (*domain.Job, error)
-	Fail(ctx context.Context, id, errMsg string, retryAt time.Time) (*domain.Job, error)
-	Runnable(ctx context.Context, now time.Time, limit int, exclude []string) ([]store.Ref, time.Time, error)
+	Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error)
+	NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
+	Heartbeat(ctx context.Context, owner string, until time.Time) (int, error)
+	RescueExpired(ctx context.Context, now time.Time, limit int) ([]*domain.Job, error)
+	Finish(ctx context.Context, l store.Lease, status domain.Status, errMsg string) (*domain.Job, error)
+	Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error)
+	Progress(ctx context.Context, l store.Lease, percent int) (*domain.Job, error)
+	Release(ctx context.Context, l store.Lease) (*domain.Job, error)
+	Fail(ctx context.Context, l store.Lease, errMsg string, retryAt time.Time) (*domain.Job, error)
 }
 
 // Handler runs one job. It should return promptly once ctx is done; an
@@ -54,9 +66,24 @@ func (f HandlerFunc) Handle(ctx context.Context, job *domain.Job) error { return
 type Options struct {
 	// Workers is how many jobs run at once. Default 1.
 	Workers int
-	// QueueCapacity is the capacity of the channel between the dispatcher
-	// and the workers. Default 100.
+	// QueueCapacity bounds how many jobs one claim takes from the store.
+	// Default 100. (The dispatcher never claims more jobs than workers are
+	// idle, so the channel to the workers never holds more than Workers.)
 	QueueCapacity int
+	// Owner names this pool in the leases of the jobs it claims; it must
+	// be unique among the processes sharing a store. Default: random.
+	Owner string
+	// LeaseDuration is how long a claim lasts without a heartbeat; the
+	// heartbeat renews it every LeaseDuration/3. A job whose lease expired
+	// is given back by a rescuer (this pool's or another's). Default 30s.
+	LeaseDuration time.Duration
+	// RescueInterval is how often the pool looks for expired leases.
+	// Default LeaseDuration/2.
+	RescueInterval time.Duration
+	// PollInterval, when positive, makes an idle dispatcher look for
+	// runnable jobs at least this often, even without a wake-up: for
+	// stores shared by processes whose notifications can be missed.
+	PollInterval time.Duration
 	// Handlers maps job types to handlers; Default serves every other type.
 	Handlers map[string]Handler
 	Default  Handler
@@ -80,8 +107,9 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultJobTimeout   = 5 * time.Minute
-	DefaultHandlerGrace = 5 * time.Second
+	DefaultJobTimeout    = 5 * time.Minute
+	DefaultHandlerGrace  = 5 * time.Second
+	DefaultLeaseDuration = 30 * time.Second
 	// DefaultProgressInterval is Options.ProgressInterval's default.
 	DefaultProgressInterval = 100 * time.Millisecond
 )
@@ -92,28 +120,32 @@ type Pool struct {
 	store Store
 	opts  Options
 	log   *slog.Logger
-	queue chan store.Ref
+	queue chan *domain.Job // claimed jobs on their way to a worker
 	wake  chan struct{}
-
-	// inQueue holds the ids handed to the channel and not yet claimed (or
-	// given up) by a worker: the dispatcher keeps them out of its next
-	// Runnable call, and keeps at most target of them, so that a job of
-	// higher priority arriving later waits behind few others.
-	inMu    sync.Mutex
-	inQueue map[string]struct{}
-	target  int
 
 	startOnce    sync.Once
 	shutdownOnce sync.Once
-	runningMu    sync.Mutex
-	running      map[string]*runningJob
-	stopClaiming chan struct{}
-	stopDispatch context.CancelFunc
-	cancelJobs   context.CancelFunc
-	dispatcherWG sync.WaitGroup
-	workersWG    sync.WaitGroup
-	handlersWG   sync.WaitGroup // handler goroutines, including abandoned ones
-	released     atomic.Int64
+
+	// running holds every job claimed and not yet recorded, by id: the
+	// dispatcher adds it before handing it on, so a cancellation request
+	// always finds it. claiming counts claims in flight; cancellation
+	// requests for jobs not (yet) known arrive in lateCancels meanwhile and
+	// are checked once the claim's jobs are registered.
+	runningMu   sync.Mutex
+	running     map[string]*runningJob
+	busy        int // jobs claimed and not yet done with (a retried job can be claimed again before its last worker left)
+	claiming    int
+	lateCancels []string
+
+	stopClaiming  chan struct{}
+	stopDispatch  context.CancelFunc // the dispatcher and the rescuer
+	cancelJobs    context.CancelFunc
+	stopHeartbeat context.CancelFunc
+	dispatcherWG  sync.WaitGroup
+	heartbeatWG   sync.WaitGroup
+	workersWG     sync.WaitGroup
+	handlersWG    sync.WaitGroup // handler goroutines, including abandoned ones
+	released      atomic.Int64
 }
 
 var _ store.Publisher = (*Pool)(nil)
@@ -144,24 +176,63 @@ func New(st Store, opts Options) *Pool {
 	if opts.RetryBackoffMax < opts.RetryBackoff {
 		opts.RetryBackoffMax = max(time.Hour, opts.RetryBackoff)
 	}
+	if opts.Owner == "" {
+		opts.Owner = "worker-" + crand.Text()
+	}
+	if opts.LeaseDuration <= 0 {
+		opts.LeaseDuration = DefaultLeaseDuration
+	}
+	if opts.RescueInterval <= 0 {
+		opts.RescueInterval = opts.LeaseDuration / 2
+	}
 	p := &Pool{
 		store:        st,
 		opts:         opts,
 		log:          opts.Logger,
-		queue:        make(chan store.Ref, opts.QueueCapacity),
+		queue:        make(chan *domain.Job, opts.Workers),
 		wake:         make(chan struct{}, 1),
 		stopClaiming: make(chan struct{}),
 		running:      make(map[string]*runningJob),
-		inQueue:      make(map[string]struct{}),
-		target:       min(opts.QueueCapacity, 2*opts.Workers),
 	}
 	return p
 }
 
-// runningJob is a job whose handler this pool runs (or is about to).
+// Owner returns the name this pool claims jobs under.
+func (p *Pool) Owner() string { return p.opts.Owner }
+
+// runningJob is a job this pool claimed: its handler runs, or is about to.
 type runningJob struct {
-	cancel          context.CancelFunc
-	cancelRequested atomic.Bool
+	lease store.Lease
+
+	mu              sync.Mutex
+	cancel          context.CancelFunc // nil until the handler starts
+	cancelRequested bool
+}
+
+// requestCancel records a user's cancellation and cancels the handler if
+// it runs.
+func (r *runningJob) requestCancel() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancelRequested = true
+	if r.cancel != nil {
+		r.cancel()
+	}
+}
+
+// started sets the handler's cancel function; it reports false when the
+// job's cancellation was requested already (the handler must not run).
+func (r *runningJob) started(cancel context.CancelFunc) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancel = cancel
+	return !r.cancelRequested
+}
+
+func (r *runningJob) wasCancelled() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cancelRequested
 }
 
 // Publish tells the pool about a job change; wire it to the store's
@@ -171,10 +242,13 @@ func (p *Pool) Publish(job *domain.Job) {
 	if job.Status == domain.StatusProcessing && job.CancelRequested {
 		p.runningMu.Lock()
 		r := p.running[job.ID]
+		if r == nil && p.claiming > 0 {
+			// Perhaps claimed by the claim in flight, not yet registered.
+			p.lateCancels = append(p.lateCancels, job.ID)
+		}
 		p.runningMu.Unlock()
-		if r != nil {
-			r.cancelRequested.Store(true)
-			r.cancel()
+		if r != nil && r.lease.Attempt == job.Attempts {
+			r.requestCancel()
 		}
 		return
 	}
@@ -199,10 +273,21 @@ func (p *Pool) Start(ctx context.Context) {
 		dctx, stopDispatch := context.WithCancel(base)
 		jctx, cancelJobs := context.WithCancel(base)
 		p.stopDispatch, p.cancelJobs = stopDispatch, cancelJobs
-		p.dispatcherWG.Add(1)
+		hctx, stopHeartbeat := context.WithCancel(base)
+		p.stopHeartbeat = stopHeartbeat
+		p.dispatcherWG.Add(2)
 		go func() {
 			defer p.dispatcherWG.Done()
 			p.dispatch(dctx)
+		}()
+		go func() {
+			defer p.dispatcherWG.Done()
+			p.rescue(dctx)
+		}()
+		p.heartbeatWG.Add(1)
+		go func() {
+			defer p.heartbeatWG.Done()
+			p.heartbeat(hctx)
 		}()
 		for i := 0; i < p.opts.Workers; i++ {
 			p.workersWG.Add(1)
@@ -246,6 +331,19 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 			<-done
 		}
 		p.cancelJobs()
+		// Claimed jobs no worker started: back to pending.
+		for len(p.queue) > 0 {
+			job := <-p.queue
+			p.recordOutcome(job.ID, func() (*domain.Job, error) {
+				return p.store.Release(context.Background(), store.LeaseOf(job, p.opts.Owner))
+			})
+			p.runningMu.Lock()
+			r := p.running[job.ID]
+			p.runningMu.Unlock()
+			p.forget(job.ID, r)
+		}
+		p.stopHeartbeat()
+		p.heartbeatWG.Wait()
 		// Handlers abandoned for ignoring their context: wait for them
 		// only within the handler grace period.
 		handlersDone := make(chan struct{})
@@ -273,56 +371,36 @@ func (p *Pool) dispatch(ctx context.Context) {
 	defer timer.Stop()
 	retry := minDispatchRetry
 	for {
-		p.inMu.Lock()
-		free := p.target - len(p.inQueue)
-		exclude := make([]string, 0, len(p.inQueue))
-		for id := range p.inQueue {
-			exclude = append(exclude, id)
-		}
-		p.inMu.Unlock()
-		// Jobs a worker still holds (e.g. retried before their worker
-		// left) would only bounce off it.
-		p.runningMu.Lock()
-		for id := range p.running {
-			exclude = append(exclude, id)
-		}
-		p.runningMu.Unlock()
-
 		var next time.Time
-		if free > 0 {
-			refs, nextRunAt, err := p.store.Runnable(ctx, time.Now(), free, exclude)
+		if free := p.free(); free > 0 {
+			limit := min(free, p.opts.QueueCapacity)
+			n, err := p.claim(ctx, limit)
+			if err == nil && n == limit {
+				continue // perhaps more
+			}
+			if err == nil {
+				next, err = p.store.NextRunAt(ctx, time.Now())
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return
 				}
 				// The store failed. Pending jobs stay in it meanwhile; retry
 				// after a backoff, or sooner when woken.
-				p.log.Error("dispatcher: list runnable jobs", "err", err, "retry_in", retry)
-				timer.Reset(retry)
-				select {
-				case <-timer.C:
-				case <-p.wake:
-					timer.Stop()
-				case <-ctx.Done():
-					return
-				}
+				p.log.Error("dispatcher: claim jobs", "err", err, "retry_in", retry)
+				next = time.Now().Add(retry)
 				retry = min(2*retry, maxDispatchRetry)
-				continue
-			}
-			retry = minDispatchRetry
-			next = nextRunAt
-			for _, ref := range refs {
-				p.inMu.Lock()
-				p.inQueue[ref.ID] = struct{}{}
-				p.inMu.Unlock()
-				p.queue <- ref // never blocks: at most target ≤ capacity ids are in it
-			}
-			if len(refs) == free {
-				continue // perhaps more
+			} else {
+				retry = minDispatchRetry
 			}
 		}
-		// Sleep until a job becomes pending, a worker takes an id, or the
-		// earliest scheduled job is due: no polling.
+		// Sleep until a job becomes pending, a worker is free, the earliest
+		// scheduled job is due, or the fallback poll: no busy waiting.
+		if p.opts.PollInterval > 0 {
+			if poll := time.Now().Add(p.opts.PollInterval); next.IsZero() || poll.Before(next) {
+				next = poll
+			}
+		}
 		var due <-chan time.Time
 		if !next.IsZero() {
 			timer.Reset(time.Until(next))
@@ -343,14 +421,119 @@ func (p *Pool) dispatch(ctx context.Context) {
 	}
 }
 
-// taken tells the dispatcher that a worker is done with an id it handed
-// out (claimed it, or gave it up): there is room for another.
-func (p *Pool) taken(id string) {
-	p.inMu.Lock()
-	delete(p.inQueue, id)
-	p.inMu.Unlock()
+// free is how many workers could start a job now.
+func (p *Pool) free() int {
+	p.runningMu.Lock()
+	defer p.runningMu.Unlock()
+	return p.opts.Workers - p.busy
+}
+
+// claim claims up to limit jobs and hands them to the workers; it returns
+// how many it claimed.
+func (p *Pool) claim(ctx context.Context, limit int) (int, error) {
+	p.runningMu.Lock()
+	p.claiming++
+	p.runningMu.Unlock()
+	now := time.Now()
+	jobs, err := p.store.Claim(ctx, store.ClaimRequest{Owner: p.opts.Owner, Limit: limit, Now: now, LeaseUntil: now.Add(p.opts.LeaseDuration)})
+
+	p.runningMu.Lock()
+	for _, job := range jobs {
+		p.running[job.ID] = &runningJob{lease: store.LeaseOf(job, p.opts.Owner)}
+	}
+	p.busy += len(jobs)
+	p.claiming--
+	late := p.lateCancels
+	if p.claiming == 0 {
+		p.lateCancels = nil
+	}
+	var cancelled []*runningJob
+	for _, id := range late {
+		if r := p.running[id]; r != nil {
+			cancelled = append(cancelled, r)
+		}
+	}
+	p.runningMu.Unlock()
+	for _, r := range cancelled {
+		r.requestCancel()
+	}
+	for _, job := range jobs {
+		p.queue <- job // never blocks: at most Workers jobs are claimed and not started
+	}
+	if err != nil {
+		return 0, fmt.Errorf("claim: %w", err)
+	}
+	return len(jobs), nil
+}
+
+// forget drops a job this pool is done with (unless r is no longer its
+// entry: a later claim of the same job has an entry of its own) and wakes
+// the dispatcher: a worker is free.
+func (p *Pool) forget(id string, r *runningJob) {
+	p.runningMu.Lock()
+	if p.running[id] == r {
+		delete(p.running, id)
+	}
+	p.busy--
+	p.runningMu.Unlock()
 	p.wakeDispatcher()
 }
+
+// heartbeat renews the leases of the jobs this pool holds until ctx ends
+// (after the last worker left).
+func (p *Pool) heartbeat(ctx context.Context) {
+	every := p.opts.LeaseDuration / 3
+	ticker := time.NewTicker(every)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		p.runningMu.Lock()
+		idle := len(p.running) == 0
+		p.runningMu.Unlock()
+		if idle {
+			continue
+		}
+		if _, err := p.store.Heartbeat(ctx, p.opts.Owner, time.Now().Add(p.opts.LeaseDuration)); err != nil && ctx.Err() == nil {
+			p.log.Error("heartbeat: leases not renewed; running jobs may be rescued and run again elsewhere", "err", err)
+		}
+	}
+}
+
+// rescue gives back, every RescueInterval, the jobs whose owners stopped
+// renewing their leases, until ctx ends.
+func (p *Pool) rescue(ctx context.Context) {
+	ticker := time.NewTicker(p.opts.RescueInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		for {
+			jobs, err := p.store.RescueExpired(ctx, time.Now(), rescueBatch)
+			if err != nil {
+				if ctx.Err() == nil {
+					p.log.Error("rescue jobs with expired leases", "err", err)
+				}
+				break
+			}
+			for _, j := range jobs {
+				p.log.Warn("rescued a job whose worker was lost", "id", j.ID, "type", j.Type, "attempt", j.Attempts, "status", j.Status)
+			}
+			if len(jobs) < rescueBatch {
+				break
+			}
+		}
+	}
+}
+
+// rescueBatch bounds one RescueExpired call.
+const rescueBatch = 500
 
 // Backoff of the dispatcher after a store error.
 const (
@@ -362,79 +545,53 @@ func (p *Pool) work(ctx context.Context) {
 	for {
 		select {
 		case <-p.stopClaiming:
-			return
-		case ref := <-p.queue:
+			return // jobs left in the channel are released by Shutdown
+		case job := <-p.queue:
 			select {
 			case <-p.stopClaiming:
-				p.taken(ref.ID)
-				return // stopping wins over a ready job; it stays pending
+				p.queue <- job // cannot block: it just came out; Shutdown releases it
+				return
 			default:
 			}
-			p.run(ctx, ref)
+			p.run(ctx, job)
 		}
 	}
 }
 
-func (p *Pool) run(ctx context.Context, ref store.Ref) {
+func (p *Pool) run(ctx context.Context, job *domain.Job) {
+	p.runningMu.Lock()
+	r := p.running[job.ID]
+	p.runningMu.Unlock()
+	defer p.forget(job.ID, r)
+
 	// Store writes must happen even while the pool is being cancelled.
 	wctx := context.WithoutCancel(ctx)
-	// Registered before the claim, so that a cancellation requested right
-	// after it finds the handler to cancel.
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &runningJob{cancel: cancel}
-	p.runningMu.Lock()
-	if p.running[ref.ID] != nil {
-		defer p.taken(ref.ID)
-		// Another worker holds this id: it is running the job, or it is
-		// done and about to leave while the job is pending again (a
-		// retry). The owner wakes the dispatcher when it leaves, so
-		// nothing is dropped.
-		p.runningMu.Unlock()
-		return
+	lease := r.lease
+	var herr error
+	var result json.RawMessage
+	if r.started(cancel) {
+		a := &attempt{pool: p, lease: lease, written: -1, pending: -1}
+		herr = p.invoke(withAttempt(hctx, a), job)
+		result = a.finish(wctx)
 	}
-	p.running[ref.ID] = r
-	p.runningMu.Unlock()
-	defer func() {
-		p.runningMu.Lock()
-		delete(p.running, ref.ID)
-		p.runningMu.Unlock()
-		// The dispatcher leaves out ids a worker holds: the job may be
-		// pending again (a retry, a claim error), so let it look again.
-		p.wakeDispatcher()
-	}()
-
-	job, err := p.store.Claim(wctx, ref.ID)
-	p.taken(ref.ID)
-	switch {
-	case errors.Is(err, domain.ErrConflict), errors.Is(err, domain.ErrNotFound):
-		return // another worker has it, or it is gone
-	case err != nil:
-		// The job is still pending in the store: hand it back to the
-		// dispatcher (woken as this worker leaves) rather than forgetting it.
-		p.log.Error("claim job", "id", ref.ID, "err", err)
-		return
-	}
-
-	a := &attempt{pool: p, id: job.ID, written: -1, pending: -1}
-	herr := p.invoke(withAttempt(hctx, a), job)
-	result := a.finish(wctx)
 	var record func() (*domain.Job, error)
 	switch {
-	case r.cancelRequested.Load():
+	case r.wasCancelled():
 		// Asked for by a user: cancelled, whatever the handler returned.
-		record = func() (*domain.Job, error) { return p.store.Finish(wctx, job.ID, domain.StatusCancelled, "") }
+		record = func() (*domain.Job, error) { return p.store.Finish(wctx, lease, domain.StatusCancelled, "") }
 	case herr != nil && ctx.Err() != nil:
 		p.released.Add(1)
-		record = func() (*domain.Job, error) { return p.store.Release(wctx, job.ID) }
+		record = func() (*domain.Job, error) { return p.store.Release(wctx, lease) }
 	case herr != nil:
 		var retryAt time.Time
 		if !errors.Is(herr, errPermanent) {
 			retryAt = time.Now().UTC().Add(p.backoff(job.Attempts))
 		}
-		record = func() (*domain.Job, error) { return p.store.Fail(wctx, job.ID, herr.Error(), retryAt) }
+		record = func() (*domain.Job, error) { return p.store.Fail(wctx, lease, herr.Error(), retryAt) }
 	default:
-		record = func() (*domain.Job, error) { return p.store.Complete(wctx, job.ID, result) }
+		record = func() (*domain.Job, error) { return p.store.Complete(wctx, lease, result) }
 	}
 	p.recordOutcome(job.ID, record)
 }
@@ -467,18 +624,24 @@ func (e permanentError) Error() string        { return e.err.Error() }
 func (e permanentError) Unwrap() error        { return e.err }
 func (e permanentError) Is(target error) bool { return target == errPermanent }
 
-// recordOutcome writes a job's outcome, retrying a failing store a few times
-// (a job left processing would otherwise never finish). A conflict means
-// the job changed meanwhile and is not retried.
+// recordOutcome writes a job's outcome, retrying a failing store a few times.
+// A conflict means the job changed meanwhile (its lease was lost: another
+// worker may run it) and is not retried. A job whose outcome cannot be
+// written stays processing until its lease expires (this process stops
+// renewing leases when it stops) and a rescuer gives it back.
 func (p *Pool) recordOutcome(id string, record func() (*domain.Job, error)) {
 	delay := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		_, err := record()
+		if errors.Is(err, domain.ErrLeaseLost) {
+			p.log.Warn("record job outcome: the lease was lost meanwhile; the outcome is dropped", "id", id, "err", err)
+			return
+		}
 		if err == nil || errors.Is(err, domain.ErrConflict) || errors.Is(err, domain.ErrNotFound) {
 			return
 		}
 		if attempt == recordAttempts {
-			p.log.Error("record job outcome: giving up; the job stays processing", "id", id, "attempts", attempt, "err", err)
+			p.log.Error("record job outcome: giving up; the job stays processing until its lease expires", "id", id, "attempts", attempt, "err", err)
 			return
 		}
 		p.log.Warn("record job outcome: retrying", "id", id, "attempt", attempt, "err", err)

@@ -385,10 +385,10 @@ type slowRetryingStore struct {
 	once atomic.Bool
 }
 
-func (s *slowRetryingStore) Fail(ctx context.Context, id, msg string, retryAt time.Time) (*domain.Job, error) {
-	j, err := s.Store.Fail(ctx, id, msg, retryAt)
+func (s *slowRetryingStore) Fail(ctx context.Context, l store.Lease, msg string, retryAt time.Time) (*domain.Job, error) {
+	j, err := s.Store.Fail(ctx, l, msg, retryAt)
 	if err == nil && j.Status == domain.StatusFailed && s.once.CompareAndSwap(false, true) {
-		if _, err := s.Store.Retry(ctx, id); err != nil {
+		if _, err := s.Store.Retry(ctx, l.JobID); err != nil {
 			return nil, err
 		}
 		time.Sleep(50 * time.Millisecond) // the slow write the test is about
@@ -427,14 +427,14 @@ func TestJobRetriedWhileItsWorkerLeavesIsRun(t *testing.T) {
 	stop(t, pool)
 }
 
-// flakyRunnableStore fails Runnable while fail > 0 and reports each call.
-type flakyRunnableStore struct {
+// flakyClaimStore fails Claim while fail > 0 and reports each call.
+type flakyClaimStore struct {
 	*memory.Store
 	fail  atomic.Int32
 	calls chan struct{}
 }
 
-func (s *flakyRunnableStore) Runnable(ctx context.Context, now time.Time, limit int, exclude []string) ([]store.Ref, time.Time, error) {
+func (s *flakyClaimStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
 	defer func() {
 		select {
 		case s.calls <- struct{}{}:
@@ -442,9 +442,9 @@ func (s *flakyRunnableStore) Runnable(ctx context.Context, now time.Time, limit 
 		}
 	}()
 	if s.fail.Add(-1) >= 0 {
-		return nil, time.Time{}, errors.New("transient store error")
+		return nil, errors.New("transient store error")
 	}
-	return s.Store.Runnable(ctx, now, limit, exclude)
+	return s.Store.Claim(ctx, req)
 }
 
 func TestDispatcherRetriesAfterStoreError(t *testing.T) {
@@ -452,7 +452,7 @@ func TestDispatcherRetriesAfterStoreError(t *testing.T) {
 	f := newFinals(1)
 	var pool *worker.Pool
 	mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
-	st := &flakyRunnableStore{Store: mem, calls: make(chan struct{}, 1)}
+	st := &flakyClaimStore{Store: mem, calls: make(chan struct{}, 1)}
 	pool = worker.New(st, worker.Options{Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
 	pool.Start(context.Background())
 	<-st.calls // the dispatcher's first look found nothing; it now sleeps
@@ -757,4 +757,125 @@ func BenchmarkRetryThroughput(b *testing.B) {
 	}
 	<-done
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+}
+
+// countingStore counts heartbeats and rescue passes.
+type countingStore struct {
+	*memory.Store
+	heartbeats, rescues atomic.Int32
+}
+
+func (s *countingStore) Heartbeat(ctx context.Context, owner string, until time.Time) (int, error) {
+	s.heartbeats.Add(1)
+	return s.Store.Heartbeat(ctx, owner, until)
+}
+
+func (s *countingStore) RescueExpired(ctx context.Context, now time.Time, limit int) ([]*domain.Job, error) {
+	s.rescues.Add(1)
+	return s.Store.RescueExpired(ctx, now, limit)
+}
+
+// A job running for many lease durations keeps its lease: the rescuer,
+// passing all the while, never takes it away.
+func TestHeartbeatKeepsTheLeaseOfALongJob(t *testing.T) {
+	t.Parallel()
+	f := newFinals(1)
+	var pool *worker.Pool
+	mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
+	st := &countingStore{Store: mem}
+	release := make(chan struct{})
+	var calls atomic.Int32
+	pool = worker.New(st, worker.Options{LeaseDuration: 150 * time.Millisecond, RescueInterval: 10 * time.Millisecond,
+		Default: worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			calls.Add(1)
+			<-release
+			return nil
+		})})
+	pool.Start(context.Background())
+	j, err := mem.Create(context.Background(), domain.NewJob{Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Eight heartbeats span more than two lease durations.
+	deadline := time.Now().Add(10 * time.Second)
+	for st.heartbeats.Load() < 8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d heartbeats in 10s", st.heartbeats.Load())
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	got, _ := mem.Get(context.Background(), j.ID)
+	if got.Status != domain.StatusProcessing || got.Attempts != 1 || st.rescues.Load() < 10 {
+		t.Fatalf("after %d heartbeats and %d rescue passes: %s, attempt %d; want still processing its first attempt", st.heartbeats.Load(), st.rescues.Load(), got.Status, got.Attempts)
+	}
+	close(release)
+	f.wait(t, 10*time.Second)
+	stop(t, pool)
+	if got, _ := mem.Get(context.Background(), j.ID); got.Status != domain.StatusCompleted || got.Attempts != 1 || calls.Load() != 1 {
+		t.Fatalf("job = %s, attempt %d, %d handler calls; want completed by its only run", got.Status, got.Attempts, calls.Load())
+	}
+}
+
+// A job claimed by a worker that died (its lease expired) is rescued and
+// run again here.
+func TestRescuerRunsTheJobsOfALostWorker(t *testing.T) {
+	t.Parallel()
+	f := newFinals(1)
+	b := setup(t, worker.Options{RescueInterval: 10 * time.Millisecond, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })}, f)
+	ctx := context.Background()
+	j, err := b.store.Create(ctx, domain.NewJob{Type: "t", MaxAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if got, err := b.store.Claim(ctx, store.ClaimRequest{Owner: "dead", Limit: 1, Now: now, LeaseUntil: now.Add(20 * time.Millisecond)}); err != nil || len(got) != 1 {
+		t.Fatalf("claim as the dead worker: %v, %v", got, err)
+	}
+	b.pool.Start(ctx)
+	f.wait(t, 10*time.Second)
+	stop(t, b.pool)
+	got, _ := b.store.Get(ctx, j.ID)
+	if got.Status != domain.StatusCompleted || got.Attempts != 2 || len(got.Errors) != 1 || got.Errors[0].Message != store.WorkerLost {
+		t.Fatalf("job = %+v; want completed on attempt 2 after a worker-lost failure", got)
+	}
+}
+
+// A worker whose lease was taken away while its handler ran (another
+// process's rescuer decided it was lost) cannot overwrite what happened
+// since: its outcome is dropped and the job runs again.
+func TestWorkerThatLostItsLeaseCannotRecordItsOutcome(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	var b *bundle
+	b = setup(t, worker.Options{Default: worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+		if calls.Add(1) == 1 {
+			// Another process's rescuer, far in the future: this lease expired.
+			if got, err := b.store.RescueExpired(ctx, time.Now().Add(time.Hour), 10); err != nil || len(got) != 1 {
+				return fmt.Errorf("rescue: %v, %v", got, err)
+			}
+			return errors.New("this failure must not be recorded")
+		}
+		return nil
+	})})
+	ctx := context.Background()
+	j, err := b.store.Create(ctx, domain.NewJob{Type: "t", MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	b.pool.Start(ctx)
+	for {
+		got, _ := b.store.Get(ctx, j.ID)
+		if got.Status.Final() {
+			if got.Status != domain.StatusCompleted || got.Attempts != 2 || len(got.Errors) != 1 || got.Errors[0].Message != store.WorkerLost || calls.Load() != 2 {
+				t.Fatalf("job = %+v after %d runs; want completed on attempt 2, only the rescue in its errors", got, calls.Load())
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job is %s after 10s", got.Status)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	stop(t, b.pool)
 }

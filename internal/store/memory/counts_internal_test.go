@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
 )
 
 // Job types come from clients: once their jobs are gone, the store keeps
@@ -16,11 +17,15 @@ func TestCountsForgetTypesWithoutJobs(t *testing.T) {
 	s := New(nil)
 	ctx := context.Background()
 	for i := range 100 {
-		j, _ := s.Create(ctx, domain.NewJob{Type: fmt.Sprintf("type-%d", i)})
-		if _, err := s.Claim(ctx, j.ID); err != nil {
+		if _, err := s.Create(ctx, domain.NewJob{Type: fmt.Sprintf("type-%d", i)}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Finish(ctx, j.ID, domain.StatusCompleted, ""); err != nil {
+		now := time.Now()
+		jobs, err := s.Claim(ctx, store.ClaimRequest{Owner: "o", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)})
+		if err != nil || len(jobs) != 1 {
+			t.Fatal(jobs, err)
+		}
+		if _, err := s.Finish(ctx, store.LeaseOf(jobs[0], "o"), domain.StatusCompleted, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -29,8 +34,8 @@ func TestCountsForgetTypesWithoutJobs(t *testing.T) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.counts) != 0 {
-		t.Fatalf("%d count entries left for no jobs", len(s.counts))
+	if len(s.counts) != 0 || len(s.leases) != 0 {
+		t.Fatalf("%d count entries and %d leases left for no jobs", len(s.counts), len(s.leases))
 	}
 }
 

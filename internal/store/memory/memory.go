@@ -37,6 +37,14 @@ type Store struct {
 	pending map[string]*domain.Job // the current snapshot of every pending job
 	queue   *runQueue
 	counts  map[countKey]int
+	leases  map[string]lease // processing job id → its claim
+}
+
+// lease is the claim a processing job is held by.
+type lease struct {
+	owner   string
+	attempt int
+	expires time.Time
 }
 
 type countKey struct {
@@ -59,6 +67,7 @@ func New(pub store.Publisher) *Store {
 		pending: make(map[string]*domain.Job),
 		queue:   newRunQueue(),
 		counts:  make(map[countKey]int),
+		leases:  make(map[string]lease),
 	}
 }
 
@@ -169,23 +178,114 @@ func (s *Store) total(typ string, status domain.Status) int {
 	return n
 }
 
-// Claim moves a pending job to processing.
-func (s *Store) Claim(ctx context.Context, id string) (*domain.Job, error) {
-	return s.transition(ctx, "claim", id, domain.StatusProcessing, func(j *domain.Job, now time.Time) {
-		j.Attempts++
-		j.StartedAt = &now
-		j.Progress = nil
-		j.Result = nil
-	}, domain.StatusPending)
+// Claim moves up to req.Limit runnable jobs to processing, leased to
+// req.Owner, taking them from the run queue in dispatch order.
+func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("claim jobs: %w", err)
+	}
+	if req.Owner == "" || req.Limit <= 0 {
+		return nil, fmt.Errorf("claim jobs: owner %q, limit %d: %w", req.Owner, req.Limit, domain.ErrInvalid)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	jobs := s.queue.take(req.Now, req.Limit, s.isPending)
+	for i, old := range jobs {
+		jobs[i] = s.apply(old, func(j *domain.Job, now time.Time) {
+			j.Status = domain.StatusProcessing
+			j.Attempts++
+			j.StartedAt = &now
+			j.Progress = nil
+			j.Result = nil
+		})
+		s.leases[old.ID] = lease{owner: req.Owner, attempt: jobs[i].Attempts, expires: req.LeaseUntil}
+	}
+	return jobs, nil
+}
+
+func (s *Store) isPending(j *domain.Job) bool { return s.pending[j.ID] == j }
+
+// NextRunAt returns the earliest RunAt after now among pending jobs.
+func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, fmt.Errorf("next run time: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.due(now, s.isPending), nil
+}
+
+// Heartbeat extends the leases owner holds.
+func (s *Store) Heartbeat(ctx context.Context, owner string, until time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("heartbeat of %s: %w", owner, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, l := range s.leases {
+		if l.owner == owner {
+			l.expires = until
+			s.leases[id] = l
+			n++
+		}
+	}
+	return n, nil
+}
+
+// RescueExpired gives back the processing jobs whose lease expired.
+func (s *Store) RescueExpired(ctx context.Context, now time.Time, limit int) ([]*domain.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("rescue jobs: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var expired []string
+	for id, l := range s.leases {
+		if len(expired) == limit {
+			break
+		}
+		if l.expires.Before(now) {
+			expired = append(expired, id)
+		}
+	}
+	slices.Sort(expired) // a stable order for events and tests
+	out := make([]*domain.Job, 0, len(expired))
+	for _, id := range expired {
+		out = append(out, s.apply(s.byID[id], rescue))
+	}
+	return out, nil
+}
+
+// rescue gives back a job whose worker was lost: it spent the attempt.
+func rescue(j *domain.Job, now time.Time) {
+	switch {
+	case j.CancelRequested:
+		j.Status = domain.StatusCancelled
+		j.FinishedAt = &now
+	case j.Attempts < j.MaxAttempts:
+		j.Error = store.WorkerLost
+		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: store.WorkerLost, At: now})
+		j.Status = domain.StatusPending
+		j.RunAt = now
+		j.StartedAt = nil
+	default:
+		j.Error = store.WorkerLost
+		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: store.WorkerLost, At: now})
+		j.Status = domain.StatusFailed
+		j.FinishedAt = &now
+	}
+	j.CancelRequested = false
 }
 
 // Finish moves a processing job to a final status; a failure is added to
 // the job's error history.
-func (s *Store) Finish(ctx context.Context, id string, status domain.Status, errMsg string) (*domain.Job, error) {
+func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status, errMsg string) (*domain.Job, error) {
 	if !status.Final() {
-		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", id, status, domain.ErrInvalid)
+		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", l.JobID, status, domain.ErrInvalid)
 	}
-	return s.transition(ctx, "finish", id, status, func(j *domain.Job, now time.Time) {
+	return s.leased(ctx, "finish", l, func(j *domain.Job, now time.Time) error {
+		j.Status = status
 		if errMsg != "" {
 			j.Error = errMsg
 		}
@@ -194,27 +294,27 @@ func (s *Store) Finish(ctx context.Context, id string, status domain.Status, err
 		}
 		j.CancelRequested = false
 		j.FinishedAt = &now
-	}, domain.StatusProcessing)
+		return nil
+	})
 }
 
 // Complete moves a processing job to completed with a result.
-func (s *Store) Complete(ctx context.Context, id string, result json.RawMessage) (*domain.Job, error) {
-	return s.transition(ctx, "complete", id, domain.StatusCompleted, func(j *domain.Job, now time.Time) {
+func (s *Store) Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error) {
+	return s.leased(ctx, "complete", l, func(j *domain.Job, now time.Time) error {
+		j.Status = domain.StatusCompleted
 		j.Result = result
 		j.CancelRequested = false
 		j.FinishedAt = &now
-	}, domain.StatusProcessing)
+		return nil
+	})
 }
 
 // Progress records a processing job's progress.
-func (s *Store) Progress(ctx context.Context, id string, percent int) (*domain.Job, error) {
+func (s *Store) Progress(ctx context.Context, l store.Lease, percent int) (*domain.Job, error) {
 	if percent < 0 || percent > 100 {
-		return nil, fmt.Errorf("progress of job %s: %d: %w", id, percent, domain.ErrInvalid)
+		return nil, fmt.Errorf("progress of job %s: %d: %w", l.JobID, percent, domain.ErrInvalid)
 	}
-	return s.change(ctx, "progress", id, func(j *domain.Job, now time.Time) error {
-		if j.Status != domain.StatusProcessing {
-			return fmt.Errorf("%s: %w", j.Status, domain.ErrConflict)
-		}
+	return s.leased(ctx, "progress", l, func(j *domain.Job, now time.Time) error {
 		if j.Progress != nil && *j.Progress == percent {
 			return errUnchanged
 		}
@@ -225,11 +325,8 @@ func (s *Store) Progress(ctx context.Context, id string, percent int) (*domain.J
 
 // Fail records a failed attempt: back to pending at retryAt when attempts
 // are left, failed otherwise.
-func (s *Store) Fail(ctx context.Context, id, errMsg string, retryAt time.Time) (*domain.Job, error) {
-	return s.change(ctx, "fail", id, func(j *domain.Job, now time.Time) error {
-		if j.Status != domain.StatusProcessing {
-			return fmt.Errorf("%s: %w", j.Status, domain.ErrConflict)
-		}
+func (s *Store) Fail(ctx context.Context, l store.Lease, errMsg string, retryAt time.Time) (*domain.Job, error) {
+	return s.leased(ctx, "fail", l, func(j *domain.Job, now time.Time) error {
 		j.Error = errMsg
 		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: errMsg, At: now})
 		j.CancelRequested = false
@@ -255,11 +352,8 @@ func appendError(errs []domain.JobError, e domain.JobError) []domain.JobError {
 // Release moves a processing job back to pending, or to cancelled when a
 // cancellation was requested meanwhile (the user asked for it; running it
 // again would ignore that).
-func (s *Store) Release(ctx context.Context, id string) (*domain.Job, error) {
-	return s.change(ctx, "release", id, func(j *domain.Job, now time.Time) error {
-		if j.Status != domain.StatusProcessing {
-			return fmt.Errorf("%s → pending: %w", j.Status, domain.ErrConflict)
-		}
+func (s *Store) Release(ctx context.Context, l store.Lease) (*domain.Job, error) {
+	return s.leased(ctx, "release", l, func(j *domain.Job, now time.Time) error {
 		if j.CancelRequested {
 			j.Status = domain.StatusCancelled
 			j.FinishedAt = &now
@@ -366,6 +460,18 @@ func (s *Store) transition(ctx context.Context, op, id string, to domain.Status,
 // version, no event.
 var errUnchanged = errors.New("unchanged")
 
+// leased applies a change a worker makes about the attempt l names: only
+// while the job is processing under that very claim.
+func (s *Store) leased(ctx context.Context, op string, l store.Lease, apply func(j *domain.Job, now time.Time) error) (*domain.Job, error) {
+	return s.change(ctx, op, l.JobID, func(j *domain.Job, now time.Time) error {
+		held, ok := s.leases[j.ID]
+		if j.Status != domain.StatusProcessing || !ok || held.owner != l.Owner || held.attempt != l.Attempt {
+			return fmt.Errorf("%s, attempt %d, claim of %s at attempt %d: %w", j.Status, j.Attempts, l.Owner, l.Attempt, domain.ErrLeaseLost)
+		}
+		return apply(j, now)
+	})
+}
+
 // change applies one change as a copy-on-write update, under the lock, and
 // publishes it: the old snapshot stays valid for whoever holds it.
 func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.Job, now time.Time) error) (*domain.Job, error) {
@@ -385,24 +491,41 @@ func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.
 	} else if err != nil {
 		return nil, fmt.Errorf("%s job %s: %w", op, id, err)
 	}
+	if old.Status == domain.StatusPending {
+		s.queue.replaced(s.pending) // its queue entry is stale now
+	}
+	return s.commit(old, &j, now), nil
+}
+
+// apply makes an unconditional change of a job taken off the run queue (a
+// claim) or found by the caller under the lock (a rescue).
+func (s *Store) apply(old *domain.Job, change func(j *domain.Job, now time.Time)) *domain.Job {
+	j := *old
+	now := s.now()
+	change(&j, now)
+	return s.commit(old, &j, now)
+}
+
+// commit stores j as the next version of old and publishes it. The caller
+// holds the lock.
+func (s *Store) commit(old, j *domain.Job, now time.Time) *domain.Job {
 	j.UpdatedAt = now
 	j.Version++
-
-	s.byID[id] = &j
-	s.ordered[s.index[id]] = &j
+	s.byID[j.ID] = j
+	s.ordered[s.index[j.ID]] = j
 	s.count(old, -1)
-	s.count(&j, 1)
+	s.count(j, 1)
 	if j.Status == domain.StatusPending {
-		s.pending[id] = &j
-		s.queue.add(&j)
+		s.pending[j.ID] = j
+		s.queue.add(j)
 	} else {
-		delete(s.pending, id)
+		delete(s.pending, j.ID)
 	}
-	if old.Status == domain.StatusPending {
-		s.queue.replaced(s.pending)
+	if j.Status != domain.StatusProcessing {
+		delete(s.leases, j.ID)
 	}
-	s.pub.Publish(&j)
-	return &j, nil
+	s.pub.Publish(j)
+	return j
 }
 
 func (s *Store) count(j *domain.Job, delta int) {
@@ -413,28 +536,6 @@ func (s *Store) count(j *domain.Job, delta int) {
 			s.counts[k] = c
 		}
 	}
-}
-
-// Runnable returns the runnable pending jobs in dispatch order, from an
-// index kept on every change (O((limit + excluded) log pending) a call).
-func (s *Store) Runnable(ctx context.Context, now time.Time, limit int, exclude []string) ([]store.Ref, time.Time, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, time.Time{}, fmt.Errorf("runnable jobs: %w", err)
-	}
-	skip := make(map[string]struct{}, len(exclude))
-	for _, id := range exclude {
-		skip[id] = struct{}{}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	jobs, next := s.queue.runnable(now, limit,
-		func(j *domain.Job) bool { return s.pending[j.ID] == j },
-		func(id string) bool { _, ok := skip[id]; return ok })
-	refs := make([]store.Ref, len(jobs))
-	for i, j := range jobs {
-		refs[i] = store.Ref{ID: j.ID, Seq: j.Seq}
-	}
-	return refs, next, nil
 }
 
 // runsBefore is the dispatch order: priority, then RunAt, then Seq.

@@ -7,8 +7,8 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
 
-// runQueue indexes the pending jobs for Runnable: scheduled holds every
-// pending snapshot by RunAt; once due, Runnable moves it to ready, ordered
+// runQueue indexes the pending jobs for Claim: scheduled holds every
+// pending snapshot by RunAt; once due, it moves to ready, ordered
 // for dispatch. Entries are snapshots: one is current while the store's
 // pending map still holds that very snapshot, and stale entries are dropped
 // when they surface. Not safe for concurrent use (the store's lock guards
@@ -51,9 +51,9 @@ func (q *runQueue) replaced(pending map[string]*domain.Job) {
 	q.stale = 0
 }
 
-// runnable returns up to limit current, due, not excluded snapshots in
-// dispatch order, and the earliest RunAt after now.
-func (q *runQueue) runnable(now time.Time, limit int, current func(*domain.Job) bool, excluded func(id string) bool) ([]*domain.Job, time.Time) {
+// due moves the pending jobs whose RunAt is not after now to ready and
+// returns the earliest RunAt after now (zero if none).
+func (q *runQueue) due(now time.Time, current func(*domain.Job) bool) time.Time {
 	for q.scheduled.Len() > 0 {
 		top := q.scheduled.items[0]
 		if !current(top) {
@@ -61,35 +61,24 @@ func (q *runQueue) runnable(now time.Time, limit int, current func(*domain.Job) 
 			continue
 		}
 		if top.RunAt.After(now) {
-			break
+			return top.RunAt
 		}
 		heap.Push(&q.ready, heap.Pop(&q.scheduled))
 	}
-	var next time.Time
-	if q.scheduled.Len() > 0 {
-		next = q.scheduled.items[0].RunAt
-	}
+	return time.Time{}
+}
 
-	var out, aside []*domain.Job
+// take removes and returns up to limit current, due snapshots in dispatch
+// order; the caller claims them at once.
+func (q *runQueue) take(now time.Time, limit int, current func(*domain.Job) bool) []*domain.Job {
+	q.due(now, current)
+	var out []*domain.Job
 	for len(out) < limit && q.ready.Len() > 0 {
-		j := heap.Pop(&q.ready).(*domain.Job)
-		switch {
-		case !current(j):
-			// stale: dropped
-		case excluded(j.ID):
-			aside = append(aside, j)
-		default:
+		if j := heap.Pop(&q.ready).(*domain.Job); current(j) {
 			out = append(out, j)
 		}
 	}
-	// They stay pending until claimed: keep them indexed.
-	for _, j := range aside {
-		heap.Push(&q.ready, j)
-	}
-	for _, j := range out {
-		heap.Push(&q.ready, j)
-	}
-	return out, next
+	return out
 }
 
 // jobHeap is a container/heap of snapshots.

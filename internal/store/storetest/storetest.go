@@ -3,7 +3,8 @@
 //
 //	storetest.Run(t, func(t *testing.T, pub store.Publisher) store.Store { return memory.New(pub) })
 //
-// A backend is done when it passes the whole suite.
+// A backend is done when it passes the whole suite. Backends may keep times
+// at microsecond precision; the times they return are the ones they keep.
 package storetest
 
 import (
@@ -33,7 +34,9 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("ConcurrentClaims", func(t *testing.T) { t.Parallel(); testConcurrentClaims(t, newStore) })
 	t.Run("EventsInVersionOrder", func(t *testing.T) { t.Parallel(); testEventsInVersionOrder(t, newStore) })
 	t.Run("List", func(t *testing.T) { t.Parallel(); testList(t, newStore) })
-	t.Run("Runnable", func(t *testing.T) { t.Parallel(); testRunnable(t, newStore) })
+	t.Run("ClaimOrder", func(t *testing.T) { t.Parallel(); testClaimOrder(t, newStore) })
+	t.Run("Leases", func(t *testing.T) { t.Parallel(); testLeases(t, newStore) })
+	t.Run("LostLeaseRacingCompletion", func(t *testing.T) { t.Parallel(); testLostLeaseRace(t, newStore) })
 	t.Run("FailRetries", func(t *testing.T) { t.Parallel(); testFailRetries(t, newStore) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancel(t, newStore) })
 	t.Run("RetryKeepsHistory", func(t *testing.T) { t.Parallel(); testRetryKeepsHistory(t, newStore) })
@@ -62,6 +65,38 @@ func (r *recorder) all() []*domain.Job {
 	defer r.mu.Unlock()
 	return append([]*domain.Job(nil), r.events...)
 }
+
+// owner is the claimer the tests use unless they need several.
+const owner = "storetest"
+
+// claim claims up to limit runnable jobs as owner, leased for a minute.
+func claim(t *testing.T, s store.Store, limit int) []*domain.Job {
+	t.Helper()
+	now := time.Now()
+	jobs, err := s.Claim(context.Background(), store.ClaimRequest{Owner: owner, Limit: limit, Now: now, LeaseUntil: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatalf("claim: %v", err)
+	}
+	return jobs
+}
+
+// claimID claims the next runnable job, which must be the job with id, and
+// returns it with its lease.
+func claimID(t *testing.T, s store.Store, id string) (*domain.Job, store.Lease) {
+	t.Helper()
+	jobs := claim(t, s, 1)
+	if len(jobs) != 1 || jobs[0].ID != id {
+		t.Fatalf("claim = %s, want job %s", ids(jobs), id)
+	}
+	return jobs[0], store.LeaseOf(jobs[0], owner)
+}
+
+// lease is the lease owner would hold on j as it is.
+func lease(j *domain.Job) store.Lease { return store.LeaseOf(j, owner) }
+
+// firstSeq makes each job put creates run before every job made earlier:
+// highest priority, and a RunAt further in the past each time.
+var firstSeq atomic.Int64
 
 func mustCreate(t *testing.T, s store.Store, typ string) *domain.Job {
 	t.Helper()
@@ -108,11 +143,18 @@ func testGetUnknown(t *testing.T, newStore NewStore) {
 	if _, err := s.Get(ctx, "no-such-job"); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("get unknown: err = %v, want ErrNotFound", err)
 	}
-	if _, err := s.Claim(ctx, "no-such-job"); !errors.Is(err, domain.ErrNotFound) {
-		t.Fatalf("claim unknown: err = %v, want ErrNotFound", err)
-	}
-	if _, err := s.Finish(ctx, "no-such-job", domain.StatusCompleted, ""); !errors.Is(err, domain.ErrNotFound) {
+	unknown := store.Lease{JobID: "no-such-job", Owner: owner, Attempt: 1}
+	if _, err := s.Finish(ctx, unknown, domain.StatusCompleted, ""); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("finish unknown: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Complete(ctx, unknown, nil); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("complete unknown: err = %v, want ErrNotFound", err)
+	}
+	if jobs := claim(t, s, 10); len(jobs) != 0 {
+		t.Fatalf("claim from an empty store = %s", ids(jobs))
+	}
+	if _, err := s.Claim(ctx, store.ClaimRequest{Limit: 1, Now: time.Now()}); !errors.Is(err, domain.ErrInvalid) {
+		t.Fatalf("claim without an owner: err = %v, want ErrInvalid", err)
 	}
 }
 
@@ -122,24 +164,22 @@ func testLifecycle(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
 	j := mustCreate(t, s, "email")
 
-	c, err := s.Claim(ctx, j.ID)
-	if err != nil {
-		t.Fatalf("claim: %v", err)
-	}
+	c, l := claimID(t, s, j.ID)
 	if c.Status != domain.StatusProcessing || c.Attempts != 1 || c.StartedAt == nil || c.Version != 2 {
 		t.Fatalf("claimed = %+v, want processing, attempt 1, started, version 2", c)
 	}
-	r, err := s.Release(ctx, j.ID)
+	r, err := s.Release(ctx, l)
 	if err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	if r.Status != domain.StatusPending || r.Attempts != 1 || r.Version != 3 {
 		t.Fatalf("released = %+v, want pending keeping attempt 1, version 3", r)
 	}
-	if _, err := s.Claim(ctx, j.ID); err != nil {
-		t.Fatalf("claim again: %v", err)
+	_, l = claimID(t, s, j.ID)
+	if l.Attempt != 2 {
+		t.Fatalf("second claim's lease = %+v, want attempt 2", l)
 	}
-	f, err := s.Finish(ctx, j.ID, domain.StatusFailed, "boom")
+	f, err := s.Finish(ctx, l, domain.StatusFailed, "boom")
 	if err != nil {
 		t.Fatalf("finish: %v", err)
 	}
@@ -159,30 +199,38 @@ func testLifecycle(t *testing.T, newStore NewStore) {
 	}
 
 	done := mustCreate(t, s, "email")
-	if _, err := s.Claim(ctx, done.ID); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := s.Finish(ctx, done.ID, domain.StatusCompleted, ""); err != nil || got.Error != "" || got.ErrorMessage() != nil {
+	_, l = claimID(t, s, done.ID)
+	if got, err := s.Finish(ctx, l, domain.StatusCompleted, ""); err != nil || got.Error != "" || got.ErrorMessage() != nil {
 		t.Fatalf("complete = %+v, %v: want no error message", got, err)
 	}
 }
 
-// put drives a fresh job into status st through allowed edges.
+// put drives a fresh job of type t into status st through allowed edges.
+// The job runs before every job made earlier (see firstSeq), so claimID
+// can claim it whatever else is pending.
 func put(t *testing.T, s store.Store, st domain.Status) *domain.Job {
 	t.Helper()
+	return putJob(t, s, domain.NewJob{Type: "t"}, st)
+}
+
+// putJob is put for a job made from nj (its Priority and RunAt are set).
+func putJob(t *testing.T, s store.Store, nj domain.NewJob, st domain.Status) *domain.Job {
+	t.Helper()
 	ctx := context.Background()
-	j := mustCreate(t, s, "t")
-	if st == domain.StatusPending {
-		return j
-	}
-	j, err := s.Claim(ctx, j.ID)
+	nj.Priority = domain.MaxPriority
+	nj.RunAt = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Add(-time.Duration(firstSeq.Add(1)) * time.Second)
+	j, err := s.Create(ctx, nj)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if st == domain.StatusPending {
+		return j
+	}
+	j, l := claimID(t, s, j.ID)
 	if st == domain.StatusProcessing {
 		return j
 	}
-	j, err = s.Finish(ctx, j.ID, st, "")
+	j, err = s.Finish(ctx, l, st, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,28 +244,40 @@ func testTransitions(t *testing.T, newStore NewStore) {
 		name string
 		from []domain.Status // the statuses it applies to
 		to   domain.Status   // the status it leaves the job in
-		do   func(id string) (*domain.Job, error)
+		do   func(j *domain.Job) (*domain.Job, error)
 	}
 	P, R, C, F, X := domain.StatusPending, domain.StatusProcessing, domain.StatusCompleted, domain.StatusFailed, domain.StatusCancelled
 	ops := []op{
-		{"claim", []domain.Status{P}, R, func(id string) (*domain.Job, error) { return s.Claim(ctx, id) }},
-		{"release", []domain.Status{R}, P, func(id string) (*domain.Job, error) { return s.Release(ctx, id) }},
-		{"complete", []domain.Status{R}, C, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, C, "") }},
-		{"fail", []domain.Status{R}, F, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, F, "x") }},
-		{"finish cancelled", []domain.Status{R}, X, func(id string) (*domain.Job, error) { return s.Finish(ctx, id, X, "") }},
-		{"retry", []domain.Status{F, X}, P, func(id string) (*domain.Job, error) { return s.Retry(ctx, id) }},
+		{"claim", []domain.Status{P}, R, func(j *domain.Job) (*domain.Job, error) {
+			// Whatever else it claims, the job must be among the claimed
+			// exactly when it was pending.
+			for _, c := range claim(t, s, 1000) {
+				if c.ID == j.ID {
+					return c, nil
+				}
+			}
+			return nil, fmt.Errorf("not claimed: %w", domain.ErrConflict)
+		}},
+		{"release", []domain.Status{R}, P, func(j *domain.Job) (*domain.Job, error) { return s.Release(ctx, lease(j)) }},
+		{"complete", []domain.Status{R}, C, func(j *domain.Job) (*domain.Job, error) { return s.Complete(ctx, lease(j), nil) }},
+		{"finish completed", []domain.Status{R}, C, func(j *domain.Job) (*domain.Job, error) { return s.Finish(ctx, lease(j), C, "") }},
+		{"fail", []domain.Status{R}, F, func(j *domain.Job) (*domain.Job, error) { return s.Finish(ctx, lease(j), F, "x") }},
+		{"fail with no retry", []domain.Status{R}, F, func(j *domain.Job) (*domain.Job, error) { return s.Fail(ctx, lease(j), "x", time.Time{}) }},
+		{"progress", []domain.Status{R}, R, func(j *domain.Job) (*domain.Job, error) { return s.Progress(ctx, lease(j), 50) }},
+		{"finish cancelled", []domain.Status{R}, X, func(j *domain.Job) (*domain.Job, error) { return s.Finish(ctx, lease(j), X, "") }},
+		{"retry", []domain.Status{F, X}, P, func(j *domain.Job) (*domain.Job, error) { return s.Retry(ctx, j.ID) }},
 	}
 	for _, from := range domain.Statuses {
 		for _, o := range ops {
 			j := put(t, s, from)
-			got, err := o.do(j.ID)
+			got, err := o.do(j)
 			allowed := slices.Contains(o.from, from)
 			switch {
 			case allowed && err != nil:
 				t.Errorf("%s from %s: %v, want success", o.name, from, err)
 			case allowed && (got.Status != o.to || got.Version != j.Version+1):
 				t.Errorf("%s from %s: got %s v%d, want %s v%d", o.name, from, got.Status, got.Version, o.to, j.Version+1)
-			case allowed && !domain.CanTransition(from, o.to):
+			case allowed && o.to != from && !domain.CanTransition(from, o.to):
 				t.Errorf("%s from %s to %s: the store allows an edge the domain does not", o.name, from, o.to)
 			case !allowed && !errors.Is(err, domain.ErrConflict):
 				t.Errorf("%s from %s: err = %v, want ErrConflict", o.name, from, err)
@@ -231,7 +291,7 @@ func testTransitions(t *testing.T, newStore NewStore) {
 		}
 	}
 	j := put(t, s, domain.StatusProcessing)
-	if _, err := s.Finish(ctx, j.ID, domain.StatusPending, ""); !errors.Is(err, domain.ErrInvalid) {
+	if _, err := s.Finish(ctx, lease(j), domain.StatusPending, ""); !errors.Is(err, domain.ErrInvalid) {
 		t.Errorf("finish as pending: err = %v, want ErrInvalid", err)
 	}
 }
@@ -246,8 +306,8 @@ func testCancel(t *testing.T, newStore NewStore) {
 	if err != nil || got.Status != domain.StatusCancelled || got.FinishedAt == nil || got.Version != 2 {
 		t.Fatalf("cancel pending = %+v, %v; want cancelled at once, finished, v2", got, err)
 	}
-	if _, err := s.Claim(ctx, pending.ID); !errors.Is(err, domain.ErrConflict) {
-		t.Fatalf("claim of a cancelled job: %v, want ErrConflict", err)
+	if jobs := claim(t, s, 10); len(jobs) != 0 {
+		t.Fatalf("claim after the only pending job was cancelled = %s", ids(jobs))
 	}
 
 	running := put(t, s, domain.StatusProcessing)
@@ -259,7 +319,7 @@ func testCancel(t *testing.T, newStore NewStore) {
 	if err != nil || again.Version != got.Version {
 		t.Fatalf("second cancel = v%d, %v; want no new version", again.Version, err)
 	}
-	done, err := s.Finish(ctx, running.ID, domain.StatusCancelled, "")
+	done, err := s.Finish(ctx, lease(running), domain.StatusCancelled, "")
 	if err != nil || done.Status != domain.StatusCancelled || done.CancelRequested {
 		t.Fatalf("finish cancelled = %+v, %v", done, err)
 	}
@@ -269,7 +329,7 @@ func testCancel(t *testing.T, newStore NewStore) {
 	if _, err := s.Cancel(ctx, released.ID); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.Release(ctx, released.ID); err != nil || got.Status != domain.StatusCancelled || got.CancelRequested || got.FinishedAt == nil {
+	if got, err := s.Release(ctx, lease(released)); err != nil || got.Status != domain.StatusCancelled || got.CancelRequested || got.FinishedAt == nil {
 		t.Fatalf("release after a cancellation request = %+v, %v; want cancelled", got, err)
 	}
 	for _, st := range []domain.Status{domain.StatusCompleted, domain.StatusFailed, domain.StatusCancelled} {
@@ -297,10 +357,8 @@ func testRetryKeepsHistory(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
 	j := mustCreate(t, s, "r")
 	for attempt := 1; attempt <= 2; attempt++ {
-		if _, err := s.Claim(ctx, j.ID); err != nil {
-			t.Fatal(err)
-		}
-		f, err := s.Finish(ctx, j.ID, domain.StatusFailed, fmt.Sprintf("boom %d", attempt))
+		_, l := claimID(t, s, j.ID)
+		f, err := s.Finish(ctx, l, domain.StatusFailed, fmt.Sprintf("boom %d", attempt))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -348,32 +406,37 @@ func testStats(t *testing.T, newStore NewStore) {
 func testConcurrentClaims(t *testing.T, newStore NewStore) {
 	const (
 		jobs     = 1000
-		claimers = 32
+		claimers = 16
 	)
 	s := newStore(t, nil)
 	ctx := context.Background()
-	ids := make([]string, jobs)
-	for i := range ids {
-		ids[i] = mustCreate(t, s, "race").ID
+	index := make(map[string]int, jobs)
+	for i := range jobs {
+		index[mustCreate(t, s, "race").ID] = i
 	}
 	wins := make([]atomic.Int32, jobs)
 	var wg sync.WaitGroup
 	errc := make(chan error, claimers)
-	for g := 0; g < claimers; g++ {
+	for g := range claimers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			// Each claimer walks the jobs from a different offset so claims
-			// really collide instead of running in lockstep.
-			for k := 0; k < jobs; k++ {
-				i := (k + g*jobs/claimers) % jobs
-				_, err := s.Claim(ctx, ids[i])
-				switch {
-				case err == nil:
-					wins[i].Add(1)
-				case !errors.Is(err, domain.ErrConflict):
+			for {
+				now := time.Now()
+				got, err := s.Claim(ctx, store.ClaimRequest{Owner: fmt.Sprintf("claimer-%d", g), Limit: 1 + g%7, Now: now, LeaseUntil: now.Add(time.Minute)})
+				if err != nil {
 					errc <- err
 					return
+				}
+				if len(got) == 0 {
+					return
+				}
+				for _, j := range got {
+					if j.Status != domain.StatusProcessing || j.Attempts != 1 {
+						errc <- fmt.Errorf("claimed %+v, want processing, attempt 1", j)
+						return
+					}
+					wins[index[j.ID]].Add(1)
 				}
 			}
 		}()
@@ -400,16 +463,19 @@ func testEventsInVersionOrder(t *testing.T, newStore NewStore) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			j, err := s.Create(ctx, domain.NewJob{Type: "order"})
-			if err != nil {
+			if _, err := s.Create(ctx, domain.NewJob{Type: "order"}); err != nil {
 				t.Error(err)
 				return
 			}
-			if _, err := s.Claim(ctx, j.ID); err != nil {
-				t.Error(err)
+			// Every goroutine creates before it claims, so one job at
+			// least is there to claim, if not this one.
+			now := time.Now()
+			got, err := s.Claim(ctx, store.ClaimRequest{Owner: owner, Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)})
+			if err != nil || len(got) != 1 {
+				t.Errorf("claim = %d jobs, %v; want 1", len(got), err)
 				return
 			}
-			if _, err := s.Finish(ctx, j.ID, domain.StatusCompleted, ""); err != nil {
+			if _, err := s.Complete(ctx, lease(got[0]), nil); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -438,10 +504,10 @@ func testList(t *testing.T, newStore NewStore) {
 			typ = "b"
 		}
 		made = append(made, mustCreate(t, s, typ))
-	}
-	for _, i := range []int{0, 1, 2} { // a, b, a processing
-		if _, err := s.Claim(ctx, made[i].ID); err != nil {
-			t.Fatal(err)
+		if i == 2 { // the first three (a, b, a) processing
+			if got := claim(t, s, 10); len(got) != 3 {
+				t.Fatalf("claimed %s, want the first three", ids(got))
+			}
 		}
 	}
 
@@ -498,7 +564,7 @@ func testList(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testRunnable(t *testing.T, newStore NewStore) {
+func testClaimOrder(t *testing.T, newStore NewStore) {
 	s := newStore(t, nil)
 	ctx := context.Background()
 	now := time.Now()
@@ -510,44 +576,48 @@ func testRunnable(t *testing.T, newStore NewStore) {
 		}
 		return j
 	}
+	claimAt := func(at time.Time, limit int) []*domain.Job {
+		t.Helper()
+		jobs, err := s.Claim(ctx, store.ClaimRequest{Owner: owner, Limit: limit, Now: at, LeaseUntil: at.Add(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jobs
+	}
+	claimed := create(50, time.Time{})
+	if got := claimAt(now.Add(time.Second), 1); len(got) != 1 || got[0].ID != claimed.ID {
+		t.Fatalf("claim = %s, want the only job", ids(got))
+	}
 	low := create(-5, time.Time{})
 	mid1 := create(0, time.Time{})
 	mid2 := create(0, now.Add(-time.Minute)) // older runAt than mid1: before it
 	high := create(10, time.Time{})
-	claimed := create(50, time.Time{})
-	if _, err := s.Claim(ctx, claimed.ID); err != nil {
-		t.Fatal(err)
-	}
 	later := create(100, now.Add(time.Hour))
 	soon := create(0, now.Add(time.Minute))
 
-	refs, next, err := s.Runnable(ctx, now.Add(time.Second), 10, nil)
-	if err != nil {
-		t.Fatal(err)
+	if next, err := s.NextRunAt(ctx, now.Add(time.Second)); err != nil || !next.Equal(soon.RunAt) {
+		t.Fatalf("next = %v, %v; want the earliest future runAt %v", next, err, soon.RunAt)
 	}
-	want := []string{high.ID, mid2.ID, mid1.ID, low.ID}
-	if got := refIDs(refs); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("runnable = %v, want high, mid2, mid1, low %v", got, want)
+	first := claimAt(now.Add(time.Second), 2)
+	rest := claimAt(now.Add(time.Second), 10)
+	if got, want := ids(append(first, rest...)), ids([]*domain.Job{high, mid2, mid1, low}); got != want {
+		t.Fatalf("claim order = %s, want high, mid2, mid1, low %s", got, want)
 	}
-	if !next.Equal(soon.RunAt) {
-		t.Fatalf("next = %v, want the earliest future runAt %v", next, soon.RunAt)
+	for _, j := range append(first, rest...) {
+		if j.Status != domain.StatusProcessing || j.Attempts != 1 || j.StartedAt == nil {
+			t.Fatalf("claimed job = %+v, want processing, attempt 1, started", j)
+		}
 	}
-	refs, _, err = s.Runnable(ctx, now.Add(time.Second), 2, []string{high.ID})
-	if err != nil || fmt.Sprint(refIDs(refs)) != fmt.Sprint([]string{mid2.ID, mid1.ID}) {
-		t.Fatalf("limit 2 excluding high = %v, %v", refIDs(refs), err)
+	if got := claimAt(now.Add(time.Second), 10); len(got) != 0 {
+		t.Fatalf("claim before the scheduled jobs are due = %s, want none", ids(got))
 	}
-	refs, next, err = s.Runnable(ctx, now.Add(2*time.Hour), 10, nil)
-	if err != nil || len(refs) != 6 || refs[0].ID != later.ID || !next.IsZero() {
-		t.Fatalf("two hours later = %v next %v, %v; want the scheduled ones too, later first", refIDs(refs), next, err)
+	later2 := claimAt(now.Add(2*time.Hour), 10)
+	if got, want := ids(later2), ids([]*domain.Job{later, soon}); got != want {
+		t.Fatalf("two hours later = %s, want the scheduled ones, later first %s", got, want)
 	}
-}
-
-func refIDs(refs []store.Ref) []string {
-	out := make([]string, len(refs))
-	for i, r := range refs {
-		out[i] = r.ID
+	if next, err := s.NextRunAt(ctx, now.Add(2*time.Hour)); err != nil || !next.IsZero() {
+		t.Fatalf("next with nothing pending = %v, %v; want zero", next, err)
 	}
-	return out
 }
 
 func testFailRetries(t *testing.T, newStore NewStore) {
@@ -557,21 +627,23 @@ func testFailRetries(t *testing.T, newStore NewStore) {
 	if err != nil || j.MaxAttempts != 2 || j.RunAt.IsZero() {
 		t.Fatalf("create = %+v, %v", j, err)
 	}
-	if _, err := s.Claim(ctx, j.ID); err != nil {
-		t.Fatal(err)
-	}
-	retryAt := time.Now().Add(time.Minute).UTC()
-	r, err := s.Fail(ctx, j.ID, "boom 1", retryAt)
+	_, l := claimID(t, s, j.ID)
+	retryAt := time.Now().Add(time.Minute).UTC().Truncate(time.Microsecond)
+	r, err := s.Fail(ctx, l, "boom 1", retryAt)
 	if err != nil || r.Status != domain.StatusPending || !r.RunAt.Equal(retryAt) || len(r.Errors) != 1 || r.Error != "boom 1" || r.FinishedAt != nil {
 		t.Fatalf("first failure = %+v, %v; want pending again at retryAt", r, err)
 	}
-	if refs, next, _ := s.Runnable(ctx, time.Now(), 10, nil); len(refs) != 0 || !next.Equal(retryAt) {
-		t.Fatalf("runnable before retryAt = %v next %v", refIDs(refs), next)
+	if got := claim(t, s, 10); len(got) != 0 {
+		t.Fatalf("claim before retryAt = %s, want none", ids(got))
 	}
-	if _, err := s.Claim(ctx, j.ID); err != nil {
-		t.Fatal(err)
+	if next, err := s.NextRunAt(ctx, time.Now()); err != nil || !next.Equal(r.RunAt) {
+		t.Fatalf("next = %v, %v; want retryAt %v", next, err, r.RunAt)
 	}
-	f, err := s.Fail(ctx, j.ID, "boom 2", time.Now())
+	got, err := s.Claim(ctx, store.ClaimRequest{Owner: owner, Limit: 1, Now: r.RunAt, LeaseUntil: r.RunAt.Add(time.Minute)})
+	if err != nil || len(got) != 1 || got[0].Attempts != 2 {
+		t.Fatalf("claim at retryAt = %s, %v; want the job's second attempt", ids(got), err)
+	}
+	f, err := s.Fail(ctx, lease(got[0]), "boom 2", time.Now())
 	if err != nil || f.Status != domain.StatusFailed || len(f.Errors) != 2 || f.Errors[1].Attempt != 2 || f.FinishedAt == nil {
 		t.Fatalf("last attempt's failure = %+v, %v; want failed for good", f, err)
 	}
@@ -579,13 +651,11 @@ func testFailRetries(t *testing.T, newStore NewStore) {
 	if once.MaxAttempts != 1 {
 		t.Fatalf("default maxAttempts = %d, want 1", once.MaxAttempts)
 	}
-	if _, err := s.Claim(ctx, once.ID); err != nil {
-		t.Fatal(err)
-	}
-	if g, err := s.Fail(ctx, once.ID, "x", time.Now().Add(time.Minute)); err != nil || g.Status != domain.StatusFailed {
+	_, l = claimID(t, s, once.ID)
+	if g, err := s.Fail(ctx, l, "x", time.Now().Add(time.Minute)); err != nil || g.Status != domain.StatusFailed {
 		t.Fatalf("failure with no attempt left = %+v, %v", g, err)
 	}
-	if _, err := s.Fail(ctx, once.ID, "x", time.Time{}); !errors.Is(err, domain.ErrConflict) {
+	if _, err := s.Fail(ctx, l, "x", time.Time{}); !errors.Is(err, domain.ErrConflict) {
 		t.Fatalf("fail of a failed job: %v, want ErrConflict", err)
 	}
 }
@@ -594,8 +664,12 @@ func testSnapshots(t *testing.T, newStore NewStore) {
 	s := newStore(t, nil)
 	ctx := context.Background()
 	j := mustCreate(t, s, "snap")
-	if _, err := s.Claim(ctx, j.ID); err != nil {
+	c, l := claimID(t, s, j.ID)
+	if _, err := s.Progress(ctx, l, 10); err != nil {
 		t.Fatal(err)
+	}
+	if c.Progress != nil || c.Version != 2 {
+		t.Fatalf("a claimed snapshot changed afterwards: %+v", c)
 	}
 	if j.Status != domain.StatusPending || j.Version != 1 {
 		t.Fatalf("a returned snapshot changed afterwards: %+v", j)
@@ -620,7 +694,7 @@ func testCancelRacingClaim(t *testing.T, newStore NewStore) {
 		var wg sync.WaitGroup
 		var cancelErr error
 		wg.Add(2)
-		go func() { defer wg.Done(); _, _ = s.Claim(ctx, j.ID) }()
+		go func() { defer wg.Done(); claim(t, s, 1) }()
 		go func() { defer wg.Done(); _, cancelErr = s.Cancel(ctx, j.ID) }()
 		wg.Wait()
 		if cancelErr != nil {
@@ -667,9 +741,7 @@ func testIdempotencyKey(t *testing.T, newStore NewStore) {
 	}
 	// Still deduplicated once the job has run; other keys and no key make
 	// new jobs.
-	if _, err := s.Claim(ctx, j.ID); err != nil {
-		t.Fatal(err)
-	}
+	claimID(t, s, j.ID)
 	if again, err := s.Create(ctx, domain.NewJob{Type: "mail", IdempotencyKey: "order-42"}); err != nil || again.ID != j.ID || again.Status != domain.StatusProcessing {
 		t.Fatalf("same key later = %+v, %v; want the existing job as it is now", again, err)
 	}
@@ -690,16 +762,7 @@ func testDeleteFinished(t *testing.T, newStore NewStore) {
 	ctx := context.Background()
 	done := put(t, s, domain.StatusCompleted)
 	failed := put(t, s, domain.StatusFailed)
-	keyed, err := s.Create(ctx, domain.NewJob{Type: "t", IdempotencyKey: "k1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Claim(ctx, keyed.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Finish(ctx, keyed.ID, domain.StatusCancelled, ""); err != nil {
-		t.Fatal(err)
-	}
+	keyed := putJob(t, s, domain.NewJob{Type: "t", IdempotencyKey: "k1"}, domain.StatusCancelled)
 	pending := put(t, s, domain.StatusPending)
 	running := put(t, s, domain.StatusProcessing)
 	cutoff := time.Now().Add(time.Hour) // everything finished so far is older
@@ -742,10 +805,9 @@ func testDeleteFinished(t *testing.T, newStore NewStore) {
 	if n, err := s.DeleteFinished(ctx, recent.FinishedAt.Add(-time.Nanosecond), 100); err != nil || n != 0 {
 		t.Fatalf("delete before the recent finish = %d, %v; want 0", n, err)
 	}
-	// Runnable still works on the compacted store.
-	refs, _, err := s.Runnable(ctx, time.Now(), 10, nil)
-	if err != nil || len(refs) != 2 {
-		t.Fatalf("runnable after delete = %v, %v; want the 2 pending jobs", refs, err)
+	// Claims still work on the compacted store.
+	if got := claim(t, s, 10); len(got) != 2 {
+		t.Fatalf("claim after delete = %s; want the 2 pending jobs", ids(got))
 	}
 }
 
@@ -753,31 +815,204 @@ func testProgressAndResult(t *testing.T, newStore NewStore) {
 	s := newStore(t, nil)
 	ctx := context.Background()
 	j := put(t, s, domain.StatusProcessing)
-	p, err := s.Progress(ctx, j.ID, 40)
+	l := lease(j)
+	p, err := s.Progress(ctx, l, 40)
 	if err != nil || p.Progress == nil || *p.Progress != 40 || p.Version != j.Version+1 || p.Status != domain.StatusProcessing {
 		t.Fatalf("progress 40 = %+v, %v", p, err)
 	}
-	same, err := s.Progress(ctx, j.ID, 40)
+	same, err := s.Progress(ctx, l, 40)
 	if err != nil || same.Version != p.Version {
 		t.Fatalf("the same progress again = v%d, %v; want no new version", same.Version, err)
 	}
 	for _, bad := range []int{-1, 101} {
-		if _, err := s.Progress(ctx, j.ID, bad); !errors.Is(err, domain.ErrInvalid) {
+		if _, err := s.Progress(ctx, l, bad); !errors.Is(err, domain.ErrInvalid) {
 			t.Errorf("progress %d: %v, want ErrInvalid", bad, err)
 		}
 	}
-	c, err := s.Complete(ctx, j.ID, json.RawMessage(`{"sent":3}`))
+	c, err := s.Complete(ctx, l, json.RawMessage(`{"sent":3}`))
 	if err != nil || c.Status != domain.StatusCompleted || string(c.Result) != `{"sent":3}` || c.FinishedAt == nil || *c.Progress != 40 {
 		t.Fatalf("complete = %+v, %v; want completed with the result, progress kept", c, err)
 	}
-	if _, err := s.Progress(ctx, j.ID, 50); !errors.Is(err, domain.ErrConflict) {
+	if _, err := s.Progress(ctx, l, 50); !errors.Is(err, domain.ErrConflict) {
 		t.Fatalf("progress of a completed job: %v, want ErrConflict", err)
 	}
-	if _, err := s.Complete(ctx, j.ID, nil); !errors.Is(err, domain.ErrConflict) {
+	if _, err := s.Complete(ctx, l, nil); !errors.Is(err, domain.ErrConflict) {
 		t.Fatalf("complete twice: %v, want ErrConflict", err)
 	}
 	pending := mustCreate(t, s, "t")
-	if _, err := s.Progress(ctx, pending.ID, 10); !errors.Is(err, domain.ErrConflict) {
+	if _, err := s.Progress(ctx, lease(pending), 10); !errors.Is(err, domain.ErrConflict) {
 		t.Fatalf("progress of a pending job: %v, want ErrConflict", err)
 	}
+}
+
+func testLeases(t *testing.T, newStore NewStore) {
+	rec := &recorder{}
+	s := newStore(t, rec)
+	ctx := context.Background()
+	// Claims happen "a minute from now", after every job made below is due.
+	t0 := time.Now().Add(time.Minute).UTC().Truncate(time.Microsecond)
+	claimAs := func(who string, at time.Time) (*domain.Job, store.Lease) {
+		t.Helper()
+		got, err := s.Claim(ctx, store.ClaimRequest{Owner: who, Limit: 1, Now: at, LeaseUntil: at.Add(time.Minute)})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("claim as %s = %s, %v; want one job", who, ids(got), err)
+		}
+		return got[0], store.LeaseOf(got[0], who)
+	}
+
+	j, err := s.Create(ctx, domain.NewJob{Type: "lease", MaxAttempts: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, a := claimAs("a", t0)
+	// A heartbeat renews only its owner's leases, and is not a change.
+	events := len(rec.all())
+	if n, err := s.Heartbeat(ctx, "b", t0.Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("heartbeat of an owner with no job = %d, %v", n, err)
+	}
+	if n, err := s.Heartbeat(ctx, "a", t0.Add(2*time.Minute)); err != nil || n != 1 {
+		t.Fatalf("heartbeat of a = %d, %v; want 1 lease renewed", n, err)
+	}
+	if len(rec.all()) != events {
+		t.Fatal("a heartbeat published an event")
+	}
+	if got, _ := s.Get(ctx, j.ID); got.Version != 2 {
+		t.Fatalf("a heartbeat changed the job's version to %d", got.Version)
+	}
+	// Expired under the first expiry, not under the renewed one.
+	if got, err := s.RescueExpired(ctx, t0.Add(90*time.Second), 100); err != nil || len(got) != 0 {
+		t.Fatalf("rescue before the renewed lease expires = %s, %v; want none", ids(got), err)
+	}
+	rescued, err := s.RescueExpired(ctx, t0.Add(3*time.Minute), 100)
+	if err != nil || len(rescued) != 1 {
+		t.Fatalf("rescue after expiry = %s, %v; want the job", ids(rescued), err)
+	}
+	r := rescued[0]
+	if r.ID != j.ID || r.Status != domain.StatusPending || r.Attempts != 1 || r.Error != store.WorkerLost ||
+		len(r.Errors) != 1 || r.Errors[0].Attempt != 1 || r.Errors[0].Message != store.WorkerLost || r.Version != 3 || r.StartedAt != nil {
+		t.Fatalf("rescued = %+v; want pending, attempt 1 spent, worker-lost error, version 3", r)
+	}
+	if ev := rec.all(); ev[len(ev)-1].Version != 3 || ev[len(ev)-1].Status != domain.StatusPending {
+		t.Fatalf("the rescue was not published: last event %+v", ev[len(ev)-1])
+	}
+	// The lost worker can no longer write about its attempt.
+	for name, write := range map[string]func() (*domain.Job, error){
+		"complete": func() (*domain.Job, error) { return s.Complete(ctx, a, nil) },
+		"fail":     func() (*domain.Job, error) { return s.Fail(ctx, a, "x", time.Time{}) },
+		"progress": func() (*domain.Job, error) { return s.Progress(ctx, a, 10) },
+		"release":  func() (*domain.Job, error) { return s.Release(ctx, a) },
+		"finish":   func() (*domain.Job, error) { return s.Finish(ctx, a, domain.StatusCancelled, "") },
+	} {
+		if _, err := write(); !errors.Is(err, domain.ErrLeaseLost) || !errors.Is(err, domain.ErrConflict) {
+			t.Errorf("%s after the rescue: err = %v, want ErrLeaseLost (a conflict)", name, err)
+		}
+	}
+	// Nor once another worker claimed the job again: not with its old
+	// attempt, and not as another owner with the new attempt.
+	c, b := claimAs("b", t0.Add(3*time.Minute))
+	if c.Attempts != 2 || b.Attempt != 2 {
+		t.Fatalf("second claim = %+v, want attempt 2", c)
+	}
+	if _, err := s.Complete(ctx, a, nil); !errors.Is(err, domain.ErrLeaseLost) {
+		t.Errorf("complete with the first lease after a new claim: %v, want ErrLeaseLost", err)
+	}
+	if _, err := s.Complete(ctx, store.Lease{JobID: j.ID, Owner: "a", Attempt: 2}, nil); !errors.Is(err, domain.ErrLeaseLost) {
+		t.Errorf("complete by another owner with the current attempt: %v, want ErrLeaseLost", err)
+	}
+	if got, _ := s.Get(ctx, j.ID); got.Version != c.Version {
+		t.Fatalf("refused writes changed the job: %+v", got)
+	}
+	// The last attempt lost: failed for good.
+	rescued, err = s.RescueExpired(ctx, t0.Add(5*time.Minute), 100)
+	if err != nil || len(rescued) != 1 || rescued[0].Status != domain.StatusFailed || rescued[0].FinishedAt == nil || len(rescued[0].Errors) != 2 {
+		t.Fatalf("rescue of the last attempt = %+v, %v; want failed", rescued, err)
+	}
+	if _, err := s.Complete(ctx, b, nil); !errors.Is(err, domain.ErrLeaseLost) {
+		t.Errorf("complete after the job failed: %v, want ErrLeaseLost", err)
+	}
+
+	// A job whose cancellation was requested is cancelled, not run again.
+	k, err := s.Create(ctx, domain.NewJob{Type: "lease", MaxAttempts: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claimAs("a", t0)
+	if _, err := s.Cancel(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if rescued, err := s.RescueExpired(ctx, t0.Add(5*time.Minute), 100); err != nil || len(rescued) != 1 || rescued[0].Status != domain.StatusCancelled || rescued[0].CancelRequested {
+		t.Fatalf("rescue of a job being cancelled = %+v, %v; want cancelled", rescued, err)
+	}
+
+	// The limit bounds one call; the rest wait for the next.
+	for range 3 {
+		mustCreate(t, s, "lease")
+	}
+	if got, err := s.Claim(ctx, store.ClaimRequest{Owner: "c", Limit: 3, Now: t0, LeaseUntil: t0.Add(time.Second)}); err != nil || len(got) != 3 {
+		t.Fatalf("claim 3 = %s, %v", ids(got), err)
+	}
+	if got, err := s.RescueExpired(ctx, t0.Add(time.Minute), 2); err != nil || len(got) != 2 {
+		t.Fatalf("rescue with limit 2 = %s, %v", ids(got), err)
+	}
+	if got, err := s.RescueExpired(ctx, t0.Add(time.Minute), 2); err != nil || len(got) != 1 {
+		t.Fatalf("second rescue = %s, %v; want the last one", ids(got), err)
+	}
+}
+
+// A worker finishing its attempt races the rescuer that decided its lease
+// expired: exactly one of them wins, and the loser changes nothing.
+func testLostLeaseRace(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	completed, rescued := 0, 0
+	for i := range 300 {
+		j := mustCreate(t, s, "race")
+		now := time.Now()
+		got, err := s.Claim(ctx, store.ClaimRequest{Owner: owner, Limit: 1, Now: now, LeaseUntil: now.Add(-time.Millisecond)})
+		if err != nil || len(got) != 1 || got[0].ID != j.ID {
+			t.Fatalf("claim = %v, %v", got, err)
+		}
+		var (
+			wg          sync.WaitGroup
+			completeErr error
+			rescuedJobs []*domain.Job
+			rescueErr   error
+		)
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				_, completeErr = s.Complete(ctx, lease(got[0]), json.RawMessage(`1`))
+			} else {
+				_, completeErr = s.Fail(ctx, lease(got[0]), "handler error", time.Now())
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			rescuedJobs, rescueErr = s.RescueExpired(ctx, time.Now().Add(time.Second), 10)
+		}()
+		wg.Wait()
+		if rescueErr != nil {
+			t.Fatal(rescueErr)
+		}
+		final, err := s.Get(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case completeErr == nil && len(rescuedJobs) == 0:
+			completed++
+			if final.Error == store.WorkerLost || !(final.Status == domain.StatusCompleted && string(final.Result) == "1" || final.Status == domain.StatusFailed && final.Error == "handler error") {
+				t.Fatalf("the worker's write won, yet the job does not show it: %+v", final)
+			}
+		case errors.Is(completeErr, domain.ErrLeaseLost) && len(rescuedJobs) == 1:
+			rescued++
+			if final.Status != domain.StatusFailed || final.Error != store.WorkerLost || final.Result != nil || final.Version != 3 {
+				t.Fatalf("the rescue won, yet the worker's write shows: %+v", final)
+			}
+		default:
+			t.Fatalf("worker write: %v; rescued %d: want exactly one winner (job %+v)", completeErr, len(rescuedJobs), final)
+		}
+	}
+	t.Logf("%d rounds won by the worker, %d by the rescuer", completed, rescued)
 }
