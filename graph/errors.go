@@ -23,6 +23,9 @@ const (
 	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
 	CodeSlowSubscriber       = "SLOW_SUBSCRIBER"
 	CodeInternal             = "INTERNAL_SERVER_ERROR"
+	// CodeUnavailable: the job store cannot be reached (a database down or
+	// restarting); the same request may succeed shortly.
+	CodeUnavailable = "SERVICE_UNAVAILABLE"
 )
 
 // codedError is a GraphQL error with extensions.code at the current path.
@@ -48,7 +51,12 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		if errors.As(err, &ve) {
 			return codedError(ctx, CodeBadUserInput, "%s", ve.Error())
 		}
-		if errors.As(err, &gqlErr) {
+		if errors.Is(err, domain.ErrUnavailable) {
+			log.WarnContext(ctx, "graphql request failed: job store unavailable", "path", graphql.GetPath(ctx).String(), "err", err)
+			return codedError(ctx, CodeUnavailable, "the job store is unavailable; try again shortly")
+		}
+		var ie internalError
+		if errors.As(err, &gqlErr) && !errors.As(err, &ie) {
 			// gqlgen's own errors (parsing, validation, coercion of
 			// arguments): the client's mistake, message kept.
 			e := graphql.DefaultErrorPresenter(ctx, err)
@@ -80,6 +88,9 @@ func subscriptionEndError(ctx context.Context, err error) *gqlerror.Error {
 	if errors.Is(err, broker.ErrSlowSubscriber) {
 		return codedError(ctx, CodeSlowSubscriber, "%v", err)
 	}
+	if errors.Is(err, domain.ErrUnavailable) {
+		return codedError(ctx, CodeUnavailable, "the job store is unavailable; try again shortly")
+	}
 	return codedError(ctx, CodeInternal, "subscription ended: %v", err)
 }
 
@@ -98,5 +109,21 @@ func (r *Resolver) jobError(ctx context.Context, op, id string, err error) error
 		}
 		return codedError(ctx, CodeConflict, "cannot %s job %q in its current status", op, id)
 	}
-	return err
+	return internal(err)
+}
+
+// internalError marks an error of the server's own (a failing store), so
+// that the presenter does not take it for one of gqlgen's errors about the
+// client's request (gqlgen wraps both kinds alike).
+type internalError struct{ err error }
+
+func (e internalError) Error() string { return e.err.Error() }
+func (e internalError) Unwrap() error { return e.err }
+
+// internal marks err (nil stays nil) as the server's own failure.
+func internal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return internalError{err}
 }

@@ -42,7 +42,7 @@ func (r *Resolver) listJobs(ctx context.Context, q store.ListQuery) (*model.JobC
 		// first: 0 asks only for totals and pageInfo.
 		page, err := r.Store.List(ctx, store.ListQuery{Status: q.Status, Type: q.Type, BeforeSeq: q.BeforeSeq, Limit: 1})
 		if err != nil {
-			return nil, err
+			return nil, internal(err)
 		}
 		conn.TotalCount = page.Total
 		conn.PageInfo.HasNextPage = len(page.Jobs) > 0
@@ -50,7 +50,7 @@ func (r *Resolver) listJobs(ctx context.Context, q store.ListQuery) (*model.JobC
 	}
 	page, err := r.Store.List(ctx, q)
 	if err != nil {
-		return nil, err
+		return nil, internal(err)
 	}
 	conn.TotalCount = page.Total
 	conn.Nodes = page.Jobs
@@ -88,7 +88,7 @@ func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *dom
 	// between is missed; the broker drops what the snapshot already covers.
 	sub, err := r.Broker.Subscribe(ctx, f)
 	if err != nil {
-		return nil, err
+		return nil, internal(err)
 	}
 	if f.ID == "" {
 		return attach(ctx, sub.C(), sub.Err, sub.Ack), nil
@@ -100,7 +100,7 @@ func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *dom
 	}
 	if err != nil {
 		sub.Close()
-		return nil, err
+		return nil, internal(err)
 	}
 	sub.Prime(current)
 	return attach(ctx, sub.C(), sub.Err, sub.Ack), nil

@@ -50,7 +50,8 @@ func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobI
 	if err := r.Types.Check(nj.Type); err != nil {
 		return nil, err
 	}
-	return r.Store.Create(ctx, nj)
+	j, err := r.Store.Create(ctx, nj)
+	return j, internal(err)
 }
 
 // CancelJob is the resolver for the cancelJob field.
@@ -71,7 +72,7 @@ func (r *queryResolver) Job(ctx context.Context, id string) (*domain.Job, error)
 	if errors.Is(err, domain.ErrNotFound) {
 		return nil, nil
 	}
-	return j, err
+	return j, internal(err)
 }
 
 // Jobs is the resolver for the jobs field.
@@ -107,7 +108,7 @@ func (r *queryResolver) Stats(ctx context.Context, typeArg *string) (*domain.Sta
 	}
 	st, err := r.Store.Stats(ctx, typ)
 	if err != nil {
-		return nil, err
+		return nil, internal(err)
 	}
 	return &st, nil
 }

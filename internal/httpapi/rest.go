@@ -135,8 +135,15 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// fail answers a request the store could not serve: 503 with Retry-After
+// while the store is unreachable (the client may try again), 500 otherwise.
 func (h *restHandlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	h.log.ErrorContext(r.Context(), "rest request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	if errors.Is(err, domain.ErrUnavailable) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "the job store is unavailable; try again shortly")
+		return
+	}
 	writeError(w, http.StatusInternalServerError, "internal server error")
 }
 

@@ -1,0 +1,111 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/jobqueue/jobqueue/graph"
+	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/httpapi"
+	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
+)
+
+// downStore is a store whose database is down.
+type downStore struct{ *memory.Store }
+
+var errDown = fmt.Errorf("dial tcp 127.0.0.1:5432: connection refused: %w", domain.ErrUnavailable)
+
+func (downStore) Create(context.Context, domain.NewJob) (*domain.Job, error) { return nil, errDown }
+func (downStore) Get(context.Context, string) (*domain.Job, error)           { return nil, errDown }
+func (downStore) List(context.Context, store.ListQuery) (store.ListPage, error) {
+	return store.ListPage{}, errDown
+}
+func (downStore) Stats(context.Context, string) (domain.Stats, error) {
+	return domain.Stats{}, errors.New("disk on fire")
+}
+
+// While the store is unreachable both APIs answer at once with an error
+// that says so (503 / SERVICE_UNAVAILABLE), never a hang or a generic 500.
+func TestUnavailableStoreGivesAClearError(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	events := broker.New(broker.Options{})
+	t.Cleanup(events.Close)
+	st := downStore{memory.New(nil)}
+	gql := graph.NewHandler(&graph.Resolver{Store: st, Broker: events, Logger: log, MaxPayloadBytes: maxPayloadBytes, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
+	streams := httpapi.NewStreams()
+	t.Cleanup(streams.CloseAll)
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Store: st, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes, MaxPayloadBytes: maxPayloadBytes, ListMax: listMax}))
+	t.Cleanup(srv.Close)
+
+	for _, c := range []struct{ method, path, body string }{
+		{http.MethodPost, "/jobs", `{"type":"email"}`},
+		{http.MethodGet, "/jobs", ""},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e struct{ Error string }
+		if resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, "unavailable") || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s = %d %s (Retry-After %q); want 503 with a JSON error saying the store is unavailable", c.method, c.path, resp.StatusCode, body, resp.Header.Get("Retry-After"))
+		}
+	}
+	for _, q := range []string{
+		`{"query":"mutation { createJob(input: {type: \"email\"}) { id } }"}`,
+		`{"query":"{ jobs { totalCount } }"}`,
+		`{"query":"{ job(id: \"x\") { id } }"}`,
+	} {
+		resp, err := http.Post(srv.URL+"/query", "application/json", strings.NewReader(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Errors []struct {
+				Message    string
+				Extensions map[string]any
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if err != nil || len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != graph.CodeUnavailable || strings.Contains(out.Errors[0].Message, "5432") {
+			t.Errorf("%s = %+v, %v; want one SERVICE_UNAVAILABLE error that does not leak internals", q, out, err)
+		}
+	}
+	// Other failures of the server stay generic, and the client's own
+	// mistakes in arguments stay BAD_USER_INPUT with their message.
+	for q, want := range map[string]string{
+		`{"query":"{ stats { pending } }"}`:                                                     graph.CodeInternal,
+		`{"query":"mutation { createJob(input: {type: \"x\", runAt: \"yesterday\"}) { id } }"}`: graph.CodeBadUserInput,
+	} {
+		resp, err := http.Post(srv.URL+"/query", "application/json", strings.NewReader(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out struct {
+			Errors []struct {
+				Message    string
+				Extensions map[string]any
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&out)
+		resp.Body.Close()
+		if err != nil || len(out.Errors) != 1 || out.Errors[0].Extensions["code"] != want || strings.Contains(out.Errors[0].Message, "fire") {
+			t.Errorf("%s = %+v, %v; want one %s error", q, out, err, want)
+		}
+	}
+}
