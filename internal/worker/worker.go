@@ -370,7 +370,7 @@ func (p *Pool) dispatch(ctx context.Context) {
 	timer.Stop()
 	defer timer.Stop()
 	retry := minDispatchRetry
-	for {
+	for ctx.Err() == nil {
 		var next time.Time
 		if free := p.free(); free > 0 {
 			limit := min(free, p.opts.QueueCapacity)
@@ -434,8 +434,13 @@ func (p *Pool) claim(ctx context.Context, limit int) (int, error) {
 	p.runningMu.Lock()
 	p.claiming++
 	p.runningMu.Unlock()
+	// Not cancelled by Shutdown: a claim that commits while its caller
+	// gives up would strand its jobs as processing until their leases
+	// expire. Shutdown waits for it and releases what it claimed.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimTimeout)
+	defer cancel()
 	now := time.Now()
-	jobs, err := p.store.Claim(ctx, store.ClaimRequest{Owner: p.opts.Owner, Limit: limit, Now: now, LeaseUntil: now.Add(p.opts.LeaseDuration)})
+	jobs, err := p.store.Claim(cctx, store.ClaimRequest{Owner: p.opts.Owner, Limit: limit, Now: now, LeaseUntil: now.Add(p.opts.LeaseDuration)})
 
 	p.runningMu.Lock()
 	for _, job := range jobs {
@@ -531,6 +536,9 @@ func (p *Pool) rescue(ctx context.Context) {
 		}
 	}
 }
+
+// claimTimeout bounds one claim, which shutdown does not interrupt.
+const claimTimeout = 30 * time.Second
 
 // rescueBatch bounds one RescueExpired call.
 const rescueBatch = 500

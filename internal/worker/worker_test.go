@@ -879,3 +879,52 @@ func TestWorkerThatLostItsLeaseCannotRecordItsOutcome(t *testing.T) {
 	}
 	stop(t, b.pool)
 }
+
+// committingStore's Claim commits even when its caller's context ends
+// meanwhile (as a database statement can) and holds each claim until
+// proceed is closed.
+type committingStore struct {
+	*memory.Store
+	started chan struct{}
+	proceed chan struct{}
+	once    sync.Once
+}
+
+func (s *committingStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
+	s.once.Do(func() { close(s.started) })
+	<-s.proceed
+	jobs, err := s.Store.Claim(context.WithoutCancel(ctx), req)
+	if ctx.Err() != nil {
+		return nil, ctx.Err() // committed, but the caller hears of a cancellation
+	}
+	return jobs, err
+}
+
+// A claim in flight when shutdown begins is not abandoned: its jobs are
+// released to pending rather than stranded as processing.
+func TestShutdownDuringAClaimReleasesItsJobs(t *testing.T) {
+	t.Parallel()
+	var pool *worker.Pool
+	mem := memory.New(store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }))
+	st := &committingStore{Store: mem, started: make(chan struct{}), proceed: make(chan struct{})}
+	pool = worker.New(st, worker.Options{Workers: 4, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
+	ctx := context.Background()
+	for range 3 {
+		if _, err := mem.Create(ctx, domain.NewJob{Type: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool.Start(ctx)
+	<-st.started
+	stopped := make(chan error, 1)
+	go func() { stopped <- pool.Shutdown(ctx) }()
+	<-pool.Stopping()
+	close(st.proceed)
+	if err := <-stopped; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	stats, err := mem.Stats(ctx, "")
+	if err != nil || stats.Processing != 0 || stats.Pending+stats.Completed != 3 {
+		t.Fatalf("after shutdown: %+v, %v; want no job left processing", stats, err)
+	}
+}
