@@ -15,6 +15,10 @@ import (
 // Every setting has an environment variable and a flag of the same name in
 // lowercase with dashes; a flag wins over the variable.
 type config struct {
+	DatabaseURL     string
+	InstanceID      string
+	LeaseDuration   time.Duration
+	PollInterval    time.Duration
 	Port            int
 	Workers         int
 	QueueCapacity   int
@@ -54,9 +58,22 @@ type setting struct {
 
 func settings() []setting {
 	return []setting{
+		{"DATABASE_URL", "memory:", "where jobs are kept: memory: (lost on exit), sqlite:PATH (a file, created when missing; one server process) or postgres://… (shared by many server processes)", func(c *config, v string) error {
+			if _, _, err := parseDatabaseURL(v); err != nil {
+				return err
+			}
+			c.DatabaseURL = v
+			return nil
+		}},
+		{"INSTANCE_ID", "", "name of this process in job leases and logs; must be unique among processes sharing a database (default: host name, process id and a random suffix)", func(c *config, v string) error {
+			c.InstanceID = v
+			return nil
+		}},
+		{"LEASE_DURATION", "30s", "how long a claimed job stays leased to this process without a heartbeat (renewed every third of it); a process silent for longer is taken for dead and its jobs are run again", durationInto(func(c *config) *time.Duration { return &c.LeaseDuration })},
+		{"POLL_INTERVAL", "5s", "PostgreSQL only: how often an idle process looks for runnable jobs even without a notification (a safety net for missed LISTEN/NOTIFY)", durationInto(func(c *config) *time.Duration { return &c.PollInterval })},
 		{"PORT", "8080", "TCP port to listen on (0 picks a free one)", intInto(func(c *config) *int { return &c.Port }, 0)},
 		{"WORKERS", "1", "jobs processed at once", intInto(func(c *config) *int { return &c.Workers }, 1)},
-		{"QUEUE_CAPACITY", "100", "capacity of the channel feeding the workers (a full channel delays jobs, never loses them)", intInto(func(c *config) *int { return &c.QueueCapacity }, 1)},
+		{"QUEUE_CAPACITY", "100", "most jobs claimed from the store at once (never more than workers are idle; jobs wait in the store, never lost)", intInto(func(c *config) *int { return &c.QueueCapacity }, 1)},
 		{"PROCESSING_TIME", "1s", "how long the simulated handler works on a job (payload durationMs overrides it)", durationInto(func(c *config) *time.Duration { return &c.ProcessingTime })},
 		{"SHUTDOWN_TIMEOUT", "10s", "on SIGINT/SIGTERM, how long running jobs may finish before they are cancelled and returned to pending", durationInto(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 		{"JOB_TIMEOUT", "5m", "bound of each attempt of a job created without timeoutSeconds", durationInto(func(c *config) *time.Duration { return &c.JobTimeout })},
@@ -175,6 +192,7 @@ func durationInto(field func(*config) *time.Duration) func(*config, string) erro
 // logValue lists the configuration for the start-up log line.
 func (c config) logAttrs() []any {
 	return []any{
+		"database", redactURL(c.DatabaseURL), "instance_id", c.InstanceID, "lease_duration", c.LeaseDuration, "poll_interval", c.PollInterval,
 		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
 		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,

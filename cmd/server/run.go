@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -23,7 +24,6 @@ import (
 	"github.com/jobqueue/jobqueue/internal/retention"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
-	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/webhook"
 	"github.com/jobqueue/jobqueue/internal/worker"
 )
@@ -41,20 +41,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = defaultInstanceID()
+	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", cfg.logAttrs()...)
 
 	events := broker.New(broker.Options{Buffer: cfg.SubscriberBuffer, MaxBacklog: cfg.SubscriberMaxBacklog})
 	defer events.Close()
 
-	var pool *worker.Pool
-	publishers := store.Publishers{events, store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) })}
+	// The pool hears of every change too (pending jobs wake it, cancellation
+	// requests reach the handler), once it exists: a shared store's
+	// listener may deliver other processes' changes before that.
+	var poolRef atomic.Pointer[worker.Pool]
+	publishers := store.Publishers{events, store.PublisherFunc(func(j *domain.Job) {
+		if p := poolRef.Load(); p != nil {
+			p.Publish(j)
+		}
+	})}
 	if log.Enabled(ctx, slog.LevelDebug) {
 		publishers = append(publishers, store.PublisherFunc(func(j *domain.Job) {
 			log.Debug("job changed", "id", j.ID, "type", j.Type, "status", j.Status, "version", j.Version, "attempts", j.Attempts, "error", j.Error)
 		}))
 	}
-	jobs := memory.New(publishers)
+	jobs, err := openStore(ctx, cfg, publishers, log)
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	defer jobs.close()
+	log.Info("store open", "backend", jobs.backend)
 	// Handlers: webhooks from HANDLERS_FILE, or the simulated handler for
 	// every type, as in the original service.
 	var handlers map[string]worker.Handler
@@ -72,7 +87,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		log.Info("webhook handlers", "types", len(handlers))
 	}
-	pool = worker.New(jobs, worker.Options{
+	var pollInterval time.Duration
+	if jobs.backend == backendPostgres {
+		pollInterval = cfg.PollInterval // other processes' jobs: a notification may be missed
+	}
+	pool := worker.New(jobs, worker.Options{
+		Owner:           cfg.InstanceID,
+		LeaseDuration:   cfg.LeaseDuration,
+		PollInterval:    pollInterval,
 		Workers:         cfg.Workers,
 		QueueCapacity:   cfg.QueueCapacity,
 		Handlers:        handlers,
@@ -82,6 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		RetryBackoffMax: cfg.RetryBackoffMax,
 		Logger:          log,
 	})
+	poolRef.Store(pool)
 
 	var ws transport.WebsocketImplementation
 	if cfg.WebsocketImpl == "gorilla" {

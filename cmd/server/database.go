@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
+	"github.com/jobqueue/jobqueue/internal/store/postgres"
+	"github.com/jobqueue/jobqueue/internal/store/sqlite"
+)
+
+// Backends DATABASE_URL can name.
+const (
+	backendMemory   = "memory"
+	backendSQLite   = "sqlite"
+	backendPostgres = "postgres"
+)
+
+// parseDatabaseURL splits DATABASE_URL into its backend and what the
+// backend opens (a file path, a connection URL).
+func parseDatabaseURL(v string) (backend, target string, err error) {
+	switch {
+	case v == "memory:" || v == "memory":
+		return backendMemory, "", nil
+	case strings.HasPrefix(v, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(v, "sqlite:"), "//")
+		if path == "" {
+			return "", "", fmt.Errorf("sqlite: needs a file path, e.g. sqlite:./data/jobs.db")
+		}
+		return backendSQLite, path, nil
+	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
+		if _, err := url.Parse(v); err != nil {
+			return "", "", fmt.Errorf("not a valid URL: %v", err)
+		}
+		return backendPostgres, v, nil
+	}
+	return "", "", fmt.Errorf("want memory:, sqlite:PATH or postgres://…, got %q", redactURL(v))
+}
+
+// redactURL hides a password in a connection URL for logs and errors.
+func redactURL(v string) string {
+	u, err := url.Parse(v)
+	if err != nil || u.User == nil {
+		return v
+	}
+	return u.Redacted()
+}
+
+// defaultInstanceID names this process in leases: unique enough that two
+// processes, even on one host, never share it.
+func defaultInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "host"
+	}
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomSuffix())
+}
+
+// openedStore is the store the server runs on and how to close it.
+type openedStore struct {
+	store.Store
+	backend string
+	close   func()
+}
+
+// openStore opens the backend DATABASE_URL names, reporting every change to
+// pub. Durable backends apply their migrations first.
+func openStore(ctx context.Context, cfg config, pub store.Publisher, log *slog.Logger) (*openedStore, error) {
+	backend, target, err := parseDatabaseURL(cfg.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	switch backend {
+	case backendSQLite:
+		st, err := sqlite.Open(ctx, target, sqlite.Options{Publisher: pub, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite database %s: %w", target, err)
+		}
+		return &openedStore{Store: st, backend: backend, close: func() { _ = st.Close() }}, nil
+	case backendPostgres:
+		st, err := postgres.Open(ctx, target, postgres.Options{Publisher: pub, Logger: log, InstanceID: cfg.InstanceID})
+		if err != nil {
+			return nil, fmt.Errorf("open postgres database %s: %w", redactURL(target), err)
+		}
+		return &openedStore{Store: st, backend: backend, close: st.Close}, nil
+	}
+	return &openedStore{Store: memory.New(pub), backend: backendMemory, close: func() {}}, nil
+}
+
+func randomSuffix() string { return strings.ToLower(rand.Text()[:8]) }

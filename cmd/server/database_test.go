@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseDatabaseURL(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ in, backend, target string }{
+		{"memory:", backendMemory, ""},
+		{"sqlite:./data/jobs.db", backendSQLite, "./data/jobs.db"},
+		{"sqlite:///var/lib/jobs.db", backendSQLite, "/var/lib/jobs.db"},
+		{"postgres://u:secret@db:5432/jobs?sslmode=disable", backendPostgres, "postgres://u:secret@db:5432/jobs?sslmode=disable"},
+		{"postgresql://db/jobs", backendPostgres, "postgresql://db/jobs"},
+	} {
+		backend, target, err := parseDatabaseURL(c.in)
+		if err != nil || backend != c.backend || target != c.target {
+			t.Errorf("parseDatabaseURL(%q) = %q, %q, %v; want %q, %q", c.in, backend, target, err, c.backend, c.target)
+		}
+	}
+	for _, bad := range []string{"", "sqlite:", "mysql://u:secret@db/jobs", "jobs.db"} {
+		_, _, err := parseDatabaseURL(bad)
+		if err == nil {
+			t.Errorf("parseDatabaseURL(%q) accepted", bad)
+		} else if strings.Contains(err.Error(), "secret") {
+			t.Errorf("parseDatabaseURL(%q) error %q shows the password", bad, err)
+		}
+	}
+	if got := redactURL("postgres://u:secret@db/jobs"); strings.Contains(got, "secret") {
+		t.Errorf("redactURL shows the password: %s", got)
+	}
+}
+
+// A server on SQLite keeps its jobs across a restart.
+func TestRunOnSQLiteKeepsJobsAcrossRestarts(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"PROCESSING_TIME": "0", "DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "sub", "jobs.db")}
+	s := start(t, env)
+	id := s.createJob(t, `{"type":"email"}`)
+	waitFor(t, "job completed", func() bool { return s.status(t, id) == "completed" })
+	s.stop()
+	if err := <-s.done; err != nil {
+		t.Fatalf("first run: %v", err)
+	}
+	s.done <- nil // for start's cleanup
+
+	s = start(t, env)
+	if got := s.status(t, id); got != "completed" {
+		t.Fatalf("after a restart the job is %q, want completed", got)
+	}
+}
+
+func TestBadDatabaseURLIsAConfigurationError(t *testing.T) {
+	t.Parallel()
+	err := run(context.Background(), nil, func(k string) string { return map[string]string{"DATABASE_URL": "mysql://x"}[k] }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "DATABASE_URL") {
+		t.Fatalf("run with DATABASE_URL=mysql://x: %v; want a configuration error naming DATABASE_URL", err)
+	}
+}

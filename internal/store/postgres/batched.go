@@ -1,0 +1,170 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+)
+
+// Tuning of the coalesced calls (see batch.go).
+const (
+	createBatch     = 500
+	createExecutors = 2
+	completeBatch   = 500
+	// completeExecutors is low on purpose: completions arrive in bursts
+	// (a claimed batch finishing), which a busy executor gathers.
+	completeExecutors = 2
+	// completeLinger lets a burst of completions gather before the first
+	// statement takes them.
+	completeLinger = 200 * time.Microsecond
+)
+
+// completeArg is a Complete call.
+type completeArg struct {
+	lease  store.Lease
+	result json.RawMessage
+}
+
+// completeBatchOf completes the leased jobs of the calls in one statement
+// and answers each call: with its job, or, for the calls whose claim no
+// longer stands, ErrLeaseLost or ErrNotFound.
+func (s *Store) completeBatchOf(batch []*call[completeArg]) error {
+	var (
+		ids      = make([]string, 0, len(batch))
+		owners   = make([]string, 0, len(batch))
+		attempts = make([]int, 0, len(batch))
+		results  = make([][]byte, 0, len(batch))
+		calls    = make(map[string][]*call[completeArg], len(batch))
+	)
+	for _, c := range batch {
+		id := c.arg.lease.JobID
+		if len(calls[id]) == 0 {
+			ids = append(ids, id)
+			owners = append(owners, c.arg.lease.Owner)
+			attempts = append(attempts, c.arg.lease.Attempt)
+			results = append(results, []byte(c.arg.result))
+		}
+		// A second call about the same job within the batch is answered
+		// after the first, as if it came later.
+		calls[id] = append(calls[id], c)
+	}
+	jobs, err := s.write(s.ctx, s.sql.complete, ids, owners, attempts, results, s.now())
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		cs := calls[j.ID]
+		cs[0].answer(j, nil)
+		calls[j.ID] = cs[1:]
+	}
+	for id, cs := range calls {
+		for _, c := range cs {
+			c.answer(nil, s.completeFailure(c.ctx, id, c.arg.lease))
+		}
+	}
+	return nil
+}
+
+// completeFailure explains why a completion did not apply.
+func (s *Store) completeFailure(ctx context.Context, id string, l store.Lease) error {
+	j, err := s.getJob(ctx, id)
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("%s, attempt %d, claim of %s at attempt %d: %w", j.Status, j.Attempts, l.Owner, l.Attempt, domain.ErrLeaseLost)
+}
+
+// createBatchOf inserts the jobs of the calls in one statement and answers
+// each call: with its new job, or with the job that already has its
+// idempotency key.
+func (s *Store) createBatchOf(batch []*call[domain.NewJob]) error {
+	njs := make([]domain.NewJob, len(batch))
+	for i, c := range batch {
+		njs[i] = c.arg
+	}
+	ids, jobs, err := s.insert(s.ctx, njs)
+	if err != nil {
+		return err
+	}
+	for i, c := range batch {
+		if j := jobs[ids[i]]; j != nil {
+			c.answer(j, nil)
+			continue
+		}
+		// The key belongs to a stored job, or to one made earlier in
+		// this batch.
+		j, err := s.jobWithKey(c.ctx, c.arg)
+		c.answer(j, err)
+	}
+	return nil
+}
+
+// insert inserts new jobs in one statement, in order. It returns the ids it
+// gave them and, by id, the jobs it inserted: those whose idempotency key
+// no stored job has.
+func (s *Store) insert(ctx context.Context, njs []domain.NewJob) ([]string, map[string]*domain.Job, error) {
+	now := s.now()
+	var (
+		ids         = make([]string, len(njs))
+		types       = make([]string, len(njs))
+		payloads    = make([][]byte, len(njs))
+		maxAttempts = make([]int, len(njs))
+		keys        = make([]*string, len(njs))
+		timeouts    = make([]int64, len(njs))
+		runAts      = make([]time.Time, len(njs))
+		priorities  = make([]int, len(njs))
+	)
+	for i, nj := range njs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, nil, fmt.Errorf("new id: %w", err)
+		}
+		ids[i], types[i], payloads[i], maxAttempts[i] = id.String(), nj.Type, []byte(nj.Payload), max(nj.MaxAttempts, 1)
+		if nj.IdempotencyKey != "" {
+			keys[i] = &nj.IdempotencyKey
+		}
+		timeouts[i], runAts[i], priorities[i] = nj.Timeout.Milliseconds(), nj.RunAt, nj.Priority
+		if runAts[i].IsZero() {
+			runAts[i] = now
+		}
+	}
+	jobs, err := s.write(ctx, s.sql.create, ids, types, payloads, maxAttempts, keys, timeouts, runAts, priorities, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	inserted := make(map[string]*domain.Job, len(jobs))
+	for _, j := range jobs {
+		inserted[j.ID] = j
+	}
+	return ids, inserted, nil
+}
+
+// jobWithKey returns the job with nj's idempotency key, or creates it if
+// the key is free again (its job was deleted since the conflict).
+func (s *Store) jobWithKey(ctx context.Context, nj domain.NewJob) (*domain.Job, error) {
+	for range maxTries {
+		j, err := s.queryJob(ctx, `SELECT `+jobColumns+` FROM jobs WHERE idempotency_key = $1`, nj.IdempotencyKey)
+		if err == nil {
+			return j, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, wrapf(err, "idempotency key %q", nj.IdempotencyKey)
+		}
+		ids, jobs, err := s.insert(ctx, []domain.NewJob{nj})
+		if err != nil {
+			return nil, err
+		}
+		if j := jobs[ids[0]]; j != nil {
+			return j, nil
+		}
+	}
+	return nil, fmt.Errorf("idempotency key %q: its job keeps being deleted: %w", nj.IdempotencyKey, domain.ErrConflict)
+}

@@ -1,0 +1,293 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+// Tuning of the listener.
+const (
+	// noticeQueue is how many notifications the reader hands over before
+	// it waits for the relay.
+	noticeQueue = 256
+	// relayLinger is how long the relay gathers notifications before it
+	// fetches their jobs, and relayBatch the most jobs it fetches at once.
+	relayLinger = 2 * time.Millisecond
+	relayBatch  = 1000
+	// resyncMargin is how far before a lost connection was noticed the
+	// re-sync starts: notifications may have been lost a while before,
+	// and other instances' clocks may be behind.
+	resyncMargin = 30 * time.Second
+	// resyncPage is how many jobs a re-sync reads per statement.
+	resyncPage = 500
+	// idlePing is how long the listening connection may stay silent before
+	// it is pinged, and pingTimeout how long the ping may take.
+	idlePing    = 30 * time.Second
+	pingTimeout = 10 * time.Second
+	// Reconnection backoff: from the first to the last delay, doubling.
+	firstBackoff = 100 * time.Millisecond
+	lastBackoff  = 5 * time.Second
+)
+
+// connectListener opens the listening connection: a connection of its own
+// (not from the pool) that LISTENs on the store's channel.
+func (s *Store) connectListener(ctx context.Context) (*pgx.Conn, error) {
+	cfg := s.pool.Config().ConnConfig
+	cfg.RuntimeParams["application_name"] = "jobqueue listener"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, wrapf(err, "listen for changes")
+	}
+	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{channelName(s.schema)}.Sanitize()); err != nil {
+		closeConn(conn)
+		return nil, wrapf(err, "listen for changes")
+	}
+	s.listenerPID.Store(conn.PgConn().PID())
+	return conn, nil
+}
+
+// listen reads notifications from conn and hands the other instances' to
+// the relay. When the connection is lost it reconnects with backoff and
+// asks the relay to re-sync. It owns conn and returns (closing it) when
+// the store closes.
+func (s *Store) listen(conn *pgx.Conn, notices chan<- string) {
+	own := noticePrefix(s.instance)
+	defer func() {
+		if conn != nil {
+			closeConn(conn)
+		}
+	}()
+	for {
+		n, err := s.waitForNotification(conn)
+		if err == nil {
+			if n == nil || strings.HasPrefix(n.Payload, own) {
+				continue
+			}
+			select {
+			case notices <- n.Payload:
+				continue
+			case <-s.ctx.Done():
+				return
+			}
+		}
+		if s.ctx.Err() != nil {
+			return
+		}
+		since := s.now().Add(-resyncMargin)
+		s.log.Warn("postgres store: lost the connection that listens for other instances' changes; reconnecting", "err", err)
+		closeConn(conn)
+		if s.hooks != nil && s.hooks.beforeRelisten != nil {
+			s.hooks.beforeRelisten()
+		}
+		if conn = s.reconnect(); conn == nil {
+			return
+		}
+		s.log.Info("postgres store: listening again; publishing the jobs changed meanwhile", "since", since)
+		select {
+		case notices <- resyncNotice(since):
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+// waitForNotification waits for the next notification on conn, or for
+// idlePing to pass: then it pings the server (a connection that died
+// silently would otherwise wait forever) and returns no notification.
+func (s *Store) waitForNotification(conn *pgx.Conn) (*pgconn.Notification, error) {
+	wait := idlePing
+	if s.hooks != nil && s.hooks.idlePing > 0 {
+		wait = s.hooks.idlePing
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, wait)
+	defer cancel()
+	n, err := conn.WaitForNotification(ctx)
+	if err == nil || s.ctx.Err() != nil || ctx.Err() == nil {
+		return n, err
+	}
+	ctx, cancel = context.WithTimeout(s.ctx, pingTimeout)
+	defer cancel()
+	return nil, conn.Ping(ctx)
+}
+
+// closeConn closes a listening connection, not waiting long for a server
+// that may be gone.
+func closeConn(conn *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	conn.Close(ctx)
+}
+
+// reconnect connects the listener again, with backoff, until it succeeds
+// or the store closes (then it returns nil).
+func (s *Store) reconnect() *pgx.Conn {
+	delay := firstBackoff
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		conn, err := s.connectListener(s.ctx)
+		if err == nil {
+			return conn
+		}
+		if s.ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("postgres store: cannot listen for changes yet", "err", err, "retry_in", delay)
+		delay = min(2*delay, lastBackoff)
+	}
+}
+
+// A re-sync request travels to the relay as a notice that no instance
+// sends: resyncTag followed by the time to re-sync from.
+const resyncTag = "resync:"
+
+func resyncNotice(since time.Time) string { return resyncTag + since.Format(time.RFC3339Nano) }
+
+// relay fetches and publishes the jobs other instances changed, gathering
+// notifications for relayLinger first, and runs re-syncs. Database
+// failures are retried with backoff until they succeed or the store
+// closes: nothing is dropped. It returns when the store closes.
+func (s *Store) relay(notices <-chan string) {
+	linger := time.NewTimer(0)
+	<-linger.C
+	for {
+		var first string
+		select {
+		case <-s.ctx.Done():
+			return
+		case first = <-notices:
+		}
+		var (
+			refs   = map[uuid.UUID]int64{}
+			resync *time.Time
+		)
+		add := func(payload string) {
+			if since, ok := strings.CutPrefix(payload, resyncTag); ok {
+				if t, err := time.Parse(time.RFC3339Nano, since); err == nil && (resync == nil || t.Before(*resync)) {
+					resync = &t
+				}
+				return
+			}
+			var n notice
+			if err := json.Unmarshal([]byte(payload), &n); err != nil {
+				s.log.Warn("postgres store: ignoring a malformed change notification", "err", err)
+				return
+			}
+			for _, r := range n.Jobs {
+				if id, err := uuid.Parse(r.id); err == nil && r.version > refs[id] && !s.gate.seen(id, r.version) {
+					refs[id] = r.version
+				}
+			}
+		}
+		add(first)
+		linger.Reset(relayLinger)
+	gather:
+		for len(refs) < relayBatch {
+			select {
+			case p := <-notices:
+				add(p)
+			case <-linger.C:
+				break gather
+			case <-s.ctx.Done():
+				linger.Stop()
+				return
+			}
+		}
+		linger.Stop()
+		if len(refs) > 0 {
+			ids := make([]string, 0, len(refs))
+			for id := range refs {
+				ids = append(ids, id.String())
+			}
+			s.retry("fetch changed jobs", func(ctx context.Context) error { return s.fetchAndPublish(ctx, ids) })
+		}
+		if resync != nil {
+			s.retry("re-sync changed jobs", func(ctx context.Context) error { return s.resync(ctx, *resync) })
+		}
+	}
+}
+
+// retry runs f until it succeeds or the store closes, with backoff.
+func (s *Store) retry(what string, f func(ctx context.Context) error) {
+	delay := firstBackoff
+	for {
+		err := f(s.ctx)
+		if err == nil || s.ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("postgres store: "+what+" failed; trying again", "err", err, "retry_in", delay)
+		t := time.NewTimer(delay)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(2*delay, lastBackoff)
+	}
+}
+
+// fetchAndPublish publishes the current state of the jobs with the ids.
+// Jobs deleted meanwhile are skipped.
+func (s *Store) fetchAndPublish(ctx context.Context, ids []string) error {
+	jobs, err := s.queryJobs(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		s.gate.publish(j)
+	}
+	return nil
+}
+
+// resync publishes every job changed since the given time (by the
+// store's clock), paging through the table in creation order.
+func (s *Store) resync(ctx context.Context, since time.Time) error {
+	var after int64
+	for {
+		jobs, err := s.queryJobs(ctx, `SELECT `+jobColumns+` FROM jobs WHERE seq > $1 AND updated_at >= $2 ORDER BY seq LIMIT $3`,
+			after, since, resyncPage)
+		if err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			s.gate.publish(j)
+			after = j.Seq
+		}
+		if len(jobs) < resyncPage {
+			s.resyncs.Add(1)
+			return nil
+		}
+	}
+}
+
+// queryJobs runs a query of jobColumns and returns its jobs.
+func (s *Store) queryJobs(ctx context.Context, sql string, args ...any) ([]*domain.Job, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var jobs []*domain.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, err
+		}
+		jobs = append(jobs, j)
+	}
+	return jobs, rows.Err()
+}

@@ -1,0 +1,736 @@
+// Package postgres is a PostgreSQL implementation of store.Store that many
+// server instances share: they claim jobs from one table (FOR UPDATE SKIP
+// LOCKED, so each job goes to exactly one claimer), workers hold them
+// through leases, and every change reaches the Publisher of every instance.
+//
+// Open applies the embedded migrations (goose, under a session lock, so
+// instances starting together do not race) in the configured schema and
+// starts the store's goroutines: a listener that learns of other
+// instances' changes through LISTEN/NOTIFY, and executors that coalesce
+// concurrent Create and Complete calls into one statement per batch (see
+// batch.go). Close stops them all.
+//
+// Events: a change made through this Store is published to its Publisher
+// after the change commits, before the call returns, in version order per
+// job with no version left out (see events.go). Each change's transaction
+// also notifies the other instances, which publish the change shortly
+// after it commits, with the job's state at the time they fetch it:
+// versions that follow each other quickly may be coalesced into the last
+// one there. After losing its listening connection, an instance
+// reconnects and publishes again every job changed since shortly before
+// the loss, so no final state is missed (the latest version of a job may
+// then be published a second time).
+//
+// Errors wrap domain's sentinels; failures to reach PostgreSQL (and server
+// errors meaning "not now") also wrap domain.ErrUnavailable.
+//
+// Times are kept at microsecond precision; the times returned are the ones
+// stored, in UTC.
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// Publisher receives every change of every job (nil for none).
+	Publisher store.Publisher
+	// Schema is the PostgreSQL schema of the store's tables (the jobs and
+	// the migration versions), created if missing. Empty means the
+	// connection's default (usually public). Stores on different schemas
+	// of one database know nothing of each other.
+	Schema string
+	// Logger receives the store's own troubles (a lost listening
+	// connection, ...). Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock of job timestamps (CreatedAt, UpdatedAt, StartedAt,
+	// FinishedAt, error times); nil means time.Now. Its readings are kept
+	// in UTC, truncated to microseconds.
+	Now func() time.Time
+	// InstanceID names this instance in the change notifications, so it
+	// can tell its own changes from those of others; it must be unique
+	// among the instances sharing the schema. Empty means a random one.
+	InstanceID string
+	// MaxConns bounds the connection pool (the listener holds one more
+	// connection of its own). Zero keeps pool_max_conns of the URL, or
+	// pgxpool's default.
+	MaxConns int32
+
+	// hooks lets this package's tests step into the listener.
+	hooks *testHooks
+}
+
+// testHooks are called by the listener when set (tests only).
+type testHooks struct {
+	// beforeRelisten runs after a lost listening connection is noticed,
+	// before reconnecting.
+	beforeRelisten func()
+	// idlePing replaces the listener's idlePing when positive.
+	idlePing time.Duration
+	// beforePublish runs when a statement's changes committed, before
+	// they are published.
+	beforePublish func(jobs []*domain.Job)
+}
+
+// Store is a PostgreSQL job store. It is safe for concurrent use. Create it
+// with Open and stop it with Close.
+type Store struct {
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	clock    func() time.Time
+	instance string
+	schema   string
+	sql      statements
+	gate     *gate
+	seq      *sequencer
+	hooks    *testHooks
+
+	// rescueLock keys the advisory lock that lets one instance at a time
+	// rescue expired leases.
+	rescueLock int64
+
+	creates   *batcher[domain.NewJob]
+	completes *batcher[completeArg]
+	ctx       context.Context // cancelled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup // the store's goroutines
+	closeOnce sync.Once
+	// listenerPID is the backend process id of the listening connection.
+	listenerPID atomic.Uint32
+	resyncs     atomic.Int64 // re-syncs done after reconnections (for tests)
+}
+
+// Open connects to the database at databaseURL, creates the schema if it
+// is missing, applies the migrations and starts listening for other
+// instances' changes. Failing to reach the server gives an error wrapping
+// domain.ErrUnavailable. The ctx bounds Open only.
+func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	if opts.Schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{opts.Schema}.Sanitize()
+	}
+	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
+		cfg.ConnConfig.RuntimeParams["application_name"] = "jobqueue"
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Publisher == nil {
+		opts.Publisher = store.PublisherFunc(func(*domain.Job) {})
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.InstanceID == "" {
+		opts.InstanceID = rand.Text()
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	s, err := open(ctx, pool, opts)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
+	return s, nil
+}
+
+func open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error) {
+	if opts.Schema != "" {
+		if err := createSchema(ctx, pool, opts.Schema); err != nil {
+			return nil, err
+		}
+	}
+	var schema string
+	if err := pool.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return nil, wrapf(err, "current schema")
+	}
+	if err := migrate(ctx, pool, schema, opts.Logger); err != nil {
+		return nil, err
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	s := &Store{
+		pool:       pool,
+		log:        opts.Logger,
+		clock:      opts.Now,
+		instance:   opts.InstanceID,
+		schema:     schema,
+		sql:        newStatements(channelName(schema), opts.InstanceID),
+		gate:       newGate(opts.Publisher),
+		seq:        newSequencer(opts.Logger),
+		hooks:      opts.hooks,
+		rescueLock: lockKey("jobqueue rescue", schema),
+		ctx:        sctx,
+		cancel:     cancel,
+	}
+	s.creates = newBatcher(createBatch, 0, s.createBatchOf)
+	s.completes = newBatcher(completeBatch, completeLinger, s.completeBatchOf)
+	conn, err := s.connectListener(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	notices := make(chan string, noticeQueue)
+	s.wg.Add(4)
+	go func() { defer s.wg.Done(); s.listen(conn, notices) }()
+	go func() { defer s.wg.Done(); s.relay(notices) }()
+	go func() { defer s.wg.Done(); s.creates.run(sctx, createExecutors) }()
+	go func() { defer s.wg.Done(); s.completes.run(sctx, completeExecutors) }()
+	return s, nil
+}
+
+// createSchema creates the schema if it does not exist. Concurrent CREATE
+// SCHEMA IF NOT EXISTS can fail on the catalog's unique index, so creators
+// take turns through an advisory lock.
+func createSchema(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockKey("jobqueue create schema", schema)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize())
+		return err
+	})
+	if err != nil {
+		return wrapf(err, "create schema %s", schema)
+	}
+	return nil
+}
+
+// lockKey derives an advisory lock key from a purpose and a schema, so that
+// stores on different schemas do not contend.
+func lockKey(purpose, schema string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(purpose + "\x00" + schema))
+	return int64(h.Sum64())
+}
+
+// InstanceID returns the name of this instance in change notifications.
+func (s *Store) InstanceID() string { return s.instance }
+
+// Close stops the store's goroutines, waits for them and closes the pool.
+// Calls in flight fail; calls after Close fail with an error wrapping
+// domain.ErrUnavailable. Close may be called more than once.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		s.pool.Close()
+	})
+}
+
+// errClosed is returned by calls that need a goroutine of a closed store.
+var errClosed = &unavailableError{err: errors.New("store closed")}
+
+// now reads the clock as the store keeps times.
+func (s *Store) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
+
+// errorTime formats an error history time as stored in the errors column.
+func errorTime(t time.Time) string { return t.Format(time.RFC3339Nano) }
+
+// canonicalID reports whether id is a job id as this store makes them (a
+// UUID in its canonical form); any other id names no job.
+func canonicalID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.String() == id
+}
+
+// storable reports whether a text column can keep s: PostgreSQL text is
+// valid UTF-8 without NUL characters.
+func storable(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }
+
+// storableText makes s storable, replacing what is not with U+FFFD.
+func storableText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}
+
+// checkOwner refuses a lease owner no lease can be stored for.
+func checkOwner(owner string) error {
+	if !storable(owner) {
+		return &domain.ValidationError{Field: "owner", Message: "must be valid UTF-8 without NUL characters"}
+	}
+	return nil
+}
+
+// checkLease refuses a lease no claim can have made: one of an id this
+// store never gives (ErrNotFound) or of an owner it cannot keep.
+func checkLease(l store.Lease) error {
+	if !canonicalID(l.JobID) {
+		return domain.ErrNotFound
+	}
+	return checkOwner(l.Owner)
+}
+
+// checkNewJob refuses what the jobs table cannot keep (domain validation
+// is narrower; the store does not rely on it).
+func checkNewJob(nj domain.NewJob) error {
+	switch {
+	case !storable(nj.Type):
+		return &domain.ValidationError{Field: "type", Message: "must be valid UTF-8 without NUL characters"}
+	case !storable(nj.IdempotencyKey):
+		return &domain.ValidationError{Field: "idempotencyKey", Message: "must be valid UTF-8 without NUL characters"}
+	case nj.Priority < math.MinInt16 || nj.Priority > math.MaxInt16:
+		return &domain.ValidationError{Field: "priority", Message: fmt.Sprintf("must be between %d and %d, got %d", math.MinInt16, math.MaxInt16, nj.Priority)}
+	case nj.MaxAttempts > math.MaxInt32:
+		return &domain.ValidationError{Field: "maxAttempts", Message: fmt.Sprintf("must be at most %d, got %d", math.MaxInt32, nj.MaxAttempts)}
+	}
+	return nil
+}
+
+// Create stores a new pending job, or returns the job that already has
+// nj's idempotency key. Concurrent calls are coalesced (see batch.go).
+func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error) {
+	if err := checkNewJob(nj); err != nil {
+		return nil, fmt.Errorf("create job: %w", err)
+	}
+	j, err := s.creates.do(ctx, nj)
+	if err != nil {
+		return nil, fmt.Errorf("create job: %w", err)
+	}
+	return j, nil
+}
+
+// Get returns the job with the id.
+func (s *Store) Get(ctx context.Context, id string) (*domain.Job, error) {
+	if !canonicalID(id) {
+		return nil, fmt.Errorf("get job %s: %w", id, domain.ErrNotFound)
+	}
+	j, err := s.getJob(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// getJob returns the job with the id (which must be canonical), or
+// domain.ErrNotFound, or a classified database error.
+func (s *Store) getJob(ctx context.Context, id string) (*domain.Job, error) {
+	j, err := s.queryJob(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = $1`, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, domain.ErrNotFound
+	}
+	return j, classify(err)
+}
+
+// List returns matching jobs newest first. Total is counted by a second
+// statement sent in the same round trip: under concurrent changes it may
+// disagree with the page by the jobs that changed in between.
+func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
+	if q.Limit <= 0 {
+		return store.ListPage{}, fmt.Errorf("list jobs: limit %d: %w", q.Limit, domain.ErrInvalid)
+	}
+	var (
+		where []string // of the count; the page also has the cursor
+		args  []any
+	)
+	if q.Status != "" {
+		args = append(args, string(q.Status))
+		where = append(where, fmt.Sprintf("status = $%d", len(args)))
+	}
+	if q.Type != "" {
+		args = append(args, q.Type)
+		where = append(where, fmt.Sprintf("type = $%d", len(args)))
+	}
+	pageWhere, pageArgs := slices.Clone(where), slices.Clone(args)
+	if q.BeforeSeq > 0 {
+		pageArgs = append(pageArgs, q.BeforeSeq)
+		pageWhere = append(pageWhere, fmt.Sprintf("seq < $%d", len(pageArgs)))
+	}
+	pageArgs = append(pageArgs, q.Limit+1)
+	pageSQL := fmt.Sprintf(`SELECT %s FROM jobs%s ORDER BY seq DESC LIMIT $%d`, jobColumns, whereClause(pageWhere), len(pageArgs))
+
+	var batch pgx.Batch
+	var page store.ListPage
+	batch.Queue(`SELECT count(*) FROM jobs`+whereClause(where), args...).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&page.Total)
+	})
+	batch.Queue(pageSQL, pageArgs...).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			j, err := scanJob(rows)
+			if err != nil {
+				return err
+			}
+			page.Jobs = append(page.Jobs, j)
+		}
+		return rows.Err()
+	})
+	if err := s.pool.SendBatch(ctx, &batch).Close(); err != nil {
+		return store.ListPage{}, wrapf(err, "list jobs")
+	}
+	if len(page.Jobs) > q.Limit {
+		page.Jobs, page.HasMore = page.Jobs[:q.Limit], true
+	}
+	return page, nil
+}
+
+// whereClause joins conditions into a WHERE clause ("" for none).
+func whereClause(conds []string) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// Claim moves up to req.Limit runnable jobs to processing, leased to
+// req.Owner, in one statement: rows other claimers hold are skipped.
+func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
+	if req.Owner == "" || req.Limit <= 0 {
+		return nil, fmt.Errorf("claim jobs: owner %q, limit %d: %w", req.Owner, req.Limit, domain.ErrInvalid)
+	}
+	if err := checkOwner(req.Owner); err != nil {
+		return nil, fmt.Errorf("claim jobs: %w", err)
+	}
+	jobs, err := s.write(ctx, s.sql.claim, req.Now, req.Limit, s.now(), req.Owner, req.LeaseUntil)
+	if err != nil {
+		return nil, fmt.Errorf("claim jobs: %w", err)
+	}
+	// RETURNING has no order.
+	slices.SortFunc(jobs, func(a, b *domain.Job) int {
+		return cmp.Or(cmp.Compare(b.Priority, a.Priority), a.RunAt.Compare(b.RunAt), cmp.Compare(a.Seq, b.Seq))
+	})
+	return jobs, nil
+}
+
+// NextRunAt returns the earliest RunAt after now among pending jobs.
+func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {
+	var next *time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at > $1`, now).Scan(&next); err != nil {
+		return time.Time{}, wrapf(err, "next run time")
+	}
+	if next == nil {
+		return time.Time{}, nil
+	}
+	return next.UTC(), nil
+}
+
+// Heartbeat extends the leases owner holds. It locks the rows in id order,
+// as batch completions do, so that the two cannot deadlock.
+func (s *Store) Heartbeat(ctx context.Context, owner string, until time.Time) (int, error) {
+	if err := checkOwner(owner); err != nil {
+		return 0, fmt.Errorf("heartbeat of %q: %w", owner, err)
+	}
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE jobs SET lease_expires_at = $2
+		WHERE id IN (SELECT id FROM jobs WHERE lease_owner = $1 AND status = 'processing' ORDER BY id FOR UPDATE)
+		  AND lease_owner = $1 AND status = 'processing'`, owner, until)
+	if err != nil {
+		return 0, wrapf(err, "heartbeat of %s", owner)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// RescueExpired gives back the processing jobs whose lease expired. One
+// instance at a time does it (a transaction-level advisory lock): when
+// another is at it, RescueExpired returns no jobs.
+func (s *Store) RescueExpired(ctx context.Context, now time.Time, limit int) ([]*domain.Job, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	tok := s.seq.start()
+	defer s.seq.finish(tok)
+	at := s.now()
+	var changes []change
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var locked bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, s.rescueLock).Scan(&locked); err != nil || !locked {
+			return err
+		}
+		rows, err := tx.Query(ctx, s.sql.rescue, tok, now, limit, store.WorkerLost, errorTime(at), at)
+		if err != nil {
+			return err
+		}
+		changes, err = collectChanges(rows)
+		return err
+	})
+	if err != nil {
+		return nil, wrapf(err, "rescue jobs")
+	}
+	slices.SortFunc(changes, func(a, b change) int { return strings.Compare(a.job.ID, b.job.ID) })
+	return s.publish(changes), nil
+}
+
+// Finish moves a leased processing job to a final status. What PostgreSQL
+// text cannot keep of errMsg (NUL characters, invalid UTF-8) is replaced
+// with U+FFFD.
+func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status, errMsg string) (*domain.Job, error) {
+	if !status.Final() {
+		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", l.JobID, status, domain.ErrInvalid)
+	}
+	now := s.now()
+	return s.leased(ctx, "finish", l, s.sql.finish, nil, now, string(status), storableText(errMsg), errorTime(now))
+}
+
+// Complete moves a leased processing job to completed with a result.
+// Concurrent calls are coalesced (see batch.go).
+func (s *Store) Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error) {
+	if err := checkLease(l); err != nil {
+		return nil, fmt.Errorf("complete job %s: %w", l.JobID, err)
+	}
+	j, err := s.completes.do(ctx, completeArg{lease: l, result: result})
+	if err != nil {
+		return nil, fmt.Errorf("complete job %s: %w", l.JobID, err)
+	}
+	return j, nil
+}
+
+// Progress records a leased processing job's progress; the same value
+// again is no change.
+func (s *Store) Progress(ctx context.Context, l store.Lease, percent int) (*domain.Job, error) {
+	if percent < 0 || percent > 100 {
+		return nil, fmt.Errorf("progress of job %s: %d: %w", l.JobID, percent, domain.ErrInvalid)
+	}
+	recorded := func(j *domain.Job) bool { return j.Progress != nil && *j.Progress == percent }
+	return s.leased(ctx, "progress", l, s.sql.progress, recorded, s.now(), percent)
+}
+
+// Release moves a leased processing job back to pending, or to cancelled
+// when its cancellation was requested.
+func (s *Store) Release(ctx context.Context, l store.Lease) (*domain.Job, error) {
+	return s.leased(ctx, "release", l, s.sql.release, nil, s.now())
+}
+
+// Fail records a failed attempt: back to pending at retryAt when attempts
+// are left (and retryAt is not zero), failed otherwise. errMsg is kept as
+// Finish keeps it.
+func (s *Store) Fail(ctx context.Context, l store.Lease, errMsg string, retryAt time.Time) (*domain.Job, error) {
+	var retry *time.Time
+	if !retryAt.IsZero() {
+		retry = &retryAt
+	}
+	now := s.now()
+	return s.leased(ctx, "fail", l, s.sql.fail, nil, now, storableText(errMsg), retry, errorTime(now))
+}
+
+// leased runs a statement that changes the job l names only while l's
+// claim stands (its parameters: token, id, owner, attempt, args...). When
+// it changes nothing, the job is looked up to tell a missing job from a
+// lost lease, or from a change that is no change (done reports that the
+// job is already as asked, e.g. a progress already recorded; nil for
+// none).
+func (s *Store) leased(ctx context.Context, op string, l store.Lease, sql string, done func(j *domain.Job) bool, args ...any) (*domain.Job, error) {
+	if err := checkLease(l); err != nil {
+		return nil, fmt.Errorf("%s job %s: %w", op, l.JobID, err)
+	}
+	args = append([]any{l.JobID, l.Owner, l.Attempt}, args...)
+	for range maxTries {
+		jobs, err := s.write(ctx, sql, args...)
+		if err != nil {
+			return nil, fmt.Errorf("%s job %s: %w", op, l.JobID, err)
+		}
+		if len(jobs) == 1 {
+			return jobs[0], nil
+		}
+		j, owner, err := s.getLeased(ctx, l.JobID)
+		if err != nil {
+			return nil, fmt.Errorf("%s job %s: %w", op, l.JobID, err)
+		}
+		if j.Status != domain.StatusProcessing || owner != l.Owner || j.Attempts != l.Attempt {
+			return nil, fmt.Errorf("%s job %s: %s, attempt %d, claim of %s at attempt %d: %w", op, l.JobID, j.Status, j.Attempts, l.Owner, l.Attempt, domain.ErrLeaseLost)
+		}
+		if done != nil && done(j) {
+			return j, nil // no new version
+		}
+		// The claim stands and the statement did not apply: the job
+		// changed in between (another progress). Try again.
+	}
+	return nil, fmt.Errorf("%s job %s: the job kept changing, %d tries: %w", op, l.JobID, maxTries, domain.ErrConflict)
+}
+
+// maxTries bounds how often a change is tried again because the job
+// changed between the statement and the look-up that explains why the
+// statement did not apply.
+const maxTries = 10
+
+// getLeased returns the job with the id and its lease owner.
+func (s *Store) getLeased(ctx context.Context, id string) (*domain.Job, string, error) {
+	var owner *string
+	row := s.pool.QueryRow(ctx, `SELECT `+jobColumns+`, lease_owner FROM jobs WHERE id = $1`, id)
+	j, err := scanJob(row, &owner)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, "", domain.ErrNotFound
+	}
+	if err != nil {
+		return nil, "", classify(err)
+	}
+	if owner == nil {
+		return j, "", nil
+	}
+	return j, *owner, nil
+}
+
+// Cancel cancels a pending job at once; for a processing job it records
+// the request. The status is read and changed by one statement, so a claim
+// racing the cancel cannot turn it into a conflict.
+func (s *Store) Cancel(ctx context.Context, id string) (*domain.Job, error) {
+	return s.change(ctx, "cancel", id, s.sql.cancel, func(j *domain.Job) (bool, error) {
+		switch {
+		case j.Status == domain.StatusPending || j.Status == domain.StatusProcessing && !j.CancelRequested:
+			return true, nil // changed since the statement ran: try again
+		case j.Status == domain.StatusProcessing:
+			return false, nil // asked already: no new version
+		}
+		return false, fmt.Errorf("%s: %w", j.Status, domain.ErrConflict)
+	})
+}
+
+// Retry puts a failed or cancelled job back to pending now, keeping its
+// attempts and error history.
+func (s *Store) Retry(ctx context.Context, id string) (*domain.Job, error) {
+	return s.change(ctx, "retry", id, s.sql.retry, func(j *domain.Job) (bool, error) {
+		if j.Status == domain.StatusFailed || j.Status == domain.StatusCancelled {
+			return true, nil
+		}
+		return false, fmt.Errorf("%s → %s: %w", j.Status, domain.StatusPending, domain.ErrConflict)
+	})
+}
+
+// change runs a statement that changes the job with the id when its status
+// allows (parameters: token, id, now). When it changes nothing, unchanged
+// decides from the job as it is now: try again, return the job as it is,
+// or fail.
+func (s *Store) change(ctx context.Context, op, id, sql string, unchanged func(j *domain.Job) (retry bool, err error)) (*domain.Job, error) {
+	if !canonicalID(id) {
+		return nil, fmt.Errorf("%s job %s: %w", op, id, domain.ErrNotFound)
+	}
+	for range maxTries {
+		jobs, err := s.write(ctx, sql, id, s.now())
+		if err != nil {
+			return nil, fmt.Errorf("%s job %s: %w", op, id, err)
+		}
+		if len(jobs) == 1 {
+			return jobs[0], nil
+		}
+		j, err := s.getJob(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("%s job %s: %w", op, id, err)
+		}
+		retry, err := unchanged(j)
+		if err != nil {
+			return nil, fmt.Errorf("%s job %s: %w", op, id, err)
+		}
+		if !retry {
+			return j, nil
+		}
+	}
+	return nil, fmt.Errorf("%s job %s: the job kept changing, %d tries: %w", op, id, maxTries, domain.ErrConflict)
+}
+
+// DeleteFinished deletes up to limit final jobs that finished before the
+// given time, skipping rows other transactions hold.
+func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	tag, err := s.pool.Exec(ctx, `
+		DELETE FROM jobs WHERE id IN (
+			SELECT id FROM jobs
+			WHERE finished_at < $1 AND status IN ('completed', 'failed', 'cancelled')
+			ORDER BY finished_at LIMIT $2
+			FOR UPDATE SKIP LOCKED)`, before, limit)
+	if err != nil {
+		return 0, wrapf(err, "delete finished jobs")
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Stats counts jobs per status, of one type when typ is not empty.
+func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
+	sql, args := `SELECT status, count(*) FROM jobs GROUP BY status`, []any(nil)
+	if typ != "" {
+		sql, args = `SELECT status, count(*) FROM jobs WHERE type = $1 GROUP BY status`, []any{typ}
+	}
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return domain.Stats{}, wrapf(err, "job stats")
+	}
+	var st domain.Stats
+	counts := map[domain.Status]*int{
+		domain.StatusPending: &st.Pending, domain.StatusProcessing: &st.Processing, domain.StatusCompleted: &st.Completed,
+		domain.StatusFailed: &st.Failed, domain.StatusCancelled: &st.Cancelled,
+	}
+	var (
+		status string
+		n      int
+	)
+	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
+		if c, ok := counts[domain.Status(status)]; ok {
+			*c = n
+		}
+		return nil
+	})
+	if err != nil {
+		return domain.Stats{}, wrapf(err, "job stats")
+	}
+	return st, nil
+}
+
+// write runs a statement that changes jobs under a new token (its first
+// parameter; args follow) and returns the jobs it changed once they are
+// published.
+func (s *Store) write(ctx context.Context, sql string, args ...any) ([]*domain.Job, error) {
+	tok := s.seq.start()
+	defer s.seq.finish(tok)
+	rows, err := s.pool.Query(ctx, sql, append([]any{tok}, args...)...)
+	if err != nil {
+		return nil, classify(err)
+	}
+	changes, err := collectChanges(rows)
+	if err != nil {
+		return nil, classify(err)
+	}
+	if s.hooks != nil && s.hooks.beforePublish != nil {
+		jobs := make([]*domain.Job, len(changes))
+		for i, c := range changes {
+			jobs[i] = c.job
+		}
+		s.hooks.beforePublish(jobs)
+	}
+	return s.publish(changes), nil
+}
+
+// publish hands committed changes to the gate, each after the version
+// before it if this instance wrote that one, and returns their jobs.
+func (s *Store) publish(changes []change) []*domain.Job {
+	jobs := make([]*domain.Job, len(changes))
+	for i, c := range changes {
+		s.seq.await(c.prior)
+		s.gate.publish(c.job)
+		jobs[i] = c.job
+	}
+	return jobs
+}
+
+// queryJob runs a query for one job; pgx.ErrNoRows when there is none.
+func (s *Store) queryJob(ctx context.Context, sql string, args ...any) (*domain.Job, error) {
+	return scanJob(s.pool.QueryRow(ctx, sql, args...))
+}

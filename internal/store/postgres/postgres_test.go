@@ -1,0 +1,634 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/storetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// databaseURL is the server the tests use: TEST_DATABASE_URL, or a local
+// default.
+func databaseURL() string {
+	if u := os.Getenv("TEST_DATABASE_URL"); u != "" {
+		return u
+	}
+	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// connect opens a connection of its own to the test server (pool_*
+// parameters of the URL are for the stores' pools).
+func connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := pgxpool.ParseConfig(databaseURL())
+	if err != nil {
+		return nil, err
+	}
+	return pgx.ConnectConfig(ctx, cfg.ConnConfig)
+}
+
+// newSchema returns the name of a fresh schema that is dropped when the
+// test ends (after the stores opened later are closed). Without a
+// reachable server the test is skipped, or fails when
+// JOBQUEUE_REQUIRE_POSTGRES=1.
+func newSchema(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, err := connect(ctx)
+	if err != nil {
+		if os.Getenv("JOBQUEUE_REQUIRE_POSTGRES") == "1" {
+			t.Fatalf("PostgreSQL is required (JOBQUEUE_REQUIRE_POSTGRES=1) but unreachable at TEST_DATABASE_URL: %v", err)
+		}
+		t.Skipf("!!! SKIPPED: PostgreSQL unreachable (%v); set TEST_DATABASE_URL, and JOBQUEUE_REQUIRE_POSTGRES=1 to fail instead", err)
+	}
+	conn.Close(ctx)
+	schema := "jobqueue_test_" + strings.ToLower(rand.Text()[:12])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := connect(ctx)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+pgx.Identifier{schema}.Sanitize()+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return schema
+}
+
+// openStore opens a store on schema, closed when the test ends.
+func openStore(t testing.TB, schema string, opts Options) *Store {
+	t.Helper()
+	opts.Schema = schema
+	s, err := Open(context.Background(), databaseURL(), opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, pub store.Publisher) store.Store {
+		return openStore(t, newSchema(t), Options{Publisher: pub})
+	})
+}
+
+// recorder keeps every published job, and tells waiters when a wanted
+// version shows up.
+type recorder struct {
+	mu     sync.Mutex
+	events []*domain.Job
+	signal chan struct{} // closed and replaced on every event
+}
+
+func newRecorder() *recorder { return &recorder{signal: make(chan struct{})} }
+
+func (r *recorder) Publish(j *domain.Job) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, j)
+	close(r.signal)
+	r.signal = make(chan struct{})
+}
+
+func (r *recorder) all() []*domain.Job {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*domain.Job(nil), r.events...)
+}
+
+// of returns the events of the job with the id.
+func (r *recorder) of(id string) []*domain.Job {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*domain.Job
+	for _, j := range r.events {
+		if j.ID == id {
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// waitFor waits until ok holds for the recorded events, failing the test
+// after a deadline.
+func (r *recorder) waitFor(t *testing.T, what string, ok func(events []*domain.Job) bool) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		done, signal := ok(r.events), r.signal
+		r.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-signal:
+		case <-deadline.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// hasVersion reports whether events hold version v of job id.
+func hasVersion(id string, v int64) func([]*domain.Job) bool {
+	return func(events []*domain.Job) bool {
+		for _, j := range events {
+			if j.ID == id && j.Version >= v {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// assertIncreasing fails unless the events of each job have increasing
+// versions.
+func assertIncreasing(t *testing.T, name string, events []*domain.Job) {
+	t.Helper()
+	last := map[string]int64{}
+	for _, j := range events {
+		if j.Version <= last[j.ID] {
+			t.Fatalf("%s: job %s published version %d after %d", name, j.ID, j.Version, last[j.ID])
+		}
+		last[j.ID] = j.Version
+	}
+}
+
+func claimOne(t *testing.T, s *Store, owner string) *domain.Job {
+	t.Helper()
+	now := time.Now()
+	jobs, err := s.Claim(context.Background(), store.ClaimRequest{Owner: owner, Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("claim as %s = %d jobs, %v; want 1", owner, len(jobs), err)
+	}
+	return jobs[0]
+}
+
+// A claim that commits while the creation of its job is not published yet
+// publishes after it: no version is left out.
+func TestLocalEventsWaitForPriorVersion(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	created := make(chan string, 1)
+	s := openStore(t, newSchema(t), Options{Publisher: rec, hooks: &testHooks{beforePublish: func(jobs []*domain.Job) {
+		if len(jobs) == 1 && jobs[0].Version == 1 {
+			created <- jobs[0].ID
+			// Hold the creation's publication until the claim of the job
+			// committed: the claim must not publish before it.
+			time.Sleep(100 * time.Millisecond)
+		}
+	}}})
+	ctx := context.Background()
+	go func() {
+		if _, err := s.Create(ctx, domain.NewJob{Type: "t"}); err != nil {
+			t.Error(err)
+		}
+	}()
+	id := <-created
+	c := claimOne(t, s, "o")
+	if c.ID != id {
+		t.Fatalf("claimed %s, want %s", c.ID, id)
+	}
+	events := rec.of(id)
+	if len(events) != 2 || events[0].Version != 1 || events[1].Version != 2 {
+		var versions []int64
+		for _, e := range events {
+			versions = append(versions, e.Version)
+		}
+		t.Fatalf("published versions %v, want [1 2]", versions)
+	}
+}
+
+// A job created on one instance, claimed, cancelled and completed through
+// another reaches the publishers of both, in version order, up to its
+// final state.
+func TestEventsAcrossInstances(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	recA, recB := newRecorder(), newRecorder()
+	a := openStore(t, schema, Options{Publisher: recA})
+	// Instance ids of any length and characters work.
+	b := openStore(t, schema, Options{Publisher: recB, InstanceID: `host'with"quotes\-` + strings.Repeat("x", 300)})
+	if a.InstanceID() == b.InstanceID() {
+		t.Fatalf("two stores share the instance id %q", a.InstanceID())
+	}
+	ctx := context.Background()
+
+	j, err := a.Create(ctx, domain.NewJob{Type: "cross", Payload: []byte(`{"x": 1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The other instance hears of the new pending job (a dispatcher there
+	// would wake up).
+	recB.waitFor(t, "the creation on B", hasVersion(j.ID, 1))
+
+	c := claimOne(t, b, "worker-b")
+	if c.ID != j.ID {
+		t.Fatalf("claimed %s, want %s", c.ID, j.ID)
+	}
+	// A cancellation asked on A reaches the worker's instance.
+	if _, err := a.Cancel(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	recB.waitFor(t, "the cancellation request on B", func(events []*domain.Job) bool {
+		for _, e := range events {
+			if e.ID == j.ID && e.Status == domain.StatusProcessing && e.CancelRequested {
+				return true
+			}
+		}
+		return false
+	})
+	done, err := b.Finish(ctx, store.LeaseOf(c, "worker-b"), domain.StatusCancelled, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rec := range map[string]*recorder{"A": recA, "B": recB} {
+		rec.waitFor(t, "the final state on "+name, hasVersion(j.ID, done.Version))
+		events := rec.of(j.ID)
+		assertIncreasing(t, name, events)
+		last := events[len(events)-1]
+		if last.Version != done.Version || last.Status != domain.StatusCancelled || string(last.Payload) != `{"x": 1}` {
+			t.Fatalf("%s's last event = %+v, want the final state %+v", name, last, done)
+		}
+	}
+	// The instance that made every change but the creation saw them all.
+	if n := len(recB.of(j.ID)); n != int(done.Version) {
+		t.Fatalf("B published %d versions, want %d", n, done.Version)
+	}
+}
+
+// Two instances claiming from one table in batches claim each job exactly
+// once.
+func TestClaimsAcrossInstances(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	stores := []*Store{openStore(t, schema, Options{}), openStore(t, schema, Options{})}
+	const jobs = 3000
+	insertJobs(t, stores[0], jobs)
+
+	var (
+		mu     sync.Mutex
+		wins   = map[string]int{}
+		wg     sync.WaitGroup
+		failed atomic.Bool
+	)
+	for i, s := range stores {
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				owner := fmt.Sprintf("store-%d-claimer-%d", i, g)
+				for {
+					now := time.Now()
+					got, err := s.Claim(context.Background(), store.ClaimRequest{Owner: owner, Limit: 1 + 13*g, Now: now, LeaseUntil: now.Add(time.Minute)})
+					if err != nil {
+						t.Error(err)
+						failed.Store(true)
+						return
+					}
+					if len(got) == 0 {
+						return
+					}
+					mu.Lock()
+					for _, j := range got {
+						wins[j.ID]++
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if failed.Load() {
+		return
+	}
+	if len(wins) != jobs {
+		t.Fatalf("%d jobs claimed, want %d", len(wins), jobs)
+	}
+	for id, n := range wins {
+		if n != 1 {
+			t.Fatalf("job %s claimed %d times", id, n)
+		}
+	}
+}
+
+// insertJobs inserts n pending jobs directly, with ids like Create's (much
+// faster than Create).
+func insertJobs(t testing.TB, s *Store, n int) {
+	t.Helper()
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = uuid.Must(uuid.NewV7()).String()
+	}
+	now := s.now()
+	_, err := s.pool.Exec(context.Background(), `
+		INSERT INTO jobs (id, type, status, max_attempts, run_at, created_at, updated_at)
+		SELECT id, 'bulk', 'pending', 1, $2, $2, $2 FROM unnest($1::uuid[]) AS id`, ids, now)
+	if err != nil {
+		t.Fatalf("insert %d jobs: %v", n, err)
+	}
+}
+
+// Changes made while an instance's listening connection is down reach its
+// publisher once it reconnects.
+func TestListenerResync(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	recB := newRecorder()
+	var (
+		lost    = make(chan struct{})
+		proceed = make(chan struct{})
+		once    sync.Once
+	)
+	a := openStore(t, schema, Options{})
+	b := openStore(t, schema, Options{Publisher: recB, hooks: &testHooks{beforeRelisten: func() {
+		once.Do(func() {
+			close(lost)
+			<-proceed
+		})
+	}}})
+	resume := sync.OnceFunc(func() { close(proceed) })
+	t.Cleanup(resume) // before b closes, should the test stop early
+
+	ctx := context.Background()
+	var created []*domain.Job
+	for range 5 {
+		j, err := a.Create(ctx, domain.NewJob{Type: "resync"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created = append(created, j)
+	}
+	for _, j := range created {
+		recB.waitFor(t, "the creations on B", hasVersion(j.ID, 1))
+	}
+
+	// Kill B's listening connection; B waits in the hook, deaf, while A
+	// runs every job to its end.
+	var killed bool
+	if err := a.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int(b.listenerPID.Load())).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate B's listener: %v, %v", killed, err)
+	}
+	select {
+	case <-lost:
+	case <-time.After(10 * time.Second):
+		t.Fatal("B did not notice the loss of its listening connection")
+	}
+	final := map[string]int64{}
+	for range created {
+		c := claimOne(t, a, "worker-a")
+		done, err := a.Complete(ctx, store.LeaseOf(c, "worker-a"), []byte(`"ok"`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		final[done.ID] = done.Version
+	}
+	resume()
+
+	for id, v := range final {
+		recB.waitFor(t, "the final states on B", hasVersion(id, v))
+		events := recB.of(id)
+		if last := events[len(events)-1]; last.Status != domain.StatusCompleted || string(last.Result) != `"ok"` {
+			t.Fatalf("B's last event of %s = %+v, want completed", id, last)
+		}
+	}
+	assertIncreasing(t, "B", recB.all())
+	if b.resyncs.Load() == 0 {
+		t.Fatal("B did not re-sync")
+	}
+}
+
+// The listening connection, pinged while idle, keeps hearing changes.
+func TestListenerIdlePing(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	rec := newRecorder()
+	a := openStore(t, schema, Options{})
+	b := openStore(t, schema, Options{Publisher: rec, hooks: &testHooks{idlePing: 5 * time.Millisecond}})
+	pid := b.listenerPID.Load()
+	for range 3 {
+		time.Sleep(30 * time.Millisecond) // idle: several pings
+		j, err := a.Create(context.Background(), domain.NewJob{Type: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.waitFor(t, "the creation on B", hasVersion(j.ID, 1))
+	}
+	if b.listenerPID.Load() != pid || b.resyncs.Load() != 0 {
+		t.Fatal("the listener reconnected; want the pinged connection kept")
+	}
+}
+
+// Without a server, calls fail with errors that wrap ErrUnavailable; so do
+// calls on a closed store.
+func TestUnavailable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := Open(ctx, "postgres://postgres@"+closedPort+"/test?sslmode=disable&connect_timeout=5", Options{}); !errors.Is(err, domain.ErrUnavailable) {
+		t.Fatalf("open against a closed port: err = %v, want ErrUnavailable", err)
+	}
+
+	s := openStore(t, newSchema(t), Options{})
+	j, err := s.Create(ctx, domain.NewJob{Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	for name, call := range map[string]func() error{
+		"create": func() error { _, err := s.Create(ctx, domain.NewJob{Type: "t"}); return err },
+		"get":    func() error { _, err := s.Get(ctx, j.ID); return err },
+		"list":   func() error { _, err := s.List(ctx, store.ListQuery{Limit: 1}); return err },
+		"claim": func() error {
+			_, err := s.Claim(ctx, store.ClaimRequest{Owner: "o", Limit: 1, Now: time.Now()})
+			return err
+		},
+		"complete": func() error {
+			_, err := s.Complete(ctx, store.Lease{JobID: j.ID, Owner: "o", Attempt: 1}, nil)
+			return err
+		},
+		"cancel": func() error { _, err := s.Cancel(ctx, j.ID); return err },
+		"stats":  func() error { _, err := s.Stats(ctx, ""); return err },
+	} {
+		if err := call(); !errors.Is(err, domain.ErrUnavailable) {
+			t.Errorf("%s on a closed store: err = %v, want ErrUnavailable", name, err)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		err         error
+		unavailable bool
+	}{
+		{&pgconn.PgError{Code: "08006"}, true},
+		{&pgconn.PgError{Code: "57P01"}, true},
+		{&pgconn.PgError{Code: "53300"}, true},
+		{&pgconn.PgError{Code: "23505"}, false},
+		{&pgconn.PgError{Code: "22P02"}, false},
+		{errors.New("dial tcp: connection refused"), true},
+		{fmt.Errorf("query: %w", context.Canceled), false},
+		{context.DeadlineExceeded, false},
+	} {
+		err := classify(tc.err)
+		if errors.Is(err, domain.ErrUnavailable) != tc.unavailable || !errors.Is(err, tc.err) {
+			t.Errorf("classify(%v) = %v; unavailable %v, want %v, and the cause kept", tc.err, err, errors.Is(err, domain.ErrUnavailable), tc.unavailable)
+		}
+	}
+}
+
+// Instances starting together on a fresh schema migrate it once.
+func TestMigrationsRace(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	const instances = 4
+	stores := make([]*Store, instances)
+	errs := make([]error, instances)
+	var wg sync.WaitGroup
+	for i := range instances {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			stores[i], errs[i] = Open(context.Background(), databaseURL(), Options{Schema: schema})
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		t.Cleanup(stores[i].Close)
+	}
+	var applied int
+	if err := stores[0].pool.QueryRow(context.Background(), `SELECT count(*) FROM `+versionTable+` WHERE version_id > 0`).Scan(&applied); err != nil {
+		t.Fatal(err)
+	}
+	if applied != 1 {
+		t.Fatalf("%d migrations recorded, want 1", applied)
+	}
+	if _, err := stores[1].Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A Complete whose context is done does not wait for its batch.
+func TestCompleteRespectsContext(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newSchema(t), Options{})
+	j, err := s.Create(context.Background(), domain.NewJob{Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := claimOne(t, s, "o")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Complete(ctx, store.LeaseOf(c, "o"), nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("complete with a cancelled context: err = %v, want context.Canceled", err)
+	}
+	if got, err := s.Get(context.Background(), j.ID); err != nil || got.Status != domain.StatusProcessing {
+		t.Fatalf("after a cancelled completion: %+v, %v; want still processing", got, err)
+	}
+}
+
+// Values PostgreSQL cannot keep are refused as invalid, or made storable
+// (error messages); one refused creation does not fail those coalesced
+// with it.
+func TestUnstorableValues(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newSchema(t), Options{})
+	ctx := context.Background()
+	for name, nj := range map[string]domain.NewJob{
+		"NUL in key":   {Type: "t", IdempotencyKey: "a\x00b"},
+		"invalid type": {Type: "\xff"},
+		"priority":     {Type: "t", Priority: 1 << 20},
+	} {
+		if _, err := s.Create(ctx, nj); !errors.Is(err, domain.ErrInvalid) {
+			t.Errorf("create with %s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+
+	var wg sync.WaitGroup
+	errs := make([]error, 32)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			nj := domain.NewJob{Type: "t"}
+			if i == 7 {
+				nj.RunAt = time.Date(300000, 1, 1, 0, 0, 0, 0, time.UTC) // beyond timestamptz
+			}
+			_, errs[i] = s.Create(ctx, nj)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i == 7) || errors.Is(err, domain.ErrUnavailable) {
+			t.Errorf("creation %d: err = %v; want an error (not ErrUnavailable) for creation 7 only", i, err)
+		}
+	}
+
+	put, err := s.Create(ctx, domain.NewJob{Type: "t", Priority: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := claimOne(t, s, "o")
+	if c.ID != put.ID {
+		t.Fatalf("claimed %s, want %s", c.ID, put.ID)
+	}
+	f, err := s.Fail(ctx, store.LeaseOf(c, "o"), "bad \x00 bytes \xff", time.Time{})
+	if err != nil || f.Error != "bad \uFFFD bytes \uFFFD" || f.Errors[0].Message != f.Error {
+		t.Fatalf("fail with an unstorable message = %+v, %v", f, err)
+	}
+}
+
+// Payloads and results come back byte for byte, which jsonb would not do.
+func TestPayloadKeptExactly(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newSchema(t), Options{})
+	ctx := context.Background()
+	payload := []byte(`{ "b":1,  "a" : [1.50, "\u00e9"] }`)
+	j, err := s.Create(ctx, domain.NewJob{Type: "t", Payload: payload})
+	if err != nil || string(j.Payload) != string(payload) {
+		t.Fatalf("create = %q, %v", j.Payload, err)
+	}
+	c := claimOne(t, s, "o")
+	result := []byte(`{"z":0, "y" :1e3}`)
+	done, err := s.Complete(ctx, store.LeaseOf(c, "o"), result)
+	if err != nil || string(done.Result) != string(result) || string(done.Payload) != string(payload) {
+		t.Fatalf("complete = %+v, %v", done, err)
+	}
+}

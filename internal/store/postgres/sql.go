@@ -1,0 +1,280 @@
+package postgres
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+// jobColumns are the columns scanJob reads, in its order.
+const jobColumns = `id, seq, type, payload, status, attempts, max_attempts, error, errors, idempotency_key,
+	timeout_ms, run_at, priority, progress, result, cancel_requested, version, created_at, updated_at,
+	started_at, finished_at`
+
+// changeTail ends the SET list of every statement that makes a new version
+// of jobs: $1 is the statement's token (see events.go), updated_at is $now.
+func changeTail(now string) string {
+	return `version = version + 1, updated_at = ` + now + `, prior_writer = writer, writer = $1`
+}
+
+// leaveProcessing clears the lease of a job that stops processing.
+const leaveProcessing = `lease_owner = NULL, lease_expires_at = NULL, `
+
+// appendError is the errors history with one more entry for the current
+// attempt.
+func appendError(message, at string) string {
+	return `COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object('attempt', attempts, 'message', ` + message + `, 'at', ` + at + `))`
+}
+
+// statements are the SQL texts that depend on the store's notification
+// channel and instance.
+type statements struct {
+	create, claim, rescue, complete                string
+	finish, progress, release, fail, cancel, retry string
+}
+
+// notifyChunk is how many (id, version) pairs one notification carries:
+// about 47 bytes each, which with the prefix (at most 90 bytes, see
+// noticePrefix) keeps payloads under PostgreSQL's 8000 bytes.
+const notifyChunk = 150
+
+// channelName derives the notification channel from the schema, so that
+// stores on different schemas do not hear each other. Channel names are
+// identifiers (at most 63 bytes): long schema names are hashed.
+func channelName(schema string) string {
+	name := "jobqueue_changes_" + schema
+	if len(name) > 63 {
+		sum := sha256.Sum256([]byte(schema))
+		name = "jobqueue_changes_" + hex.EncodeToString(sum[:16])
+	}
+	return name
+}
+
+// quote makes s a SQL string literal (standard_conforming_strings is on
+// in every supported server).
+func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// notice is the payload of a change notification: the instance that made
+// the changes and the (id, version) of each changed job.
+type notice struct {
+	Instance string `json:"o"`
+	Jobs     []ref  `json:"j"`
+}
+
+// ref names a version of a job: a JSON pair [id, version].
+type ref struct {
+	id      string
+	version int64
+}
+
+func (r *ref) UnmarshalJSON(b []byte) error {
+	var pair [2]json.RawMessage
+	if err := json.Unmarshal(b, &pair); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(pair[0], &r.id); err != nil {
+		return err
+	}
+	return json.Unmarshal(pair[1], &r.version)
+}
+
+// noticePrefix is how the notifications of instance begin. A long or
+// unusual instance id is replaced by a digest, so that the prefix stays
+// short (payloads are limited) and needs no escaping.
+func noticePrefix(instance string) string {
+	origin := instance
+	if len(origin) > 64 || strings.ContainsFunc(origin, func(r rune) bool { return r < ' ' || r == '"' || r == '\\' || r > '~' }) {
+		sum := sha256.Sum256([]byte(instance))
+		origin = "sha256:" + hex.EncodeToString(sum[:16])
+	}
+	return `{"o":"` + origin + `","j":`
+}
+
+func newStatements(channel, instance string) statements {
+	// notifying completes a statement that changes jobs (the CTE
+	// "changed", RETURNING jobColumns and prior_writer, after the CTEs in
+	// before) so that it also notifies the channel of the changes, in
+	// chunks of notifyChunk, within the same transaction.
+	notifying := func(before, change string) string {
+		return `WITH ` + before + ` changed AS (` + change + ` RETURNING ` + jobColumns + `, prior_writer),
+			notified AS (
+				SELECT pg_notify(` + quote(channel) + `, ` + quote(noticePrefix(instance)) + ` || json_agg(json_build_array(id, version))::text || '}')
+				FROM (SELECT id, version, (row_number() OVER () - 1) / ` + fmt.Sprint(notifyChunk) + ` AS chunk FROM changed) c
+				GROUP BY chunk)
+			SELECT * FROM changed WHERE (SELECT count(*) FROM notified) >= 0`
+	}
+	// leased is the condition of a write about a claim: $2 id, $3 owner,
+	// $4 attempt.
+	const leased = ` WHERE id = $2 AND status = 'processing' AND lease_owner = $3 AND attempts = $4`
+	return statements{
+		// $2 ids, $3 types, $4 payloads, $5 max_attempts, $6 keys, $7
+		// timeout_ms, $8 run_at, $9 priorities, $10 now. Rows are inserted
+		// in the order given, so seq follows it.
+		create: notifying(``, `
+			INSERT INTO jobs (id, type, payload, status, max_attempts, idempotency_key, timeout_ms, run_at, priority, created_at, updated_at, writer)
+			SELECT i_id, i_type, i_payload, 'pending', i_max_attempts, i_key, i_timeout_ms, i_run_at, i_priority, $10, $10, $1
+			FROM unnest($2::uuid[], $3::text[], $4::bytea[], $5::int[], $6::text[], $7::bigint[], $8::timestamptz[], $9::int[])
+				WITH ORDINALITY AS i(i_id, i_type, i_payload, i_max_attempts, i_key, i_timeout_ms, i_run_at, i_priority, i_ord)
+			ORDER BY i_ord
+			ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`),
+		// $2 runnable cutoff, $3 limit, $4 now, $5 owner, $6 lease
+		// expiry.
+		claim: notifying(`
+			picked AS (
+				SELECT id AS picked_id FROM jobs
+				WHERE status = 'pending' AND run_at <= $2
+				ORDER BY priority DESC, run_at, seq
+				LIMIT $3
+				FOR UPDATE SKIP LOCKED),`, `
+			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = $4, progress = NULL, result = NULL,
+				lease_owner = $5, lease_expires_at = $6, `+changeTail("$4")+`
+			FROM picked WHERE id = picked_id`),
+		// $2 expiry cutoff, $3 limit, $4 message, $5 error time, $6 now.
+		rescue: notifying(`
+			expired AS (
+				SELECT id AS expired_id FROM jobs
+				WHERE status = 'processing' AND lease_expires_at < $2
+				ORDER BY lease_expires_at, id
+				LIMIT $3
+				FOR UPDATE SKIP LOCKED),`, `
+			UPDATE jobs SET
+				status = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts < max_attempts THEN 'pending' ELSE 'failed' END,
+				error = CASE WHEN cancel_requested THEN error ELSE $4 END,
+				errors = CASE WHEN cancel_requested THEN errors ELSE `+appendError("$4::text", "$5::text")+` END,
+				run_at = CASE WHEN NOT cancel_requested AND attempts < max_attempts THEN $6 ELSE run_at END,
+				started_at = CASE WHEN NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE started_at END,
+				finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN $6 ELSE finished_at END,
+				cancel_requested = false, `+leaveProcessing+changeTail("$6")+`
+			FROM expired WHERE id = expired_id`),
+		// $2 ids, $3 owners, $4 attempts, $5 results, $6 now. The rows
+		// are locked in id order, as Heartbeat does, so that the two
+		// cannot deadlock.
+		complete: notifying(`
+			input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bytea[]) AS i(input_id, input_owner, input_attempt, input_result)),
+			locked AS (
+				SELECT id AS locked_id FROM jobs
+				WHERE id = ANY($2::uuid[]) AND status = 'processing'
+				ORDER BY id
+				FOR UPDATE),`, `
+			UPDATE jobs SET status = 'completed', result = input_result, cancel_requested = false, finished_at = $6,
+				`+leaveProcessing+changeTail("$6")+`
+			FROM locked JOIN input ON input_id = locked_id
+			WHERE id = locked_id AND lease_owner = input_owner AND attempts = input_attempt`),
+		// $5 now, $6 status, $7 message, $8 error time.
+		finish: notifying(``, `
+			UPDATE jobs SET status = $6,
+				error = CASE WHEN $7::text <> '' THEN $7::text ELSE error END,
+				errors = CASE WHEN $6::text = 'failed' THEN `+appendError("CASE WHEN $7::text <> '' THEN $7::text ELSE error END", "$8::text")+` ELSE errors END,
+				cancel_requested = false, finished_at = $5, `+leaveProcessing+changeTail("$5")+leased),
+		// $5 now, $6 percent.
+		progress: notifying(``, `
+			UPDATE jobs SET progress = $6, `+changeTail("$5")+leased+` AND progress IS DISTINCT FROM $6`),
+		// $5 now.
+		release: notifying(``, `
+			UPDATE jobs SET
+				status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+				finished_at = CASE WHEN cancel_requested THEN $5::timestamptz END,
+				started_at = CASE WHEN cancel_requested THEN started_at END,
+				cancel_requested = false, `+leaveProcessing+changeTail("$5")+leased),
+		// $5 now, $6 message, $7 retry time (NULL for none), $8 error
+		// time.
+		fail: notifying(``, `
+			UPDATE jobs SET
+				error = $6,
+				errors = `+appendError("$6::text", "$8::text")+`,
+				status = CASE WHEN attempts < max_attempts AND $7::timestamptz IS NOT NULL THEN 'pending' ELSE 'failed' END,
+				run_at = CASE WHEN attempts < max_attempts AND $7::timestamptz IS NOT NULL THEN $7::timestamptz ELSE run_at END,
+				started_at = CASE WHEN attempts < max_attempts AND $7::timestamptz IS NOT NULL THEN NULL ELSE started_at END,
+				finished_at = CASE WHEN attempts < max_attempts AND $7::timestamptz IS NOT NULL THEN NULL ELSE $5::timestamptz END,
+				cancel_requested = false, `+leaveProcessing+changeTail("$5")+leased),
+		// $2 id, $3 now.
+		cancel: notifying(``, `
+			UPDATE jobs SET
+				status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
+				finished_at = CASE WHEN status = 'pending' THEN $3 ELSE finished_at END,
+				cancel_requested = status = 'processing',
+				`+changeTail("$3")+`
+			WHERE id = $2 AND (status = 'pending' OR status = 'processing' AND NOT cancel_requested)`),
+		// $2 id, $3 now.
+		retry: notifying(``, `
+			UPDATE jobs SET status = 'pending', run_at = $3, started_at = NULL, finished_at = NULL, cancel_requested = false,
+				`+changeTail("$3")+`
+			WHERE id = $2 AND status IN ('failed', 'cancelled')`),
+	}
+}
+
+// scanner is a pgx.Row or pgx.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// scanJob reads jobColumns, then the extra columns into extra.
+func scanJob(row scanner, extra ...any) (*domain.Job, error) {
+	var (
+		j                     domain.Job
+		status                string
+		errs                  []byte
+		key                   *string
+		timeoutMS             int64
+		progress              *int
+		startedAt, finishedAt *time.Time
+	)
+	dest := append([]any{&j.ID, &j.Seq, &j.Type, &j.Payload, &status, &j.Attempts, &j.MaxAttempts, &j.Error, &errs, &key,
+		&timeoutMS, &j.RunAt, &j.Priority, &progress, &j.Result, &j.CancelRequested, &j.Version, &j.CreatedAt, &j.UpdatedAt,
+		&startedAt, &finishedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return nil, err
+	}
+	j.Status = domain.Status(status)
+	if key != nil {
+		j.IdempotencyKey = *key
+	}
+	j.Timeout = time.Duration(timeoutMS) * time.Millisecond
+	j.Progress = progress
+	j.RunAt, j.CreatedAt, j.UpdatedAt = j.RunAt.UTC(), j.CreatedAt.UTC(), j.UpdatedAt.UTC()
+	if startedAt != nil {
+		t := startedAt.UTC()
+		j.StartedAt = &t
+	}
+	if finishedAt != nil {
+		t := finishedAt.UTC()
+		j.FinishedAt = &t
+	}
+	if errs != nil {
+		var history []struct {
+			Attempt int       `json:"attempt"`
+			Message string    `json:"message"`
+			At      time.Time `json:"at"`
+		}
+		if err := json.Unmarshal(errs, &history); err != nil {
+			return nil, &decodeError{fmt.Errorf("job %s: decode error history: %w", j.ID, err)}
+		}
+		j.Errors = make([]domain.JobError, len(history))
+		for i, e := range history {
+			j.Errors[i] = domain.JobError{Attempt: e.Attempt, Message: e.Message, At: e.At.UTC()}
+		}
+	}
+	return &j, nil
+}
+
+// collectChanges reads the rows of a statement built by notifying and
+// closes them. The changes are committed only when it returns no error.
+func collectChanges(rows pgx.Rows) ([]change, error) {
+	defer rows.Close()
+	var changes []change
+	for rows.Next() {
+		var c change
+		j, err := scanJob(rows, &c.prior)
+		if err != nil {
+			return nil, err
+		}
+		c.job = j
+		changes = append(changes, c)
+	}
+	return changes, rows.Err()
+}
