@@ -9,9 +9,13 @@ BIN   := bin/server
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
+# make run keeps jobs in ./data/jobs.db (SQLite) unless DATABASE_URL says
+# otherwise (memory:, sqlite:PATH, postgres://…).
+DATABASE_URL ?= sqlite:./data/jobs.db
+
 .PHONY: run
-run: ## Start the server on :8080 (PORT, WORKERS, ... from the environment; see ./bin/server -h)
-	$(GO) run ./cmd/server
+run: ## Start the server on :8080 with jobs kept in ./data/jobs.db (PORT, WORKERS, DATABASE_URL, ... from the environment; see ./bin/server -h)
+	DATABASE_URL='$(DATABASE_URL)' $(GO) run ./cmd/server
 
 .PHONY: build
 build: ## Build bin/server
@@ -31,8 +35,24 @@ lint: ## gofmt check and go vet
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
+# The PostgreSQL tests use TEST_DATABASE_URL; they skip when it cannot be
+# reached, unless JOBQUEUE_REQUIRE_POSTGRES=1 (set by .ci/run) fails them.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+export TEST_DATABASE_URL
+
+.PHONY: check-postgres
+check-postgres:
+	@if ! $(GO) run ./scripts/pgcheck >/dev/null 2>&1; then \
+		echo "################################################################"; \
+		echo "## PostgreSQL is NOT reachable at TEST_DATABASE_URL:"; \
+		echo "##   $(TEST_DATABASE_URL)"; \
+		echo "## Every PostgreSQL test (Go and e2e) will be SKIPPED."; \
+		echo "## Start it, or set JOBQUEUE_REQUIRE_POSTGRES=1 to fail instead."; \
+		echo "################################################################"; \
+	fi
+
 .PHONY: test-go
-test-go: ## Go tests with the race detector
+test-go: check-postgres ## Go tests with the race detector
 	$(GO) test -race -count=1 -timeout 8m ./...
 
 .PHONY: e2e

@@ -4,6 +4,7 @@
 //   server.url    -> 'http://127.0.0.1:43567'
 //   server.wsUrl  -> 'ws://127.0.0.1:43567/query'
 //   await server.stop() -> { code, signal, durationMs }   (SIGTERM, waits for exit)
+//   await server.kill() -> { code, signal, at }           (SIGKILL: a crash, no shutdown)
 //
 // The binary comes from env SERVER_BIN (default ../bin/server relative to e2e/).
 // The port is read from the JSON log line {"msg":"listening","addr":"host:port"}.
@@ -40,6 +41,17 @@ const SERVER_CONFIG_VARS = [
   'SUBSCRIBER_BUFFER',
   'SUBSCRIBER_MAX_BACKLOG',
   'DEBUG_ADDR',
+  'DATABASE_URL',
+  'INSTANCE_ID',
+  'LEASE_DURATION',
+  'POLL_INTERVAL',
+  'HANDLERS_FILE',
+  'MAX_ATTEMPTS',
+  'JOB_TIMEOUT',
+  'RETRY_BACKOFF',
+  'RETRY_BACKOFF_MAX',
+  'RETENTION',
+  'RETENTION_SWEEP',
 ];
 
 const MAX_LOG_LINES = 2000;
@@ -196,6 +208,12 @@ export async function startServer(env = {}, opts = {}) {
     return stopping;
   }
 
+  /** Kills the process with SIGKILL, as a crash would, and waits for it to exit. */
+  function kill() {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    return exited;
+  }
+
   return {
     url,
     wsUrl,
@@ -206,5 +224,6 @@ export async function startServer(env = {}, opts = {}) {
     logs: () => logLines.slice(),
     tail,
     stop,
+    kill,
   };
 }

@@ -143,9 +143,10 @@ export function waitForJobStatus(baseUrl, id, statuses, { timeoutMs = 10_000 } =
 
 /**
  * A sink for subscription clients ({ next, error, complete }) that records
- * everything and lets tests wait on it with deadlines.
+ * everything and lets tests wait on it with deadlines. `summarize(messages)`,
+ * when given, replaces the full list of messages in failure messages.
  */
-export function createCollector(name = 'subscription') {
+export function createCollector(name = 'subscription', { summarize } = {}) {
   const messages = [];
   const waiters = new Set();
   let ended = null; // { kind: 'complete' } | { kind: 'error', error }
@@ -178,7 +179,7 @@ export function createCollector(name = 'subscription') {
   };
 
   const describe = () =>
-    `${name}: ${messages.length} message(s) ${JSON.stringify(messages)}; ended: ${
+    `${name}: ${summarize ? summarize(messages) : `${messages.length} message(s) ${JSON.stringify(messages)}`}; ended: ${
       ended ? `${ended.kind} ${ended.error ? safeStringify(ended.error) : ''}` : 'no'
     }`;
 

@@ -1,0 +1,205 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+)
+
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "jobs.db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+// A write that fails undoes its own statements and count changes, and
+// nothing of the writes it shares a transaction with.
+func TestFailedWriteUndoesOnlyItself(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	ctx := context.Background()
+	victim, err := s.Create(ctx, domain.NewJob{Type: "victim"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errBoom := errors.New("boom")
+	const rounds, creators = 200, 4
+	for range rounds {
+		var wg sync.WaitGroup
+		wg.Add(1 + creators)
+		go func() {
+			defer wg.Done()
+			err := s.write(ctx, func(w *writeTx) error {
+				if _, err := w.exec(`UPDATE jobs SET priority = 99 WHERE id = ?`, victim.ID); err != nil {
+					return err
+				}
+				w.count("victim", domain.StatusPending, 1)
+				return errBoom
+			})
+			if !errors.Is(err, errBoom) {
+				t.Errorf("failing write: %v, want boom", err)
+			}
+		}()
+		for range creators {
+			go func() {
+				defer wg.Done()
+				if _, err := s.Create(ctx, domain.NewJob{Type: "t"}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	if got, err := s.Get(ctx, victim.ID); err != nil || got.Priority != 0 || got.Version != 1 {
+		t.Fatalf("the failed writes' job = %+v, %v; want it unchanged", got, err)
+	}
+	if st, err := s.Stats(ctx, ""); err != nil || st.Pending != 1+rounds*creators {
+		t.Fatalf("stats = %+v, %v; want %d pending", st, err, 1+rounds*creators)
+	}
+	checkCounts(t, s)
+}
+
+// The counts that Stats and List totals read match the jobs after every
+// kind of change, made concurrently, the refused ones included.
+func TestCountsMatchJobs(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 1))
+			owner := fmt.Sprint("w", g)
+			for range 60 {
+				typ := fmt.Sprint("type", rng.IntN(3))
+				j, err := s.Create(ctx, domain.NewJob{Type: typ, MaxAttempts: 2, IdempotencyKey: fmt.Sprint("k", rng.IntN(100))})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				now := time.Now().Add(time.Minute)
+				claimed, err := s.Claim(ctx, store.ClaimRequest{Owner: owner, Limit: 2, Now: now, LeaseUntil: now.Add(time.Minute)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, c := range claimed {
+					l := store.LeaseOf(c, owner)
+					switch rng.IntN(5) {
+					case 0:
+						_, err = s.Complete(ctx, l, nil)
+					case 1:
+						_, err = s.Fail(ctx, l, "x", now)
+					case 2:
+						_, err = s.Release(ctx, l)
+					case 3:
+						_, err = s.Finish(ctx, l, domain.StatusCancelled, "")
+					default: // left processing
+					}
+					if err != nil && !errors.Is(err, domain.ErrLeaseLost) && !errors.Is(err, domain.ErrNotFound) { // rescued (and deleted) by another goroutine
+						t.Error(err)
+					}
+				}
+				// Refused writes change nothing: a cancel of a finished
+				// job, a retry of a pending one, a lost lease.
+				_, _ = s.Cancel(ctx, j.ID)
+				_, _ = s.Retry(ctx, j.ID)
+				_, _ = s.Complete(ctx, store.Lease{JobID: j.ID, Owner: "nobody", Attempt: 1}, nil)
+				if rng.IntN(10) == 0 {
+					if _, err := s.RescueExpired(ctx, now.Add(2*time.Minute), 3); err != nil {
+						t.Error(err)
+					}
+					if _, err := s.DeleteFinished(ctx, time.Now().Add(time.Hour), 5); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	checkCounts(t, s)
+}
+
+// checkCounts compares job_counts with the jobs, and Stats with both.
+func checkCounts(t *testing.T, s *Store) {
+	t.Helper()
+	want := readCounts(t, s, `SELECT type, status, COUNT(*) FROM jobs GROUP BY type, status`)
+	got := readCounts(t, s, `SELECT type, status, n FROM job_counts WHERE n <> 0`)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("job_counts = %v\njobs       = %v", got, want)
+	}
+	types := map[string]bool{"": true}
+	for k := range want {
+		types[k.typ] = true
+	}
+	for typ := range types {
+		st, err := s.Stats(context.Background(), typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w domain.Stats
+		for k, n := range want {
+			if typ != "" && k.typ != typ {
+				continue
+			}
+			switch k.status {
+			case domain.StatusPending:
+				w.Pending += n
+			case domain.StatusProcessing:
+				w.Processing += n
+			case domain.StatusCompleted:
+				w.Completed += n
+			case domain.StatusFailed:
+				w.Failed += n
+			case domain.StatusCancelled:
+				w.Cancelled += n
+			}
+		}
+		if st != w {
+			t.Fatalf("stats of %q = %+v, want %+v", typ, st, w)
+		}
+	}
+}
+
+// readCounts runs a query of (type, status, count) rows.
+func readCounts(t *testing.T, s *Store, query string) map[countKey]int {
+	t.Helper()
+	rows, err := s.rdb.QueryContext(context.Background(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	counts := map[countKey]int{}
+	for rows.Next() {
+		var (
+			typ, status string
+			n           int
+		)
+		if err := rows.Scan(&typ, &status, &n); err != nil {
+			t.Fatal(err)
+		}
+		counts[countKey{typ, domain.Status(status)}] = n
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return counts
+}
