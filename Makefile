@@ -68,3 +68,8 @@ bench: ## Benchmarks: in-process throughput, then load against a live server (fi
 	$(GO) test -run '^$$' -bench 'ScheduledDispatchLatency|RetryThroughput' -benchtime 2000x ./internal/worker
 	$(GO) test -run '^$$' -bench . ./internal/broker
 	./bench/run.sh
+	./bench/storage.sh
+
+.PHONY: bench-storage
+bench-storage: ## Storage benchmarks only: createJob over HTTP, single inserts and burn-down per backend, River beside PostgreSQL
+	./bench/storage.sh

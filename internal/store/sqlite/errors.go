@@ -15,13 +15,13 @@ import (
 // works) and domain.ErrUnavailable, so the API can answer "try again
 // later".
 type unavailableError struct {
-	Err error
+	err error
 }
 
-func (e *unavailableError) Error() string { return e.Err.Error() }
+func (e *unavailableError) Error() string { return e.err.Error() }
 
 // Unwrap returns the cause and domain.ErrUnavailable.
-func (e *unavailableError) Unwrap() []error { return []error{e.Err, domain.ErrUnavailable} }
+func (e *unavailableError) Unwrap() []error { return []error{e.err, domain.ErrUnavailable} }
 
 // errClosed is the cause of every call made after Close.
 var errClosed = errors.New("sqlite store closed")
@@ -37,7 +37,7 @@ func dbError(err error) error {
 	if errors.As(err, &ue) {
 		return err
 	}
-	return &unavailableError{Err: err}
+	return &unavailableError{err: err}
 }
 
 func unavailable(err error) bool {

@@ -19,6 +19,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"database/sql"
@@ -580,15 +581,37 @@ func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status,
 
 // Complete moves a processing job to completed with a result. It is the
 // write a worker pool makes most, so it is one UPDATE conditioned on the
-// lease rather than a read and a write.
+// lease: when the writer has the job's snapshot (it claimed the job) and
+// the job is still at that version, the completed job is built from the
+// snapshot; otherwise the UPDATE returns the row.
 func (s *Store) Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error) {
 	var out *domain.Job
+	result = rawJSON(bytes.Clone(result)) // the snapshot must not share the caller's bytes
 	err := s.write(ctx, func(w *writeTx) error {
-		j, _, err := scanJob(w.queryRow(`UPDATE jobs SET status = 'completed', result = ?1, cancel_requested = 0,
+		const complete = `UPDATE jobs SET status = 'completed', result = ?1, cancel_requested = 0,
 				finished_at = ?2, updated_at = ?2, version = version + 1, lease_owner = NULL, lease_expires_at = NULL
-			WHERE id = ?3 AND status = 'processing' AND lease_owner = ?4 AND attempts = ?5
-			RETURNING `+jobColumns,
-			blob(result), micros(w.now), l.JobID, l.Owner, l.Attempt))
+			WHERE id = ?3 AND status = 'processing' AND lease_owner = ?4 AND attempts = ?5`
+		if old, ok := w.processing(l.JobID); ok && old.Attempts == l.Attempt {
+			res, err := w.exec(complete+` AND version = ?6`, blob(result), micros(w.now), l.JobID, l.Owner, l.Attempt, old.Version)
+			if err != nil {
+				return err
+			}
+			if n, err := res.RowsAffected(); err != nil {
+				return err
+			} else if n == 1 {
+				j, now := *old, w.now
+				j.Status = domain.StatusCompleted
+				j.Result = result
+				j.CancelRequested = false
+				j.FinishedAt = &now
+				j.UpdatedAt = now
+				j.Version++
+				out = &j
+				w.changed(domain.StatusProcessing, &j)
+				return nil
+			}
+		}
+		j, _, err := scanJob(w.queryRow(complete+` RETURNING `+jobColumns, blob(result), micros(w.now), l.JobID, l.Owner, l.Attempt))
 		if errors.Is(err, sql.ErrNoRows) {
 			return w.lostLease(l)
 		}

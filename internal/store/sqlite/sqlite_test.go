@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	sqlitedriver "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -148,7 +150,11 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if again, err := s.Create(ctx, domain.NewJob{Type: "d", IdempotencyKey: "key-1"}); err != nil || again.ID != done.ID {
 		t.Fatalf("create with a stored key = %+v, %v; want the stored job", again, err)
 	}
-	// The lease is still held: renewed by its owner, refused to others.
+	// The lease is still held, until the same expiry: renewed by its
+	// owner, refused to others.
+	if got, err := s.RescueExpired(ctx, lease.Add(-time.Second), 10); err != nil || len(got) != 0 {
+		t.Fatalf("rescue before the lease expires = %v, %v; want none", got, err)
+	}
 	if n, err := s.Heartbeat(ctx, "holder", lease.Add(time.Hour)); err != nil || n != 1 {
 		t.Fatalf("heartbeat after reopening = %d, %v; want the held lease", n, err)
 	}
@@ -307,8 +313,9 @@ func TestBusyIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Create(ctx, domain.NewJob{Type: "t"})
-	if !errors.Is(err, domain.ErrUnavailable) {
-		t.Fatalf("create while locked: %v, want ErrUnavailable", err)
+	var cause *sqlitedriver.Error
+	if !errors.Is(err, domain.ErrUnavailable) || !errors.As(err, &cause) || cause.Code()&0xff != sqlite3.SQLITE_BUSY {
+		t.Fatalf("create while locked: %v, want ErrUnavailable and SQLITE_BUSY", err)
 	}
 	if _, err := conn.ExecContext(ctx, "ROLLBACK"); err != nil {
 		t.Fatal(err)
