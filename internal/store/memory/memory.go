@@ -191,13 +191,7 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Jo
 	defer s.mu.Unlock()
 	jobs := s.queue.take(req.Now, req.Limit, s.isPending)
 	for i, old := range jobs {
-		jobs[i] = s.apply(old, func(j *domain.Job, now time.Time) {
-			j.Status = domain.StatusProcessing
-			j.Attempts++
-			j.StartedAt = &now
-			j.Progress = nil
-			j.Result = nil
-		})
+		jobs[i] = s.apply(old, (*domain.Job).Claim)
 		s.leases[old.ID] = lease{owner: req.Owner, attempt: jobs[i].Attempts, expires: req.LeaseUntil}
 	}
 	return jobs, nil
@@ -252,30 +246,9 @@ func (s *Store) RescueExpired(ctx context.Context, now time.Time, limit int) ([]
 	slices.Sort(expired) // a stable order for events and tests
 	out := make([]*domain.Job, 0, len(expired))
 	for _, id := range expired {
-		out = append(out, s.apply(s.byID[id], rescue))
+		out = append(out, s.apply(s.byID[id], func(j *domain.Job, now time.Time) { j.Rescue(store.WorkerLost, now) }))
 	}
 	return out, nil
-}
-
-// rescue gives back a job whose worker was lost: it spent the attempt.
-func rescue(j *domain.Job, now time.Time) {
-	switch {
-	case j.CancelRequested:
-		j.Status = domain.StatusCancelled
-		j.FinishedAt = &now
-	case j.Attempts < j.MaxAttempts:
-		j.Error = store.WorkerLost
-		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: store.WorkerLost, At: now})
-		j.Status = domain.StatusPending
-		j.RunAt = now
-		j.StartedAt = nil
-	default:
-		j.Error = store.WorkerLost
-		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: store.WorkerLost, At: now})
-		j.Status = domain.StatusFailed
-		j.FinishedAt = &now
-	}
-	j.CancelRequested = false
 }
 
 // Finish moves a processing job to a final status; a failure is added to
@@ -285,15 +258,7 @@ func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status,
 		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", l.JobID, status, domain.ErrInvalid)
 	}
 	return s.leased(ctx, "finish", l, func(j *domain.Job, now time.Time) error {
-		j.Status = status
-		if errMsg != "" {
-			j.Error = errMsg
-		}
-		if status == domain.StatusFailed {
-			j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: j.Error, At: now})
-		}
-		j.CancelRequested = false
-		j.FinishedAt = &now
+		j.Finish(status, errMsg, now)
 		return nil
 	})
 }
@@ -301,10 +266,7 @@ func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status,
 // Complete moves a processing job to completed with a result.
 func (s *Store) Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error) {
 	return s.leased(ctx, "complete", l, func(j *domain.Job, now time.Time) error {
-		j.Status = domain.StatusCompleted
-		j.Result = result
-		j.CancelRequested = false
-		j.FinishedAt = &now
+		j.Complete(result, now)
 		return nil
 	})
 }
@@ -314,39 +276,16 @@ func (s *Store) Progress(ctx context.Context, l store.Lease, percent int) (*doma
 	if percent < 0 || percent > 100 {
 		return nil, fmt.Errorf("progress of job %s: %d: %w", l.JobID, percent, domain.ErrInvalid)
 	}
-	return s.leased(ctx, "progress", l, func(j *domain.Job, now time.Time) error {
-		if j.Progress != nil && *j.Progress == percent {
-			return errUnchanged
-		}
-		j.Progress = &percent
-		return nil
-	})
+	return s.leased(ctx, "progress", l, func(j *domain.Job, now time.Time) error { return j.SetProgress(percent) })
 }
 
 // Fail records a failed attempt: back to pending at retryAt when attempts
 // are left, failed otherwise.
 func (s *Store) Fail(ctx context.Context, l store.Lease, errMsg string, retryAt time.Time) (*domain.Job, error) {
 	return s.leased(ctx, "fail", l, func(j *domain.Job, now time.Time) error {
-		j.Error = errMsg
-		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: errMsg, At: now})
-		j.CancelRequested = false
-		if j.Attempts < j.MaxAttempts && !retryAt.IsZero() {
-			j.Status = domain.StatusPending
-			j.RunAt = retryAt
-			j.StartedAt = nil
-			return nil
-		}
-		j.Status = domain.StatusFailed
-		j.FinishedAt = &now
+		j.Fail(errMsg, retryAt, now)
 		return nil
 	})
-}
-
-// appendError adds e to a copy of errs: snapshots share their slices.
-func appendError(errs []domain.JobError, e domain.JobError) []domain.JobError {
-	out := make([]domain.JobError, len(errs), len(errs)+1)
-	copy(out, errs)
-	return append(out, e)
 }
 
 // Release moves a processing job back to pending, or to cancelled when a
@@ -354,14 +293,7 @@ func appendError(errs []domain.JobError, e domain.JobError) []domain.JobError {
 // again would ignore that).
 func (s *Store) Release(ctx context.Context, l store.Lease) (*domain.Job, error) {
 	return s.leased(ctx, "release", l, func(j *domain.Job, now time.Time) error {
-		if j.CancelRequested {
-			j.Status = domain.StatusCancelled
-			j.FinishedAt = &now
-		} else {
-			j.Status = domain.StatusPending
-			j.StartedAt = nil
-		}
-		j.CancelRequested = false
+		j.Release(now)
 		return nil
 	})
 }
@@ -371,32 +303,13 @@ func (s *Store) Release(ctx context.Context, l store.Lease) (*domain.Job, error)
 // changed under one lock, so a claim racing the cancel cannot turn it into
 // a conflict.
 func (s *Store) Cancel(ctx context.Context, id string) (*domain.Job, error) {
-	return s.change(ctx, "cancel", id, func(j *domain.Job, now time.Time) error {
-		switch j.Status {
-		case domain.StatusPending:
-			j.Status = domain.StatusCancelled
-			j.FinishedAt = &now
-		case domain.StatusProcessing:
-			if j.CancelRequested {
-				return errUnchanged
-			}
-			j.CancelRequested = true
-		default:
-			return fmt.Errorf("%s: %w", j.Status, domain.ErrConflict)
-		}
-		return nil
-	})
+	return s.change(ctx, "cancel", id, func(j *domain.Job, now time.Time) error { return j.Cancel(now) })
 }
 
 // Retry puts a failed or cancelled job back to pending, keeping its
 // attempts and error history.
 func (s *Store) Retry(ctx context.Context, id string) (*domain.Job, error) {
-	return s.transition(ctx, "retry", id, domain.StatusPending, func(j *domain.Job, now time.Time) {
-		j.RunAt = now
-		j.StartedAt = nil
-		j.FinishedAt = nil
-		j.CancelRequested = false
-	}, domain.StatusFailed, domain.StatusCancelled)
+	return s.change(ctx, "retry", id, func(j *domain.Job, now time.Time) error { return j.Retry(now) })
 }
 
 // DeleteFinished deletes final jobs that finished before the given time.
@@ -444,22 +357,6 @@ func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
 	}, nil
 }
 
-// transition moves a job in one of the from statuses to status to.
-func (s *Store) transition(ctx context.Context, op, id string, to domain.Status, mutate func(j *domain.Job, now time.Time), from ...domain.Status) (*domain.Job, error) {
-	return s.change(ctx, op, id, func(j *domain.Job, now time.Time) error {
-		if !slices.Contains(from, j.Status) || !domain.CanTransition(j.Status, to) {
-			return fmt.Errorf("%s → %s: %w", j.Status, to, domain.ErrConflict)
-		}
-		j.Status = to
-		mutate(j, now)
-		return nil
-	})
-}
-
-// errUnchanged tells change that the job is already as asked: no new
-// version, no event.
-var errUnchanged = errors.New("unchanged")
-
 // leased applies a change a worker makes about the attempt l names: only
 // while the job is processing under that very claim.
 func (s *Store) leased(ctx context.Context, op string, l store.Lease, apply func(j *domain.Job, now time.Time) error) (*domain.Job, error) {
@@ -486,7 +383,7 @@ func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.
 	}
 	j := *old
 	now := s.now()
-	if err := apply(&j, now); errors.Is(err, errUnchanged) {
+	if err := apply(&j, now); errors.Is(err, domain.ErrUnchanged) {
 		return old, nil
 	} else if err != nil {
 		return nil, fmt.Errorf("%s job %s: %w", op, id, err)

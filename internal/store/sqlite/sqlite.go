@@ -524,7 +524,7 @@ func (s *Store) RescueExpired(ctx context.Context, now time.Time, limit int) ([]
 		out = make([]*domain.Job, 0, len(expired))
 		for _, old := range expired {
 			j := *old
-			rescue(&j, w.now)
+			j.Rescue(store.WorkerLost, w.now)
 			if err := w.update(old, &j); err != nil {
 				return err
 			}
@@ -538,27 +538,6 @@ func (s *Store) RescueExpired(ctx context.Context, now time.Time, limit int) ([]
 	return out, nil
 }
 
-// rescue gives back a job whose worker was lost: it spent the attempt.
-func rescue(j *domain.Job, now time.Time) {
-	switch {
-	case j.CancelRequested:
-		j.Status = domain.StatusCancelled
-		j.FinishedAt = &now
-	case j.Attempts < j.MaxAttempts:
-		j.Error = store.WorkerLost
-		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: store.WorkerLost, At: now})
-		j.Status = domain.StatusPending
-		j.RunAt = now
-		j.StartedAt = nil
-	default:
-		j.Error = store.WorkerLost
-		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: store.WorkerLost, At: now})
-		j.Status = domain.StatusFailed
-		j.FinishedAt = &now
-	}
-	j.CancelRequested = false
-}
-
 // Finish moves a processing job to a final status; a failure is added to
 // the job's error history.
 func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status, errMsg string) (*domain.Job, error) {
@@ -566,15 +545,7 @@ func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status,
 		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", l.JobID, status, domain.ErrInvalid)
 	}
 	return s.leased(ctx, "finish", l, func(j *domain.Job, now time.Time) error {
-		j.Status = status
-		if errMsg != "" {
-			j.Error = errMsg
-		}
-		if status == domain.StatusFailed {
-			j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: j.Error, At: now})
-		}
-		j.CancelRequested = false
-		j.FinishedAt = &now
+		j.Finish(status, errMsg, now)
 		return nil
 	})
 }
@@ -635,11 +606,7 @@ func (s *Store) Progress(ctx context.Context, l store.Lease, percent int) (*doma
 		return nil, fmt.Errorf("progress of job %s: %d: %w", l.JobID, percent, domain.ErrInvalid)
 	}
 	return s.leased(ctx, "progress", l, func(j *domain.Job, now time.Time) error {
-		if j.Progress != nil && *j.Progress == percent {
-			return errUnchanged
-		}
-		j.Progress = &percent
-		return nil
+		return j.SetProgress(percent)
 	})
 }
 
@@ -647,40 +614,16 @@ func (s *Store) Progress(ctx context.Context, l store.Lease, percent int) (*doma
 // are left, failed otherwise.
 func (s *Store) Fail(ctx context.Context, l store.Lease, errMsg string, retryAt time.Time) (*domain.Job, error) {
 	return s.leased(ctx, "fail", l, func(j *domain.Job, now time.Time) error {
-		j.Error = errMsg
-		j.Errors = appendError(j.Errors, domain.JobError{Attempt: j.Attempts, Message: errMsg, At: now})
-		j.CancelRequested = false
-		if j.Attempts < j.MaxAttempts && !retryAt.IsZero() {
-			j.Status = domain.StatusPending
-			j.RunAt = retryAt
-			j.StartedAt = nil
-			return nil
-		}
-		j.Status = domain.StatusFailed
-		j.FinishedAt = &now
+		j.Fail(errMsg, retryAt, now)
 		return nil
 	})
-}
-
-// appendError adds e to a copy of errs: snapshots share their slices.
-func appendError(errs []domain.JobError, e domain.JobError) []domain.JobError {
-	out := make([]domain.JobError, len(errs), len(errs)+1)
-	copy(out, errs)
-	return append(out, e)
 }
 
 // Release moves a processing job back to pending, or to cancelled when a
 // cancellation was requested meanwhile.
 func (s *Store) Release(ctx context.Context, l store.Lease) (*domain.Job, error) {
 	return s.leased(ctx, "release", l, func(j *domain.Job, now time.Time) error {
-		if j.CancelRequested {
-			j.Status = domain.StatusCancelled
-			j.FinishedAt = &now
-		} else {
-			j.Status = domain.StatusPending
-			j.StartedAt = nil
-		}
-		j.CancelRequested = false
+		j.Release(now)
 		return nil
 	})
 }
@@ -689,37 +632,13 @@ func (s *Store) Release(ctx context.Context, l store.Lease) (*domain.Job, error)
 // the request. The status is read and changed in one write transaction,
 // so a claim racing the cancel cannot turn it into a conflict.
 func (s *Store) Cancel(ctx context.Context, id string) (*domain.Job, error) {
-	return s.change(ctx, "cancel", id, func(j *domain.Job, _ string, now time.Time) error {
-		switch j.Status {
-		case domain.StatusPending:
-			j.Status = domain.StatusCancelled
-			j.FinishedAt = &now
-		case domain.StatusProcessing:
-			if j.CancelRequested {
-				return errUnchanged
-			}
-			j.CancelRequested = true
-		default:
-			return fmt.Errorf("%s: %w", j.Status, domain.ErrConflict)
-		}
-		return nil
-	})
+	return s.change(ctx, "cancel", id, func(j *domain.Job, _ string, now time.Time) error { return j.Cancel(now) })
 }
 
 // Retry puts a failed or cancelled job back to pending, keeping its
 // attempts and error history.
 func (s *Store) Retry(ctx context.Context, id string) (*domain.Job, error) {
-	return s.change(ctx, "retry", id, func(j *domain.Job, _ string, now time.Time) error {
-		if (j.Status != domain.StatusFailed && j.Status != domain.StatusCancelled) || !domain.CanTransition(j.Status, domain.StatusPending) {
-			return fmt.Errorf("%s → %s: %w", j.Status, domain.StatusPending, domain.ErrConflict)
-		}
-		j.Status = domain.StatusPending
-		j.RunAt = now
-		j.StartedAt = nil
-		j.FinishedAt = nil
-		j.CancelRequested = false
-		return nil
-	})
+	return s.change(ctx, "retry", id, func(j *domain.Job, _ string, now time.Time) error { return j.Retry(now) })
 }
 
 // DeleteFinished deletes up to limit final jobs that finished before the
@@ -806,10 +725,6 @@ func (s *Store) stats(ctx context.Context, typ string) (domain.Stats, error) {
 	return st, rows.Err()
 }
 
-// errUnchanged tells change that the job is already as asked: no new
-// version, no event.
-var errUnchanged = errors.New("unchanged")
-
 // leased applies a change a worker makes about the attempt l names: only
 // while the job is processing under that very claim.
 func (s *Store) leased(ctx context.Context, op string, l store.Lease, apply func(j *domain.Job, now time.Time) error) (*domain.Job, error) {
@@ -863,7 +778,7 @@ func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.
 			return err
 		}
 		j := *old
-		if err := apply(&j, owner, w.now); errors.Is(err, errUnchanged) {
+		if err := apply(&j, owner, w.now); errors.Is(err, domain.ErrUnchanged) {
 			out = old
 			return nil
 		} else if err != nil {
