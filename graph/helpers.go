@@ -38,6 +38,9 @@ func decodeCursor(c string) (int64, error) {
 
 func (r *Resolver) listJobs(ctx context.Context, q store.ListQuery) (*model.JobConnection, error) {
 	conn := &model.JobConnection{PageInfo: &model.PageInfo{}, Edges: []*model.JobEdge{}, Nodes: []*domain.Job{}}
+	if domain.NoJobHasType(q.Type) {
+		return conn, nil
+	}
 	if q.Limit == 0 {
 		// first: 0 asks only for totals and pageInfo.
 		page, err := r.Store.List(ctx, store.ListQuery{Status: q.Status, Type: q.Type, BeforeSeq: q.BeforeSeq, Limit: 1})

@@ -106,6 +106,9 @@ func (r *queryResolver) Stats(ctx context.Context, typeArg *string) (*domain.Sta
 	if typeArg != nil {
 		typ = *typeArg
 	}
+	if domain.NoJobHasType(typ) {
+		return &domain.Stats{}, nil
+	}
 	st, err := r.Store.Stats(ctx, typ)
 	if err != nil {
 		return nil, internal(err)

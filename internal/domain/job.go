@@ -267,6 +267,12 @@ const MaxTypeLength = 128
 
 // ValidateType checks a job type: non-empty, at most MaxTypeLength
 // characters of ASCII letters, digits and . _ : -
+// NoJobHasType reports whether t, a filter of jobs by type, can match no
+// job at all: it is not empty and not a valid type. Callers answer such
+// filters with nothing instead of asking a store that may choke on the
+// bytes (invalid UTF-8, NUL).
+func NoJobHasType(t string) bool { return t != "" && ValidateType(t) != nil }
+
 func ValidateType(t string) error {
 	if t == "" {
 		return &ValidationError{Field: "type", Message: "must not be empty"}

@@ -123,6 +123,10 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	q.Type = r.URL.Query().Get("type")
+	if domain.NoJobHasType(q.Type) {
+		writeJSON(w, http.StatusOK, []jobJSON{})
+		return
+	}
 	page, err := h.store.List(r.Context(), q)
 	if err != nil {
 		h.fail(w, r, err)

@@ -109,3 +109,39 @@ func TestUnavailableStoreGivesAClearError(t *testing.T) {
 		}
 	}
 }
+
+// A type filter no job can match (invalid UTF-8, NUL, punctuation) is
+// answered with nothing, without asking the store: a database may refuse
+// such bytes, and the client's odd filter is not the server's failure.
+func TestImpossibleTypeFilterMatchesNothing(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	events := broker.New(broker.Options{})
+	t.Cleanup(events.Close)
+	st := downStore{memory.New(nil)} // List fails if asked
+	gql := graph.NewHandler(&graph.Resolver{Store: st, Broker: events, Logger: log, MaxPayloadBytes: maxPayloadBytes, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
+	streams := httpapi.NewStreams()
+	t.Cleanup(streams.CloseAll)
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Store: st, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes, MaxPayloadBytes: maxPayloadBytes, ListMax: listMax}))
+	t.Cleanup(srv.Close)
+
+	resp, err := http.Get(srv.URL + "/jobs?type=%ff%00")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "[]" {
+		t.Fatalf("GET /jobs?type=%%ff%%00 = %d %s; want 200 []", resp.StatusCode, body)
+	}
+	q := `{"query":"{ jobs(type: \"a\\u0000b\") { totalCount nodes { id } } stats(type: \"x y\") { pending } }"}`
+	resp, err = http.Post(srv.URL+"/query", "application/json", strings.NewReader(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `{"data":{"jobs":{"totalCount":0,"nodes":[]},"stats":{"pending":0}}}`; strings.TrimSpace(string(body)) != want {
+		t.Fatalf("jobs/stats with impossible types = %s; want %s", body, want)
+	}
+}
