@@ -69,7 +69,15 @@ func settings() []setting {
 			c.InstanceID = v
 			return nil
 		}},
-		{"LEASE_DURATION", "30s", "how long a claimed job stays leased to this process without a heartbeat (renewed every third of it); a process silent for longer is taken for dead and its jobs are run again", durationInto(func(c *config) *time.Duration { return &c.LeaseDuration })},
+		{"LEASE_DURATION", "30s", "how long a claimed job stays leased to this process without a heartbeat (renewed every third of it); a process silent for longer is taken for dead and its jobs are run again", func(c *config, v string) error {
+			if err := durationInto(func(c *config) *time.Duration { return &c.LeaseDuration })(c, v); err != nil {
+				return err
+			}
+			if c.LeaseDuration < time.Second {
+				return fmt.Errorf("must be at least 1s (heartbeats go every third of it), got %s", v)
+			}
+			return nil
+		}},
 		{"POLL_INTERVAL", "5s", "PostgreSQL only: how often an idle process looks for runnable jobs even without a notification (a safety net for missed LISTEN/NOTIFY)", durationInto(func(c *config) *time.Duration { return &c.PollInterval })},
 		{"PORT", "8080", "TCP port to listen on (0 picks a free one)", intInto(func(c *config) *int { return &c.Port }, 0)},
 		{"WORKERS", "1", "jobs processed at once", intInto(func(c *config) *int { return &c.Workers }, 1)},

@@ -61,3 +61,13 @@ func TestBadDatabaseURLIsAConfigurationError(t *testing.T) {
 		t.Fatalf("run with DATABASE_URL=mysql://x: %v; want a configuration error naming DATABASE_URL", err)
 	}
 }
+
+func TestLeaseDurationHasAFloor(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"0", "10ms"} {
+		_, err := parseConfig(nil, func(k string) string { return map[string]string{"LEASE_DURATION": v}[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "LEASE_DURATION") {
+			t.Errorf("LEASE_DURATION=%s: %v; want an error naming it", v, err)
+		}
+	}
+}
