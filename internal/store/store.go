@@ -50,10 +50,12 @@ type Store interface {
 	// NextRunAt returns the earliest RunAt after now among pending jobs, or
 	// the zero time when there is none: the dispatcher sleeps until then.
 	NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
-	// Heartbeat extends to until the leases of every processing job owner
-	// holds, and returns how many it extended. It is not a change of the
-	// jobs: no new version, no event.
-	Heartbeat(ctx context.Context, owner string, until time.Time) (int, error)
+	// Heartbeat extends to until the leases owner holds on the jobs with
+	// the given ids (those still processing under owner's claim; others
+	// are left alone, so a lease the owner forgot about, e.g. an outcome it
+	// could not record, still expires), and returns how many it extended.
+	// It is not a change of the jobs: no new version, no event.
+	Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error)
 	// RescueExpired gives back up to limit processing jobs whose lease
 	// expired before now (their owner died or lost touch): each spends the
 	// attempt it was claimed for, records a "worker lost" failure (in Error

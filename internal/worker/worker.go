@@ -41,7 +41,7 @@ import (
 type Store interface {
 	Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error)
 	NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
-	Heartbeat(ctx context.Context, owner string, until time.Time) (int, error)
+	Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error)
 	RescueExpired(ctx context.Context, now time.Time, limit int) ([]*domain.Job, error)
 	Finish(ctx context.Context, l store.Lease, status domain.Status, errMsg string) (*domain.Job, error)
 	Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error)
@@ -496,13 +496,23 @@ func (p *Pool) heartbeat(ctx context.Context) {
 			return
 		case <-ticker.C:
 		}
+		// Only the jobs this pool still holds: a lease it forgot (an
+		// outcome it could not record, a claim whose reply was lost) must
+		// expire so that a rescuer gives the job back.
 		p.runningMu.Lock()
-		idle := len(p.running) == 0
+		ids := make([]string, 0, len(p.running))
+		for id := range p.running {
+			ids = append(ids, id)
+		}
 		p.runningMu.Unlock()
-		if idle {
+		if len(ids) == 0 {
 			continue
 		}
-		if _, err := p.store.Heartbeat(ctx, p.opts.Owner, time.Now().Add(p.opts.LeaseDuration)); err != nil && ctx.Err() == nil {
+		// Bounded, so that a hung connection cannot outlast the leases.
+		hctx, cancel := context.WithTimeout(ctx, every)
+		_, err := p.store.Heartbeat(hctx, p.opts.Owner, ids, time.Now().Add(p.opts.LeaseDuration))
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			p.log.Error("heartbeat: leases not renewed; running jobs may be rescued and run again elsewhere", "err", err)
 		}
 	}

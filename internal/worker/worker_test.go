@@ -765,9 +765,9 @@ type countingStore struct {
 	heartbeats, rescues atomic.Int32
 }
 
-func (s *countingStore) Heartbeat(ctx context.Context, owner string, until time.Time) (int, error) {
+func (s *countingStore) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
 	s.heartbeats.Add(1)
-	return s.Store.Heartbeat(ctx, owner, until)
+	return s.Store.Heartbeat(ctx, owner, ids, until)
 }
 
 func (s *countingStore) RescueExpired(ctx context.Context, now time.Time, limit int) ([]*domain.Job, error) {
@@ -927,4 +927,72 @@ func TestShutdownDuringAClaimReleasesItsJobs(t *testing.T) {
 	if err != nil || stats.Processing != 0 || stats.Pending+stats.Completed != 3 {
 		t.Fatalf("after shutdown: %+v, %v; want no job left processing", stats, err)
 	}
+}
+
+// failingCompleteStore cannot record the completion of a first attempt,
+// except for the jobs in ok.
+type failingCompleteStore struct {
+	*memory.Store
+	ok sync.Map
+}
+
+func (s *failingCompleteStore) Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error) {
+	if _, ok := s.ok.Load(l.JobID); !ok && l.Attempt == 1 {
+		return nil, errors.New("store unreachable")
+	}
+	return s.Store.Complete(ctx, l, result)
+}
+
+func (s *failingCompleteStore) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
+	return s.Store.Heartbeat(ctx, owner, ids, until)
+}
+
+// A job whose outcome the worker could not record is not kept alive by the
+// heartbeat of the jobs still running: its lease expires, it is rescued and
+// it runs again.
+func TestUnrecordedOutcomeIsRescuedWhileOtherJobsRun(t *testing.T) {
+	t.Parallel()
+	var pool *worker.Pool
+	mem := memory.New(store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }))
+	st := &failingCompleteStore{Store: mem}
+	release := make(chan struct{})
+	pool = worker.New(st, worker.Options{Workers: 2, LeaseDuration: 300 * time.Millisecond, RescueInterval: 20 * time.Millisecond,
+		Handlers: map[string]worker.Handler{"block": worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			st.ok.Store(j.ID, true) // its completion is recorded
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		})},
+		Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
+	ctx := context.Background()
+	blocker, err := mem.Create(ctx, domain.NewJob{Type: "block", Priority: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := mem.Create(ctx, domain.NewJob{Type: "t", MaxAttempts: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Start(ctx)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got, _ := mem.Get(ctx, j.ID)
+		if got.Status == domain.StatusCompleted {
+			if got.Attempts != 2 || len(got.Errors) != 1 || got.Errors[0].Message != store.WorkerLost {
+				t.Fatalf("job = %+v; want completed on attempt 2 after a worker-lost rescue", got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job is %s (attempt %d) after 15s while another job ran: its lease was kept alive", got.Status, got.Attempts)
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	if b, _ := mem.Get(ctx, blocker.ID); b.Status != domain.StatusProcessing || b.Attempts != 1 {
+		t.Fatalf("the blocking job = %s, attempt %d; want still running its first attempt", b.Status, b.Attempts)
+	}
+	close(release)
+	stop(t, pool)
 }

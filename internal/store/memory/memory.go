@@ -210,15 +210,15 @@ func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
 }
 
 // Heartbeat extends the leases owner holds.
-func (s *Store) Heartbeat(ctx context.Context, owner string, until time.Time) (int, error) {
+func (s *Store) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("heartbeat of %s: %w", owner, err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for id, l := range s.leases {
-		if l.owner == owner {
+	for _, id := range ids {
+		if l, ok := s.leases[id]; ok && l.owner == owner {
 			l.expires = until
 			s.leases[id] = l
 			n++

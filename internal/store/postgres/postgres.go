@@ -433,16 +433,25 @@ func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
 	return next.UTC(), nil
 }
 
-// Heartbeat extends the leases owner holds. It locks the rows in id order,
+// Heartbeat extends the leases owner holds on the jobs listed. It locks the rows in id order,
 // as batch completions do, so that the two cannot deadlock.
-func (s *Store) Heartbeat(ctx context.Context, owner string, until time.Time) (int, error) {
+func (s *Store) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
 	if err := checkOwner(owner); err != nil {
 		return 0, fmt.Errorf("heartbeat of %q: %w", owner, err)
 	}
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if canonicalID(id) {
+			valid = append(valid, id)
+		}
+	}
+	if len(valid) == 0 {
+		return 0, nil
+	}
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE jobs SET lease_expires_at = $2
-		WHERE id IN (SELECT id FROM jobs WHERE lease_owner = $1 AND status = 'processing' ORDER BY id FOR UPDATE)
-		  AND lease_owner = $1 AND status = 'processing'`, owner, until)
+		WHERE id IN (SELECT id FROM jobs WHERE id = ANY($3::uuid[]) AND lease_owner = $1 AND status = 'processing' ORDER BY id FOR UPDATE)
+		  AND lease_owner = $1 AND status = 'processing'`, owner, until, valid)
 	if err != nil {
 		return 0, wrapf(err, "heartbeat of %s", owner)
 	}

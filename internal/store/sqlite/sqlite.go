@@ -490,10 +490,18 @@ func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
 
 // Heartbeat extends the leases owner holds, in one UPDATE: no new version,
 // no event.
-func (s *Store) Heartbeat(ctx context.Context, owner string, until time.Time) (int, error) {
+func (s *Store) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return 0, fmt.Errorf("heartbeat of %s: %w", owner, err)
+	}
 	var n int64
-	err := s.write(ctx, func(w *writeTx) error {
-		res, err := w.exec(`UPDATE jobs SET lease_expires_at = ? WHERE status = 'processing' AND lease_owner = ?`, micros(until), owner)
+	err = s.write(ctx, func(w *writeTx) error {
+		res, err := w.exec(`UPDATE jobs SET lease_expires_at = ? WHERE status = 'processing' AND lease_owner = ?
+			AND id IN (SELECT value FROM json_each(?))`, micros(until), owner, string(list))
 		if err != nil {
 			return err
 		}

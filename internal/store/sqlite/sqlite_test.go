@@ -155,7 +155,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if got, err := s.RescueExpired(ctx, lease.Add(-time.Second), 10); err != nil || len(got) != 0 {
 		t.Fatalf("rescue before the lease expires = %v, %v; want none", got, err)
 	}
-	if n, err := s.Heartbeat(ctx, "holder", lease.Add(time.Hour)); err != nil || n != 1 {
+	if n, err := s.Heartbeat(ctx, "holder", []string{running.ID}, lease.Add(time.Hour)); err != nil || n != 1 {
 		t.Fatalf("heartbeat after reopening = %d, %v; want the held lease", n, err)
 	}
 	r := before[running.ID]

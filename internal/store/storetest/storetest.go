@@ -864,14 +864,20 @@ func testLeases(t *testing.T, newStore NewStore) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	forgotten := mustCreate(t, s, "lease")
 	_, a := claimAs("a", t0)
-	// A heartbeat renews only its owner's leases, and is not a change.
+	claimAs("a", t0)
+	// A heartbeat renews only the listed leases its owner holds, and is
+	// not a change.
 	events := len(rec.all())
-	if n, err := s.Heartbeat(ctx, "b", t0.Add(time.Hour)); err != nil || n != 0 {
+	if n, err := s.Heartbeat(ctx, "b", []string{j.ID, forgotten.ID}, t0.Add(time.Hour)); err != nil || n != 0 {
 		t.Fatalf("heartbeat of an owner with no job = %d, %v", n, err)
 	}
-	if n, err := s.Heartbeat(ctx, "a", t0.Add(2*time.Minute)); err != nil || n != 1 {
+	if n, err := s.Heartbeat(ctx, "a", []string{j.ID, "no-such-job"}, t0.Add(2*time.Minute)); err != nil || n != 1 {
 		t.Fatalf("heartbeat of a = %d, %v; want 1 lease renewed", n, err)
+	}
+	if n, err := s.Heartbeat(ctx, "a", nil, t0.Add(time.Hour)); err != nil || n != 0 {
+		t.Fatalf("heartbeat of no job = %d, %v", n, err)
 	}
 	if len(rec.all()) != events {
 		t.Fatal("a heartbeat published an event")
@@ -879,9 +885,10 @@ func testLeases(t *testing.T, newStore NewStore) {
 	if got, _ := s.Get(ctx, j.ID); got.Version != 2 {
 		t.Fatalf("a heartbeat changed the job's version to %d", got.Version)
 	}
-	// Expired under the first expiry, not under the renewed one.
-	if got, err := s.RescueExpired(ctx, t0.Add(90*time.Second), 100); err != nil || len(got) != 0 {
-		t.Fatalf("rescue before the renewed lease expires = %s, %v; want none", ids(got), err)
+	// Expired under the first expiry, not under the renewed one; the lease
+	// left out of the heartbeat expired.
+	if got, err := s.RescueExpired(ctx, t0.Add(90*time.Second), 100); err != nil || len(got) != 1 || got[0].ID != forgotten.ID {
+		t.Fatalf("rescue before the renewed lease expires = %s, %v; want only the job left out of the heartbeat", ids(got), err)
 	}
 	rescued, err := s.RescueExpired(ctx, t0.Add(3*time.Minute), 100)
 	if err != nil || len(rescued) != 1 {
