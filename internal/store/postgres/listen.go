@@ -22,7 +22,7 @@ const (
 	// fetches their jobs, and relayBatch the most jobs it fetches at once.
 	relayLinger = 2 * time.Millisecond
 	relayBatch  = 1000
-	// resyncMargin is how far before a lost connection was noticed the
+	// resyncMargin is how far before a lost connection last worked the
 	// re-sync starts: notifications may have been lost a while before,
 	// and other instances' clocks may be behind.
 	resyncMargin = 30 * time.Second
@@ -65,9 +65,13 @@ func (s *Store) listen(conn *pgx.Conn, notices chan<- string) {
 			closeConn(conn)
 		}
 	}()
+	// alive is when the connection last proved to work (a notification, a
+	// ping): changes made since then may have been missed when it is lost.
+	alive := s.now()
 	for {
 		n, err := s.waitForNotification(conn)
 		if err == nil {
+			alive = s.now()
 			if n == nil || strings.HasPrefix(n.Payload, own) {
 				continue
 			}
@@ -81,7 +85,7 @@ func (s *Store) listen(conn *pgx.Conn, notices chan<- string) {
 		if s.ctx.Err() != nil {
 			return
 		}
-		since := s.now().Add(-resyncMargin)
+		since := alive.Add(-resyncMargin)
 		s.log.Warn("postgres store: lost the connection that listens for other instances' changes; reconnecting", "err", err)
 		closeConn(conn)
 		if s.hooks != nil && s.hooks.beforeRelisten != nil {
@@ -90,6 +94,7 @@ func (s *Store) listen(conn *pgx.Conn, notices chan<- string) {
 		if conn = s.reconnect(); conn == nil {
 			return
 		}
+		alive = s.now() // listening again; the re-sync covers what came before
 		s.log.Info("postgres store: listening again; publishing the jobs changed meanwhile", "since", since)
 		select {
 		case notices <- resyncNotice(since):
