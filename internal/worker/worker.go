@@ -11,6 +11,14 @@
 // is due; an optional slow poll covers stores whose wake-ups can be missed
 // (another process's jobs, a dropped LISTEN).
 //
+// A worker is free again as soon as its handler returns: the job's outcome
+// is written in the background, so that a slow write (a database commit)
+// keeps no worker idle and concurrent writes can be coalesced by the store.
+// Until it is written the job stays leased to the pool (the heartbeat
+// renews it); the pool holds at most outcomeBacklog × Workers of them
+// before it stops claiming, so that a slow store slows claiming down
+// instead of piling up finished jobs.
+//
 // A claimed job is leased to the pool's Owner: a heartbeat renews the
 // leases while handlers run, and a rescuer gives back the jobs of owners
 // that stopped renewing theirs (a crashed process). Processing is therefore
@@ -80,6 +88,13 @@ type Options struct {
 	// RescueInterval is how often the pool looks for expired leases.
 	// Default LeaseDuration/2.
 	RescueInterval time.Duration
+	// ClaimCooldown is how long, while jobs keep coming, the dispatcher
+	// waits after a claim that found jobs before it claims again for fewer
+	// workers than a full batch (min(Workers, QueueCapacity)): the workers
+	// freed meanwhile share one claim instead of taking one each. Worth a
+	// millisecond or two on a store whose claim is a database statement
+	// and a commit; zero (the default) claims as soon as a worker is free.
+	ClaimCooldown time.Duration
 	// PollInterval, when positive, makes an idle dispatcher look for
 	// runnable jobs at least this often, even without a wake-up: for
 	// stores shared by processes whose notifications can be missed.
@@ -134,6 +149,7 @@ type Pool struct {
 	runningMu   sync.Mutex
 	running     map[string]*runningJob
 	busy        int // jobs claimed and not yet done with (a retried job can be claimed again before its last worker left)
+	recording   int // of busy, those whose handler returned, their outcome being written
 	claiming    int
 	lateCancels []string
 
@@ -144,6 +160,7 @@ type Pool struct {
 	dispatcherWG  sync.WaitGroup
 	heartbeatWG   sync.WaitGroup
 	workersWG     sync.WaitGroup
+	recordersWG   sync.WaitGroup // goroutines writing outcomes
 	handlersWG    sync.WaitGroup // handler goroutines, including abandoned ones
 	released      atomic.Int64
 }
@@ -340,8 +357,10 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 			p.runningMu.Lock()
 			r := p.running[job.ID]
 			p.runningMu.Unlock()
-			p.forget(job.ID, r)
+			p.forget(job.ID, r, false)
 		}
+		// Outcomes still being written: their jobs are leased until then.
+		p.recordersWG.Wait()
 		p.stopHeartbeat()
 		p.heartbeatWG.Wait()
 		// Handlers abandoned for ignoring their context: wait for them
@@ -370,11 +389,23 @@ func (p *Pool) dispatch(ctx context.Context) {
 	timer.Stop()
 	defer timer.Stop()
 	retry := minDispatchRetry
+	full := min(p.opts.Workers, p.opts.QueueCapacity)
+	var handedOut time.Time // when the last claim that found jobs returned
 	for ctx.Err() == nil {
 		var next time.Time
-		if free := p.free(); free > 0 {
+		free := p.free()
+		switch {
+		case free <= 0:
+		case free < full && time.Since(handedOut) < p.opts.ClaimCooldown:
+			// Jobs keep coming: wait for the cooldown or a full batch,
+			// so that the workers freed meanwhile share one claim.
+			next = handedOut.Add(p.opts.ClaimCooldown)
+		default:
 			limit := min(free, p.opts.QueueCapacity)
 			n, err := p.claim(ctx, limit)
+			if n > 0 {
+				handedOut = time.Now()
+			}
 			if err == nil && n == limit {
 				continue // perhaps more
 			}
@@ -421,12 +452,18 @@ func (p *Pool) dispatch(ctx context.Context) {
 	}
 }
 
-// free is how many workers could start a job now.
+// free is how many workers could start a job now: those not running a
+// handler, as long as the pool holds no more than outcomeBacklog × Workers
+// jobs whose outcome is being written besides.
 func (p *Pool) free() int {
 	p.runningMu.Lock()
 	defer p.runningMu.Unlock()
-	return p.opts.Workers - p.busy
+	return min(p.opts.Workers-(p.busy-p.recording), (1+outcomeBacklog)*p.opts.Workers-p.busy)
 }
+
+// outcomeBacklog bounds, per worker, the jobs whose outcome is being
+// written: beyond that the dispatcher claims no more until some are.
+const outcomeBacklog = 2
 
 // claim claims up to limit jobs and hands them to the workers; it returns
 // how many it claimed.
@@ -472,16 +509,39 @@ func (p *Pool) claim(ctx context.Context, limit int) (int, error) {
 }
 
 // forget drops a job this pool is done with (unless r is no longer its
-// entry: a later claim of the same job has an entry of its own) and wakes
-// the dispatcher: a worker is free.
-func (p *Pool) forget(id string, r *runningJob) {
+// entry: a later claim of the same job has an entry of its own): its
+// outcome was recorded (recorded) or it was never started. It wakes the
+// dispatcher when that frees a worker.
+func (p *Pool) forget(id string, r *runningJob, recorded bool) {
 	p.runningMu.Lock()
 	if p.running[id] == r {
 		delete(p.running, id)
 	}
 	p.busy--
+	wake := !recorded || p.recording > outcomeBacklog*p.opts.Workers // see free
+	if recorded {
+		p.recording--
+	}
+	p.runningMu.Unlock()
+	if wake {
+		p.wakeDispatcher()
+	}
+}
+
+// handlerDone marks a claimed job's handler as returned, which frees its
+// worker, and writes the job's outcome in the background; the job is
+// forgotten once that is done.
+func (p *Pool) handlerDone(id string, r *runningJob, record func() (*domain.Job, error)) {
+	p.runningMu.Lock()
+	p.recording++
 	p.runningMu.Unlock()
 	p.wakeDispatcher()
+	p.recordersWG.Add(1) // before Shutdown waits: the worker has not left yet
+	go func() {
+		defer p.recordersWG.Done()
+		p.recordOutcome(id, record)
+		p.forget(id, r, true)
+	}()
 }
 
 // heartbeat renews the leases of the jobs this pool holds until ctx ends
@@ -580,7 +640,6 @@ func (p *Pool) run(ctx context.Context, job *domain.Job) {
 	p.runningMu.Lock()
 	r := p.running[job.ID]
 	p.runningMu.Unlock()
-	defer p.forget(job.ID, r)
 
 	// Store writes must happen even while the pool is being cancelled.
 	wctx := context.WithoutCancel(ctx)
@@ -611,7 +670,7 @@ func (p *Pool) run(ctx context.Context, job *domain.Job) {
 	default:
 		record = func() (*domain.Job, error) { return p.store.Complete(wctx, lease, result) }
 	}
-	p.recordOutcome(job.ID, record)
+	p.handlerDone(job.ID, r, record)
 }
 
 // backoff is the delay before the attempt after attempt n (1-based):

@@ -996,3 +996,116 @@ func TestUnrecordedOutcomeIsRescuedWhileOtherJobsRun(t *testing.T) {
 	close(release)
 	stop(t, pool)
 }
+
+// slowCompleteStore holds every Complete until release is closed.
+type slowCompleteStore struct {
+	*memory.Store
+	release chan struct{}
+}
+
+func (s *slowCompleteStore) Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error) {
+	<-s.release
+	return s.Store.Complete(ctx, l, result)
+}
+
+// A worker takes its next job while its last job's outcome is still being
+// written, up to a bound: with one worker, the pool holds at most three
+// jobs whose outcome is not written yet (see Options.Workers).
+func TestWorkerIsFreeWhileItsOutcomeIsWritten(t *testing.T) {
+	t.Parallel()
+	var pool *worker.Pool
+	f := newFinals(5)
+	mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
+	st := &slowCompleteStore{Store: mem, release: make(chan struct{})}
+	var runs atomic.Int32
+	third := make(chan struct{})
+	pool = worker.New(st, worker.Options{Workers: 1, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
+		if runs.Add(1) == 3 {
+			close(third)
+		}
+		return nil
+	})})
+	ctx := context.Background()
+	for range 5 {
+		if _, err := mem.Create(ctx, domain.NewJob{Type: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pool.Start(ctx)
+	select {
+	case <-third:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%d handler runs while the first outcome is being written, want 3", runs.Load())
+	}
+	time.Sleep(50 * time.Millisecond) // a fourth run would start meanwhile
+	if n := runs.Load(); n != 3 {
+		t.Fatalf("%d handler runs while no outcome could be written, want at most 3", n)
+	}
+	close(st.release)
+	f.wait(t, 10*time.Second)
+	stop(t, pool)
+}
+
+// limitsStore reports the limit of every claim.
+type limitsStore struct {
+	*memory.Store
+	limits chan int
+}
+
+func (s *limitsStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
+	jobs, err := s.Store.Claim(ctx, req)
+	if len(jobs) > 0 {
+		s.limits <- req.Limit
+	}
+	return jobs, err
+}
+
+// With a claim cooldown, workers freed one after the other soon after a
+// claim share the next claim; without it each is served as it is freed.
+func TestClaimCooldownGathersFreedWorkers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		cooldown time.Duration
+		want     []int
+	}{
+		{time.Hour, []int{4, 4}},
+		{0, []int{4, 1, 1, 1, 1}},
+	} {
+		t.Run(tc.cooldown.String(), func(t *testing.T) {
+			t.Parallel()
+			var pool *worker.Pool
+			f := newFinals(8)
+			mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
+			st := &limitsStore{Store: mem, limits: make(chan int, 8)}
+			proceed := make(chan struct{})
+			pool = worker.New(st, worker.Options{Workers: 4, ClaimCooldown: tc.cooldown, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
+				<-proceed
+				return nil
+			})})
+			ctx := context.Background()
+			for range 8 {
+				if _, err := mem.Create(ctx, domain.NewJob{Type: "t"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			pool.Start(ctx)
+			var got []int
+			got = append(got, <-st.limits)
+			for range 4 { // free the workers one at a time
+				proceed <- struct{}{}
+				if tc.cooldown == 0 {
+					got = append(got, <-st.limits)
+				}
+			}
+			if tc.cooldown > 0 {
+				got = append(got, <-st.limits)
+			}
+			close(proceed)
+			f.wait(t, 10*time.Second)
+			stop(t, pool)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("claim limits %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -19,7 +19,8 @@ import (
 // bounds the store's throughput.
 //
 // When calls are rare each one runs on its own at once; under load the
-// calls that arrive while the executors are busy make up the next batches.
+// calls that arrive while the executors are busy make up the next batches,
+// and an executor may linger for more (see batcher.linger).
 
 // call is one coalesced call: arg describes it, reply receives its answer
 // (buffered, so that executors never wait for a caller that gave up).
@@ -46,9 +47,10 @@ type batcher[T any] struct {
 	// unless the statement fails: then it returns the error and answers
 	// none.
 	exec func(batch []*call[T]) error
-	// max bounds a batch, linger is how long an executor waits for more
-	// calls after the first one of a batch (zero: it takes what is
-	// queued).
+	// max bounds a batch, linger is how long an executor under load
+	// (calls were waiting when its last batch ended) waits for more calls
+	// after the first one of a batch; otherwise, or when zero, it takes
+	// what is queued.
 	max    int
 	linger time.Duration
 }
@@ -110,13 +112,15 @@ func (b *batcher[T]) run(ctx context.Context, executors int) {
 }
 
 // execute is one executor: it gathers batches and runs them until ctx is
-// done.
+// done. It lingers for more calls only under load (calls were waiting when
+// its last batch ended): a lone call runs at once.
 func (b *batcher[T]) execute(ctx context.Context) {
 	var linger *time.Timer
 	if b.linger > 0 {
 		linger = time.NewTimer(b.linger)
 		linger.Stop()
 	}
+	loaded := false
 	for {
 		var batch []*call[T]
 		select {
@@ -125,12 +129,13 @@ func (b *batcher[T]) execute(ctx context.Context) {
 		case c := <-b.queue:
 			batch = append(batch, c)
 		}
-		if linger != nil {
+		wait := linger != nil && loaded
+		if wait {
 			linger.Reset(b.linger)
 		}
 	gather:
 		for len(batch) < b.max {
-			if linger == nil {
+			if !wait {
 				select {
 				case c := <-b.queue:
 					batch = append(batch, c)
@@ -146,7 +151,7 @@ func (b *batcher[T]) execute(ctx context.Context) {
 				break gather
 			}
 		}
-		if linger != nil {
+		if wait {
 			linger.Stop()
 		}
 		live := batch[:0]
@@ -160,6 +165,7 @@ func (b *batcher[T]) execute(ctx context.Context) {
 		if len(live) > 0 {
 			b.runBatch(ctx, live)
 		}
+		loaded = len(b.queue) > 0
 	}
 }
 

@@ -24,7 +24,9 @@ func changeTail(now string) string {
 	return `version = version + 1, updated_at = ` + now + `, prior_writer = writer, writer = $1`
 }
 
-// leaveProcessing clears the lease of a job that stops processing.
+// leaveProcessing clears the lease of a job that stops processing. Every
+// statement that moves a job out of processing uses it, so a job has a lease
+// owner exactly while it is processing (the batch completion relies on it).
 const leaveProcessing = `lease_owner = NULL, lease_expires_at = NULL, `
 
 // appendError is the errors history with one more entry for the current
@@ -153,20 +155,21 @@ func newStatements(channel, instance string) statements {
 				finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN $6 ELSE finished_at END,
 				cancel_requested = false, `+leaveProcessing+changeTail("$6")+`
 			FROM expired WHERE id = expired_id`),
-		// $2 ids, $3 owners, $4 attempts, $5 results, $6 now. The rows
-		// are locked in id order, as Heartbeat does, so that the two
-		// cannot deadlock.
+		// $2 ids (in increasing order), $3 owners, $4 attempts, $5
+		// results, $6 now. Each row is found through the primary key, in
+		// the order of the ids, so its lock is taken in id order, as
+		// Heartbeat does: the two cannot deadlock. The claim is checked
+		// by its owner and attempt only: a lease owner is set exactly
+		// while a job is processing. A condition on status here would
+		// let the planner scan a status index instead, which statistics
+		// from before a burst (no job processing yet) make look cheap
+		// while it holds every processing job and dead versions of them.
 		complete: notifying(`
-			input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bytea[]) AS i(input_id, input_owner, input_attempt, input_result)),
-			locked AS (
-				SELECT id AS locked_id FROM jobs
-				WHERE id = ANY($2::uuid[]) AND status = 'processing'
-				ORDER BY id
-				FOR UPDATE),`, `
+			input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bytea[]) AS i(input_id, input_owner, input_attempt, input_result)),`, `
 			UPDATE jobs SET status = 'completed', result = input_result, cancel_requested = false, finished_at = $6,
 				`+leaveProcessing+changeTail("$6")+`
-			FROM locked JOIN input ON input_id = locked_id
-			WHERE id = locked_id AND lease_owner = input_owner AND attempts = input_attempt`),
+			FROM input
+			WHERE id = input_id AND lease_owner = input_owner AND attempts = input_attempt`),
 		// $5 now, $6 status, $7 message, $8 error time.
 		finish: notifying(``, `
 			UPDATE jobs SET status = $6,
