@@ -19,7 +19,7 @@
 // Output: one JSON line on stdout, a human line per measure on stderr (with,
 // for the burn-down, the claims made, the CPU time spent per job by this
 // process and, when the database runs on this machine, by its server
-// processes, and on PostgreSQL the commits and WAL written meanwhile); exit
+// processes, and on PostgreSQL the WAL written meanwhile); exit
 // status 1 when a job is lost or a call fails.
 package main
 
@@ -192,8 +192,8 @@ func run() error {
 	if after.has("server cpu") && before.has("server cpu") {
 		fmt.Fprintf(os.Stderr, ", database server %.0f µs", after.sub(before, "server cpu")/float64(*jobs)/1e3)
 	}
-	if after.has("commits") && before.has("commits") {
-		fmt.Fprintf(os.Stderr, "; %.0f commits, %.1f MB of WAL", after.sub(before, "commits"), after.sub(before, "wal")/1e6)
+	if after.has("wal") && before.has("wal") {
+		fmt.Fprintf(os.Stderr, "; %.1f MB of WAL", after.sub(before, "wal")/1e6)
 	}
 	fmt.Fprintln(os.Stderr)
 	return json.NewEncoder(os.Stdout).Encode(result{
@@ -233,8 +233,8 @@ type backend struct {
 
 // counters are named readings: "cpu" (ns of this process), "server cpu"
 // (ns of the database's server processes serving this tool, when they run
-// on this machine), "commits" and "wal" (bytes; database-wide, PostgreSQL
-// only). A counter that could not be read is missing.
+// on this machine) and "wal" (bytes written, by the whole server;
+// PostgreSQL only). A counter that could not be read is missing.
 type counters map[string]float64
 
 func (c counters) has(name string) bool { _, ok := c[name]; return ok }
@@ -333,15 +333,9 @@ func openPostgres(ctx context.Context, db string, pub store.Publisher) (*backend
 					}
 				}
 			}
-			var commits, wal float64
-			if _, err := admin.Exec(ctx, "SELECT pg_stat_force_next_flush()"); err == nil {
-				// xact_commit lags by up to the other sessions' stats
-				// flush interval (1 s).
-				err = admin.QueryRow(ctx, `SELECT xact_commit::float8, (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8
-					FROM pg_stat_database WHERE datname = current_database()`).Scan(&commits, &wal)
-				if err == nil {
-					c["commits"], c["wal"] = commits, wal
-				}
+			var wal float64
+			if admin.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::float8`).Scan(&wal) == nil {
+				c["wal"] = wal
 			}
 			return c
 		},

@@ -47,10 +47,9 @@ type batcher[T any] struct {
 	// unless the statement fails: then it returns the error and answers
 	// none.
 	exec func(batch []*call[T]) error
-	// max bounds a batch, linger is how long an executor under load
-	// (calls were waiting when its last batch ended) waits for more calls
-	// after the first one of a batch; otherwise, or when zero, it takes
-	// what is queued.
+	// max bounds a batch, linger is how long an executor under load (see
+	// execute) waits for more calls after the first one of a batch;
+	// otherwise, or when zero, it takes what is queued.
 	max    int
 	linger time.Duration
 }
@@ -112,8 +111,9 @@ func (b *batcher[T]) run(ctx context.Context, executors int) {
 }
 
 // execute is one executor: it gathers batches and runs them until ctx is
-// done. It lingers for more calls only under load (calls were waiting when
-// its last batch ended): a lone call runs at once.
+// done. It lingers for more calls only under load (its last batch had
+// several calls, or calls were waiting when it ended): a lone call runs at
+// once.
 func (b *batcher[T]) execute(ctx context.Context) {
 	var linger *time.Timer
 	if b.linger > 0 {
@@ -165,7 +165,7 @@ func (b *batcher[T]) execute(ctx context.Context) {
 		if len(live) > 0 {
 			b.runBatch(ctx, live)
 		}
-		loaded = len(b.queue) > 0
+		loaded = len(batch) > 1 || len(b.queue) > 0
 	}
 }
 

@@ -287,8 +287,9 @@ func (s *Store) queryJobs(ctx context.Context, sql string, args ...any) ([]*doma
 	}
 	defer rows.Close()
 	var jobs []*domain.Job
+	r := newJobRow()
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := r.scan(rows)
 		if err != nil {
 			return nil, err
 		}

@@ -45,7 +45,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -259,10 +258,26 @@ func (s *Store) now() time.Time { return s.clock().UTC().Truncate(time.Microseco
 func errorTime(t time.Time) string { return t.Format(time.RFC3339Nano) }
 
 // canonicalID reports whether id is a job id as this store makes them (a
-// UUID in its canonical form); any other id names no job.
+// UUID in its canonical form: lowercase hexadecimal, dashes after the 8th,
+// 12th, 16th and 20th digits); any other id names no job.
 func canonicalID(id string) bool {
-	u, err := uuid.Parse(id)
-	return err == nil && u.String() == id
+	if len(id) != 36 {
+		return false
+	}
+	for i := range len(id) {
+		c := id[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // storable reports whether a text column can keep s: PostgreSQL text is
@@ -375,8 +390,9 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 		return row.Scan(&page.Total)
 	})
 	batch.Queue(pageSQL, pageArgs...).Query(func(rows pgx.Rows) error {
+		r := newJobRow()
 		for rows.Next() {
-			j, err := scanJob(rows)
+			j, err := r.scan(rows)
 			if err != nil {
 				return err
 			}

@@ -637,3 +637,32 @@ func TestPayloadKeptExactly(t *testing.T) {
 		t.Fatalf("complete = %+v, %v", done, err)
 	}
 }
+
+// canonicalID accepts exactly the ids the store makes: a UUID as
+// uuid.UUID.String writes it.
+func TestCanonicalID(t *testing.T) {
+	t.Parallel()
+	id := uuid.Must(uuid.NewV7()).String()
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{
+		{id, true},
+		{"00000000-0000-0000-0000-000000000000", true},
+		{strings.ToUpper(id), false},
+		{"{" + id + "}", false},
+		{"urn:uuid:" + id, false},
+		{strings.ReplaceAll(id, "-", ""), false},
+		{id[:35] + "g", false},
+		{id[:8] + "0" + id[9:], false}, // a digit where a dash belongs
+		{id[:36-1], false},
+		{"", false},
+	} {
+		if got := canonicalID(tc.id); got != tc.want {
+			t.Errorf("canonicalID(%q) = %v, want %v", tc.id, got, tc.want)
+		}
+		if u, err := uuid.Parse(tc.id); (err == nil && u.String() == tc.id) != tc.want {
+			t.Errorf("the test's expectation for %q disagrees with uuid.Parse", tc.id)
+		}
+	}
+}

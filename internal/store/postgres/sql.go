@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
@@ -218,43 +219,65 @@ type scanner interface{ Scan(dest ...any) error }
 
 // scanJob reads jobColumns, then the extra columns into extra.
 func scanJob(row scanner, extra ...any) (*domain.Job, error) {
-	var (
-		j                     domain.Job
-		status                string
-		errs                  []byte
-		key                   *string
-		timeoutMS             int64
-		progress              *int
-		startedAt, finishedAt *time.Time
-	)
-	dest := append([]any{&j.ID, &j.Seq, &j.Type, &j.Payload, &status, &j.Attempts, &j.MaxAttempts, &j.Error, &errs, &key,
-		&timeoutMS, &j.RunAt, &j.Priority, &progress, &j.Result, &j.CancelRequested, &j.Version, &j.CreatedAt, &j.UpdatedAt,
-		&startedAt, &finishedAt}, extra...)
-	if err := row.Scan(dest...); err != nil {
+	return newJobRow(extra...).scan(row)
+}
+
+// jobRow receives rows of jobColumns (then extra columns). One serves all
+// the rows of a result: each scan copies its values into a new Job. Its
+// destinations are of types pgx scans without reflection.
+type jobRow struct {
+	job                   domain.Job
+	status                string
+	payload, result, errs []byte
+	key                   pgtype.Text
+	timeoutMS             int64
+	progress              pgtype.Int4
+	startedAt, finishedAt pgtype.Timestamptz
+	dest                  []any
+}
+
+func newJobRow(extra ...any) *jobRow {
+	r := &jobRow{}
+	j := &r.job
+	r.dest = append([]any{&j.ID, &j.Seq, &j.Type, &r.payload, &r.status, &j.Attempts, &j.MaxAttempts, &j.Error, &r.errs, &r.key,
+		&r.timeoutMS, &j.RunAt, &j.Priority, &r.progress, &r.result, &j.CancelRequested, &j.Version, &j.CreatedAt, &j.UpdatedAt,
+		&r.startedAt, &r.finishedAt}, extra...)
+	return r
+}
+
+// scan reads the current row into a new Job (and the extra columns into
+// their destinations).
+func (r *jobRow) scan(row scanner) (*domain.Job, error) {
+	if err := row.Scan(r.dest...); err != nil {
 		return nil, err
 	}
-	j.Status = domain.Status(status)
-	if key != nil {
-		j.IdempotencyKey = *key
+	j := r.job // pgx gives every row new strings and byte slices
+	j.Payload, j.Result = r.payload, r.result
+	j.Status = domain.Status(r.status)
+	if r.key.Valid {
+		j.IdempotencyKey = r.key.String
 	}
-	j.Timeout = time.Duration(timeoutMS) * time.Millisecond
-	j.Progress = progress
+	j.Timeout = time.Duration(r.timeoutMS) * time.Millisecond
+	if r.progress.Valid {
+		p := int(r.progress.Int32)
+		j.Progress = &p
+	}
 	j.RunAt, j.CreatedAt, j.UpdatedAt = j.RunAt.UTC(), j.CreatedAt.UTC(), j.UpdatedAt.UTC()
-	if startedAt != nil {
-		t := startedAt.UTC()
+	if r.startedAt.Valid {
+		t := r.startedAt.Time.UTC()
 		j.StartedAt = &t
 	}
-	if finishedAt != nil {
-		t := finishedAt.UTC()
+	if r.finishedAt.Valid {
+		t := r.finishedAt.Time.UTC()
 		j.FinishedAt = &t
 	}
-	if errs != nil {
+	if r.errs != nil {
 		var history []struct {
 			Attempt int       `json:"attempt"`
 			Message string    `json:"message"`
 			At      time.Time `json:"at"`
 		}
-		if err := json.Unmarshal(errs, &history); err != nil {
+		if err := json.Unmarshal(r.errs, &history); err != nil {
 			return nil, &decodeError{fmt.Errorf("job %s: decode error history: %w", j.ID, err)}
 		}
 		j.Errors = make([]domain.JobError, len(history))
@@ -269,15 +292,17 @@ func scanJob(row scanner, extra ...any) (*domain.Job, error) {
 // closes them. The changes are committed only when it returns no error.
 func collectChanges(rows pgx.Rows) ([]change, error) {
 	defer rows.Close()
-	var changes []change
+	var (
+		changes []change
+		prior   int64
+	)
+	r := newJobRow(&prior)
 	for rows.Next() {
-		var c change
-		j, err := scanJob(rows, &c.prior)
+		j, err := r.scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		c.job = j
-		changes = append(changes, c)
+		changes = append(changes, change{job: j, prior: prior})
 	}
 	return changes, rows.Err()
 }
