@@ -320,10 +320,11 @@ func (p *Pool) Start(ctx context.Context) {
 // then on no job is claimed. Long handlers may watch it to wrap up early.
 func (p *Pool) Stopping() <-chan struct{} { return p.stopClaiming }
 
-// Shutdown stops claiming jobs at once, then lets running jobs finish until
-// ctx is done. Jobs still running then have their context cancelled and
-// are put back to pending (they were not at fault), and Shutdown waits for
-// their handlers to return. It returns after every goroutine of the pool
+// Shutdown stops claiming jobs at once, then lets the jobs already claimed
+// (running, or handed to a worker) finish until ctx is done. Jobs still
+// running then have their context cancelled and are put back to pending
+// (they were not at fault), as are claimed jobs no worker started, and
+// Shutdown waits for their handlers to return. It returns after every goroutine of the pool
 // has exited; the error says how many jobs were interrupted, if any.
 // Handlers that ignore their context delay it accordingly.
 func (p *Pool) Shutdown(ctx context.Context) error {
@@ -622,16 +623,21 @@ const (
 func (p *Pool) work(ctx context.Context) {
 	for {
 		select {
-		case <-p.stopClaiming:
-			return // jobs left in the channel are released by Shutdown
 		case job := <-p.queue:
-			select {
-			case <-p.stopClaiming:
-				p.queue <- job // cannot block: it just came out; Shutdown releases it
-				return
-			default:
-			}
 			p.run(ctx, job)
+		case <-p.stopClaiming:
+			// The jobs claimed before the stop are processing already
+			// (subscribers saw it): they run too, unless the grace period
+			// is over. Shutdown releases those left in the channel.
+			for ctx.Err() == nil {
+				select {
+				case job := <-p.queue:
+					p.run(ctx, job)
+				default:
+					return
+				}
+			}
+			return
 		}
 	}
 }
