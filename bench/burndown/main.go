@@ -8,9 +8,9 @@
 //  2. burn-down: a worker.Pool with -workers workers and a handler that does
 //     nothing is started on the backlog; the clock runs from Start until the
 //     last job's COMPLETED event; reports jobs/s. On PostgreSQL the table is
-//     first VACUUM ANALYZEd (untimed), as bench/river does before its
-//     burn-down, so that both start from the same state whether or not
-//     autovacuum has come by.
+//     first VACUUM ANALYZEd (untimed; -vacuum=false leaves it as the
+//     inserts did), as bench/river does before its burn-down, so that both
+//     start from the same state whether or not autovacuum has come by.
 //
 // -db is memory:, sqlite:PATH (a fresh file; default a temporary one) or a
 // postgres:// URL; on PostgreSQL the tool works in a fresh schema that it
@@ -80,6 +80,7 @@ func run() error {
 	cooldown := flag.Duration("cooldown", -1, "worker ClaimCooldown (default: postgres.ClaimCooldown on PostgreSQL, 0 otherwise)")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the burn-down to this file")
+	vacuum := flag.Bool("vacuum", true, "PostgreSQL: VACUUM ANALYZE the table before the burn-down, as bench/river does")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
@@ -130,7 +131,7 @@ func run() error {
 	fmt.Fprintf(os.Stderr, "%s insert: %d jobs from %d goroutines in %.2fs = %.0f jobs/s\n", b.name, *jobs, *conc, insert.Seconds(), float64(*jobs)/insert.Seconds())
 
 	// 2. Burn-down of the backlog.
-	if b.prepare != nil {
+	if b.prepare != nil && *vacuum {
 		if err := b.prepare(ctx); err != nil {
 			return err
 		}

@@ -69,14 +69,28 @@ func (s *Store) completeBatchOf(batch []*call[completeArg]) error {
 	if err != nil {
 		return err
 	}
+	var later []*call[completeArg]
 	for _, j := range jobs {
 		cs := calls[j.ID]
 		cs[0].answer(j, nil)
-		calls[j.ID] = cs[1:]
+		// The job is completed: the other calls about it are refused.
+		for _, c := range cs[1:] {
+			c.answer(nil, s.completeFailure(c.ctx, j.ID, c.arg.lease))
+		}
+		delete(calls, j.ID)
 	}
 	for id, cs := range calls {
-		for _, c := range cs {
-			c.answer(nil, s.completeFailure(c.ctx, id, c.arg.lease))
+		// The first call's claim no longer stands, but a later call about
+		// the same job (a newer attempt) may hold the current one.
+		cs[0].answer(nil, s.completeFailure(cs[0].ctx, id, cs[0].arg.lease))
+		later = append(later, cs[1:]...)
+	}
+	if len(later) > 0 {
+		// These calls were not answered; a failed statement answers none.
+		if err := s.completeBatchOf(later); err != nil {
+			for _, c := range later {
+				c.answer(nil, err)
+			}
 		}
 	}
 	return nil

@@ -666,3 +666,35 @@ func TestCanonicalID(t *testing.T) {
 		}
 	}
 }
+
+// Two completions of one job in one batch, a stale attempt's first: the
+// current attempt's completion applies, the stale one is refused.
+func TestCompleteBatchSameJob(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newSchema(t), Options{})
+	ctx := context.Background()
+	if _, err := s.Create(ctx, domain.NewJob{Type: "t", MaxAttempts: 3}); err != nil {
+		t.Fatal(err)
+	}
+	stale := claimOne(t, s, "o")
+	if _, err := s.Release(ctx, store.LeaseOf(stale, "o")); err != nil {
+		t.Fatal(err)
+	}
+	current := claimOne(t, s, "o")
+	if current.ID != stale.ID || current.Attempts == stale.Attempts {
+		t.Fatalf("second claim = %s attempt %d; want %s at a new attempt", current.ID, current.Attempts, stale.ID)
+	}
+	calls := []*call[completeArg]{
+		{ctx: ctx, arg: completeArg{lease: store.LeaseOf(stale, "o")}, reply: make(chan callResult, 1)},
+		{ctx: ctx, arg: completeArg{lease: store.LeaseOf(current, "o")}, reply: make(chan callResult, 1)},
+	}
+	if err := s.completeBatchOf(calls); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-calls[0].reply; !errors.Is(r.err, domain.ErrLeaseLost) {
+		t.Errorf("stale completion: %+v, %v; want ErrLeaseLost", r.job, r.err)
+	}
+	if r := <-calls[1].reply; r.err != nil || r.job.Status != domain.StatusCompleted {
+		t.Errorf("current completion: %+v, %v; want completed", r.job, r.err)
+	}
+}
