@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -41,9 +42,12 @@ func (r *Resolver) listJobs(ctx context.Context, q store.ListQuery) (*model.JobC
 	if domain.NoJobHasType(q.Type) {
 		return conn, nil
 	}
+	// Counting can cost the store more than the page (PostgreSQL sums a
+	// counts table, others keep totals at hand): only when asked.
+	q.SkipTotal = !selects(ctx, "totalCount")
 	if q.Limit == 0 {
 		// first: 0 asks only for totals and pageInfo.
-		page, err := r.Store.List(ctx, store.ListQuery{Status: q.Status, Type: q.Type, BeforeSeq: q.BeforeSeq, Limit: 1})
+		page, err := r.Store.List(ctx, store.ListQuery{Status: q.Status, Type: q.Type, BeforeSeq: q.BeforeSeq, Limit: 1, SkipTotal: q.SkipTotal})
 		if err != nil {
 			return nil, internal(err)
 		}
@@ -66,6 +70,21 @@ func (r *Resolver) listJobs(ctx context.Context, q store.ListQuery) (*model.JobC
 		conn.PageInfo.EndCursor = &conn.Edges[n-1].Cursor
 	}
 	return conn, nil
+}
+
+// selects reports whether the selection set of the field being resolved
+// asks for the field name (directly, or through a fragment).
+func selects(ctx context.Context, name string) bool {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return true
+	}
+	for _, f := range graphql.CollectFields(graphql.GetOperationContext(ctx), fc.Field.Selections, nil) {
+		if f.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 func typeSuffix(t string) string {

@@ -106,7 +106,7 @@ func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
-	q := store.ListQuery{Limit: h.listMax}
+	q := store.ListQuery{Limit: h.listMax, SkipTotal: true} // the array has no total
 	if s := r.URL.Query().Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {

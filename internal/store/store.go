@@ -140,6 +140,9 @@ type ListQuery struct {
 	BeforeSeq int64
 	// Limit is the page size; it must be positive.
 	Limit int
+	// SkipTotal tells the store that the caller does not need
+	// ListPage.Total; stores where counting costs may leave it zero.
+	SkipTotal bool
 }
 
 // ListPage is one page of List.

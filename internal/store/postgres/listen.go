@@ -259,7 +259,9 @@ func (s *Store) fetchAndPublish(ctx context.Context, ids []string) error {
 }
 
 // resync publishes every job changed since the given time (by the
-// store's clock), paging through the table in creation order.
+// store's clock), paging through the table in creation order: one pass
+// over the table, with no index on updated_at (one would cost every change
+// of every job to spare this rare pass; see migration 00003).
 func (s *Store) resync(ctx context.Context, since time.Time) error {
 	var after int64
 	for {

@@ -123,6 +123,10 @@ type Store struct {
 	resyncs     atomic.Int64 // re-syncs done after reconnections (for tests)
 }
 
+// defaultConnectTimeout bounds a connection attempt unless the URL's
+// connect_timeout says otherwise.
+const defaultConnectTimeout = 10 * time.Second
+
 // Open connects to the database at databaseURL, creates the schema if it
 // is missing, applies the migrations and starts listening for other
 // instances' changes. Failing to reach the server gives an error wrapping
@@ -137,6 +141,19 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	}
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "jobqueue"
+	}
+	// The store's statements are short: compiling one with JIT (which a
+	// plan estimated expensive, such as a generic plan over an unknown
+	// number of rows, triggers) costs hundreds of milliseconds and saves
+	// nothing. The URL may still say otherwise.
+	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
+	// Without a timeout a connection attempt to an unreachable server
+	// (packets dropped, not refused) waits for the operating system's,
+	// minutes; the URL's connect_timeout overrides this one.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	if opts.MaxConns > 0 {
 		cfg.MaxConns = opts.MaxConns
@@ -386,9 +403,11 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 
 	var batch pgx.Batch
 	var page store.ListPage
-	batch.Queue(`SELECT count(*) FROM jobs`+whereClause(where), args...).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&page.Total)
-	})
+	if !q.SkipTotal {
+		batch.Queue(`SELECT coalesce(sum(n), 0)::bigint FROM job_counts`+whereClause(where), args...).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&page.Total)
+		})
+	}
 	batch.Queue(pageSQL, pageArgs...).Query(func(rows pgx.Rows) error {
 		r := newJobRow()
 		for rows.Next() {
@@ -703,9 +722,9 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 
 // Stats counts jobs per status, of one type when typ is not empty.
 func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
-	sql, args := `SELECT status, count(*) FROM jobs GROUP BY status`, []any(nil)
+	sql, args := `SELECT status, sum(n)::bigint FROM job_counts GROUP BY status`, []any(nil)
 	if typ != "" {
-		sql, args = `SELECT status, count(*) FROM jobs WHERE type = $1 GROUP BY status`, []any{typ}
+		sql, args = `SELECT status, sum(n)::bigint FROM job_counts WHERE type = $1 GROUP BY status`, []any{typ}
 	}
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {

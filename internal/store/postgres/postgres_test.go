@@ -698,3 +698,122 @@ func TestCompleteBatchSameJob(t *testing.T) {
 		t.Errorf("current completion: %+v, %v; want completed", r.job, r.err)
 	}
 }
+
+// The counts behind totals and stats (job_counts, kept by triggers) match
+// the table after two instances changed jobs concurrently in every way a
+// job's status changes.
+func TestCountsMatchTable(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	stores := []*Store{openStore(t, schema, Options{InstanceID: "a"}), openStore(t, schema, Options{InstanceID: "b"})}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i, s := range stores {
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				owner := fmt.Sprintf("w%d-%d", i, g)
+				for n := range 60 {
+					typ := []string{"a", "b", "c"}[n%3]
+					j, err := s.Create(ctx, domain.NewJob{Type: typ, MaxAttempts: 2})
+					if err != nil {
+						errs <- err
+						return
+					}
+					if n%7 == 0 {
+						if _, err := s.Cancel(ctx, j.ID); err != nil && !errors.Is(err, domain.ErrConflict) {
+							errs <- err
+							return
+						}
+					}
+					now := time.Now()
+					claimed, err := s.Claim(ctx, store.ClaimRequest{Owner: owner, Limit: 2, Now: now, LeaseUntil: now.Add(time.Minute)})
+					if err != nil {
+						errs <- err
+						return
+					}
+					for k, c := range claimed {
+						l := store.LeaseOf(c, owner)
+						switch (n + k) % 4 {
+						case 0:
+							_, err = s.Complete(ctx, l, nil)
+						case 1:
+							_, err = s.Fail(ctx, l, "boom", now)
+						case 2:
+							_, err = s.Finish(ctx, l, domain.StatusFailed, "final")
+						case 3:
+							_, err = s.Release(ctx, l)
+						}
+						if err != nil && !errors.Is(err, domain.ErrConflict) {
+							errs <- err
+							return
+						}
+						if (n+k)%4 == 2 && n%5 == 0 {
+							if _, err := s.Retry(ctx, c.ID); err != nil && !errors.Is(err, domain.ErrConflict) {
+								errs <- err
+								return
+							}
+						}
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if _, err := stores[0].DeleteFinished(ctx, time.Now().Add(time.Hour), 50); err != nil {
+		t.Fatal(err)
+	}
+
+	conn, err := connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	table := pgx.Identifier{schema, "jobs"}.Sanitize()
+	for _, typ := range []string{"", "a", "b", "c", "none"} {
+		var want domain.Stats
+		rows, err := conn.Query(ctx, `SELECT status, count(*) FROM `+table+` WHERE $1 = '' OR type = $1 GROUP BY status`, typ)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			status string
+			n      int
+		)
+		_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
+			*map[string]*int{"pending": &want.Pending, "processing": &want.Processing, "completed": &want.Completed,
+				"failed": &want.Failed, "cancelled": &want.Cancelled}[status] = n
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := stores[1].Stats(ctx, typ)
+		if err != nil || got != want {
+			t.Errorf("stats of type %q = %+v, %v; the table has %+v", typ, got, err, want)
+		}
+		for _, st := range []domain.Status{"", domain.StatusPending, domain.StatusFailed, domain.StatusCompleted} {
+			page, err := stores[0].List(ctx, store.ListQuery{Type: typ, Status: st, Limit: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE ($1 = '' OR type = $1) AND ($2 = '' OR status = $2)`, typ, string(st)).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if page.Total != n {
+				t.Errorf("list total of type %q, status %q = %d; the table has %d", typ, st, page.Total, n)
+			}
+		}
+	}
+	st, err := stores[0].Stats(ctx, "")
+	if err != nil || st.Pending == 0 || st.Completed == 0 || st.Failed == 0 || st.Cancelled == 0 {
+		t.Fatalf("stats = %+v, %v; want jobs in every status but processing", st, err)
+	}
+}
