@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -174,12 +175,16 @@ func (s *Store) relay(notices <-chan string) {
 		case <-s.ctx.Done():
 			return
 		case first = <-notices:
+		case <-s.unsure.signal:
 		}
 		var (
 			refs   = map[uuid.UUID]int64{}
 			resync *time.Time
 		)
 		add := func(payload string) {
+			if payload == "" {
+				return
+			}
 			if since, ok := strings.CutPrefix(payload, resyncTag); ok {
 				if t, err := time.Parse(time.RFC3339Nano, since); err == nil && (resync == nil || t.Before(*resync)) {
 					resync = &t
@@ -212,6 +217,11 @@ func (s *Store) relay(notices <-chan string) {
 			}
 		}
 		linger.Stop()
+		for _, id := range s.unsure.take() {
+			if id, err := uuid.Parse(id); err == nil {
+				refs[id] = max(refs[id], 0)
+			}
+		}
 		if len(refs) > 0 {
 			ids := make([]string, 0, len(refs))
 			for id := range refs {
@@ -223,6 +233,55 @@ func (s *Store) relay(notices <-chan string) {
 			s.retry("re-sync changed jobs", func(ctx context.Context) error { return s.resync(ctx, *resync) })
 		}
 	}
+}
+
+// unsure is the set of jobs that statements of this instance may have
+// changed without the instance learning the outcome (the connection
+// failed, or the caller gave up, after the statement was sent). The
+// listener ignores this instance's own notifications, so the relay fetches
+// these jobs and publishes what changed, through the gate: a final state
+// committed while its reply was lost still reaches subscribers. It is safe
+// for concurrent use.
+type unsure struct {
+	mu  sync.Mutex
+	ids map[string]struct{}
+	// signal has a value when ids may hold something (never blocks add).
+	signal chan struct{}
+}
+
+func newUnsure() *unsure {
+	return &unsure{ids: make(map[string]struct{}), signal: make(chan struct{}, 1)}
+}
+
+// add remembers ids and wakes the relay.
+func (u *unsure) add(ids ...string) {
+	if len(ids) == 0 {
+		return
+	}
+	u.mu.Lock()
+	for _, id := range ids {
+		u.ids[id] = struct{}{}
+	}
+	u.mu.Unlock()
+	select {
+	case u.signal <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the ids added since the last take, and forgets them.
+func (u *unsure) take() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.ids) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(u.ids))
+	for id := range u.ids {
+		ids = append(ids, id)
+	}
+	clear(u.ids)
+	return ids
 }
 
 // retry runs f until it succeeds or the store closes, with backoff.

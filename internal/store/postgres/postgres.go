@@ -46,6 +46,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -93,6 +94,10 @@ type testHooks struct {
 	// beforePublish runs when a statement's changes committed, before
 	// they are published.
 	beforePublish func(jobs []*domain.Job)
+	// loseReply runs after a writing statement committed; an error it
+	// returns replaces the statement's reply, as if the connection had
+	// failed before the reply arrived.
+	loseReply func(sql string) error
 }
 
 // Store is a PostgreSQL job store. It is safe for concurrent use. Create it
@@ -107,6 +112,9 @@ type Store struct {
 	gate     *gate
 	seq      *sequencer
 	hooks    *testHooks
+	// unsure holds the jobs this instance's statements may have changed
+	// without it learning of it, for the relay to publish.
+	unsure *unsure
 
 	// rescueLock keys the advisory lock that lets one instance at a time
 	// rescue expired leases.
@@ -204,6 +212,7 @@ func open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error)
 		schema:     schema,
 		sql:        newStatements(channelName(schema), opts.InstanceID),
 		gate:       newGate(opts.Publisher),
+		unsure:     newUnsure(),
 		seq:        newSequencer(opts.Logger),
 		hooks:      opts.hooks,
 		rescueLock: lockKey("jobqueue rescue", schema),
@@ -765,24 +774,14 @@ func (s *Store) writeAfter(ctx context.Context, first, sql string, args ...any) 
 	defer s.seq.finish(tok)
 	args = append([]any{tok}, args...)
 	var changes []change
-	if first == "" {
-		rows, err := s.pool.Query(ctx, sql, args...)
-		if err != nil {
-			return nil, classify(err)
+	err := s.runWrite(ctx, first, sql, args, &changes)
+	if err != nil {
+		if outcomeUnknown(err) {
+			// The statement may have committed: its jobs are fetched and
+			// published as if another instance had changed them.
+			s.unsure.add(targetsOf(args[1:])...)
 		}
-		if changes, err = collectChanges(rows); err != nil {
-			return nil, classify(err)
-		}
-	} else {
-		var b pgx.Batch
-		b.Queue(first)
-		b.Queue(sql, args...).Query(func(rows pgx.Rows) (err error) {
-			changes, err = collectChanges(rows)
-			return err
-		})
-		if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
-			return nil, classify(err)
-		}
+		return nil, classify(err)
 	}
 	if s.hooks != nil && s.hooks.beforePublish != nil {
 		jobs := make([]*domain.Job, len(changes))
@@ -792,6 +791,59 @@ func (s *Store) writeAfter(ctx context.Context, first, sql string, args ...any) 
 		s.hooks.beforePublish(jobs)
 	}
 	return s.publish(changes), nil
+}
+
+// runWrite runs the statement of writeAfter and collects its changes.
+func (s *Store) runWrite(ctx context.Context, first, sql string, args []any, changes *[]change) error {
+	var err error
+	if first == "" {
+		var rows pgx.Rows
+		if rows, err = s.pool.Query(ctx, sql, args...); err == nil {
+			*changes, err = collectChanges(rows)
+		}
+	} else {
+		var b pgx.Batch
+		b.Queue(first)
+		b.Queue(sql, args...).Query(func(rows pgx.Rows) (err error) {
+			*changes, err = collectChanges(rows)
+			return err
+		})
+		err = s.pool.SendBatch(ctx, &b).Close()
+	}
+	if err == nil && s.hooks != nil && s.hooks.loseReply != nil {
+		err = s.hooks.loseReply(sql)
+	}
+	return err
+}
+
+// outcomeUnknown reports whether a statement that failed with err may have
+// committed nonetheless: the server did not refuse it, and it may have
+// been sent (the connection failed or the wait was cancelled after).
+func outcomeUnknown(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return false // refused, and rolled back
+	}
+	return !pgconn.SafeToRetry(err)
+}
+
+// targetsOf returns the ids of the jobs a writing statement may change,
+// from its arguments (after the token): by the convention of the
+// statements in sql.go, the first is the job's id, or the jobs' ids, when
+// the caller knows them. Claims and rescues pick their jobs in the
+// database and name none: what they change that is not published is an
+// intermediate state, the next change of those jobs is published.
+func targetsOf(args []any) []string {
+	if len(args) == 0 {
+		return nil
+	}
+	switch a := args[0].(type) {
+	case string:
+		return []string{a}
+	case []string:
+		return a
+	}
+	return nil
 }
 
 // publish hands committed changes to the gate, each after the version

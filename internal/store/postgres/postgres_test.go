@@ -817,3 +817,44 @@ func TestCountsMatchTable(t *testing.T) {
 		t.Fatalf("stats = %+v, %v; want jobs in every status but processing", st, err)
 	}
 }
+
+// A change that committed while its reply was lost is still published by
+// this instance (which skips its own notifications): a worker whose
+// completion "failed" this way does not leave subscribers without the
+// final state.
+func TestLostReplyStillPublished(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	var lose atomic.Bool
+	s := openStore(t, newSchema(t), Options{Publisher: rec, hooks: &testHooks{loseReply: func(sql string) error {
+		if lose.Load() {
+			return errors.New("read tcp: connection reset by peer")
+		}
+		return nil
+	}}})
+	ctx := context.Background()
+	j, err := s.Create(ctx, domain.NewJob{Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := claimOne(t, s, "o")
+	lose.Store(true)
+	if _, err := s.Complete(ctx, store.LeaseOf(c, "o"), nil); err == nil {
+		t.Fatal("complete with its reply lost: no error")
+	}
+	lose.Store(false)
+	rec.waitFor(t, "the completed version", func(events []*domain.Job) bool {
+		for _, e := range events {
+			if e.ID == j.ID && e.Status == domain.StatusCompleted {
+				return true
+			}
+		}
+		return false
+	})
+	assertIncreasing(t, "events", rec.of(j.ID))
+
+	// A statement the server refused changed nothing: nothing to fetch.
+	if !outcomeUnknown(errors.New("connection reset")) || outcomeUnknown(&pgconn.PgError{Code: "23505"}) {
+		t.Error("outcomeUnknown: a lost connection must count as unknown, a server's refusal as known")
+	}
+}
