@@ -107,7 +107,9 @@ func (a *attempt) writeLocked(ctx context.Context) error {
 	if a.pending < 0 || a.pending == a.written {
 		return nil
 	}
-	_, err := a.pool.store.Progress(context.WithoutCancel(ctx), a.lease, a.pending)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.pool.opts.StoreTimeout)
+	defer cancel()
+	_, err := a.pool.store.Progress(wctx, a.lease, a.pending)
 	if err != nil && !errors.Is(err, domain.ErrConflict) {
 		return fmt.Errorf("report progress of job %s: %w", a.lease.JobID, err)
 	}

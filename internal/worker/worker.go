@@ -118,6 +118,11 @@ type Options struct {
 	// context is done (timeout, cancellation, shutdown) before the worker
 	// stops waiting for it. Default 5 seconds.
 	HandlerGrace time.Duration
+	// StoreTimeout bounds each store call of the pool that has no bound of
+	// its own (recording an outcome, a progress write, releasing a job,
+	// rescuing, looking for the next run time), so that a connection that
+	// hangs cannot hold a worker or Shutdown forever. Default 10 seconds.
+	StoreTimeout time.Duration
 }
 
 // Defaults of Options.
@@ -125,6 +130,7 @@ const (
 	DefaultJobTimeout    = 5 * time.Minute
 	DefaultHandlerGrace  = 5 * time.Second
 	DefaultLeaseDuration = 30 * time.Second
+	DefaultStoreTimeout  = 10 * time.Second
 	// DefaultProgressInterval is Options.ProgressInterval's default.
 	DefaultProgressInterval = 100 * time.Millisecond
 )
@@ -183,6 +189,9 @@ func New(st Store, opts Options) *Pool {
 	}
 	if opts.HandlerGrace <= 0 {
 		opts.HandlerGrace = DefaultHandlerGrace
+	}
+	if opts.StoreTimeout <= 0 {
+		opts.StoreTimeout = DefaultStoreTimeout
 	}
 	if opts.ProgressInterval <= 0 {
 		opts.ProgressInterval = DefaultProgressInterval
@@ -352,8 +361,8 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 		// Claimed jobs no worker started: back to pending.
 		for len(p.queue) > 0 {
 			job := <-p.queue
-			p.recordOutcome(job.ID, func() (*domain.Job, error) {
-				return p.store.Release(context.Background(), store.LeaseOf(job, p.opts.Owner))
+			p.recordOutcome(job.ID, func(ctx context.Context) (*domain.Job, error) {
+				return p.store.Release(ctx, store.LeaseOf(job, p.opts.Owner))
 			})
 			p.runningMu.Lock()
 			r := p.running[job.ID]
@@ -411,7 +420,9 @@ func (p *Pool) dispatch(ctx context.Context) {
 				continue // perhaps more
 			}
 			if err == nil {
-				next, err = p.store.NextRunAt(ctx, time.Now())
+				nctx, cancel := context.WithTimeout(ctx, p.opts.StoreTimeout)
+				next, err = p.store.NextRunAt(nctx, time.Now())
+				cancel()
 			}
 			if err != nil {
 				if ctx.Err() != nil {
@@ -532,7 +543,7 @@ func (p *Pool) forget(id string, r *runningJob, recorded bool) {
 // handlerDone marks a claimed job's handler as returned, which frees its
 // worker, and writes the job's outcome in the background; the job is
 // forgotten once that is done.
-func (p *Pool) handlerDone(id string, r *runningJob, record func() (*domain.Job, error)) {
+func (p *Pool) handlerDone(id string, r *runningJob, record func(context.Context) (*domain.Job, error)) {
 	p.runningMu.Lock()
 	p.recording++
 	p.runningMu.Unlock()
@@ -591,7 +602,9 @@ func (p *Pool) rescue(ctx context.Context) {
 		case <-ticker.C:
 		}
 		for {
-			jobs, err := p.store.RescueExpired(ctx, time.Now(), rescueBatch)
+			rctx, cancel := context.WithTimeout(ctx, p.opts.StoreTimeout)
+			jobs, err := p.store.RescueExpired(rctx, time.Now(), rescueBatch)
+			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
 					p.log.Error("rescue jobs with expired leases", "err", err)
@@ -659,22 +672,24 @@ func (p *Pool) run(ctx context.Context, job *domain.Job) {
 		herr = p.invoke(withAttempt(hctx, a), job)
 		result = a.finish(wctx)
 	}
-	var record func() (*domain.Job, error)
+	var record func(ctx context.Context) (*domain.Job, error)
 	switch {
 	case r.wasCancelled():
 		// Asked for by a user: cancelled, whatever the handler returned.
-		record = func() (*domain.Job, error) { return p.store.Finish(wctx, lease, domain.StatusCancelled, "") }
+		record = func(ctx context.Context) (*domain.Job, error) {
+			return p.store.Finish(ctx, lease, domain.StatusCancelled, "")
+		}
 	case herr != nil && ctx.Err() != nil:
 		p.released.Add(1)
-		record = func() (*domain.Job, error) { return p.store.Release(wctx, lease) }
+		record = func(ctx context.Context) (*domain.Job, error) { return p.store.Release(ctx, lease) }
 	case herr != nil:
 		var retryAt time.Time
 		if !errors.Is(herr, errPermanent) {
 			retryAt = time.Now().UTC().Add(p.backoff(job.Attempts))
 		}
-		record = func() (*domain.Job, error) { return p.store.Fail(wctx, lease, herr.Error(), retryAt) }
+		record = func(ctx context.Context) (*domain.Job, error) { return p.store.Fail(ctx, lease, herr.Error(), retryAt) }
 	default:
-		record = func() (*domain.Job, error) { return p.store.Complete(wctx, lease, result) }
+		record = func(ctx context.Context) (*domain.Job, error) { return p.store.Complete(ctx, lease, result) }
 	}
 	p.handlerDone(job.ID, r, record)
 }
@@ -707,15 +722,18 @@ func (e permanentError) Error() string        { return e.err.Error() }
 func (e permanentError) Unwrap() error        { return e.err }
 func (e permanentError) Is(target error) bool { return target == errPermanent }
 
-// recordOutcome writes a job's outcome, retrying a failing store a few times.
+// recordOutcome writes a job's outcome, retrying a failing store a few
+// times, each try bounded by StoreTimeout.
 // A conflict means the job changed meanwhile (its lease was lost: another
 // worker may run it) and is not retried. A job whose outcome cannot be
 // written stays processing until its lease expires (this process stops
 // renewing leases when it stops) and a rescuer gives it back.
-func (p *Pool) recordOutcome(id string, record func() (*domain.Job, error)) {
+func (p *Pool) recordOutcome(id string, record func(context.Context) (*domain.Job, error)) {
 	delay := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		_, err := record()
+		ctx, cancel := context.WithTimeout(context.Background(), p.opts.StoreTimeout)
+		_, err := record(ctx)
+		cancel()
 		if errors.Is(err, domain.ErrLeaseLost) {
 			p.log.Warn("record job outcome: the lease was lost meanwhile; the outcome is dropped", "id", id, "err", err)
 			return
@@ -733,7 +751,8 @@ func (p *Pool) recordOutcome(id string, record func() (*domain.Job, error)) {
 	}
 }
 
-// recordAttempts bounds recordOutcome's retries (about 1.5 s in all).
+// recordAttempts bounds recordOutcome's tries (about 1.5 s of waiting
+// between them, plus up to StoreTimeout per try).
 const recordAttempts = 6
 
 // invoke runs the handler for one attempt under the job's timeout and

@@ -1109,3 +1109,56 @@ func TestClaimCooldownGathersFreedWorkers(t *testing.T) {
 		})
 	}
 }
+
+// hangingCompleteStore's Complete hangs like a blackholed connection: it
+// returns only when its context ends.
+type hangingCompleteStore struct {
+	*memory.Store
+	calls, bounded atomic.Int32
+}
+
+func (s *hangingCompleteStore) Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error) {
+	s.calls.Add(1)
+	if _, ok := ctx.Deadline(); ok {
+		s.bounded.Add(1)
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// A store call that hangs holds neither the outcome's recorder nor
+// Shutdown forever: each try ends at StoreTimeout, the recorder gives up
+// after its tries and the job is left to its lease.
+func TestHangingStoreCallsEndAtStoreTimeout(t *testing.T) {
+	t.Parallel()
+	var pool *worker.Pool
+	mem := memory.New(store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }))
+	st := &hangingCompleteStore{Store: mem}
+	pool = worker.New(st, worker.Options{Workers: 1, StoreTimeout: 20 * time.Millisecond,
+		Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
+	ctx := context.Background()
+	j, err := mem.Create(ctx, domain.NewJob{Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool.Start(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for st.calls.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d completion tries after 10s; a hung try must end at StoreTimeout and be retried", st.calls.Load())
+		}
+		time.Sleep(5 * time.Millisecond) // polling interval
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_ = pool.Shutdown(sctx)
+	if sctx.Err() != nil {
+		t.Fatal("Shutdown waited for a hung store call past its deadline")
+	}
+	if c, b := st.calls.Load(), st.bounded.Load(); c != b {
+		t.Fatalf("%d completion tries, %d of them with a deadline", c, b)
+	}
+	if got, _ := mem.Get(ctx, j.ID); got.Status != domain.StatusProcessing {
+		t.Fatalf("job = %s; want still processing (left to its lease)", got.Status)
+	}
+}
