@@ -4,6 +4,7 @@
 package memory
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -234,15 +235,20 @@ func (s *Store) RescueExpired(ctx context.Context, now time.Time, limit int) ([]
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The longest expired first, as the SQL stores do.
 	var expired []string
 	for id, l := range s.leases {
-		if len(expired) == limit {
-			break
-		}
 		if l.expires.Before(now) {
 			expired = append(expired, id)
 		}
 	}
+	slices.SortFunc(expired, func(a, b string) int {
+		if c := s.leases[a].expires.Compare(s.leases[b].expires); c != 0 {
+			return c
+		}
+		return cmp.Compare(s.byID[a].Seq, s.byID[b].Seq)
+	})
+	expired = expired[:min(len(expired), max(limit, 0))]
 	slices.Sort(expired) // a stable order for events and tests
 	out := make([]*domain.Job, 0, len(expired))
 	for _, id := range expired {
@@ -320,10 +326,26 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The longest finished first, as the SQL stores do.
+	var doomed []*domain.Job
+	for _, j := range s.ordered {
+		if j.Status.Final() && j.FinishedAt != nil && j.FinishedAt.Before(before) {
+			doomed = append(doomed, j)
+		}
+	}
+	slices.SortStableFunc(doomed, func(a, b *domain.Job) int { return a.FinishedAt.Compare(*b.FinishedAt) })
+	doomed = doomed[:min(len(doomed), max(limit, 0))]
+	if len(doomed) == 0 {
+		return 0, nil
+	}
+	deleting := make(map[string]bool, len(doomed))
+	for _, j := range doomed {
+		deleting[j.ID] = true
+	}
 	n := 0
 	kept := s.ordered[:0]
 	for _, j := range s.ordered {
-		if n < limit && j.Status.Final() && j.FinishedAt != nil && j.FinishedAt.Before(before) {
+		if deleting[j.ID] {
 			n++
 			delete(s.byID, j.ID)
 			delete(s.index, j.ID)

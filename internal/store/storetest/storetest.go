@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("IdempotencyKey", func(t *testing.T) { t.Parallel(); testIdempotencyKey(t, newStore) })
 	t.Run("ProgressAndResult", func(t *testing.T) { t.Parallel(); testProgressAndResult(t, newStore) })
 	t.Run("DeleteFinished", func(t *testing.T) { t.Parallel(); testDeleteFinished(t, newStore) })
+	t.Run("OldestFirst", func(t *testing.T) { t.Parallel(); testOldestFirst(t, newStore) })
 	t.Run("CancelRacingClaim", func(t *testing.T) { t.Parallel(); testCancelRacingClaim(t, newStore) })
 	t.Run("SnapshotsAreImmutable", func(t *testing.T) { t.Parallel(); testSnapshots(t, newStore) })
 }
@@ -1022,4 +1023,61 @@ func testLostLeaseRace(t *testing.T, newStore NewStore) {
 		}
 	}
 	t.Logf("%d rounds won by the worker, %d by the rescuer", completed, rescued)
+}
+
+// RescueExpired takes the longest expired leases first, DeleteFinished the
+// longest finished jobs first, whatever the order of creation: a bounded
+// call never leaves the oldest behind.
+func testOldestFirst(t *testing.T, newStore NewStore) {
+	s := newStore(t, nil)
+	ctx := context.Background()
+	// Created a, b, c; leases expiring c, a, b.
+	expiries := []time.Duration{2 * time.Second, 3 * time.Second, time.Second}
+	created := make([]*domain.Job, 3)
+	for i := range created {
+		j, err := s.Create(ctx, domain.NewJob{Type: "t", MaxAttempts: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		created[i] = j
+	}
+	base := time.Now()
+	for i, d := range expiries {
+		jobs, err := s.Claim(ctx, store.ClaimRequest{Owner: owner, Limit: 1, Now: base, LeaseUntil: base.Add(d)})
+		if err != nil || len(jobs) != 1 || jobs[0].ID != created[i].ID {
+			t.Fatalf("claim %d = %s, %v; want job %d", i, ids(jobs), err, created[i].Seq)
+		}
+	}
+	for _, want := range []int{2, 0, 1} {
+		got, err := s.RescueExpired(ctx, base.Add(time.Minute), 1)
+		if err != nil || len(got) != 1 || got[0].ID != created[want].ID {
+			t.Fatalf("rescue 1 = %s, %v; want job %d (the longest expired)", ids(got), err, created[want].Seq)
+		}
+	}
+
+	// Finished in the order c, a, b.
+	claimed := map[string]*domain.Job{}
+	for _, j := range claim(t, s, 3) {
+		claimed[j.ID] = j
+	}
+	for _, i := range []int{2, 0, 1} {
+		j := claimed[created[i].ID]
+		if j == nil {
+			t.Fatalf("job %d not claimed again after its rescue", created[i].Seq)
+		}
+		if _, err := s.Complete(ctx, lease(j), nil); err != nil {
+			t.Fatalf("complete %d: %v", j.Seq, err)
+		}
+	}
+	for _, want := range []int{2, 0} {
+		if n, err := s.DeleteFinished(ctx, time.Now().Add(time.Hour), 1); err != nil || n != 1 {
+			t.Fatalf("delete 1 = %d, %v", n, err)
+		}
+		if _, err := s.Get(ctx, created[want].ID); !errors.Is(err, domain.ErrNotFound) {
+			t.Fatalf("after deleting one: job %d (the longest finished) get = %v, want ErrNotFound", created[want].Seq, err)
+		}
+	}
+	if _, err := s.Get(ctx, created[1].ID); err != nil {
+		t.Fatalf("the job finished last was deleted: %v", err)
+	}
 }
