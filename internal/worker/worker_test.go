@@ -1009,24 +1009,25 @@ func (s *slowCompleteStore) Complete(ctx context.Context, l store.Lease, result 
 }
 
 // A worker takes its next job while its last job's outcome is still being
-// written, up to a bound: with one worker, the pool holds at most three
-// jobs whose outcome is not written yet (see Options.Workers).
+// written, up to a bound: with one worker, the pool holds at most five
+// jobs whose outcome is not written yet (1 + outcomeBacklog).
 func TestWorkerIsFreeWhileItsOutcomeIsWritten(t *testing.T) {
 	t.Parallel()
+	const bound = 5
 	var pool *worker.Pool
-	f := newFinals(5)
+	f := newFinals(bound + 2)
 	mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
 	st := &slowCompleteStore{Store: mem, release: make(chan struct{})}
 	var runs atomic.Int32
-	third := make(chan struct{})
+	third := make(chan struct{}) // closed at the bound-th run
 	pool = worker.New(st, worker.Options{Workers: 1, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
-		if runs.Add(1) == 3 {
+		if runs.Add(1) == bound {
 			close(third)
 		}
 		return nil
 	})})
 	ctx := context.Background()
-	for range 5 {
+	for range bound + 2 {
 		if _, err := mem.Create(ctx, domain.NewJob{Type: "t"}); err != nil {
 			t.Fatal(err)
 		}
@@ -1035,11 +1036,11 @@ func TestWorkerIsFreeWhileItsOutcomeIsWritten(t *testing.T) {
 	select {
 	case <-third:
 	case <-time.After(10 * time.Second):
-		t.Fatalf("%d handler runs while the first outcome is being written, want 3", runs.Load())
+		t.Fatalf("%d handler runs while the first outcome is being written, want %d", runs.Load(), bound)
 	}
-	time.Sleep(50 * time.Millisecond) // a fourth run would start meanwhile
-	if n := runs.Load(); n != 3 {
-		t.Fatalf("%d handler runs while no outcome could be written, want at most 3", n)
+	time.Sleep(50 * time.Millisecond) // a run past the bound would start meanwhile
+	if n := runs.Load(); n != bound {
+		t.Fatalf("%d handler runs while no outcome could be written, want at most %d", n, bound)
 	}
 	close(st.release)
 	f.wait(t, 10*time.Second)
