@@ -24,6 +24,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/retention"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/postgres"
 	"github.com/jobqueue/jobqueue/internal/webhook"
 	"github.com/jobqueue/jobqueue/internal/worker"
 )
@@ -87,14 +88,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		log.Info("webhook handlers", "types", len(handlers))
 	}
-	var pollInterval time.Duration
+	var pollInterval, claimCooldown time.Duration
 	if jobs.backend == backendPostgres {
 		pollInterval = cfg.PollInterval // other processes' jobs: a notification may be missed
+		claimCooldown = postgres.ClaimCooldown
 	}
 	pool := worker.New(jobs, worker.Options{
 		Owner:           cfg.InstanceID,
 		LeaseDuration:   cfg.LeaseDuration,
 		PollInterval:    pollInterval,
+		ClaimCooldown:   claimCooldown,
 		Workers:         cfg.Workers,
 		QueueCapacity:   cfg.QueueCapacity,
 		Handlers:        handlers,
