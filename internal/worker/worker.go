@@ -359,15 +359,21 @@ func (p *Pool) Shutdown(ctx context.Context) error {
 		}
 		p.cancelJobs()
 		// Claimed jobs no worker started: back to pending.
+		// Released concurrently, so that a store that hangs holds
+		// Shutdown for one StoreTimeout per try, not one per job.
 		for len(p.queue) > 0 {
 			job := <-p.queue
-			p.recordOutcome(job.ID, func(ctx context.Context) (*domain.Job, error) {
-				return p.store.Release(ctx, store.LeaseOf(job, p.opts.Owner))
-			})
-			p.runningMu.Lock()
-			r := p.running[job.ID]
-			p.runningMu.Unlock()
-			p.forget(job.ID, r, false)
+			p.recordersWG.Add(1)
+			go func() {
+				defer p.recordersWG.Done()
+				p.recordOutcome(job.ID, func(ctx context.Context) (*domain.Job, error) {
+					return p.store.Release(ctx, store.LeaseOf(job, p.opts.Owner))
+				})
+				p.runningMu.Lock()
+				r := p.running[job.ID]
+				p.runningMu.Unlock()
+				p.forget(job.ID, r, false)
+			}()
 		}
 		// Outcomes still being written: their jobs are leased until then.
 		p.recordersWG.Wait()

@@ -169,14 +169,25 @@ func resyncNotice(since time.Time) string { return resyncTag + since.Format(time
 func (s *Store) relay(notices <-chan string) {
 	linger := time.NewTimer(0)
 	<-linger.C
+	retry := time.NewTimer(0) // the next fetch of unsure jobs
+	<-retry.C
+	defer retry.Stop()
+	var retryAt time.Time
 	for {
 		var first string
+		var retryC <-chan time.Time
+		if !retryAt.IsZero() {
+			retry.Reset(time.Until(retryAt))
+			retryC = retry.C
+		}
 		select {
 		case <-s.ctx.Done():
 			return
 		case first = <-notices:
 		case <-s.unsure.signal:
+		case <-retryC:
 		}
+		retry.Stop()
 		var (
 			refs   = map[uuid.UUID]int64{}
 			resync *time.Time
@@ -217,7 +228,9 @@ func (s *Store) relay(notices <-chan string) {
 			}
 		}
 		linger.Stop()
-		for _, id := range s.unsure.take() {
+		var unsureIDs []string
+		unsureIDs, retryAt = s.unsure.due(time.Now())
+		for _, id := range unsureIDs {
 			if id, err := uuid.Parse(id); err == nil {
 				refs[id] = max(refs[id], 0)
 			}
@@ -240,27 +253,37 @@ func (s *Store) relay(notices <-chan string) {
 // failed, or the caller gave up, after the statement was sent). The
 // listener ignores this instance's own notifications, so the relay fetches
 // these jobs and publishes what changed, through the gate: a final state
-// committed while its reply was lost still reaches subscribers. It is safe
-// for concurrent use.
+// committed while its reply was lost still reaches subscribers. Such a
+// statement may also commit later than the failure (the server finishes it
+// before it notices the lost connection), so each job is fetched again
+// every unsureRetry until unsureFor has passed. It is safe for concurrent
+// use.
 type unsure struct {
 	mu  sync.Mutex
-	ids map[string]struct{}
-	// signal has a value when ids may hold something (never blocks add).
+	ids map[string]*unsureJob
+	// signal has a value when a job was added (never blocks add).
 	signal chan struct{}
 }
 
+type unsureJob struct{ next, until time.Time }
+
+const (
+	unsureRetry = time.Second
+	unsureFor   = time.Minute
+)
+
 func newUnsure() *unsure {
-	return &unsure{ids: make(map[string]struct{}), signal: make(chan struct{}, 1)}
+	return &unsure{ids: make(map[string]*unsureJob), signal: make(chan struct{}, 1)}
 }
 
-// add remembers ids and wakes the relay.
-func (u *unsure) add(ids ...string) {
+// add remembers ids, to be fetched at once, and wakes the relay.
+func (u *unsure) add(now time.Time, ids ...string) {
 	if len(ids) == 0 {
 		return
 	}
 	u.mu.Lock()
 	for _, id := range ids {
-		u.ids[id] = struct{}{}
+		u.ids[id] = &unsureJob{next: now, until: now.Add(unsureFor)}
 	}
 	u.mu.Unlock()
 	select {
@@ -269,19 +292,24 @@ func (u *unsure) add(ids ...string) {
 	}
 }
 
-// take returns the ids added since the last take, and forgets them.
-func (u *unsure) take() []string {
+// due returns the ids to fetch now, and when the next ones are due (zero
+// when none are left).
+func (u *unsure) due(now time.Time) (ids []string, next time.Time) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if len(u.ids) == 0 {
-		return nil
+	for id, j := range u.ids {
+		if !j.next.After(now) {
+			ids = append(ids, id)
+			if j.next = now.Add(unsureRetry); j.next.After(j.until) {
+				delete(u.ids, id)
+				continue
+			}
+		}
+		if next.IsZero() || j.next.Before(next) {
+			next = j.next
+		}
 	}
-	ids := make([]string, 0, len(u.ids))
-	for id := range u.ids {
-		ids = append(ids, id)
-	}
-	clear(u.ids)
-	return ids
+	return ids, next
 }
 
 // retry runs f until it succeeds or the store closes, with backoff.

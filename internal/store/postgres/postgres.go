@@ -150,13 +150,6 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "jobqueue"
 	}
-	// The store's statements are short: compiling one with JIT (which a
-	// plan estimated expensive, such as a generic plan over an unknown
-	// number of rows, triggers) costs hundreds of milliseconds and saves
-	// nothing. The URL may still say otherwise.
-	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
-		cfg.ConnConfig.RuntimeParams["jit"] = "off"
-	}
 	// Without a timeout a connection attempt to an unreachable server
 	// (packets dropped, not refused) waits for the operating system's,
 	// minutes; the URL's connect_timeout overrides this one.
@@ -779,7 +772,7 @@ func (s *Store) writeAfter(ctx context.Context, first, sql string, args ...any) 
 		if outcomeUnknown(err) {
 			// The statement may have committed: its jobs are fetched and
 			// published as if another instance had changed them.
-			s.unsure.add(targetsOf(args[1:])...)
+			s.unsure.add(time.Now(), targetsOf(args[1:])...)
 		}
 		return nil, classify(err)
 	}
@@ -822,7 +815,9 @@ func (s *Store) runWrite(ctx context.Context, first, sql string, args []any, cha
 func outcomeUnknown(err error) bool {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		return false // refused, and rolled back
+		// An ERROR rolled the statement back; a FATAL one (the session
+		// terminated) may come after the commit.
+		return pgErr.Severity == "FATAL" || pgErr.Severity == "PANIC"
 	}
 	return !pgconn.SafeToRetry(err)
 }

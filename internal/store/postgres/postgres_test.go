@@ -858,3 +858,108 @@ func TestLostReplyStillPublished(t *testing.T) {
 		t.Error("outcomeUnknown: a lost connection must count as unknown, a server's refusal as known")
 	}
 }
+
+// Heartbeats racing batch completions of the same jobs (a pool's heartbeat
+// lists the jobs whose outcome it is writing) never deadlock: both lock
+// rows in id order, wherever the rows sit in the table.
+func TestHeartbeatRacingCompletions(t *testing.T) {
+	t.Parallel()
+	s := openStore(t, newSchema(t), Options{})
+	ctx := context.Background()
+	for round := range 15 {
+		insertJobs(t, s, 60)
+		now := time.Now()
+		jobs, err := s.Claim(ctx, store.ClaimRequest{Owner: "o", Limit: 60, Now: now, LeaseUntil: now.Add(time.Minute)})
+		if err != nil || len(jobs) != 60 {
+			t.Fatalf("claim = %d jobs, %v", len(jobs), err)
+		}
+		// New versions of some rows land elsewhere in the table, so that
+		// its order is no longer the ids' order.
+		ids := make([]string, len(jobs))
+		for i, j := range jobs {
+			ids[i] = j.ID
+			if i%3 == 0 {
+				if _, err := s.Progress(ctx, store.LeaseOf(j, "o"), 10+round); err != nil {
+					t.Fatal(err)
+				}
+				jobs[i].Version++
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 100)
+		for range 4 {
+			wg.Go(func() {
+				for range 5 {
+					if _, err := s.Heartbeat(ctx, "o", ids, time.Now().Add(time.Minute)); err != nil {
+						errs <- fmt.Errorf("heartbeat: %w", err)
+					}
+				}
+			})
+		}
+		for _, j := range jobs {
+			wg.Go(func() {
+				if _, err := s.Complete(ctx, store.LeaseOf(j, "o"), nil); err != nil {
+					errs <- fmt.Errorf("complete: %w", err)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+}
+
+// A job whose change may commit after its statement failed here (the
+// server finishing it before it notices the lost connection) is fetched
+// again until unsureFor passes: a commit later than the first fetch is
+// still published.
+func TestUnsureJobFetchedAgain(t *testing.T) {
+	t.Parallel()
+	rec := newRecorder()
+	schema := newSchema(t)
+	s := openStore(t, schema, Options{Publisher: rec})
+	ctx := context.Background()
+	j, err := s.Create(ctx, domain.NewJob{Type: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := claimOne(t, s, "o")
+	s.unsure.add(time.Now(), j.ID)
+	// The first fetch finds nothing new (the gate saw the claim).
+	rec.waitFor(t, "the claim", hasVersion(j.ID, c.Version))
+	// The "late commit": a change this instance is not notified of.
+	conn, err := connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE `+pgx.Identifier{schema, "jobs"}.Sanitize()+`
+		SET status = 'completed', finished_at = now(), lease_owner = NULL, lease_expires_at = NULL, version = version + 1
+		WHERE id = $1`, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, "the late completion", hasVersion(j.ID, c.Version+1))
+}
+
+func TestUnsureSchedule(t *testing.T) {
+	u := newUnsure()
+	t0 := time.Now()
+	u.add(t0, "a")
+	if ids, next := u.due(t0); len(ids) != 1 || !next.Equal(t0.Add(unsureRetry)) {
+		t.Fatalf("at once: %v, next %v", ids, next)
+	}
+	if ids, _ := u.due(t0.Add(unsureRetry / 2)); len(ids) != 0 {
+		t.Fatalf("before the retry: %v", ids)
+	}
+	if ids, _ := u.due(t0.Add(unsureRetry)); len(ids) != 1 {
+		t.Fatalf("at the retry: %v", ids)
+	}
+	if ids, next := u.due(t0.Add(unsureFor + unsureRetry)); len(ids) != 1 || !next.IsZero() {
+		t.Fatalf("last fetch: %v, next %v; want the job once more, then nothing", ids, next)
+	}
+	if ids, next := u.due(t0.Add(2 * unsureFor)); len(ids) != 0 || !next.IsZero() {
+		t.Fatalf("after unsureFor: %v, next %v", ids, next)
+	}
+}

@@ -156,21 +156,23 @@ func newStatements(channel, instance string) statements {
 				finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN $6 ELSE finished_at END,
 				cancel_requested = false, `+leaveProcessing+changeTail("$6")+`
 			FROM expired WHERE id = expired_id`),
-		// $2 ids (in increasing order), $3 owners, $4 attempts, $5
-		// results, $6 now. Each row is found through the primary key, in
-		// the order of the ids, so its lock is taken in id order, as
-		// Heartbeat does: the two cannot deadlock. The claim is checked
-		// by its owner and attempt only: a lease owner is set exactly
-		// while a job is processing. A condition on status here would
-		// let the planner scan a status index instead, which statistics
-		// from before a burst (no job processing yet) make look cheap
-		// while it holds every processing job and dead versions of them.
+		// $2 ids, $3 owners, $4 attempts, $5 results, $6 now. The rows
+		// are locked first, explicitly in id order, as Heartbeat does, so
+		// that the two cannot deadlock (a join may otherwise visit them
+		// in the table's order). They are found by primary key alone:
+		// the claim is checked by its owner and attempt only (a lease
+		// owner is set exactly while a job is processing), since a
+		// condition on status would let the planner scan a status index
+		// instead, which statistics from before a burst (no job
+		// processing yet) make look cheap while it holds every processing
+		// job and dead versions of them.
 		complete: notifying(`
-			input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bytea[]) AS i(input_id, input_owner, input_attempt, input_result)),`, `
+			input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bytea[]) AS i(input_id, input_owner, input_attempt, input_result)),
+			locked AS (SELECT id AS locked_id FROM jobs WHERE id = ANY($2::uuid[]) ORDER BY id FOR UPDATE),`, `
 			UPDATE jobs SET status = 'completed', result = input_result, cancel_requested = false, finished_at = $6,
 				`+leaveProcessing+changeTail("$6")+`
-			FROM input
-			WHERE id = input_id AND lease_owner = input_owner AND attempts = input_attempt`),
+			FROM locked JOIN input ON input_id = locked_id
+			WHERE id = locked_id AND lease_owner = input_owner AND attempts = input_attempt`),
 		// $5 now, $6 status, $7 message, $8 error time.
 		finish: notifying(``, `
 			UPDATE jobs SET status = $6,
