@@ -119,6 +119,9 @@ type Store struct {
 	// rescueLock keys the advisory lock that lets one instance at a time
 	// rescue expired leases.
 	rescueLock int64
+	// countsLock keys the advisory lock under which one instance at a
+	// time compacts job_counts.
+	countsLock int64
 
 	creates   *batcher[domain.NewJob]
 	completes *batcher[completeArg]
@@ -209,6 +212,7 @@ func open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error)
 		seq:        newSequencer(opts.Logger),
 		hooks:      opts.hooks,
 		rescueLock: lockKey("jobqueue rescue", schema),
+		countsLock: lockKey("jobqueue compact counts", schema),
 		ctx:        sctx,
 		cancel:     cancel,
 	}
@@ -220,7 +224,8 @@ func open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error)
 		return nil, err
 	}
 	notices := make(chan string, noticeQueue)
-	s.wg.Add(4)
+	s.wg.Add(5)
+	go func() { defer s.wg.Done(); s.upkeep() }()
 	go func() { defer s.wg.Done(); s.listen(conn, notices) }()
 	go func() { defer s.wg.Done(); s.relay(notices) }()
 	go func() { defer s.wg.Done(); s.creates.run(sctx, createExecutors) }()

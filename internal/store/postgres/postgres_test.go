@@ -708,7 +708,7 @@ func TestCountsMatchTable(t *testing.T) {
 	stores := []*Store{openStore(t, schema, Options{InstanceID: "a"}), openStore(t, schema, Options{InstanceID: "b"})}
 	ctx := context.Background()
 	var wg sync.WaitGroup
-	errs := make(chan error, 16)
+	errs := make(chan error, 32)
 	for i, s := range stores {
 		for g := range 4 {
 			wg.Add(1)
@@ -761,7 +761,27 @@ func TestCountsMatchTable(t *testing.T) {
 			}()
 		}
 	}
+	// Compactions run meanwhile, from both instances.
+	writersDone := make(chan struct{})
+	var compactions sync.WaitGroup
+	for _, s := range stores {
+		compactions.Go(func() {
+			for {
+				if _, err := s.compactCounts(ctx); err != nil {
+					errs <- err
+					return
+				}
+				select {
+				case <-writersDone:
+					return
+				default:
+				}
+			}
+		})
+	}
 	wg.Wait()
+	close(writersDone)
+	compactions.Wait()
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
@@ -961,5 +981,75 @@ func TestUnsureSchedule(t *testing.T) {
 	}
 	if ids, next := u.due(t0.Add(2 * unsureFor)); len(ids) != 0 || !next.IsZero() {
 		t.Fatalf("after unsureFor: %v, next %v", ids, next)
+	}
+}
+
+// Compacting job_counts changes no total and leaves one row per (type,
+// status) that counts something; a TRUNCATE of jobs empties the counts.
+func TestCountsCompaction(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	s := openStore(t, schema, Options{})
+	ctx := context.Background()
+	for i := range 120 {
+		if _, err := s.Create(ctx, domain.NewJob{Type: fmt.Sprintf("t%d", i%4)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	claimed, err := s.Claim(ctx, store.ClaimRequest{Owner: "o", Limit: 60, Now: now, LeaseUntil: now.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range claimed {
+		if _, err := s.Complete(ctx, store.LeaseOf(j, "o"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn, err := connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	counts := pgx.Identifier{schema, "job_counts"}.Sanitize()
+	rows := func() (all, groups int) {
+		t.Helper()
+		if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT (type, status)) FROM `+counts).Scan(&all, &groups); err != nil {
+			t.Fatal(err)
+		}
+		return all, groups
+	}
+	stats := func() map[string]domain.Stats {
+		t.Helper()
+		out := map[string]domain.Stats{}
+		for _, typ := range []string{"", "t0", "t1", "t2", "t3"} {
+			st, err := s.Stats(ctx, typ)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[typ] = st
+		}
+		return out
+	}
+	before := stats()
+	if all, groups := rows(); all <= groups {
+		t.Fatalf("before compaction: %d rows for %d groups; want shards to compact", all, groups)
+	}
+	if ok, err := s.compactCounts(ctx); err != nil || !ok {
+		t.Fatalf("compact = %v, %v", ok, err)
+	}
+	if after := stats(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("stats changed by compaction: %v, were %v", after, before)
+	}
+	// Pending and completed for each of 4 types; the emptied processing
+	// groups are gone.
+	if all, groups := rows(); all != 8 || groups != 8 {
+		t.Fatalf("after compaction: %d rows for %d groups, want 8 and 8", all, groups)
+	}
+	if _, err := conn.Exec(ctx, `TRUNCATE `+pgx.Identifier{schema, "jobs"}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := s.Stats(ctx, ""); err != nil || st != (domain.Stats{}) {
+		t.Fatalf("stats after TRUNCATE = %+v, %v; want zeros", st, err)
 	}
 }

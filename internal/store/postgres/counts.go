@@ -1,0 +1,63 @@
+package postgres
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// countsCompaction is how often a store folds job_counts (see
+// compactCounts); one instance at a time does it.
+const countsCompaction = 10 * time.Minute
+
+// compactCounts folds the shards of each (type, status) in job_counts into
+// one row and drops the rows that count nothing, so that the table holds
+// about one row per (type, status) in use rather than up to 16 for every
+// type ever seen. It holds no lock a writer waits for while it waits for
+// one itself, so it cannot deadlock with them; writers wait for it for the
+// few milliseconds it takes. When another instance is at it, it does
+// nothing and reports false.
+func (s *Store) compactCounts(ctx context.Context) (bool, error) {
+	var done bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, s.countsLock).Scan(&done); err != nil || !done {
+			return err
+		}
+		// Writers (the counting triggers) wait meanwhile; readers do not.
+		// Row locks would not do: a trigger may add a row for a new shard
+		// after they were taken.
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'; LOCK TABLE job_counts IN EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+			WITH folded AS (DELETE FROM job_counts RETURNING type, status, n)
+			INSERT INTO job_counts (type, status, shard, n)
+			SELECT type, status, 0, sum(n) FROM folded
+			GROUP BY type, status HAVING sum(n) <> 0 ORDER BY type, status`)
+		return err
+	})
+	if err != nil {
+		return false, wrapf(err, "compact job counts")
+	}
+	return done, nil
+}
+
+// upkeep compacts the counts every countsCompaction until the store
+// closes. Failures are logged and tried again at the next turn.
+func (s *Store) upkeep() {
+	t := time.NewTicker(countsCompaction)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
+		if _, err := s.compactCounts(ctx); err != nil && s.ctx.Err() == nil {
+			s.log.Warn("postgres store: compacting job counts failed; trying again later", "err", err, "retry_in", countsCompaction)
+		}
+		cancel()
+	}
+}
