@@ -13,8 +13,9 @@
 #
 # Knobs (environment): HTTP_CONC HTTP_DURATION STEADY_N STEADY_RATE
 # STEADY_DURATION BURST_N BURST_JOBS BURST_DEADLINE IDLE_N IMPLS (default
-# "gorilla coder raw") SERVER_LOG_LEVEL (default info) BENCH_KEEP=1 (keep
-# the logs directory).
+# "gorilla coder raw") MODES (fan-out measurements, default "steady burst
+# idle") PARTS (default "http fanout"; e.g. PARTS=fanout skips step 2)
+# SERVER_LOG_LEVEL (default info) BENCH_KEEP=1 (keep the logs directory).
 # Every server is stopped on exit. Exit status 1 when a measurement failed.
 set -euo pipefail
 
@@ -31,6 +32,8 @@ BURST_JOBS=${BURST_JOBS:-100}
 BURST_DEADLINE=${BURST_DEADLINE:-120s}
 IDLE_N=${IDLE_N:-2000}
 IMPLS=${IMPLS:-gorilla coder raw}
+MODES=${MODES:-steady burst idle}
+PARTS=${PARTS:-http fanout}
 SERVER_LOG_LEVEL=${SERVER_LOG_LEVEL:-info}
 # The product server's pprof listener (DEBUG_ADDR), used by the idle measurement.
 DEBUG_ADDR=${DEBUG_ADDR:-127.0.0.1:16070}
@@ -152,8 +155,10 @@ measure() {
 }
 
 # ---------------------------------------------------------------- HTTP --
-log "HTTP: server PROCESSING_TIME=0 WORKERS=8, $HTTP_CONC clients, $HTTP_DURATION per query"
-if start_server http PROCESSING_TIME=0 WORKERS=8; then
+if [[ " $PARTS " != *" http "* ]]; then
+	: # skipped
+elif log "HTTP: server PROCESSING_TIME=0 WORKERS=8, $HTTP_CONC clients, $HTTP_DURATION per query" &&
+	start_server http PROCESSING_TIME=0 WORKERS=8; then
 	for q in typename createjob; do
 		measure "http-$q" "$WORK/httpload" -url "http://$SERVER_ADDR/query" -c "$HTTP_CONC" -d "$HTTP_DURATION" -query "$q"
 	done
@@ -163,6 +168,7 @@ else
 fi
 
 # ------------------------------------------------------------- fan-out --
+[[ " $PARTS " == *" fanout "* ]] || IMPLS=""
 for impl in $IMPLS; do
 	if [[ $impl == raw ]]; then
 		server=raw
@@ -173,7 +179,7 @@ for impl in $IMPLS; do
 		proto=graphql
 		envs=(PROCESSING_TIME=0 WORKERS=8 WEBSOCKET_IMPL="$impl" DEBUG_ADDR="$DEBUG_ADDR")
 	fi
-	for mode in steady burst idle; do
+	for mode in $MODES; do
 		case $mode in
 		steady) args=(-n "$STEADY_N" -rate "$STEADY_RATE" -duration "$STEADY_DURATION") ;;
 		burst) args=(-n "$BURST_N" -jobs "$BURST_JOBS" -deadline "$BURST_DEADLINE") ;;
@@ -237,7 +243,7 @@ raw_burst=$(jget "${RES[raw-burst]:-}" msgs_per_s)
 		echo "  $k: ${RES[$k]:-FAILED}"
 	done
 	for impl in $IMPLS; do
-		for mode in steady burst idle; do
+		for mode in $MODES; do
 			echo "  $impl-$mode: ${RES[$impl-$mode]:-FAILED}"
 		done
 	done

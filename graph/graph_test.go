@@ -1642,12 +1642,41 @@ func (s *stallingWS) Accept(w http.ResponseWriter, r *http.Request, opts transpo
 	if err != nil {
 		return nil, err
 	}
-	return &stallingConn{WebsocketConn: c, s: s}, nil
+	return &stallingConn{forwardingConn: forwardingConn{c}, s: s}, nil
 }
 
 type stallingConn struct {
-	transport.WebsocketConn
+	forwardingConn
 	s *stallingWS
+}
+
+// forwardingConn wraps a websocket connection in a test and keeps the
+// optional interfaces gqlgen looks for.
+type forwardingConn struct{ transport.WebsocketConn }
+
+func (c forwardingConn) SetReadLimit(n int64) {
+	c.WebsocketConn.(transport.WebsocketReadLimiter).SetReadLimit(n)
+}
+
+func (c forwardingConn) SetReadDeadline(t time.Time) error {
+	return c.WebsocketConn.(transport.WebsocketReadDeadliner).SetReadDeadline(t)
+}
+
+// setupSlowSubscriber wires a bundle without workers on the websocket
+// implementation ws, whose broker drops a subscriber as soon as one change
+// waits behind a full channel. The returned function closes release (at
+// most once; cleanup does it if the test did not).
+func setupSlowSubscriber(t *testing.T, ws transport.WebsocketImplementation, release chan struct{}) (*bundle, func()) {
+	t.Helper()
+	b := setup(t, func(o *options) {
+		o.startPool = false
+		o.websocket = ws
+		o.brokerOpts = broker.Options{Buffer: 1, CoalesceAfter: 1, MaxBacklog: 1}
+	})
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	return b, unblock
 }
 
 func (c *stallingConn) WriteJSON(v any) error {
@@ -1660,28 +1689,10 @@ func (c *stallingConn) WriteJSON(v any) error {
 	return c.WebsocketConn.WriteJSON(v)
 }
 
-func (c *stallingConn) SetReadLimit(n int64) {
-	c.WebsocketConn.(transport.WebsocketReadLimiter).SetReadLimit(n)
-}
-
-func (c *stallingConn) SetReadDeadline(t time.Time) error {
-	return c.WebsocketConn.(transport.WebsocketReadDeadliner).SetReadDeadline(t)
-}
-
 func TestWebsocketSlowSubscriber(t *testing.T) {
 	t.Parallel()
 	stall := &stallingWS{inner: gorillaws.New(gorillaws.Options{}), blocked: make(chan struct{}), release: make(chan struct{})}
-	b := setup(t, func(o *options) {
-		o.startPool = false
-		o.websocket = stall
-		o.brokerOpts = broker.Options{Buffer: 1, CoalesceAfter: 1, MaxBacklog: 1}
-	})
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(stall.release)
-		}
-	})
+	b, release := setupSlowSubscriber(t, stall, stall.release)
 	srv := b.server(t)
 	w := dialWS(t, srv, "graphql-transport-ws")
 	w.init()
@@ -1697,8 +1708,7 @@ func TestWebsocketSlowSubscriber(t *testing.T) {
 	// subscription's channel, one its backlog, the next overflows it.
 	b.storeCreate(t, "slow", 3)
 	waitFor(t, "the slow subscriber to be dropped", func() bool { return b.broker.Subscribers() == 0 })
-	released = true
-	close(stall.release)
+	release()
 
 	// The client sees the changes already handed to gqlgen, then the
 	// protocol's error message with SLOW_SUBSCRIBER.

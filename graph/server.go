@@ -78,8 +78,15 @@ func NewHandler(r *Resolver, opts ServerOptions) *Handler {
 	// SSE first: it claims POSTs that accept text/event-stream, which the
 	// plain POST transport would otherwise take.
 	srv.AddTransport(transport.SSE{})
+	websocketImpl := opts.Websocket
+	if websocketImpl == nil {
+		websocketImpl = transport.CoderWebsocketImplementation{}
+	}
 	srv.AddTransport(transport.Websocket{
-		Implementation: opts.Websocket,
+		// Wrapped so that shared subscription results leave encoded once
+		// (encoded.go); connections with a WriteText method (gorillaws)
+		// send them without encoding anything per subscriber.
+		Implementation: &encodingWebsocket{inner: websocketImpl},
 		// graphql-ws (legacy) clients expect "ka" messages. Websocket-level
 		// pings for every protocol come from the adapter (gorillaws'
 		// PingInterval), which needs no goroutine per connection, unlike
@@ -98,9 +105,15 @@ func NewHandler(r *Resolver, opts ServerOptions) *Handler {
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.FixedComplexityLimit(opts.ComplexityLimit))
+	// On websockets it writes most subscription results itself, without
+	// returning them through the response middleware chain. It must stay
+	// the outermost response middleware (none may be added before it): an
+	// outer one would see a subscription's stand-in (encoded.go) as its
+	// first response and none of the later ones, and one that changed the
+	// stand-in would keep it from being recognised.
 	shareSubscriptionResults(srv, newResultCache(sharedResultsLimit), &h.sending)
 	srv.SetErrorPresenter(ErrorPresenter(r.Logger))
 	srv.SetRecoverFunc(Recover(r.Logger))
-	h.Handler = conformHTTP(srv)
+	h.Handler = withWebsocketSlot(conformHTTP(srv))
 	return h
 }

@@ -31,7 +31,8 @@ import (
 // to the relay and returns the relay's own channel to gqlgen; a response
 // middleware then takes each change from the broker, answers from the cache
 // when it can, and otherwise feeds the change to gqlgen through the relay
-// and caches the response it produces.
+// and caches the response it produces. On websockets the cached response is
+// also encoded once and later written without gqlgen (see encoded.go).
 
 // relay sits between a subscription's broker channel and gqlgen.
 type relay struct {
@@ -41,6 +42,12 @@ type relay struct {
 	out     chan *domain.Job   // read by gqlgen's generated code
 	key     string             // identifies the operation and its variables
 	errSent bool
+
+	// On a websocket accepted by encodingWebsocket (see encoded.go): the
+	// connection, and the stand-in of this subscription's shared results,
+	// made on its first result.
+	conn    *encodingConn
+	standIn *standIn
 
 	// holding is true from taking a change off src until gqlgen asks for
 	// the next response, which it does once it has written this one.
@@ -80,6 +87,14 @@ func attach(ctx context.Context, src <-chan *domain.Job, err func() error, ack f
 	return r.out
 }
 
+// sharedResult is a response shared between subscribers, with its encoding
+// (json.Marshal of resp: what gqlgen's websocket transport sends as the
+// payload), or nil if it could not be encoded.
+type sharedResult struct {
+	resp    *graphql.Response
+	encoded []byte
+}
+
 // resultCache maps (snapshot, operation) to the response gqlgen produced.
 // Concurrent requests for one key execute once: a burst delivers the same
 // change to every subscriber at the same moment, and without that they
@@ -99,18 +114,18 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	done chan struct{} // closed once resp is set
-	resp *graphql.Response
+	done chan struct{} // closed once res is set
+	res  sharedResult
 }
 
 func newResultCache(limit int) *resultCache {
 	return &resultCache{limit: limit, order: make([]cacheKey, 0, limit)}
 }
 
-// do returns the cached response for k, waiting if another goroutine is
-// producing it, or produces it with exec. It returns nil only if ctx ends
-// first or exec returns nil.
-func (c *resultCache) do(ctx context.Context, k cacheKey, exec func() *graphql.Response) *graphql.Response {
+// do returns the cached result for k, waiting if another goroutine is
+// producing it, or produces it with exec. Its resp is nil only if ctx ends
+// first or exec returns a nil resp.
+func (c *resultCache) do(ctx context.Context, k cacheKey, exec func() sharedResult) sharedResult {
 	v, ok := c.entries.Load(k)
 	if !ok {
 		e := &cacheEntry{done: make(chan struct{})}
@@ -121,20 +136,20 @@ func (c *resultCache) do(ctx context.Context, k cacheKey, exec func() *graphql.R
 				close(e.done)
 				c.remember(k)
 			}()
-			e.resp = exec()
-			return e.resp
+			e.res = exec()
+			return e.res
 		}
 	}
 	e := v.(*cacheEntry)
 	select {
 	case <-e.done:
 	case <-ctx.Done():
-		return nil
+		return sharedResult{}
 	}
-	if e.resp == nil {
+	if e.res.resp == nil {
 		return exec()
 	}
-	return e.resp
+	return e.res
 }
 
 func (c *resultCache) remember(k cacheKey) {
@@ -169,7 +184,7 @@ func shareSubscriptionResults(srv interface {
 		if err != nil {
 			return next(ctx) // unshareable; execute per subscriber
 		}
-		r := &relay{key: oc.RawQuery + "\x00" + oc.OperationName + "\x00" + string(vars), sending: sending}
+		r := &relay{key: oc.RawQuery + "\x00" + oc.OperationName + "\x00" + string(vars), sending: sending, conn: encodingConnFrom(ctx)}
 		// gqlgen may stop asking for responses without a last call (its
 		// context ended): the relay lets go of its change then.
 		context.AfterFunc(ctx, r.release)
@@ -181,38 +196,78 @@ func shareSubscriptionResults(srv interface {
 			return next(ctx)
 		}
 		r.release() // gqlgen wrote the previous response: it asks for the next
-		select {
-		case j, ok := <-r.src:
-			if !ok {
-				// The broker ended the subscription. Say why, if it was an
-				// error, then let gqlgen see the end.
-				if err := r.err(); err != nil && !r.errSent {
-					r.errSent = true
-					e := subscriptionEndError(ctx, err)
-					if !onWebsocket(ctx) {
-						return &graphql.Response{Errors: gqlerror.List{e}}
-					}
-					transport.AddSubscriptionError(ctx, e) // sent as the protocol's error message
-				}
-				close(r.out)
-				return next(ctx)
-			}
-			r.hold()
-			r.ack() // after hold: Broker.Flush then Handler.WaitSent see it in one or the other
-			return cache.do(ctx, cacheKey{job: j, op: r.key}, func() *graphql.Response {
-				r.out <- j // never blocks: out has room for one and gqlgen takes it next
-				resp := next(ctx)
-				if resp != nil {
-					// gqlgen reuses the buffer behind Data for the
-					// subscription's next event: keep a copy to share.
-					shared := *resp
-					shared.Data = bytes.Clone(resp.Data)
-					resp = &shared
-				}
+		for {
+			if resp, done := r.next(ctx, cache, next); done {
 				return resp
-			})
-		case <-ctx.Done():
-			return nil
+			}
 		}
 	})
+}
+
+// next takes the next change and answers it. done is false when the change
+// was written directly to the websocket (see encoded.go) and gqlgen is to
+// get nothing for it; otherwise resp is the response for gqlgen (nil: the
+// end).
+func (r *relay) next(ctx context.Context, cache *resultCache, next graphql.ResponseHandler) (resp *graphql.Response, done bool) {
+	// gqlgen checks this before each response it asks for; results written
+	// directly must stop as soon too (a client's complete, a closed
+	// connection), although changes may be waiting.
+	if ctx.Err() != nil {
+		return nil, true
+	}
+	select {
+	case j, ok := <-r.src:
+		if !ok {
+			// The broker ended the subscription. Say why, if it was an
+			// error, then let gqlgen see the end.
+			if err := r.err(); err != nil && !r.errSent {
+				r.errSent = true
+				e := subscriptionEndError(ctx, err)
+				if !onWebsocket(ctx) {
+					return &graphql.Response{Errors: gqlerror.List{e}}, true
+				}
+				transport.AddSubscriptionError(ctx, e) // sent as the protocol's error message
+			}
+			close(r.out)
+			return next(ctx), true
+		}
+		r.hold()
+		r.ack() // after hold: Broker.Flush then Handler.WaitSent see it in one or the other
+		res := cache.do(ctx, cacheKey{job: j, op: r.key}, func() sharedResult {
+			r.out <- j // never blocks: out has room for one and gqlgen takes it next
+			// gqlgen gives each response a context of its own to collect
+			// errors in; results written directly are all executed within
+			// one call of this middleware, so each needs a fresh one, or a
+			// field error of one result would be repeated in every later
+			// one (and shared with other subscribers).
+			resp := next(graphql.WithFreshResponseContext(ctx))
+			if resp == nil {
+				return sharedResult{}
+			}
+			// gqlgen reuses the buffer behind Data for the
+			// subscription's next event: keep a copy to share.
+			shared := *resp
+			shared.Data = bytes.Clone(resp.Data)
+			encoded, err := json.Marshal(&shared)
+			if err != nil {
+				encoded = nil // gqlgen's transports will report it
+			}
+			return sharedResult{resp: &shared, encoded: encoded}
+		})
+		if res.resp == nil || r.conn == nil || res.encoded == nil {
+			return res.resp, true
+		}
+		if r.standIn == nil {
+			r.standIn = r.conn.newStandIn()
+		}
+		// Write errors are gqlgen's to ignore too: a broken connection
+		// ends the subscription's context.
+		if written, _ := r.conn.writeShared(r.standIn, res.encoded); written {
+			r.release()
+			return nil, false
+		}
+		return r.conn.leave(r.standIn, res.encoded), true
+	case <-ctx.Done():
+		return nil, true
+	}
 }

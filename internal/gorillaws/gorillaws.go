@@ -20,8 +20,10 @@
 //
 // Cost per message and per connection is kept low: WriteJSON encodes gqlgen's
 // message structs without re-validating their already-encoded payloads (see
-// encode.go); frames are handed to a per-connection buffer that a short-lived
-// goroutine writes to the socket, so bursts leave in few write(2) calls (see
+// encode.go), and WriteText sends messages encoded beforehand (package graph
+// writes subscription results encoded once for all subscribers that way);
+// frames are handed to a per-connection buffer that a short-lived goroutine
+// writes to the socket, so bursts leave in few write(2) calls (see
 // flushConn); and Options.PingInterval keeps connections alive with websocket
 // pings from a timer instead of a goroutine per connection.
 package gorillaws
@@ -48,8 +50,11 @@ const (
 	DefaultWriteTimeout = 10 * time.Second
 	// DefaultReadBufferSize is the per-connection read buffer size used when
 	// Options.ReadBufferSize is zero. It is deliberately small because every
-	// open connection holds its read buffer for its whole lifetime.
-	DefaultReadBufferSize = 1024
+	// open connection holds its read buffer for its whole lifetime, while
+	// GraphQL clients send little (a larger message is read in several
+	// pieces); it still holds any control frame whole (gorilla's minimum
+	// is 125 bytes).
+	DefaultReadBufferSize = 512
 	// DefaultWriteBufferSize is the size of the pooled write buffers used when
 	// Options.WriteBufferSize is zero.
 	DefaultWriteBufferSize = 4096
@@ -77,7 +82,7 @@ type Options struct {
 	// ReadBufferSize is gorilla's Upgrader.ReadBufferSize: the size of the
 	// buffer every connection holds for reading. It does not limit message
 	// size (see transport.Websocket.PayloadReadLimit for that). Default
-	// DefaultReadBufferSize (1024), which keeps idle connections small.
+	// DefaultReadBufferSize (512), which keeps idle connections small.
 	ReadBufferSize int
 
 	// WriteBufferSize is gorilla's Upgrader.WriteBufferSize. Write buffers are
@@ -383,6 +388,20 @@ func (c *conn) WriteJSON(v any) error {
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if err := c.ws.WriteMessage(websocket.TextMessage, data); err != nil {
+		return fmt.Errorf("gorillaws: write: %w", err)
+	}
+	return nil
+}
+
+// WriteText sends p as one text message, as is: the caller vouches that it
+// is what it means to send (for gqlgen, a protocol message encoded as JSON;
+// graph writes pre-encoded subscription results this way). Delivery and
+// errors are as for WriteJSON; p is copied before WriteText returns. Safe for
+// concurrent use.
+func (c *conn) WriteText(p []byte) error {
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	if err := c.ws.WriteMessage(websocket.TextMessage, p); err != nil {
 		return fmt.Errorf("gorillaws: write: %w", err)
 	}
 	return nil

@@ -191,8 +191,8 @@ func TestNewAppliesDefaults(t *testing.T) {
 		t.Errorf("writeTimeout = %v, want 10s", impl.writeTimeout)
 	}
 	u := impl.upgrader
-	if u.ReadBufferSize != 1024 {
-		t.Errorf("ReadBufferSize = %d, want 1024", u.ReadBufferSize)
+	if u.ReadBufferSize != 512 {
+		t.Errorf("ReadBufferSize = %d, want 512", u.ReadBufferSize)
 	}
 	if u.WriteBufferSize != 4096 {
 		t.Errorf("WriteBufferSize = %d, want 4096", u.WriteBufferSize)
@@ -373,6 +373,33 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if r.messageType != websocket.TextMessage || string(r.data) != sent {
 		t.Errorf("server got (%d, %s), want (%d, %s)", r.messageType, r.data, websocket.TextMessage, sent)
+	}
+}
+
+func TestWriteTextSendsBytesAsIsInOrderWithWriteJSON(t *testing.T) {
+	srv, ch := startServer(t, New(Options{}), gqlgenAcceptOptions())
+	client, server := connect(t, srv, ch, graphqlTransportWS)
+	tw, ok := server.(interface{ WriteText([]byte) error })
+	if !ok {
+		t.Fatalf("%T has no WriteText", server)
+	}
+
+	first := []byte(`{"payload":{"data":{"n":1}},"id":"1","type":"next"}`)
+	if err := tw.WriteText(first); err != nil {
+		t.Fatalf("WriteText: %v", err)
+	}
+	first[0] = 'X' // WriteText copied it
+	if err := server.WriteJSON(map[string]any{"type": "complete", "id": "1"}); err != nil {
+		t.Fatalf("WriteJSON: %v", err)
+	}
+	for _, want := range []string{`{"payload":{"data":{"n":1}},"id":"1","type":"next"}`, `{"id":"1","type":"complete"}`} {
+		if err := client.SetReadDeadline(time.Now().Add(waitBound)); err != nil {
+			t.Fatal(err)
+		}
+		mt, data, err := client.ReadMessage()
+		if err != nil || mt != websocket.TextMessage || string(data) != want {
+			t.Fatalf("client read (%d, %s, %v), want text %s", mt, data, err, want)
+		}
 	}
 }
 
