@@ -54,7 +54,9 @@ type Store interface {
 	// the given ids (those still processing under owner's claim; others
 	// are left alone, so a lease the owner forgot about, e.g. an outcome it
 	// could not record, still expires), and returns how many it extended.
-	// It is not a change of the jobs: no new version, no event.
+	// It is not a change of the jobs: no new version, no event. A store
+	// may skip a lease whose job another write holds at that moment (the
+	// next heartbeat renews it): callers renew well before expiry.
 	Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error)
 	// RescueExpired gives back up to limit processing jobs whose lease
 	// expired before now (their owner died or lost touch): each spends the

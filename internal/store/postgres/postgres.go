@@ -503,9 +503,13 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, ids []string, until
 	if len(valid) == 0 {
 		return 0, nil
 	}
+	// Rows another statement holds (an outcome or progress being written,
+	// a cancellation) are skipped, not waited for: the next heartbeat,
+	// a third of a lease later, renews them, and waiting for several rows
+	// could deadlock with a batch completion locking them in another order.
 	tag, err := s.pool.Exec(ctx, `
 		UPDATE jobs SET lease_expires_at = $2
-		WHERE id IN (SELECT id FROM jobs WHERE id = ANY($3::uuid[]) AND lease_owner = $1 AND status = 'processing' ORDER BY id FOR UPDATE)
+		WHERE id IN (SELECT id FROM jobs WHERE id = ANY($3::uuid[]) AND lease_owner = $1 AND status = 'processing' FOR UPDATE SKIP LOCKED)
 		  AND lease_owner = $1 AND status = 'processing'`, owner, until, valid)
 	if err != nil {
 		return 0, wrapf(err, "heartbeat of %s", owner)

@@ -157,22 +157,22 @@ func newStatements(channel, instance string) statements {
 				cancel_requested = false, `+leaveProcessing+changeTail("$6")+`
 			FROM expired WHERE id = expired_id`),
 		// $2 ids, $3 owners, $4 attempts, $5 results, $6 now. The rows
-		// are locked first, explicitly in id order, as Heartbeat does, so
-		// that the two cannot deadlock (a join may otherwise visit them
-		// in the table's order). They are found by primary key alone:
-		// the claim is checked by its owner and attempt only (a lease
-		// owner is set exactly while a job is processing), since a
-		// condition on status would let the planner scan a status index
-		// instead, which statistics from before a burst (no job
-		// processing yet) make look cheap while it holds every processing
-		// job and dead versions of them.
+		// are found by primary key alone: the claim is checked by its
+		// owner and attempt only (a lease owner is set exactly while a
+		// job is processing), since a condition on status would let the
+		// planner scan a status index instead, which statistics from
+		// before a burst (no job processing yet) make look cheap while it
+		// holds every processing job and dead versions of them. The join
+		// may visit the rows in any order; Heartbeat, the other statement
+		// that waits for several rows of processing jobs, skips the rows
+		// others hold, so the two cannot deadlock (locking the rows in id
+		// order first instead cost a WAL record per job).
 		complete: notifying(`
-			input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bytea[]) AS i(input_id, input_owner, input_attempt, input_result)),
-			locked AS (SELECT id AS locked_id FROM jobs WHERE id = ANY($2::uuid[]) ORDER BY id FOR UPDATE),`, `
+			input AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::bytea[]) AS i(input_id, input_owner, input_attempt, input_result)),`, `
 			UPDATE jobs SET status = 'completed', result = input_result, cancel_requested = false, finished_at = $6,
 				`+leaveProcessing+changeTail("$6")+`
-			FROM locked JOIN input ON input_id = locked_id
-			WHERE id = locked_id AND lease_owner = input_owner AND attempts = input_attempt`),
+			FROM input
+			WHERE id = input_id AND lease_owner = input_owner AND attempts = input_attempt`),
 		// $5 now, $6 status, $7 message, $8 error time.
 		finish: notifying(``, `
 			UPDATE jobs SET status = $6,
