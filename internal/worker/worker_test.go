@@ -1001,9 +1001,11 @@ func TestUnrecordedOutcomeIsRescuedWhileOtherJobsRun(t *testing.T) {
 type slowCompleteStore struct {
 	*memory.Store
 	release chan struct{}
+	held    atomic.Int32 // Complete calls waiting for release
 }
 
 func (s *slowCompleteStore) Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error) {
+	s.held.Add(1)
 	<-s.release
 	return s.Store.Complete(ctx, l, result)
 }
@@ -1038,7 +1040,18 @@ func TestWorkerIsFreeWhileItsOutcomeIsWritten(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%d handler runs while the first outcome is being written, want %d", runs.Load(), bound)
 	}
-	time.Sleep(50 * time.Millisecond) // a run past the bound would start meanwhile
+	// Once every finished job's outcome is waiting to be written, the
+	// dispatcher must not claim another.
+	deadline := time.Now().Add(10 * time.Second)
+	for st.held.Load() < bound {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d outcomes being written after 10s, want %d", st.held.Load(), bound)
+		}
+		time.Sleep(time.Millisecond) // polling interval
+	}
+	if free := pool.Free(); free != 0 {
+		t.Fatalf("with %d outcomes unwritten the dispatcher would claim %d more jobs, want none", bound, free)
+	}
 	if n := runs.Load(); n != bound {
 		t.Fatalf("%d handler runs while no outcome could be written, want at most %d", n, bound)
 	}
