@@ -235,6 +235,11 @@ type textStallingWS struct {
 	once    sync.Once
 }
 
+func newTextStallingWS() *textStallingWS {
+	return &textStallingWS{inner: gorillaws.New(gorillaws.Options{}), armed: make(chan struct{}),
+		blocked: make(chan struct{}), release: make(chan struct{})}
+}
+
 type textStallingConn struct {
 	forwardingConn
 	s *textStallingWS
@@ -262,8 +267,7 @@ func (c *textStallingConn) WriteText(p []byte) error {
 
 func TestWebsocketStalledDirectWriteDelaysNoOtherSubscriber(t *testing.T) {
 	t.Parallel()
-	stall := &textStallingWS{inner: gorillaws.New(gorillaws.Options{}), armed: make(chan struct{}),
-		blocked: make(chan struct{}), release: make(chan struct{})}
+	stall := newTextStallingWS()
 	b, release := setupSlowSubscriber(t, stall, stall.release)
 	srv := b.server(t)
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/query"
@@ -348,8 +352,7 @@ func TestWebsocketDirectResultsDoNotInheritErrors(t *testing.T) {
 // written: at most the one being written when it did.
 func TestWebsocketNoDirectResultAfterClientComplete(t *testing.T) {
 	t.Parallel()
-	stall := &textStallingWS{inner: gorillaws.New(gorillaws.Options{}), armed: make(chan struct{}),
-		blocked: make(chan struct{}), release: make(chan struct{})}
+	stall := newTextStallingWS()
 	b := setup(t, func(o *options) { o.startPool = false; o.websocket = stall })
 	srv := b.server(t)
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/query"
