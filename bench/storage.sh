@@ -84,18 +84,20 @@ ratio() {
 }
 fmtnum() { awk -v a="$1" 'BEGIN { if (a ~ /^[0-9.eE+-]+$/) printf "%.0f", a; else printf "%s", a }'; }
 
-# database_url BACKEND: a fresh database of that backend.
+# database_url BACKEND: sets URL to a fresh database of that backend (not
+# through $(...): the schema it creates must reach SCHEMAS, which cleanup
+# drops, and a subshell's changes to it would be lost).
 database_url() {
 	case $1 in
-	memory) echo "memory:" ;;
-	sqlite) echo "sqlite:$WORK/http-$(date +%s%N).db" ;;
+	memory) URL="memory:" ;;
+	sqlite) URL="sqlite:$WORK/http-$(date +%s%N).db" ;;
 	postgres)
 		local s="bench_http_$(date +%s%N)"
 		psql "$PG" -qAtc "CREATE SCHEMA $s" >/dev/null
 		SCHEMAS+=("$s")
 		local sep='?'
 		[[ $PG == *\?* ]] && sep='&'
-		echo "$PG${sep}search_path=$s"
+		URL="$PG${sep}search_path=$s"
 		;;
 	esac
 }
@@ -104,7 +106,8 @@ for backend in memory sqlite postgres; do
 	log "$backend: createJob over HTTP, $INSERT_CONC clients, $HTTP_DURATION"
 	log_file=$WORK/server-$backend.log
 	: >"$log_file"
-	url=$(database_url "$backend")
+	database_url "$backend"
+	url=$URL
 	env PORT=0 LOG_FORMAT=json PROCESSING_TIME=0 WORKERS=8 DATABASE_URL="$url" bin/server >"$log_file" 2>&1 &
 	SERVER_PID=$!
 	addr=""
