@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // countsCompaction is how often a store folds job_counts (see
@@ -17,7 +20,8 @@ const countsCompaction = 10 * time.Minute
 // type ever seen. It holds no lock a writer waits for while it waits for
 // one itself, so it cannot deadlock with them; writers wait for it for the
 // few milliseconds it takes. When another instance is at it, it does
-// nothing and reports false.
+// nothing and reports false, as when the counts table stays busy for
+// compactionLockTimeout.
 func (s *Store) compactCounts(ctx context.Context) (bool, error) {
 	var done bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -26,8 +30,11 @@ func (s *Store) compactCounts(ctx context.Context) (bool, error) {
 		}
 		// Writers (the counting triggers) wait meanwhile; readers do not.
 		// Row locks would not do: a trigger may add a row for a new shard
-		// after they were taken.
-		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '10s'; LOCK TABLE job_counts IN EXCLUSIVE MODE`); err != nil {
+		// after they were taken. Every writer queues behind this request
+		// while it waits, so it waits briefly: a transaction that holds
+		// the table long (an operator's, a vacuum) makes it skip a turn
+		// rather than stall every write.
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+fmt.Sprint(compactionLockTimeout.Milliseconds())+`ms'; LOCK TABLE job_counts IN EXCLUSIVE MODE`); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `
@@ -37,11 +44,19 @@ func (s *Store) compactCounts(ctx context.Context) (bool, error) {
 			GROUP BY type, status HAVING sum(n) <> 0 ORDER BY type, status`)
 		return err
 	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == lockNotAvailable {
+		s.log.Debug("postgres store: job counts busy; compacting them at the next turn")
+		return false, nil
+	}
 	if err != nil {
 		return false, wrapf(err, "compact job counts")
 	}
 	return done, nil
 }
+
+// compactionLockTimeout bounds compactCounts' wait for the counts table.
+const compactionLockTimeout = 200 * time.Millisecond
 
 // upkeep compacts the counts every countsCompaction until the store
 // closes. Failures are logged and tried again at the next turn.

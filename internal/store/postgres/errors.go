@@ -68,3 +68,6 @@ func connectionSQLState(code string) bool {
 func wrapf(err error, format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, classify(err))...)
 }
+
+// lockNotAvailable is the SQLSTATE of a lock wait ended by lock_timeout.
+const lockNotAvailable = "55P03"

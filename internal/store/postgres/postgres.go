@@ -492,8 +492,16 @@ func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
 	return next.UTC(), nil
 }
 
-// Heartbeat extends the leases owner holds on the jobs listed. It locks the rows in id order,
-// as batch completions do, so that the two cannot deadlock.
+// Heartbeat extends the leases owner holds on the jobs listed.
+//
+// Rows another statement holds (an outcome or progress being written, a
+// cancellation) are skipped, not waited for: the next heartbeat, a third
+// of a lease later, renews them. SKIP LOCKED does not cover every wait,
+// though: a row whose newer version another statement is writing is still
+// waited for, and a batch completion locks its rows in no particular order,
+// so the two could deadlock. The heartbeat therefore gives up waiting after
+// heartbeatLockTimeout, well before the deadlock detector would abort
+// either of them, and tries again at once a few times.
 func (s *Store) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
 	if err := checkOwner(owner); err != nil {
 		return 0, fmt.Errorf("heartbeat of %q: %w", owner, err)
@@ -507,19 +515,35 @@ func (s *Store) Heartbeat(ctx context.Context, owner string, ids []string, until
 	if len(valid) == 0 {
 		return 0, nil
 	}
-	// Rows another statement holds (an outcome or progress being written,
-	// a cancellation) are skipped, not waited for: the next heartbeat,
-	// a third of a lease later, renews them, and waiting for several rows
-	// could deadlock with a batch completion locking them in another order.
-	tag, err := s.pool.Exec(ctx, `
-		UPDATE jobs SET lease_expires_at = $2
-		WHERE id IN (SELECT id FROM jobs WHERE id = ANY($3::uuid[]) AND lease_owner = $1 AND status = 'processing' FOR UPDATE SKIP LOCKED)
-		  AND lease_owner = $1 AND status = 'processing'`, owner, until, valid)
-	if err != nil {
-		return 0, wrapf(err, "heartbeat of %s", owner)
+	var err error
+	for range heartbeatTries {
+		var n int64
+		var b pgx.Batch
+		b.Queue(`SELECT set_config('lock_timeout', $1, true)`, fmt.Sprintf("%dms", heartbeatLockTimeout.Milliseconds()))
+		b.Queue(`
+			UPDATE jobs SET lease_expires_at = $2
+			WHERE id IN (SELECT id FROM jobs WHERE id = ANY($3::uuid[]) AND lease_owner = $1 AND status = 'processing' FOR UPDATE SKIP LOCKED)
+			  AND lease_owner = $1 AND status = 'processing'`, owner, until, valid).Exec(func(tag pgconn.CommandTag) error {
+			n = tag.RowsAffected()
+			return nil
+		})
+		if err = s.pool.SendBatch(ctx, &b).Close(); err == nil {
+			return int(n), nil
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != lockNotAvailable {
+			break
+		}
 	}
-	return int(tag.RowsAffected()), nil
+	return 0, wrapf(err, "heartbeat of %s", owner)
 }
+
+// A heartbeat waits at most heartbeatLockTimeout for a row (see
+// Heartbeat), and tries heartbeatTries times in a row.
+const (
+	heartbeatLockTimeout = 100 * time.Millisecond
+	heartbeatTries       = 3
+)
 
 // RescueExpired gives back the processing jobs whose lease expired. One
 // instance at a time does it (a transaction-level advisory lock): when

@@ -880,8 +880,9 @@ func TestLostReplyStillPublished(t *testing.T) {
 }
 
 // Heartbeats racing batch completions of the same jobs (a pool's heartbeat
-// lists the jobs whose outcome it is writing) never deadlock: both lock
-// rows in id order, wherever the rows sit in the table.
+// lists the jobs whose outcome it is writing) never fail with a deadlock:
+// the heartbeat skips held rows and gives up a wait long before the
+// deadlock detector would step in.
 func TestHeartbeatRacingCompletions(t *testing.T) {
 	t.Parallel()
 	s := openStore(t, newSchema(t), Options{})
@@ -1051,5 +1052,39 @@ func TestCountsCompaction(t *testing.T) {
 	}
 	if st, err := s.Stats(ctx, ""); err != nil || st != (domain.Stats{}) {
 		t.Fatalf("stats after TRUNCATE = %+v, %v; want zeros", st, err)
+	}
+}
+
+// A heartbeat does not wait for a row another transaction holds: it renews
+// the other leases and leaves that one to the next beat.
+func TestHeartbeatSkipsHeldRows(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	s := openStore(t, schema, Options{})
+	ctx := context.Background()
+	insertJobs(t, s, 2)
+	now := time.Now()
+	jobs, err := s.Claim(ctx, store.ClaimRequest{Owner: "o", Limit: 2, Now: now, LeaseUntil: now.Add(time.Minute)})
+	if err != nil || len(jobs) != 2 {
+		t.Fatalf("claim = %d jobs, %v", len(jobs), err)
+	}
+	conn, err := connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM `+pgx.Identifier{schema, "jobs"}.Sanitize()+` WHERE id = $1 FOR UPDATE`, jobs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := s.Heartbeat(hctx, "o", []string{jobs[0].ID, jobs[1].ID}, now.Add(2*time.Minute))
+	if err != nil || n != 1 {
+		t.Fatalf("heartbeat with one row held = %d, %v; want the other renewed at once", n, err)
 	}
 }

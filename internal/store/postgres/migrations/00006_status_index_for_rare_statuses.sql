@@ -12,10 +12,19 @@
 -- the partial indexes. Without jobs_status_seq a no-op job burns down with
 -- 16 % less WAL and about 10 % less database CPU (bench/burndown).
 
+--
+-- Outside a transaction, concurrently: a running server keeps reading and
+-- writing jobs while the index is built (a plain build in the migration's
+-- transaction held every reader and writer until it committed). The first
+-- drop clears an invalid index a failed earlier attempt may have left.
+
+-- +goose NO TRANSACTION
 -- +goose Up
-DROP INDEX jobs_status_seq;
-CREATE INDEX jobs_unsuccessful_seq ON jobs (seq DESC) WHERE status IN ('failed', 'cancelled');
+DROP INDEX CONCURRENTLY IF EXISTS jobs_unsuccessful_seq;
+CREATE INDEX CONCURRENTLY jobs_unsuccessful_seq ON jobs (seq DESC) WHERE status IN ('failed', 'cancelled');
+DROP INDEX CONCURRENTLY IF EXISTS jobs_status_seq;
 
 -- +goose Down
-DROP INDEX jobs_unsuccessful_seq;
-CREATE INDEX jobs_status_seq ON jobs (status, seq DESC);
+DROP INDEX CONCURRENTLY IF EXISTS jobs_status_seq;
+CREATE INDEX CONCURRENTLY jobs_status_seq ON jobs (status, seq DESC);
+DROP INDEX CONCURRENTLY IF EXISTS jobs_unsuccessful_seq;
