@@ -216,20 +216,18 @@ func open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error)
 		ctx:        sctx,
 		cancel:     cancel,
 	}
-	s.creates = newBatcher(createBatch, 0, s.createBatchOf)
-	s.completes = newBatcher(completeBatch, completeLinger, s.completeBatchOf)
+	s.creates = newBatcher(sctx, createBatch, createExecutors, 0, s.createBatchOf)
+	s.completes = newBatcher(sctx, completeBatch, completeExecutors, completeLinger, s.completeBatchOf)
 	conn, err := s.connectListener(ctx)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	notices := make(chan string, noticeQueue)
-	s.wg.Add(5)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.upkeep() }()
 	go func() { defer s.wg.Done(); s.listen(conn, notices) }()
 	go func() { defer s.wg.Done(); s.relay(notices) }()
-	go func() { defer s.wg.Done(); s.creates.run(sctx, createExecutors) }()
-	go func() { defer s.wg.Done(); s.completes.run(sctx, completeExecutors) }()
 	return s, nil
 }
 
@@ -268,6 +266,8 @@ func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.wg.Wait()
+		s.creates.close()
+		s.completes.close()
 		s.pool.Close()
 	})
 }
