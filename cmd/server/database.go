@@ -62,11 +62,21 @@ func defaultInstanceID() string {
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomSuffix())
 }
 
-// openedStore is the store the server runs on and how to close it.
+// openedStore is the store the server runs on, the parts that run beside
+// it, and how to close it.
 type openedStore struct {
 	store.Store
 	backend string
-	close   func()
+	// parts run beside the store until their ctx is done (PostgreSQL's
+	// Listener and CountsUpkeep); they are stopped before close.
+	parts []runner
+	close func()
+}
+
+// runner is a long-running part: Run returns once ctx is done and its
+// work is wound down.
+type runner interface {
+	Run(ctx context.Context) error
 }
 
 // openStore opens the backend DATABASE_URL names, reporting every change to
@@ -88,7 +98,12 @@ func openStore(ctx context.Context, cfg config, pub store.Publisher, log *slog.L
 		if err != nil {
 			return nil, fmt.Errorf("open postgres database %s: %w", redactURL(target), err)
 		}
-		return &openedStore{Store: st, backend: backend, close: st.Close}, nil
+		listener, err := st.Listen(ctx)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("open postgres database %s: %w", redactURL(target), err)
+		}
+		return &openedStore{Store: st, backend: backend, parts: []runner{listener, st.CountsUpkeep()}, close: st.Close}, nil
 	}
 	return &openedStore{Store: memory.New(pub), backend: backendMemory, close: func() {}}, nil
 }

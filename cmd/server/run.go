@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +72,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	defer jobs.close()
 	log.Info("store open", "backend", jobs.backend)
+	// The store's parts stop before it closes (defers run last first).
+	partsCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
+	var partsDone sync.WaitGroup
+	for _, p := range jobs.parts {
+		partsDone.Go(func() {
+			if err := p.Run(partsCtx); err != nil {
+				log.Error("store part stopped", "err", err)
+			}
+		})
+	}
+	defer func() {
+		stopParts()
+		partsDone.Wait()
+	}()
 	// Handlers: webhooks from HANDLERS_FILE, or the simulated handler for
 	// every type, as in the original service.
 	var handlers map[string]worker.Handler

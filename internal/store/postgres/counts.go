@@ -58,19 +58,29 @@ func (s *Store) compactCounts(ctx context.Context) (bool, error) {
 // compactionLockTimeout bounds compactCounts' wait for the counts table.
 const compactionLockTimeout = 200 * time.Millisecond
 
-// upkeep compacts the counts every countsCompaction until the store
-// closes. Failures are logged and tried again at the next turn.
-func (s *Store) upkeep() {
+// CountsUpkeep keeps the job_counts table small: every countsCompaction
+// it folds the counts (one instance at a time does the work; see
+// compactCounts). Every server on PostgreSQL runs one beside its store.
+type CountsUpkeep struct{ s *Store }
+
+// CountsUpkeep returns the store's counts upkeep; run it with Run.
+func (s *Store) CountsUpkeep() *CountsUpkeep { return &CountsUpkeep{s: s} }
+
+// Run compacts the counts every countsCompaction until ctx is done, then
+// returns nil. Failures are logged and tried again at the next turn. It
+// starts no goroutine.
+func (u *CountsUpkeep) Run(ctx context.Context) error {
+	s := u.s
 	t := time.NewTicker(countsCompaction)
 	defer t.Stop()
 	for {
 		select {
-		case <-s.ctx.Done():
-			return
+		case <-ctx.Done():
+			return nil
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(s.ctx, time.Minute)
-		if _, err := s.compactCounts(ctx); err != nil && s.ctx.Err() == nil {
+		compactCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		if _, err := s.compactCounts(compactCtx); err != nil && ctx.Err() == nil {
 			s.log.Warn("postgres store: compacting job counts failed; trying again later", "err", err, "retry_in", countsCompaction)
 		}
 		cancel()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -38,9 +39,56 @@ const (
 	lastBackoff  = 5 * time.Second
 )
 
-// connectListener opens the listening connection: a connection of its own
-// (not from the pool) that LISTENs on the store's channel.
-func (s *Store) connectListener(ctx context.Context) (*pgx.Conn, error) {
+// Listener publishes the job changes this instance did not make itself:
+// those of the other instances sharing the schema, which it learns of
+// through LISTEN/NOTIFY, and those of this instance's statements whose
+// reply was lost (see unsure). After losing its listening connection it
+// reconnects and publishes again every job changed since shortly before
+// the loss. It publishes through the store's gate, so subscribers see each
+// job's versions in increasing order, whoever made them.
+//
+// Every server on PostgreSQL runs one beside its store; a store without a
+// running Listener still publishes its own changes, not the others'.
+// Create it with Store.Listen, run it with Run.
+type Listener struct {
+	s    *Store
+	conn *pgx.Conn // owned by Run once it starts
+	// pid is the backend process id of the listening connection.
+	pid     atomic.Uint32
+	resyncs atomic.Int64 // re-syncs done after reconnections (for tests)
+}
+
+// Listen opens the listening connection (a connection of its own, not
+// from the pool, that LISTENs on the store's channel) and returns the
+// Listener that reads it. Notifications sent from then on reach Run. The
+// ctx bounds the connection attempt only.
+func (s *Store) Listen(ctx context.Context) (*Listener, error) {
+	l := &Listener{s: s}
+	conn, err := l.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	l.conn = conn
+	return l, nil
+}
+
+// Run reads notifications and publishes the changes they announce until
+// ctx is done; then it closes the listening connection and returns nil
+// once its two goroutines (the reader and the relay, which fetches the
+// changed jobs) have exited. Database failures are retried with backoff,
+// never returned. Run may be called once.
+func (l *Listener) Run(ctx context.Context) error {
+	notices := make(chan string, noticeQueue)
+	var wg sync.WaitGroup
+	wg.Go(func() { l.listen(ctx, l.conn, notices) })
+	wg.Go(func() { l.relay(ctx, notices) })
+	wg.Wait()
+	return nil
+}
+
+// connect opens a listening connection.
+func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
+	s := l.s
 	cfg := s.pool.Config().ConnConfig
 	cfg.RuntimeParams["application_name"] = "jobqueue listener"
 	conn, err := pgx.ConnectConfig(ctx, cfg)
@@ -51,15 +99,16 @@ func (s *Store) connectListener(ctx context.Context) (*pgx.Conn, error) {
 		closeConn(conn)
 		return nil, wrapf(err, "listen for changes")
 	}
-	s.listenerPID.Store(conn.PgConn().PID())
+	l.pid.Store(conn.PgConn().PID())
 	return conn, nil
 }
 
 // listen reads notifications from conn and hands the other instances' to
 // the relay. When the connection is lost it reconnects with backoff and
 // asks the relay to re-sync. It owns conn and returns (closing it) when
-// the store closes.
-func (s *Store) listen(conn *pgx.Conn, notices chan<- string) {
+// ctx is done.
+func (l *Listener) listen(ctx context.Context, conn *pgx.Conn, notices chan<- string) {
+	s := l.s
 	own := noticePrefix(s.instance)
 	defer func() {
 		if conn != nil {
@@ -70,7 +119,7 @@ func (s *Store) listen(conn *pgx.Conn, notices chan<- string) {
 	// ping): changes made since then may have been missed when it is lost.
 	alive := s.now()
 	for {
-		n, err := s.waitForNotification(conn)
+		n, err := l.waitForNotification(ctx, conn)
 		if err == nil {
 			alive = s.now()
 			if n == nil || strings.HasPrefix(n.Payload, own) {
@@ -79,11 +128,11 @@ func (s *Store) listen(conn *pgx.Conn, notices chan<- string) {
 			select {
 			case notices <- n.Payload:
 				continue
-			case <-s.ctx.Done():
+			case <-ctx.Done():
 				return
 			}
 		}
-		if s.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
 		}
 		since := alive.Add(-resyncMargin)
@@ -92,14 +141,14 @@ func (s *Store) listen(conn *pgx.Conn, notices chan<- string) {
 		if s.hooks != nil && s.hooks.beforeRelisten != nil {
 			s.hooks.beforeRelisten()
 		}
-		if conn = s.reconnect(); conn == nil {
+		if conn = l.reconnect(ctx); conn == nil {
 			return
 		}
 		alive = s.now() // listening again; the re-sync covers what came before
 		s.log.Info("postgres store: listening again; publishing the jobs changed meanwhile", "since", since)
 		select {
 		case notices <- resyncNotice(since):
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			return
 		}
 	}
@@ -108,20 +157,24 @@ func (s *Store) listen(conn *pgx.Conn, notices chan<- string) {
 // waitForNotification waits for the next notification on conn, or for
 // idlePing to pass: then it pings the server (a connection that died
 // silently would otherwise wait forever) and returns no notification.
-func (s *Store) waitForNotification(conn *pgx.Conn) (*pgconn.Notification, error) {
+func (l *Listener) waitForNotification(ctx context.Context, conn *pgx.Conn) (*pgconn.Notification, error) {
 	wait := idlePing
-	if s.hooks != nil && s.hooks.idlePing > 0 {
-		wait = s.hooks.idlePing
+	if h := l.s.hooks; h != nil && h.idlePing > 0 {
+		wait = h.idlePing
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, wait)
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	n, err := conn.WaitForNotification(ctx)
-	if err == nil || s.ctx.Err() != nil || ctx.Err() == nil {
+	n, err := conn.WaitForNotification(waitCtx)
+	if err == nil || ctx.Err() != nil || waitCtx.Err() == nil {
 		return n, err
 	}
-	ctx, cancel = context.WithTimeout(s.ctx, pingTimeout)
-	defer cancel()
-	return nil, conn.Ping(ctx)
+	pingCtx, cancelPing := context.WithTimeout(ctx, pingTimeout)
+	defer cancelPing()
+	err = conn.Ping(pingCtx)
+	if h := l.s.hooks; err == nil && h != nil && h.afterPing != nil {
+		h.afterPing()
+	}
+	return nil, err
 }
 
 // closeConn closes a listening connection, not waiting long for a server
@@ -133,25 +186,25 @@ func closeConn(conn *pgx.Conn) {
 }
 
 // reconnect connects the listener again, with backoff, until it succeeds
-// or the store closes (then it returns nil).
-func (s *Store) reconnect() *pgx.Conn {
+// or ctx is done (then it returns nil).
+func (l *Listener) reconnect(ctx context.Context) *pgx.Conn {
 	delay := firstBackoff
 	for {
 		t := time.NewTimer(delay)
 		select {
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-t.C:
 		}
-		conn, err := s.connectListener(s.ctx)
+		conn, err := l.connect(ctx)
 		if err == nil {
 			return conn
 		}
-		if s.ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return nil
 		}
-		s.log.Warn("postgres store: cannot listen for changes yet", "err", err, "retry_in", delay)
+		l.s.log.Warn("postgres store: cannot listen for changes yet", "err", err, "retry_in", delay)
 		delay = min(2*delay, lastBackoff)
 	}
 }
@@ -164,9 +217,10 @@ func resyncNotice(since time.Time) string { return resyncTag + since.Format(time
 
 // relay fetches and publishes the jobs other instances changed, gathering
 // notifications for relayLinger first, and runs re-syncs. Database
-// failures are retried with backoff until they succeed or the store
-// closes: nothing is dropped. It returns when the store closes.
-func (s *Store) relay(notices <-chan string) {
+// failures are retried with backoff until they succeed or ctx is done:
+// nothing is dropped. It returns when ctx is done.
+func (l *Listener) relay(ctx context.Context, notices <-chan string) {
+	s := l.s
 	linger := time.NewTimer(0)
 	<-linger.C
 	retry := time.NewTimer(0) // the next fetch of unsure jobs
@@ -181,7 +235,7 @@ func (s *Store) relay(notices <-chan string) {
 			retryC = retry.C
 		}
 		select {
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			return
 		case first = <-notices:
 		case <-s.unsure.signal:
@@ -222,7 +276,7 @@ func (s *Store) relay(notices <-chan string) {
 				add(p)
 			case <-linger.C:
 				break gather
-			case <-s.ctx.Done():
+			case <-ctx.Done():
 				linger.Stop()
 				return
 			}
@@ -240,10 +294,10 @@ func (s *Store) relay(notices <-chan string) {
 			for id := range refs {
 				ids = append(ids, id.String())
 			}
-			s.retry("fetch changed jobs", func(ctx context.Context) error { return s.fetchAndPublish(ctx, ids) })
+			l.retry(ctx, "fetch changed jobs", func(ctx context.Context) error { return s.fetchAndPublish(ctx, ids) })
 		}
 		if resync != nil {
-			s.retry("re-sync changed jobs", func(ctx context.Context) error { return s.resync(ctx, *resync) })
+			l.retry(ctx, "re-sync changed jobs", func(ctx context.Context) error { return l.resync(ctx, *resync) })
 		}
 	}
 }
@@ -312,18 +366,18 @@ func (u *unsure) due(now time.Time) (ids []string, next time.Time) {
 	return ids, next
 }
 
-// retry runs f until it succeeds or the store closes, with backoff.
-func (s *Store) retry(what string, f func(ctx context.Context) error) {
+// retry runs f until it succeeds or ctx is done, with backoff.
+func (l *Listener) retry(ctx context.Context, what string, f func(ctx context.Context) error) {
 	delay := firstBackoff
 	for {
-		err := f(s.ctx)
-		if err == nil || s.ctx.Err() != nil {
+		err := f(ctx)
+		if err == nil || ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("postgres store: "+what+" failed; trying again", "err", err, "retry_in", delay)
+		l.s.log.Warn("postgres store: "+what+" failed; trying again", "err", err, "retry_in", delay)
 		t := time.NewTimer(delay)
 		select {
-		case <-s.ctx.Done():
+		case <-ctx.Done():
 			t.Stop()
 			return
 		case <-t.C:
@@ -349,7 +403,8 @@ func (s *Store) fetchAndPublish(ctx context.Context, ids []string) error {
 // store's clock), paging through the table in creation order: one pass
 // over the table, with no index on updated_at (one would cost every change
 // of every job to spare this rare pass; see migration 00003).
-func (s *Store) resync(ctx context.Context, since time.Time) error {
+func (l *Listener) resync(ctx context.Context, since time.Time) error {
+	s := l.s
 	var after int64
 	for {
 		jobs, err := s.queryJobs(ctx, `SELECT `+jobColumns+` FROM jobs WHERE seq > $1 AND updated_at >= $2 ORDER BY seq LIMIT $3`,
@@ -362,7 +417,7 @@ func (s *Store) resync(ctx context.Context, since time.Time) error {
 			after = j.Seq
 		}
 		if len(jobs) < resyncPage {
-			s.resyncs.Add(1)
+			l.resyncs.Add(1)
 			return nil
 		}
 	}

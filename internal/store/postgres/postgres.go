@@ -3,20 +3,28 @@
 // LOCKED, so each job goes to exactly one claimer), workers hold them
 // through leases, and every change reaches the Publisher of every instance.
 //
-// Open applies the embedded migrations (goose, under a session lock, so
-// instances starting together do not race) in the configured schema and
-// starts the store's goroutines: a listener that learns of other
-// instances' changes through LISTEN/NOTIFY, and executors that coalesce
-// concurrent Create and Complete calls into one statement per batch (see
-// batch.go). Close stops them all.
+// The package has three parts, each with one job:
+//   - Store (Open, Close): the SQL. Open applies the embedded migrations
+//     (goose, under a session lock, so instances starting together do not
+//     race) in the configured schema. Concurrent Create and Complete calls
+//     are coalesced into one statement per batch by executors that run
+//     only while calls wait (batch.go): an idle Store runs no goroutine.
+//   - Listener (Store.Listen, Run): publishes the changes other instances
+//     make, learnt through LISTEN/NOTIFY, and re-syncs after losing its
+//     connection (listen.go).
+//   - CountsUpkeep (Store.CountsUpkeep, Run): folds the counts table that
+//     totals and stats read (counts.go).
+//
+// A server runs the Listener and the CountsUpkeep beside the Store, and
+// stops them before closing it.
 //
 // Events: a change made through this Store is published to its Publisher
 // after the change commits, before the call returns, in version order per
 // job with no version left out (see events.go). Each change's transaction
-// also notifies the other instances, which publish the change shortly
-// after it commits, with the job's state at the time they fetch it:
-// versions that follow each other quickly may be coalesced into the last
-// one there. After losing its listening connection, an instance
+// also notifies the other instances, whose Listeners publish the change
+// shortly after it commits, with the job's state at the time they fetch
+// it: versions that follow each other quickly may be coalesced into the
+// last one there. After losing its listening connection, a Listener
 // reconnects and publishes again every job changed since shortly before
 // the loss, so no final state is missed (the latest version of a job may
 // then be published a second time).
@@ -41,7 +49,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -91,6 +98,9 @@ type testHooks struct {
 	beforeRelisten func()
 	// idlePing replaces the listener's idlePing when positive.
 	idlePing time.Duration
+	// afterPing runs after the listener pinged its idle connection
+	// successfully.
+	afterPing func()
 	// beforePublish runs when a statement's changes committed, before
 	// they are published.
 	beforePublish func(jobs []*domain.Job)
@@ -127,11 +137,7 @@ type Store struct {
 	completes *batcher[completeArg]
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup // the store's goroutines
 	closeOnce sync.Once
-	// listenerPID is the backend process id of the listening connection.
-	listenerPID atomic.Uint32
-	resyncs     atomic.Int64 // re-syncs done after reconnections (for tests)
 }
 
 // defaultConnectTimeout bounds a connection attempt unless the URL's
@@ -218,16 +224,6 @@ func open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error)
 	}
 	s.creates = newBatcher(sctx, createBatch, createExecutors, 0, s.createBatchOf)
 	s.completes = newBatcher(sctx, completeBatch, completeExecutors, completeLinger, s.completeBatchOf)
-	conn, err := s.connectListener(ctx)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	notices := make(chan string, noticeQueue)
-	s.wg.Add(3)
-	go func() { defer s.wg.Done(); s.upkeep() }()
-	go func() { defer s.wg.Done(); s.listen(conn, notices) }()
-	go func() { defer s.wg.Done(); s.relay(notices) }()
 	return s, nil
 }
 
@@ -259,13 +255,13 @@ func lockKey(purpose, schema string) int64 {
 // InstanceID returns the name of this instance in change notifications.
 func (s *Store) InstanceID() string { return s.instance }
 
-// Close stops the store's goroutines, waits for them and closes the pool.
-// Calls in flight fail; calls after Close fail with an error wrapping
-// domain.ErrUnavailable. Close may be called more than once.
+// Close stops the store's executors, waits for them and closes the pool.
+// Stop the store's Listener and CountsUpkeep first. Calls in flight fail;
+// calls after Close fail with an error wrapping domain.ErrUnavailable.
+// Close may be called more than once.
 func (s *Store) Close() {
 	s.closeOnce.Do(func() {
 		s.cancel()
-		s.wg.Wait()
 		s.creates.close()
 		s.completes.close()
 		s.pool.Close()

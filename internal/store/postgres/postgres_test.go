@@ -81,8 +81,16 @@ func newSchema(t testing.TB) string {
 	return schema
 }
 
-// openStore opens a store on schema, closed when the test ends.
+// openStore opens a store on schema with its Listener running, as a
+// server runs them; both stop when the test ends.
 func openStore(t testing.TB, schema string, opts Options) *Store {
+	t.Helper()
+	s, _ := openListening(t, schema, opts)
+	return s
+}
+
+// openListening is openStore that also returns the store's Listener.
+func openListening(t testing.TB, schema string, opts Options) (*Store, *Listener) {
 	t.Helper()
 	opts.Schema = schema
 	s, err := Open(context.Background(), databaseURL(), opts)
@@ -90,7 +98,15 @@ func openStore(t testing.TB, schema string, opts Options) *Store {
 		t.Fatalf("open: %v", err)
 	}
 	t.Cleanup(s.Close)
-	return s
+	l, err := s.Listen(context.Background())
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(ctx) }()
+	t.Cleanup(func() { stop(); <-done }) // before the store closes
+	return s, l
 }
 
 func TestConformance(t *testing.T) {
@@ -198,12 +214,16 @@ func TestLocalEventsWaitForPriorVersion(t *testing.T) {
 	t.Parallel()
 	rec := newRecorder()
 	created := make(chan string, 1)
+	claimed := make(chan struct{})
 	s := openStore(t, newSchema(t), Options{Publisher: rec, hooks: &testHooks{beforePublish: func(jobs []*domain.Job) {
-		if len(jobs) == 1 && jobs[0].Version == 1 {
+		switch {
+		case len(jobs) == 1 && jobs[0].Version == 1:
 			created <- jobs[0].ID
 			// Hold the creation's publication until the claim of the job
-			// committed: the claim must not publish before it.
-			time.Sleep(100 * time.Millisecond)
+			// committed and is about to publish: it must wait for this.
+			<-claimed
+		case len(jobs) == 1 && jobs[0].Version == 2:
+			close(claimed)
 		}
 	}}})
 	ctx := context.Background()
@@ -369,7 +389,7 @@ func TestListenerResync(t *testing.T) {
 		once    sync.Once
 	)
 	a := openStore(t, schema, Options{})
-	b := openStore(t, schema, Options{Publisher: recB, hooks: &testHooks{beforeRelisten: func() {
+	_, bl := openListening(t, schema, Options{Publisher: recB, hooks: &testHooks{beforeRelisten: func() {
 		once.Do(func() {
 			close(lost)
 			<-proceed
@@ -394,7 +414,7 @@ func TestListenerResync(t *testing.T) {
 	// Kill B's listening connection; B waits in the hook, deaf, while A
 	// runs every job to its end.
 	var killed bool
-	if err := a.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int(b.listenerPID.Load())).Scan(&killed); err != nil || !killed {
+	if err := a.pool.QueryRow(ctx, `SELECT pg_terminate_backend($1)`, int(bl.pid.Load())).Scan(&killed); err != nil || !killed {
 		t.Fatalf("terminate B's listener: %v, %v", killed, err)
 	}
 	select {
@@ -421,7 +441,7 @@ func TestListenerResync(t *testing.T) {
 		}
 	}
 	assertIncreasing(t, "B", recB.all())
-	if b.resyncs.Load() == 0 {
+	if bl.resyncs.Load() == 0 {
 		t.Fatal("B did not re-sync")
 	}
 }
@@ -432,17 +452,29 @@ func TestListenerIdlePing(t *testing.T) {
 	schema := newSchema(t)
 	rec := newRecorder()
 	a := openStore(t, schema, Options{})
-	b := openStore(t, schema, Options{Publisher: rec, hooks: &testHooks{idlePing: 5 * time.Millisecond}})
-	pid := b.listenerPID.Load()
+	pinged := make(chan struct{}, 1)
+	_, bl := openListening(t, schema, Options{Publisher: rec, hooks: &testHooks{idlePing: 5 * time.Millisecond, afterPing: func() {
+		select {
+		case pinged <- struct{}{}:
+		default:
+		}
+	}}})
+	pid := bl.pid.Load()
 	for range 3 {
-		time.Sleep(30 * time.Millisecond) // idle: several pings
+		for range 2 { // idle: several pings
+			select {
+			case <-pinged:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the idle listening connection was not pinged")
+			}
+		}
 		j, err := a.Create(context.Background(), domain.NewJob{Type: "t"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rec.waitFor(t, "the creation on B", hasVersion(j.ID, 1))
 	}
-	if b.listenerPID.Load() != pid || b.resyncs.Load() != 0 {
+	if bl.pid.Load() != pid || bl.resyncs.Load() != 0 {
 		t.Fatal("the listener reconnected; want the pinged connection kept")
 	}
 }
