@@ -10,6 +10,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -123,6 +124,18 @@ type Lease struct {
 	JobID   string
 	Owner   string
 	Attempt int
+}
+
+// Check reports whether l still stands on j, whose lease is held by holder
+// ("" when none): the job is processing, under a claim of l's owner, at
+// l's attempt. Otherwise it returns an error wrapping domain.ErrLeaseLost
+// that says why. Every store decides with it (or, in SQL, with the same
+// condition in a statement's WHERE clause and this to explain a miss).
+func (l Lease) Check(j *domain.Job, holder string) error {
+	if j.Status == domain.StatusProcessing && holder == l.Owner && j.Attempts == l.Attempt {
+		return nil
+	}
+	return fmt.Errorf("%s, attempt %d, claim of %s at attempt %d: %w", j.Status, j.Attempts, l.Owner, l.Attempt, domain.ErrLeaseLost)
 }
 
 // LeaseOf returns the lease of a job that owner just claimed.

@@ -383,9 +383,12 @@ func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
 // while the job is processing under that very claim.
 func (s *Store) leased(ctx context.Context, op string, l store.Lease, apply func(j *domain.Job, now time.Time) error) (*domain.Job, error) {
 	return s.change(ctx, op, l.JobID, func(j *domain.Job, now time.Time) error {
-		held, ok := s.leases[j.ID]
-		if j.Status != domain.StatusProcessing || !ok || held.owner != l.Owner || held.attempt != l.Attempt {
-			return fmt.Errorf("%s, attempt %d, claim of %s at attempt %d: %w", j.Status, j.Attempts, l.Owner, l.Attempt, domain.ErrLeaseLost)
+		held := s.leases[j.ID] // the zero lease when none is held
+		if err := l.Check(j, held.owner); err != nil {
+			return err
+		}
+		if held.attempt != j.Attempts {
+			return fmt.Errorf("lease of %s recorded at attempt %d, job at %d: %w", held.owner, held.attempt, j.Attempts, domain.ErrLeaseLost)
 		}
 		return apply(j, now)
 	})

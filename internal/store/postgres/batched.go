@@ -98,11 +98,17 @@ func (s *Store) completeBatchOf(batch []*call[completeArg]) error {
 
 // completeFailure explains why a completion did not apply.
 func (s *Store) completeFailure(ctx context.Context, id string, l store.Lease) error {
-	j, err := s.getJob(ctx, id)
+	j, holder, err := s.getLeased(ctx, id)
 	if err != nil {
 		return err
 	}
-	return fmt.Errorf("%s, attempt %d, claim of %s at attempt %d: %w", j.Status, j.Attempts, l.Owner, l.Attempt, domain.ErrLeaseLost)
+	if err := l.Check(j, holder); err != nil {
+		return err
+	}
+	// The claim stands now, so it did not when the statement ran: a
+	// newer attempt of this owner cannot exist, the statement saw an
+	// older version of the row.
+	return fmt.Errorf("%s, attempt %d, claim of %s at attempt %d not held when completing: %w", j.Status, j.Attempts, l.Owner, l.Attempt, domain.ErrLeaseLost)
 }
 
 // createBatchOf inserts the jobs of the calls in one statement and answers

@@ -646,8 +646,8 @@ func (s *Store) leased(ctx context.Context, op string, l store.Lease, sql string
 		if err != nil {
 			return nil, fmt.Errorf("%s job %s: %w", op, l.JobID, err)
 		}
-		if j.Status != domain.StatusProcessing || owner != l.Owner || j.Attempts != l.Attempt {
-			return nil, fmt.Errorf("%s job %s: %s, attempt %d, claim of %s at attempt %d: %w", op, l.JobID, j.Status, j.Attempts, l.Owner, l.Attempt, domain.ErrLeaseLost)
+		if err := l.Check(j, owner); err != nil {
+			return nil, fmt.Errorf("%s job %s: %w", op, l.JobID, err)
 		}
 		if done != nil && done(j) {
 			return j, nil // no new version

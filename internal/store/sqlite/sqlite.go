@@ -737,20 +737,11 @@ func (s *Store) stats(ctx context.Context, typ string) (domain.Stats, error) {
 // while the job is processing under that very claim.
 func (s *Store) leased(ctx context.Context, op string, l store.Lease, apply func(j *domain.Job, now time.Time) error) (*domain.Job, error) {
 	return s.change(ctx, op, l.JobID, func(j *domain.Job, owner string, now time.Time) error {
-		if err := leaseLost(j, owner, l); err != nil {
+		if err := l.Check(j, owner); err != nil {
 			return err
 		}
 		return apply(j, now)
 	})
-}
-
-// leaseLost returns the error of a write under lease l about job j (whose
-// lease owner is owner), nil when l still stands.
-func leaseLost(j *domain.Job, owner string, l store.Lease) error {
-	if j.Status == domain.StatusProcessing && owner == l.Owner && j.Attempts == l.Attempt {
-		return nil
-	}
-	return fmt.Errorf("%s, attempt %d, claim of %s at attempt %d: %w", j.Status, j.Attempts, l.Owner, l.Attempt, domain.ErrLeaseLost)
 }
 
 // lostLease explains why a write conditioned on lease l matched no row:
@@ -760,7 +751,7 @@ func (w *writeTx) lostLease(l store.Lease) error {
 	if err != nil {
 		return err
 	}
-	if err := leaseLost(j, owner, l); err != nil {
+	if err := l.Check(j, owner); err != nil {
 		return err
 	}
 	return fmt.Errorf("job %s: lease %+v stands, yet the write matched no row", l.JobID, l)

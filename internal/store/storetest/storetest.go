@@ -47,6 +47,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("OldestFirst", func(t *testing.T) { t.Parallel(); testOldestFirst(t, newStore) })
 	t.Run("CancelRacingClaim", func(t *testing.T) { t.Parallel(); testCancelRacingClaim(t, newStore) })
 	t.Run("SnapshotsAreImmutable", func(t *testing.T) { t.Parallel(); testSnapshots(t, newStore) })
+	t.Run("RulesAgree", func(t *testing.T) { t.Parallel(); testRulesAgree(t, newStore) })
 }
 
 // recorder is a Publisher that keeps every event.
