@@ -41,7 +41,7 @@ func TestRunOnSQLiteKeepsJobsAcrossRestarts(t *testing.T) {
 	env := map[string]string{"PROCESSING_TIME": "0", "DATABASE_URL": "sqlite:" + filepath.Join(t.TempDir(), "sub", "jobs.db")}
 	s := start(t, env)
 	id := s.createJob(t, `{"type":"email"}`)
-	waitFor(t, "job completed", func() bool { return s.status(t, id) == "completed" })
+	s.waitStatus(t, id, "COMPLETED")
 	s.stop()
 	if err := <-s.done; err != nil {
 		t.Fatalf("first run: %v", err)

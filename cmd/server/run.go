@@ -36,6 +36,13 @@ import (
 // them to pending), closes websockets with a close frame and returns once
 // every goroutine it started has exited.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return serve(ctx, args, getenv, stdout, stderr, nil)
+}
+
+// serve is run that also calls listening, when not nil, with the address
+// the server listens on as soon as it accepts connections (PORT=0 picks a
+// free port): tests learn it so instead of reading the log.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, listening func(net.Addr)) error {
 	cfg, err := parseConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -192,6 +199,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String())
+	if listening != nil {
+		listening(ln.Addr())
+	}
 
 	select {
 	case <-ctx.Done():

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -58,15 +60,18 @@ type server struct {
 	client *http.Client
 }
 
-// start runs the server in process with env on a free port and waits for
-// /health.
+// start runs the server in process with env on a free port and returns
+// once it accepts connections.
 func start(t *testing.T, env map[string]string) *server {
 	t.Helper()
 	env["PORT"] = "0"
 	env["LOG_FORMAT"] = "json"
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &server{logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1), client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
-	go func() { s.done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, s.logs) }()
+	listening := make(chan net.Addr, 1)
+	go func() {
+		s.done <- serve(ctx, nil, func(k string) string { return env[k] }, io.Discard, s.logs, func(a net.Addr) { listening <- a })
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -75,24 +80,12 @@ func start(t *testing.T, env map[string]string) *server {
 			t.Error("server did not stop")
 		}
 	})
-	waitFor(t, "listening", func() bool {
-		for _, l := range s.logs.lines() {
-			if l["msg"] == "listening" {
-				addr := l["addr"].(string)
-				s.url = "http://127.0.0.1:" + addr[strings.LastIndex(addr, ":")+1:]
-				return true
-			}
-		}
-		return false
-	})
-	waitFor(t, "health", func() bool {
-		resp, err := s.client.Get(s.url + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	select {
+	case a := <-listening:
+		s.url = "http://127.0.0.1:" + strconv.Itoa(a.(*net.TCPAddr).Port)
+	case err := <-s.done:
+		t.Fatalf("server stopped before listening: %v", err)
+	}
 	return s
 }
 
@@ -129,14 +122,45 @@ func (s *server) status(t *testing.T, id string) string {
 	return ""
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitStatus waits until the job with id has the status (as GraphQL
+// names it, e.g. COMPLETED), watching it through a jobUpdated
+// subscription: the job's current state first, then every change.
+func (s *server) waitStatus(t *testing.T, id, status string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 15s", what)
+	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(s.url, "http", "ws", 1)+"/query", http.Header{"Sec-WebSocket-Protocol": {"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+	if err := ws.WriteJSON(map[string]any{"type": "connection_init"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ws.WriteJSON(map[string]any{"type": "subscribe", "id": "1", "payload": map[string]any{
+		"query": `subscription($id: ID) { jobUpdated(id: $id) { status } }`, "variables": map[string]any{"id": id}}}); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	for {
+		var m struct {
+			Type    string
+			Payload struct {
+				Data struct{ JobUpdated struct{ Status string } }
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		if err := ws.ReadJSON(&m); err != nil {
+			t.Fatalf("waiting for job %s to be %s (seen %v): %v", id, status, seen, err)
+		}
+		switch m.Type {
+		case "next":
+			if got := m.Payload.Data.JobUpdated.Status; got == status {
+				return
+			} else {
+				seen = append(seen, got)
+			}
+		case "complete", "error":
+			t.Fatalf("job %s ended without being %s (seen %v): %s", id, status, seen, m.Type)
+		}
 	}
 }
 
@@ -144,14 +168,14 @@ func TestRunProcessesJobs(t *testing.T) {
 	t.Parallel()
 	s := start(t, map[string]string{"PROCESSING_TIME": "0", "WORKERS": "2"})
 	id := s.createJob(t, `{"type":"email","payload":{"to":"user@example.com"}}`)
-	waitFor(t, "job completed", func() bool { return s.status(t, id) == "completed" })
+	s.waitStatus(t, id, "COMPLETED")
 }
 
 func TestShutdownReturnsRunningJobToPendingAndClosesWebsockets(t *testing.T) {
 	t.Parallel()
 	s := start(t, map[string]string{"PROCESSING_TIME": "1h", "SHUTDOWN_TIMEOUT": "100ms", "LOG_LEVEL": "debug"})
 	id := s.createJob(t, `{"type":"slow"}`)
-	waitFor(t, "job processing", func() bool { return s.status(t, id) == "processing" })
+	s.waitStatus(t, id, "PROCESSING")
 
 	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(s.url, "http", "ws", 1)+"/query", http.Header{"Sec-WebSocket-Protocol": {"graphql-transport-ws"}})
 	if err != nil {
@@ -314,7 +338,7 @@ func TestWebhookHandlersFromFile(t *testing.T) {
 	}
 	s := start(t, map[string]string{"HANDLERS_FILE": file})
 	id := s.createJob(t, `{"type":"email"}`)
-	waitFor(t, "webhook job completed", func() bool { return s.status(t, id) == "completed" })
+	s.waitStatus(t, id, "COMPLETED")
 
 	resp, err := s.client.Post(s.url+"/query", "application/json", strings.NewReader(`{"query":"{ job(id: \"`+id+`\") { result } }"}`))
 	if err != nil {
