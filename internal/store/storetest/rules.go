@@ -146,6 +146,39 @@ func testRulesAgree(t *testing.T, newStore NewStore) {
 			return s.Retry(ctx, j.ID)
 		}, func(j *domain.Job, now time.Time) (bool, error) { return false, j.Retry(now) }},
 	}
+	// Refusals: the rules that can refuse (cancel, retry) refuse in the
+	// store exactly where they refuse in the domain, and change nothing.
+	refusals := []struct {
+		name   string
+		states []state
+		do     func(j *domain.Job) (*domain.Job, error)
+		rule   func(j *domain.Job, now time.Time) error
+	}{
+		{"cancel", []state{plain(C), plain(F), plain(X)}, func(j *domain.Job) (*domain.Job, error) { return s.Cancel(ctx, j.ID) },
+			func(j *domain.Job, now time.Time) error { return j.Cancel(now) }},
+		{"retry", []state{plain(P), plain(R), plain(C), cancelRequested}, func(j *domain.Job) (*domain.Job, error) { return s.Retry(ctx, j.ID) },
+			func(j *domain.Job, now time.Time) error { return j.Retry(now) }},
+	}
+	for _, o := range refusals {
+		for _, st := range o.states {
+			t.Run(o.name+" refused from "+st.name, func(t *testing.T) {
+				before := st.make(t)
+				if err := o.rule(cloneJob(before), time.Now()); !errors.Is(err, domain.ErrConflict) {
+					t.Fatalf("domain: %v, want ErrConflict", err)
+				}
+				if _, err := o.do(cloneJob(before)); !errors.Is(err, domain.ErrConflict) {
+					t.Fatalf("store: %v, want ErrConflict as the domain", err)
+				}
+				after, err := s.Get(ctx, before.ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := jobDiff(before, after); diff != "" {
+					t.Errorf("a refused %s changed the job:\n%s", o.name, diff)
+				}
+			})
+		}
+	}
 	for _, o := range ops {
 		for _, st := range o.states {
 			t.Run(o.name+" from "+st.name, func(t *testing.T) {
