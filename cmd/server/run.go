@@ -21,6 +21,8 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/gorillaws"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
+	// Aliased: run's own variable jobs is the store.
+	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/retention"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -75,14 +77,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// every type, as in the original service.
 	var handlers map[string]worker.Handler
 	var fallback worker.Handler = simulate.Handler{Duration: cfg.ProcessingTime}
-	var types domain.TypeFilter
+	var types jobsvc.TypeFilter
 	if cfg.HandlersFile != "" {
 		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
 		if err != nil {
 			return fmt.Errorf("configuration: %w", err)
 		}
 		fallback = nil
-		types = domain.TypeFilter{}
+		types = jobsvc.TypeFilter{}
 		for t := range handlers {
 			types[t] = true
 		}
@@ -113,13 +115,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.WebsocketImpl == "gorilla" {
 		ws = gorillaws.New(gorillaws.Options{WriteTimeout: cfg.WSWriteTimeout, PingInterval: cfg.WSKeepAlive})
 	}
+	// Both APIs call one service: its options are every rule they share.
+	service := jobsvc.New(jobs, events, jobsvc.Options{
+		MaxPayloadBytes:    cfg.MaxPayloadBytes,
+		DefaultMaxAttempts: cfg.MaxAttempts,
+		Types:              types,
+		RESTListMax:        cfg.RESTListMax,
+	})
 	gql := graph.NewHandler(&graph.Resolver{
-		Store:                   jobs,
-		Broker:                  events,
+		Service:                 service,
 		Logger:                  log,
-		MaxPayloadBytes:         cfg.MaxPayloadBytes,
-		DefaultMaxAttempts:      cfg.MaxAttempts,
-		Types:                   types,
 		MaxSubscriptionsPerConn: cfg.MaxSubscriptionsPerConn,
 	}, graph.ServerOptions{
 		Websocket:          ws,
@@ -132,15 +137,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer streams.CloseAll()
 	srv := &http.Server{
 		Handler: httpapi.NewHandler(httpapi.Deps{
-			Store:              jobs,
-			GraphQL:            gql,
-			Logger:             log,
-			Streams:            streams,
-			MaxBodyBytes:       cfg.MaxBodyBytes,
-			MaxPayloadBytes:    cfg.MaxPayloadBytes,
-			ListMax:            cfg.RESTListMax,
-			DefaultMaxAttempts: cfg.MaxAttempts,
-			Types:              types,
+			Jobs:         service,
+			GraphQL:      gql,
+			Logger:       log,
+			Streams:      streams,
+			MaxBodyBytes: cfg.MaxBodyBytes,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
