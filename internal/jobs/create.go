@@ -111,8 +111,12 @@ func maxAttemptsError(n int) error {
 }
 
 // compact returns the JSON text p without insignificant space, or an error
-// when p is not JSON.
+// when p is not JSON. Text that is already compact (GraphQL's JSON scalar
+// re-encodes its value) is returned as is, without a copy.
 func compact(p json.RawMessage) (json.RawMessage, error) {
+	if !bytes.ContainsAny(p, " \t\r\n") && json.Valid(p) {
+		return p, nil
+	}
 	var buf bytes.Buffer
 	buf.Grow(len(p))
 	if err := json.Compact(&buf, p); err != nil {
