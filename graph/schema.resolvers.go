@@ -58,6 +58,8 @@ func (r *queryResolver) Jobs(ctx context.Context, status *domain.Status, typeArg
 	if typeArg != nil {
 		req.Type = *typeArg
 	}
+	// The cursor is read here, like gqlgen's coercion of the other
+	// arguments, so a bad one is reported before the service's rules.
 	if after != nil && *after != "" {
 		seq, err := decodeCursor(*after)
 		if err != nil {

@@ -70,7 +70,7 @@ func setup(t *testing.T, startPool bool) *bundle {
 	if startPool {
 		pool.Start(context.Background())
 	}
-	// The REST options apply to GraphQL too; its tests here do not reach them.
+	// One service behind both APIs, as run wires it.
 	svc := jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
 	gql := graph.NewHandler(&graph.Resolver{
 		Service:                 svc,

@@ -1,10 +1,11 @@
 // Package jobs is the application service between the APIs and the store:
-// the one place that decides "may this caller do this, and with what
-// defaults". GraphQL resolvers and REST handlers translate their requests
-// into its methods (Create, Get, List, Cancel, Retry, Stats, Watch) and its
-// errors into their own answers; neither validates on its own. Defaults,
-// every validation rule of a new job, the type filter, page sizes and the
-// "no job can have this type" shortcut live here; authorization will too.
+// the one place for "may this caller do this, and with what defaults".
+// GraphQL resolvers and REST handlers translate their requests into its
+// methods (Create, Get, List, Cancel, Retry, Stats, Watch) and its errors
+// into their own answers; neither validates on its own. Defaults, every
+// rule of a new job, the type filter, page sizes and the "no job can have
+// this type" shortcut live here, and authorization will live here too, so
+// that both APIs get each rule from one place.
 //
 // Errors: a rule the caller broke is a *domain.ValidationError naming the
 // field as the APIs name it (its message is what both APIs show); a job
