@@ -151,7 +151,8 @@ func (j *Job) TimeoutSeconds() *int {
 
 // NewJob is what a caller supplies to create a job; the store sets the rest.
 // The jobs service (internal/jobs) builds it from an API's request and
-// checks it against the bounds below: stores take it as valid.
+// checks it against the bounds below; stores check only what their own
+// encoding cannot hold.
 type NewJob struct {
 	Type    string
 	Payload json.RawMessage
