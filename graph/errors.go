@@ -12,6 +12,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/jobs"
 )
 
 // Error codes put in extensions.code.
@@ -94,22 +95,36 @@ func subscriptionEndError(ctx context.Context, err error) *gqlerror.Error {
 	return codedError(ctx, CodeInternal, "subscription ended: %v", err)
 }
 
-// jobError turns a store error about one job into the client's error:
-// NOT_FOUND and CONFLICT with the job's current status; anything else is
-// returned as is (and shown as INTERNAL_SERVER_ERROR by the presenter).
-func (r *Resolver) jobError(ctx context.Context, op, id string, err error) error {
+// jobError turns the jobs service's error about one job into the client's
+// error: NOT_FOUND, and CONFLICT with the job's current status; anything
+// else is the server's own failure (see internal).
+func jobError(ctx context.Context, id string, err error) error {
+	var conflict *jobs.ConflictError
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, domain.ErrNotFound):
 		return codedError(ctx, CodeNotFound, "no job with id %q", id)
-	case errors.Is(err, domain.ErrConflict):
-		if j, gerr := r.Store.Get(ctx, id); gerr == nil {
-			return codedError(ctx, CodeConflict, "cannot %s job %q: it is %s", op, id, strings.ToUpper(string(j.Status)))
+	case errors.As(err, &conflict):
+		if conflict.Status == "" {
+			return codedError(ctx, CodeConflict, "cannot %s job %q in its current status", conflict.Op, id)
 		}
-		return codedError(ctx, CodeConflict, "cannot %s job %q in its current status", op, id)
+		return codedError(ctx, CodeConflict, "cannot %s job %q: it is %s", conflict.Op, id, strings.ToUpper(string(conflict.Status)))
 	}
 	return internal(err)
+}
+
+// watchError turns the jobs service's refusal to watch into the client's
+// error: NOT_FOUND for a job that does not exist (or not with the type
+// asked for); anything else is the server's own failure.
+func watchError(ctx context.Context, req jobs.WatchRequest, err error) error {
+	if !errors.Is(err, domain.ErrNotFound) {
+		return internal(err)
+	}
+	if req.Type == "" {
+		return codedError(ctx, CodeNotFound, "no job with id %q", req.ID)
+	}
+	return codedError(ctx, CodeNotFound, "no job with id %q and type %q", req.ID, req.Type)
 }
 
 // internalError marks an error of the server's own (a failing store), so

@@ -30,6 +30,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/gorillaws"
+	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
@@ -156,10 +157,8 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 		o.websocket = gorillaws.New(gorillaws.Options{})
 	}
 	h := graph.NewHandler(&graph.Resolver{
-		Store:                   jobs,
-		Broker:                  events,
+		Service:                 jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: o.maxPayload}),
 		Logger:                  slog.New(slog.DiscardHandler),
-		MaxPayloadBytes:         o.maxPayload,
 		MaxSubscriptionsPerConn: o.maxSubs,
 	}, graph.ServerOptions{
 		Websocket:          o.websocket,

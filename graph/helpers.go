@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"fmt"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"strconv"
 	"strings"
@@ -15,9 +13,13 @@ import (
 
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/store"
 )
 
+// Cursors are GraphQL's: the connection's opaque strings over a job's Seq.
+// The jobs service pages by Seq (REST has no cursors), so encoding stays in
+// the API that shows it, and decoding is part of reading its arguments.
 const cursorPrefix = "job:"
 
 // encodeCursor makes the opaque cursor of a job: its creation sequence.
@@ -37,39 +39,24 @@ func decodeCursor(c string) (int64, error) {
 	return seq, nil
 }
 
-func (r *Resolver) listJobs(ctx context.Context, q store.ListQuery) (*model.JobConnection, error) {
-	conn := &model.JobConnection{PageInfo: &model.PageInfo{}, Edges: []*model.JobEdge{}, Nodes: []*domain.Job{}}
-	if domain.NoJobHasType(q.Type) {
-		return conn, nil
+// connection shows a page of jobs as the jobs query's connection.
+func connection(page store.ListPage) *model.JobConnection {
+	conn := &model.JobConnection{
+		PageInfo:   &model.PageInfo{HasNextPage: page.HasMore},
+		TotalCount: page.Total,
+		Nodes:      page.Jobs,
+		Edges:      make([]*model.JobEdge, len(page.Jobs)),
 	}
-	// Counting can cost the store more than the page (PostgreSQL sums a
-	// counts table, others keep totals at hand): only when asked.
-	q.SkipTotal = !selects(ctx, "totalCount")
-	if q.Limit == 0 {
-		// first: 0 asks only for totals and pageInfo.
-		page, err := r.Store.List(ctx, store.ListQuery{Status: q.Status, Type: q.Type, BeforeSeq: q.BeforeSeq, Limit: 1, SkipTotal: q.SkipTotal})
-		if err != nil {
-			return nil, internal(err)
-		}
-		conn.TotalCount = page.Total
-		conn.PageInfo.HasNextPage = len(page.Jobs) > 0
-		return conn, nil
+	if conn.Nodes == nil {
+		conn.Nodes = []*domain.Job{}
 	}
-	page, err := r.Store.List(ctx, q)
-	if err != nil {
-		return nil, internal(err)
-	}
-	conn.TotalCount = page.Total
-	conn.Nodes = page.Jobs
-	conn.Edges = make([]*model.JobEdge, len(page.Jobs))
 	for i, j := range page.Jobs {
 		conn.Edges[i] = &model.JobEdge{Cursor: encodeCursor(j.Seq), Node: j}
 	}
-	conn.PageInfo.HasNextPage = page.HasMore
 	if n := len(conn.Edges); n > 0 {
 		conn.PageInfo.EndCursor = &conn.Edges[n-1].Cursor
 	}
-	return conn, nil
+	return conn
 }
 
 // selects reports whether the selection set of the field being resolved
@@ -87,44 +74,23 @@ func selects(ctx context.Context, name string) bool {
 	return false
 }
 
-func typeSuffix(t string) string {
-	if t == "" {
-		return ""
-	}
-	return fmt.Sprintf(" and type %q", t)
-}
-
-// jobUpdated subscribes to the broker and returns the channel for gqlgen.
+// jobUpdated starts the jobs service's watch and returns its channel for
+// gqlgen.
 func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *domain.Job, error) {
 	if err := r.countSubscription(ctx); err != nil {
 		return nil, err
 	}
-	var f broker.Filter
+	var req jobs.WatchRequest
 	if id != nil {
-		f.ID = *id
+		req.ID = *id
 	}
 	if typ != nil {
-		f.Type = *typ
+		req.Type = *typ
 	}
-	// Subscribe before reading the current state so that no change made in
-	// between is missed; the broker drops what the snapshot already covers.
-	sub, err := r.Broker.Subscribe(ctx, f)
+	sub, err := r.Service.Watch(ctx, req)
 	if err != nil {
-		return nil, internal(err)
+		return nil, watchError(ctx, req, err)
 	}
-	if f.ID == "" {
-		return attach(ctx, sub.C(), sub.Err, sub.Ack), nil
-	}
-	current, err := r.Store.Get(ctx, f.ID)
-	if errors.Is(err, domain.ErrNotFound) || (err == nil && f.Type != "" && current.Type != f.Type) {
-		sub.Close()
-		return nil, codedError(ctx, CodeNotFound, "no job with id %q%s", f.ID, typeSuffix(f.Type))
-	}
-	if err != nil {
-		sub.Close()
-		return nil, internal(err)
-	}
-	sub.Prime(current)
 	return attach(ctx, sub.C(), sub.Err, sub.Ack), nil
 }
 

@@ -1,37 +1,30 @@
 // Package graph is the GraphQL layer: gqlgen's generated executor
-// (generated.go, models in model/) and thin resolvers that adapt GraphQL to
-// the store and the broker. resolver.go is the dependency-injection point
-// and is never regenerated.
+// (generated.go, models in model/) and thin resolvers that translate GraphQL
+// to the jobs service and its errors to GraphQL's. resolver.go is the
+// dependency-injection point and is never regenerated.
 package graph
 
 import (
 	"log/slog"
 
-	"github.com/jobqueue/jobqueue/internal/domain"
-
-	"github.com/jobqueue/jobqueue/internal/broker"
-	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/jobs"
 )
 
 // Resolver holds the dependencies of every resolver. It is safe for
 // concurrent use once built.
 type Resolver struct {
-	Store  store.Store
-	Broker *broker.Broker
-	Logger *slog.Logger
-	// MaxPayloadBytes bounds a job's encoded payload.
-	MaxPayloadBytes int
-	// DefaultMaxAttempts applies to jobs created without maxAttempts.
-	DefaultMaxAttempts int
-	// Types, when not nil, are the only job types createJob accepts.
-	Types domain.TypeFilter
+	// Service carries out every request: defaults, validation and the
+	// store. (Not named Jobs: the jobs query's resolver method is.)
+	Service *jobs.Service
+	Logger  *slog.Logger
 	// MaxSubscriptionsPerConn bounds the subscriptions one websocket
 	// connection may hold at once; 0 means no limit.
 	MaxSubscriptionsPerConn int
 }
 
-// Page sizes of the jobs query.
+// Page sizes of the jobs query, as the jobs service applies them
+// (jobs.GraphQLPages); the complexity function prices queries by them.
 const (
-	DefaultPageSize = 50
-	MaxPageSize     = 500
+	DefaultPageSize = jobs.DefaultPageSize
+	MaxPageSize     = jobs.MaxPageSize
 )

@@ -8,67 +8,41 @@ package graph
 import (
 	"context"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/domain"
-	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/jobs"
 )
 
 // CreateJob is the resolver for the createJob field.
 func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobInput) (*domain.Job, error) {
-	nj := domain.NewJob{Type: input.Type, Payload: input.Payload}
-	if input.TimeoutSeconds != nil {
-		if *input.TimeoutSeconds <= 0 {
-			return nil, &domain.ValidationError{Field: "timeoutSeconds", Message: fmt.Sprintf("must be positive, got %d", *input.TimeoutSeconds)}
-		}
-		nj.Timeout = time.Duration(*input.TimeoutSeconds) * time.Second
-	}
-	nj.MaxAttempts = r.DefaultMaxAttempts
-	if input.MaxAttempts != nil {
-		if *input.MaxAttempts < 1 {
-			return nil, &domain.ValidationError{Field: "maxAttempts", Message: fmt.Sprintf("must be between 1 and %d, got %d", domain.MaxMaxAttempts, *input.MaxAttempts)}
-		}
-		nj.MaxAttempts = *input.MaxAttempts
-	}
-	if input.RunAt != nil {
-		nj.RunAt = input.RunAt.UTC()
-	}
-	if input.Priority != nil {
-		nj.Priority = *input.Priority
-	}
-	if input.IdempotencyKey != nil {
-		if *input.IdempotencyKey == "" {
-			return nil, &domain.ValidationError{Field: "idempotencyKey", Message: "must not be empty when given"}
-		}
-		nj.IdempotencyKey = *input.IdempotencyKey
-	}
-	if err := nj.Validate(r.MaxPayloadBytes); err != nil {
-		return nil, err
-	}
-	if err := r.Types.Check(nj.Type); err != nil {
-		return nil, err
-	}
-	j, err := r.Store.Create(ctx, nj)
+	j, err := r.Service.Create(ctx, jobs.CreateRequest{
+		Type:           &input.Type,
+		Payload:        input.Payload,
+		IdempotencyKey: input.IdempotencyKey,
+		TimeoutSeconds: input.TimeoutSeconds,
+		MaxAttempts:    input.MaxAttempts,
+		RunAt:          input.RunAt,
+		Priority:       input.Priority,
+	})
 	return j, internal(err)
 }
 
 // CancelJob is the resolver for the cancelJob field.
 func (r *mutationResolver) CancelJob(ctx context.Context, id string) (*domain.Job, error) {
-	j, err := r.Store.Cancel(ctx, id)
-	return j, r.jobError(ctx, "cancel", id, err)
+	j, err := r.Service.Cancel(ctx, id)
+	return j, jobError(ctx, id, err)
 }
 
 // RetryJob is the resolver for the retryJob field.
 func (r *mutationResolver) RetryJob(ctx context.Context, id string) (*domain.Job, error) {
-	j, err := r.Store.Retry(ctx, id)
-	return j, r.jobError(ctx, "retry", id, err)
+	j, err := r.Service.Retry(ctx, id)
+	return j, jobError(ctx, id, err)
 }
 
 // Job is the resolver for the job field.
 func (r *queryResolver) Job(ctx context.Context, id string) (*domain.Job, error) {
-	j, err := r.Store.Get(ctx, id)
+	j, err := r.Service.Get(ctx, id)
 	if errors.Is(err, domain.ErrNotFound) {
 		return nil, nil
 	}
@@ -77,27 +51,27 @@ func (r *queryResolver) Job(ctx context.Context, id string) (*domain.Job, error)
 
 // Jobs is the resolver for the jobs field.
 func (r *queryResolver) Jobs(ctx context.Context, status *domain.Status, typeArg *string, first *int, after *string) (*model.JobConnection, error) {
-	q := store.ListQuery{Limit: DefaultPageSize}
-	if first != nil {
-		if *first < 0 {
-			return nil, codedError(ctx, CodeBadUserInput, "first: must not be negative, got %d", *first)
-		}
-		q.Limit = min(*first, MaxPageSize)
-	}
+	req := jobs.ListRequest{Limit: first, Pages: jobs.GraphQLPages, SkipTotal: !selects(ctx, "totalCount")}
 	if status != nil {
-		q.Status = *status
+		req.Status = *status
 	}
 	if typeArg != nil {
-		q.Type = *typeArg
+		req.Type = *typeArg
 	}
+	// The cursor is read here, like gqlgen's coercion of the other
+	// arguments, so a bad one is reported before the service's rules.
 	if after != nil && *after != "" {
 		seq, err := decodeCursor(*after)
 		if err != nil {
 			return nil, codedError(ctx, CodeBadUserInput, "after: %v", err)
 		}
-		q.BeforeSeq = seq
+		req.BeforeSeq = seq
 	}
-	return r.listJobs(ctx, q)
+	page, err := r.Service.List(ctx, req)
+	if err != nil {
+		return nil, internal(err)
+	}
+	return connection(page), nil
 }
 
 // Stats is the resolver for the stats field.
@@ -106,10 +80,7 @@ func (r *queryResolver) Stats(ctx context.Context, typeArg *string) (*domain.Sta
 	if typeArg != nil {
 		typ = *typeArg
 	}
-	if domain.NoJobHasType(typ) {
-		return &domain.Stats{}, nil
-	}
-	st, err := r.Store.Stats(ctx, typ)
+	st, err := r.Service.Stats(ctx, typ)
 	if err != nil {
 		return nil, internal(err)
 	}

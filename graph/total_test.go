@@ -11,6 +11,7 @@ import (
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 )
@@ -50,7 +51,7 @@ func TestJobsCountsOnlyWhenAsked(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := client.New(graph.NewHandler(&graph.Resolver{Store: jobs, Broker: events, Logger: slog.New(slog.DiscardHandler)}, graph.ServerOptions{ComplexityLimit: 1000}))
+	c := client.New(graph.NewHandler(&graph.Resolver{Service: jobsvc.New(jobs, events, jobsvc.Options{}), Logger: slog.New(slog.DiscardHandler)}, graph.ServerOptions{ComplexityLimit: 1000}))
 	for _, tc := range []struct {
 		name, query string
 		vars        map[string]any

@@ -22,6 +22,8 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/gorillaws"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
+	// Aliased: run's own variable jobs is the store.
+	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/retention"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -97,14 +99,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// every type, as in the original service.
 	var handlers map[string]worker.Handler
 	var fallback worker.Handler = simulate.Handler{Duration: cfg.ProcessingTime}
-	var types domain.TypeFilter
+	var types jobsvc.TypeFilter
 	if cfg.HandlersFile != "" {
 		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
 		if err != nil {
 			return fmt.Errorf("configuration: %w", err)
 		}
 		fallback = nil
-		types = domain.TypeFilter{}
+		types = jobsvc.TypeFilter{}
 		for t := range handlers {
 			types[t] = true
 		}
@@ -135,13 +137,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.WebsocketImpl == "gorilla" {
 		ws = gorillaws.New(gorillaws.Options{WriteTimeout: cfg.WSWriteTimeout, PingInterval: cfg.WSKeepAlive})
 	}
+	// Both APIs call one service: its options are every rule they share.
+	service := jobsvc.New(jobs, events, jobsvc.Options{
+		MaxPayloadBytes:    cfg.MaxPayloadBytes,
+		DefaultMaxAttempts: cfg.MaxAttempts,
+		Types:              types,
+		RESTListMax:        cfg.RESTListMax,
+	})
 	gql := graph.NewHandler(&graph.Resolver{
-		Store:                   jobs,
-		Broker:                  events,
+		Service:                 service,
 		Logger:                  log,
-		MaxPayloadBytes:         cfg.MaxPayloadBytes,
-		DefaultMaxAttempts:      cfg.MaxAttempts,
-		Types:                   types,
 		MaxSubscriptionsPerConn: cfg.MaxSubscriptionsPerConn,
 	}, graph.ServerOptions{
 		Websocket:          ws,
@@ -154,15 +159,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer streams.CloseAll()
 	srv := &http.Server{
 		Handler: httpapi.NewHandler(httpapi.Deps{
-			Store:              jobs,
-			GraphQL:            gql,
-			Logger:             log,
-			Streams:            streams,
-			MaxBodyBytes:       cfg.MaxBodyBytes,
-			MaxPayloadBytes:    cfg.MaxPayloadBytes,
-			ListMax:            cfg.RESTListMax,
-			DefaultMaxAttempts: cfg.MaxAttempts,
-			Types:              types,
+			Jobs:         service,
+			GraphQL:      gql,
+			Logger:       log,
+			Streams:      streams,
+			MaxBodyBytes: cfg.MaxBodyBytes,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,

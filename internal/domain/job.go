@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 )
 
@@ -152,6 +150,9 @@ func (j *Job) TimeoutSeconds() *int {
 }
 
 // NewJob is what a caller supplies to create a job; the store sets the rest.
+// The jobs service (internal/jobs) builds it from an API's request and
+// checks it against the bounds below; stores check only what their own
+// encoding cannot hold.
 type NewJob struct {
 	Type    string
 	Payload json.RawMessage
@@ -184,51 +185,6 @@ const (
 
 // MaxIdempotencyKeyLength is the longest idempotency key accepted.
 const MaxIdempotencyKeyLength = 255
-
-// Validate checks a new job: its type (see ValidateType) and, when
-// maxPayload is positive, the encoded size of its payload. A JSON null
-// payload is normalised to no payload.
-func (nj *NewJob) Validate(maxPayload int) error {
-	if err := ValidateType(nj.Type); err != nil {
-		return err
-	}
-	if maxPayload > 0 && len(nj.Payload) > maxPayload {
-		return &ValidationError{Field: "payload", Message: fmt.Sprintf("must be at most %d bytes once encoded, got %d", maxPayload, len(nj.Payload))}
-	}
-	if nj.Timeout != 0 && (nj.Timeout < MinTimeout || nj.Timeout > MaxTimeout) {
-		return &ValidationError{Field: "timeoutSeconds", Message: fmt.Sprintf("must be between %d and %d, got %g", int(MinTimeout.Seconds()), int(MaxTimeout.Seconds()), nj.Timeout.Seconds())}
-	}
-	if nj.MaxAttempts < 0 || nj.MaxAttempts > MaxMaxAttempts {
-		return &ValidationError{Field: "maxAttempts", Message: fmt.Sprintf("must be between 1 and %d, got %d", MaxMaxAttempts, nj.MaxAttempts)}
-	}
-	if nj.Priority < MinPriority || nj.Priority > MaxPriority {
-		return &ValidationError{Field: "priority", Message: fmt.Sprintf("must be between %d and %d, got %d", MinPriority, MaxPriority, nj.Priority)}
-	}
-	if len(nj.IdempotencyKey) > MaxIdempotencyKeyLength {
-		return &ValidationError{Field: "idempotencyKey", Message: fmt.Sprintf("must be at most %d bytes, got %d", MaxIdempotencyKeyLength, len(nj.IdempotencyKey))}
-	}
-	if string(nj.Payload) == "null" {
-		nj.Payload = nil
-	}
-	return nil
-}
-
-// TypeFilter accepts or rejects job types at creation: when handlers are
-// configured, only their types. A nil TypeFilter accepts every type.
-type TypeFilter map[string]bool
-
-// Check returns a validation error for a type no handler serves.
-func (f TypeFilter) Check(typ string) error {
-	if f == nil || f[typ] {
-		return nil
-	}
-	known := make([]string, 0, len(f))
-	for t := range f {
-		known = append(known, t)
-	}
-	slices.Sort(known)
-	return &ValidationError{Field: "type", Message: fmt.Sprintf("no handler is configured for type %q (configured: %s)", typ, strings.Join(known, ", "))}
-}
 
 // Sentinel errors. Stores and services wrap them with context; callers
 // compare with errors.Is.
@@ -265,14 +221,14 @@ func (e *ValidationError) Unwrap() error { return ErrInvalid }
 // MaxTypeLength is the longest job type accepted.
 const MaxTypeLength = 128
 
-// ValidateType checks a job type: non-empty, at most MaxTypeLength
-// characters of ASCII letters, digits and . _ : -
 // NoJobHasType reports whether t, a filter of jobs by type, can match no
 // job at all: it is not empty and not a valid type. Callers answer such
 // filters with nothing instead of asking a store that may choke on the
 // bytes (invalid UTF-8, NUL).
 func NoJobHasType(t string) bool { return t != "" && ValidateType(t) != nil }
 
+// ValidateType checks a job type: non-empty, at most MaxTypeLength
+// characters of ASCII letters, digits and . _ : -
 func ValidateType(t string) error {
 	if t == "" {
 		return &ValidationError{Field: "type", Message: "must not be empty"}

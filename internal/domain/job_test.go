@@ -1,7 +1,6 @@
 package domain
 
 import (
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -46,25 +45,5 @@ func TestValidateType(t *testing.T) {
 		if !errors.As(err, &ve) || ve.Field != "type" || !errors.Is(err, ErrInvalid) {
 			t.Errorf("ValidateType(%q) = %v, want a ValidationError on field type", bad, err)
 		}
-	}
-}
-
-func TestNewJobValidate(t *testing.T) {
-	t.Parallel()
-	nj := NewJob{Type: "ok", Payload: json.RawMessage(`null`)}
-	if err := nj.Validate(10); err != nil || nj.Payload != nil {
-		t.Fatalf("null payload: %v, payload %q; want valid and normalised to none", err, nj.Payload)
-	}
-	big := NewJob{Type: "ok", Payload: json.RawMessage(`"` + strings.Repeat("x", 20) + `"`)}
-	var ve *ValidationError
-	if err := big.Validate(10); !errors.As(err, &ve) || ve.Field != "payload" {
-		t.Fatalf("oversized payload: err = %v, want a ValidationError on payload", err)
-	}
-	if err := big.Validate(0); err != nil {
-		t.Fatalf("no limit: %v", err)
-	}
-	bad := NewJob{Type: ""}
-	if err := bad.Validate(10); !errors.As(err, &ve) || ve.Field != "type" {
-		t.Fatalf("empty type: err = %v, want a ValidationError on type", err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/gorillaws"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
+	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
@@ -69,11 +70,11 @@ func setup(t *testing.T, startPool bool) *bundle {
 	if startPool {
 		pool.Start(context.Background())
 	}
+	// One service behind both APIs, as run wires it.
+	svc := jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
 	gql := graph.NewHandler(&graph.Resolver{
-		Store:                   jobs,
-		Broker:                  events,
+		Service:                 svc,
 		Logger:                  log,
-		MaxPayloadBytes:         maxPayloadBytes,
 		MaxSubscriptionsPerConn: 100,
 	}, graph.ServerOptions{
 		Websocket:          gorillaws.New(gorillaws.Options{}),
@@ -85,13 +86,11 @@ func setup(t *testing.T, startPool bool) *bundle {
 	streams := httpapi.NewStreams()
 	t.Cleanup(streams.CloseAll)
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{
-		Store:           jobs,
-		GraphQL:         gql,
-		Logger:          log,
-		Streams:         streams,
-		MaxBodyBytes:    maxBodyBytes,
-		MaxPayloadBytes: maxPayloadBytes,
-		ListMax:         listMax,
+		Jobs:         svc,
+		GraphQL:      gql,
+		Logger:       log,
+		Streams:      streams,
+		MaxBodyBytes: maxBodyBytes,
 	}))
 	t.Cleanup(srv.Close)
 	return &bundle{store: jobs, broker: events, pool: pool, streams: streams, srv: srv}

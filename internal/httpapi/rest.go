@@ -9,21 +9,17 @@ import (
 	"strconv"
 	"time"
 
-	"bytes"
-
 	"github.com/jobqueue/jobqueue/internal/domain"
-	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/jobs"
 )
 
 // restHandlers keep the original REST service's behaviour: the same
-// routes, JSON shapes and lowercase statuses.
+// routes, JSON shapes and lowercase statuses. They translate requests to
+// the jobs service, which applies every rule and default, and its errors to
+// status codes; reading the body and the query string is theirs.
 type restHandlers struct {
-	store       store.Store
-	log         *slog.Logger
-	maxPayload  int
-	listMax     int
-	maxAttempts int
-	types       domain.TypeFilter
+	jobs *jobs.Service
+	log  *slog.Logger
 }
 
 // jobJSON is a job as the REST API shows it.
@@ -76,28 +72,13 @@ func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid JSON body: more than one JSON value")
 		return
 	}
-	if in.Type == nil {
-		writeError(w, http.StatusBadRequest, "type: is required")
-		return
+	req := jobs.CreateRequest{Type: in.Type, Payload: in.Payload}
+	// The original service took an empty key for none; GraphQL, which
+	// has null for that, refuses an empty one.
+	if in.IdempotencyKey != "" {
+		req.IdempotencyKey = &in.IdempotencyKey
 	}
-	nj := domain.NewJob{Type: *in.Type, IdempotencyKey: in.IdempotencyKey, MaxAttempts: h.maxAttempts}
-	if len(in.Payload) > 0 {
-		var buf bytes.Buffer
-		if err := json.Compact(&buf, in.Payload); err != nil {
-			writeError(w, http.StatusBadRequest, "payload: "+err.Error())
-			return
-		}
-		nj.Payload = buf.Bytes()
-	}
-	if err := nj.Validate(h.maxPayload); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if err := h.types.Check(nj.Type); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	j, err := h.store.Create(r.Context(), nj)
+	j, err := h.jobs.Create(r.Context(), req)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -106,28 +87,20 @@ func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
-	q := store.ListQuery{Limit: h.listMax, SkipTotal: true} // the array has no total
+	req := jobs.ListRequest{Pages: jobs.RESTPages, SkipTotal: true} // the array has no total
 	if s := r.URL.Query().Get("limit"); s != "" {
+		// A positive integer is the parameter's syntax (the message
+		// quotes the text as sent), as GraphQL's Int is first's.
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: must be a positive integer, got %q", s))
 			return
 		}
-		q.Limit = min(n, h.listMax)
+		req.Limit = &n
 	}
-	if s := r.URL.Query().Get("status"); s != "" {
-		q.Status = domain.Status(s)
-		if !q.Status.Valid() {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("status: unknown status %q", s))
-			return
-		}
-	}
-	q.Type = r.URL.Query().Get("type")
-	if domain.NoJobHasType(q.Type) {
-		writeJSON(w, http.StatusOK, []jobJSON{})
-		return
-	}
-	page, err := h.store.List(r.Context(), q)
+	req.Status = domain.Status(r.URL.Query().Get("status"))
+	req.Type = r.URL.Query().Get("type")
+	page, err := h.jobs.List(r.Context(), req)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -139,9 +112,15 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// fail answers a request the store could not serve: 503 with Retry-After
-// while the store is unreachable (the client may try again), 500 otherwise.
+// fail answers a request the jobs service refused or could not serve: 400
+// with the broken rule, 503 with Retry-After while the store is unreachable
+// (the client may try again), 500 otherwise.
 func (h *restHandlers) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ve *domain.ValidationError
+	if errors.As(err, &ve) {
+		writeError(w, http.StatusBadRequest, ve.Error())
+		return
+	}
 	h.log.ErrorContext(r.Context(), "rest request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	if errors.Is(err, domain.ErrUnavailable) {
 		w.Header().Set("Retry-After", "1")

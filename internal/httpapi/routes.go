@@ -9,13 +9,13 @@ import (
 
 	"github.com/99designs/gqlgen/graphql/playground"
 
-	"github.com/jobqueue/jobqueue/internal/domain"
-	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/jobs"
 )
 
 // Deps are what the HTTP surface needs.
 type Deps struct {
-	Store   store.Store
+	// Jobs serves the REST endpoints.
+	Jobs    *jobs.Service
 	GraphQL http.Handler
 	Logger  *slog.Logger
 	// Streams tracks websockets and SSE responses so shutdown can end them
@@ -23,19 +23,11 @@ type Deps struct {
 	Streams *Streams
 	// MaxBodyBytes bounds request bodies; larger ones get 413.
 	MaxBodyBytes int64
-	// MaxPayloadBytes bounds a job's encoded payload.
-	MaxPayloadBytes int
-	// DefaultMaxAttempts applies to jobs created by POST /jobs.
-	DefaultMaxAttempts int
-	// Types, when not nil, are the only job types POST /jobs accepts.
-	Types domain.TypeFilter
-	// ListMax caps GET /jobs.
-	ListMax int
 }
 
 // NewHandler returns the service's whole HTTP surface.
 func NewHandler(d Deps) http.Handler {
-	rest := &restHandlers{store: d.Store, log: d.Logger, maxPayload: d.MaxPayloadBytes, listMax: d.ListMax, maxAttempts: d.DefaultMaxAttempts, types: d.Types}
+	rest := &restHandlers{jobs: d.Jobs, log: d.Logger}
 	mux := http.NewServeMux()
 	mux.Handle("/query", d.Streams.track(d.GraphQL))
 	mux.Handle("GET /{$}", playground.Handler("Job queue", "/query"))

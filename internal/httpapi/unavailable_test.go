@@ -16,6 +16,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
+	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 )
@@ -42,10 +43,11 @@ func TestUnavailableStoreGivesAClearError(t *testing.T) {
 	events := broker.New(broker.Options{})
 	t.Cleanup(events.Close)
 	st := downStore{memory.New(nil)}
-	gql := graph.NewHandler(&graph.Resolver{Store: st, Broker: events, Logger: log, MaxPayloadBytes: maxPayloadBytes, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
+	svc := jobsvc.New(st, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
+	gql := graph.NewHandler(&graph.Resolver{Service: svc, Logger: log, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
 	streams := httpapi.NewStreams()
 	t.Cleanup(streams.CloseAll)
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Store: st, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes, MaxPayloadBytes: maxPayloadBytes, ListMax: listMax}))
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Jobs: svc, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes}))
 	t.Cleanup(srv.Close)
 
 	for _, c := range []struct{ method, path, body string }{
@@ -119,10 +121,11 @@ func TestImpossibleTypeFilterMatchesNothing(t *testing.T) {
 	events := broker.New(broker.Options{})
 	t.Cleanup(events.Close)
 	st := downStore{memory.New(nil)} // List fails if asked
-	gql := graph.NewHandler(&graph.Resolver{Store: st, Broker: events, Logger: log, MaxPayloadBytes: maxPayloadBytes, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
+	svc := jobsvc.New(st, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
+	gql := graph.NewHandler(&graph.Resolver{Service: svc, Logger: log, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
 	streams := httpapi.NewStreams()
 	t.Cleanup(streams.CloseAll)
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Store: st, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes, MaxPayloadBytes: maxPayloadBytes, ListMax: listMax}))
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Jobs: svc, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes}))
 	t.Cleanup(srv.Close)
 
 	resp, err := http.Get(srv.URL + "/jobs?type=%ff%00")

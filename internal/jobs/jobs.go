@@ -1,0 +1,162 @@
+// Package jobs is the application service between the APIs and the store:
+// the one place for "may this caller do this, and with what defaults".
+// GraphQL resolvers and REST handlers translate their requests into its
+// methods (Create, Get, List, Cancel, Retry, Stats, Watch) and its errors
+// into their own answers; neither validates on its own. Defaults, every
+// rule of a new job, the type filter, page sizes and the "no job can have
+// this type" shortcut live here, and authorization will live here too, so
+// that both APIs get each rule from one place.
+//
+// Errors: a rule the caller broke is a *domain.ValidationError naming the
+// field as the APIs name it (its message is what both APIs show); a job
+// that does not exist wraps domain.ErrNotFound; an operation the job's
+// status refuses is a *ConflictError (wrapping domain.ErrConflict); anything
+// else is the store's error wrapped with what was being done.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+)
+
+// Options configure a Service. They are fixed once the service is built.
+type Options struct {
+	// MaxPayloadBytes bounds a job's payload once encoded compactly; zero
+	// means no bound.
+	MaxPayloadBytes int
+	// DefaultMaxAttempts is the attempts of a job created without
+	// maxAttempts. It is trusted (the configuration checks it); zero leaves
+	// the store's default of one attempt.
+	DefaultMaxAttempts int
+	// Types, when not nil, are the only job types Create accepts.
+	Types TypeFilter
+	// RESTListMax is the size of a RESTPages listing when the request names
+	// none, and the most it may ask for; zero means MaxPageSize.
+	RESTListMax int
+}
+
+// Subscriber is the part of the broker Watch uses.
+type Subscriber interface {
+	Subscribe(ctx context.Context, f broker.Filter) (*broker.Subscription, error)
+}
+
+// Service carries out the APIs' requests against the store and the broker.
+// It holds no mutable state and is safe for concurrent use.
+type Service struct {
+	store  store.Store
+	events Subscriber
+	opts   Options
+}
+
+// New returns a service over st (every read and change of a job) and
+// events (the subscriptions of Watch).
+func New(st store.Store, events Subscriber, opts Options) *Service {
+	if opts.RESTListMax <= 0 {
+		opts.RESTListMax = MaxPageSize
+	}
+	return &Service{store: st, events: events, opts: opts}
+}
+
+// Create validates req (see CreateRequest), applies the defaults and stores
+// the new job, or returns the job that already has req's idempotency key.
+// A broken rule gives a *domain.ValidationError and stores nothing.
+func (s *Service) Create(ctx context.Context, req CreateRequest) (*domain.Job, error) {
+	nj, err := s.newJob(req)
+	if err != nil {
+		return nil, err
+	}
+	j, err := s.store.Create(ctx, nj)
+	if err != nil {
+		return nil, fmt.Errorf("create job: %w", err)
+	}
+	return j, nil
+}
+
+// Get returns the job with the id, or an error wrapping domain.ErrNotFound.
+func (s *Service) Get(ctx context.Context, id string) (*domain.Job, error) {
+	j, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("get job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// Cancel cancels a pending job at once, or asks the worker running a
+// processing job to cancel it (see store.Store.Cancel). A job in a final
+// status gives a *ConflictError; an unknown id an error wrapping
+// domain.ErrNotFound.
+func (s *Service) Cancel(ctx context.Context, id string) (*domain.Job, error) {
+	j, err := s.store.Cancel(ctx, id)
+	if err != nil {
+		return nil, s.jobError(ctx, "cancel", id, err)
+	}
+	return j, nil
+}
+
+// Retry puts a failed or cancelled job back to pending now. Another status
+// gives a *ConflictError; an unknown id an error wrapping
+// domain.ErrNotFound.
+func (s *Service) Retry(ctx context.Context, id string) (*domain.Job, error) {
+	j, err := s.store.Retry(ctx, id)
+	if err != nil {
+		return nil, s.jobError(ctx, "retry", id, err)
+	}
+	return j, nil
+}
+
+// Stats counts jobs per status, only those of typ when it is not empty. A
+// type no job can have counts nothing without asking the store.
+func (s *Service) Stats(ctx context.Context, typ string) (domain.Stats, error) {
+	if domain.NoJobHasType(typ) {
+		return domain.Stats{}, nil
+	}
+	st, err := s.store.Stats(ctx, typ)
+	if err != nil {
+		return domain.Stats{}, fmt.Errorf("count jobs: %w", err)
+	}
+	return st, nil
+}
+
+// ConflictError reports that a job's status refuses an operation:
+// cancelling a job in a final status, retrying one that is neither failed
+// nor cancelled. It wraps domain.ErrConflict.
+type ConflictError struct {
+	// Op is the refused operation: "cancel" or "retry".
+	Op string
+	// ID is the job's id.
+	ID string
+	// Status is the job's status when the operation was refused; empty
+	// when it could not be read (the job was deleted meanwhile, or the
+	// store failed).
+	Status domain.Status
+}
+
+func (e *ConflictError) Error() string {
+	if e.Status == "" {
+		return fmt.Sprintf("cannot %s job %q in its current status", e.Op, e.ID)
+	}
+	return fmt.Sprintf("cannot %s job %q: it is %s", e.Op, e.ID, e.Status)
+}
+
+// Unwrap makes errors.Is(err, domain.ErrConflict) true.
+func (e *ConflictError) Unwrap() error { return domain.ErrConflict }
+
+// jobError wraps the store's error about an operation on one job. A
+// conflict becomes a *ConflictError with the job's current status, read
+// after the refusal: the store's error does not carry it, and the status
+// is what tells the client why.
+func (s *Service) jobError(ctx context.Context, op, id string, err error) error {
+	if !errors.Is(err, domain.ErrConflict) {
+		return fmt.Errorf("%s job %s: %w", op, id, err)
+	}
+	ce := &ConflictError{Op: op, ID: id}
+	if j, gerr := s.store.Get(ctx, id); gerr == nil {
+		ce.Status = j.Status
+	}
+	return ce
+}

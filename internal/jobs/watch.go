@@ -1,0 +1,52 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+// WatchRequest selects the changes Watch streams. Zero fields match every
+// job.
+type WatchRequest struct {
+	// ID, when not empty, watches one job: its current state first, then
+	// its changes until it reaches a final state.
+	ID string
+	// Type, when not empty, watches only jobs of that type.
+	Type string
+}
+
+// Watch subscribes to the changes req selects. For an ID it reads the
+// job's current state after subscribing, so that no change made in between
+// is missed, and primes the subscription with it (the broker drops what
+// that state already covers); a job that does not exist, or whose type is
+// not req.Type, gives an error wrapping domain.ErrNotFound and no
+// subscription.
+//
+// The caller owns the returned subscription: it ends when ctx is done (or
+// see broker.Broker.Subscribe for the other ends); Close ends it sooner.
+func (s *Service) Watch(ctx context.Context, req WatchRequest) (*broker.Subscription, error) {
+	sub, err := s.events.Subscribe(ctx, broker.Filter{ID: req.ID, Type: req.Type})
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to job changes: %w", err)
+	}
+	if req.ID == "" {
+		return sub, nil
+	}
+	current, err := s.store.Get(ctx, req.ID)
+	if err == nil && req.Type != "" && current.Type != req.Type {
+		err = fmt.Errorf("job has type %q: %w", current.Type, domain.ErrNotFound)
+	}
+	if err != nil {
+		sub.Close()
+		if errors.Is(err, domain.ErrNotFound) {
+			return nil, fmt.Errorf("watch job %s: %w", req.ID, err)
+		}
+		return nil, fmt.Errorf("watch job %s: read its current state: %w", req.ID, err)
+	}
+	sub.Prime(current)
+	return sub, nil
+}
