@@ -77,7 +77,7 @@ func run() error {
 	conc := flag.Int("c", 16, "goroutines creating jobs one at a time")
 	workers := flag.Int("workers", 100, "workers of the pool")
 	batch := flag.Int("batch", 100, "most jobs one claim takes (worker QueueCapacity)")
-	cooldown := flag.Duration("cooldown", -1, "worker ClaimCooldown (default -1: the store's own, store.Tuning; 0: none)")
+	cooldown := flag.Duration("cooldown", -1, "worker ClaimCooldown: negative for the store's own (store.Tuning), 0 for none")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the burn-down to this file")
 	vacuum := flag.Bool("vacuum", true, "PostgreSQL: VACUUM ANALYZE the table before the burn-down, as bench/river does")
