@@ -1217,3 +1217,94 @@ func TestJobDueDuringAClaimRuns(t *testing.T) {
 		stopped(t, stop)
 	})
 }
+
+// cancellingClaimStore asks for the cancellation of every job it claims
+// before the claim returns, as a user may while a claim is under way.
+type cancellingClaimStore struct{ *memory.Store }
+
+func (s cancellingClaimStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
+	jobs, err := s.Store.Claim(ctx, req)
+	for _, j := range jobs {
+		if _, err := s.Store.Cancel(ctx, j.ID); err != nil {
+			return nil, err
+		}
+	}
+	return jobs, err
+}
+
+// A cancellation that arrives while the claim of its job is under way
+// (the dispatcher does not hold the job yet) still reaches it: its handler
+// never starts and the job ends cancelled.
+func TestCancellationDuringItsClaimIsNotLost(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int32
+		b := setup(t, worker.Options{Default: worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			runs.Add(1)
+			<-ctx.Done()
+			return ctx.Err()
+		})}, func(m *memory.Store) worker.Store { return cancellingClaimStore{m} })
+		stop := b.run(t)
+		id := b.create(t, 1, "")[0]
+		j := b.jobs.WaitFinal(t, id)[0]
+		stopped(t, stop)
+		if j.Status != domain.StatusCancelled || runs.Load() != 0 {
+			t.Fatalf("job = %s after %d handler runs; want cancelled, never run", j.Status, runs.Load())
+		}
+	})
+}
+
+// beatingSlowStore holds completions (slowCompleteStore) and counts
+// heartbeats.
+type beatingSlowStore struct {
+	*slowCompleteStore
+	heartbeats atomic.Int32
+}
+
+func (s *beatingSlowStore) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
+	s.heartbeats.Add(1)
+	return s.slowCompleteStore.Heartbeat(ctx, owner, ids, until)
+}
+
+// The stop waits for the last outcome to be written, and the heartbeat
+// keeps the job's lease until then: the heartbeat winds down after the
+// completer.
+func TestLeaseIsRenewedUntilTheLastOutcomeIsWritten(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var st *beatingSlowStore
+		b := setup(t, worker.Options{LeaseDuration: 300 * time.Millisecond, Default: noop}, func(m *memory.Store) worker.Store {
+			st = &beatingSlowStore{slowCompleteStore: &slowCompleteStore{Store: m, release: make(chan struct{})}}
+			return st
+		})
+		stop := b.run(t)
+		var releaseOnce sync.Once
+		release := func() { releaseOnce.Do(func() { close(st.release) }) }
+		t.Cleanup(release) // before run's cleanup: a failed test must not hang on the held write
+		id := b.create(t, 1, "")[0]
+		synctest.Wait() // the job ran; its completion is held
+		stopped := make(chan error, 1)
+		go func() { stopped <- stop() }()
+		time.Sleep(time.Second) // more than three leases
+		synctest.Wait()
+		select {
+		case err := <-stopped:
+			t.Fatalf("Run returned (%v) before the outcome was written", err)
+		default:
+		}
+		if n := st.heartbeats.Load(); n != 10 {
+			t.Fatalf("%d heartbeats in 1s with a 300ms lease, want 10 (one per 100ms)", n)
+		}
+		now := time.Now()
+		if got, _ := b.mem.RescueExpired(context.Background(), now, 10); len(got) != 0 {
+			t.Fatalf("rescued %d jobs: the lease of a job whose outcome was being written expired", len(got))
+		}
+		release()
+		if err := <-stopped; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if j := b.get(t, id); j.Status != domain.StatusCompleted {
+			t.Fatalf("job = %s, want completed", j.Status)
+		}
+	})
+}
