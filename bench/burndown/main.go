@@ -77,7 +77,7 @@ func run() error {
 	conc := flag.Int("c", 16, "goroutines creating jobs one at a time")
 	workers := flag.Int("workers", 100, "workers of the pool")
 	batch := flag.Int("batch", 100, "most jobs one claim takes (worker QueueCapacity)")
-	cooldown := flag.Duration("cooldown", -1, "worker ClaimCooldown (default: postgres.ClaimCooldown on PostgreSQL, 0 otherwise)")
+	cooldown := flag.Duration("cooldown", -1, "worker ClaimCooldown: negative for the store's own (store.Tuning), 0 for none")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the burn-down to this file")
 	vacuum := flag.Bool("vacuum", true, "PostgreSQL: VACUUM ANALYZE the table before the burn-down, as bench/river does")
@@ -136,14 +136,19 @@ func run() error {
 			return err
 		}
 	}
-	if *cooldown < 0 {
-		*cooldown = b.cooldown
+	claimCooldown := *cooldown // worker.Options.ClaimCooldown: 0 is the store's, negative none
+	switch {
+	case *cooldown < 0:
+		claimCooldown = 0
+		*cooldown = store.TuningOf(st).ClaimCooldown
+	case *cooldown == 0:
+		claimCooldown = -1
 	}
 	counted := &countingStore{Store: st}
 	p := worker.New(counted, worker.Options{
 		Workers:       *workers,
 		QueueCapacity: *batch,
-		ClaimCooldown: *cooldown,
+		ClaimCooldown: claimCooldown,
 		Default:       worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil }),
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -211,6 +216,9 @@ type countingStore struct {
 	claims, claimed atomic.Int64
 }
 
+// Tuning forwards the store's (embedding the interface does not).
+func (c *countingStore) Tuning() store.Tuning { return store.TuningOf(c.Store) }
+
 func (c *countingStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
 	jobs, err := c.Store.Claim(ctx, req)
 	if len(jobs) > 0 {
@@ -226,8 +234,7 @@ type backend struct {
 	name  string
 	close func()
 	// prepare runs between the inserts and the burn-down (nil for nothing).
-	prepare  func(ctx context.Context) error
-	cooldown time.Duration // the worker ClaimCooldown suited to the store
+	prepare func(ctx context.Context) error
 	// usage reads counters whose growth during the burn-down is reported.
 	usage func(ctx context.Context) counters
 }
@@ -319,7 +326,6 @@ func openPostgres(ctx context.Context, db string, pub store.Publisher) (*backend
 			}
 			return nil
 		},
-		cooldown: postgres.ClaimCooldown,
 		usage: func(ctx context.Context) counters {
 			c := counters{}
 			ownCPU(c)

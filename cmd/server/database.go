@@ -108,4 +108,8 @@ func openStore(ctx context.Context, cfg config, pub store.Publisher, log *slog.L
 	return &openedStore{Store: memory.New(pub), backend: backendMemory, close: func() {}}, nil
 }
 
+// Tuning is the opened backend's store.Tuning (the embedded interface
+// does not carry the backend's optional methods).
+func (o *openedStore) Tuning() store.Tuning { return store.TuningOf(o.Store) }
+
 func randomSuffix() string { return strings.ToLower(rand.Text()[:8]) }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
@@ -24,10 +25,9 @@ import (
 	"github.com/jobqueue/jobqueue/internal/httpapi"
 	// Aliased: run's own variable jobs is the store.
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
-	"github.com/jobqueue/jobqueue/internal/retention"
+	"github.com/jobqueue/jobqueue/internal/maintenance"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
-	"github.com/jobqueue/jobqueue/internal/store/postgres"
 	"github.com/jobqueue/jobqueue/internal/webhook"
 	"github.com/jobqueue/jobqueue/internal/worker"
 )
@@ -112,16 +112,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		log.Info("webhook handlers", "types", len(handlers))
 	}
-	var pollInterval, claimCooldown time.Duration
-	if jobs.backend == backendPostgres {
-		pollInterval = cfg.PollInterval // other processes' jobs: a notification may be missed
-		claimCooldown = postgres.ClaimCooldown
-	}
+	// The store states its own tuning (claim cooldown, whether it must be
+	// polled: only PostgreSQL heeds POLL_INTERVAL).
 	pool := worker.New(jobs, worker.Options{
 		Owner:           cfg.InstanceID,
 		LeaseDuration:   cfg.LeaseDuration,
-		PollInterval:    pollInterval,
-		ClaimCooldown:   claimCooldown,
+		PollInterval:    cfg.PollInterval,
+		ShutdownGrace:   cfg.ShutdownTimeout,
 		Workers:         cfg.Workers,
 		QueueCapacity:   cfg.QueueCapacity,
 		Handlers:        handlers,
@@ -182,20 +179,27 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		defer stopDebug()
 	}
-	pool.Start(ctx)
-	sweepCtx, stopSweeping := context.WithCancel(context.WithoutCancel(ctx))
-	sweeperDone := make(chan struct{})
-	go func() {
-		defer close(sweeperDone)
-		if cfg.Retention == 0 {
-			return // RETENTION=0 keeps finished jobs forever
-		}
-		sweeper := &retention.Sweeper{Store: jobs, Retention: cfg.Retention, Interval: max(cfg.RetentionSweep, time.Second), Logger: log}
-		sweeper.Run(sweepCtx)
-	}()
+	// The pool runs until stopPool, then stops softly within
+	// SHUTDOWN_TIMEOUT (worker.Options.ShutdownGrace).
+	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
+	poolDone := make(chan error, 1)
+	go func() { poolDone <- pool.Run(poolCtx) }()
+	// Maintenance: the rescuer gives back the jobs of lost workers (half a
+	// lease after their lease expired at worst); the sweeper deletes
+	// finished jobs past RETENTION (0 keeps them forever). Both stop last.
+	maintCtx, stopMaintenance := context.WithCancel(context.WithoutCancel(ctx))
+	var maint errgroup.Group
+	maint.Go(func() error {
+		return (&maintenance.Rescuer{Store: jobs, Interval: cfg.LeaseDuration / 2, Logger: log}).Run(maintCtx)
+	})
+	if cfg.Retention > 0 {
+		maint.Go(func() error {
+			return (&maintenance.Sweeper{Store: jobs, Retention: cfg.Retention, Interval: max(cfg.RetentionSweep, time.Second), Logger: log}).Run(maintCtx)
+		})
+	}
 	defer func() {
-		stopSweeping()
-		<-sweeperDone
+		stopMaintenance()
+		_ = maint.Wait()
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -209,7 +213,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		log.Info("shutting down", "shutdown_timeout", cfg.ShutdownTimeout)
 	case err := <-serveErr:
 		// Serve failed on its own; still stop the workers and streams.
-		_ = pool.Shutdown(context.Background())
+		stopPool()
+		<-poolDone
 		streams.CloseAll()
 		waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
 		defer cancelWait()
@@ -224,7 +229,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	go func() { httpDone <- srv.Shutdown(graceCtx) }()
 	// Stop claiming; running jobs get the grace period, then are cancelled
 	// and returned to pending.
-	if err := pool.Shutdown(graceCtx); err != nil {
+	stopPool()
+	if err := <-poolDone; err != nil {
 		log.Warn("workers stopped", "err", err)
 	}
 	// Subscribers stayed connected while jobs finished. Let the last

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/worker"
 	"go.uber.org/goleak"
@@ -70,31 +71,31 @@ func TestProgressAndResultThroughAPool(t *testing.T) {
 	t.Parallel()
 	var mu sync.Mutex
 	var progress []int
-	done := make(chan *domain.Job, 1)
+	jobs := jobwatch.New()
 	var pool *worker.Pool
-	st := memory.New(store.PublisherFunc(func(j *domain.Job) {
+	st := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) {
 		pool.Publish(j)
 		if j.Status == domain.StatusProcessing && j.Progress != nil {
 			mu.Lock()
 			progress = append(progress, *j.Progress)
 			mu.Unlock()
 		}
-		if j.Status.Final() {
-			done <- j
-		}
-	}))
+	}), jobs})
 	pool = worker.New(st, worker.Options{Default: Handler{}, ProgressInterval: time.Nanosecond})
-	pool.Start(context.Background())
-	defer func() { _ = pool.Shutdown(context.Background()) }()
-	if _, err := st.Create(context.Background(), domain.NewJob{Type: "t", Payload: json.RawMessage(`{"durationMs": 20, "progress": true}`)}); err != nil {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pool.Run(ctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("pool: %v", err)
+		}
+	}()
+	created, err := st.Create(context.Background(), domain.NewJob{Type: "t", Payload: json.RawMessage(`{"durationMs": 20, "progress": true}`)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	var j *domain.Job
-	select {
-	case j = <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("job not finished within 10s")
-	}
+	j := jobs.WaitFinal(t, created.ID)[0]
 	if j.Status != domain.StatusCompleted || string(j.Result) != `{"durationMs":20,"simulated":true}` {
 		t.Fatalf("job = %s result %s", j.Status, j.Result)
 	}

@@ -191,3 +191,43 @@ func (ps Publishers) Publish(job *domain.Job) {
 		p.Publish(job)
 	}
 }
+
+// Tuning is how a backend wants the worker to use it: properties of the
+// backend (what a claim costs, whether its wake-ups can be missed, how it
+// batches writes), stated by the backend so that neither the worker nor
+// the server needs to know which backend it runs on. The zero value suits
+// an in-process store whose claims are cheap and whose every change is
+// published.
+type Tuning struct {
+	// ClaimCooldown is how long, while jobs keep coming, the dispatcher
+	// waits after a claim that found jobs before it claims again for fewer
+	// workers than a full batch, so that workers freed meanwhile share one
+	// claim. Worth a millisecond or two where a claim is a statement and a
+	// commit whose cost hardly depends on how many jobs it takes.
+	ClaimCooldown time.Duration
+	// MissableWakeups reports that the store may not publish every job
+	// that becomes runnable (jobs created by other processes sharing it, a
+	// notification lost with a dropped connection): the dispatcher must
+	// also poll (the server's POLL_INTERVAL).
+	MissableWakeups bool
+	// OutcomesPerWorker, when positive, is how many outcomes per worker
+	// the worker keeps being written at once. A store that coalesces
+	// concurrent writes into one statement, waiting a little to gather
+	// them, wants several; each is also a job a crash runs again.
+	OutcomesPerWorker int
+}
+
+// Tuner is implemented by stores that state a Tuning; a store that does
+// not gets the zero Tuning. A wrapper that embeds the Store interface does
+// not inherit its Tuning method: it must forward it (store.TuningOf(inner)).
+type Tuner interface {
+	Tuning() Tuning
+}
+
+// TuningOf returns st's Tuning, or the zero Tuning when st states none.
+func TuningOf(st any) Tuning {
+	if t, ok := st.(Tuner); ok {
+		return t.Tuning()
+	}
+	return Tuning{}
+}

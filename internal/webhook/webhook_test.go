@@ -17,6 +17,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/webhook"
 	"github.com/jobqueue/jobqueue/internal/worker"
@@ -27,27 +28,24 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // run creates one job handled by h and returns it once final.
 func run(t *testing.T, h worker.Handler, nj domain.NewJob) *domain.Job {
 	t.Helper()
-	done := make(chan *domain.Job, 1)
+	jobs := jobwatch.New()
 	var pool *worker.Pool
-	st := memory.New(store.PublisherFunc(func(j *domain.Job) {
-		pool.Publish(j)
-		if j.Status.Final() {
-			done <- j
-		}
-	}))
+	st := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), jobs})
 	pool = worker.New(st, worker.Options{Default: h, RetryBackoff: time.Millisecond, RetryBackoffMax: time.Millisecond, JobTimeout: 5 * time.Second})
-	pool.Start(context.Background())
-	defer func() { _ = pool.Shutdown(context.Background()) }()
-	if _, err := st.Create(context.Background(), nj); err != nil {
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pool.Run(ctx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("pool: %v", err)
+		}
+	}()
+	j, err := st.Create(context.Background(), nj)
+	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case j := <-done:
-		return j
-	case <-time.After(10 * time.Second):
-		t.Fatal("job not final within 10s")
-		return nil
-	}
+	return jobs.WaitFinal(t, j.ID)[0]
 }
 
 func TestDeliveryAndResult(t *testing.T) {

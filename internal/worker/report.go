@@ -16,7 +16,7 @@ import (
 // attempt is what a handler can report about its current attempt. The
 // worker puts it in the handler's context.
 type attempt struct {
-	pool  *Pool
+	exec  *executor
 	lease store.Lease
 
 	mu        sync.Mutex
@@ -57,7 +57,7 @@ func ReportProgress(ctx context.Context, percent int) error {
 		return nil // an abandoned handler reporting after its attempt ended
 	}
 	a.pending = percent
-	if wait := a.pool.opts.ProgressInterval - time.Since(a.lastWrite); wait > 0 {
+	if wait := a.exec.progressInterval - time.Since(a.lastWrite); wait > 0 {
 		// Held back; written when the interval ends unless a later report
 		// or the attempt's end writes it first.
 		if a.flush == nil {
@@ -77,7 +77,7 @@ func (a *attempt) flushPending() {
 		return
 	}
 	if err := a.writeLocked(context.Background()); err != nil {
-		a.pool.log.Warn("progress report lost", "id", a.lease.JobID, "err", err)
+		a.exec.log.Warn("progress report lost", "id", a.lease.JobID, "err", err)
 	}
 }
 
@@ -107,9 +107,9 @@ func (a *attempt) writeLocked(ctx context.Context) error {
 	if a.pending < 0 || a.pending == a.written {
 		return nil
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.pool.opts.StoreTimeout)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.exec.storeTimeout)
 	defer cancel()
-	_, err := a.pool.store.Progress(wctx, a.lease, a.pending)
+	_, err := a.exec.store.Progress(wctx, a.lease, a.pending)
 	if err != nil && !errors.Is(err, domain.ErrConflict) {
 		return fmt.Errorf("report progress of job %s: %w", a.lease.JobID, err)
 	}
@@ -127,7 +127,7 @@ func (a *attempt) finish(ctx context.Context) json.RawMessage {
 		a.flush = nil
 	}
 	if err := a.writeLocked(ctx); err != nil {
-		a.pool.log.Warn("last progress report lost", "id", a.lease.JobID, "err", err)
+		a.exec.log.Warn("last progress report lost", "id", a.lease.JobID, "err", err)
 	}
 	return a.result
 }

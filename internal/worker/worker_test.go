@@ -9,76 +9,77 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/maintenance"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/worker"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// finals counts jobs that reached a final status and signals when a target
-// is reached.
-type finals struct {
-	mu      sync.Mutex
-	byID    map[string]domain.Status
-	target  int
-	reached chan struct{}
-}
-
-func newFinals(target int) *finals {
-	return &finals{byID: map[string]domain.Status{}, target: target, reached: make(chan struct{})}
-}
-
-func (f *finals) Publish(j *domain.Job) {
-	if !j.Status.Final() {
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.byID[j.ID] = j.Status
-	if len(f.byID) == f.target {
-		close(f.reached)
-	}
-}
-
-func (f *finals) wait(t *testing.T, d time.Duration) {
-	t.Helper()
-	select {
-	case <-f.reached:
-	case <-time.After(d):
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		t.Fatalf("%d of %d jobs final after %v", len(f.byID), f.target, d)
-	}
-}
-
 type bundle struct {
-	store *memory.Store
-	pool  *worker.Pool
+	mem  *memory.Store
+	pool *worker.Pool
+	jobs *jobwatch.Watcher // every change the store published
 }
 
 // setup wires a memory store to a pool the way the server does: the store
-// publishes to the pool (and to extra publishers).
-func setup(t *testing.T, opts worker.Options, extra ...store.Publisher) *bundle {
+// publishes to the pool, to a watcher and to extra publishers. wrap, when
+// not nil, puts a test double between the pool and the store.
+func setup(t *testing.T, opts worker.Options, wrap func(*memory.Store) worker.Store, extra ...store.Publisher) *bundle {
 	t.Helper()
-	var pool *worker.Pool
-	pubs := store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) })}
-	st := memory.New(append(pubs, extra...))
-	pool = worker.New(st, opts)
-	return &bundle{store: st, pool: pool}
+	b := &bundle{jobs: jobwatch.New()}
+	pubs := store.Publishers{store.PublisherFunc(func(j *domain.Job) { b.pool.Publish(j) }), b.jobs}
+	b.mem = memory.New(append(pubs, extra...))
+	var st worker.Store = b.mem
+	if wrap != nil {
+		st = wrap(b.mem)
+	}
+	b.pool = worker.New(st, opts)
+	return b
+}
+
+// run runs the pool until the returned stop is called (or the test ends);
+// stop cancels Run's context and returns Run's error.
+func (b *bundle) run(t *testing.T) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.pool.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// stopped stops the pool and fails the test if Run reports an error.
+func stopped(t *testing.T, stop func() error) {
+	t.Helper()
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 }
 
 func (b *bundle) create(t *testing.T, n int, payload string) []string {
 	t.Helper()
 	ids := make([]string, n)
 	for i := range ids {
-		j, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", Payload: []byte(payload)})
+		j, err := b.mem.Create(context.Background(), domain.NewJob{Type: "t", Payload: []byte(payload)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,14 +88,25 @@ func (b *bundle) create(t *testing.T, n int, payload string) []string {
 	return ids
 }
 
-func stop(t *testing.T, p *worker.Pool) {
+func (b *bundle) createJob(t *testing.T, nj domain.NewJob) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := p.Shutdown(ctx); err != nil {
-		t.Fatalf("shutdown: %v", err)
+	j, err := b.mem.Create(context.Background(), nj)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return j.ID
 }
+
+func (b *bundle) get(t *testing.T, id string) *domain.Job {
+	t.Helper()
+	j, err := b.mem.Get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+var noop = worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })
 
 func TestEveryJobRunsExactlyOnce(t *testing.T) {
 	t.Parallel()
@@ -107,23 +119,22 @@ func TestEveryJobRunsExactlyOnce(t *testing.T) {
 		mu.Unlock()
 		return nil
 	})
-	f := newFinals(jobs)
-	b := setup(t, worker.Options{Workers: 8, QueueCapacity: 100, Default: h}, f)
-	b.pool.Start(context.Background())
+	b := setup(t, worker.Options{Workers: 8, QueueCapacity: 100, Default: h}, nil)
+	stop := b.run(t)
 	// Half created before and half while the workers run.
 	ids := b.create(t, jobs/2, "")
 	ids = append(ids, b.create(t, jobs/2, "")...)
-	f.wait(t, 60*time.Second)
-	stop(t, b.pool)
+	final := b.jobs.WaitFinal(t, ids...)
+	stopped(t, stop)
 
 	mu.Lock()
 	defer mu.Unlock()
-	for _, id := range ids {
+	for i, id := range ids {
 		if runs[id] != 1 {
 			t.Fatalf("job %s ran %d times, want once", id, runs[id])
 		}
-		if f.byID[id] != domain.StatusCompleted {
-			t.Fatalf("job %s is %s, want completed", id, f.byID[id])
+		if final[i].Status != domain.StatusCompleted {
+			t.Fatalf("job %s is %s, want completed", id, final[i].Status)
 		}
 	}
 }
@@ -131,33 +142,30 @@ func TestEveryJobRunsExactlyOnce(t *testing.T) {
 func TestFullQueueLosesNoJob(t *testing.T) {
 	t.Parallel()
 	const jobs = 1000
-	f := newFinals(jobs)
 	release := make(chan struct{})
 	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
 		<-release // hold the only worker until every job is stored
 		return nil
 	})
-	b := setup(t, worker.Options{Workers: 1, QueueCapacity: 1, Default: h}, f)
-	b.pool.Start(context.Background())
+	b := setup(t, worker.Options{Workers: 1, QueueCapacity: 1, Default: h}, nil)
+	stop := b.run(t)
 	ids := b.create(t, jobs, "")
 	close(release)
-	f.wait(t, 30*time.Second)
-	stop(t, b.pool)
-	for _, id := range ids {
-		if f.byID[id] != domain.StatusCompleted {
-			t.Fatalf("job %s is %q, want completed", id, f.byID[id])
+	for _, j := range b.jobs.WaitFinal(t, ids...) {
+		if j.Status != domain.StatusCompleted {
+			t.Fatalf("job %s is %q, want completed", j.ID, j.Status)
 		}
 	}
+	stopped(t, stop)
 }
 
-func TestJobsStoredBeforeStartRun(t *testing.T) {
+func TestJobsStoredBeforeRunRun(t *testing.T) {
 	t.Parallel()
-	f := newFinals(5)
-	b := setup(t, worker.Options{Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })}, f)
-	b.create(t, 5, "")
-	b.pool.Start(context.Background())
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
+	b := setup(t, worker.Options{Default: noop}, nil)
+	ids := b.create(t, 5, "")
+	stop := b.run(t)
+	b.jobs.WaitFinal(t, ids...)
+	stopped(t, stop)
 }
 
 func TestFailuresAndPanicsFailTheJob(t *testing.T) {
@@ -171,19 +179,15 @@ func TestFailuresAndPanicsFailTheJob(t *testing.T) {
 		}
 		return nil
 	})
-	f := newFinals(3)
-	b := setup(t, worker.Options{Workers: 2, Default: h}, f)
-	b.pool.Start(context.Background())
+	b := setup(t, worker.Options{Workers: 2, Default: h}, nil)
+	stop := b.run(t)
 	panicked := b.create(t, 1, `"panic"`)[0]
 	failed := b.create(t, 1, `"fail"`)[0]
 	ok := b.create(t, 1, `"ok"`)[0]
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
+	b.jobs.WaitFinal(t, panicked, failed, ok)
+	stopped(t, stop)
 	for id, want := range map[string]string{panicked: "handler panicked: handler bug", failed: "no such mailbox", ok: ""} {
-		j, err := b.store.Get(context.Background(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
+		j := b.get(t, id)
 		wantStatus := domain.StatusFailed
 		if want == "" {
 			wantStatus = domain.StatusCompleted
@@ -200,22 +204,21 @@ func TestHandlersByType(t *testing.T) {
 	mk := func(name string) worker.Handler {
 		return worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error { got.Store(j.ID, name); return nil })
 	}
-	f := newFinals(2)
-	b := setup(t, worker.Options{Handlers: map[string]worker.Handler{"email": mk("email")}, Default: mk("default")}, f)
-	b.pool.Start(context.Background())
-	e, _ := b.store.Create(context.Background(), domain.NewJob{Type: "email"})
-	o, _ := b.store.Create(context.Background(), domain.NewJob{Type: "other"})
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
-	if v, _ := got.Load(e.ID); v != "email" {
+	b := setup(t, worker.Options{Handlers: map[string]worker.Handler{"email": mk("email")}, Default: mk("default")}, nil)
+	stop := b.run(t)
+	e := b.createJob(t, domain.NewJob{Type: "email"})
+	o := b.createJob(t, domain.NewJob{Type: "other"})
+	b.jobs.WaitFinal(t, e, o)
+	stopped(t, stop)
+	if v, _ := got.Load(e); v != "email" {
 		t.Fatalf("email job ran on %v", v)
 	}
-	if v, _ := got.Load(o.ID); v != "default" {
+	if v, _ := got.Load(o); v != "default" {
 		t.Fatalf("other job ran on %v", v)
 	}
 }
 
-func TestShutdownLetsRunningJobsFinish(t *testing.T) {
+func TestStopLetsRunningJobsFinish(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{})
 	finish := make(chan struct{})
@@ -224,26 +227,72 @@ func TestShutdownLetsRunningJobsFinish(t *testing.T) {
 		<-finish
 		return nil
 	})
-	b := setup(t, worker.Options{Default: h})
-	b.pool.Start(context.Background())
+	b := setup(t, worker.Options{Default: h}, nil)
+	stop := b.run(t)
 	id := b.create(t, 1, "")[0]
 	waiting := b.create(t, 1, "")[0]
 	<-started
 	done := make(chan error)
-	go func() { done <- b.pool.Shutdown(context.Background()) }()
+	go func() { done <- stop() }()
 	<-b.pool.Stopping() // release the running job only once claiming has stopped
 	close(finish)
 	if err := <-done; err != nil {
-		t.Fatalf("shutdown: %v", err)
+		t.Fatalf("Run: %v", err)
 	}
-	if j, _ := b.store.Get(context.Background(), id); j.Status != domain.StatusCompleted {
-		t.Fatalf("running job is %s after a soft shutdown, want completed", j.Status)
+	if j := b.get(t, id); j.Status != domain.StatusCompleted {
+		t.Fatalf("running job is %s after a soft stop, want completed", j.Status)
 	}
-	if j, _ := b.store.Get(context.Background(), waiting); j.Status != domain.StatusPending || j.Attempts != 0 {
-		t.Fatalf("queued job is %s (attempts %d) after shutdown, want pending and never started", j.Status, j.Attempts)
+	if j := b.get(t, waiting); j.Status != domain.StatusPending || j.Attempts != 0 {
+		t.Fatalf("queued job is %s (attempts %d) after the stop, want pending and never started", j.Status, j.Attempts)
 	}
 }
 
+// Once the grace period is over, a running job is cancelled and goes back
+// to pending, its attempt counted; a pool run later picks it up.
+func TestStopAfterTheGracePeriodReturnsJobToPending(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan struct{})
+		var cancelledAt time.Time
+		h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			close(started)
+			<-ctx.Done()
+			cancelledAt = time.Now()
+			return ctx.Err()
+		})
+		b := setup(t, worker.Options{Default: h, ShutdownGrace: 3 * time.Second}, nil)
+		stop := b.run(t)
+		id := b.create(t, 1, "")[0]
+		<-started
+		stopAt := time.Now()
+		err := stop()
+		if !errors.Is(err, worker.ErrInterrupted) {
+			t.Fatalf("Run = %v, want ErrInterrupted", err)
+		}
+		if d := cancelledAt.Sub(stopAt); d != 3*time.Second {
+			t.Fatalf("handler cancelled %v after the stop, want the grace period (3s)", d)
+		}
+		j := b.get(t, id)
+		if j.Status != domain.StatusPending || j.Attempts != 1 || j.Error != "" {
+			t.Fatalf("interrupted job = %s attempts %d error %q, want pending, attempt counted, no error", j.Status, j.Attempts, j.Error)
+		}
+		again := worker.New(b.mem, worker.Options{Default: noop})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- again.Run(ctx) }()
+		synctest.Wait()
+		if j := b.get(t, id); j.Status != domain.StatusCompleted {
+			t.Fatalf("interrupted job = %s under a new pool, want completed", j.Status)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// Start and Shutdown run the pool as Run does; Shutdown's context ends the
+// grace period.
 func TestShutdownTimeoutReturnsJobToPending(t *testing.T) {
 	t.Parallel()
 	started := make(chan struct{})
@@ -252,36 +301,38 @@ func TestShutdownTimeoutReturnsJobToPending(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	b := setup(t, worker.Options{Default: h})
+	b := setup(t, worker.Options{Default: h}, nil)
 	b.pool.Start(context.Background())
 	id := b.create(t, 1, "")[0]
 	<-started
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the grace period is already over
-	err := b.pool.Shutdown(ctx)
-	if err == nil {
-		t.Fatal("shutdown reported no interrupted job")
+	if err := b.pool.Shutdown(ctx); !errors.Is(err, worker.ErrInterrupted) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("shutdown = %v, want ErrInterrupted and the context's error", err)
 	}
-	j, _ := b.store.Get(context.Background(), id)
+	j := b.get(t, id)
 	if j.Status != domain.StatusPending || j.Attempts != 1 || j.Error != "" {
 		t.Fatalf("interrupted job = %s attempts %d error %q, want pending, attempt counted, no error", j.Status, j.Attempts, j.Error)
 	}
-	// A restarted pool on the same store picks it up again.
-	f := newFinals(1)
-	again := worker.New(b.store, worker.Options{Default: worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-		f.Publish(&domain.Job{ID: j.ID, Status: domain.StatusCompleted})
-		return nil
-	})})
-	again.Start(context.Background())
-	f.wait(t, 10*time.Second)
-	stop(t, again)
 }
 
 func TestShutdownWithoutStart(t *testing.T) {
 	t.Parallel()
 	p := worker.New(memory.New(nil), worker.Options{})
-	stop(t, p)
-	stop(t, p)
+	for range 2 {
+		if err := p.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRunTwiceFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t, worker.Options{}, nil)
+	stopped(t, b.run(t))
+	if err := b.pool.Run(context.Background()); err == nil {
+		t.Fatal("a second Run returned nil")
+	}
 }
 
 // BenchmarkThroughput measures jobs per second from Create to COMPLETED
@@ -328,25 +379,18 @@ func TestCancelRunningJob(t *testing.T) {
 		returned <- ctx.Err()
 		return ctx.Err()
 	})
-	f := newFinals(1)
-	b := setup(t, worker.Options{Default: h}, f)
-	b.pool.Start(context.Background())
+	b := setup(t, worker.Options{Default: h}, nil)
+	stop := b.run(t)
 	id := b.create(t, 1, "")[0]
 	<-started
-	if _, err := b.store.Cancel(context.Background(), id); err != nil {
+	if _, err := b.mem.Cancel(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-returned:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("handler saw %v, want context.Canceled", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handler's context was not cancelled")
+	if err := <-returned; !errors.Is(err, context.Canceled) {
+		t.Fatalf("handler saw %v, want context.Canceled", err)
 	}
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
-	j, _ := b.store.Get(context.Background(), id)
+	j := b.jobs.WaitFinal(t, id)[0]
+	stopped(t, stop)
 	if j.Status != domain.StatusCancelled || j.CancelRequested || j.FinishedAt == nil || len(j.Errors) != 0 {
 		t.Fatalf("cancelled job = %+v, want cancelled, finished, no error recorded", j)
 	}
@@ -361,20 +405,18 @@ func TestCancelledJobThatCompletesAnywayIsCancelled(t *testing.T) {
 		<-proceed // ignores its context, then reports success
 		return nil
 	})
-	f := newFinals(1)
-	b := setup(t, worker.Options{Default: h}, f)
-	b.pool.Start(context.Background())
+	b := setup(t, worker.Options{Default: h}, nil)
+	stop := b.run(t)
 	id := b.create(t, 1, "")[0]
 	<-started
-	if _, err := b.store.Cancel(context.Background(), id); err != nil {
+	if _, err := b.mem.Cancel(context.Background(), id); err != nil {
 		t.Fatal(err)
 	}
 	close(proceed)
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
-	if j, _ := b.store.Get(context.Background(), id); j.Status != domain.StatusCancelled {
+	if j := b.jobs.WaitFinal(t, id)[0]; j.Status != domain.StatusCancelled {
 		t.Fatalf("job is %s, want cancelled: cancellation was requested before the handler returned", j.Status)
 	}
+	stopped(t, stop)
 }
 
 // slowRetryingStore retries a job right after its first failure and then
@@ -391,122 +433,110 @@ func (s *slowRetryingStore) Fail(ctx context.Context, l store.Lease, msg string,
 		if _, err := s.Store.Retry(ctx, l.JobID); err != nil {
 			return nil, err
 		}
-		time.Sleep(50 * time.Millisecond) // the slow write the test is about
+		time.Sleep(50 * time.Millisecond) // the slow write (synctest's clock)
 	}
 	return j, err
 }
 
 func TestJobRetriedWhileItsWorkerLeavesIsRun(t *testing.T) {
 	t.Parallel()
-	var pool *worker.Pool
-	mem := memory.New(store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }))
-	var calls atomic.Int32
-	pool = worker.New(&slowRetryingStore{Store: mem}, worker.Options{Workers: 2, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
-		if calls.Add(1) == 1 {
-			return errors.New("first attempt fails")
-		}
-		return nil
-	})})
-	pool.Start(context.Background())
-	j, err := mem.Create(context.Background(), domain.NewJob{Type: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor := func() bool {
-		got, _ := mem.Get(context.Background(), j.ID)
-		return got.Status == domain.StatusCompleted
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !waitFor() {
-		if time.Now().After(deadline) {
-			got, _ := mem.Get(context.Background(), j.ID)
-			t.Fatalf("retried job is %s after 10s (handler calls %d), want completed", got.Status, calls.Load())
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
-	stop(t, pool)
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		b := setup(t, worker.Options{Workers: 2, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
+			if calls.Add(1) == 1 {
+				return errors.New("first attempt fails")
+			}
+			return nil
+		})}, func(m *memory.Store) worker.Store { return &slowRetryingStore{Store: m} })
+		stop := b.run(t)
+		id := b.createJob(t, domain.NewJob{Type: "t"})
+		b.jobs.WaitStatus(t, id, domain.StatusCompleted)
+		stopped(t, stop)
+	})
 }
 
-// flakyClaimStore fails Claim while fail > 0 and reports each call.
+// flakyClaimStore fails Claim while fail > 0.
 type flakyClaimStore struct {
 	*memory.Store
-	fail  atomic.Int32
-	calls chan struct{}
+	fail atomic.Int32
 }
 
 func (s *flakyClaimStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
-	defer func() {
-		select {
-		case s.calls <- struct{}{}:
-		default:
-		}
-	}()
 	if s.fail.Add(-1) >= 0 {
 		return nil, errors.New("transient store error")
 	}
 	return s.Store.Claim(ctx, req)
 }
 
+// A wake-up that meets a failing store is not lost: the dispatcher retries
+// after its backoff (100 ms first).
 func TestDispatcherRetriesAfterStoreError(t *testing.T) {
 	t.Parallel()
-	f := newFinals(1)
-	var pool *worker.Pool
-	mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
-	st := &flakyClaimStore{Store: mem, calls: make(chan struct{}, 1)}
-	pool = worker.New(st, worker.Options{Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
-	pool.Start(context.Background())
-	<-st.calls // the dispatcher's first look found nothing; it now sleeps
-	st.fail.Store(1)
-	if _, err := mem.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
-		t.Fatal(err)
-	}
-	// Its wake-up meets the failing store; only a retry runs the job.
-	f.wait(t, 10*time.Second)
-	stop(t, pool)
+	synctest.Test(t, func(t *testing.T) {
+		var st *flakyClaimStore
+		b := setup(t, worker.Options{Default: noop}, func(m *memory.Store) worker.Store {
+			st = &flakyClaimStore{Store: m}
+			return st
+		})
+		stop := b.run(t)
+		synctest.Wait() // the dispatcher's first look found nothing; it now sleeps
+		st.fail.Store(1)
+		id := b.create(t, 1, "")[0]
+		synctest.Wait()
+		if j := b.get(t, id); j.Status != domain.StatusPending {
+			t.Fatalf("job = %s after the failed claim, want pending", j.Status)
+		}
+		time.Sleep(100 * time.Millisecond)
+		synctest.Wait()
+		if j := b.get(t, id); j.Status != domain.StatusCompleted {
+			t.Fatalf("job = %s after the dispatcher's backoff, want completed", j.Status)
+		}
+		stopped(t, stop)
+	})
 }
 
 func TestAttemptTimeout(t *testing.T) {
 	t.Parallel()
-	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-		<-ctx.Done()
-		return ctx.Err()
-	})
-	f := newFinals(2)
-	b := setup(t, worker.Options{Workers: 2, Default: h, JobTimeout: 40 * time.Millisecond}, f)
-	b.pool.Start(context.Background())
-	own, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", Timeout: 30 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dflt := b.create(t, 1, "")[0]
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
-	for id, want := range map[string]string{own.ID: "attempt timed out after 30ms", dflt: "attempt timed out after 40ms"} {
-		j, _ := b.store.Get(context.Background(), id)
-		if j.Status != domain.StatusFailed || j.Error != want {
-			t.Errorf("job = %s %q, want failed %q", j.Status, j.Error, want)
+	synctest.Test(t, func(t *testing.T) {
+		h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			<-ctx.Done()
+			return ctx.Err()
+		})
+		b := setup(t, worker.Options{Workers: 2, Default: h, JobTimeout: 40 * time.Millisecond}, nil)
+		stop := b.run(t)
+		own := b.createJob(t, domain.NewJob{Type: "t", Timeout: 30 * time.Millisecond})
+		dflt := b.create(t, 1, "")[0]
+		b.jobs.WaitFinal(t, own, dflt)
+		stopped(t, stop)
+		for id, want := range map[string]string{own: "attempt timed out after 30ms", dflt: "attempt timed out after 40ms"} {
+			if j := b.get(t, id); j.Status != domain.StatusFailed || j.Error != want {
+				t.Errorf("job = %s %q, want failed %q", j.Status, j.Error, want)
+			}
 		}
-	}
+	})
 }
 
 func TestHandlerIgnoringItsContextDoesNotHoldTheJob(t *testing.T) {
 	t.Parallel()
-	unblock := make(chan struct{})
-	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-		<-unblock // ignores ctx
-		return nil
+	synctest.Test(t, func(t *testing.T) {
+		unblock := make(chan struct{})
+		h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			<-unblock // ignores ctx
+			return nil
+		})
+		b := setup(t, worker.Options{Default: h, JobTimeout: 20 * time.Millisecond, HandlerGrace: 20 * time.Millisecond}, nil)
+		stop := b.run(t)
+		id := b.create(t, 1, "")[0]
+		j := b.jobs.WaitFinal(t, id)[0]
+		if j.Status != domain.StatusFailed || !strings.Contains(j.Error, "timed out after 20ms") {
+			t.Fatalf("job = %s %q, want failed for timing out", j.Status, j.Error)
+		}
+		if d := j.FinishedAt.Sub(*j.StartedAt); d < 40*time.Millisecond {
+			t.Fatalf("attempt ended %v after it started, want the timeout plus the grace (40ms)", d)
+		}
+		close(unblock) // the abandoned handler returns; Run then finds it gone
+		stopped(t, stop)
 	})
-	f := newFinals(1)
-	b := setup(t, worker.Options{Default: h, JobTimeout: 20 * time.Millisecond, HandlerGrace: 20 * time.Millisecond}, f)
-	b.pool.Start(context.Background())
-	id := b.create(t, 1, "")[0]
-	f.wait(t, 10*time.Second)
-	j, _ := b.store.Get(context.Background(), id)
-	if j.Status != domain.StatusFailed || !strings.Contains(j.Error, "timed out after 20ms") {
-		t.Fatalf("job = %s %q, want failed for timing out", j.Status, j.Error)
-	}
-	close(unblock) // the abandoned handler returns; Shutdown then finds it gone
-	stop(t, b.pool)
 }
 
 func TestProgressIsCoalescedAndResultStored(t *testing.T) {
@@ -528,13 +558,11 @@ func TestProgressIsCoalescedAndResultStored(t *testing.T) {
 		}
 		return worker.SetResult(ctx, json.RawMessage(`{"sent": 3}`))
 	})
-	f := newFinals(1)
-	b := setup(t, worker.Options{Default: h, ProgressInterval: time.Hour}, f, counter)
-	b.pool.Start(context.Background())
+	b := setup(t, worker.Options{Default: h, ProgressInterval: time.Hour}, nil, counter)
+	stop := b.run(t)
 	id := b.create(t, 1, "")[0]
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
-	j, _ := b.store.Get(context.Background(), id)
+	j := b.jobs.WaitFinal(t, id)[0]
+	stopped(t, stop)
 	if j.Status != domain.StatusCompleted || string(j.Result) != `{"sent":3}` {
 		t.Fatalf("job = %s result %s, want completed with the result", j.Status, j.Result)
 	}
@@ -553,99 +581,91 @@ func TestProgressIsCoalescedAndResultStored(t *testing.T) {
 
 func TestHeldBackProgressIsWrittenAtTheEndOfTheInterval(t *testing.T) {
 	t.Parallel()
-	var st *memory.Store
-	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-		_ = worker.ReportProgress(ctx, 10)
-		_ = worker.ReportProgress(ctx, 90) // within the interval: held back
-		// Still running: the 90 must show without another report.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			got, _ := st.Get(ctx, j.ID)
-			if got.Progress != nil && *got.Progress == 90 {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return errors.New("held-back progress never written while the handler ran")
-			}
-			time.Sleep(time.Millisecond) // polling interval
+	synctest.Test(t, func(t *testing.T) {
+		reported := make(chan struct{})
+		finish := make(chan struct{})
+		h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			_ = worker.ReportProgress(ctx, 10)
+			_ = worker.ReportProgress(ctx, 90) // within the interval: held back
+			close(reported)
+			<-finish
+			return nil
+		})
+		b := setup(t, worker.Options{Default: h, ProgressInterval: 30 * time.Millisecond}, nil)
+		stop := b.run(t)
+		id := b.create(t, 1, "")[0]
+		<-reported
+		synctest.Wait()
+		if j := b.get(t, id); j.Progress == nil || *j.Progress != 10 {
+			t.Fatalf("progress = %v within the interval, want 10 (90 held back)", j.Progress)
 		}
+		time.Sleep(30 * time.Millisecond) // the interval ends; the handler still runs
+		synctest.Wait()
+		if j := b.get(t, id); j.Status != domain.StatusProcessing || j.Progress == nil || *j.Progress != 90 {
+			t.Fatalf("job = %s progress %v at the end of the interval, want processing at 90", j.Status, j.Progress)
+		}
+		close(finish)
+		b.jobs.WaitStatus(t, id, domain.StatusCompleted)
+		stopped(t, stop)
 	})
-	f := newFinals(1)
-	b := setup(t, worker.Options{Default: h, ProgressInterval: 30 * time.Millisecond}, f)
-	st = b.store
-	b.pool.Start(context.Background())
-	id := b.create(t, 1, "")[0]
-	f.wait(t, 20*time.Second)
-	stop(t, b.pool)
-	if j, _ := b.store.Get(context.Background(), id); j.Status != domain.StatusCompleted {
-		t.Fatalf("job = %s %q", j.Status, j.Error)
-	}
 }
 
 func TestFailedAttemptsAreRetriedWithBackoff(t *testing.T) {
 	t.Parallel()
-	var calls atomic.Int32
-	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-		switch string(j.Payload) {
-		case `"permanent"`:
-			return worker.Permanent(errors.New("410 gone"))
-		}
-		if calls.Add(1) < 3 {
-			return fmt.Errorf("attempt %d failed", j.Attempts)
-		}
-		return nil
-	})
-	f := newFinals(2)
-	b := setup(t, worker.Options{Default: h, RetryBackoff: 20 * time.Millisecond, RetryBackoffMax: time.Second}, f)
-	b.pool.Start(context.Background())
-	retried, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", MaxAttempts: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	permanent, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", MaxAttempts: 3, Payload: json.RawMessage(`"permanent"`)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
+	synctest.Test(t, func(t *testing.T) {
+		var calls atomic.Int32
+		h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			switch string(j.Payload) {
+			case `"permanent"`:
+				return worker.Permanent(errors.New("410 gone"))
+			}
+			if calls.Add(1) < 3 {
+				return fmt.Errorf("attempt %d failed", j.Attempts)
+			}
+			return nil
+		})
+		b := setup(t, worker.Options{Default: h, RetryBackoff: 20 * time.Millisecond, RetryBackoffMax: time.Second}, nil)
+		stop := b.run(t)
+		retried := b.createJob(t, domain.NewJob{Type: "t", MaxAttempts: 3})
+		permanent := b.createJob(t, domain.NewJob{Type: "t", MaxAttempts: 3, Payload: json.RawMessage(`"permanent"`)})
+		b.jobs.WaitFinal(t, retried, permanent)
+		stopped(t, stop)
 
-	j, _ := b.store.Get(context.Background(), retried.ID)
-	if j.Status != domain.StatusCompleted || j.Attempts != 3 || len(j.Errors) != 2 || j.Errors[0].Message != "attempt 1 failed" {
-		t.Fatalf("retried job = %s attempts %d errors %+v, want completed on attempt 3 after 2 failures", j.Status, j.Attempts, j.Errors)
-	}
-	// Backoff: the second attempt started at least half the base delay
-	// after the first failure (jitter takes off at most half).
-	if gap := j.Errors[1].At.Sub(j.Errors[0].At); gap < 10*time.Millisecond {
-		t.Fatalf("second failure %v after the first: no backoff", gap)
-	}
-	p, _ := b.store.Get(context.Background(), permanent.ID)
-	if p.Status != domain.StatusFailed || p.Attempts != 1 || p.Error != "410 gone" {
-		t.Fatalf("permanent failure = %s attempts %d %q, want failed after 1 attempt", p.Status, p.Attempts, p.Error)
-	}
+		j := b.get(t, retried)
+		if j.Status != domain.StatusCompleted || j.Attempts != 3 || len(j.Errors) != 2 || j.Errors[0].Message != "attempt 1 failed" {
+			t.Fatalf("retried job = %s attempts %d errors %+v, want completed on attempt 3 after 2 failures", j.Status, j.Attempts, j.Errors)
+		}
+		// Backoff: 20 ms then 40 ms, each less a random part of up to half.
+		if gap := j.Errors[1].At.Sub(j.Errors[0].At); gap < 10*time.Millisecond || gap > 20*time.Millisecond {
+			t.Fatalf("second failure %v after the first, want the first backoff (10-20ms)", gap)
+		}
+		if gap := j.FinishedAt.Sub(j.Errors[1].At); gap < 20*time.Millisecond || gap > 40*time.Millisecond {
+			t.Fatalf("third attempt ended %v after the second failure, want the doubled backoff (20-40ms)", gap)
+		}
+		p := b.get(t, permanent)
+		if p.Status != domain.StatusFailed || p.Attempts != 1 || p.Error != "410 gone" {
+			t.Fatalf("permanent failure = %s attempts %d %q, want failed after 1 attempt", p.Status, p.Attempts, p.Error)
+		}
+	})
 }
 
 func TestScheduledJobRunsWhenDue(t *testing.T) {
 	t.Parallel()
-	started := make(chan time.Time, 1)
-	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-		started <- time.Now()
-		return nil
-	})
-	b := setup(t, worker.Options{Default: h})
-	b.pool.Start(context.Background())
-	runAt := time.Now().Add(150 * time.Millisecond)
-	if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "t", RunAt: runAt}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case at := <-started:
-		if at.Before(runAt) {
-			t.Fatalf("ran %v before its runAt", runAt.Sub(at))
+	synctest.Test(t, func(t *testing.T) {
+		started := make(chan time.Time, 1)
+		h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			started <- time.Now()
+			return nil
+		})
+		b := setup(t, worker.Options{Default: h}, nil)
+		stop := b.run(t)
+		runAt := time.Now().Add(150 * time.Millisecond)
+		b.createJob(t, domain.NewJob{Type: "t", RunAt: runAt})
+		if at := <-started; at.Before(runAt) || at.Sub(runAt) > time.Millisecond {
+			t.Fatalf("ran %v after its runAt, want when due", at.Sub(runAt))
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("scheduled job never ran: the dispatcher did not wake for it")
-	}
-	stop(t, b.pool)
+		stopped(t, stop)
+	})
 }
 
 func TestHigherPriorityRunsFirst(t *testing.T) {
@@ -663,39 +683,22 @@ func TestHigherPriorityRunsFirst(t *testing.T) {
 		mu.Unlock()
 		return nil
 	})
-	f := newFinals(4)
-	b := setup(t, worker.Options{Default: h, Workers: 1, QueueCapacity: 1}, f)
-	b.pool.Start(context.Background())
-	// The only worker is busy and the channel takes one id: of the jobs
-	// created next, at most the first waits in the channel; the others wait
-	// in the store, where priority decides.
-	if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "hold"}); err != nil {
-		t.Fatal(err)
-	}
-	waitFor := time.Now().Add(10 * time.Second)
-	for {
-		st, _ := b.store.Stats(context.Background(), "hold")
-		if st.Processing == 1 {
-			break
-		}
-		if time.Now().After(waitFor) {
-			t.Fatal("hold job not running")
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
+	b := setup(t, worker.Options{Default: h, Workers: 1, QueueCapacity: 1}, nil)
+	stop := b.run(t)
+	// The only worker is busy: the jobs created next wait in the store,
+	// where priority decides.
+	b.jobs.WaitStatus(t, b.createJob(t, domain.NewJob{Type: "hold"}), domain.StatusProcessing)
+	var ids []string
 	for _, nj := range []domain.NewJob{{Type: "low", Priority: -1}, {Type: "normal"}, {Type: "high", Priority: 5}} {
-		if _, err := b.store.Create(context.Background(), nj); err != nil {
-			t.Fatal(err)
-		}
+		ids = append(ids, b.createJob(t, nj))
 	}
 	close(hold)
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
+	b.jobs.WaitFinal(t, ids...)
+	stopped(t, stop)
 	mu.Lock()
 	defer mu.Unlock()
-	prio := map[string]int{"low": -1, "normal": 0, "high": 5}
-	if len(order) != 3 || prio[order[1]] < prio[order[2]] {
-		t.Fatalf("order %v: after the one already in the channel, priority must decide", order)
+	if fmt.Sprint(order) != "[high normal low]" {
+		t.Fatalf("order %v, want by priority", order)
 	}
 }
 
@@ -775,69 +778,73 @@ func (s *countingStore) RescueExpired(ctx context.Context, now time.Time, limit 
 	return s.Store.RescueExpired(ctx, now, limit)
 }
 
+// rescue runs a rescuer over st, as the server does beside the pool, until
+// the test ends.
+func rescue(t *testing.T, st maintenance.RescuerStore, every time.Duration) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- (&maintenance.Rescuer{Store: st, Interval: every}).Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
 // A job running for many lease durations keeps its lease: the rescuer,
 // passing all the while, never takes it away.
 func TestHeartbeatKeepsTheLeaseOfALongJob(t *testing.T) {
 	t.Parallel()
-	f := newFinals(1)
-	var pool *worker.Pool
-	mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
-	st := &countingStore{Store: mem}
-	release := make(chan struct{})
-	var calls atomic.Int32
-	pool = worker.New(st, worker.Options{LeaseDuration: 150 * time.Millisecond, RescueInterval: 10 * time.Millisecond,
-		Default: worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-			calls.Add(1)
-			<-release
-			return nil
-		})})
-	pool.Start(context.Background())
-	j, err := mem.Create(context.Background(), domain.NewJob{Type: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Eight heartbeats span more than two lease durations.
-	deadline := time.Now().Add(10 * time.Second)
-	for st.heartbeats.Load() < 8 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d heartbeats in 10s", st.heartbeats.Load())
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		var calls atomic.Int32
+		var st *countingStore
+		b := setup(t, worker.Options{LeaseDuration: 150 * time.Millisecond,
+			Default: worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+				calls.Add(1)
+				<-release
+				return nil
+			})}, func(m *memory.Store) worker.Store {
+			st = &countingStore{Store: m}
+			return st
+		})
+		rescue(t, st, 10*time.Millisecond)
+		stop := b.run(t)
+		id := b.create(t, 1, "")[0]
+		time.Sleep(400 * time.Millisecond) // eight heartbeats: more than two lease durations
+		synctest.Wait()
+		got := b.get(t, id)
+		if got.Status != domain.StatusProcessing || got.Attempts != 1 || st.heartbeats.Load() != 8 || st.rescues.Load() < 40 {
+			t.Fatalf("after %d heartbeats and %d rescue passes: %s, attempt %d; want 8 heartbeats, still processing its first attempt", st.heartbeats.Load(), st.rescues.Load(), got.Status, got.Attempts)
 		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
-	got, _ := mem.Get(context.Background(), j.ID)
-	if got.Status != domain.StatusProcessing || got.Attempts != 1 || st.rescues.Load() < 10 {
-		t.Fatalf("after %d heartbeats and %d rescue passes: %s, attempt %d; want still processing its first attempt", st.heartbeats.Load(), st.rescues.Load(), got.Status, got.Attempts)
-	}
-	close(release)
-	f.wait(t, 10*time.Second)
-	stop(t, pool)
-	if got, _ := mem.Get(context.Background(), j.ID); got.Status != domain.StatusCompleted || got.Attempts != 1 || calls.Load() != 1 {
-		t.Fatalf("job = %s, attempt %d, %d handler calls; want completed by its only run", got.Status, got.Attempts, calls.Load())
-	}
+		close(release)
+		got = b.jobs.WaitFinal(t, id)[0]
+		stopped(t, stop)
+		if got.Status != domain.StatusCompleted || got.Attempts != 1 || calls.Load() != 1 {
+			t.Fatalf("job = %s, attempt %d, %d handler calls; want completed by its only run", got.Status, got.Attempts, calls.Load())
+		}
+	})
 }
 
 // A job claimed by a worker that died (its lease expired) is rescued and
 // run again here.
 func TestRescuerRunsTheJobsOfALostWorker(t *testing.T) {
 	t.Parallel()
-	f := newFinals(1)
-	b := setup(t, worker.Options{RescueInterval: 10 * time.Millisecond, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })}, f)
-	ctx := context.Background()
-	j, err := b.store.Create(ctx, domain.NewJob{Type: "t", MaxAttempts: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	if got, err := b.store.Claim(ctx, store.ClaimRequest{Owner: "dead", Limit: 1, Now: now, LeaseUntil: now.Add(20 * time.Millisecond)}); err != nil || len(got) != 1 {
-		t.Fatalf("claim as the dead worker: %v, %v", got, err)
-	}
-	b.pool.Start(ctx)
-	f.wait(t, 10*time.Second)
-	stop(t, b.pool)
-	got, _ := b.store.Get(ctx, j.ID)
-	if got.Status != domain.StatusCompleted || got.Attempts != 2 || len(got.Errors) != 1 || got.Errors[0].Message != store.WorkerLost {
-		t.Fatalf("job = %+v; want completed on attempt 2 after a worker-lost failure", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, worker.Options{Default: noop}, nil)
+		ctx := context.Background()
+		id := b.createJob(t, domain.NewJob{Type: "t", MaxAttempts: 2})
+		now := time.Now()
+		if got, err := b.mem.Claim(ctx, store.ClaimRequest{Owner: "dead", Limit: 1, Now: now, LeaseUntil: now.Add(20 * time.Millisecond)}); err != nil || len(got) != 1 {
+			t.Fatalf("claim as the dead worker: %v, %v", got, err)
+		}
+		rescue(t, b.mem, 10*time.Millisecond)
+		stop := b.run(t)
+		got := b.jobs.WaitFinal(t, id)[0]
+		stopped(t, stop)
+		if got.Status != domain.StatusCompleted || got.Attempts != 2 || len(got.Errors) != 1 || got.Errors[0].Message != store.WorkerLost {
+			t.Fatalf("job = %+v; want completed on attempt 2 after a worker-lost failure", got)
+		}
+	})
 }
 
 // A worker whose lease was taken away while its handler ran (another
@@ -850,34 +857,20 @@ func TestWorkerThatLostItsLeaseCannotRecordItsOutcome(t *testing.T) {
 	b = setup(t, worker.Options{Default: worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
 		if calls.Add(1) == 1 {
 			// Another process's rescuer, far in the future: this lease expired.
-			if got, err := b.store.RescueExpired(ctx, time.Now().Add(time.Hour), 10); err != nil || len(got) != 1 {
+			if got, err := b.mem.RescueExpired(ctx, time.Now().Add(time.Hour), 10); err != nil || len(got) != 1 {
 				return fmt.Errorf("rescue: %v, %v", got, err)
 			}
 			return errors.New("this failure must not be recorded")
 		}
 		return nil
-	})})
-	ctx := context.Background()
-	j, err := b.store.Create(ctx, domain.NewJob{Type: "t", MaxAttempts: 3})
-	if err != nil {
-		t.Fatal(err)
+	})}, nil)
+	id := b.createJob(t, domain.NewJob{Type: "t", MaxAttempts: 3})
+	stop := b.run(t)
+	got := b.jobs.WaitFinal(t, id)[0]
+	stopped(t, stop)
+	if got.Status != domain.StatusCompleted || got.Attempts != 2 || len(got.Errors) != 1 || got.Errors[0].Message != store.WorkerLost || calls.Load() != 2 {
+		t.Fatalf("job = %+v after %d runs; want completed on attempt 2, only the rescue in its errors", got, calls.Load())
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	b.pool.Start(ctx)
-	for {
-		got, _ := b.store.Get(ctx, j.ID)
-		if got.Status.Final() {
-			if got.Status != domain.StatusCompleted || got.Attempts != 2 || len(got.Errors) != 1 || got.Errors[0].Message != store.WorkerLost || calls.Load() != 2 {
-				t.Fatalf("job = %+v after %d runs; want completed on attempt 2, only the rescue in its errors", got, calls.Load())
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job is %s after 10s", got.Status)
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
-	stop(t, b.pool)
 }
 
 // committingStore's Claim commits even when its caller's context ends
@@ -900,32 +893,29 @@ func (s *committingStore) Claim(ctx context.Context, req store.ClaimRequest) ([]
 	return jobs, err
 }
 
-// A claim in flight when shutdown begins is not abandoned: its jobs are
+// A claim in flight when the stop begins is not abandoned: its jobs run
+// (claimed before the stop, subscribers saw them processing) or are
 // released to pending rather than stranded as processing.
-func TestShutdownDuringAClaimReleasesItsJobs(t *testing.T) {
+func TestStopDuringAClaimStrandsNoJob(t *testing.T) {
 	t.Parallel()
-	var pool *worker.Pool
-	mem := memory.New(store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }))
-	st := &committingStore{Store: mem, started: make(chan struct{}), proceed: make(chan struct{})}
-	pool = worker.New(st, worker.Options{Workers: 4, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
-	ctx := context.Background()
-	for range 3 {
-		if _, err := mem.Create(ctx, domain.NewJob{Type: "t"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pool.Start(ctx)
+	var st *committingStore
+	b := setup(t, worker.Options{Workers: 4, Default: noop}, func(m *memory.Store) worker.Store {
+		st = &committingStore{Store: m, started: make(chan struct{}), proceed: make(chan struct{})}
+		return st
+	})
+	b.create(t, 3, "")
+	stop := b.run(t)
 	<-st.started
-	stopped := make(chan error, 1)
-	go func() { stopped <- pool.Shutdown(ctx) }()
-	<-pool.Stopping()
+	stoppedc := make(chan error, 1)
+	go func() { stoppedc <- stop() }()
+	<-b.pool.Stopping()
 	close(st.proceed)
-	if err := <-stopped; err != nil {
-		t.Fatalf("shutdown: %v", err)
+	if err := <-stoppedc; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
-	stats, err := mem.Stats(ctx, "")
+	stats, err := b.mem.Stats(context.Background(), "")
 	if err != nil || stats.Processing != 0 || stats.Pending+stats.Completed != 3 {
-		t.Fatalf("after shutdown: %+v, %v; want no job left processing", stats, err)
+		t.Fatalf("after the stop: %+v, %v; want no job left processing", stats, err)
 	}
 }
 
@@ -943,65 +933,59 @@ func (s *failingCompleteStore) Complete(ctx context.Context, l store.Lease, resu
 	return s.Store.Complete(ctx, l, result)
 }
 
-func (s *failingCompleteStore) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
-	return s.Store.Heartbeat(ctx, owner, ids, until)
-}
-
 // A job whose outcome the worker could not record is not kept alive by the
 // heartbeat of the jobs still running: its lease expires, it is rescued and
 // it runs again.
 func TestUnrecordedOutcomeIsRescuedWhileOtherJobsRun(t *testing.T) {
 	t.Parallel()
-	var pool *worker.Pool
-	mem := memory.New(store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }))
-	st := &failingCompleteStore{Store: mem}
-	release := make(chan struct{})
-	pool = worker.New(st, worker.Options{Workers: 2, LeaseDuration: 300 * time.Millisecond, RescueInterval: 20 * time.Millisecond,
-		Handlers: map[string]worker.Handler{"block": worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-			st.ok.Store(j.ID, true) // its completion is recorded
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return nil
-		})},
-		Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
-	ctx := context.Background()
-	blocker, err := mem.Create(ctx, domain.NewJob{Type: "block", Priority: 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	j, err := mem.Create(ctx, domain.NewJob{Type: "t", MaxAttempts: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.Start(ctx)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		got, _ := mem.Get(ctx, j.ID)
-		if got.Status == domain.StatusCompleted {
-			if got.Attempts != 2 || len(got.Errors) != 1 || got.Errors[0].Message != store.WorkerLost {
-				t.Fatalf("job = %+v; want completed on attempt 2 after a worker-lost rescue", got)
-			}
-			break
+	synctest.Test(t, func(t *testing.T) {
+		var st *failingCompleteStore
+		release := make(chan struct{})
+		b := setup(t, worker.Options{Workers: 2, LeaseDuration: 300 * time.Millisecond,
+			Handlers: map[string]worker.Handler{"block": worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+				st.ok.Store(j.ID, true) // its completion is recorded
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+				return nil
+			})},
+			Default: noop}, func(m *memory.Store) worker.Store {
+			st = &failingCompleteStore{Store: m}
+			return st
+		})
+		rescue(t, b.mem, 20*time.Millisecond)
+		blocker := b.createJob(t, domain.NewJob{Type: "block", Priority: 10})
+		id := b.createJob(t, domain.NewJob{Type: "t", MaxAttempts: 3})
+		stop := b.run(t)
+		got := b.jobs.WaitStatus(t, id, domain.StatusCompleted)
+		if got.Attempts != 2 || len(got.Errors) != 1 || got.Errors[0].Message != store.WorkerLost {
+			t.Fatalf("job = %+v; want completed on attempt 2 after a worker-lost rescue", got)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job is %s (attempt %d) after 15s while another job ran: its lease was kept alive", got.Status, got.Attempts)
+		if bj := b.get(t, blocker); bj.Status != domain.StatusProcessing || bj.Attempts != 1 {
+			t.Fatalf("the blocking job = %s, attempt %d; want still running its first attempt", bj.Status, bj.Attempts)
 		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
-	if b, _ := mem.Get(ctx, blocker.ID); b.Status != domain.StatusProcessing || b.Attempts != 1 {
-		t.Fatalf("the blocking job = %s, attempt %d; want still running its first attempt", b.Status, b.Attempts)
-	}
-	close(release)
-	stop(t, pool)
+		close(release)
+		stopped(t, stop)
+	})
 }
 
-// slowCompleteStore holds every Complete until release is closed.
+// slowCompleteStore holds every Complete until release is closed, and
+// states a Tuning of its own.
 type slowCompleteStore struct {
 	*memory.Store
+	tuning  store.Tuning
 	release chan struct{}
 	held    atomic.Int32 // Complete calls waiting for release
+	claimed atomic.Int32
+}
+
+func (s *slowCompleteStore) Tuning() store.Tuning { return s.tuning }
+
+func (s *slowCompleteStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
+	jobs, err := s.Store.Claim(ctx, req)
+	s.claimed.Add(int32(len(jobs)))
+	return jobs, err
 }
 
 func (s *slowCompleteStore) Complete(ctx context.Context, l store.Lease, result json.RawMessage) (*domain.Job, error) {
@@ -1011,60 +995,51 @@ func (s *slowCompleteStore) Complete(ctx context.Context, l store.Lease, result 
 }
 
 // A worker takes its next job while its last job's outcome is still being
-// written, up to a bound: with one worker, the pool holds at most five
-// jobs whose outcome is not written yet (1 + outcomeBacklog).
+// written, up to the store's Tuning.OutcomesPerWorker (or the default):
+// with one worker the pool then holds 1 + that many jobs, whose outcomes
+// wait to be written, and claims no more.
 func TestWorkerIsFreeWhileItsOutcomeIsWritten(t *testing.T) {
 	t.Parallel()
-	const bound = 5
-	var pool *worker.Pool
-	f := newFinals(bound + 2)
-	mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
-	st := &slowCompleteStore{Store: mem, release: make(chan struct{})}
-	var runs atomic.Int32
-	third := make(chan struct{}) // closed at the bound-th run
-	pool = worker.New(st, worker.Options{Workers: 1, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
-		if runs.Add(1) == bound {
-			close(third)
-		}
-		return nil
-	})})
-	ctx := context.Background()
-	for range bound + 2 {
-		if _, err := mem.Create(ctx, domain.NewJob{Type: "t"}); err != nil {
-			t.Fatal(err)
-		}
+	for _, tc := range []struct {
+		perWorker, bound int
+	}{
+		{0, 1 + worker.DefaultOutcomesPerWorker},
+		{2, 3},
+	} {
+		t.Run(fmt.Sprint(tc.perWorker), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				var st *slowCompleteStore
+				var runs atomic.Int32
+				b := setup(t, worker.Options{Workers: 1, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
+					runs.Add(1)
+					return nil
+				})}, func(m *memory.Store) worker.Store {
+					st = &slowCompleteStore{Store: m, tuning: store.Tuning{OutcomesPerWorker: tc.perWorker}, release: make(chan struct{})}
+					return st
+				})
+				ids := b.create(t, tc.bound+2, "")
+				stop := b.run(t)
+				synctest.Wait()
+				if c, r, h := st.claimed.Load(), runs.Load(), st.held.Load(); c != int32(tc.bound) || r != int32(tc.bound) || h != int32(tc.bound-1) {
+					t.Fatalf("%d jobs claimed, %d run, %d outcomes being written while none can be; want %d, %d, %d", c, r, h, tc.bound, tc.bound, tc.bound-1)
+				}
+				close(st.release)
+				b.jobs.WaitFinal(t, ids...)
+				stopped(t, stop)
+			})
+		})
 	}
-	pool.Start(ctx)
-	select {
-	case <-third:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("%d handler runs while the first outcome is being written, want %d", runs.Load(), bound)
-	}
-	// Once every finished job's outcome is waiting to be written, the
-	// dispatcher must not claim another.
-	deadline := time.Now().Add(10 * time.Second)
-	for st.held.Load() < bound {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d outcomes being written after 10s, want %d", st.held.Load(), bound)
-		}
-		time.Sleep(time.Millisecond) // polling interval
-	}
-	if free := pool.Free(); free != 0 {
-		t.Fatalf("with %d outcomes unwritten the dispatcher would claim %d more jobs, want none", bound, free)
-	}
-	if n := runs.Load(); n != bound {
-		t.Fatalf("%d handler runs while no outcome could be written, want at most %d", n, bound)
-	}
-	close(st.release)
-	f.wait(t, 10*time.Second)
-	stop(t, pool)
 }
 
-// limitsStore reports the limit of every claim.
+// limitsStore reports the limit of every claim and states a Tuning.
 type limitsStore struct {
 	*memory.Store
+	tuning store.Tuning
 	limits chan int
 }
+
+func (s *limitsStore) Tuning() store.Tuning { return s.tuning }
 
 func (s *limitsStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
 	jobs, err := s.Store.Claim(ctx, req)
@@ -1074,52 +1049,96 @@ func (s *limitsStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*dom
 	return jobs, err
 }
 
-// With a claim cooldown, workers freed one after the other soon after a
-// claim share the next claim; without it each is served as it is freed.
+// With a claim cooldown (the store's, unless the options override it),
+// workers freed one after the other soon after a claim share the next
+// claim; without it each is served as it is freed.
 func TestClaimCooldownGathersFreedWorkers(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		cooldown time.Duration
-		want     []int
+		name           string
+		option, tuning time.Duration
+		want           []int
 	}{
-		{time.Hour, []int{4, 4}},
-		{0, []int{4, 1, 1, 1, 1}},
+		{"option", time.Hour, 0, []int{4, 4}},
+		{"store", 0, time.Hour, []int{4, 4}},
+		{"none", 0, 0, []int{4, 1, 1, 1, 1}},
+		{"overridden", -1, time.Hour, []int{4, 1, 1, 1, 1}},
 	} {
-		t.Run(tc.cooldown.String(), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var pool *worker.Pool
-			f := newFinals(8)
-			mem := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), f})
-			st := &limitsStore{Store: mem, limits: make(chan int, 8)}
+			var st *limitsStore
 			proceed := make(chan struct{})
-			pool = worker.New(st, worker.Options{Workers: 4, ClaimCooldown: tc.cooldown, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
+			b := setup(t, worker.Options{Workers: 4, ClaimCooldown: tc.option, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
 				<-proceed
 				return nil
-			})})
-			ctx := context.Background()
-			for range 8 {
-				if _, err := mem.Create(ctx, domain.NewJob{Type: "t"}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			pool.Start(ctx)
+			})}, func(m *memory.Store) worker.Store {
+				st = &limitsStore{Store: m, tuning: store.Tuning{ClaimCooldown: tc.tuning}, limits: make(chan int, 8)}
+				return st
+			})
+			ids := b.create(t, 8, "")
+			stop := b.run(t)
+			gathers := len(tc.want) == 2
 			var got []int
 			got = append(got, <-st.limits)
 			for range 4 { // free the workers one at a time
 				proceed <- struct{}{}
-				if tc.cooldown == 0 {
+				if !gathers {
 					got = append(got, <-st.limits)
 				}
 			}
-			if tc.cooldown > 0 {
+			if gathers {
 				got = append(got, <-st.limits)
 			}
 			close(proceed)
-			f.wait(t, 10*time.Second)
-			stop(t, pool)
+			b.jobs.WaitFinal(t, ids...)
+			stopped(t, stop)
 			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Fatalf("claim limits %v, want %v", got, tc.want)
 			}
+		})
+	}
+}
+
+// missableStore states that its wake-ups can be missed.
+type missableStore struct {
+	*memory.Store
+	missable bool
+}
+
+func (s *missableStore) Tuning() store.Tuning { return store.Tuning{MissableWakeups: s.missable} }
+
+// The dispatcher polls at PollInterval only on a store whose wake-ups can
+// be missed; elsewhere it sleeps until woken.
+func TestPollOnlyWhereWakeUpsCanBeMissed(t *testing.T) {
+	t.Parallel()
+	for _, missable := range []bool{true, false} {
+		t.Run(fmt.Sprint(missable), func(t *testing.T) {
+			t.Parallel()
+			synctest.Test(t, func(t *testing.T) {
+				mem := memory.New(nil) // publishes to nobody: every wake-up is missed
+				pool := worker.New(&missableStore{Store: mem, missable: missable}, worker.Options{Default: noop, PollInterval: time.Second})
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error, 1)
+				go func() { done <- pool.Run(ctx) }()
+				synctest.Wait()
+				j, err := mem.Create(ctx, domain.NewJob{Type: "t"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Second)
+				synctest.Wait()
+				want := domain.StatusPending
+				if missable {
+					want = domain.StatusCompleted
+				}
+				if got, _ := mem.Get(ctx, j.ID); got.Status != want {
+					t.Fatalf("job = %s one poll interval after its creation, want %s", got.Status, want)
+				}
+				cancel()
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			})
 		})
 	}
 }
@@ -1140,39 +1159,152 @@ func (s *hangingCompleteStore) Complete(ctx context.Context, l store.Lease, resu
 	return nil, ctx.Err()
 }
 
-// A store call that hangs holds neither the outcome's recorder nor
-// Shutdown forever: each try ends at StoreTimeout, the recorder gives up
-// after its tries and the job is left to its lease.
+// A store call that hangs holds neither the completer nor the stop
+// forever: each try ends at StoreTimeout, the completer gives up after its
+// tries and the job is left to its lease.
 func TestHangingStoreCallsEndAtStoreTimeout(t *testing.T) {
 	t.Parallel()
-	var pool *worker.Pool
-	mem := memory.New(store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }))
-	st := &hangingCompleteStore{Store: mem}
-	pool = worker.New(st, worker.Options{Workers: 1, StoreTimeout: 20 * time.Millisecond,
-		Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
-	ctx := context.Background()
-	j, err := mem.Create(ctx, domain.NewJob{Type: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool.Start(ctx)
-	deadline := time.Now().Add(10 * time.Second)
-	for st.calls.Load() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d completion tries after 10s; a hung try must end at StoreTimeout and be retried", st.calls.Load())
+	synctest.Test(t, func(t *testing.T) {
+		var st *hangingCompleteStore
+		b := setup(t, worker.Options{Workers: 1, StoreTimeout: 20 * time.Millisecond, Default: noop}, func(m *memory.Store) worker.Store {
+			st = &hangingCompleteStore{Store: m}
+			return st
+		})
+		id := b.create(t, 1, "")[0]
+		stop := b.run(t)
+		synctest.Wait()
+		start := time.Now()
+		stopped(t, stop)
+		// Six tries of 20 ms, 50 ms doubling between them.
+		if d := time.Since(start); d > 6*20*time.Millisecond+(50+100+200+400+800)*time.Millisecond {
+			t.Fatalf("the stop waited %v for a hung store call", d)
 		}
-		time.Sleep(5 * time.Millisecond) // polling interval
+		if c, b := st.calls.Load(), st.bounded.Load(); c != 6 || b != 6 {
+			t.Fatalf("%d completion tries, %d of them with a deadline; want 6, all bounded", c, b)
+		}
+		if got := b.get(t, id); got.Status != domain.StatusProcessing {
+			t.Fatalf("job = %s; want still processing (left to its lease)", got.Status)
+		}
+	})
+}
+
+// slowClaimStore's Claim takes 10 ms (synctest's clock) after looking for
+// jobs.
+type slowClaimStore struct{ *memory.Store }
+
+func (s slowClaimStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
+	jobs, err := s.Store.Claim(ctx, req)
+	time.Sleep(10 * time.Millisecond)
+	return jobs, err
+}
+
+// A job that becomes due while a claim that did not find it is under way
+// is not missed: the next run time is asked as of the claim's time.
+func TestJobDueDuringAClaimRuns(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, worker.Options{Default: noop}, func(m *memory.Store) worker.Store { return slowClaimStore{m} })
+		stop := b.run(t)
+		time.Sleep(time.Second) // the first claim is over: the dispatcher sleeps
+		// The wake-up's claim starts now, finds nothing, and ends after
+		// the job became due.
+		id := b.createJob(t, domain.NewJob{Type: "t", RunAt: time.Now().Add(5 * time.Millisecond)})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if j := b.get(t, id); j.Status != domain.StatusCompleted {
+			t.Fatalf("job = %s a second after it was due, want completed", j.Status)
+		}
+		stopped(t, stop)
+	})
+}
+
+// cancellingClaimStore asks for the cancellation of every job it claims
+// before the claim returns, as a user may while a claim is under way.
+type cancellingClaimStore struct{ *memory.Store }
+
+func (s cancellingClaimStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
+	jobs, err := s.Store.Claim(ctx, req)
+	for _, j := range jobs {
+		if _, err := s.Store.Cancel(ctx, j.ID); err != nil {
+			return nil, err
+		}
 	}
-	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_ = pool.Shutdown(sctx)
-	if sctx.Err() != nil {
-		t.Fatal("Shutdown waited for a hung store call past its deadline")
-	}
-	if c, b := st.calls.Load(), st.bounded.Load(); c != b {
-		t.Fatalf("%d completion tries, %d of them with a deadline", c, b)
-	}
-	if got, _ := mem.Get(ctx, j.ID); got.Status != domain.StatusProcessing {
-		t.Fatalf("job = %s; want still processing (left to its lease)", got.Status)
-	}
+	return jobs, err
+}
+
+// A cancellation that arrives while the claim of its job is under way
+// (the dispatcher does not hold the job yet) still reaches it: its handler
+// never starts and the job ends cancelled.
+func TestCancellationDuringItsClaimIsNotLost(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var runs atomic.Int32
+		b := setup(t, worker.Options{Default: worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+			runs.Add(1)
+			<-ctx.Done()
+			return ctx.Err()
+		})}, func(m *memory.Store) worker.Store { return cancellingClaimStore{m} })
+		stop := b.run(t)
+		id := b.create(t, 1, "")[0]
+		j := b.jobs.WaitFinal(t, id)[0]
+		stopped(t, stop)
+		if j.Status != domain.StatusCancelled || runs.Load() != 0 {
+			t.Fatalf("job = %s after %d handler runs; want cancelled, never run", j.Status, runs.Load())
+		}
+	})
+}
+
+// beatingSlowStore holds completions (slowCompleteStore) and counts
+// heartbeats.
+type beatingSlowStore struct {
+	*slowCompleteStore
+	heartbeats atomic.Int32
+}
+
+func (s *beatingSlowStore) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
+	s.heartbeats.Add(1)
+	return s.slowCompleteStore.Heartbeat(ctx, owner, ids, until)
+}
+
+// The stop waits for the last outcome to be written, and the heartbeat
+// keeps the job's lease until then: the heartbeat winds down after the
+// completer.
+func TestLeaseIsRenewedUntilTheLastOutcomeIsWritten(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var st *beatingSlowStore
+		b := setup(t, worker.Options{LeaseDuration: 300 * time.Millisecond, Default: noop}, func(m *memory.Store) worker.Store {
+			st = &beatingSlowStore{slowCompleteStore: &slowCompleteStore{Store: m, release: make(chan struct{})}}
+			return st
+		})
+		stop := b.run(t)
+		var releaseOnce sync.Once
+		release := func() { releaseOnce.Do(func() { close(st.release) }) }
+		t.Cleanup(release) // before run's cleanup: a failed test must not hang on the held write
+		id := b.create(t, 1, "")[0]
+		synctest.Wait() // the job ran; its completion is held
+		stopped := make(chan error, 1)
+		go func() { stopped <- stop() }()
+		time.Sleep(time.Second) // more than three leases
+		synctest.Wait()
+		select {
+		case err := <-stopped:
+			t.Fatalf("Run returned (%v) before the outcome was written", err)
+		default:
+		}
+		if n := st.heartbeats.Load(); n != 10 {
+			t.Fatalf("%d heartbeats in 1s with a 300ms lease, want 10 (one per 100ms)", n)
+		}
+		now := time.Now()
+		if got, _ := b.mem.RescueExpired(context.Background(), now, 10); len(got) != 0 {
+			t.Fatalf("rescued %d jobs: the lease of a job whose outcome was being written expired", len(got))
+		}
+		release()
+		if err := <-stopped; err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if j := b.get(t, id); j.Status != domain.StatusCompleted {
+			t.Fatalf("job = %s, want completed", j.Status)
+		}
+	})
 }

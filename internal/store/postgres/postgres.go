@@ -61,6 +61,7 @@ import (
 )
 
 var _ store.Store = (*Store)(nil)
+var _ store.Tuner = (*Store)(nil)
 
 // Options configure a Store. The zero value is usable.
 type Options struct {
@@ -470,11 +471,23 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Jo
 // that costs a scan and a sort of the whole backlog per claim.
 const claimPlanning = `SELECT set_config('enable_sort', 'off', true)`
 
-// ClaimCooldown is the worker.Options.ClaimCooldown suited to this store.
-// A claim is a statement and a notifying commit whose cost hardly depends on
-// how many jobs it takes, so workers freed within a couple of milliseconds
-// of each other are better served by one claim than by one each.
-const ClaimCooldown = 2 * time.Millisecond
+// Tuning states how the worker should use this store:
+//   - ClaimCooldown 2 ms: a claim is a statement and a notifying commit whose
+//     cost hardly depends on how many jobs it takes, so workers freed within
+//     a couple of milliseconds of each other are better served by one claim
+//     than by one each;
+//   - MissableWakeups: other processes create jobs in the same database and
+//     a notification is lost with a dropped LISTEN connection, so the
+//     dispatcher must poll as well;
+//   - OutcomesPerWorker 4: a completion waits up to completeLinger to share
+//     its statement with others, so at thousands of jobs per second hundreds
+//     are being written at any time; with 2 per worker that bound, not the
+//     workers, limited the claims (bench/burndown: 16 % fewer jobs/s).
+//
+// Safe for concurrent use.
+func (s *Store) Tuning() store.Tuning {
+	return store.Tuning{ClaimCooldown: 2 * time.Millisecond, MissableWakeups: true, OutcomesPerWorker: 4}
+}
 
 // NextRunAt returns the earliest RunAt after now among pending jobs.
 func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {

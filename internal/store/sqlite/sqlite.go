@@ -860,3 +860,12 @@ func (c *readStmts) close() error {
 	clear(c.stmts)
 	return errors.Join(errs...)
 }
+
+var _ store.Tuner = (*Store)(nil)
+
+// Tuning is the zero store.Tuning: the database file belongs to this one
+// process, which publishes every runnable job (no wake-up can be missed,
+// no poll is needed), and writes are serialised by the database, not
+// coalesced, so the worker's default of outcomes in flight applies. Safe
+// for concurrent use.
+func (s *Store) Tuning() store.Tuning { return store.Tuning{} }

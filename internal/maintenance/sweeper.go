@@ -1,7 +1,4 @@
-// Package retention deletes finished jobs once they are older than the
-// retention period, so that a long-running server's memory and storage stay
-// bounded.
-package retention
+package maintenance
 
 import (
 	"context"
@@ -9,34 +6,34 @@ import (
 	"time"
 )
 
-// Store is the part of the job store the sweeper needs.
-type Store interface {
+// SweeperStore is the part of the job store the Sweeper needs.
+type SweeperStore interface {
 	DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
-// batch bounds one delete, so a large backlog is deleted in steps that
-// each hold the store only briefly.
-const batch = 1000
+// sweepBatch bounds one delete, so a large backlog is deleted in steps
+// that each hold the store only briefly.
+const sweepBatch = 1000
 
 // Sweeper deletes jobs that finished more than Retention ago, every
-// Interval. It is not safe to run twice at once on one store (it would only
-// waste work).
+// Interval, so that a long-running server's memory and storage stay
+// bounded. Running two at once on one store is safe but wastes work.
 type Sweeper struct {
-	Store     Store
+	Store     SweeperStore
 	Retention time.Duration
 	Interval  time.Duration
 	Logger    *slog.Logger
 }
 
-// Run sweeps until ctx is done; it returns then. The first sweep happens
-// at once, so a restarted server catches up.
-func (s *Sweeper) Run(ctx context.Context) {
+// Run sweeps until ctx is done and returns nil then. The first sweep
+// happens at once, so a restarted server catches up.
+func (s *Sweeper) Run(ctx context.Context) error {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 		s.sweep(ctx)
@@ -48,7 +45,7 @@ func (s *Sweeper) sweep(ctx context.Context) {
 	before := time.Now().Add(-s.Retention)
 	total := 0
 	for {
-		n, err := s.Store.DeleteFinished(ctx, before, batch)
+		n, err := s.Store.DeleteFinished(ctx, before, sweepBatch)
 		total += n
 		if err != nil {
 			if ctx.Err() == nil {
@@ -56,7 +53,7 @@ func (s *Sweeper) sweep(ctx context.Context) {
 			}
 			return
 		}
-		if n < batch {
+		if n < sweepBatch {
 			break
 		}
 	}
