@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/jobqueue/jobqueue/internal/broker"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -96,9 +93,6 @@ func typeSuffix(t string) string {
 
 // jobUpdated subscribes to the broker and returns the channel for gqlgen.
 func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *domain.Job, error) {
-	if err := r.countSubscription(ctx); err != nil {
-		return nil, err
-	}
 	var f broker.Filter
 	if id != nil {
 		f.ID = *id
@@ -113,7 +107,7 @@ func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *dom
 		return nil, internal(err)
 	}
 	if f.ID == "" {
-		return attach(ctx, sub.C(), sub.Err, sub.Ack), nil
+		return deliver(ctx, sub), nil
 	}
 	current, err := r.Store.Get(ctx, f.ID)
 	if errors.Is(err, domain.ErrNotFound) || (err == nil && f.Type != "" && current.Type != f.Type) {
@@ -125,53 +119,5 @@ func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *dom
 		return nil, internal(err)
 	}
 	sub.Prime(current)
-	return attach(ctx, sub.C(), sub.Err, sub.Ack), nil
-}
-
-// failSubscription reports a subscription that cannot start. On a websocket
-// a coded error goes out as the protocol's error message (graphql-ws
-// clients call their error callback) instead of a result with errors; other
-// transports (SSE) get the result with errors.
-func failSubscription(ctx context.Context, err error) (<-chan *domain.Job, error) {
-	var gqlErr *gqlerror.Error
-	if !onWebsocket(ctx) || !errors.As(err, &gqlErr) || gqlErr.Extensions["code"] == nil {
-		return nil, err
-	}
-	transport.AddSubscriptionError(ctx, gqlErr)
-	ch := make(chan *domain.Job)
-	close(ch) // ends the operation; the transport then sends the error
-	return ch, nil
-}
-
-// websocketConnKey marks a websocket connection's context and carries the
-// count of its subscriptions.
-type websocketConnKey struct{}
-
-// WithSubscriptionCounter marks ctx as one websocket connection's: the
-// subscriptions started under it are counted against the per-connection
-// limit, and their errors use the protocol's error message. The websocket
-// transport's InitFunc calls it.
-func WithSubscriptionCounter(ctx context.Context) context.Context {
-	return context.WithValue(ctx, websocketConnKey{}, new(atomic.Int64))
-}
-
-// onWebsocket reports whether ctx belongs to a websocket connection, where
-// transport.AddSubscriptionError is available.
-func onWebsocket(ctx context.Context) bool {
-	return ctx.Value(websocketConnKey{}) != nil
-}
-
-// countSubscription enforces MaxSubscriptionsPerConn; the slot is freed when
-// the subscription's context ends.
-func (r *Resolver) countSubscription(ctx context.Context) error {
-	n, _ := ctx.Value(websocketConnKey{}).(*atomic.Int64)
-	if n == nil || r.MaxSubscriptionsPerConn <= 0 {
-		return nil
-	}
-	if n.Add(1) > int64(r.MaxSubscriptionsPerConn) {
-		n.Add(-1)
-		return codedError(ctx, CodeTooManySubscriptions, "at most %d subscriptions per connection", r.MaxSubscriptionsPerConn)
-	}
-	context.AfterFunc(ctx, func() { n.Add(-1) })
-	return nil
+	return deliver(ctx, sub), nil
 }

@@ -25,9 +25,6 @@ type Resolver struct {
 	DefaultMaxAttempts int
 	// Types, when not nil, are the only job types createJob accepts.
 	Types domain.TypeFilter
-	// MaxSubscriptionsPerConn bounds the subscriptions one websocket
-	// connection may hold at once; 0 means no limit.
-	MaxSubscriptionsPerConn int
 }
 
 // Page sizes of the jobs query.

@@ -14,12 +14,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/handler/transport"
-
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
-	"github.com/jobqueue/jobqueue/internal/gorillaws"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
 	"github.com/jobqueue/jobqueue/internal/retention"
 	"github.com/jobqueue/jobqueue/internal/simulate"
@@ -27,6 +24,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/store/postgres"
 	"github.com/jobqueue/jobqueue/internal/webhook"
 	"github.com/jobqueue/jobqueue/internal/worker"
+	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
 // run wires the service, serves until ctx is done, then shuts down
@@ -109,24 +107,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	})
 	poolRef.Store(pool)
 
-	var ws transport.WebsocketImplementation
-	if cfg.WebsocketImpl == "gorilla" {
-		ws = gorillaws.New(gorillaws.Options{WriteTimeout: cfg.WSWriteTimeout, PingInterval: cfg.WSKeepAlive})
-	}
+	websockets := wstransport.New(wstransport.Options{
+		InitTimeout:      cfg.WSInitTimeout,
+		KeepAlive:        cfg.WSKeepAlive,
+		WriteTimeout:     cfg.WSWriteTimeout,
+		ReadLimit:        cfg.WSReadLimit,
+		MaxSubscriptions: cfg.MaxSubscriptionsPerConn,
+	})
+	// Runs until websockets are closed at shutdown (closeWebsockets);
+	// websocketsDone tells when every connection is closed.
+	websocketsCtx, closeWebsockets := context.WithCancel(context.WithoutCancel(ctx))
+	websocketsDone := make(chan struct{})
+	go func() {
+		defer close(websocketsDone)
+		_ = websockets.Run(websocketsCtx)
+	}()
+	defer func() {
+		closeWebsockets()
+		<-websocketsDone
+	}()
 	gql := graph.NewHandler(&graph.Resolver{
-		Store:                   jobs,
-		Broker:                  events,
-		Logger:                  log,
-		MaxPayloadBytes:         cfg.MaxPayloadBytes,
-		DefaultMaxAttempts:      cfg.MaxAttempts,
-		Types:                   types,
-		MaxSubscriptionsPerConn: cfg.MaxSubscriptionsPerConn,
+		Store:              jobs,
+		Broker:             events,
+		Logger:             log,
+		MaxPayloadBytes:    cfg.MaxPayloadBytes,
+		DefaultMaxAttempts: cfg.MaxAttempts,
+		Types:              types,
 	}, graph.ServerOptions{
-		Websocket:          ws,
-		KeepAlive:          cfg.WSKeepAlive,
-		InitTimeout:        cfg.WSInitTimeout,
-		WebsocketReadLimit: cfg.WSReadLimit,
-		ComplexityLimit:    cfg.ComplexityLimit,
+		Websocket:       websockets,
+		ComplexityLimit: cfg.ComplexityLimit,
 	})
 	streams := httpapi.NewStreams()
 	defer streams.CloseAll()
@@ -185,9 +194,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		// Serve failed on its own; still stop the workers and streams.
 		_ = pool.Shutdown(context.Background())
 		streams.CloseAll()
+		closeWebsockets()
 		waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
 		defer cancelWait()
 		_ = streams.Wait(waitCtx)
+		<-websocketsDone
 		return fmt.Errorf("serve: %w", err)
 	}
 
@@ -208,14 +219,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer cancelFlush()
 	if err := events.Flush(flushCtx); err != nil {
 		log.Warn("shutdown", "err", err)
-	} else if err := gql.WaitSent(flushCtx); err != nil {
+	} else if err := websockets.WaitSent(flushCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
 	streams.CloseAll()
+	closeWebsockets() // each gets a close frame after what is queued for it
 	waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
 	defer cancelWait()
 	if err := streams.Wait(waitCtx); err != nil {
 		log.Warn("closing streams", "err", err)
+	}
+	select {
+	case <-websocketsDone:
+	case <-waitCtx.Done():
+		log.Warn("closing websockets", "err", waitCtx.Err())
 	}
 	if err := <-httpDone; err != nil {
 		log.Warn("http shutdown", "err", err)

@@ -42,7 +42,7 @@ func TestUnavailableStoreGivesAClearError(t *testing.T) {
 	events := broker.New(broker.Options{})
 	t.Cleanup(events.Close)
 	st := downStore{memory.New(nil)}
-	gql := graph.NewHandler(&graph.Resolver{Store: st, Broker: events, Logger: log, MaxPayloadBytes: maxPayloadBytes, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
+	gql := graph.NewHandler(&graph.Resolver{Store: st, Broker: events, Logger: log, MaxPayloadBytes: maxPayloadBytes}, graph.ServerOptions{ComplexityLimit: 25000})
 	streams := httpapi.NewStreams()
 	t.Cleanup(streams.CloseAll)
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Store: st, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes, MaxPayloadBytes: maxPayloadBytes, ListMax: listMax}))
@@ -119,7 +119,7 @@ func TestImpossibleTypeFilterMatchesNothing(t *testing.T) {
 	events := broker.New(broker.Options{})
 	t.Cleanup(events.Close)
 	st := downStore{memory.New(nil)} // List fails if asked
-	gql := graph.NewHandler(&graph.Resolver{Store: st, Broker: events, Logger: log, MaxPayloadBytes: maxPayloadBytes, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
+	gql := graph.NewHandler(&graph.Resolver{Store: st, Broker: events, Logger: log, MaxPayloadBytes: maxPayloadBytes}, graph.ServerOptions{ComplexityLimit: 25000})
 	streams := httpapi.NewStreams()
 	t.Cleanup(streams.CloseAll)
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Store: st, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes, MaxPayloadBytes: maxPayloadBytes, ListMax: listMax}))
