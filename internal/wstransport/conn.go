@@ -37,27 +37,36 @@ type conn struct {
 	header http.Header
 	legacy bool // graphql-ws (subscriptions-transport-ws)
 
-	ctx    context.Context // the connection's; ends when it closes
-	cancel context.CancelFunc
+	ctx context.Context // the connection's: the upgrade request's values
 
 	// reader
 	initSeen bool
 	acked    bool
 	opCtx    context.Context // from Options.InitFunc
 
-	mu         sync.Mutex
-	out        *[]byte               // frames not yet written; nil when empty
-	writing    bool                  // the writer goroutine runs
-	ready      []*operation          // subscriptions with something for the writer
-	ops        map[string]*operation // by client id
-	subs       int                   // subscriptions among ops
-	closing    bool                  // a close frame is queued (or the socket is dead): nothing more is queued
+	mu      sync.Mutex
+	out     *[]byte      // frames not yet written; nil when empty
+	writing bool         // the writer goroutine runs
+	starts  []*operation // operations for the writer to start, in order
+	ready   []*operation // subscriptions with something for the writer
+	ops     []*operation // running, in no order; a slice, as connections hold few
+
+	subs       int  // subscriptions among ops
+	closeSent  bool // a close frame is queued: nothing may follow it
+	closing    bool // closeWith was called: operations ended; the writer closes the socket once the queue is written
 	sockClosed bool
 	failed     error // first socket write error
 	pingTimer  *time.Timer
 	pongDue    time.Time // read deadline set by keep-alive; zero until the first ping
 	upgraded   bool      // the 101 response is queued: raw writes are frames from now on
 }
+
+// websocketHeader is what operations on a websocket see as their request
+// headers (graphql.OperationContext.Headers): only that the request is an
+// upgrade. The handshake's own headers would be held for the connection's
+// whole life; graphql-ws clients put what HTTP headers carry (credentials)
+// in the connection_init payload, which InitFunc sees. Never modified.
+var websocketHeader = http.Header{"Upgrade": {"websocket"}}
 
 // hijacker is the http.ResponseWriter given to gorilla's Upgrade: its
 // Hijack creates the connection, whose sockConn gorilla then writes to
@@ -74,7 +83,7 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("wstransport: hijack: %w", err)
 	}
-	c := &conn{t: h.t, sock: sock, ops: make(map[string]*operation)}
+	c := &conn{t: h.t, sock: sock}
 	if !h.t.track(c) {
 		_ = sock.Close()
 		return nil, nil, errors.New("wstransport: shutting down")
@@ -140,10 +149,13 @@ func (c *conn) start(ws *websocket.Conn, r *http.Request, exec graphql.GraphExec
 	c.mu.Unlock()
 	c.ws = ws
 	c.exec = exec
-	c.header = r.Header
+	c.header = websocketHeader
 	c.legacy = ws.Subprotocol() != protocolTransport
-	// The request's context ends when Do returns; its values stay.
-	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(r.Context()))
+	// The request's context ends when Do returns; its values stay. It is
+	// not cancelled when the connection closes either: each operation's
+	// own context is, which spares every connection the bookkeeping of a
+	// cancellable parent with children.
+	c.ctx = context.WithoutCancel(r.Context())
 	c.opCtx = c.ctx
 	ws.SetReadLimit(c.t.opts.ReadLimit)
 	if c.t.opts.KeepAlive > 0 {
@@ -165,7 +177,6 @@ type inMessage struct {
 func (c *conn) read() {
 	defer c.t.goDone()
 	defer c.t.untrack(c)
-	defer c.cancel()
 	if d := c.t.opts.InitTimeout; d > 0 {
 		_ = c.sock.SetReadDeadline(time.Now().Add(d))
 	}
@@ -229,7 +240,8 @@ func (c *conn) handle(m *inMessage) bool {
 			c.closeWith(CloseSubscriberExists, "Subscriber for "+m.ID+" already exists")
 			return false
 		}
-		return c.startOperation(m.ID, m.Payload)
+		c.queueStart(m.ID, m.Payload)
+		return true
 	case m.Type == "complete" && !c.legacy, m.Type == "stop" && c.legacy:
 		c.stopOperation(m.ID)
 		return true
@@ -300,6 +312,7 @@ func (c *conn) closeWith(code int, reason string) {
 			return appendFrame(b, websocket.CloseMessage, websocket.FormatCloseMessage(code, truncate(reason, maxCloseReason)))
 		})
 	}
+	c.closeSent = true
 	c.closing = true
 	ops := c.endAllLocked()
 	if c.pingTimer != nil {
@@ -309,9 +322,6 @@ func (c *conn) closeWith(code int, reason string) {
 	c.mu.Unlock()
 	for _, op := range ops {
 		op.cancel()
-	}
-	if c.cancel != nil {
-		c.cancel()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/errcode"
@@ -115,7 +116,11 @@ type operation struct {
 	idJSON []byte // id as a JSON string
 	key    string // document, operation name and variables; "" when not shareable
 	cancel context.CancelFunc
+	base   context.Context // the operation's; cancel ends it
 	sub    bool
+
+	payload  json.RawMessage // the subscribe message's, until begin
+	received time.Time
 
 	feed    feeder
 	failed  gqlerror.List
@@ -151,19 +156,17 @@ func (op *operation) wake() {
 func (c *conn) has(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	_, ok := c.ops[id]
-	return ok
+	return c.findLocked(id) >= 0
 }
 
 // endAllLocked marks every operation done and returns them (to cancel
 // outside the lock).
 func (c *conn) endAllLocked() []*operation {
-	ops := make([]*operation, 0, len(c.ops))
-	for id, op := range c.ops {
+	ops := c.ops
+	for _, op := range ops {
 		op.done = true
-		ops = append(ops, op)
-		delete(c.ops, id)
 	}
+	c.ops = nil
 	c.subs = 0
 	c.ready = nil
 	return ops
@@ -176,8 +179,10 @@ func (c *conn) endLocked(op *operation, typ string, payload []byte) bool {
 		return false
 	}
 	op.done = true
-	if c.ops[op.id] == op {
-		delete(c.ops, op.id)
+	if i := c.findLocked(op.id); i >= 0 && c.ops[i] == op {
+		last := len(c.ops) - 1
+		c.ops[i], c.ops[last] = c.ops[last], nil
+		c.ops = c.ops[:last]
 		if op.sub {
 			c.subs--
 		}
@@ -208,74 +213,121 @@ func (c *conn) nextType() string {
 // or stop): the client gets complete, as gqlgen answered.
 func (c *conn) stopOperation(id string) {
 	c.mu.Lock()
-	op := c.ops[id]
-	if op == nil {
+	i := c.findLocked(id)
+	if i < 0 {
 		c.mu.Unlock()
 		return
 	}
+	op := c.ops[i]
 	c.endLocked(op, "complete", nil)
 	c.mu.Unlock()
 	op.cancel()
 }
 
-// startOperation runs a subscribe (start) message on the reader: it parses
-// and validates the operation and runs its resolvers (for a subscription,
-// the resolver subscribes and calls Feed); a query or mutation is answered
-// at once. Operations of one connection thus start one after another.
-func (c *conn) startOperation(id string, payload json.RawMessage) bool {
-	start := graphql.Now()
+// findLocked returns the index of the operation id in c.ops, or -1.
+func (c *conn) findLocked(id string) int {
+	for i, op := range c.ops {
+		if op.id == id {
+			return i
+		}
+	}
+	return -1
+}
+
+// queueStart registers a subscribe (start) message's operation and queues
+// it for the writer, which starts it (begin). Operations start off the
+// reader so that executing them (resolvers, gqlgen's deep call chains)
+// never grows the reader's stack, which an idle connection keeps for its
+// whole life, while the writer's goes away with it. They start one after
+// another, in the order the client sent them.
+func (c *conn) queueStart(id string, payload json.RawMessage) {
 	idJSON, _ := json.Marshal(id)
-	ctx := graphql.StartOperationTrace(c.opCtx)
+	op := &operation{c: c, id: id, idJSON: idJSON, payload: payload, received: graphql.Now()}
+	op.base, op.cancel = context.WithCancel(c.opCtx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		op.cancel()
+		return
+	}
+	c.ops = append(c.ops, op)
+	c.starts = append(c.starts, op)
+	c.kickLocked()
+}
+
+// begin starts op on the writer: it parses and validates the operation and
+// runs its resolvers (for a subscription, the resolver subscribes and calls
+// Feed); a query or mutation is answered at once.
+func (op *operation) begin() {
+	c := op.c
+	c.mu.Lock()
+	done := op.done
+	c.mu.Unlock()
+	if done {
+		return
+	}
+	payload := op.payload
+	op.payload = nil
+	ctx := graphql.StartOperationTrace(op.base)
 	params := &graphql.RawParams{}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
 	if err := dec.Decode(params); err != nil || params.Query == "" && len(params.Extensions) == 0 {
 		if !c.legacy {
 			c.closeWith(CloseBadRequest, "Invalid message received: subscribe payload")
-			return false
+			return
 		}
-		c.queueOpErrors(idJSON, gqlerror.List{{Message: "invalid json"}})
-		c.queueOpMessage(idJSON, "complete", nil)
-		return true
+		c.mu.Lock()
+		c.queueLocked(op.idJSON, "error", encodeErrors(gqlerror.List{{Message: "invalid json"}}))
+		c.endLocked(op, "complete", nil)
+		c.mu.Unlock()
+		op.cancel()
+		return
 	}
-	params.ReadTime = graphql.TraceTiming{Start: start, End: graphql.Now()}
+	params.ReadTime = graphql.TraceTiming{Start: op.received, End: graphql.Now()}
 	params.Headers = c.header
 
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
 		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		var typ string
+		var b []byte
 		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
-			c.queueOpErrors(idJSON, resp.Errors)
+			typ, b = "error", encodeErrors(resp.Errors)
 		} else {
-			c.queueOpResponse(idJSON, &graphql.Response{Errors: errs})
+			typ, b = c.nextType(), encodeResponse(&graphql.Response{Errors: errs})
 		}
-		c.queueOpMessage(idJSON, "complete", nil)
-		return true
+		c.mu.Lock()
+		c.queueLocked(op.idJSON, typ, b)
+		c.endLocked(op, "complete", nil)
+		c.mu.Unlock()
+		op.cancel()
+		return
 	}
 
-	op := &operation{c: c, id: id, idJSON: idJSON, rc: rc, sub: rc.Operation.Operation == ast.Subscription}
-	ctx, op.cancel = context.WithCancel(graphql.WithOperationContext(ctx, rc))
+	op.rc = rc
+	sub := rc.Operation.Operation == ast.Subscription
 	c.mu.Lock()
-	if c.closing {
+	if op.done {
 		c.mu.Unlock()
-		op.cancel()
-		return false
+		return
 	}
-	if op.sub && c.t.opts.MaxSubscriptions > 0 && c.subs >= c.t.opts.MaxSubscriptions {
-		c.mu.Unlock()
-		op.cancel()
-		c.queueOpErrors(idJSON, gqlerror.List{{
-			Message:    fmt.Sprintf("at most %d subscriptions per connection", c.t.opts.MaxSubscriptions),
-			Extensions: map[string]any{"code": CodeTooManySubscriptions},
-		}})
-		return true
-	}
-	c.ops[id] = op
+	op.sub = sub // under c.mu: endLocked reads it
 	if op.sub {
+		if max := c.t.opts.MaxSubscriptions; max > 0 && c.subs >= max {
+			c.endLocked(op, "error", encodeErrors(gqlerror.List{{
+				Message:    fmt.Sprintf("at most %d subscriptions per connection", max),
+				Extensions: map[string]any{"code": CodeTooManySubscriptions},
+			}}))
+			c.mu.Unlock()
+			op.cancel()
+			return
+		}
 		c.subs++
 	}
 	c.mu.Unlock()
 
+	ctx = graphql.WithOperationContext(ctx, rc)
 	if op.sub {
 		op.key = shareKey(rc)
 		ctx = context.WithValue(ctx, operationKey{}, op)
@@ -286,8 +338,8 @@ func (c *conn) startOperation(id string, payload json.RawMessage) bool {
 	case !op.sub:
 		resp := op.respond()
 		c.mu.Lock()
-		if resp != nil && !op.done && !c.closing {
-			c.appendLocked(func(b []byte) []byte { return appendEncodedMessage(b, idJSON, c.nextType(), resp) })
+		if resp != nil && !op.done {
+			c.queueLocked(op.idJSON, c.nextType(), resp)
 		}
 		c.endLocked(op, "complete", nil)
 		c.mu.Unlock()
@@ -303,17 +355,13 @@ func (c *conn) startOperation(id string, payload json.RawMessage) bool {
 	default:
 		c.mu.Lock()
 		op.started = true
-		if op.woken {
-			op.woken = false
-			if !op.done && !c.closing {
-				op.queued = true
-				c.ready = append(c.ready, op)
-				c.kickLocked()
-			}
+		if op.woken && !op.done && !c.closing {
+			op.queued = true
+			c.ready = append(c.ready, op)
+			c.kickLocked()
 		}
 		c.mu.Unlock()
 	}
-	return true
 }
 
 // shareKey identifies a subscription operation among all connections, or
@@ -343,11 +391,7 @@ func (op *operation) respond() (encoded []byte) {
 	if resp == nil {
 		return nil
 	}
-	b, err := json.Marshal(resp)
-	if err != nil {
-		b, _ = json.Marshal(&graphql.Response{Errors: gqlerror.List{{Message: "encoding the response: " + err.Error()}}})
-	}
-	return b
+	return encodeResponse(resp)
 }
 
 // loop serves a subscription that does not use Feed the way gqlgen's own
@@ -366,11 +410,9 @@ func (op *operation) loop() {
 		}
 		op.c.mu.Unlock()
 	}
-	if op.c.ctx.Err() == nil {
-		op.c.end(op, "complete", nil) // a closed connection gets no complete, as with gqlgen
-	} else {
-		op.c.end(op, "", nil)
-	}
+	// A closed connection gets no complete, as with gqlgen (and endLocked
+	// queues nothing once it is closing).
+	op.c.end(op, "complete", nil)
 }
 
 // pump runs on the writer: it takes one value from op's source, has it
@@ -429,10 +471,8 @@ func (op *operation) result(v any) []byte {
 	return op.c.t.results.do(op.ctx, cacheKey{value: v, op: op.key}, exec)
 }
 
-// queueOpMessage queues a message of an operation that was not started.
-func (c *conn) queueOpMessage(idJSON []byte, typ string, payload []byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// queueLocked queues a message of an operation. c.mu is held.
+func (c *conn) queueLocked(idJSON []byte, typ string, payload []byte) {
 	if c.closing {
 		return
 	}
@@ -440,16 +480,12 @@ func (c *conn) queueOpMessage(idJSON []byte, typ string, payload []byte) {
 	c.kickLocked()
 }
 
-func (c *conn) queueOpErrors(idJSON []byte, errs gqlerror.List) {
-	c.queueOpMessage(idJSON, "error", encodeErrors(errs))
-}
-
-func (c *conn) queueOpResponse(idJSON []byte, resp *graphql.Response) {
+func encodeResponse(resp *graphql.Response) []byte {
 	b, err := json.Marshal(resp)
 	if err != nil {
 		b, _ = json.Marshal(&graphql.Response{Errors: gqlerror.List{{Message: "encoding the response: " + err.Error()}}})
 	}
-	c.queueOpMessage(idJSON, c.nextType(), b)
+	return b
 }
 
 // encodeErrors is the payload of an error message: the list of errors.

@@ -89,8 +89,10 @@ type Options struct {
 	// Default DefaultSharedResults.
 	SharedResults int
 	// InitFunc, when set, runs on connection_init with its payload (nil
-	// when absent). It returns the context operations of the connection
-	// run under, or an error that refuses the connection (close 4403
+	// when absent) and a context carrying the upgrade request's values
+	// (never cancelled: each operation's context is, when it ends or its
+	// connection closes). It returns the context operations of the
+	// connection run under, or an error that refuses the connection (close 4403
 	// Forbidden; legacy clients get a connection_error with its message
 	// first). It is called from many connections' goroutines at once.
 	InitFunc func(ctx context.Context, payload map[string]any) (context.Context, error)

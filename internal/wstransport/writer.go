@@ -45,9 +45,12 @@ func putBuffer(b *[]byte) {
 	buffers.Put(b)
 }
 
-// appendLocked appends what add appends to the queue. c.mu is held and the
-// connection is not closing.
+// appendLocked appends what add appends to the queue, unless a close frame
+// is queued already: nothing may follow it. c.mu is held.
 func (c *conn) appendLocked(add func([]byte) []byte) {
+	if c.closeSent {
+		return
+	}
 	if c.out == nil {
 		c.out = buffers.Get().(*[]byte)
 	}
@@ -62,14 +65,12 @@ func (c *conn) queueRaw(p []byte) bool {
 	if c.sockClosed || c.failed != nil {
 		return false
 	}
-	if c.closing {
-		return true // dropped: a close frame is queued already
-	}
 	c.appendLocked(func(b []byte) []byte { return append(b, p...) })
 	if c.upgraded && len(p) > 0 && p[0]&0x0f == websocket.CloseMessage {
 		// gorilla answered the peer's close frame or refused an
-		// oversized message: nothing may follow.
-		c.closing = true
+		// oversized message: nothing may follow. The reader's read fails
+		// next, and it closes the connection.
+		c.closeSent = true
 	}
 	c.kickLocked()
 	return true
@@ -93,7 +94,7 @@ func (c *conn) kickLocked() {
 	if c.writing || c.sockClosed {
 		return
 	}
-	if (c.out == nil || len(*c.out) == 0) && len(c.ready) == 0 && !c.closing {
+	if (c.out == nil || len(*c.out) == 0) && len(c.ready) == 0 && len(c.starts) == 0 && !c.closing {
 		return
 	}
 	c.writing = true
@@ -108,6 +109,15 @@ func (c *conn) write() {
 	var ready []*operation
 	for {
 		c.mu.Lock()
+		for len(c.starts) > 0 && !c.closing {
+			op := c.starts[0]
+			c.starts[0] = nil
+			c.starts = c.starts[1:]
+			c.mu.Unlock()
+			op.begin()
+			c.mu.Lock()
+		}
+		c.starts = nil
 		ready, c.ready = c.ready, ready[:0]
 		c.mu.Unlock()
 		// Drain subscriptions until enough is gathered for one write.
@@ -135,7 +145,7 @@ func (c *conn) write() {
 			if out != nil {
 				putBuffer(out)
 			}
-			if len(c.ready) > 0 && c.failed == nil && !c.sockClosed {
+			if (len(c.ready) > 0 || len(c.starts) > 0) && c.failed == nil && !c.sockClosed {
 				c.mu.Unlock()
 				continue
 			}
