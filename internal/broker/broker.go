@@ -302,17 +302,19 @@ func (b *Broker) Subscribers() int {
 func (b *Broker) Flush(ctx context.Context) error {
 	for {
 		// Armed before looking, so that progress made meanwhile wakes us.
-		ch := make(chan struct{})
-		if !b.progress.CompareAndSwap(nil, &ch) {
-			if p := b.progress.Load(); p != nil {
-				ch = *p
+		p := b.progress.Load()
+		if p == nil {
+			ch := make(chan struct{})
+			if !b.progress.CompareAndSwap(nil, &ch) {
+				continue
 			}
+			p = &ch
 		}
 		if b.flushed() {
 			return nil
 		}
 		select {
-		case <-ch:
+		case <-*p:
 		case <-ctx.Done():
 			return fmt.Errorf("flush job events: %w", ctx.Err())
 		}

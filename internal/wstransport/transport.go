@@ -256,41 +256,40 @@ func (t *Transport) goDone() {
 }
 
 // counter counts work in flight, and lets callers wait on a channel for it
-// to reach zero. The count is atomic; the mutex is taken only when it
-// reaches zero or by a waiter.
+// to reach zero. Counting is two atomic operations; the channel is only
+// made, and closed, while someone waits.
 type counter struct {
 	n    atomic.Int64
-	mu   sync.Mutex
-	zero chan struct{} // closed when n reaches 0 while someone waits
+	zero atomic.Pointer[chan struct{}] // closed when n reaches 0; nil while nobody waits
 }
 
 func (c *counter) add(d int64) {
 	if c.n.Add(d) != 0 {
 		return
 	}
-	c.mu.Lock()
-	if c.zero != nil && c.n.Load() == 0 {
-		close(c.zero)
-		c.zero = nil
+	if p := c.zero.Load(); p != nil && c.zero.CompareAndSwap(p, nil) {
+		close(*p)
 	}
-	c.mu.Unlock()
 }
 
 func (c *counter) wait(ctx context.Context) error {
-	c.mu.Lock()
-	if c.n.Load() == 0 {
-		c.mu.Unlock()
-		return nil
-	}
-	if c.zero == nil {
-		c.zero = make(chan struct{})
-	}
-	zero := c.zero
-	c.mu.Unlock()
-	select {
-	case <-zero:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		// Armed before looking, so that reaching zero meanwhile wakes us.
+		p := c.zero.Load()
+		if p == nil {
+			ch := make(chan struct{})
+			if !c.zero.CompareAndSwap(nil, &ch) {
+				continue
+			}
+			p = &ch
+		}
+		if c.n.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-*p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
