@@ -107,17 +107,22 @@ func (f *feed[T]) load() {
 func (f *feed[T]) ack()       { f.src.Ack() }
 func (f *feed[T]) err() error { return f.src.Err() }
 
-// operation is one started operation of a connection. Fields set before the
-// operation is started are written by the reader only; queued and done are
-// under conn.mu; the rest belongs to the writer.
+// operation is one operation of a connection, from its subscribe (start)
+// message to its end. The reader creates it (id, base, cancel, payload);
+// the writer begins it and from then on owns the rest, except the fields
+// marked "under conn.mu". A subscription resolver sets feed or failed
+// during begin, on the writer.
 type operation struct {
 	c      *conn
 	id     string
-	idJSON []byte // id as a JSON string
-	key    string // document, operation name and variables; "" when not shareable
-	cancel context.CancelFunc
-	base   context.Context // the operation's; cancel ends it
-	sub    bool
+	idJSON []byte   // id as a JSON string
+	key    string   // document, operation name and variables; "" when not shareable
+	group  *opGroup // its shared results (with key), set before it starts
+	// released: group given back (under conn.mu)
+	released bool
+	cancel   context.CancelFunc
+	base     context.Context // the operation's; cancel ends it
+	sub      bool
 
 	payload  json.RawMessage // the subscribe message's, until begin
 	received time.Time
@@ -165,11 +170,20 @@ func (c *conn) endAllLocked() []*operation {
 	ops := c.ops
 	for _, op := range ops {
 		op.done = true
+		op.releaseLocked()
 	}
 	c.ops = nil
 	c.subs = 0
 	c.ready = nil
 	return ops
+}
+
+// releaseLocked gives op's shared-results group back. conn.mu is held.
+func (op *operation) releaseLocked() {
+	if op.group != nil && !op.released {
+		op.released = true
+		op.c.t.results.release(op.key, op.group)
+	}
 }
 
 // endLocked removes op and queues its last message (typ with payload;
@@ -179,6 +193,7 @@ func (c *conn) endLocked(op *operation, typ string, payload []byte) bool {
 		return false
 	}
 	op.done = true
+	op.releaseLocked()
 	if i := c.findLocked(op.id); i >= 0 && c.ops[i] == op {
 		last := len(c.ops) - 1
 		c.ops[i], c.ops[last] = c.ops[last], nil
@@ -307,6 +322,10 @@ func (op *operation) begin() {
 
 	op.rc = rc
 	sub := rc.Operation.Operation == ast.Subscription
+	key := ""
+	if sub {
+		key = shareKey(rc)
+	}
 	c.mu.Lock()
 	if op.done {
 		c.mu.Unlock()
@@ -324,12 +343,14 @@ func (op *operation) begin() {
 			return
 		}
 		c.subs++
+		if key != "" {
+			op.key, op.group = key, c.t.results.acquire(key)
+		}
 	}
 	c.mu.Unlock()
 
 	ctx = graphql.WithOperationContext(ctx, rc)
 	if op.sub {
-		op.key = shareKey(rc)
 		ctx = context.WithValue(ctx, operationKey{}, op)
 	}
 	op.handler, op.ctx = c.exec.DispatchOperation(ctx, rc)
@@ -465,10 +486,10 @@ func (op *operation) result(v any) []byte {
 		op.feed.load()
 		return op.respond()
 	}
-	if op.key == "" {
+	if op.group == nil {
 		return exec()
 	}
-	return op.c.t.results.do(op.ctx, cacheKey{value: v, op: op.key}, exec)
+	return op.c.t.results.do(op.ctx, op.group, v, exec)
 }
 
 // queueLocked queues a message of an operation. c.mu is held.

@@ -12,18 +12,35 @@
 //
 //   - a reader, started on a fresh (shallow) stack once the HTTP handler has
 //     upgraded the request (the handler then returns: the transport owns the
-//     connection and tracks it for shutdown). It handles client messages and
-//     executes queries, mutations and the start of subscriptions, one after
-//     the other.
-//   - a writer, only while there is something to write: it takes changes
-//     from the subscriptions that have some (see Feed), has gqlgen execute
-//     them, appends the frames to the connection's buffer and writes the
-//     buffer with few write(2) calls, each under a write deadline, then
-//     exits.
+//     connection and tracks it for shutdown). It decodes client messages,
+//     answers the protocol's own (connection_init, ping, complete) and
+//     queues operations for the writer. It exits when the socket closes.
+//   - a writer, only while there is something to do: it starts the queued
+//     operations in order (parsing, validation, resolvers; a query or
+//     mutation is answered at once), takes changes from the subscriptions
+//     that have some (see Feed) and has gqlgen execute them, appends the
+//     frames to the connection's buffer and writes the buffer with few
+//     write(2) calls, each under a write deadline, then exits. Deep call
+//     chains thus run on a short-lived stack, never on the reader's, which
+//     an idle connection keeps for its whole life.
 //
 // Subscriptions own no goroutine: their source (a broker subscription)
 // calls back when it has something, and the writer drains it. Keep-alive
-// pings come from a timer. Buffers are pooled and released while idle.
+// pings come from a timer. Buffers are pooled and released while idle. (A
+// subscription resolver that does not hand its source over with Feed gets
+// gqlgen's loop on a goroutine of its own; jobUpdated always uses Feed.)
+//
+// Decisions where the protocols are silent or the two differ:
+//   - One set of close codes for both subprotocols; the legacy protocol
+//     defines none, and its clients treat every close alike. Legacy clients
+//     still get connection_error before a close where gqlgen sent one.
+//   - The server answers a client's complete (stop) with complete, and a
+//     validation error with error then complete, as gqlgen did: clients
+//     ignore messages for finished ids, and today's clients see no change.
+//   - Keep-alive starts with connection_ack; before it only the
+//     initialisation timeout applies.
+//   - At shutdown (Run's context) connections close with 1000 "terminated",
+//     as gqlgen's transport did; clients reconnect as after any close.
 //
 // Close codes follow graphql-transport-ws for both protocols (the legacy one
 // defines none): 4400 invalid message, 4401 subscribe before

@@ -3,6 +3,7 @@ package wstransport
 import (
 	"encoding/binary"
 	"encoding/json"
+	"runtime"
 	"sync"
 	"time"
 
@@ -121,6 +122,12 @@ func (c *conn) write() {
 		ready, c.ready = c.ready, ready[:0]
 		c.mu.Unlock()
 		// Drain subscriptions until enough is gathered for one write.
+		// Once they are drained, yield once before writing: under load
+		// the broker's fan-out and other connections run meanwhile, and
+		// changes they hand this connection leave in the same write(2)
+		// (several per write instead of one); when the process is idle
+		// the yield returns at once.
+		yielded := false
 		for len(ready) > 0 {
 			for _, op := range ready {
 				op.pump()
@@ -131,6 +138,13 @@ func (c *conn) write() {
 			c.mu.Unlock()
 			if full {
 				break
+			}
+			if len(ready) == 0 && !yielded {
+				yielded = true
+				runtime.Gosched()
+				c.mu.Lock()
+				ready, c.ready = c.ready, ready[:0]
+				c.mu.Unlock()
 			}
 		}
 		c.mu.Lock()
