@@ -101,9 +101,13 @@ func (c *resultCache) do(ctx context.Context, g *opGroup, value any, exec func()
 	}
 	e := v.(*cacheEntry)
 	select {
-	case <-e.done:
-	case <-ctx.Done():
-		return nil
+	case <-e.done: // the common case, without a select on ctx
+	default:
+		select {
+		case <-e.done:
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	if e.encoded == nil {
 		return exec()
