@@ -50,7 +50,7 @@ package wstransport
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -230,7 +230,7 @@ func (t *Transport) Run(ctx context.Context) error {
 // shutdown that closing the connections loses no change.
 func (t *Transport) WaitSent(ctx context.Context) error {
 	if err := t.sending.wait(ctx); err != nil {
-		return errors.Join(errors.New("wait for websocket subscriptions to queue their changes"), err)
+		return fmt.Errorf("wait for websocket subscriptions to queue their changes: %w", err)
 	}
 	return nil
 }
