@@ -33,8 +33,12 @@ const coalesceLimit = 64 << 10
 // maxPooledBuffer is the largest buffer returned to the pool.
 const maxPooledBuffer = 256 << 10
 
+// buffers holds the connections' output buffers (*[]byte). A new one is
+// small: most turns carry a message or two, and while the writer yields
+// (see write) every connection being written holds one, so after a burst
+// the pool holds as many as there were connections.
 var buffers = sync.Pool{New: func() any {
-	b := make([]byte, 0, 4096)
+	b := make([]byte, 0, 512)
 	return &b
 }}
 

@@ -532,3 +532,71 @@ func TestMaxSubscriptions(t *testing.T) {
 	c.expect("next", "q")
 	c.expect("complete", "q")
 }
+
+// stallingWriter makes the first socket write carrying a "next" message of
+// the connection it hijacks block until release is closed: a client that
+// stops reading.
+type stallingWriter struct {
+	http.ResponseWriter
+	blocked, release chan struct{}
+	once             *sync.Once
+}
+
+func (w *stallingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	return &stallingConn{Conn: c, w: w}, brw, err
+}
+
+type stallingConn struct {
+	net.Conn
+	w *stallingWriter
+}
+
+func (c *stallingConn) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), `"type":"next"`) {
+		c.w.once.Do(func() {
+			close(c.w.blocked)
+			<-c.w.release
+		})
+	}
+	return c.Conn.Write(p)
+}
+
+// TestStalledConnectionDelaysNoOther: a connection whose socket write
+// blocks holds up neither the shared result nor other connections.
+func TestStalledConnectionDelaysNoOther(t *testing.T) {
+	t.Parallel()
+	b := setup(t, wstransport.Options{})
+	stall := &stallingWriter{blocked: make(chan struct{}), release: make(chan struct{}), once: new(sync.Once)}
+	defer close(stall.release)
+	inner := b.srv.Config.Handler
+	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := *stall
+		sw.ResponseWriter = w
+		inner.ServeHTTP(&sw, r)
+	}))
+	t.Cleanup(stalled.Close)
+	slow := (&bundle{srv: stalled}).dial(t, "graphql-transport-ws")
+	slow.init()
+	slow.send(subscribe("s", allJobs, nil))
+	fast := b.dial(t, "graphql-transport-ws")
+	fast.init()
+	fast.send(subscribe("f", allJobs, nil))
+	waitFor(t, "both subscriptions", func() bool { return b.broker.Subscribers() == 2 })
+	if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stall.blocked:
+	case <-time.After(waitBound):
+		t.Fatal("the stalled connection never wrote its change")
+	}
+	for range 3 {
+		if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 4 {
+		fast.expect("next", "f")
+	}
+}
