@@ -6,14 +6,19 @@
 #     then createJob (64 clients, 10s each), and the createjob/typename ratio
 #  3. websocket fan-out, each measurement against a freshly started server:
 #     steady (N=2000, 10 jobs/s for 10s), burst (N=5000, 100 jobs at once) and
-#     idle (N=2000, server RSS per subscriber) against the product server with
-#     WEBSOCKET_IMPL=gorilla, with WEBSOCKET_IMPL=coder, and bench/rawws (the
-#     raw gorilla/websocket ceiling)
+#     idle (N=2000, server RSS per subscriber) against the product server
+#     ("server"), bench/rawws ("raw": the raw gorilla/websocket ceiling) and,
+#     with BASELINE_BIN set, another build of the server ("baseline", e.g.
+#     the commit before a change) so before and after are measured side by
+#     side in one run
 #  4. prints markdown tables of the results.
 #
 # Knobs (environment): HTTP_CONC HTTP_DURATION STEADY_N STEADY_RATE
 # STEADY_DURATION BURST_N BURST_JOBS BURST_DEADLINE IDLE_N IMPLS (default
-# "gorilla coder raw") MODES (fan-out measurements, default "steady burst
+# "server raw", plus "baseline" when BASELINE_BIN is set) BASELINE_BIN (a
+# server binary started exactly like bin/server; it also gets
+# WEBSOCKET_IMPL=gorilla, which builds before that setting was dropped
+# read) MODES (fan-out measurements, default "steady burst
 # idle") PARTS (default "http fanout"; e.g. PARTS=fanout skips step 2)
 # SERVER_LOG_LEVEL (default info) BENCH_KEEP=1 (keep the logs directory).
 # Every server is stopped on exit. Exit status 1 when a measurement failed.
@@ -31,7 +36,12 @@ BURST_N=${BURST_N:-5000}
 BURST_JOBS=${BURST_JOBS:-100}
 BURST_DEADLINE=${BURST_DEADLINE:-120s}
 IDLE_N=${IDLE_N:-2000}
-IMPLS=${IMPLS:-gorilla coder raw}
+BASELINE_BIN=${BASELINE_BIN:-}
+if [[ -n $BASELINE_BIN ]]; then
+	IMPLS=${IMPLS:-server baseline raw}
+else
+	IMPLS=${IMPLS:-server raw}
+fi
 MODES=${MODES:-steady burst idle}
 PARTS=${PARTS:-http fanout}
 SERVER_LOG_LEVEL=${SERVER_LOG_LEVEL:-info}
@@ -82,14 +92,15 @@ for t in httpload fanout rawws; do
 	go build -o "$WORK/$t" "./bench/$t"
 done
 
-# start_server NAME [VAR=value...]: starts bin/server (NAME=raw: bench/rawws)
-# with PORT=0 and waits for its "listening" log line; sets SERVER_PID and
+# start_server NAME [VAR=value...]: starts bin/server (NAME=raw: bench/rawws,
+# NAME=baseline: BASELINE_BIN) with PORT=0 and waits for its "listening" log line; sets SERVER_PID and
 # SERVER_ADDR.
 start_server() {
 	local name=$1
 	shift
 	local bin=$ROOT/bin/server
 	[[ $name == raw ]] && bin=$WORK/rawws
+	[[ $name == baseline ]] && bin=$BASELINE_BIN
 	SERVER_LOG=$WORK/server-$name-$(date +%s%N).log
 	env PORT=0 LOG_FORMAT=json LOG_LEVEL="$SERVER_LOG_LEVEL" "$@" "$bin" >"$SERVER_LOG" 2>&1 &
 	SERVER_PID=$!
@@ -177,7 +188,11 @@ for impl in $IMPLS; do
 	else
 		server=$impl
 		proto=graphql
-		envs=(PROCESSING_TIME=0 WORKERS=8 WEBSOCKET_IMPL="$impl" DEBUG_ADDR="$DEBUG_ADDR")
+		envs=(PROCESSING_TIME=0 WORKERS=8 DEBUG_ADDR="$DEBUG_ADDR")
+		if [[ $impl == baseline ]]; then
+			[[ -n $BASELINE_BIN ]] || { echo "IMPLS has baseline but BASELINE_BIN is not set" >&2; FAILED=1; continue; }
+			envs+=(WEBSOCKET_IMPL=gorilla)
+		fi
 	fi
 	for mode in $MODES; do
 		case $mode in
@@ -224,7 +239,10 @@ raw_burst=$(jget "${RES[raw-burst]:-}" msgs_per_s)
 			"$(jget "$s" p99_ms)" "$slost" "$(jget "$i" kib_per_sub)" "$(jget "$i" kib_per_sub_after_gc)" "$(ratio "$bm" "$raw_burst")"
 	done
 	echo
-	echo "Burst ratio gorilla/raw: $(ratio "$(jget "${RES[gorilla-burst]:-}" msgs_per_s)" "$raw_burst")"
+	echo "Burst ratio server/raw: $(ratio "$(jget "${RES[server-burst]:-}" msgs_per_s)" "$raw_burst")"
+	if [[ -n ${RES[baseline-burst]:-} ]]; then
+		echo "Burst ratio server/baseline: $(ratio "$(jget "${RES[server-burst]:-}" msgs_per_s)" "$(jget "${RES[baseline-burst]:-}" msgs_per_s)")"
+	fi
 	echo
 	echo "### GraphQL over HTTP ($HTTP_CONC clients, $HTTP_DURATION, PROCESSING_TIME=0 WORKERS=8)"
 	echo

@@ -13,6 +13,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
 // Error codes put in extensions.code.
@@ -21,7 +22,7 @@ const (
 	CodeBadRequest           = "BAD_REQUEST"
 	CodeNotFound             = "NOT_FOUND"
 	CodeConflict             = "CONFLICT"
-	CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
+	CodeTooManySubscriptions = wstransport.CodeTooManySubscriptions // given by the websocket transport
 	CodeSlowSubscriber       = "SLOW_SUBSCRIBER"
 	CodeInternal             = "INTERNAL_SERVER_ERROR"
 	// CodeUnavailable: the job store cannot be reached (a database down or

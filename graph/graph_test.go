@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -22,19 +23,18 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/client"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
-	"github.com/jobqueue/jobqueue/internal/gorillaws"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/worker"
+	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -102,7 +102,6 @@ type options struct {
 	maxPayload  int
 	maxSubs     int
 	brokerOpts  broker.Options
-	websocket   transport.WebsocketImplementation // default gorillaws
 	complexity  int
 	readLimit   int64
 	initTimeout time.Duration
@@ -153,19 +152,28 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 	if o.startPool {
 		pool.Start(context.Background())
 	}
-	if o.websocket == nil {
-		o.websocket = gorillaws.New(gorillaws.Options{})
-	}
+	ws := wstransport.New(wstransport.Options{
+		KeepAlive:        o.keepAlive,
+		InitTimeout:      o.initTimeout,
+		ReadLimit:        o.readLimit,
+		MaxSubscriptions: o.maxSubs,
+	})
+	runCtx, stopWS := context.WithCancel(context.Background())
+	wsDone := make(chan struct{})
+	go func() {
+		defer close(wsDone)
+		_ = ws.Run(runCtx)
+	}()
+	t.Cleanup(func() {
+		stopWS()
+		<-wsDone
+	})
 	h := graph.NewHandler(&graph.Resolver{
-		Service:                 jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: o.maxPayload}),
-		Logger:                  slog.New(slog.DiscardHandler),
-		MaxSubscriptionsPerConn: o.maxSubs,
+		Service: jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: o.maxPayload}),
+		Logger:  slog.New(slog.DiscardHandler),
 	}, graph.ServerOptions{
-		Websocket:          o.websocket,
-		KeepAlive:          o.keepAlive,
-		InitTimeout:        o.initTimeout,
-		WebsocketReadLimit: o.readLimit,
-		ComplexityLimit:    o.complexity,
+		Websocket:       ws,
+		ComplexityLimit: o.complexity,
 	})
 	return &bundle{store: jobs, broker: events, pool: pool, gate: g, handler: h, client: client.New(h)}
 }
@@ -1363,8 +1371,8 @@ func TestWebsocketInitTimeout(t *testing.T) {
 		if !errors.As(err, &ce) {
 			t.Fatalf("%s: silent client got read error %v, want a close frame", proto, err)
 		}
-		if ce.Code != websocket.CloseProtocolError || !strings.Contains(ce.Text, "timeout") {
-			t.Fatalf("%s: close %d %q, want 1002 naming the initialisation timeout", proto, ce.Code, ce.Text)
+		if ce.Code != wstransport.CloseInitTimeout || !strings.Contains(ce.Text, "timeout") {
+			t.Fatalf("%s: close %d %q, want 4408 naming the initialisation timeout", proto, ce.Code, ce.Text)
 		}
 		if elapsed < 200*time.Millisecond {
 			t.Fatalf("%s: closed after %v, before the 200ms init timeout", proto, elapsed)
@@ -1627,72 +1635,67 @@ func TestSSESlowSubscriber(t *testing.T) {
 	}
 }
 
-// stallingWS wraps a websocket implementation so that the first "next"
-// message written blocks until released: a client that stops reading.
-type stallingWS struct {
-	inner   transport.WebsocketImplementation
+// stallingHandler serves h, except that the first socket write of an
+// upgraded connection carrying a "next" message blocks until released: a
+// client that stops reading.
+type stallingHandler struct {
+	h       http.Handler
 	blocked chan struct{}
 	release chan struct{}
 	once    sync.Once
 }
 
-func (s *stallingWS) Accept(w http.ResponseWriter, r *http.Request, opts transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
-	c, err := s.inner.Accept(w, r, opts)
-	if err != nil {
-		return nil, err
-	}
-	return &stallingConn{forwardingConn: forwardingConn{c}, s: s}, nil
+func (s *stallingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.h.ServeHTTP(&stallingWriter{ResponseWriter: w, s: s}, r)
+}
+
+type stallingWriter struct {
+	http.ResponseWriter
+	s *stallingHandler
+}
+
+func (w *stallingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	return &stallingConn{Conn: c, s: w.s}, brw, err
 }
 
 type stallingConn struct {
-	forwardingConn
-	s *stallingWS
+	net.Conn
+	s *stallingHandler
 }
 
-// forwardingConn wraps a websocket connection in a test and keeps the
-// optional interfaces gqlgen looks for.
-type forwardingConn struct{ transport.WebsocketConn }
-
-func (c forwardingConn) SetReadLimit(n int64) {
-	c.WebsocketConn.(transport.WebsocketReadLimiter).SetReadLimit(n)
-}
-
-func (c forwardingConn) SetReadDeadline(t time.Time) error {
-	return c.WebsocketConn.(transport.WebsocketReadDeadliner).SetReadDeadline(t)
-}
-
-// setupSlowSubscriber wires a bundle without workers on the websocket
-// implementation ws, whose broker drops a subscriber as soon as one change
-// waits behind a full channel. The returned function closes release (at
-// most once; cleanup does it if the test did not).
-func setupSlowSubscriber(t *testing.T, ws transport.WebsocketImplementation, release chan struct{}) (*bundle, func()) {
-	t.Helper()
-	b := setup(t, func(o *options) {
-		o.startPool = false
-		o.websocket = ws
-		o.brokerOpts = broker.Options{Buffer: 1, CoalesceAfter: 1, MaxBacklog: 1}
-	})
-	var once sync.Once
-	unblock := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unblock)
-	return b, unblock
-}
-
-func (c *stallingConn) WriteJSON(v any) error {
-	if b, err := json.Marshal(v); err == nil && bytes.Contains(b, []byte(`"type":"next"`)) {
+func (c *stallingConn) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(`"type":"next"`)) {
 		c.s.once.Do(func() {
 			close(c.s.blocked)
 			<-c.s.release
 		})
 	}
-	return c.WebsocketConn.WriteJSON(v)
+	return c.Conn.Write(p)
+}
+
+// setupSlowSubscriber wires a bundle without workers, whose broker drops a
+// subscriber as soon as one change waits behind a full channel, and a
+// server whose first websocket "next" write stalls until the returned
+// function is called (at most once; cleanup does it if the test did not).
+func setupSlowSubscriber(t *testing.T) (*bundle, *httptest.Server, *stallingHandler, func()) {
+	t.Helper()
+	b := setup(t, func(o *options) {
+		o.startPool = false
+		o.brokerOpts = broker.Options{Buffer: 1, CoalesceAfter: 1, MaxBacklog: 1}
+	})
+	stall := &stallingHandler{h: b.handler, blocked: make(chan struct{}), release: make(chan struct{})}
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(stall.release) }) }
+	t.Cleanup(unblock)
+	srv := httptest.NewServer(stall)
+	t.Cleanup(srv.Close)
+	return b, srv, stall, unblock
 }
 
 func TestWebsocketSlowSubscriber(t *testing.T) {
 	t.Parallel()
-	stall := &stallingWS{inner: gorillaws.New(gorillaws.Options{}), blocked: make(chan struct{}), release: make(chan struct{})}
-	b, release := setupSlowSubscriber(t, stall, stall.release)
-	srv := b.server(t)
+	b, srv, stall, release := setupSlowSubscriber(t)
 	w := dialWS(t, srv, "graphql-transport-ws")
 	w.init()
 	w.send(wsMsg{ID: "s", Type: "subscribe", Payload: subscribePayload(t, `subscription { jobUpdated { id version } }`, nil)})

@@ -5,11 +5,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/handler/transport"
-	"github.com/vektah/gqlparser/v2/gqlerror"
 	"strconv"
 	"strings"
-	"sync/atomic"
 
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -77,9 +74,6 @@ func selects(ctx context.Context, name string) bool {
 // jobUpdated starts the jobs service's watch and returns its channel for
 // gqlgen.
 func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *domain.Job, error) {
-	if err := r.countSubscription(ctx); err != nil {
-		return nil, err
-	}
 	var req jobs.WatchRequest
 	if id != nil {
 		req.ID = *id
@@ -91,53 +85,5 @@ func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *dom
 	if err != nil {
 		return nil, watchError(ctx, req, err)
 	}
-	return attach(ctx, sub.C(), sub.Err, sub.Ack), nil
-}
-
-// failSubscription reports a subscription that cannot start. On a websocket
-// a coded error goes out as the protocol's error message (graphql-ws
-// clients call their error callback) instead of a result with errors; other
-// transports (SSE) get the result with errors.
-func failSubscription(ctx context.Context, err error) (<-chan *domain.Job, error) {
-	var gqlErr *gqlerror.Error
-	if !onWebsocket(ctx) || !errors.As(err, &gqlErr) || gqlErr.Extensions["code"] == nil {
-		return nil, err
-	}
-	transport.AddSubscriptionError(ctx, gqlErr)
-	ch := make(chan *domain.Job)
-	close(ch) // ends the operation; the transport then sends the error
-	return ch, nil
-}
-
-// websocketConnKey marks a websocket connection's context and carries the
-// count of its subscriptions.
-type websocketConnKey struct{}
-
-// WithSubscriptionCounter marks ctx as one websocket connection's: the
-// subscriptions started under it are counted against the per-connection
-// limit, and their errors use the protocol's error message. The websocket
-// transport's InitFunc calls it.
-func WithSubscriptionCounter(ctx context.Context) context.Context {
-	return context.WithValue(ctx, websocketConnKey{}, new(atomic.Int64))
-}
-
-// onWebsocket reports whether ctx belongs to a websocket connection, where
-// transport.AddSubscriptionError is available.
-func onWebsocket(ctx context.Context) bool {
-	return ctx.Value(websocketConnKey{}) != nil
-}
-
-// countSubscription enforces MaxSubscriptionsPerConn; the slot is freed when
-// the subscription's context ends.
-func (r *Resolver) countSubscription(ctx context.Context) error {
-	n, _ := ctx.Value(websocketConnKey{}).(*atomic.Int64)
-	if n == nil || r.MaxSubscriptionsPerConn <= 0 {
-		return nil
-	}
-	if n.Add(1) > int64(r.MaxSubscriptionsPerConn) {
-		n.Add(-1)
-		return codedError(ctx, CodeTooManySubscriptions, "at most %d subscriptions per connection", r.MaxSubscriptionsPerConn)
-	}
-	context.AfterFunc(ctx, func() { n.Add(-1) })
-	return nil
+	return deliver(ctx, sub), nil
 }

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -32,22 +31,24 @@ func conformHTTP(next http.Handler) http.Handler {
 			_, _ = w.Write([]byte(`{"errors":[{"message":"method ` + r.Method + ` not allowed: use GET or POST"}]}`))
 			return
 		}
-		if r.Header.Get("Upgrade") != "" || strings.Contains(r.Header.Get("Accept"), "text/event-stream") ||
-			(r.Method != http.MethodGet && r.Method != http.MethodPost) {
+		if IsStream(r.Header) || (r.Method != http.MethodGet && r.Method != http.MethodPost) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		cw := &conformingWriter{ResponseWriter: w, get: r.Method == http.MethodGet}
-		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), plainHTTPKey{}, true)))
+		next.ServeHTTP(cw, r)
 		cw.finish()
 	})
 }
 
-// plainHTTPKey marks a request answered with a single response (no
-// websocket, no event stream): a subscription cannot be served on it.
-type plainHTTPKey struct{}
-
-func isPlainHTTP(ctx context.Context) bool { return ctx.Value(plainHTTPKey{}) != nil }
+// IsStream reports whether a request with these headers asks for a stream
+// of responses (a websocket upgrade, or Server-Sent Events) rather than a
+// single response. It is the one such test: the HTTP conformance above,
+// the refusal of subscriptions over plain HTTP and the server's tracking of
+// long-lived requests all use it.
+func IsStream(h http.Header) bool {
+	return h.Get("Upgrade") != "" || strings.Contains(h.Get("Accept"), "text/event-stream")
+}
 
 type conformingWriter struct {
 	http.ResponseWriter

@@ -17,9 +17,6 @@ type Resolver struct {
 	// store. (Not named Jobs: the jobs query's resolver method is.)
 	Service *jobs.Service
 	Logger  *slog.Logger
-	// MaxSubscriptionsPerConn bounds the subscriptions one websocket
-	// connection may hold at once; 0 means no limit.
-	MaxSubscriptionsPerConn int
 }
 
 // Page sizes of the jobs query, as the jobs service applies them

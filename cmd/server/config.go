@@ -43,7 +43,6 @@ type config struct {
 	WSKeepAlive             time.Duration
 	WSInitTimeout           time.Duration
 	WSWriteTimeout          time.Duration
-	WebsocketImpl           string
 	SubscriberBuffer        int
 	SubscriberMaxBacklog    int
 	DebugAddr               string
@@ -113,13 +112,6 @@ func settings() []setting {
 		{"WS_KEEPALIVE", "15s", "interval of websocket keep-alive messages", durationInto(func(c *config) *time.Duration { return &c.WSKeepAlive })},
 		{"WS_INIT_TIMEOUT", "10s", "time a websocket client has to send connection_init", durationInto(func(c *config) *time.Duration { return &c.WSInitTimeout })},
 		{"WS_WRITE_TIMEOUT", "10s", "deadline of every websocket write; a client that stops reading is dropped after it", durationInto(func(c *config) *time.Duration { return &c.WSWriteTimeout })},
-		{"WEBSOCKET_IMPL", "gorilla", "websocket library: gorilla, or coder (gqlgen's default, for comparison)", func(c *config, v string) error {
-			if v != "gorilla" && v != "coder" {
-				return fmt.Errorf("want gorilla or coder, got %q", v)
-			}
-			c.WebsocketImpl = v
-			return nil
-		}},
 		{"SUBSCRIBER_BUFFER", "32", "job changes buffered per subscription before its backlog is used", intInto(func(c *config) *int { return &c.SubscriberBuffer }, 1)},
 		{"DEBUG_ADDR", "", "when set (e.g. 127.0.0.1:6060), serve net/http/pprof there; keep it private", func(c *config, v string) error {
 			c.DebugAddr = v
@@ -207,7 +199,7 @@ func (c config) logAttrs() []any {
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,
 		"ws_read_limit", c.WSReadLimit, "ws_keepalive", c.WSKeepAlive, "ws_init_timeout", c.WSInitTimeout,
-		"ws_write_timeout", c.WSWriteTimeout, "websocket_impl", c.WebsocketImpl,
+		"ws_write_timeout", c.WSWriteTimeout,
 		"subscriber_buffer", c.SubscriberBuffer, "subscriber_max_backlog", c.SubscriberMaxBacklog, "debug_addr", c.DebugAddr,
 	}
 }

@@ -15,13 +15,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
-	"github.com/jobqueue/jobqueue/internal/gorillaws"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
 	// Aliased: run's own variable jobs is the store.
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
@@ -30,6 +28,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/webhook"
 	"github.com/jobqueue/jobqueue/internal/worker"
+	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
 // run wires the service, serves until ctx is done, then shuts down
@@ -130,10 +129,25 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	})
 	poolRef.Store(pool)
 
-	var ws transport.WebsocketImplementation
-	if cfg.WebsocketImpl == "gorilla" {
-		ws = gorillaws.New(gorillaws.Options{WriteTimeout: cfg.WSWriteTimeout, PingInterval: cfg.WSKeepAlive})
-	}
+	websockets := wstransport.New(wstransport.Options{
+		InitTimeout:      cfg.WSInitTimeout,
+		KeepAlive:        cfg.WSKeepAlive,
+		WriteTimeout:     cfg.WSWriteTimeout,
+		ReadLimit:        cfg.WSReadLimit,
+		MaxSubscriptions: cfg.MaxSubscriptionsPerConn,
+	})
+	// Runs until websockets are closed at shutdown (closeWebsockets);
+	// websocketsDone tells when every connection is closed.
+	websocketsCtx, closeWebsockets := context.WithCancel(context.WithoutCancel(ctx))
+	websocketsDone := make(chan struct{})
+	go func() {
+		defer close(websocketsDone)
+		_ = websockets.Run(websocketsCtx)
+	}()
+	defer func() {
+		closeWebsockets()
+		<-websocketsDone
+	}()
 	// Both APIs call one service: its options are every rule they share.
 	service := jobsvc.New(jobs, events, jobsvc.Options{
 		MaxPayloadBytes:    cfg.MaxPayloadBytes,
@@ -142,15 +156,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RESTListMax:        cfg.RESTListMax,
 	})
 	gql := graph.NewHandler(&graph.Resolver{
-		Service:                 service,
-		Logger:                  log,
-		MaxSubscriptionsPerConn: cfg.MaxSubscriptionsPerConn,
+		Service: service,
+		Logger:  log,
 	}, graph.ServerOptions{
-		Websocket:          ws,
-		KeepAlive:          cfg.WSKeepAlive,
-		InitTimeout:        cfg.WSInitTimeout,
-		WebsocketReadLimit: cfg.WSReadLimit,
-		ComplexityLimit:    cfg.ComplexityLimit,
+		Websocket:       websockets,
+		ComplexityLimit: cfg.ComplexityLimit,
 	})
 	streams := httpapi.NewStreams()
 	defer streams.CloseAll()
@@ -216,9 +226,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		stopPool()
 		<-poolDone
 		streams.CloseAll()
+		closeWebsockets()
 		waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
 		defer cancelWait()
 		_ = streams.Wait(waitCtx)
+		<-websocketsDone
 		return fmt.Errorf("serve: %w", err)
 	}
 
@@ -240,14 +252,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer cancelFlush()
 	if err := events.Flush(flushCtx); err != nil {
 		log.Warn("shutdown", "err", err)
-	} else if err := gql.WaitSent(flushCtx); err != nil {
+	} else if err := websockets.WaitSent(flushCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
 	streams.CloseAll()
+	closeWebsockets() // each gets a close frame after what is queued for it
 	waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
 	defer cancelWait()
 	if err := streams.Wait(waitCtx); err != nil {
 		log.Warn("closing streams", "err", err)
+	}
+	select {
+	case <-websocketsDone:
+	case <-waitCtx.Done():
+		log.Warn("closing websockets", "err", waitCtx.Err())
 	}
 	if err := <-httpDone; err != nil {
 		log.Warn("http shutdown", "err", err)

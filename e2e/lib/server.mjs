@@ -19,8 +19,6 @@ const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
 // Configuration variables of the server; removed from the inherited environment
 // so that a developer's shell cannot change what the tests exercise.
-// WEBSOCKET_IMPL is deliberately passed through: `WEBSOCKET_IMPL=coder npm test`
-// runs the suite against the other websocket library.
 const SERVER_CONFIG_VARS = [
   'PORT',
   'WORKERS',

@@ -15,6 +15,11 @@
 // pending state of a manual retry). If the backlog still reaches Options.MaxBacklog, the
 // subscription ends with ErrSlowSubscriber, which its owner can show to the
 // client. Changes of one job always reach a subscription in version order.
+//
+// Readers need not block on a subscription's channel: OnReady registers a
+// callback that the broker calls whenever it puts a change into the channel
+// or closes it, so a server can drain many subscriptions from one goroutine
+// that runs only when there is something to take.
 package broker
 
 import (
@@ -23,7 +28,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
@@ -89,6 +94,17 @@ type Broker struct {
 	draining []*Subscription
 
 	wg sync.WaitGroup // fan-out goroutine and pumps
+
+	// progress is closed (and cleared) when something Flush waits for may
+	// have happened; nil while nobody waits.
+	progress atomic.Pointer[chan struct{}]
+}
+
+// signal wakes Flush callers, if any, to look again.
+func (b *Broker) signal() {
+	if p := b.progress.Load(); p != nil && b.progress.CompareAndSwap(p, nil) {
+		close(*p)
+	}
 }
 
 // New starts a broker and its fan-out goroutine, which exits on Close.
@@ -148,6 +164,7 @@ func (b *Broker) deliverQueued() {
 		b.mu.Lock()
 		b.busy = false
 		b.mu.Unlock()
+		b.signal()
 	}()
 
 	var ended []*Subscription
@@ -224,6 +241,7 @@ func (b *Broker) unsubscribe(s *Subscription) {
 	s.readerGone = true
 	s.endLocked(nil)
 	s.mu.Unlock()
+	b.signal()
 }
 
 func (b *Broker) remove(s *Subscription) {
@@ -277,19 +295,30 @@ func (b *Broker) Subscribers() int {
 
 // Flush waits until everything published so far has been taken from the
 // subscriptions' channels and acknowledged (Subscription.Ack) by their
-// readers, except readers that left, or until ctx is done. Shutdown uses it so that subscribers receive the final
-// states of the last jobs before their connections close.
+// readers, except readers that left, or until ctx is done. Shutdown uses it
+// so that subscribers receive the final states of the last jobs before
+// their connections close. It waits on a signal that acknowledgements, the
+// end of a fan-out batch and leaving readers give, not on a timer.
 func (b *Broker) Flush(ctx context.Context) error {
-	t := time.NewTicker(2 * time.Millisecond)
-	defer t.Stop()
-	for !b.flushed() {
+	for {
+		// Armed before looking, so that progress made meanwhile wakes us.
+		p := b.progress.Load()
+		if p == nil {
+			ch := make(chan struct{})
+			if !b.progress.CompareAndSwap(nil, &ch) {
+				continue
+			}
+			p = &ch
+		}
+		if b.flushed() {
+			return nil
+		}
 		select {
-		case <-t.C:
+		case <-*p:
 		case <-ctx.Done():
 			return fmt.Errorf("flush job events: %w", ctx.Err())
 		}
 	}
-	return nil
 }
 
 // flushed reports whether no published change waits in the broker or in a
@@ -362,6 +391,7 @@ type Subscription struct {
 	outstanding int   // changes put into ch that the reader has not Acked
 	err         error
 	done        chan struct{}
+	notify      func() // from OnReady
 }
 
 // C returns the channel of changes. It is closed exactly once, when the
@@ -420,7 +450,32 @@ func (s *Subscription) Ack() {
 	if s.outstanding > 0 {
 		s.outstanding--
 	}
+	idle := s.outstanding == 0
 	s.mu.Unlock()
+	if idle {
+		s.b.signal()
+	}
+}
+
+// OnReady registers f, which the broker calls whenever it puts a change
+// into C or closes C, and calls it at once if C holds a change or is
+// closed already. f is called with the subscription's lock held, from the
+// fan-out goroutine, a pump, or whoever ends the subscription: it must not
+// block nor call the subscription's methods. A later call replaces f.
+func (s *Subscription) OnReady(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notify = f
+	if len(s.ch) > 0 || s.chClosed {
+		f()
+	}
+}
+
+// readyLocked calls the OnReady callback, if any.
+func (s *Subscription) readyLocked() {
+	if s.notify != nil {
+		s.notify()
+	}
 }
 
 // deliver offers a change and reports whether the subscription ended.
@@ -453,6 +508,7 @@ func (s *Subscription) offerLocked(j *domain.Job) {
 		select {
 		case s.ch <- j:
 			s.outstanding++
+			s.readyLocked()
 			if s.filter.ID != "" && j.Status.Final() {
 				s.endLocked(nil)
 			}
@@ -496,6 +552,7 @@ func (s *Subscription) pump() {
 			s.pumping = false
 			s.closeChLocked()
 			s.mu.Unlock()
+			s.b.signal()
 			return
 		}
 		j := s.backlog[0]
@@ -510,7 +567,9 @@ func (s *Subscription) pump() {
 		}
 
 		s.mu.Lock()
-		if !sent {
+		if sent {
+			s.readyLocked()
+		} else {
 			s.outstanding--
 		}
 		if !s.ended {
@@ -555,5 +614,6 @@ func (s *Subscription) closeChLocked() {
 	if s.ended && !s.chClosed {
 		s.chClosed = true
 		close(s.ch)
+		s.readyLocked()
 	}
 }

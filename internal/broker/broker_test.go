@@ -472,3 +472,70 @@ func TestSubscriptionEndedByThePumpIsUnregistered(t *testing.T) {
 	}
 	waitFor(t, func() bool { return b.Subscribers() == 0 })
 }
+
+// TestOnReadyDrivesAReaderThatNeverBlocks reads a subscription only when
+// its OnReady callback says so, with non-blocking receives, as the
+// websocket transport does: every change arrives, in order, through the
+// backlog too, and the end is signalled.
+func TestOnReadyDrivesAReaderThatNeverBlocks(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{Buffer: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := b.Subscribe(ctx, broker.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Publish(change("early", "t", 1, domain.StatusPending))
+	ready := make(chan struct{}, 1)
+	wake := func() {
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
+	}
+	// Registered after a change may already wait: called at once then.
+	s.OnReady(wake)
+	const n = 50
+	for i := range n {
+		b.Publish(change(fmt.Sprint(i), "t", 1, domain.StatusPending))
+	}
+	var got []string
+	for len(got) < n+1 {
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no OnReady call after %d changes", len(got))
+		}
+		for taken := true; taken; {
+			select {
+			case j := <-s.C():
+				got = append(got, j.ID)
+				s.Ack()
+			default:
+				taken = false
+			}
+		}
+	}
+	if got[0] != "early" || got[n] != fmt.Sprint(n-1) {
+		t.Fatalf("changes %v, want early then 0..%d in order", got, n-1)
+	}
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelFlush()
+	if err := b.Flush(flushCtx); err != nil {
+		t.Fatalf("Flush after every change was acknowledged: %v", err)
+	}
+	select {
+	case <-ready: // a call left over from the last changes
+	default:
+	}
+	cancel() // the reader leaves: the channel closes, and OnReady says so
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no OnReady call when the subscription ended")
+	}
+	if _, ok := <-s.C(); ok {
+		t.Fatal("a change after the end")
+	}
+}

@@ -21,13 +21,13 @@ import (
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
-	"github.com/jobqueue/jobqueue/internal/gorillaws"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/worker"
+	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -47,6 +47,9 @@ type bundle struct {
 	pool    *worker.Pool
 	streams *httpapi.Streams
 	srv     *httptest.Server
+	// closeWebsockets stops the websocket transport: shutdown's way of
+	// closing websockets.
+	closeWebsockets func()
 }
 
 // setup wires the whole HTTP surface the way cmd/server/run.go does, over
@@ -70,18 +73,30 @@ func setup(t *testing.T, startPool bool) *bundle {
 	if startPool {
 		pool.Start(context.Background())
 	}
+	ws := wstransport.New(wstransport.Options{
+		KeepAlive:        10 * time.Second,
+		InitTimeout:      5 * time.Second,
+		ReadLimit:        64 << 10,
+		MaxSubscriptions: 100,
+	})
+	wsCtx, closeWebsockets := context.WithCancel(context.Background())
+	wsDone := make(chan struct{})
+	go func() {
+		defer close(wsDone)
+		_ = ws.Run(wsCtx)
+	}()
+	t.Cleanup(func() {
+		closeWebsockets()
+		<-wsDone
+	})
 	// One service behind both APIs, as run wires it.
 	svc := jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
 	gql := graph.NewHandler(&graph.Resolver{
-		Service:                 svc,
-		Logger:                  log,
-		MaxSubscriptionsPerConn: 100,
+		Service: svc,
+		Logger:  log,
 	}, graph.ServerOptions{
-		Websocket:          gorillaws.New(gorillaws.Options{}),
-		KeepAlive:          10 * time.Second,
-		InitTimeout:        5 * time.Second,
-		WebsocketReadLimit: 64 << 10,
-		ComplexityLimit:    25000,
+		Websocket:       ws,
+		ComplexityLimit: 25000,
 	})
 	streams := httpapi.NewStreams()
 	t.Cleanup(streams.CloseAll)
@@ -93,7 +108,7 @@ func setup(t *testing.T, startPool bool) *bundle {
 		MaxBodyBytes: maxBodyBytes,
 	}))
 	t.Cleanup(srv.Close)
-	return &bundle{store: jobs, broker: events, pool: pool, streams: streams, srv: srv}
+	return &bundle{store: jobs, broker: events, pool: pool, streams: streams, srv: srv, closeWebsockets: closeWebsockets}
 }
 
 // jobJSON is a job as the REST API shows it.
@@ -541,7 +556,10 @@ func TestStreamsCloseAll(t *testing.T) {
 		}
 	}
 
+	// Shutdown ends SSE streams with CloseAll and websockets by stopping
+	// their transport.
 	b.streams.CloseAll()
+	b.closeWebsockets()
 	err = readUntilClose(c)
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
@@ -561,13 +579,28 @@ func TestStreamsCloseAll(t *testing.T) {
 	}
 	waitFor(t, "the subscriptions to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
 
-	// CloseAll also ends streams opened later.
-	late := b.dial(t)
-	if err := late.WriteJSON(wsMsg{Type: "connection_init"}); err != nil {
+	// CloseAll also ends streams opened later; a stopped websocket
+	// transport refuses new connections.
+	lateReq, err := http.NewRequestWithContext(ctx, http.MethodPost, b.srv.URL+"/query", strings.NewReader(`{"query":"subscription { jobUpdated { id } }"}`))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := readUntilClose(late); !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
-		t.Fatalf("a websocket opened after CloseAll read %v, want a close frame with code 1000", err)
+	lateReq.Header.Set("Content-Type", "application/json")
+	lateReq.Header.Set("Accept", "text/event-stream")
+	lateResp, err := b.srv.Client().Do(lateReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lateRest, err := io.ReadAll(lateResp.Body); err != nil || !strings.Contains(string(lateRest), "event: complete") {
+		t.Fatalf("an SSE stream opened after CloseAll: %q, %v; want it to end at once", lateRest, err)
+	}
+	_ = lateResp.Body.Close()
+	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: waitBound}
+	if late, resp, err := d.Dial("ws"+strings.TrimPrefix(b.srv.URL, "http")+"/query", nil); err == nil {
+		_ = late.Close()
+		t.Fatal("a websocket was accepted after its transport stopped")
+	} else if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a websocket after its transport stopped: %v, want 503", err)
 	}
 	if err := b.streams.Wait(wctx); err != nil {
 		t.Fatalf("Wait after the late stream: %v", err)
@@ -582,19 +615,25 @@ func TestStreamsCloseAll(t *testing.T) {
 func TestStreamsWaitTimesOut(t *testing.T) {
 	t.Parallel()
 	b := setup(t, false)
-	c := b.dial(t)
-	if err := c.WriteJSON(wsMsg{Type: "connection_init"}); err != nil {
+	sseCtx, sseCancel := context.WithTimeout(context.Background(), waitBound)
+	defer sseCancel()
+	req, err := http.NewRequestWithContext(sseCtx, http.MethodPost, b.srv.URL+"/query", strings.NewReader(`{"query":"subscription { jobUpdated { id } }"}`))
+	if err != nil {
 		t.Fatal(err)
 	}
-	var ack wsMsg
-	if err := c.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
-		t.Fatalf("got %+v, %v; want connection_ack", ack, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := b.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Without CloseAll the websocket stays open, so Wait gives up with ctx.
+	defer resp.Body.Close()
+	waitFor(t, "the SSE subscription", func() bool { return b.broker.Subscribers() == 1 })
+	// Without CloseAll the SSE stream stays open, so Wait gives up with ctx.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := b.streams.Wait(ctx); err == nil {
-		t.Fatal("Wait returned nil while a websocket is open")
+		t.Fatal("Wait returned nil while an SSE stream is open")
 	}
 	b.streams.CloseAll()
 	wctx, wcancel := context.WithTimeout(context.Background(), waitBound)

@@ -9,8 +9,9 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"strings"
 	"sync"
+
+	"github.com/jobqueue/jobqueue/graph"
 )
 
 // limitBody answers 413 to bodies over max bytes. A declared length is
@@ -61,10 +62,12 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 }
 
 // Streams tracks the long-lived requests of the GraphQL endpoint
-// (websockets and Server-Sent Events). http.Server.Shutdown neither ends
-// them (it would wait for them) nor tracks hijacked websockets, so the
-// server ends them itself through CloseAll once the workers have stopped,
-// and waits for them with Wait. Safe for concurrent use.
+// (Server-Sent Events). http.Server.Shutdown does not end them (it would
+// wait for them), so the server ends them itself through CloseAll once the
+// workers have stopped, and waits for them with Wait. Websockets are the
+// websocket transport's to track and close: their handler returns once the
+// connection is upgraded, so tracking one here costs nothing. Safe for
+// concurrent use.
 type Streams struct {
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -77,14 +80,9 @@ func NewStreams() *Streams {
 	return &Streams{ctx: ctx, cancel: cancel}
 }
 
-func isStream(r *http.Request) bool {
-	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket") ||
-		strings.Contains(r.Header.Get("Accept"), "text/event-stream")
-}
-
 func (s *Streams) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !isStream(r) {
+		if !graph.IsStream(r.Header) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -99,7 +97,7 @@ func (s *Streams) track(next http.Handler) http.Handler {
 }
 
 // CloseAll cancels every stream's context, current and future: gqlgen then
-// closes websockets with a close frame and ends SSE responses.
+// ends SSE responses.
 func (s *Streams) CloseAll() { s.cancel() }
 
 // Wait blocks until every tracked stream handler has returned, or ctx is

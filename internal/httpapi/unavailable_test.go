@@ -44,7 +44,7 @@ func TestUnavailableStoreGivesAClearError(t *testing.T) {
 	t.Cleanup(events.Close)
 	st := downStore{memory.New(nil)}
 	svc := jobsvc.New(st, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
-	gql := graph.NewHandler(&graph.Resolver{Service: svc, Logger: log, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
+	gql := graph.NewHandler(&graph.Resolver{Service: svc, Logger: log}, graph.ServerOptions{ComplexityLimit: 25000})
 	streams := httpapi.NewStreams()
 	t.Cleanup(streams.CloseAll)
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Jobs: svc, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes}))
@@ -122,7 +122,7 @@ func TestImpossibleTypeFilterMatchesNothing(t *testing.T) {
 	t.Cleanup(events.Close)
 	st := downStore{memory.New(nil)} // List fails if asked
 	svc := jobsvc.New(st, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
-	gql := graph.NewHandler(&graph.Resolver{Service: svc, Logger: log, MaxSubscriptionsPerConn: 10}, graph.ServerOptions{ComplexityLimit: 25000})
+	gql := graph.NewHandler(&graph.Resolver{Service: svc, Logger: log}, graph.ServerOptions{ComplexityLimit: 25000})
 	streams := httpapi.NewStreams()
 	t.Cleanup(streams.CloseAll)
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Jobs: svc, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes}))

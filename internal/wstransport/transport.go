@@ -1,0 +1,312 @@
+// Package wstransport is the GraphQL websocket transport: it implements
+// gqlgen's public graphql.Transport on github.com/gorilla/websocket and
+// speaks both graphql-transport-ws (npm graphql-ws) and the legacy graphql-ws
+// protocol (subscriptions-transport-ws) itself.
+//
+// It owns the message framing, so a subscription result shared by many
+// subscribers (same document, operation name and variables, same change) is
+// executed and encoded once and written to every connection as is.
+//
+// Memory is what it is designed for. A connection holds at most two
+// goroutines whatever its number of subscriptions:
+//
+//   - a reader, started on a fresh (shallow) stack once the HTTP handler has
+//     upgraded the request (the handler then returns: the transport owns the
+//     connection and tracks it for shutdown). It decodes client messages,
+//     answers the protocol's own (connection_init, ping, complete) and
+//     queues operations for the writer. It exits when the socket closes.
+//   - a writer, only while there is something to do: it starts the queued
+//     operations in order (parsing, validation, resolvers; a query or
+//     mutation is answered at once), takes changes from the subscriptions
+//     that have some (see Feed) and has gqlgen execute them, appends the
+//     frames to the connection's buffer and writes the buffer with few
+//     write(2) calls, each under a write deadline, then exits. Deep call
+//     chains thus run on a short-lived stack, never on the reader's, which
+//     an idle connection keeps for its whole life.
+//
+// Subscriptions own no goroutine: their source (a broker subscription)
+// calls back when it has something, and the writer drains it. Keep-alive
+// pings come from a timer. Buffers are pooled and released while idle. (A
+// subscription resolver that does not hand its source over with Feed gets
+// gqlgen's loop on a goroutine of its own; jobUpdated always uses Feed.)
+//
+// Decisions where the protocols are silent or the two differ:
+//   - One set of close codes for both subprotocols; the legacy protocol
+//     defines none, and its clients treat every close alike. Legacy clients
+//     still get connection_error before a close where gqlgen sent one.
+//   - The server answers a client's complete (stop) with complete, and a
+//     validation error with error then complete, as gqlgen did: clients
+//     ignore messages for finished ids, and today's clients see no change.
+//   - Keep-alive starts with connection_ack; before it only the
+//     initialisation timeout applies.
+//   - At shutdown (Run's context) connections close with 1000 "terminated",
+//     as gqlgen's transport did; clients reconnect as after any close.
+//
+// Close codes follow graphql-transport-ws for both protocols (the legacy one
+// defines none): 4400 invalid message, 4401 subscribe before
+// connection_ack, 4403 refused by Options.InitFunc, 4408 no connection_init
+// in time, 4409 duplicate subscription id, 4429 a second connection_init.
+package wstransport
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/gorilla/websocket"
+)
+
+// Subprotocols, in the order of preference gqlgen used: a client offering
+// both gets the legacy one; a client offering none is spoken to in it too.
+const (
+	protocolLegacy    = "graphql-ws"
+	protocolTransport = "graphql-transport-ws"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultWriteTimeout  = 10 * time.Second
+	DefaultReadLimit     = 1 << 20
+	DefaultSharedResults = 16384
+	// readBufferSize is gorilla's per-connection read buffer. Every open
+	// connection holds it for its whole life while GraphQL clients send
+	// little (larger messages are read in pieces); it still holds any
+	// control frame whole (125 bytes).
+	readBufferSize = 512
+)
+
+// CodeTooManySubscriptions is extensions.code of the error a subscription
+// gets when its connection already holds Options.MaxSubscriptions.
+const CodeTooManySubscriptions = "TOO_MANY_SUBSCRIPTIONS"
+
+// Options configure a Transport. Zero values get the documented defaults.
+type Options struct {
+	// InitTimeout closes (4408) connections that send no connection_init in
+	// time. 0: no limit.
+	InitTimeout time.Duration
+	// KeepAlive is the interval of websocket pings (and of "ka" messages
+	// for legacy clients) once a connection is acknowledged; a client that
+	// answers no ping for two intervals is dropped. 0: none.
+	KeepAlive time.Duration
+	// WriteTimeout bounds every socket write; a client that stops reading
+	// is dropped after it. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// ReadLimit is the largest message read from a client; a larger one
+	// closes the connection with 1009. Default DefaultReadLimit.
+	ReadLimit int64
+	// MaxSubscriptions bounds the subscriptions one connection holds at
+	// once; one more gets an error message with CodeTooManySubscriptions.
+	// 0: no limit.
+	MaxSubscriptions int
+	// SharedResults bounds the cache of shared subscription results.
+	// Default DefaultSharedResults.
+	SharedResults int
+	// InitFunc, when set, runs on connection_init with its payload (nil
+	// when absent) and a context carrying the upgrade request's values
+	// (never cancelled: each operation's context is, when it ends or its
+	// connection closes). It returns the context operations of the
+	// connection run under, or an error that refuses the connection (close 4403
+	// Forbidden; legacy clients get a connection_error with its message
+	// first). It is called from many connections' goroutines at once.
+	InitFunc func(ctx context.Context, payload map[string]any) (context.Context, error)
+	// CheckOrigin decides whether a handshake's Origin is allowed. nil
+	// accepts any origin: the API is public and used by browser
+	// applications from other origins, which is safe only while websockets
+	// do not authenticate with ambient credentials such as cookies.
+	CheckOrigin func(r *http.Request) bool
+}
+
+// Transport accepts GraphQL websocket connections. Create it with New, add
+// it to gqlgen's server, and run it with Run. Its methods are safe for
+// concurrent use.
+type Transport struct {
+	opts     Options
+	upgrader websocket.Upgrader
+	results  *resultCache
+	sending  counter // changes taken from sources, not yet queued on their connection
+
+	mu         sync.Mutex
+	conns      map[*conn]struct{}
+	stopping   bool
+	goroutines int           // readers, writers and fallback subscription loops
+	idle       chan struct{} // closed when stopping and goroutines is 0
+}
+
+var _ graphql.Transport = (*Transport)(nil)
+
+// New returns a Transport configured by opts.
+func New(opts Options) *Transport {
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultWriteTimeout
+	}
+	if opts.ReadLimit <= 0 {
+		opts.ReadLimit = DefaultReadLimit
+	}
+	if opts.SharedResults <= 0 {
+		opts.SharedResults = DefaultSharedResults
+	}
+	checkOrigin := opts.CheckOrigin
+	if checkOrigin == nil {
+		checkOrigin = func(*http.Request) bool { return true }
+	}
+	return &Transport{
+		opts: opts,
+		upgrader: websocket.Upgrader{
+			HandshakeTimeout: opts.WriteTimeout,
+			ReadBufferSize:   readBufferSize,
+			// Data frames never go through gorilla's writer (the transport
+			// frames them itself); a pool keeps gorilla from holding a
+			// write buffer per connection.
+			WriteBufferPool: &sync.Pool{},
+			Subprotocols:    []string{protocolLegacy, protocolTransport},
+			CheckOrigin:     checkOrigin,
+		},
+		results: newResultCache(opts.SharedResults),
+		conns:   make(map[*conn]struct{}),
+		idle:    make(chan struct{}),
+	}
+}
+
+// Supports reports whether r asks for a websocket upgrade.
+func (t *Transport) Supports(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != ""
+}
+
+// Do upgrades r and returns: the connection's reader goroutine serves it
+// from then on, until the client leaves, a protocol error, or Run's context
+// ends. On a failed upgrade gorilla has answered with an HTTP error; after
+// Run's context ended new connections get 503.
+func (t *Transport) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	t.mu.Lock()
+	stopping := t.stopping
+	t.mu.Unlock()
+	if stopping {
+		http.Error(w, "server shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	hw := &hijacker{ResponseWriter: w, t: t}
+	ws, err := t.upgrader.Upgrade(hw, r, nil)
+	if err != nil {
+		if hw.c != nil {
+			hw.c.abandon()
+		}
+		return
+	}
+	hw.releaseBuffers()
+	c := hw.c
+	c.start(ws, r, exec)
+}
+
+// Run returns once ctx is done and every connection has been closed, each
+// with a close frame (1000) after the frames queued before it, and every
+// goroutine the transport started has exited. A client that does not read
+// holds this up for at most Options.WriteTimeout. Call it once.
+func (t *Transport) Run(ctx context.Context) error {
+	<-ctx.Done()
+	t.mu.Lock()
+	t.stopping = true
+	conns := make([]*conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	if t.goroutines == 0 {
+		close(t.idle)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.closeWith(websocket.CloseNormalClosure, "terminated")
+	}
+	<-t.idle
+	return nil
+}
+
+// WaitSent waits until every change that subscriptions took from their
+// sources has been queued on its connection (after it, in front of any
+// close frame), or until ctx is done. After the broker's Flush it tells
+// shutdown that closing the connections loses no change.
+func (t *Transport) WaitSent(ctx context.Context) error {
+	if err := t.sending.wait(ctx); err != nil {
+		return fmt.Errorf("wait for websocket subscriptions to queue their changes: %w", err)
+	}
+	return nil
+}
+
+// track registers c and its reader goroutine, or reports false once Run's
+// context is done.
+func (t *Transport) track(c *conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopping {
+		return false
+	}
+	t.conns[c] = struct{}{}
+	t.goroutines++
+	return true
+}
+
+func (t *Transport) untrack(c *conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+// goStarted counts a goroutine about to start. Its caller is itself a
+// counted goroutine (or holds a connection that Run has not closed yet), so
+// the count never rises again once Run saw it at zero.
+func (t *Transport) goStarted() {
+	t.mu.Lock()
+	t.goroutines++
+	t.mu.Unlock()
+}
+
+func (t *Transport) goDone() {
+	t.mu.Lock()
+	t.goroutines--
+	if t.goroutines == 0 && t.stopping {
+		close(t.idle)
+	}
+	t.mu.Unlock()
+}
+
+// counter counts work in flight, and lets callers wait on a channel for it
+// to reach zero. Counting is two atomic operations; the channel is only
+// made, and closed, while someone waits.
+type counter struct {
+	n    atomic.Int64
+	zero atomic.Pointer[chan struct{}] // closed when n reaches 0; nil while nobody waits
+}
+
+func (c *counter) add(d int64) {
+	if c.n.Add(d) != 0 {
+		return
+	}
+	if p := c.zero.Load(); p != nil && c.zero.CompareAndSwap(p, nil) {
+		close(*p)
+	}
+}
+
+func (c *counter) wait(ctx context.Context) error {
+	for {
+		// Armed before looking, so that reaching zero meanwhile wakes us.
+		p := c.zero.Load()
+		if p == nil {
+			ch := make(chan struct{})
+			if !c.zero.CompareAndSwap(nil, &ch) {
+				continue
+			}
+			p = &ch
+		}
+		if c.n.Load() == 0 {
+			return nil
+		}
+		select {
+		case <-*p:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
