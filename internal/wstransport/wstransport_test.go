@@ -263,9 +263,11 @@ func TestCloseCodes(t *testing.T) {
 		{"second connection_init", "graphql-transport-ws", func(c *client) { c.init(); c.send(msg{Type: "connection_init"}) }, 4429, "Too many initialisation requests"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// The server's init deadline starts once the handshake is
+			// done, so time from before the dial: never earlier than it.
+			start := time.Now()
 			c := b.dial(t, tc.protocol)
 			c.t = t
-			start := time.Now()
 			tc.run(c)
 			ce := c.closed()
 			if ce.Code != tc.code || !strings.Contains(ce.Text, tc.reason) {
