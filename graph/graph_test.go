@@ -136,9 +136,10 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 	events := broker.New(o.brokerOpts)
 	t.Cleanup(events.Close)
 	var pool *worker.Pool
-	jobs := memory.New(store.Publishers{events, store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) })})
+	inbox := worker.NewInbox()
+	jobs := memory.New(store.Publishers{events, inbox})
 	g := newGate()
-	pool = worker.New(jobs, worker.Options{
+	pool = worker.New(jobs, inbox, worker.Options{
 		Workers:  1,
 		Handlers: map[string]worker.Handler{gatedType: g},
 		Default:  simulate.Handler{},

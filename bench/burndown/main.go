@@ -89,15 +89,12 @@ func run() error {
 	var completed atomic.Int64
 	allDone := make(chan struct{})
 	target := int64(*jobs)
-	var pool atomic.Pointer[worker.Pool]
-	pub := store.PublisherFunc(func(j *domain.Job) {
-		if p := pool.Load(); p != nil {
-			p.Publish(j)
-		}
+	inbox := worker.NewInbox()
+	pub := store.Publishers{inbox, store.PublisherFunc(func(j *domain.Job) {
 		if j.Status == domain.StatusCompleted && completed.Add(1) == target {
 			close(allDone)
 		}
-	})
+	})}
 	b, err := open(ctx, *db, pub)
 	if err != nil {
 		return err
@@ -145,14 +142,13 @@ func run() error {
 		claimCooldown = -1
 	}
 	counted := &countingStore{Store: st}
-	p := worker.New(counted, worker.Options{
+	p := worker.New(counted, inbox, worker.Options{
 		Workers:       *workers,
 		QueueCapacity: *batch,
 		ClaimCooldown: claimCooldown,
 		Default:       worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil }),
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
-	pool.Store(p)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {

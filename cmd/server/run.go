@@ -12,7 +12,6 @@ import (
 	"net/http/pprof"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -60,15 +59,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	events := broker.New(broker.Options{Buffer: cfg.SubscriberBuffer, MaxBacklog: cfg.SubscriberMaxBacklog})
 	defer events.Close()
 
-	// The pool hears of every change too (pending jobs wake it, cancellation
-	// requests reach the handler), once it exists: a shared store's
-	// listener may deliver other processes' changes before that.
-	var poolRef atomic.Pointer[worker.Pool]
-	publishers := store.Publishers{events, store.PublisherFunc(func(j *domain.Job) {
-		if p := poolRef.Load(); p != nil {
-			p.Publish(j)
-		}
-	})}
+	// The store publishes every change it commits (only it knows their
+	// order): to the broker, for subscribers, and to the worker pool's
+	// inbox (pending jobs wake it, cancellation requests reach handlers).
+	inbox := worker.NewInbox()
+	publishers := store.Publishers{events, inbox}
 	if log.Enabled(ctx, slog.LevelDebug) {
 		publishers = append(publishers, store.PublisherFunc(func(j *domain.Job) {
 			log.Debug("job changed", "id", j.ID, "type", j.Type, "status", j.Status, "version", j.Version, "attempts", j.Attempts, "error", j.Error)
@@ -113,7 +108,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	// The store states its own tuning (claim cooldown, whether it must be
 	// polled: only PostgreSQL heeds POLL_INTERVAL).
-	pool := worker.New(jobs, worker.Options{
+	pool := worker.New(jobs, inbox, worker.Options{
 		Owner:           cfg.InstanceID,
 		LeaseDuration:   cfg.LeaseDuration,
 		PollInterval:    cfg.PollInterval,
@@ -127,7 +122,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RetryBackoffMax: cfg.RetryBackoffMax,
 		Logger:          log,
 	})
-	poolRef.Store(pool)
 
 	websockets := wstransport.New(wstransport.Options{
 		InitTimeout:      cfg.WSInitTimeout,

@@ -61,8 +61,9 @@ func setup(t *testing.T, startPool bool) *bundle {
 	events := broker.New(broker.Options{})
 	t.Cleanup(events.Close)
 	var pool *worker.Pool
-	jobs := memory.New(store.Publishers{events, store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) })})
-	pool = worker.New(jobs, worker.Options{Workers: 1, Default: simulate.Handler{}, Logger: log})
+	inbox := worker.NewInbox()
+	jobs := memory.New(store.Publishers{events, inbox})
+	pool = worker.New(jobs, inbox, worker.Options{Workers: 1, Default: simulate.Handler{}, Logger: log})
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 		defer cancel()

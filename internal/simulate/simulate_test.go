@@ -72,16 +72,15 @@ func TestProgressAndResultThroughAPool(t *testing.T) {
 	var mu sync.Mutex
 	var progress []int
 	jobs := jobwatch.New()
-	var pool *worker.Pool
-	st := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) {
-		pool.Publish(j)
+	inbox := worker.NewInbox()
+	st := memory.New(store.Publishers{inbox, store.PublisherFunc(func(j *domain.Job) {
 		if j.Status == domain.StatusProcessing && j.Progress != nil {
 			mu.Lock()
 			progress = append(progress, *j.Progress)
 			mu.Unlock()
 		}
 	}), jobs})
-	pool = worker.New(st, worker.Options{Default: Handler{}, ProgressInterval: time.Nanosecond})
+	pool := worker.New(st, inbox, worker.Options{Default: Handler{}, ProgressInterval: time.Nanosecond})
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- pool.Run(ctx) }()

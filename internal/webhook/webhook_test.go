@@ -29,9 +29,9 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func run(t *testing.T, h worker.Handler, nj domain.NewJob) *domain.Job {
 	t.Helper()
 	jobs := jobwatch.New()
-	var pool *worker.Pool
-	st := memory.New(store.Publishers{store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), jobs})
-	pool = worker.New(st, worker.Options{Default: h, RetryBackoff: time.Millisecond, RetryBackoffMax: time.Millisecond, JobTimeout: 5 * time.Second})
+	inbox := worker.NewInbox()
+	st := memory.New(store.Publishers{inbox, jobs})
+	pool := worker.New(st, inbox, worker.Options{Default: h, RetryBackoff: time.Millisecond, RetryBackoffMax: time.Millisecond, JobTimeout: 5 * time.Second})
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- pool.Run(ctx) }()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -32,14 +31,9 @@ type dispatcher struct {
 	lease    time.Duration
 	timeout  time.Duration // StoreTimeout
 
-	wake  chan struct{} // a job became pending; capacity 1, sends never block
+	inbox *Inbox        // wake-ups, and the jobs held
 	jobs  chan claimed  // to the executors; closed when Run returns
 	freed chan struct{} // slots given back; capacity workers, sends never block
-
-	mu          sync.Mutex
-	held        map[string]*heldJob // claimed, outcome not yet written
-	claiming    int                 // claims in flight
-	lateCancels []string            // cancellations that arrived during a claim
 }
 
 // claimed is a job handed to an executor, with its entry among the held
@@ -49,7 +43,7 @@ type claimed struct {
 	held *heldJob
 }
 
-func newDispatcher(st Store, opts Options, tuning store.Tuning) *dispatcher {
+func newDispatcher(st Store, inbox *Inbox, opts Options, tuning store.Tuning) *dispatcher {
 	cooldown := opts.ClaimCooldown
 	switch {
 	case cooldown == 0:
@@ -71,82 +65,10 @@ func newDispatcher(st Store, opts Options, tuning store.Tuning) *dispatcher {
 		poll:     poll,
 		lease:    opts.LeaseDuration,
 		timeout:  opts.StoreTimeout,
-		wake:     make(chan struct{}, 1),
+		inbox:    inbox,
 		jobs:     make(chan claimed, opts.Workers),
 		freed:    make(chan struct{}, opts.Workers),
-		held:     make(map[string]*heldJob),
 	}
-}
-
-// heldJob is a job the pool claimed and has not written the outcome of
-// yet: its lease is renewed, and a cancellation request reaches its
-// handler.
-type heldJob struct {
-	lease store.Lease
-
-	mu              sync.Mutex
-	cancel          context.CancelFunc // nil until the handler starts
-	cancelRequested bool
-}
-
-// requestCancel records a user's cancellation and cancels the handler if
-// it runs.
-func (h *heldJob) requestCancel() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.cancelRequested = true
-	if h.cancel != nil {
-		h.cancel()
-	}
-}
-
-// started sets the handler's cancel function; it reports false when the
-// job's cancellation was requested already (the handler must not run).
-func (h *heldJob) started(cancel context.CancelFunc) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.cancel = cancel
-	return !h.cancelRequested
-}
-
-func (h *heldJob) wasCancelled() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.cancelRequested
-}
-
-// wakeUp makes Run look for jobs again. It never blocks.
-func (d *dispatcher) wakeUp() {
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
-}
-
-// cancelJob cancels the handler of a held job whose cancellation was
-// requested; a job claimed by a claim still in flight is cancelled once
-// that claim registers it.
-func (d *dispatcher) cancelJob(job *domain.Job) {
-	d.mu.Lock()
-	h := d.held[job.ID]
-	if h == nil && d.claiming > 0 {
-		d.lateCancels = append(d.lateCancels, job.ID)
-	}
-	d.mu.Unlock()
-	if h != nil && h.lease.Attempt == job.Attempts {
-		h.requestCancel()
-	}
-}
-
-// forget drops a held job whose outcome was written (or given up on),
-// unless h is no longer its entry (a later claim of the same job, after a
-// retry, has an entry of its own). Its lease is no longer renewed.
-func (d *dispatcher) forget(h *heldJob) {
-	d.mu.Lock()
-	if d.held[h.lease.JobID] == h {
-		delete(d.held, h.lease.JobID)
-	}
-	d.mu.Unlock()
 }
 
 // Run claims jobs while slots are free until ctx is done, then closes jobs
@@ -222,7 +144,7 @@ func (d *dispatcher) Run(ctx context.Context) error {
 			due = timer.C
 		}
 		select {
-		case <-d.wake:
+		case <-d.inbox.wake:
 		case <-d.freed:
 			free++
 		case <-due:
@@ -239,9 +161,7 @@ func (d *dispatcher) Run(ctx context.Context) error {
 // claim claims up to limit jobs, registers them as held and hands them to
 // the executors; it returns how many it claimed.
 func (d *dispatcher) claim(ctx context.Context, limit int, now time.Time) (int, error) {
-	d.mu.Lock()
-	d.claiming++
-	d.mu.Unlock()
+	d.inbox.claimStarted()
 	// Not cancelled by the stop: a claim that commits while its caller
 	// gives up would strand its jobs as processing until their leases
 	// expire. Run finishes it and the executors release what it claimed.
@@ -249,28 +169,7 @@ func (d *dispatcher) claim(ctx context.Context, limit int, now time.Time) (int, 
 	defer cancel()
 	jobs, err := d.store.Claim(cctx, store.ClaimRequest{Owner: d.owner, Limit: limit, Now: now, LeaseUntil: now.Add(d.lease)})
 
-	out := make([]claimed, len(jobs))
-	d.mu.Lock()
-	for i, job := range jobs {
-		h := &heldJob{lease: store.LeaseOf(job, d.owner)}
-		d.held[job.ID] = h
-		out[i] = claimed{job: job, held: h}
-	}
-	d.claiming--
-	late := d.lateCancels
-	if d.claiming == 0 {
-		d.lateCancels = nil
-	}
-	var cancelled []*heldJob
-	for _, id := range late {
-		if h := d.held[id]; h != nil {
-			cancelled = append(cancelled, h)
-		}
-	}
-	d.mu.Unlock()
-	for _, h := range cancelled {
-		h.requestCancel()
-	}
+	out := d.inbox.claimed(jobs, d.owner)
 	for _, c := range out {
 		d.jobs <- c // never blocks: no more jobs are out than slots, and jobs holds as many
 	}
@@ -296,12 +195,7 @@ func (d *dispatcher) heartbeat(ctx context.Context) error {
 		// Only the jobs this pool still holds: a lease it forgot (an
 		// outcome it could not record, a claim whose reply was lost) must
 		// expire so that a rescuer gives the job back.
-		d.mu.Lock()
-		ids := make([]string, 0, len(d.held))
-		for id := range d.held {
-			ids = append(ids, id)
-		}
-		d.mu.Unlock()
+		ids := d.inbox.heldIDs()
 		if len(ids) == 0 {
 			continue
 		}

@@ -4,7 +4,7 @@
 //
 //   - the dispatcher (dispatcher.go) claims runnable jobs from the store in
 //     batches, as many as slots are free, and hands them to the executors
-//     through a channel; it sleeps until a job becomes pending (Publish), a
+//     through a channel; it sleeps until a job becomes pending (its Inbox), a
 //     slot is freed, the earliest scheduled job is due, or a poll for
 //     stores whose wake-ups can be missed; it holds the leases of the jobs
 //     claimed and renews them (heartbeat) until their outcome is written;
@@ -181,11 +181,14 @@ type Pool struct {
 	runErr       error
 }
 
-var _ store.Publisher = (*Pool)(nil)
-
-// New returns a pool over st, tuned as st states (store.TuningOf). Nothing
-// runs until Run.
-func New(st Store, opts Options) *Pool {
+// New returns a pool over st, tuned as st states (store.TuningOf), that
+// hears of st's changes through inbox (see Inbox); a nil inbox hears of
+// none, and the pool finds new jobs only as it frees slots or polls.
+// Nothing runs until Run.
+func New(st Store, inbox *Inbox, opts Options) *Pool {
+	if inbox == nil {
+		inbox = NewInbox()
+	}
 	if opts.Workers <= 0 {
 		opts.Workers = 1
 	}
@@ -228,26 +231,14 @@ func New(st Store, opts Options) *Pool {
 		perWorker = DefaultOutcomesPerWorker
 	}
 	p := &Pool{opts: opts, stopping: make(chan struct{})}
-	p.disp = newDispatcher(st, opts, tuning)
+	p.disp = newDispatcher(st, inbox, opts, tuning)
 	p.exec = newExecutor(st, opts)
-	p.comp = newCompleter(st, opts, perWorker*opts.Workers, p.disp.forget)
+	p.comp = newCompleter(st, opts, perWorker*opts.Workers, inbox.forget)
 	return p
 }
 
 // Owner returns the name this pool claims jobs under.
 func (p *Pool) Owner() string { return p.opts.Owner }
-
-// Publish tells the pool about a job change; wire it to the store's
-// publisher. A pending job wakes the dispatcher; a cancellation request for
-// a job this pool runs cancels its handler's context. It never blocks.
-func (p *Pool) Publish(job *domain.Job) {
-	switch {
-	case job.Status == domain.StatusProcessing && job.CancelRequested:
-		p.disp.cancelJob(job)
-	case job.Status == domain.StatusPending:
-		p.disp.wakeUp()
-	}
-}
 
 // Stopping returns a channel that is closed as soon as the pool stops
 // claiming (Run's context is done, or Shutdown began). Long handlers may

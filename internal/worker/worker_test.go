@@ -37,13 +37,13 @@ type bundle struct {
 func setup(t *testing.T, opts worker.Options, wrap func(*memory.Store) worker.Store, extra ...store.Publisher) *bundle {
 	t.Helper()
 	b := &bundle{jobs: jobwatch.New()}
-	pubs := store.Publishers{store.PublisherFunc(func(j *domain.Job) { b.pool.Publish(j) }), b.jobs}
-	b.mem = memory.New(append(pubs, extra...))
+	inbox := worker.NewInbox()
+	b.mem = memory.New(append(store.Publishers{inbox, b.jobs}, extra...))
 	var st worker.Store = b.mem
 	if wrap != nil {
 		st = wrap(b.mem)
 	}
-	b.pool = worker.New(st, opts)
+	b.pool = worker.New(st, inbox, opts)
 	return b
 }
 
@@ -276,7 +276,7 @@ func TestStopAfterTheGracePeriodReturnsJobToPending(t *testing.T) {
 		if j.Status != domain.StatusPending || j.Attempts != 1 || j.Error != "" {
 			t.Fatalf("interrupted job = %s attempts %d error %q, want pending, attempt counted, no error", j.Status, j.Attempts, j.Error)
 		}
-		again := worker.New(b.mem, worker.Options{Default: noop})
+		again := worker.New(b.mem, nil, worker.Options{Default: noop})
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- again.Run(ctx) }()
@@ -318,7 +318,7 @@ func TestShutdownTimeoutReturnsJobToPending(t *testing.T) {
 
 func TestShutdownWithoutStart(t *testing.T) {
 	t.Parallel()
-	p := worker.New(memory.New(nil), worker.Options{})
+	p := worker.New(memory.New(nil), nil, worker.Options{})
 	for range 2 {
 		if err := p.Shutdown(context.Background()); err != nil {
 			t.Fatal(err)
@@ -352,8 +352,9 @@ func BenchmarkThroughput(b *testing.B) {
 			var pool *worker.Pool
 			events := broker.New(broker.Options{})
 			defer events.Close()
-			st := memory.New(store.Publishers{events, store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }), counter})
-			pool = worker.New(st, worker.Options{Workers: workers, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
+			inbox := worker.NewInbox()
+			st := memory.New(store.Publishers{events, inbox, counter})
+			pool = worker.New(st, inbox, worker.Options{Workers: workers, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
 			pool.Start(context.Background())
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -708,8 +709,9 @@ func TestHigherPriorityRunsFirst(t *testing.T) {
 func BenchmarkScheduledDispatchLatency(b *testing.B) {
 	started := make(chan time.Time, 1)
 	var pool *worker.Pool
-	st := memory.New(store.PublisherFunc(func(j *domain.Job) { pool.Publish(j) }))
-	pool = worker.New(st, worker.Options{Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
+	inbox := worker.NewInbox()
+	st := memory.New(inbox)
+	pool = worker.New(st, inbox, worker.Options{Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
 		started <- time.Now()
 		return nil
 	})})
@@ -736,14 +738,13 @@ func BenchmarkRetryThroughput(b *testing.B) {
 	var completed atomic.Int64
 	done := make(chan struct{})
 	target := int64(b.N)
-	var pool *worker.Pool
-	st := memory.New(store.PublisherFunc(func(j *domain.Job) {
-		pool.Publish(j)
+	inbox := worker.NewInbox()
+	st := memory.New(store.Publishers{inbox, store.PublisherFunc(func(j *domain.Job) {
 		if j.Status == domain.StatusCompleted && completed.Add(1) == target {
 			close(done)
 		}
-	}))
-	pool = worker.New(st, worker.Options{Workers: 8, RetryBackoff: time.Microsecond, RetryBackoffMax: time.Microsecond,
+	})})
+	pool := worker.New(st, inbox, worker.Options{Workers: 8, RetryBackoff: time.Microsecond, RetryBackoffMax: time.Microsecond,
 		Default: worker.HandlerFunc(func(_ context.Context, j *domain.Job) error {
 			if j.Attempts == 1 {
 				return errors.New("first attempt fails")
@@ -1116,7 +1117,7 @@ func TestPollOnlyWhereWakeUpsCanBeMissed(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				mem := memory.New(nil) // publishes to nobody: every wake-up is missed
-				pool := worker.New(&missableStore{Store: mem, missable: missable}, worker.Options{Default: noop, PollInterval: time.Second})
+				pool := worker.New(&missableStore{Store: mem, missable: missable}, nil, worker.Options{Default: noop, PollInterval: time.Second})
 				ctx, cancel := context.WithCancel(context.Background())
 				done := make(chan error, 1)
 				go func() { done <- pool.Run(ctx) }()

@@ -28,21 +28,17 @@ func BenchmarkPipeline(b *testing.B) {
 				var completed atomic.Int64
 				done := make(chan struct{})
 				target := int64(b.N)
-				var pool atomic.Pointer[worker.Pool] // set once the store exists
-				pub := store.PublisherFunc(func(j *domain.Job) {
-					if p := pool.Load(); p != nil {
-						p.Publish(j)
-					}
+				inbox := worker.NewInbox()
+				pub := store.Publishers{inbox, store.PublisherFunc(func(j *domain.Job) {
 					if j.Status == domain.StatusCompleted && completed.Add(1) == target {
 						close(done)
 					}
-				})
+				})}
 				s := open(b, filepath.Join(b.TempDir(), "jobs.db"), sqlite.Options{Publisher: pub})
 				if mode == "backlog" {
 					fill(b, s, b.N)
 				}
-				p := worker.New(s, worker.Options{Workers: workers, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
-				pool.Store(p)
+				p := worker.New(s, inbox, worker.Options{Workers: workers, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
 				b.ResetTimer()
 				p.Start(context.Background())
 				if mode == "live" {
