@@ -28,6 +28,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/simulate"
@@ -133,8 +134,7 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 	for _, m := range mods {
 		m(&o)
 	}
-	events := broker.New(o.brokerOpts)
-	t.Cleanup(events.Close)
+	events := brokertest.New(t, o.brokerOpts)
 	var pool *worker.Pool
 	inbox := worker.NewInbox()
 	jobs := memory.New(store.Publishers{events, inbox})

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -43,8 +44,7 @@ func (r *listRecorder) last(t *testing.T) store.ListQuery {
 // jobs asks the store for a total only when the query selects totalCount
 // (counting costs PostgreSQL more than a page), and then answers it.
 func TestJobsCountsOnlyWhenAsked(t *testing.T) {
-	events := broker.New(broker.Options{})
-	t.Cleanup(events.Close)
+	events := brokertest.New(t, broker.Options{})
 	jobs := &listRecorder{Store: memory.New(events)}
 	for range 3 {
 		if _, err := jobs.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {

@@ -69,14 +69,14 @@ type openedStore struct {
 	backend string
 	// parts run beside the store until their ctx is done (PostgreSQL's
 	// Listener and CountsUpkeep); they are stopped before close.
-	parts []runner
+	parts []storePart
 	close func()
 }
 
-// runner is a long-running part: Run returns once ctx is done and its
-// work is wound down.
-type runner interface {
-	Run(ctx context.Context) error
+// storePart is a named part of a store.
+type storePart struct {
+	name string
+	runner
 }
 
 // openStore opens the backend DATABASE_URL names, reporting every change to
@@ -103,7 +103,7 @@ func openStore(ctx context.Context, cfg config, pub store.Publisher, log *slog.L
 			st.Close()
 			return nil, fmt.Errorf("open postgres database %s: %w", redactURL(target), err)
 		}
-		return &openedStore{Store: st, backend: backend, parts: []runner{listener, st.CountsUpkeep()}, close: st.Close}, nil
+		return &openedStore{Store: st, backend: backend, parts: []storePart{{"postgres listener", listener}, {"postgres counts upkeep", st.CountsUpkeep()}}, close: st.Close}, nil
 	}
 	return &openedStore{Store: memory.New(pub), backend: backendMemory, close: func() {}}, nil
 }

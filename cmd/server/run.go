@@ -11,10 +11,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
-	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
@@ -56,9 +53,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	log := newLogger(cfg, stderr)
 	log.Info("starting", cfg.logAttrs()...)
 
+	// Everything is built first; nothing runs yet. The parts that hear the
+	// store's changes (the broker, the pool's inbox) exist before it.
 	events := broker.New(broker.Options{Buffer: cfg.SubscriberBuffer, MaxBacklog: cfg.SubscriberMaxBacklog})
-	defer events.Close()
-
 	// The store publishes every change it commits (only it knows their
 	// order): to the broker, for subscribers, and to the worker pool's
 	// inbox (pending jobs wake it, cancellation requests reach handlers).
@@ -73,22 +70,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
-	defer jobs.close()
+	defer jobs.close() // after every part has stopped
 	log.Info("store open", "backend", jobs.backend)
-	// The store's parts stop before it closes (defers run last first).
-	partsCtx, stopParts := context.WithCancel(context.WithoutCancel(ctx))
-	var partsDone sync.WaitGroup
-	for _, p := range jobs.parts {
-		partsDone.Go(func() {
-			if err := p.Run(partsCtx); err != nil {
-				log.Error("store part stopped", "err", err)
-			}
-		})
-	}
-	defer func() {
-		stopParts()
-		partsDone.Wait()
-	}()
 	// Handlers: webhooks from HANDLERS_FILE, or the simulated handler for
 	// every type, as in the original service.
 	var handlers map[string]worker.Handler
@@ -122,7 +105,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RetryBackoffMax: cfg.RetryBackoffMax,
 		Logger:          log,
 	})
-
+	// Maintenance: the rescuer gives back the jobs of lost workers (half a
+	// lease after their lease expired at worst); the sweeper deletes
+	// finished jobs past RETENTION (0 keeps them forever).
+	maintenanceParts := []storePart{{"lease rescuer", &maintenance.Rescuer{Store: jobs, Interval: cfg.LeaseDuration / 2, Logger: log}}}
+	if cfg.Retention > 0 {
+		maintenanceParts = append(maintenanceParts, storePart{"retention sweeper", &maintenance.Sweeper{Store: jobs, Retention: cfg.Retention, Interval: max(cfg.RetentionSweep, time.Second), Logger: log}})
+	}
 	websockets := wstransport.New(wstransport.Options{
 		InitTimeout:      cfg.WSInitTimeout,
 		KeepAlive:        cfg.WSKeepAlive,
@@ -130,18 +119,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ReadLimit:        cfg.WSReadLimit,
 		MaxSubscriptions: cfg.MaxSubscriptionsPerConn,
 	})
-	// Runs until websockets are closed at shutdown (closeWebsockets);
-	// websocketsDone tells when every connection is closed.
-	websocketsCtx, closeWebsockets := context.WithCancel(context.WithoutCancel(ctx))
-	websocketsDone := make(chan struct{})
-	go func() {
-		defer close(websocketsDone)
-		_ = websockets.Run(websocketsCtx)
-	}()
-	defer func() {
-		closeWebsockets()
-		<-websocketsDone
-	}()
 	// Both APIs call one service: its options are every rule they share.
 	service := jobsvc.New(jobs, events, jobsvc.Options{
 		MaxPayloadBytes:    cfg.MaxPayloadBytes,
@@ -157,7 +134,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ComplexityLimit: cfg.ComplexityLimit,
 	})
 	streams := httpapi.NewStreams()
-	defer streams.CloseAll()
 	srv := &http.Server{
 		Handler: httpapi.NewHandler(httpapi.Deps{
 			Jobs:         service,
@@ -170,43 +146,42 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-
 	ln, err := net.Listen("tcp", ":"+strconv.Itoa(cfg.Port))
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
 	}
+	var debugLn net.Listener
 	if cfg.DebugAddr != "" {
-		stopDebug, err := serveDebug(cfg.DebugAddr, log)
-		if err != nil {
+		if debugLn, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
 			_ = ln.Close()
-			return err
+			return fmt.Errorf("debug listener on %s: %w", cfg.DebugAddr, err)
 		}
-		defer stopDebug()
+		log.Info("debug listener", "addr", debugLn.Addr().String())
 	}
-	// The pool runs until stopPool, then stops softly within
-	// SHUTDOWN_TIMEOUT (worker.Options.ShutdownGrace).
-	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
-	poolDone := make(chan error, 1)
-	go func() { poolDone <- pool.Run(poolCtx) }()
-	// Maintenance: the rescuer gives back the jobs of lost workers (half a
-	// lease after their lease expired at worst); the sweeper deletes
-	// finished jobs past RETENTION (0 keeps them forever). Both stop last.
-	maintCtx, stopMaintenance := context.WithCancel(context.WithoutCancel(ctx))
-	var maint errgroup.Group
-	maint.Go(func() error {
-		return (&maintenance.Rescuer{Store: jobs, Interval: cfg.LeaseDuration / 2, Logger: log}).Run(maintCtx)
-	})
-	if cfg.Retention > 0 {
-		maint.Go(func() error {
-			return (&maintenance.Sweeper{Store: jobs, Retention: cfg.Retention, Interval: max(cfg.RetentionSweep, time.Second), Logger: log}).Run(maintCtx)
-		})
+
+	// Then every part runs, in one group; the HTTP server comes last, so
+	// that a request finds everything it needs running.
+	g := newGroup(ctx, log)
+	p := parts{
+		broker:     events,
+		transport:  websockets,
+		events:     g.start("broker", events),
+		websockets: g.start("websockets", websockets),
+		streams:    g.start("sse streams", streams),
+		pool:       g.start("workers", pool),
 	}
-	defer func() {
-		stopMaintenance()
-		_ = maint.Wait()
-	}()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	for _, sp := range jobs.parts {
+		p.store = append(p.store, g.start(sp.name, sp))
+	}
+	for _, mp := range maintenanceParts {
+		p.maintenance = append(p.maintenance, g.start(mp.name, mp))
+	}
+	if debugLn != nil {
+		p.debug = g.start("debug server", httpServer{srv: newDebugServer(), ln: debugLn})
+	}
+	// HTTP requests may go on until the streams end (step 6 of shutdown).
+	grace := cfg.ShutdownTimeout + flushTimeout + cfg.WSWriteTimeout + time.Second
+	p.http = g.start("http server", httpServer{srv: srv, ln: ln, grace: grace})
 	log.Info("listening", "addr", ln.Addr().String())
 	if listening != nil {
 		listening(ln.Addr())
@@ -215,60 +190,88 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "shutdown_timeout", cfg.ShutdownTimeout)
-	case err := <-serveErr:
-		// Serve failed on its own; still stop the workers and streams.
-		stopPool()
-		<-poolDone
-		streams.CloseAll()
-		closeWebsockets()
-		waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
-		defer cancelWait()
-		_ = streams.Wait(waitCtx)
-		<-websocketsDone
-		return fmt.Errorf("serve: %w", err)
+	case <-g.failed:
+		log.Error("shutting down: a part stopped unexpectedly")
 	}
-
-	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
-	defer cancel()
-	// Stop accepting requests at once; requests in flight finish meanwhile.
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Shutdown(graceCtx) }()
-	// Stop claiming; running jobs get the grace period, then are cancelled
-	// and returned to pending.
-	stopPool()
-	if err := <-poolDone; err != nil {
-		log.Warn("workers stopped", "err", err)
+	p.shutdown(cfg, log)
+	if err := g.g.Wait(); err != nil {
+		return err
 	}
-	// Subscribers stayed connected while jobs finished. Let the last
-	// changes (final states, jobs returned to pending) reach them, then end
-	// the streams: websockets get a close frame.
-	flushCtx, cancelFlush := context.WithTimeout(context.Background(), flushTimeout)
-	defer cancelFlush()
-	if err := events.Flush(flushCtx); err != nil {
-		log.Warn("shutdown", "err", err)
-	} else if err := websockets.WaitSent(flushCtx); err != nil {
-		log.Warn("shutdown", "err", err)
-	}
-	streams.CloseAll()
-	closeWebsockets() // each gets a close frame after what is queued for it
-	waitCtx, cancelWait := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
-	defer cancelWait()
-	if err := streams.Wait(waitCtx); err != nil {
-		log.Warn("closing streams", "err", err)
-	}
-	select {
-	case <-websocketsDone:
-	case <-waitCtx.Done():
-		log.Warn("closing websockets", "err", waitCtx.Err())
-	}
-	if err := <-httpDone; err != nil {
-		log.Warn("http shutdown", "err", err)
-		_ = srv.Close()
-	}
-	<-serveErr
-	events.Close()
 	log.Info("stopped")
 	return nil
+}
+
+// parts are the server's running parts, as shutdown stops them.
+type parts struct {
+	http, debug        *part
+	pool               *part
+	maintenance, store []*part
+	events             *part
+	websockets         *part
+	streams            *part
+
+	// What shutdown flushes.
+	broker    *broker.Broker
+	transport *wstransport.Transport
+}
+
+// shutdown stops the parts in this order, each for a reason:
+//
+//  1. HTTP stops accepting connections; requests in flight go on (a
+//     createJob being answered is not cut off).
+//  2. The workers stop claiming; running jobs get SHUTDOWN_TIMEOUT to
+//     finish, then are cancelled and returned to pending. Subscribers are
+//     still connected meanwhile and see them finish.
+//  3. Maintenance (rescuer, sweeper) stops: it ran while jobs finished,
+//     and must stop before the store closes.
+//  4. The broker hands every change published so far (final states, jobs
+//     returned to pending) to the subscriptions, and their readers take
+//     them (Flush), then the websockets write them (WaitSent): 2 seconds
+//     at most for both.
+//  5. Websockets get a close frame after what is queued for them, SSE
+//     streams their complete event; WS_WRITE_TIMEOUT (plus a second) at
+//     most for both.
+//  6. HTTP waits for what is left of its requests (the SSE streams have
+//     just ended), and so does the debug listener.
+//  7. The store's own parts stop (PostgreSQL's listener and counts
+//     upkeep): no subscriber is left to hear other processes' changes.
+//  8. The broker ends what subscriptions remain. The store closes after
+//     this function returns (serve's deferred close).
+func (p parts) shutdown(cfg config, log *slog.Logger) {
+	// 1. No new connections.
+	p.http.stop()
+	// 2. Running jobs finish, or are returned to pending.
+	p.pool.halt()
+	// 3. Maintenance.
+	for _, m := range p.maintenance {
+		m.halt()
+	}
+	// 4. The last changes reach the subscribers.
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancelFlush()
+	if err := p.broker.Flush(flushCtx); err != nil {
+		log.Warn("shutdown: subscribers may miss the last changes", "err", err)
+	} else if err := p.transport.WaitSent(flushCtx); err != nil {
+		log.Warn("shutdown: subscribers may miss the last changes", "err", err)
+	}
+	// 5. Websockets and SSE streams end.
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), cfg.WSWriteTimeout+time.Second)
+	defer cancelClose()
+	p.websockets.stop()
+	p.streams.stop()
+	p.websockets.wait(closeCtx, log)
+	p.streams.wait(closeCtx, log)
+	// 6. The last requests.
+	if p.debug != nil {
+		p.debug.halt()
+	}
+	<-p.http.done
+	// 7. The store's parts.
+	for _, s := range p.store {
+		s.halt()
+	}
+	// 8. The broker.
+	p.events.halt()
 }
 
 // flushTimeout bounds how long shutdown waits for subscribers to be handed
@@ -284,28 +287,13 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// serveDebug serves net/http/pprof on addr until the returned function is
-// called, which waits for the server to stop.
-func serveDebug(addr string, log *slog.Logger) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
-	}
+// newDebugServer serves net/http/pprof.
+func newDebugServer() *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(ln)
-	}()
-	log.Info("debug listener", "addr", ln.Addr().String())
-	return func() {
-		_ = srv.Close()
-		<-done
-	}, nil
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }

@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -358,5 +360,28 @@ func TestWebhookHandlersFromFile(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "no handler") {
 		t.Fatalf("unconfigured type: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A part that stops on its own fails the group: the server shuts down,
+// and serve's error names the part; the other parts keep running until
+// shutdown stops them.
+func TestGroupPartStoppingOnItsOwnFailsTheGroup(t *testing.T) {
+	t.Parallel()
+	g := newGroup(context.Background(), slog.New(slog.DiscardHandler))
+	other := g.start("other", runFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		return nil
+	}))
+	g.start("listener", runFunc(func(context.Context) error { return errors.New("connection refused") }))
+	<-g.failed
+	select {
+	case <-other.done:
+		t.Fatal("a sibling stopped with the failed part; shutdown must stop it in its order")
+	default:
+	}
+	other.halt()
+	if err := g.g.Wait(); err == nil || !strings.Contains(err.Error(), "listener: connection refused") {
+		t.Fatalf("Wait: %v, want the failed part's error", err)
 	}
 }

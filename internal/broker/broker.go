@@ -36,7 +36,7 @@ import (
 // ErrSlowSubscriber ends a subscription whose reader fell too far behind.
 var ErrSlowSubscriber = errors.New("subscriber too slow: more undelivered job changes than the server keeps per subscription; resubscribe to continue")
 
-// ErrClosed is returned by Subscribe after Close.
+// ErrClosed is returned by Subscribe once the broker has stopped (Run).
 var ErrClosed = errors.New("broker closed")
 
 // Options tune a Broker. Zero values get the defaults.
@@ -73,7 +73,7 @@ func (o Options) withDefaults() Options {
 const coalesceWindow = 64
 
 // Broker is an in-process pub/sub of job changes. It is safe for concurrent
-// use. Start it with New and stop it with Close.
+// use. Create it with New; it delivers while Run runs.
 type Broker struct {
 	opts Options
 
@@ -82,8 +82,8 @@ type Broker struct {
 	spare  []*domain.Job
 	busy   bool // the fan-out goroutine is delivering a batch
 	closed bool
+	ran    atomic.Bool
 	wake   chan struct{}
-	stop   chan struct{}
 
 	subsMu sync.RWMutex
 	all    []*Subscription // subscriptions without an id filter
@@ -93,7 +93,7 @@ type Broker struct {
 	// waits for those too.
 	draining []*Subscription
 
-	wg sync.WaitGroup // fan-out goroutine and pumps
+	wg sync.WaitGroup // pumps
 
 	// progress is closed (and cleared) when something Flush waits for may
 	// have happened; nil while nobody waits.
@@ -107,22 +107,20 @@ func (b *Broker) signal() {
 	}
 }
 
-// New starts a broker and its fan-out goroutine, which exits on Close.
+// New returns a broker. It takes subscriptions and publishes at once, and
+// delivers the changes published once Run runs.
 func New(opts Options) *Broker {
-	b := &Broker{
+	return &Broker{
 		opts:  opts.withDefaults(),
 		wake:  make(chan struct{}, 1),
-		stop:  make(chan struct{}),
 		byJob: make(map[string][]*Subscription),
 	}
-	b.wg.Add(1)
-	go b.fanOut()
-	return b
 }
 
 // Publish queues a job change for delivery and returns at once. Callers
 // publish each job's changes in version order (stores do so under their
-// lock); the broker keeps that order. Publishing after Close is a no-op.
+// lock); the broker keeps that order. Publishing once Run has returned is a
+// no-op.
 func (b *Broker) Publish(job *domain.Job) {
 	b.mu.Lock()
 	if b.closed {
@@ -137,16 +135,23 @@ func (b *Broker) Publish(job *domain.Job) {
 	}
 }
 
-func (b *Broker) fanOut() {
-	defer b.wg.Done()
+// Run is the fan-out: it hands each published change to the matching
+// subscriptions until ctx is done. Then it delivers what was already
+// published, ends every subscription (closing its channel), and returns
+// once the pumps it started have exited; later publishes are dropped and
+// Subscribe returns ErrClosed. Run may be called once; it returns nil.
+func (b *Broker) Run(ctx context.Context) error {
+	if !b.ran.CompareAndSwap(false, true) {
+		return errors.New("broker: Run called twice")
+	}
 	for {
 		select {
 		case <-b.wake:
-		case <-b.stop:
 			b.deliverQueued()
-			return
+		case <-ctx.Done():
+			b.close()
+			return nil
 		}
-		b.deliverQueued()
 	}
 }
 
@@ -345,19 +350,13 @@ func (b *Broker) flushed() bool {
 	return true
 }
 
-// Close delivers what was already published, ends every subscription
-// (closing its channel) and waits for the broker's goroutines to exit.
-// Later publishes are dropped. Close is idempotent.
-func (b *Broker) Close() {
+// close delivers what was already published, ends every subscription
+// (closing its channel) and waits for the pumps to exit.
+func (b *Broker) close() {
 	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		b.wg.Wait()
-		return
-	}
 	b.closed = true
 	b.mu.Unlock()
-	close(b.stop)
+	b.deliverQueued()
 
 	b.subsMu.Lock()
 	var subs []*Subscription

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
 
@@ -19,9 +20,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func setup(t *testing.T, opts broker.Options) *broker.Broker {
 	t.Helper()
-	b := broker.New(opts)
-	t.Cleanup(b.Close)
-	return b
+	return brokertest.New(t, opts)
 }
 
 func change(id, typ string, version int64, st domain.Status) *domain.Job {
@@ -232,7 +231,7 @@ func allFinal(last map[string]int64, final int64) bool {
 
 func TestSubscribeUnsubscribeCyclesLeaveNothingBehind(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	b := broker.New(broker.Options{Buffer: 1})
+	b, stop := brokertest.Run(t, broker.Options{Buffer: 1})
 	for i := 0; i < 1000; i++ {
 		ctx, cancel := context.WithCancel(context.Background())
 		f := broker.Filter{}
@@ -256,7 +255,7 @@ func TestSubscribeUnsubscribeCyclesLeaveNothingBehind(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool { return b.Subscribers() == 0 })
-	b.Close()
+	stop()
 }
 
 // waitClosed drains s until it closes and returns a closed channel.
@@ -268,27 +267,29 @@ func waitClosed(t *testing.T, s *broker.Subscription) <-chan *domain.Job {
 
 func TestCloseEndsSubscriptionsAndRefusesNewOnes(t *testing.T) {
 	t.Parallel()
-	b := broker.New(broker.Options{})
+	b, stop := brokertest.Run(t, broker.Options{})
 	s, err := b.Subscribe(context.Background(), broker.Filter{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.Publish(change("a", "t", 1, domain.StatusPending))
-	b.Close()
+	stop()
 	b.Publish(change("a", "t", 2, domain.StatusPending)) // dropped, no panic
-	got := drain(t, s)
-	if len(got) > 1 {
-		t.Fatalf("got %v after close", versions(got))
+	// What was published before the stop is delivered; nothing after.
+	if got := drain(t, s); !slices.Equal(versions(got), []string{"a:v1:pending"}) {
+		t.Fatalf("got %v, want [1]", versions(got))
 	}
 	if _, err := b.Subscribe(context.Background(), broker.Filter{}); !errors.Is(err, broker.ErrClosed) {
-		t.Fatalf("subscribe after close: %v, want ErrClosed", err)
+		t.Fatalf("subscribe after stop: %v, want ErrClosed", err)
 	}
-	b.Close() // idempotent
+	if err := b.Run(context.Background()); err == nil {
+		t.Fatal("a second Run returned nil, want an error")
+	}
+	stop() // idempotent
 }
 
 func BenchmarkPublishNoSubscribers(b *testing.B) {
-	br := broker.New(broker.Options{})
-	defer br.Close()
+	br := brokertest.New(b, broker.Options{})
 	j := change("a", "t", 1, domain.StatusPending)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -297,8 +298,7 @@ func BenchmarkPublishNoSubscribers(b *testing.B) {
 }
 
 func BenchmarkFanOut1000(b *testing.B) {
-	br := broker.New(broker.Options{Buffer: 1024})
-	defer br.Close()
+	br := brokertest.New(b, broker.Options{Buffer: 1024})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan struct{})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
@@ -45,11 +46,29 @@ type bundle struct {
 	store   *memory.Store
 	broker  *broker.Broker
 	pool    *worker.Pool
-	streams *httpapi.Streams
 	srv     *httptest.Server
-	// closeWebsockets stops the websocket transport: shutdown's way of
-	// closing websockets.
+	// closeWebsockets and endStreams stop the websocket transport and the
+	// SSE streams: shutdown's way of ending them. Each waits for its Run to
+	// return.
 	closeWebsockets func()
+	endStreams      func()
+}
+
+// runInBackground runs r until the returned stop is called or the test
+// ends; stop waits for Run to return and may be called more than once.
+func runInBackground(t *testing.T, r interface{ Run(context.Context) error }) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Run(ctx)
+	}()
+	stop = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // setup wires the whole HTTP surface the way cmd/server/run.go does, over
@@ -58,8 +77,7 @@ type bundle struct {
 func setup(t *testing.T, startPool bool) *bundle {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	events := broker.New(broker.Options{})
-	t.Cleanup(events.Close)
+	events := brokertest.New(t, broker.Options{})
 	var pool *worker.Pool
 	inbox := worker.NewInbox()
 	jobs := memory.New(store.Publishers{events, inbox})
@@ -80,16 +98,7 @@ func setup(t *testing.T, startPool bool) *bundle {
 		ReadLimit:        64 << 10,
 		MaxSubscriptions: 100,
 	})
-	wsCtx, closeWebsockets := context.WithCancel(context.Background())
-	wsDone := make(chan struct{})
-	go func() {
-		defer close(wsDone)
-		_ = ws.Run(wsCtx)
-	}()
-	t.Cleanup(func() {
-		closeWebsockets()
-		<-wsDone
-	})
+	closeWebsockets := runInBackground(t, ws)
 	// One service behind both APIs, as run wires it.
 	svc := jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
 	gql := graph.NewHandler(&graph.Resolver{
@@ -100,7 +109,6 @@ func setup(t *testing.T, startPool bool) *bundle {
 		ComplexityLimit: 25000,
 	})
 	streams := httpapi.NewStreams()
-	t.Cleanup(streams.CloseAll)
 	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{
 		Jobs:         svc,
 		GraphQL:      gql,
@@ -109,7 +117,10 @@ func setup(t *testing.T, startPool bool) *bundle {
 		MaxBodyBytes: maxBodyBytes,
 	}))
 	t.Cleanup(srv.Close)
-	return &bundle{store: jobs, broker: events, pool: pool, streams: streams, srv: srv, closeWebsockets: closeWebsockets}
+	// Stopped before the server closes (cleanups run last first): its SSE
+	// requests end first.
+	endStreams := runInBackground(t, streams)
+	return &bundle{store: jobs, broker: events, pool: pool, srv: srv, closeWebsockets: closeWebsockets, endStreams: endStreams}
 }
 
 // jobJSON is a job as the REST API shows it.
@@ -501,7 +512,7 @@ func readUntilClose(c *websocket.Conn) error {
 	}
 }
 
-func TestStreamsCloseAll(t *testing.T) {
+func TestShutdownEndsStreamsAndWebsockets(t *testing.T) {
 	t.Parallel()
 	b := setup(t, false)
 	c := b.dial(t)
@@ -547,7 +558,7 @@ func TestStreamsCloseAll(t *testing.T) {
 	for {
 		line, err := sse.ReadString('\n')
 		if err != nil {
-			t.Fatalf("SSE before CloseAll: %v", err)
+			t.Fatalf("SSE before the shutdown: %v", err)
 		}
 		if strings.HasPrefix(line, "data: ") {
 			if !strings.Contains(line, job.ID) {
@@ -557,30 +568,25 @@ func TestStreamsCloseAll(t *testing.T) {
 		}
 	}
 
-	// Shutdown ends SSE streams with CloseAll and websockets by stopping
-	// their transport.
-	b.streams.CloseAll()
+	// Shutdown ends SSE streams (Streams.Run's ctx) and websockets (their
+	// transport's).
+	b.endStreams()
 	b.closeWebsockets()
 	err = readUntilClose(c)
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
-		t.Fatalf("after CloseAll the websocket read %v, want a close frame with code 1000", err)
+		t.Fatalf("after the shutdown the websocket read %v, want a close frame with code 1000", err)
 	}
 	rest, err := io.ReadAll(sse)
 	if err != nil {
-		t.Fatalf("SSE after CloseAll: %v, want the stream to end", err)
+		t.Fatalf("SSE after the shutdown: %v, want the stream to end", err)
 	}
 	if !strings.Contains(string(rest), "event: complete") {
 		t.Fatalf("SSE ended with %q, want event: complete", rest)
 	}
-	wctx, wcancel := context.WithTimeout(context.Background(), waitBound)
-	defer wcancel()
-	if err := b.streams.Wait(wctx); err != nil {
-		t.Fatalf("Wait after CloseAll: %v", err)
-	}
 	waitFor(t, "the subscriptions to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
 
-	// CloseAll also ends streams opened later; a stopped websocket
+	// Streams opened later end at once; a stopped websocket
 	// transport refuses new connections.
 	lateReq, err := http.NewRequestWithContext(ctx, http.MethodPost, b.srv.URL+"/query", strings.NewReader(`{"query":"subscription { jobUpdated { id } }"}`))
 	if err != nil {
@@ -593,7 +599,7 @@ func TestStreamsCloseAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	if lateRest, err := io.ReadAll(lateResp.Body); err != nil || !strings.Contains(string(lateRest), "event: complete") {
-		t.Fatalf("an SSE stream opened after CloseAll: %q, %v; want it to end at once", lateRest, err)
+		t.Fatalf("an SSE stream opened after the shutdown: %q, %v; want it to end at once", lateRest, err)
 	}
 	_ = lateResp.Body.Close()
 	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: waitBound}
@@ -603,44 +609,9 @@ func TestStreamsCloseAll(t *testing.T) {
 	} else if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("a websocket after its transport stopped: %v, want 503", err)
 	}
-	if err := b.streams.Wait(wctx); err != nil {
-		t.Fatalf("Wait after the late stream: %v", err)
-	}
-
 	// Plain requests are not streams and still work.
 	if r := b.get(t, "/health"); r.status != http.StatusOK {
-		t.Fatalf("GET /health after CloseAll: %d", r.status)
-	}
-}
-
-func TestStreamsWaitTimesOut(t *testing.T) {
-	t.Parallel()
-	b := setup(t, false)
-	sseCtx, sseCancel := context.WithTimeout(context.Background(), waitBound)
-	defer sseCancel()
-	req, err := http.NewRequestWithContext(sseCtx, http.MethodPost, b.srv.URL+"/query", strings.NewReader(`{"query":"subscription { jobUpdated { id } }"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := b.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	waitFor(t, "the SSE subscription", func() bool { return b.broker.Subscribers() == 1 })
-	// Without CloseAll the SSE stream stays open, so Wait gives up with ctx.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := b.streams.Wait(ctx); err == nil {
-		t.Fatal("Wait returned nil while an SSE stream is open")
-	}
-	b.streams.CloseAll()
-	wctx, wcancel := context.WithTimeout(context.Background(), waitBound)
-	defer wcancel()
-	if err := b.streams.Wait(wctx); err != nil {
-		t.Fatalf("Wait after CloseAll: %v", err)
+		t.Fatalf("GET /health after the shutdown: %d", r.status)
 	}
 }
 

@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -63,21 +62,23 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 
 // Streams tracks the long-lived requests of the GraphQL endpoint
 // (Server-Sent Events). http.Server.Shutdown does not end them (it would
-// wait for them), so the server ends them itself through CloseAll once the
-// workers have stopped, and waits for them with Wait. Websockets are the
-// websocket transport's to track and close: their handler returns once the
-// connection is upgraded, so tracking one here costs nothing. Safe for
-// concurrent use.
+// wait for them), so Run ends them once the server's shutdown gets to it.
+// Websockets are the websocket transport's to track and close: their
+// handler returns once the connection is upgraded. Safe for concurrent use.
 type Streams struct {
-	ctx    context.Context
+	ctx    context.Context // cancelled once Run's ctx is done
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	open    int           // stream handlers running
+	stopped bool          // Run's ctx is done
+	ended   chan struct{} // closed once stopped and open == 0
 }
 
 // NewStreams returns an empty tracker.
 func NewStreams() *Streams {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Streams{ctx: ctx, cancel: cancel}
+	return &Streams{ctx: ctx, cancel: cancel, ended: make(chan struct{})}
 }
 
 func (s *Streams) track(next http.Handler) http.Handler {
@@ -86,8 +87,10 @@ func (s *Streams) track(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		s.wg.Add(1)
-		defer s.wg.Done()
+		s.mu.Lock()
+		s.open++
+		s.mu.Unlock()
+		defer s.left()
 		ctx, cancel := context.WithCancel(r.Context())
 		defer cancel()
 		stop := context.AfterFunc(s.ctx, cancel)
@@ -96,22 +99,35 @@ func (s *Streams) track(next http.Handler) http.Handler {
 	})
 }
 
-// CloseAll cancels every stream's context, current and future: gqlgen then
-// ends SSE responses.
-func (s *Streams) CloseAll() { s.cancel() }
+// left counts a stream handler out.
+func (s *Streams) left() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.open--
+	s.closeIfEnded()
+}
 
-// Wait blocks until every tracked stream handler has returned, or ctx is
-// done.
-func (s *Streams) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		s.wg.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return errors.New("streams still open: " + ctx.Err().Error())
+func (s *Streams) closeIfEnded() {
+	if s.stopped && s.open == 0 {
+		select {
+		case <-s.ended:
+		default:
+			close(s.ended)
+		}
 	}
+}
+
+// Run waits until ctx is done, then ends every stream, current and future
+// (their contexts are cancelled: gqlgen ends an SSE response with its
+// complete event), and returns once the handlers of those open at that
+// moment have returned. It returns nil; call it once.
+func (s *Streams) Run(ctx context.Context) error {
+	<-ctx.Done()
+	s.cancel()
+	s.mu.Lock()
+	s.stopped = true
+	s.closeIfEnded()
+	s.mu.Unlock()
+	<-s.ended
+	return nil
 }

@@ -18,8 +18,8 @@ type Deps struct {
 	Jobs    *jobs.Service
 	GraphQL http.Handler
 	Logger  *slog.Logger
-	// Streams tracks websockets and SSE responses so shutdown can end them
-	// and wait for them.
+	// Streams tracks SSE responses so shutdown can end them and wait for
+	// them.
 	Streams *Streams
 	// MaxBodyBytes bounds request bodies; larger ones get 413.
 	MaxBodyBytes int64

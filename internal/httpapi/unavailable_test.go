@@ -14,6 +14,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
@@ -40,14 +41,11 @@ func (downStore) Stats(context.Context, string) (domain.Stats, error) {
 func TestUnavailableStoreGivesAClearError(t *testing.T) {
 	t.Parallel()
 	log := slog.New(slog.DiscardHandler)
-	events := broker.New(broker.Options{})
-	t.Cleanup(events.Close)
+	events := brokertest.New(t, broker.Options{})
 	st := downStore{memory.New(nil)}
 	svc := jobsvc.New(st, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
 	gql := graph.NewHandler(&graph.Resolver{Service: svc, Logger: log}, graph.ServerOptions{ComplexityLimit: 25000})
-	streams := httpapi.NewStreams()
-	t.Cleanup(streams.CloseAll)
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Jobs: svc, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes}))
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Jobs: svc, GraphQL: gql, Logger: log, Streams: httpapi.NewStreams(), MaxBodyBytes: maxBodyBytes}))
 	t.Cleanup(srv.Close)
 
 	for _, c := range []struct{ method, path, body string }{
@@ -118,14 +116,11 @@ func TestUnavailableStoreGivesAClearError(t *testing.T) {
 func TestImpossibleTypeFilterMatchesNothing(t *testing.T) {
 	t.Parallel()
 	log := slog.New(slog.DiscardHandler)
-	events := broker.New(broker.Options{})
-	t.Cleanup(events.Close)
+	events := brokertest.New(t, broker.Options{})
 	st := downStore{memory.New(nil)} // List fails if asked
 	svc := jobsvc.New(st, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
 	gql := graph.NewHandler(&graph.Resolver{Service: svc, Logger: log}, graph.ServerOptions{ComplexityLimit: 25000})
-	streams := httpapi.NewStreams()
-	t.Cleanup(streams.CloseAll)
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Jobs: svc, GraphQL: gql, Logger: log, Streams: streams, MaxBodyBytes: maxBodyBytes}))
+	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{Jobs: svc, GraphQL: gql, Logger: log, Streams: httpapi.NewStreams(), MaxBodyBytes: maxBodyBytes}))
 	t.Cleanup(srv.Close)
 
 	resp, err := http.Get(srv.URL + "/jobs?type=%ff%00")

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -68,8 +69,7 @@ type bundle struct {
 // setup builds a service over a memory store and a broker.
 func setup(t *testing.T, opts jobs.Options) *bundle {
 	t.Helper()
-	events := broker.New(broker.Options{})
-	t.Cleanup(events.Close)
+	events := brokertest.New(t, broker.Options{})
 	st := &recorder{Store: memory.New(events)}
 	return &bundle{svc: jobs.New(st, events, opts), store: st, events: events}
 }

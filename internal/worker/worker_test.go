@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/maintenance"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -350,8 +351,8 @@ func BenchmarkThroughput(b *testing.B) {
 				}
 			})
 			var pool *worker.Pool
-			events := broker.New(broker.Options{})
-			defer events.Close()
+			events, stopEvents := brokertest.Run(b, broker.Options{})
+			defer stopEvents()
 			inbox := worker.NewInbox()
 			st := memory.New(store.Publishers{events, inbox, counter})
 			pool = worker.New(st, inbox, worker.Options{Workers: workers, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})

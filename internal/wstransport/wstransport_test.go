@@ -23,6 +23,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
@@ -52,8 +53,7 @@ type bundle struct {
 func setup(t *testing.T, opts wstransport.Options) *bundle {
 	t.Helper()
 	b := &bundle{}
-	b.broker = broker.New(broker.Options{})
-	t.Cleanup(b.broker.Close)
+	b.broker = brokertest.New(t, broker.Options{})
 	b.store = memory.New(b.broker)
 	b.transport = wstransport.New(opts)
 	srv := handler.New(graph.NewExecutableSchema(graph.Config{Resolvers: &graph.Resolver{

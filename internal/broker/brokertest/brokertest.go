@@ -1,0 +1,37 @@
+// Package brokertest runs a broker for the length of a test.
+package brokertest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jobqueue/jobqueue/internal/broker"
+)
+
+// Run returns a broker with opts whose Run runs until the test ends (its
+// cleanup stops it and waits for Run to return), or until stop is called:
+// stop ends every subscription as a server's shutdown does, and returns
+// once Run has returned. stop may be called more than once.
+func Run(t testing.TB, opts broker.Options) (b *broker.Broker, stop func()) {
+	t.Helper()
+	b = broker.New(opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.Run(ctx)
+	}()
+	stop = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(stop)
+	return b, stop
+}
+
+// New is Run for tests that need not stop the broker themselves.
+func New(t testing.TB, opts broker.Options) *broker.Broker {
+	t.Helper()
+	b, _ := Run(t, opts)
+	return b
+}
