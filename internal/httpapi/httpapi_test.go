@@ -43,10 +43,10 @@ const (
 )
 
 type bundle struct {
-	store   *memory.Store
-	broker  *broker.Broker
-	pool    *worker.Pool
-	srv     *httptest.Server
+	store  *memory.Store
+	broker *broker.Broker
+	pool   *worker.Pool
+	srv    *httptest.Server
 	// closeWebsockets and endStreams stop the websocket transport and the
 	// SSE streams: shutdown's way of ending them. Each waits for its Run to
 	// return.
