@@ -28,6 +28,9 @@ const (
 	// CodeUnavailable: the job store cannot be reached (a database down or
 	// restarting); the same request may succeed shortly.
 	CodeUnavailable = "SERVICE_UNAVAILABLE"
+	// CodeTimeout: the request took longer than the server allows
+	// (REQUEST_TIMEOUT).
+	CodeTimeout = "TIMEOUT"
 )
 
 // codedError is a GraphQL error with extensions.code at the current path.
@@ -52,6 +55,10 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		var ve *domain.ValidationError
 		if errors.As(err, &ve) {
 			return codedError(ctx, CodeBadUserInput, "%s", ve.Error())
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			log.WarnContext(ctx, "graphql request timed out", "path", graphql.GetPath(ctx).String(), "err", err)
+			return codedError(ctx, CodeTimeout, "the request took longer than the server allows; try a smaller one")
 		}
 		if errors.Is(err, domain.ErrUnavailable) {
 			log.WarnContext(ctx, "graphql request failed: job store unavailable", "path", graphql.GetPath(ctx).String(), "err", err)

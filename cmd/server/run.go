@@ -134,15 +134,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ComplexityLimit: cfg.ComplexityLimit,
 	})
 	streams := httpapi.NewStreams()
+	handler := httpapi.NewHandler(httpapi.Deps{
+		Jobs:           service,
+		GraphQL:        gql,
+		Logger:         log,
+		Streams:        streams,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		BodyTimeout:    cfg.BodyTimeout,
+		RequestTimeout: cfg.RequestTimeout,
+	})
 	srv := &http.Server{
-		Handler: httpapi.NewHandler(httpapi.Deps{
-			Jobs:         service,
-			GraphQL:      gql,
-			Logger:       log,
-			Streams:      streams,
-			MaxBodyBytes: cfg.MaxBodyBytes,
-		}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -150,6 +154,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return fmt.Errorf("listen on port %d: %w", cfg.Port, err)
 	}
+	// Connections are capped below the open-file limit, so that clients
+	// holding connections cannot take the descriptors the store, webhooks
+	// and /health need.
+	fileLimit := raiseOpenFileLimit()
+	maxConns := cfg.MaxConnections
+	if maxConns == 0 {
+		maxConns = defaultMaxConnections(fileLimit)
+	}
+	log.Info("connections", "max_connections", maxConns, "open_file_limit", fileLimit)
+	ln = httpapi.LimitListener(ln, maxConns, handler)
 	var debugLn net.Listener
 	if cfg.DebugAddr != "" {
 		if debugLn, err = net.Listen("tcp", cfg.DebugAddr); err != nil {
@@ -272,6 +286,21 @@ func (p parts) shutdown(cfg config, log *slog.Logger) {
 	}
 	// 8. The broker.
 	p.events.halt()
+}
+
+// maxHeaderBytes bounds a request's headers (net/http's default is 1 MiB):
+// room for large tokens and cookies, and no more.
+const maxHeaderBytes = 64 << 10
+
+// defaultMaxConnections is MAX_CONNECTIONS's default for an open-file
+// limit: nine tenths of it, the rest kept for the store's connections,
+// webhooks, logs and the answers to connections over the cap; 10,000 when
+// the limit is unknown.
+func defaultMaxConnections(fileLimit int) int {
+	if fileLimit <= 0 {
+		return 10000
+	}
+	return max(fileLimit-fileLimit/10, 16)
 }
 
 // flushTimeout bounds how long shutdown waits for subscribers to be handed

@@ -3,43 +3,86 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/jobqueue/jobqueue/graph"
 )
 
-// limitBody answers 413 to bodies over max bytes. A declared length is
-// checked up front; a chunked body is read up to the limit first, so every
-// handler (gqlgen's included) sees either a whole body or none.
-func limitBody(max int64, next http.Handler) http.Handler {
+// readBody reads a request's whole body before the handler runs, so that
+// every handler (gqlgen's included) sees either a whole body or none: a
+// body over max bytes gets 413, and one that does not arrive within
+// timeout gets 408 and frees its connection (a client that declares a
+// length and never sends it would otherwise hold the connection for as
+// long as it likes). Once read, the connection has no read deadline
+// again: an SSE stream goes on as long as it lasts.
+func readBody(max int64, timeout time.Duration, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if max > 0 && r.Body != nil && r.Body != http.NoBody {
-			if r.ContentLength > max {
-				writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is %d bytes; the limit is %d", r.ContentLength, max))
-				return
-			}
-			if r.ContentLength < 0 {
-				body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-				if err != nil {
-					writeError(w, http.StatusBadRequest, "reading request body: "+err.Error())
-					return
-				}
-				if int64(len(body)) > max {
-					writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", max))
-					return
-				}
-				r.Body = io.NopCloser(bytes.NewReader(body))
-				r.ContentLength = int64(len(body))
-			} else {
-				r.Body = http.MaxBytesReader(w, r.Body, max)
-			}
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
 		}
+		if max > 0 && r.ContentLength > max {
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is %d bytes; the limit is %d", r.ContentLength, max))
+			return
+		}
+		rc := http.NewResponseController(w)
+		if timeout > 0 {
+			_ = rc.SetReadDeadline(time.Now().Add(timeout)) // not supported by test recorders
+		}
+		src := r.Body
+		if max > 0 {
+			src = io.NopCloser(io.LimitReader(r.Body, max+1))
+		}
+		body, err := io.ReadAll(src)
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s", timeout))
+			return
+		case err != nil:
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusBadRequest, "reading request body: "+err.Error())
+			return
+		case max > 0 && int64(len(body)) > max:
+			w.Header().Set("Connection", "close")
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", max))
+			return
+		}
+		// The deadline stays on a refused body: net/http would otherwise
+		// wait for the rest of it before it closes the connection.
+		if timeout > 0 {
+			_ = rc.SetReadDeadline(time.Time{})
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
+	})
+}
+
+// limitTime gives every request but streams (websockets, SSE) at most
+// timeout through its context: store calls and resolvers stop at it, and
+// the APIs answer TIMEOUT (GraphQL) or 503 (REST).
+func limitTime(timeout time.Duration, next http.Handler) http.Handler {
+	if timeout <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if graph.IsStream(r.Header) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), timeout)
+		defer cancel()
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -122,6 +123,11 @@ func (h *restHandlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	h.log.ErrorContext(r.Context(), "rest request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "the request took longer than the server allows; try again shortly")
+		return
+	}
 	if errors.Is(err, domain.ErrUnavailable) {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "the job store is unavailable; try again shortly")

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql/playground"
 
@@ -23,6 +24,12 @@ type Deps struct {
 	Streams *Streams
 	// MaxBodyBytes bounds request bodies; larger ones get 413.
 	MaxBodyBytes int64
+	// BodyTimeout bounds the time to receive a request's body; a slower
+	// one gets 408. Zero: no bound.
+	BodyTimeout time.Duration
+	// RequestTimeout bounds the time to answer a request other than a
+	// stream (websocket, SSE). Zero: no bound.
+	RequestTimeout time.Duration
 }
 
 // NewHandler returns the service's whole HTTP surface.
@@ -37,5 +44,5 @@ func NewHandler(d Deps) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
 	})
-	return recoverPanics(d.Logger, limitBody(d.MaxBodyBytes, mux))
+	return recoverPanics(d.Logger, readBody(d.MaxBodyBytes, d.BodyTimeout, limitTime(d.RequestTimeout, mux)))
 }

@@ -2,10 +2,14 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // Run ends the streams open when its ctx is done, and does not return
@@ -59,4 +63,32 @@ func TestStreamsRunWaitsForOpenStreams(t *testing.T) {
 		})).ServeHTTP(httptest.NewRecorder(), stream())
 		<-late
 	})
+}
+
+// deadlineRecorder records the read deadlines a handler sets.
+type deadlineRecorder struct {
+	*httptest.ResponseRecorder
+	deadlines []time.Time
+}
+
+func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
+	d.deadlines = append(d.deadlines, t)
+	return nil
+}
+
+// readBody bounds the body's arrival, then clears the deadline: the
+// handler (an SSE stream) runs without one.
+func TestReadBodyClearsItsDeadline(t *testing.T) {
+	rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
+	var during []time.Time
+	h := readBody(1<<20, 5*time.Second, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		during = slices.Clone(rec.deadlines)
+		if b, _ := io.ReadAll(r.Body); string(b) != `{"query":"x"}` {
+			t.Errorf("handler read %q", b)
+		}
+	}))
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(`{"query":"x"}`)))
+	if len(during) != 2 || during[0].IsZero() || !during[1].IsZero() {
+		t.Fatalf("read deadlines before the handler ran: %v, want one set, then cleared", during)
+	}
 }
