@@ -31,6 +31,8 @@ const (
 	// CodeTimeout: the request took longer than the server allows
 	// (REQUEST_TIMEOUT).
 	CodeTimeout = "TIMEOUT"
+	// CodeTooManyErrors ends a response whose other errors were left out.
+	CodeTooManyErrors = "TOO_MANY_ERRORS"
 )
 
 // codedError is a GraphQL error with extensions.code at the current path.
@@ -67,8 +69,15 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		var ie internalError
 		if errors.As(err, &gqlErr) && !errors.As(err, &ie) {
 			// gqlgen's own errors (parsing, validation, coercion of
-			// arguments): the client's mistake, message kept.
+			// arguments): the client's mistake, message kept, except the
+			// request body that gqlgen's POST transport quotes in one of
+			// them: an answer never echoes the request.
 			e := graphql.DefaultErrorPresenter(ctx, err)
+			if strings.HasPrefix(e.Message, undecodableBody) {
+				if i := strings.Index(e.Message, " body:"); i >= 0 {
+					e.Message = e.Message[:i]
+				}
+			}
 			if e.Extensions == nil {
 				e.Extensions = map[string]any{}
 			}
@@ -80,6 +89,30 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		log.ErrorContext(ctx, "graphql resolver failed", "path", graphql.GetPath(ctx).String(), "err", err)
 		return codedError(ctx, CodeInternal, "internal server error")
 	}
+}
+
+// undecodableBody starts the message of gqlgen's POST transport for a body
+// that is not a GraphQL request in JSON; gqlgen appends the whole body.
+const undecodableBody = "json request body could not be decoded: "
+
+// maxErrors bounds the errors of one response: a request that breaks a
+// rule many times over (thousands of invalid directives, say) gets the
+// first ones and a count of the rest, not an answer larger than itself.
+const maxErrors = 20
+
+// capErrors keeps a response's first maxErrors-1 errors and replaces the
+// others with one that says how many were left out.
+func capErrors(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	resp := next(ctx)
+	if resp == nil || len(resp.Errors) <= maxErrors {
+		return resp
+	}
+	dropped := len(resp.Errors) - (maxErrors - 1)
+	resp.Errors = append(resp.Errors[:maxErrors-1:maxErrors-1], &gqlerror.Error{
+		Message:    fmt.Sprintf("%d more errors left out", dropped),
+		Extensions: map[string]any{"code": CodeTooManyErrors},
+	})
+	return resp
 }
 
 // Recover turns a resolver panic into an INTERNAL_SERVER_ERROR, after logging
