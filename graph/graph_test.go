@@ -108,6 +108,7 @@ type options struct {
 	initTimeout time.Duration
 	keepAlive   time.Duration
 	startPool   bool
+	maxResponse int64
 }
 
 type bundle struct {
@@ -173,8 +174,9 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 		Service: jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: o.maxPayload}),
 		Logger:  slog.New(slog.DiscardHandler),
 	}, graph.ServerOptions{
-		Websocket:       ws,
-		ComplexityLimit: o.complexity,
+		Websocket:        ws,
+		ComplexityLimit:  o.complexity,
+		MaxResponseBytes: o.maxResponse,
 	})
 	return &bundle{store: jobs, broker: events, pool: pool, gate: g, handler: h, client: client.New(h)}
 }

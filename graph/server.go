@@ -20,6 +20,10 @@ type ServerOptions struct {
 	Websocket *wstransport.Transport
 	// ComplexityLimit bounds the complexity of one operation.
 	ComplexityLimit int
+	// MaxResponseBytes bounds one response (each event of a subscription
+	// too): a larger one is answered with RESPONSE_TOO_LARGE, stopped
+	// before it is built. Zero: no bound.
+	MaxResponseBytes int64
 }
 
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
@@ -51,6 +55,10 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.Use(extension.FixedComplexityLimit(opts.ComplexityLimit))
 	srv.AroundOperations(subscriptionsOverHTTP)
 	srv.AroundResponses(capErrors)
+	if opts.MaxResponseBytes > 0 {
+		srv.AroundResponses(budgetResponses(opts.MaxResponseBytes))
+		srv.AroundFields(budgetFields)
+	}
 	srv.SetErrorPresenter(ErrorPresenter(r.Logger))
 	srv.SetRecoverFunc(Recover(r.Logger))
 	return conformHTTP(srv)

@@ -49,6 +49,7 @@ type config struct {
 	MaxConnections          int
 	BodyTimeout             time.Duration
 	RequestTimeout          time.Duration
+	MaxResponseBytes        int64
 }
 
 // setting is one configuration entry: its environment name, help text and
@@ -123,6 +124,7 @@ func settings() []setting {
 		{"MAX_CONNECTIONS", "0", "most client connections open at once (websockets included); one more gets 503, except GET /health; 0: nine tenths of the open-file limit", intInto(func(c *config) *int { return &c.MaxConnections }, 0)},
 		{"BODY_TIMEOUT", "10s", "time a client has to send a request's body once its headers are in; a slower one gets 408 (0: no limit)", durationInto(func(c *config) *time.Duration { return &c.BodyTimeout })},
 		{"REQUEST_TIMEOUT", "30s", "longest time to answer a query, mutation or REST request (not a subscription): then GraphQL answers TIMEOUT and REST 503 (0: no limit)", durationInto(func(c *config) *time.Duration { return &c.RequestTimeout })},
+		{"MAX_RESPONSE_BYTES", "16777216", "largest response (a GraphQL result, each subscription event, a GET /jobs listing): a larger one is stopped before it is built and answered RESPONSE_TOO_LARGE (REST: 400)", intInto(func(c *config) *int64 { return &c.MaxResponseBytes }, 1024)},
 		{"SUBSCRIBER_MAX_BACKLOG", "16384", "undelivered changes after which a lagging subscription ends with SLOW_SUBSCRIBER", intInto(func(c *config) *int { return &c.SubscriberMaxBacklog }, 1)},
 	}
 }
@@ -207,6 +209,6 @@ func (c config) logAttrs() []any {
 		"ws_read_limit", c.WSReadLimit, "ws_keepalive", c.WSKeepAlive, "ws_init_timeout", c.WSInitTimeout,
 		"ws_write_timeout", c.WSWriteTimeout,
 		"subscriber_buffer", c.SubscriberBuffer, "subscriber_max_backlog", c.SubscriberMaxBacklog, "debug_addr", c.DebugAddr,
-		"max_connections", c.MaxConnections, "body_timeout", c.BodyTimeout, "request_timeout", c.RequestTimeout,
+		"max_connections", c.MaxConnections, "body_timeout", c.BodyTimeout, "request_timeout", c.RequestTimeout, "max_response_bytes", c.MaxResponseBytes,
 	}
 }

@@ -130,18 +130,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Service: service,
 		Logger:  log,
 	}, graph.ServerOptions{
-		Websocket:       websockets,
-		ComplexityLimit: cfg.ComplexityLimit,
+		Websocket:        websockets,
+		ComplexityLimit:  cfg.ComplexityLimit,
+		MaxResponseBytes: cfg.MaxResponseBytes,
 	})
 	streams := httpapi.NewStreams()
 	handler := httpapi.NewHandler(httpapi.Deps{
-		Jobs:           service,
-		GraphQL:        gql,
-		Logger:         log,
-		Streams:        streams,
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		BodyTimeout:    cfg.BodyTimeout,
-		RequestTimeout: cfg.RequestTimeout,
+		Jobs:             service,
+		GraphQL:          gql,
+		Logger:           log,
+		Streams:          streams,
+		MaxBodyBytes:     cfg.MaxBodyBytes,
+		BodyTimeout:      cfg.BodyTimeout,
+		RequestTimeout:   cfg.RequestTimeout,
+		MaxResponseBytes: cfg.MaxResponseBytes,
 	})
 	srv := &http.Server{
 		Handler:           handler,

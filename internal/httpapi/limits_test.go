@@ -17,6 +17,7 @@ import (
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
+	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -176,5 +177,29 @@ func TestLimitListener(t *testing.T) {
 		t.Fatal("a connection after one closed was not handed on")
 	} else {
 		_ = c.Close()
+	}
+}
+
+// A listing larger than MAX_RESPONSE_BYTES is refused with 400 instead of
+// built; a smaller ?limit= is answered.
+func TestRESTListResponseBudget(t *testing.T) {
+	t.Parallel()
+	st := memory.New(nil)
+	srv := limitedServer(t, st, httpapi.Deps{MaxResponseBytes: 30 << 10}) // listMax (3) jobs are over it
+	for range 4 {
+		if _, err := st.Create(context.Background(), domain.NewJob{Type: "big", Payload: json.RawMessage(`"` + strings.Repeat("x", 10<<10) + `"`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for limit, want := range map[int]int{2: http.StatusOK, 3: http.StatusBadRequest} {
+		resp, err := http.Get(fmt.Sprintf("%s/jobs?limit=%d", srv.URL, limit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != want || (want == http.StatusBadRequest && !strings.Contains(string(body), "larger than the server's limit")) {
+			t.Fatalf("?limit=%d: %d %.200s, want %d", limit, resp.StatusCode, body, want)
+		}
 	}
 }

@@ -21,6 +21,8 @@ import (
 type restHandlers struct {
 	jobs *jobs.Service
 	log  *slog.Logger
+	// maxResponse bounds a listing's encoded size; 0: no bound.
+	maxResponse int64
 }
 
 // jobJSON is a job as the REST API shows it.
@@ -107,8 +109,16 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out := make([]jobJSON, len(page.Jobs))
+	var size int64
 	for i, j := range page.Jobs {
 		out[i] = toJSON(j)
+		// An upper bound of the job's encoding: its variable parts and
+		// room for the rest.
+		size += int64(len(j.Payload)+len(j.ID)+len(j.Type)+len(j.IdempotencyKey)+len(j.Error)) + 400
+	}
+	if h.maxResponse > 0 && size > h.maxResponse {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the response would be larger than the server's limit of %d bytes; ask for fewer jobs with ?limit=", h.maxResponse))
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }

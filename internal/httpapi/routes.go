@@ -30,11 +30,14 @@ type Deps struct {
 	// RequestTimeout bounds the time to answer a request other than a
 	// stream (websocket, SSE). Zero: no bound.
 	RequestTimeout time.Duration
+	// MaxResponseBytes bounds a GET /jobs answer; a larger one gets 400.
+	// (The GraphQL handler has its own bound.) Zero: no bound.
+	MaxResponseBytes int64
 }
 
 // NewHandler returns the service's whole HTTP surface.
 func NewHandler(d Deps) http.Handler {
-	rest := &restHandlers{jobs: d.Jobs, log: d.Logger}
+	rest := &restHandlers{jobs: d.Jobs, log: d.Logger, maxResponse: d.MaxResponseBytes}
 	mux := http.NewServeMux()
 	mux.Handle("/query", d.Streams.track(d.GraphQL))
 	mux.Handle("GET /{$}", playground.Handler("Job queue", "/query"))
