@@ -2,6 +2,7 @@ package graph
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -17,7 +18,9 @@ import (
 //   - a mutation sent with GET gets 405 Method Not Allowed with Allow: POST
 //     (gqlgen answers 406);
 //   - a method other than GET, POST and OPTIONS gets 405 (gqlgen answers
-//     400 "transport not supported").
+//     400 "transport not supported");
+//   - an operation refused for lack of capacity (SERVER_BUSY) gets 503 with
+//     Retry-After.
 //
 // Websocket and Server-Sent Events requests pass through untouched.
 func conformHTTP(next http.Handler) http.Handler {
@@ -35,8 +38,9 @@ func conformHTTP(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		cw := &conformingWriter{ResponseWriter: w, get: r.Method == http.MethodGet}
-		next.ServeHTTP(cw, r)
+		status := &httpStatus{}
+		cw := &conformingWriter{ResponseWriter: w, get: r.Method == http.MethodGet, asked: status}
+		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), httpStatusKey{}, status)))
 		cw.finish()
 	})
 }
@@ -53,6 +57,7 @@ func IsStream(h http.Header) bool {
 type conformingWriter struct {
 	http.ResponseWriter
 	get         bool
+	asked       *httpStatus // a status the operation asked for, if any
 	wroteHeader bool
 	buffering   bool
 	status      int
@@ -64,6 +69,13 @@ func (w *conformingWriter) WriteHeader(status int) {
 		return
 	}
 	w.wroteHeader = true
+	if asked := w.asked.get(); asked != 0 {
+		if asked == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		w.ResponseWriter.WriteHeader(asked)
+		return
+	}
 	ct := w.Header().Get("Content-Type")
 	if status == http.StatusNotAcceptable && w.get {
 		w.Header().Set("Allow", "POST")

@@ -20,6 +20,11 @@ type ServerOptions struct {
 	Websocket *wstransport.Transport
 	// ComplexityLimit bounds the complexity of one operation.
 	ComplexityLimit int
+	// HeavyComplexity is the complexity from which a query or mutation is
+	// heavy: at most HeavySlots of them run at once, the others wait (up to
+	// 5 s, then SERVER_BUSY, HTTP 503). Zero HeavySlots: no limit.
+	HeavyComplexity int
+	HeavySlots      int
 	// MaxResponseBytes bounds one response (each event of a subscription
 	// too): a larger one is answered with RESPONSE_TOO_LARGE, stopped
 	// before it is built. Zero: no bound.
@@ -54,6 +59,9 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.Use(extension.Introspection{})
 	srv.Use(extension.FixedComplexityLimit(opts.ComplexityLimit))
 	srv.AroundOperations(subscriptionsOverHTTP)
+	if opts.HeavySlots > 0 {
+		srv.AroundOperations(newHeavyOperations(opts.HeavyComplexity, opts.HeavySlots).intercept)
+	}
 	srv.AroundResponses(capErrors)
 	if opts.MaxResponseBytes > 0 {
 		srv.AroundResponses(budgetResponses(opts.MaxResponseBytes))

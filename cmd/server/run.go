@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -133,6 +135,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Websocket:        websockets,
 		ComplexityLimit:  cfg.ComplexityLimit,
 		MaxResponseBytes: cfg.MaxResponseBytes,
+		HeavyComplexity:  cfg.HeavyComplexity,
+		HeavySlots:       cmp.Or(cfg.HeavyQueries, runtime.GOMAXPROCS(0)),
 	})
 	streams := httpapi.NewStreams()
 	handler := httpapi.NewHandler(httpapi.Deps{
