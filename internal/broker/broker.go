@@ -92,6 +92,9 @@ type Broker struct {
 	// or too slow) while changes may still wait in their channels: Flush
 	// waits for those too.
 	draining []*Subscription
+	// subsChanged is closed (and cleared) when a subscription is
+	// registered or unregistered; nil while nobody waits (WaitSubscribers).
+	subsChanged chan struct{}
 
 	wg sync.WaitGroup // pumps
 
@@ -229,6 +232,7 @@ func (b *Broker) Subscribe(ctx context.Context, f Filter) (*Subscription, error)
 	} else {
 		b.byJob[f.ID] = append(b.byJob[f.ID], s)
 	}
+	b.subscribersChangedLocked()
 	b.subsMu.Unlock()
 	stop := context.AfterFunc(ctx, func() { b.unsubscribe(s) })
 	s.mu.Lock()
@@ -252,6 +256,7 @@ func (b *Broker) unsubscribe(s *Subscription) {
 func (b *Broker) remove(s *Subscription) {
 	b.subsMu.Lock()
 	defer b.subsMu.Unlock()
+	defer b.subscribersChangedLocked()
 	if s.filter.ID == "" {
 		b.all = removeSub(b.all, s)
 		return
@@ -291,11 +296,48 @@ func removeSub(subs []*Subscription, s *Subscription) []*Subscription {
 func (b *Broker) Subscribers() int {
 	b.subsMu.RLock()
 	defer b.subsMu.RUnlock()
+	return b.subscribersLocked()
+}
+
+func (b *Broker) subscribersLocked() int {
 	n := len(b.all)
 	for _, subs := range b.byJob {
 		n += len(subs)
 	}
 	return n
+}
+
+// WaitSubscribers waits until exactly n subscriptions are registered, or
+// until ctx is done. It wakes on every registration and removal rather
+// than polling, so a caller (a test that must know its subscription is
+// live before it publishes) learns of the change as soon as it happens.
+func (b *Broker) WaitSubscribers(ctx context.Context, n int) error {
+	for {
+		b.subsMu.Lock()
+		have := b.subscribersLocked()
+		if have == n {
+			b.subsMu.Unlock()
+			return nil
+		}
+		if b.subsChanged == nil {
+			b.subsChanged = make(chan struct{})
+		}
+		changed := b.subsChanged
+		b.subsMu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d subscribers (%d registered): %w", n, have, ctx.Err())
+		}
+	}
+}
+
+// subscribersChangedLocked wakes WaitSubscribers callers. subsMu is held.
+func (b *Broker) subscribersChangedLocked() {
+	if b.subsChanged != nil {
+		close(b.subsChanged)
+		b.subsChanged = nil
+	}
 }
 
 // Flush waits until everything published so far has been taken from the

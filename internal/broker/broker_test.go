@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
@@ -82,7 +83,7 @@ func TestAllJobsInOrderWithTypeFilter(t *testing.T) {
 	if got := drain(t, all); len(got) != 0 {
 		t.Fatalf("after cancel got %d more changes", len(got))
 	}
-	waitFor(t, func() bool { return b.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b, 0, "every subscription to leave")
 }
 
 func TestJobSubscriptionPrimesAndCompletes(t *testing.T) {
@@ -106,7 +107,7 @@ func TestJobSubscriptionPrimesAndCompletes(t *testing.T) {
 	if s.Err() != nil {
 		t.Fatalf("Err = %v, want nil after a normal completion", s.Err())
 	}
-	waitFor(t, func() bool { return b.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b, 0, "every subscription to leave")
 }
 
 func TestLateJobSubscriberGetsOneFinalSnapshot(t *testing.T) {
@@ -172,11 +173,14 @@ func TestSlowSubscriberDoesNotDelayOthers(t *testing.T) {
 			}
 		}
 	}
-	// The slow one, which never read, was ended with an error it can see.
-	waitFor(t, func() bool { return errors.Is(slow.Err(), broker.ErrSlowSubscriber) })
+	// The slow one, which never read, was ended (its channel closes after
+	// what it holds) with an error it can see.
 	got := drain(t, slow)
 	if len(got) > 4 {
 		t.Fatalf("ended slow subscriber still delivered %d changes, want at most its buffer", len(got))
+	}
+	if !errors.Is(slow.Err(), broker.ErrSlowSubscriber) {
+		t.Fatalf("slow subscriber ended with %v, want ErrSlowSubscriber", slow.Err())
 	}
 }
 
@@ -254,7 +258,7 @@ func TestSubscribeUnsubscribeCyclesLeaveNothingBehind(t *testing.T) {
 			t.Fatal("channel not closed after cancel")
 		}
 	}
-	waitFor(t, func() bool { return b.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b, 0, "every subscription to leave")
 	stop()
 }
 
@@ -332,17 +336,6 @@ func versions(jobs []*domain.Job) []string {
 		out[i] = fmt.Sprintf("%s:v%d:%s", j.ID, j.Version, j.Status)
 	}
 	return out
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestCoalescingNeverSkipsAFinalState(t *testing.T) {
@@ -443,10 +436,24 @@ func TestFlushIgnoresReadersThatLeftAfterTheSubscriptionEnded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// OnReady says when the channel closes, without taking what it holds.
+	ready := make(chan struct{}, 1)
+	slow.OnReady(func() {
+		select {
+		case ready <- struct{}{}:
+		default:
+		}
+	})
 	for i := range 10 {
 		b.Publish(change(fmt.Sprint(i), "t", 1, domain.StatusPending))
 	}
-	waitFor(t, func() bool { return errors.Is(slow.Err(), broker.ErrSlowSubscriber) })
+	for !errors.Is(slow.Err(), broker.ErrSlowSubscriber) {
+		select {
+		case <-ready:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the slow subscription was not ended within 10s (Err = %v)", slow.Err())
+		}
+	}
 
 	leave1()
 	leave2()
@@ -470,7 +477,7 @@ func TestSubscriptionEndedByThePumpIsUnregistered(t *testing.T) {
 	if got := drain(t, s); len(got) != 3 {
 		t.Fatalf("got %v", versions(got))
 	}
-	waitFor(t, func() bool { return b.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b, 0, "every subscription to leave")
 }
 
 // TestOnReadyDrivesAReaderThatNeverBlocks reads a subscription only when
@@ -538,4 +545,40 @@ func TestOnReadyDrivesAReaderThatNeverBlocks(t *testing.T) {
 	if _, ok := <-s.C(); ok {
 		t.Fatal("a change after the end")
 	}
+}
+
+// WaitSubscribers returns as soon as the count is reached, up or down,
+// and gives up with ctx.
+func TestWaitSubscribersWakesOnArrivalAndDeparture(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		b := setup(t, broker.Options{})
+		waited := make(chan error, 1)
+		go func() { waited <- b.WaitSubscribers(context.Background(), 2) }()
+		ctx, leave := context.WithCancel(context.Background())
+		for i := range 2 {
+			synctest.Wait()
+			select {
+			case err := <-waited:
+				t.Fatalf("WaitSubscribers(2) returned %v with %d subscribers", err, i)
+			default:
+			}
+			if _, err := b.Subscribe(ctx, broker.Filter{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := <-waited; err != nil {
+			t.Fatalf("WaitSubscribers(2) with 2 subscribers: %v", err)
+		}
+		go func() { waited <- b.WaitSubscribers(context.Background(), 0) }()
+		leave()
+		if err := <-waited; err != nil {
+			t.Fatalf("WaitSubscribers(0) after both left: %v", err)
+		}
+		short, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := b.WaitSubscribers(short, 1); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WaitSubscribers(1) with none coming = %v, want the context's error", err)
+		}
+	})
 }

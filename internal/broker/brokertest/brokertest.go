@@ -1,9 +1,12 @@
-// Package brokertest runs a broker for the length of a test.
+// Package brokertest runs a broker for the length of a test, and lets the
+// test wait for its subscriptions to arrive or leave on the broker's own
+// signal instead of polling its count.
 package brokertest
 
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/broker"
 )
@@ -34,4 +37,19 @@ func New(t testing.TB, opts broker.Options) *broker.Broker {
 	t.Helper()
 	b, _ := Run(t, opts)
 	return b
+}
+
+// Timeout bounds each wait: something that should happen at once.
+const Timeout = 10 * time.Second
+
+// WaitSubscribers waits until exactly n subscriptions are registered with
+// b, and fails the test (naming what it waited for) when that does not
+// happen within Timeout.
+func WaitSubscribers(t testing.TB, b *broker.Broker, n int, what string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := b.WaitSubscribers(ctx, n); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
 }
