@@ -36,6 +36,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/worker"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
+	"github.com/jobqueue/jobqueue/internal/wstransport/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -1112,17 +1113,6 @@ func TestJobUpdatedAllJobs(t *testing.T) {
 
 // --- raw websocket clients ---
 
-type wsMsg struct {
-	ID      string          `json:"id,omitempty"`
-	Type    string          `json:"type"`
-	Payload json.RawMessage `json:"payload,omitempty"`
-}
-
-type rawWS struct {
-	t *testing.T
-	c *websocket.Conn
-}
-
 func (b *bundle) server(t *testing.T) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(b.handler)
@@ -1130,80 +1120,14 @@ func (b *bundle) server(t *testing.T) *httptest.Server {
 	return srv
 }
 
-func dialWS(t *testing.T, srv *httptest.Server, subprotocol string) *rawWS {
+// dialWS opens a raw websocket to srv's GraphQL endpoint.
+func dialWS(t *testing.T, srv *httptest.Server, subprotocol string) *wstest.Client {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{subprotocol}, HandshakeTimeout: waitBound}
-	c, resp, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/query", nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", subprotocol, err)
-	}
-	_ = resp.Body.Close()
-	t.Cleanup(func() { _ = c.Close() })
-	if c.Subprotocol() != subprotocol {
-		t.Fatalf("negotiated subprotocol %q, want %q", c.Subprotocol(), subprotocol)
-	}
-	return &rawWS{t: t, c: c}
-}
-
-func (w *rawWS) send(m wsMsg) {
-	w.t.Helper()
-	if err := w.c.WriteJSON(m); err != nil {
-		w.t.Fatalf("send %s: %v", m.Type, err)
-	}
-}
-
-// read returns the next message other than keep-alives, answering pings.
-func (w *rawWS) read() (wsMsg, error) {
-	for {
-		if err := w.c.SetReadDeadline(time.Now().Add(waitBound)); err != nil {
-			return wsMsg{}, err
-		}
-		var m wsMsg
-		if err := w.c.ReadJSON(&m); err != nil {
-			return wsMsg{}, err
-		}
-		switch m.Type {
-		case "ka", "pong":
-			continue
-		case "ping":
-			if err := w.c.WriteJSON(wsMsg{Type: "pong"}); err != nil {
-				return wsMsg{}, err
-			}
-			continue
-		}
-		return m, nil
-	}
-}
-
-func (w *rawWS) expect(typ, id string) wsMsg {
-	w.t.Helper()
-	m, err := w.read()
-	if err != nil {
-		w.t.Fatalf("waiting for %s %s: %v", typ, id, err)
-	}
-	if m.Type != typ || m.ID != id {
-		w.t.Fatalf("got %s %s %s, want %s %s", m.Type, m.ID, m.Payload, typ, id)
-	}
-	return m
-}
-
-func (w *rawWS) init() {
-	w.t.Helper()
-	w.send(wsMsg{Type: "connection_init"})
-	w.expect("connection_ack", "")
-}
-
-func subscribePayload(t *testing.T, query string, vars map[string]any) json.RawMessage {
-	t.Helper()
-	b, err := json.Marshal(map[string]any{"query": query, "variables": vars})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return wstest.Dial(t, srv.URL+"/query", subprotocol)
 }
 
 // jobOf decodes the job of a next/data message.
-func jobOf(t *testing.T, m wsMsg) jobJSON {
+func jobOf(t *testing.T, m wstest.Msg) jobJSON {
 	t.Helper()
 	var r struct {
 		Data   *updateResp     `json:"data"`
@@ -1217,7 +1141,7 @@ func jobOf(t *testing.T, m wsMsg) jobJSON {
 
 // subscriptionError decodes the errors of an error message (a list), or of
 // a next/data message carrying errors.
-func subscriptionError(t *testing.T, m wsMsg) []gqlError {
+func subscriptionError(t *testing.T, m wstest.Msg) []gqlError {
 	t.Helper()
 	var errs []gqlError
 	if m.Type == "error" {
@@ -1242,21 +1166,21 @@ func TestMaxSubscriptionsPerConnection(t *testing.T) {
 	b.gate.waitStarted(t, held.ID)
 	srv := b.server(t)
 	w := dialWS(t, srv, "graphql-transport-ws")
-	w.init()
+	w.Init()
 	sub := func(id string) {
-		w.send(wsMsg{ID: id, Type: "subscribe", Payload: subscribePayload(t, jobUpdatedSubscription, map[string]any{"id": held.ID})})
+		w.Send(wstest.Subscribe(id, jobUpdatedSubscription, map[string]any{"id": held.ID}))
 	}
 
 	// One at a time: the resolvers of concurrent subscribes race for the
 	// slots.
 	for _, id := range []string{"1", "2"} {
 		sub(id)
-		if j := jobOf(t, w.expect("next", id)); j.ID != held.ID || j.Status != "PROCESSING" {
+		if j := jobOf(t, w.Expect("next", id)); j.ID != held.ID || j.Status != "PROCESSING" {
 			t.Fatalf("subscription %s: first state %+v", id, j)
 		}
 	}
 	sub("3")
-	m, err := w.read()
+	m, err := w.Read()
 	if err != nil || m.ID != "3" || m.Type != "error" {
 		t.Fatalf("third subscription: got %+v, %v; want an error message for it", m, err)
 	}
@@ -1271,7 +1195,7 @@ func TestMaxSubscriptionsPerConnection(t *testing.T) {
 	// Completing one frees its slot. The slot is freed by a context
 	// callback that may run just after the server's complete, so a
 	// subscribe racing it may still be refused: retry until accepted.
-	w.send(wsMsg{ID: "1", Type: "complete"})
+	w.Send(wstest.Msg{ID: "1", Type: "complete"})
 	accepted := ""
 	deadline := time.Now().Add(waitBound)
 	for n := 4; accepted == ""; n++ {
@@ -1281,7 +1205,7 @@ func TestMaxSubscriptionsPerConnection(t *testing.T) {
 		id := fmt.Sprint(n)
 		sub(id)
 		for {
-			m, err := w.read()
+			m, err := w.Read()
 			if err != nil {
 				t.Fatalf("after completing a subscription: %v", err)
 			}
@@ -1296,7 +1220,7 @@ func TestMaxSubscriptionsPerConnection(t *testing.T) {
 			} else if errs := subscriptionError(t, m); len(errs) != 1 || errs[0].code() != graph.CodeTooManySubscriptions {
 				t.Fatalf("subscription %s: %s %s", id, m.Type, m.Payload)
 			} else if m.Type == "next" {
-				w.expect("complete", id)
+				w.Expect("complete", id)
 			}
 			break
 		}
@@ -1306,7 +1230,7 @@ func TestMaxSubscriptionsPerConnection(t *testing.T) {
 	b.gate.release(held.ID, nil)
 	got := map[string]bool{}
 	for len(got) < 4 {
-		m, err := w.read()
+		m, err := w.Read()
 		if err != nil {
 			t.Fatalf("waiting for the final states: %v", err)
 		}
@@ -1334,18 +1258,18 @@ func TestWebsocketReadLimit(t *testing.T) {
 	created := b.create(t, "email", nil)
 	srv := b.server(t)
 	w := dialWS(t, srv, "graphql-transport-ws")
-	w.init()
+	w.Init()
 
 	// A message within the limit works.
-	w.send(wsMsg{ID: "ok", Type: "subscribe", Payload: subscribePayload(t, `subscription($id: ID) { jobUpdated(id: $id) { id } }`, map[string]any{"id": created.ID})})
-	if j := jobOf(t, w.expect("next", "ok")); j.ID != created.ID {
+	w.Send(wstest.Subscribe("ok", `subscription($id: ID) { jobUpdated(id: $id) { id } }`, map[string]any{"id": created.ID}))
+	if j := jobOf(t, w.Expect("next", "ok")); j.ID != created.ID {
 		t.Fatalf("small subscribe: got %+v", j)
 	}
 	// One over it closes the connection with 1009 (message too big).
 	padding := strings.Repeat(" ", 600)
-	w.send(wsMsg{ID: "big", Type: "subscribe", Payload: subscribePayload(t, `subscription($id: ID) {`+padding+`jobUpdated(id: $id) { id } }`, map[string]any{"id": created.ID})})
+	w.Send(wstest.Subscribe("big", `subscription($id: ID) {`+padding+`jobUpdated(id: $id) { id } }`, map[string]any{"id": created.ID}))
 	for {
-		m, err := w.read()
+		m, err := w.Read()
 		if err == nil {
 			if m.ID == "big" {
 				t.Fatalf("oversized message was processed: %s %s", m.Type, m.Payload)
@@ -1368,7 +1292,7 @@ func TestWebsocketInitTimeout(t *testing.T) {
 		start := time.Now()
 		w := dialWS(t, srv, proto)
 		// Send nothing: the server must hang up on its own.
-		_, err := w.read()
+		_, err := w.Read()
 		elapsed := time.Since(start)
 		var ce *websocket.CloseError
 		if !errors.As(err, &ce) {
@@ -1391,12 +1315,12 @@ func TestLegacyGraphQLWSProtocol(t *testing.T) {
 	created := b.create(t, "legacy", map[string]any{"durationMs": 0})
 	srv := b.server(t)
 	w := dialWS(t, srv, "graphql-ws")
-	w.init()
-	w.send(wsMsg{ID: "1", Type: "start", Payload: subscribePayload(t, jobUpdatedSubscription, map[string]any{"id": created.ID})})
-	states := []jobJSON{jobOf(t, w.expect("data", "1"))}
+	w.Init()
+	w.Send(wstest.Msg{ID: "1", Type: "start", Payload: wstest.Payload(jobUpdatedSubscription, map[string]any{"id": created.ID})})
+	states := []jobJSON{jobOf(t, w.Expect("data", "1"))}
 	b.gate.release(blocker.ID, nil)
 	for {
-		m, err := w.read()
+		m, err := w.Read()
 		if err != nil {
 			t.Fatalf("after %v: %v", summary(states), err)
 		}
@@ -1414,10 +1338,10 @@ func TestLegacyGraphQLWSProtocol(t *testing.T) {
 	}
 
 	// stop ends a live subscription.
-	w.send(wsMsg{ID: "2", Type: "start", Payload: subscribePayload(t, jobUpdatedSubscription, nil)})
+	w.Send(wstest.Msg{ID: "2", Type: "start", Payload: wstest.Payload(jobUpdatedSubscription, nil)})
 	waitFor(t, "the live subscription", func() bool { return b.broker.Subscribers() == 1 })
-	w.send(wsMsg{ID: "2", Type: "stop"})
-	w.expect("complete", "2")
+	w.Send(wstest.Msg{ID: "2", Type: "stop"})
+	w.Expect("complete", "2")
 	waitFor(t, "the stopped subscription to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
 }
 
@@ -1469,7 +1393,7 @@ func TestSSESubscription(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	body := subscribePayload(t, jobUpdatedSubscription, map[string]any{"id": created.ID})
+	body := wstest.Payload(jobUpdatedSubscription, map[string]any{"id": created.ID})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/query", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -1498,7 +1422,7 @@ func TestSSESubscription(t *testing.T) {
 		if e.event != "next" {
 			t.Fatalf("event %q (%s), want next", e.event, e.data)
 		}
-		states = append(states, jobOf(t, wsMsg{Type: "next", Payload: json.RawMessage(e.data)}))
+		states = append(states, jobOf(t, wstest.Msg{Type: "next", Payload: json.RawMessage(e.data)}))
 	}
 	checkSteps(t, states)
 	if got := summary(states); !reflect.DeepEqual(got, []string{"sse:v1:PENDING", "sse:v2:PROCESSING", "sse:v3:COMPLETED"}) {
@@ -1554,7 +1478,7 @@ func slowSSESubscriber(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	body := subscribePayload(t, `subscription { jobUpdated { id version } }`, nil)
+	body := wstest.Payload(`subscription { jobUpdated { id version } }`, nil)
 	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/query", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "text/event-stream")
@@ -1596,7 +1520,7 @@ func slowSSESubscriber(t *testing.T) {
 		t.Fatalf("SSE events %+v, want 1 or 2 changes, an error, then complete", events)
 	}
 	for i, e := range events[:len(events)-2] {
-		if j := jobOf(t, wsMsg{Type: e.event, Payload: json.RawMessage(e.data)}); e.event != "next" || j.ID == "" {
+		if j := jobOf(t, wstest.Msg{Type: e.event, Payload: json.RawMessage(e.data)}); e.event != "next" || j.ID == "" {
 			t.Fatalf("SSE event %d: %+v, want a change", i, e)
 		}
 	}
@@ -1700,8 +1624,8 @@ func TestWebsocketSlowSubscriber(t *testing.T) {
 	t.Parallel()
 	b, srv, stall, release := setupSlowSubscriber(t)
 	w := dialWS(t, srv, "graphql-transport-ws")
-	w.init()
-	w.send(wsMsg{ID: "s", Type: "subscribe", Payload: subscribePayload(t, `subscription { jobUpdated { id version } }`, nil)})
+	w.Init()
+	w.Send(wstest.Subscribe("s", `subscription { jobUpdated { id version } }`, nil))
 	waitFor(t, "the subscription", func() bool { return b.broker.Subscribers() == 1 })
 	b.storeCreate(t, "slow", 1)
 	select {
@@ -1719,7 +1643,7 @@ func TestWebsocketSlowSubscriber(t *testing.T) {
 	// protocol's error message with SLOW_SUBSCRIBER.
 	nexts := 0
 	for {
-		m, err := w.read()
+		m, err := w.Read()
 		if err != nil {
 			t.Fatalf("after %d changes: %v, want a SLOW_SUBSCRIBER error", nexts, err)
 		}
@@ -1750,8 +1674,8 @@ func TestWebsocketSlowSubscriber(t *testing.T) {
 	}
 	// The connection stays usable: a new subscription works.
 	created := b.create(t, "after", nil)
-	w.send(wsMsg{ID: "again", Type: "subscribe", Payload: subscribePayload(t, `subscription($id: ID) { jobUpdated(id: $id) { id } }`, map[string]any{"id": created.ID})})
-	if j := jobOf(t, w.expect("next", "again")); j.ID != created.ID {
+	w.Send(wstest.Subscribe("again", `subscription($id: ID) { jobUpdated(id: $id) { id } }`, map[string]any{"id": created.ID}))
+	if j := jobOf(t, w.Expect("next", "again")); j.ID != created.ID {
 		t.Fatalf("resubscribed: got %+v", j)
 	}
 }

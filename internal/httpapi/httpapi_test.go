@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -29,6 +28,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/worker"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
+	"github.com/jobqueue/jobqueue/internal/wstransport/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -481,51 +481,12 @@ func TestRESTJobIsProcessed(t *testing.T) {
 	}
 }
 
-type wsMsg struct {
-	ID      string          `json:"id,omitempty"`
-	Type    string          `json:"type"`
-	Payload json.RawMessage `json:"payload,omitempty"`
-}
-
-func (b *bundle) dial(t *testing.T) *websocket.Conn {
-	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{"graphql-transport-ws"}, HandshakeTimeout: waitBound}
-	c, resp, err := d.Dial("ws"+strings.TrimPrefix(b.srv.URL, "http")+"/query", nil)
-	if err != nil {
-		t.Fatalf("dial: %v", err)
-	}
-	_ = resp.Body.Close()
-	t.Cleanup(func() { _ = c.Close() })
-	if err := c.SetReadDeadline(time.Now().Add(waitBound)); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// readUntilClose reads messages until the connection fails and returns
-// that error.
-func readUntilClose(c *websocket.Conn) error {
-	for {
-		if _, _, err := c.ReadMessage(); err != nil {
-			return err
-		}
-	}
-}
-
 func TestShutdownEndsStreamsAndWebsockets(t *testing.T) {
 	t.Parallel()
 	b := setup(t, false)
-	c := b.dial(t)
-	if err := c.WriteJSON(wsMsg{Type: "connection_init"}); err != nil {
-		t.Fatal(err)
-	}
-	var ack wsMsg
-	if err := c.ReadJSON(&ack); err != nil || ack.Type != "connection_ack" {
-		t.Fatalf("got %+v, %v; want connection_ack", ack, err)
-	}
-	if err := c.WriteJSON(wsMsg{ID: "1", Type: "subscribe", Payload: json.RawMessage(`{"query":"subscription { jobUpdated { id } }"}`)}); err != nil {
-		t.Fatal(err)
-	}
+	c := wstest.Dial(t, b.srv.URL+"/query", "graphql-transport-ws")
+	c.Init()
+	c.Send(wstest.Subscribe("1", "subscription { jobUpdated { id } }", nil))
 
 	// An SSE stream too.
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
@@ -550,9 +511,8 @@ func TestShutdownEndsStreamsAndWebsockets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var next wsMsg
-	if err := c.ReadJSON(&next); err != nil || next.Type != "next" || !bytes.Contains(next.Payload, []byte(job.ID)) {
-		t.Fatalf("websocket got %+v, %v; want the new job", next, err)
+	if next := c.Expect("next", "1"); !bytes.Contains(next.Payload, []byte(job.ID)) {
+		t.Fatalf("websocket got %s, want the new job", next.Payload)
 	}
 	sse := bufio.NewReader(resp.Body)
 	for {
@@ -572,10 +532,8 @@ func TestShutdownEndsStreamsAndWebsockets(t *testing.T) {
 	// transport's).
 	b.endStreams()
 	b.closeWebsockets()
-	err = readUntilClose(c)
-	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
-		t.Fatalf("after the shutdown the websocket read %v, want a close frame with code 1000", err)
+	if ce := c.Closed(); ce.Code != websocket.CloseNormalClosure {
+		t.Fatalf("after the shutdown the websocket closed with %v, want code 1000", ce)
 	}
 	rest, err := io.ReadAll(sse)
 	if err != nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
+	"github.com/jobqueue/jobqueue/internal/wstransport/wstest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -108,117 +109,14 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-type msg struct {
-	ID      string          `json:"id,omitempty"`
-	Type    string          `json:"type"`
-	Payload json.RawMessage `json:"payload,omitempty"`
-}
-
-type client struct {
-	t *testing.T
-	c *websocket.Conn
-}
-
-func (b *bundle) dial(t *testing.T, protocol string) *client {
+// dial connects to the transport (served at the root) with protocol.
+func (b *bundle) dial(t *testing.T, protocol string) *wstest.Client {
 	t.Helper()
-	d := websocket.Dialer{Subprotocols: []string{protocol}, HandshakeTimeout: waitBound}
-	c, resp, err := d.Dial("ws"+strings.TrimPrefix(b.srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", protocol, err)
-	}
-	_ = resp.Body.Close()
-	t.Cleanup(func() { _ = c.Close() })
-	if c.Subprotocol() != protocol {
-		t.Fatalf("negotiated %q, want %q", c.Subprotocol(), protocol)
-	}
-	return &client{t: t, c: c}
-}
-
-func (c *client) send(m msg) {
-	c.t.Helper()
-	if err := c.c.WriteJSON(m); err != nil {
-		c.t.Fatalf("send %s: %v", m.Type, err)
-	}
-}
-
-func (c *client) sendRaw(s string) {
-	c.t.Helper()
-	if err := c.c.WriteMessage(websocket.TextMessage, []byte(s)); err != nil {
-		c.t.Fatalf("send %s: %v", s, err)
-	}
-}
-
-// read returns the next message other than keep-alives.
-func (c *client) read() (msg, error) {
-	for {
-		if err := c.c.SetReadDeadline(time.Now().Add(waitBound)); err != nil {
-			return msg{}, err
-		}
-		var m msg
-		if err := c.c.ReadJSON(&m); err != nil {
-			return msg{}, err
-		}
-		if m.Type != "ka" {
-			return m, nil
-		}
-	}
-}
-
-func (c *client) expect(typ, id string) msg {
-	c.t.Helper()
-	m, err := c.read()
-	if err != nil {
-		c.t.Fatalf("waiting for %s %s: %v", typ, id, err)
-	}
-	if m.Type != typ || m.ID != id {
-		c.t.Fatalf("got %s %s %s, want %s %s", m.Type, m.ID, m.Payload, typ, id)
-	}
-	return m
-}
-
-func (c *client) init() {
-	c.t.Helper()
-	c.send(msg{Type: "connection_init"})
-	c.expect("connection_ack", "")
-}
-
-// closed reads until the connection ends and returns its close frame.
-func (c *client) closed() *websocket.CloseError {
-	c.t.Helper()
-	for {
-		_, err := c.read()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) {
-			c.t.Fatalf("connection ended with %v, want a close frame", err)
-		}
-		return ce
-	}
-}
-
-func subscribe(id, query string, vars map[string]any) msg {
-	p, _ := json.Marshal(map[string]any{"query": query, "variables": vars})
-	return msg{ID: id, Type: "subscribe", Payload: p}
+	return wstest.Dial(t, b.srv.URL, protocol)
 }
 
 const allJobs = `subscription { jobUpdated { id status version } }`
 const oneJob = `subscription($id: ID) { jobUpdated(id: $id) { id status version } }`
-
-// waitFor polls cond (state the test cannot wait on otherwise, such as the
-// broker's subscriber count) until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitBound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, waitBound)
-		}
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
-}
 
 func TestCloseCodes(t *testing.T) {
 	t.Parallel()
@@ -239,37 +137,38 @@ func TestCloseCodes(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		protocol string
-		run      func(c *client)
+		run      func(c *wstest.Client)
 		code     int
 		reason   string
 	}{
-		{"invalid json", "graphql-transport-ws", func(c *client) { c.sendRaw(`{"type":`) }, 4400, "Invalid message"},
-		{"unknown type", "graphql-transport-ws", func(c *client) { c.init(); c.send(msg{Type: "start"}) }, 4400, "unexpected type start"},
-		{"subscribe without payload", "graphql-transport-ws", func(c *client) { c.init(); c.send(msg{ID: "1", Type: "subscribe"}) }, 4400, "Invalid message"},
-		{"init payload not an object", "graphql-transport-ws", func(c *client) { c.sendRaw(`{"type":"connection_init","payload":3}`) }, 4400, "Invalid message"},
-		{"subscribe before ack", "graphql-transport-ws", func(c *client) { c.send(subscribe("1", allJobs, nil)) }, 4401, "Unauthorized"},
-		{"legacy start before ack", "graphql-ws", func(c *client) { c.send(msg{ID: "1", Type: "start", Payload: subscribe("1", allJobs, nil).Payload}) }, 4401, "Unauthorized"},
-		{"refused by InitFunc", "graphql-transport-ws", func(c *client) {
-			c.send(msg{Type: "connection_init", Payload: json.RawMessage(`{"token":"bad"}`)})
+		{"invalid json", "graphql-transport-ws", func(c *wstest.Client) { c.SendRaw(`{"type":`) }, 4400, "Invalid message"},
+		{"unknown type", "graphql-transport-ws", func(c *wstest.Client) { c.Init(); c.Send(wstest.Msg{Type: "start"}) }, 4400, "unexpected type start"},
+		{"subscribe without payload", "graphql-transport-ws", func(c *wstest.Client) { c.Init(); c.Send(wstest.Msg{ID: "1", Type: "subscribe"}) }, 4400, "Invalid message"},
+		{"init payload not an object", "graphql-transport-ws", func(c *wstest.Client) { c.SendRaw(`{"type":"connection_init","payload":3}`) }, 4400, "Invalid message"},
+		{"subscribe before ack", "graphql-transport-ws", func(c *wstest.Client) { c.Send(wstest.Subscribe("1", allJobs, nil)) }, 4401, "Unauthorized"},
+		{"legacy start before ack", "graphql-ws", func(c *wstest.Client) {
+			c.Send(wstest.Msg{ID: "1", Type: "start", Payload: wstest.Payload(allJobs, nil)})
+		}, 4401, "Unauthorized"},
+		{"refused by InitFunc", "graphql-transport-ws", func(c *wstest.Client) {
+			c.Send(wstest.Msg{Type: "connection_init", Payload: json.RawMessage(`{"token":"bad"}`)})
 		}, 4403, "Forbidden"},
-		{"no connection_init", "graphql-transport-ws", func(*client) {}, 4408, "Connection initialisation timeout"},
-		{"legacy no connection_init", "graphql-ws", func(*client) {}, 4408, "Connection initialisation timeout"},
-		{"duplicate subscription id", "graphql-transport-ws", func(c *client) {
-			c.init()
-			c.send(subscribe("dup", oneJob, map[string]any{"id": job.ID}))
-			c.expect("next", "dup")
-			c.send(subscribe("dup", allJobs, nil))
+		{"no connection_init", "graphql-transport-ws", func(*wstest.Client) {}, 4408, "Connection initialisation timeout"},
+		{"legacy no connection_init", "graphql-ws", func(*wstest.Client) {}, 4408, "Connection initialisation timeout"},
+		{"duplicate subscription id", "graphql-transport-ws", func(c *wstest.Client) {
+			c.Init()
+			c.Send(wstest.Subscribe("dup", oneJob, map[string]any{"id": job.ID}))
+			c.Expect("next", "dup")
+			c.Send(wstest.Subscribe("dup", allJobs, nil))
 		}, 4409, "Subscriber for dup already exists"},
-		{"second connection_init", "graphql-transport-ws", func(c *client) { c.init(); c.send(msg{Type: "connection_init"}) }, 4429, "Too many initialisation requests"},
+		{"second connection_init", "graphql-transport-ws", func(c *wstest.Client) { c.Init(); c.Send(wstest.Msg{Type: "connection_init"}) }, 4429, "Too many initialisation requests"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// The server's init deadline starts once the handshake is
 			// done, so time from before the dial: never earlier than it.
 			start := time.Now()
 			c := b.dial(t, tc.protocol)
-			c.t = t
 			tc.run(c)
-			ce := c.closed()
+			ce := c.Closed()
 			if ce.Code != tc.code || !strings.Contains(ce.Text, tc.reason) {
 				t.Fatalf("close %d %q, want %d %q", ce.Code, ce.Text, tc.code, tc.reason)
 			}
@@ -278,7 +177,7 @@ func TestCloseCodes(t *testing.T) {
 			}
 			// Nothing is left behind: the first "dup" subscription too
 			// has left the broker.
-			waitFor(t, "the connection's subscriptions to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+			brokertest.WaitSubscribers(t, b.broker, 0, "the connection's subscriptions to leave the broker")
 		})
 	}
 }
@@ -289,12 +188,12 @@ func TestLegacyRefusedInitGetsConnectionError(t *testing.T) {
 		return nil, errors.New("token expired")
 	}})
 	c := b.dial(t, "graphql-ws")
-	c.send(msg{Type: "connection_init"})
-	m := c.expect("connection_error", "")
+	c.Send(wstest.Msg{Type: "connection_init"})
+	m := c.Expect("connection_error", "")
 	if !strings.Contains(string(m.Payload), "token expired") {
 		t.Fatalf("connection_error %s, want the InitFunc's message", m.Payload)
 	}
-	if ce := c.closed(); ce.Code != wstransport.CloseForbidden {
+	if ce := c.Closed(); ce.Code != wstransport.CloseForbidden {
 		t.Fatalf("close %d, want 4403", ce.Code)
 	}
 }
@@ -307,24 +206,24 @@ func TestKeepAlive(t *testing.T) {
 	// A legacy client gets ka after the ack and then every interval, and
 	// websocket pings, which gorilla's client answers while reading.
 	legacy := b.dial(t, "graphql-ws")
-	legacy.send(msg{Type: "connection_init"})
-	legacy.expect("connection_ack", "")
+	legacy.Send(wstest.Msg{Type: "connection_init"})
+	legacy.Expect("connection_ack", "")
 	pings := make(chan struct{}, 16)
-	legacy.c.SetPingHandler(func(data string) error {
+	legacy.Conn.SetPingHandler(func(data string) error {
 		select {
 		case pings <- struct{}{}:
 		default:
 		}
-		return legacy.c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		return legacy.Conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
 	})
 	start := time.Now()
 	kas := 0
 	for kas < 5 {
-		if err := legacy.c.SetReadDeadline(time.Now().Add(waitBound)); err != nil {
+		if err := legacy.Conn.SetReadDeadline(time.Now().Add(waitBound)); err != nil {
 			t.Fatal(err)
 		}
-		var m msg
-		if err := legacy.c.ReadJSON(&m); err != nil {
+		var m wstest.Msg
+		if err := legacy.Conn.ReadJSON(&m); err != nil {
 			t.Fatalf("after %d ka in %v: %v", kas, time.Since(start), err)
 		}
 		if m.Type != "ka" {
@@ -340,14 +239,14 @@ func TestKeepAlive(t *testing.T) {
 
 	// A client that answers no ping is dropped after two intervals.
 	silent := b.dial(t, "graphql-transport-ws")
-	silent.init()
-	silent.c.SetPingHandler(func(string) error { return nil })
+	silent.Init()
+	silent.Conn.SetPingHandler(func(string) error { return nil })
 	start = time.Now()
 	for {
-		if err := silent.c.SetReadDeadline(time.Now().Add(waitBound)); err != nil {
+		if err := silent.Conn.SetReadDeadline(time.Now().Add(waitBound)); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := silent.c.ReadMessage(); err != nil {
+		if _, _, err := silent.Conn.ReadMessage(); err != nil {
 			break
 		}
 	}
@@ -360,16 +259,16 @@ func TestSharedResultsExecuteOncePerOperationAndChange(t *testing.T) {
 	t.Parallel()
 	b := setup(t, wstransport.Options{})
 	const conns, subsEach = 20, 3
-	clients := make([]*client, conns)
+	clients := make([]*wstest.Client, conns)
 	for i := range clients {
 		c := b.dial(t, "graphql-transport-ws")
-		c.init()
+		c.Init()
 		for s := range subsEach {
-			c.send(subscribe(string(rune('a'+s)), allJobs, nil))
+			c.Send(wstest.Subscribe(string(rune('a'+s)), allJobs, nil))
 		}
 		clients[i] = c
 	}
-	waitFor(t, "every subscription", func() bool { return b.broker.Subscribers() == conns*subsEach })
+	brokertest.WaitSubscribers(t, b.broker, conns*subsEach, "every subscription")
 	before := b.executions.Load()
 	const jobs = 5
 	for range jobs {
@@ -380,7 +279,7 @@ func TestSharedResultsExecuteOncePerOperationAndChange(t *testing.T) {
 	var first json.RawMessage
 	for _, c := range clients {
 		for range jobs * subsEach {
-			m, err := c.read()
+			m, err := c.Read()
 			if err != nil || m.Type != "next" {
 				t.Fatalf("got %+v, %v; want next", m, err)
 			}
@@ -401,9 +300,9 @@ func TestWritesAreCoalesced(t *testing.T) {
 	t.Parallel()
 	b := setup(t, wstransport.Options{})
 	c := b.dial(t, "graphql-transport-ws")
-	c.init()
-	c.send(subscribe("all", allJobs, nil))
-	waitFor(t, "the subscription", func() bool { return b.broker.Subscribers() == 1 })
+	c.Init()
+	c.Send(wstest.Subscribe("all", allJobs, nil))
+	brokertest.WaitSubscribers(t, b.broker, 1, "the subscription")
 	before := b.socketWrites.Load()
 	const jobs = 300
 	for range jobs {
@@ -412,7 +311,7 @@ func TestWritesAreCoalesced(t *testing.T) {
 		}
 	}
 	for range jobs {
-		c.expect("next", "all")
+		c.Expect("next", "all")
 	}
 	if n := b.socketWrites.Load() - before; n > jobs/4 {
 		t.Fatalf("%d socket writes for %d messages, want them coalesced", n, jobs)
@@ -425,27 +324,31 @@ func TestAtMostOneGoroutinePerIdleConnection(t *testing.T) {
 	const conns = 40
 	for i := range conns {
 		c := b.dial(t, "graphql-transport-ws")
-		c.init()
+		c.Init()
 		for s := range 5 {
-			c.send(subscribe(string(rune('a'+s)), allJobs, map[string]any{"n": i}))
+			c.Send(wstest.Subscribe(string(rune('a'+s)), allJobs, map[string]any{"n": i}))
 		}
 	}
-	waitFor(t, "every subscription", func() bool { return b.broker.Subscribers() == conns*5 })
+	brokertest.WaitSubscribers(t, b.broker, conns*5, "every subscription")
 	// Each connection keeps its reader; its writer exits once the acks are
 	// written, and its subscriptions have none. (The client side of the
 	// test holds no goroutine per connection.)
-	waitFor(t, "idle connections to hold one goroutine each", func() bool {
-		return runtime.NumGoroutine()-baseline <= conns
-	})
+	// Goroutines that exit give no signal: poll the count.
+	for deadline := time.Now().Add(waitBound); runtime.NumGoroutine()-baseline > conns; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines more than before the %d idle connections, want at most one each", runtime.NumGoroutine()-baseline, conns)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 func TestWaitSentThenRunClosesAfterQueuedFrames(t *testing.T) {
 	t.Parallel()
 	b := setup(t, wstransport.Options{})
 	c := b.dial(t, "graphql-transport-ws")
-	c.init()
-	c.send(subscribe("all", allJobs, nil))
-	waitFor(t, "the subscription", func() bool { return b.broker.Subscribers() == 1 })
+	c.Init()
+	c.Send(wstest.Subscribe("all", allJobs, nil))
+	brokertest.WaitSubscribers(t, b.broker, 1, "the subscription")
 	const jobs = 50
 	for range jobs {
 		if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
@@ -465,7 +368,7 @@ func TestWaitSentThenRunClosesAfterQueuedFrames(t *testing.T) {
 	b.stop() // returns once the connection is closed and its goroutines exited
 	got := 0
 	for {
-		m, err := c.read()
+		m, err := c.Read()
 		if err != nil {
 			var ce *websocket.CloseError
 			if !errors.As(err, &ce) || ce.Code != websocket.CloseNormalClosure {
@@ -490,50 +393,47 @@ func TestQueriesAndClientComplete(t *testing.T) {
 	t.Parallel()
 	b := setup(t, wstransport.Options{})
 	c := b.dial(t, "graphql-transport-ws")
-	c.init()
-	q, _ := json.Marshal(map[string]any{"query": `{ __typename }`})
-	c.send(msg{ID: "q", Type: "subscribe", Payload: q})
-	if m := c.expect("next", "q"); string(m.Payload) != `{"data":{"__typename":"Query"}}` {
+	c.Init()
+	c.Send(wstest.Subscribe("q", `{ __typename }`, nil))
+	if m := c.Expect("next", "q"); string(m.Payload) != `{"data":{"__typename":"Query"}}` {
 		t.Fatalf("query result %s", m.Payload)
 	}
-	c.expect("complete", "q")
+	c.Expect("complete", "q")
 
 	// A validation error is the protocol's error message, then complete.
-	bad, _ := json.Marshal(map[string]any{"query": `{ nope }`})
-	c.send(msg{ID: "bad", Type: "subscribe", Payload: bad})
-	c.expect("error", "bad")
-	c.expect("complete", "bad")
+	c.Send(wstest.Subscribe("bad", `{ nope }`, nil))
+	c.Expect("error", "bad")
+	c.Expect("complete", "bad")
 
 	// The client's complete ends a live subscription: nothing follows for
 	// it but the server's complete, and it leaves the broker.
-	c.send(subscribe("s", allJobs, nil))
-	waitFor(t, "the subscription", func() bool { return b.broker.Subscribers() == 1 })
-	c.send(msg{ID: "s", Type: "complete"})
-	c.expect("complete", "s")
-	waitFor(t, "the subscription to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+	c.Send(wstest.Subscribe("s", allJobs, nil))
+	brokertest.WaitSubscribers(t, b.broker, 1, "the subscription")
+	c.Send(wstest.Msg{ID: "s", Type: "complete"})
+	c.Expect("complete", "s")
+	brokertest.WaitSubscribers(t, b.broker, 0, "the subscription to leave the broker")
 	if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
 		t.Fatal(err)
 	}
-	c.send(msg{Type: "ping"})
-	c.expect("pong", "")
+	c.Send(wstest.Msg{Type: "ping"})
+	c.Expect("pong", "")
 }
 
 func TestMaxSubscriptions(t *testing.T) {
 	t.Parallel()
 	b := setup(t, wstransport.Options{MaxSubscriptions: 1})
 	c := b.dial(t, "graphql-transport-ws")
-	c.init()
-	c.send(subscribe("1", allJobs, nil))
-	c.send(subscribe("2", allJobs, nil))
-	m := c.expect("error", "2")
+	c.Init()
+	c.Send(wstest.Subscribe("1", allJobs, nil))
+	c.Send(wstest.Subscribe("2", allJobs, nil))
+	m := c.Expect("error", "2")
 	if !strings.Contains(string(m.Payload), wstransport.CodeTooManySubscriptions) {
 		t.Fatalf("error %s, want %s", m.Payload, wstransport.CodeTooManySubscriptions)
 	}
 	// Queries do not count.
-	q, _ := json.Marshal(map[string]any{"query": `{ __typename }`})
-	c.send(msg{ID: "q", Type: "subscribe", Payload: q})
-	c.expect("next", "q")
-	c.expect("complete", "q")
+	c.Send(wstest.Subscribe("q", `{ __typename }`, nil))
+	c.Expect("next", "q")
+	c.Expect("complete", "q")
 }
 
 // stallingWriter makes the first socket write carrying a "next" message of
@@ -580,12 +480,12 @@ func TestStalledConnectionDelaysNoOther(t *testing.T) {
 	}))
 	t.Cleanup(stalled.Close)
 	slow := (&bundle{srv: stalled}).dial(t, "graphql-transport-ws")
-	slow.init()
-	slow.send(subscribe("s", allJobs, nil))
+	slow.Init()
+	slow.Send(wstest.Subscribe("s", allJobs, nil))
 	fast := b.dial(t, "graphql-transport-ws")
-	fast.init()
-	fast.send(subscribe("f", allJobs, nil))
-	waitFor(t, "both subscriptions", func() bool { return b.broker.Subscribers() == 2 })
+	fast.Init()
+	fast.Send(wstest.Subscribe("f", allJobs, nil))
+	brokertest.WaitSubscribers(t, b.broker, 2, "both subscriptions")
 	if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
 		t.Fatal(err)
 	}
@@ -600,6 +500,6 @@ func TestStalledConnectionDelaysNoOther(t *testing.T) {
 		}
 	}
 	for range 4 {
-		fast.expect("next", "f")
+		fast.Expect("next", "f")
 	}
 }
