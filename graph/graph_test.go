@@ -31,8 +31,10 @@ import (
 	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/worker"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
@@ -42,7 +44,8 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // waitBound bounds every wait for something that should happen promptly.
-// Tests wait on channels, messages or polled conditions; they never sleep.
+// Tests wait on channels, messages or the store's and the broker's
+// signals; they never sleep or poll.
 const waitBound = 10 * time.Second
 
 // gatedType is the job type served by the test's gate handler; every other
@@ -114,8 +117,8 @@ type options struct {
 
 type bundle struct {
 	store   *memory.Store
+	watch   *jobwatch.Watcher // every change the store published
 	broker  *broker.Broker
-	pool    *worker.Pool
 	gate    *gate
 	handler http.Handler
 	client  *client.Client
@@ -137,23 +140,25 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 		m(&o)
 	}
 	events := brokertest.New(t, o.brokerOpts)
-	var pool *worker.Pool
 	inbox := worker.NewInbox()
-	jobs := memory.New(store.Publishers{events, inbox})
+	watch := jobwatch.New()
+	jobs := memory.New(store.Publishers{events, inbox, watch})
 	g := newGate()
-	pool = worker.New(jobs, inbox, worker.Options{
-		Workers:  1,
-		Handlers: map[string]worker.Handler{gatedType: g},
-		Default:  simulate.Handler{},
-	})
-	t.Cleanup(func() {
-		// Cancelled at once: gated jobs still running are interrupted.
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		_ = pool.Shutdown(ctx)
-	})
 	if o.startPool {
-		pool.Start(context.Background())
+		pool := worker.New(jobs, inbox, worker.Options{
+			Workers:  1,
+			Handlers: map[string]worker.Handler{gatedType: g},
+			Default:  simulate.Handler{},
+			// Gated jobs still running when the test ends are interrupted
+			// at once rather than waited for.
+			ShutdownGrace: time.Millisecond,
+		})
+		stopPool := runtest.Start(t, pool)
+		t.Cleanup(func() {
+			if err := stopPool(); err != nil && !errors.Is(err, worker.ErrInterrupted) {
+				t.Errorf("pool: %v", err)
+			}
+		})
 	}
 	ws := wstransport.New(wstransport.Options{
 		KeepAlive:        o.keepAlive,
@@ -161,16 +166,7 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 		ReadLimit:        o.readLimit,
 		MaxSubscriptions: o.maxSubs,
 	})
-	runCtx, stopWS := context.WithCancel(context.Background())
-	wsDone := make(chan struct{})
-	go func() {
-		defer close(wsDone)
-		_ = ws.Run(runCtx)
-	}()
-	t.Cleanup(func() {
-		stopWS()
-		<-wsDone
-	})
+	runtest.Start(t, ws)
 	h := graph.NewHandler(&graph.Resolver{
 		Service: jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: o.maxPayload}),
 		Logger:  slog.New(slog.DiscardHandler),
@@ -179,7 +175,7 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 		ComplexityLimit:  o.complexity,
 		MaxResponseBytes: o.maxResponse,
 	})
-	return &bundle{store: jobs, broker: events, pool: pool, gate: g, handler: h, client: client.New(h)}
+	return &bundle{store: jobs, watch: watch, broker: events, gate: g, handler: h, client: client.New(h)}
 }
 
 // jobJSON is a Job as the API shows it (all fields selected by jobFields).
@@ -282,25 +278,6 @@ func (b *bundle) storeCreate(t *testing.T, typ string, n int) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitBound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, waitBound)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not a wait for an event
-	}
-}
-
-func (b *bundle) waitStatus(t *testing.T, id string, st domain.Status) {
-	t.Helper()
-	waitFor(t, fmt.Sprintf("job %s %s", id, st), func() bool {
-		j, err := b.store.Get(context.Background(), id)
-		return err == nil && j.Status == st
-	})
 }
 
 // --- queries and mutations ---
@@ -974,7 +951,7 @@ func TestJobUpdatedStreamsToCompletion(t *testing.T) {
 	if int(stored.Version) != last.Version {
 		t.Fatalf("last streamed version %d, stored version %d", last.Version, stored.Version)
 	}
-	waitFor(t, "the completed subscription to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b.broker, 0, "the completed subscription to leave the broker")
 }
 
 func TestJobUpdatedFailedJob(t *testing.T) {
@@ -1010,9 +987,9 @@ func TestJobUpdatedLateSubscriberGetsFinalStateOnly(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	created := b.create(t, "email", map[string]any{"durationMs": 0})
-	b.waitStatus(t, created.ID, domain.StatusCompleted)
+	b.watch.WaitStatus(t, created.ID, domain.StatusCompleted)
 	failed := b.create(t, "email", map[string]any{"durationMs": 0, "fail": true})
-	b.waitStatus(t, failed.ID, domain.StatusFailed)
+	b.watch.WaitStatus(t, failed.ID, domain.StatusFailed)
 
 	for _, tc := range []struct {
 		id, status string
@@ -1024,7 +1001,7 @@ func TestJobUpdatedLateSubscriberGetsFinalStateOnly(t *testing.T) {
 		}
 		wantComplete(t, sub)
 	}
-	waitFor(t, "late subscriptions to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b.broker, 0, "late subscriptions to leave the broker")
 }
 
 func TestJobUpdatedNotFound(t *testing.T) {
@@ -1052,7 +1029,7 @@ func TestJobUpdatedNotFound(t *testing.T) {
 		t.Fatalf("matching type: got %+v", j)
 	}
 	_ = sub.Close()
-	waitFor(t, "subscriptions to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b.broker, 0, "subscriptions to leave the broker")
 }
 
 func TestJobUpdatedAllJobs(t *testing.T) {
@@ -1060,12 +1037,12 @@ func TestJobUpdatedAllJobs(t *testing.T) {
 	b := setup(t)
 	// A job finished before subscribing is not replayed.
 	old := b.create(t, "a", map[string]any{"durationMs": 0})
-	b.waitStatus(t, old.ID, domain.StatusCompleted)
+	b.watch.WaitStatus(t, old.ID, domain.StatusCompleted)
 
 	all := b.subscribe(t, nil)
 	onlyA := b.subscribe(t, map[string]any{"type": "a"})
 	// Both subscriptions are registered only once the broker counts them.
-	waitFor(t, "two subscribers", func() bool { return b.broker.Subscribers() == 2 })
+	brokertest.WaitSubscribers(t, b.broker, 2, "two subscribers")
 
 	// One worker runs jobs in creation order, so every change of b1 is
 	// published before a2 completes: a b1 change reaching onlyA would show
@@ -1108,7 +1085,7 @@ func TestJobUpdatedAllJobs(t *testing.T) {
 	// client ends them.
 	_ = all.Close()
 	_ = onlyA.Close()
-	waitFor(t, "closed subscriptions to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b.broker, 0, "closed subscriptions to leave the broker")
 }
 
 // --- raw websocket clients ---
@@ -1192,38 +1169,14 @@ func TestMaxSubscriptionsPerConnection(t *testing.T) {
 		t.Fatalf("broker has %d subscribers, want 2", n)
 	}
 
-	// Completing one frees its slot. The slot is freed by a context
-	// callback that may run just after the server's complete, so a
-	// subscribe racing it may still be refused: retry until accepted.
+	// Completing one frees its slot before the server's complete is sent:
+	// a subscribe that follows it is accepted.
 	w.Send(wstest.Msg{ID: "1", Type: "complete"})
-	accepted := ""
-	deadline := time.Now().Add(waitBound)
-	for n := 4; accepted == ""; n++ {
-		if time.Now().After(deadline) {
-			t.Fatal("no new subscription accepted after completing one")
-		}
-		id := fmt.Sprint(n)
-		sub(id)
-		for {
-			m, err := w.Read()
-			if err != nil {
-				t.Fatalf("after completing a subscription: %v", err)
-			}
-			if m.ID == "1" && m.Type == "complete" {
-				continue
-			}
-			if m.ID != id {
-				t.Fatalf("unexpected message %s %s %s", m.Type, m.ID, m.Payload)
-			}
-			if m.Type == "next" && bytes.Contains(m.Payload, []byte(`"data":{`)) {
-				accepted = id
-			} else if errs := subscriptionError(t, m); len(errs) != 1 || errs[0].code() != graph.CodeTooManySubscriptions {
-				t.Fatalf("subscription %s: %s %s", id, m.Type, m.Payload)
-			} else if m.Type == "next" {
-				w.Expect("complete", id)
-			}
-			break
-		}
+	w.Expect("complete", "1")
+	const accepted = "4"
+	sub(accepted)
+	if j := jobOf(t, w.Expect("next", accepted)); j.ID != held.ID || j.Status != "PROCESSING" {
+		t.Fatalf("subscription %s after a slot was freed: first state %+v", accepted, j)
 	}
 
 	// The two open subscriptions still work: the job's end reaches both.
@@ -1235,7 +1188,6 @@ func TestMaxSubscriptionsPerConnection(t *testing.T) {
 			t.Fatalf("waiting for the final states: %v", err)
 		}
 		switch {
-		case m.ID == "1" && m.Type == "complete":
 		case (m.ID == "2" || m.ID == accepted) && m.Type == "next":
 			if j := jobOf(t, m); j.Status != "COMPLETED" {
 				t.Fatalf("subscription %s: %+v, want COMPLETED", m.ID, j)
@@ -1281,7 +1233,7 @@ func TestWebsocketReadLimit(t *testing.T) {
 		}
 		break
 	}
-	waitFor(t, "the closed connection's subscription to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b.broker, 0, "the closed connection's subscription to leave the broker")
 }
 
 func TestWebsocketInitTimeout(t *testing.T) {
@@ -1339,10 +1291,10 @@ func TestLegacyGraphQLWSProtocol(t *testing.T) {
 
 	// stop ends a live subscription.
 	w.Send(wstest.Msg{ID: "2", Type: "start", Payload: wstest.Payload(jobUpdatedSubscription, nil)})
-	waitFor(t, "the live subscription", func() bool { return b.broker.Subscribers() == 1 })
+	brokertest.WaitSubscribers(t, b.broker, 1, "the live subscription")
 	w.Send(wstest.Msg{ID: "2", Type: "stop"})
 	w.Expect("complete", "2")
-	waitFor(t, "the stopped subscription to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b.broker, 0, "the stopped subscription to leave the broker")
 }
 
 type sseEvent struct {
@@ -1410,7 +1362,7 @@ func TestSSESubscription(t *testing.T) {
 	}
 	// The response headers are flushed once the operation is set up; the
 	// subscription is then registered, holding the job's current state.
-	waitFor(t, "the SSE subscription", func() bool { return b.broker.Subscribers() == 1 })
+	brokertest.WaitSubscribers(t, b.broker, 1, "the SSE subscription")
 	b.gate.release(blocker.ID, nil)
 
 	events := readSSE(t, resp.Body)
@@ -1496,7 +1448,7 @@ func slowSSESubscriber(t *testing.T) {
 		}
 		<-done
 	}()
-	waitFor(t, "the SSE subscription", func() bool { return b.broker.Subscribers() == 1 })
+	brokertest.WaitSubscribers(t, b.broker, 1, "the SSE subscription")
 	b.storeCreate(t, "slow", 1)
 	select {
 	case <-w.blocked:
@@ -1506,7 +1458,7 @@ func slowSSESubscriber(t *testing.T) {
 	// The writer is stuck on the first change: one more fills the
 	// subscription's channel, one its backlog, the next overflows it.
 	b.storeCreate(t, "slow", 3)
-	waitFor(t, "the slow subscriber to be dropped", func() bool { return b.broker.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b.broker, 0, "the slow subscriber to be dropped")
 	close(w.release)
 	select {
 	case <-done:
@@ -1626,7 +1578,7 @@ func TestWebsocketSlowSubscriber(t *testing.T) {
 	w := dialWS(t, srv, "graphql-transport-ws")
 	w.Init()
 	w.Send(wstest.Subscribe("s", `subscription { jobUpdated { id version } }`, nil))
-	waitFor(t, "the subscription", func() bool { return b.broker.Subscribers() == 1 })
+	brokertest.WaitSubscribers(t, b.broker, 1, "the subscription")
 	b.storeCreate(t, "slow", 1)
 	select {
 	case <-stall.blocked:
@@ -1636,7 +1588,7 @@ func TestWebsocketSlowSubscriber(t *testing.T) {
 	// The writer is stuck on the first change: one more fills the
 	// subscription's channel, one its backlog, the next overflows it.
 	b.storeCreate(t, "slow", 3)
-	waitFor(t, "the slow subscriber to be dropped", func() bool { return b.broker.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b.broker, 0, "the slow subscriber to be dropped")
 	release()
 
 	// The client sees the changes already handed to gqlgen, then the

@@ -82,7 +82,7 @@ func TestRetryJob(t *testing.T) {
 	wantError(t, err, graph.CodeConflict, "PROCESSING")
 
 	b.gate.release(j.ID, errors.New("smtp down"))
-	b.waitStatus(t, j.ID, domain.StatusFailed)
+	b.watch.WaitStatus(t, j.ID, domain.StatusFailed)
 	b.gate.reset(j.ID) // a fresh gate for the second run
 	got, err := b.mutate("retryJob", j.ID)
 	if err != nil || got.Status != "PENDING" || got.Attempts != 1 || len(got.Errors) != 1 ||
@@ -92,7 +92,7 @@ func TestRetryJob(t *testing.T) {
 	// The worker runs it again; this time it succeeds.
 	b.gate.waitStarted(t, j.ID)
 	b.gate.release(j.ID, nil)
-	b.waitStatus(t, j.ID, domain.StatusCompleted)
+	b.watch.WaitStatus(t, j.ID, domain.StatusCompleted)
 	done, err := b.store.Get(t.Context(), j.ID)
 	if err != nil || done.Attempts != 2 || len(done.Errors) != 1 {
 		t.Fatalf("after the retry = %+v, %v; want attempt 2 with the first error kept", done, err)

@@ -23,8 +23,10 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/worker"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
@@ -44,31 +46,14 @@ const (
 
 type bundle struct {
 	store  *memory.Store
+	watch  *jobwatch.Watcher // every change the store published
 	broker *broker.Broker
-	pool   *worker.Pool
 	srv    *httptest.Server
 	// closeWebsockets and endStreams stop the websocket transport and the
-	// SSE streams: shutdown's way of ending them. Each waits for its Run to
-	// return.
-	closeWebsockets func()
-	endStreams      func()
-}
-
-// runInBackground runs r until the returned stop is called or the test
-// ends; stop waits for Run to return and may be called more than once.
-func runInBackground(t *testing.T, r interface{ Run(context.Context) error }) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = r.Run(ctx)
-	}()
-	stop = func() {
-		cancel()
-		<-done
-	}
-	t.Cleanup(stop)
-	return stop
+	// SSE streams: shutdown's way of ending them. Each returns its Run's
+	// error once Run has returned.
+	closeWebsockets func() error
+	endStreams      func() error
 }
 
 // setup wires the whole HTTP surface the way cmd/server/run.go does, over
@@ -78,19 +63,11 @@ func setup(t *testing.T, startPool bool) *bundle {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	events := brokertest.New(t, broker.Options{})
-	var pool *worker.Pool
 	inbox := worker.NewInbox()
-	jobs := memory.New(store.Publishers{events, inbox})
-	pool = worker.New(jobs, inbox, worker.Options{Workers: 1, Default: simulate.Handler{}, Logger: log})
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-		defer cancel()
-		if err := pool.Shutdown(ctx); err != nil {
-			t.Errorf("pool shutdown: %v", err)
-		}
-	})
+	watch := jobwatch.New()
+	jobs := memory.New(store.Publishers{events, inbox, watch})
 	if startPool {
-		pool.Start(context.Background())
+		runtest.Start(t, worker.New(jobs, inbox, worker.Options{Workers: 1, Default: simulate.Handler{}, Logger: log}))
 	}
 	ws := wstransport.New(wstransport.Options{
 		KeepAlive:        10 * time.Second,
@@ -98,7 +75,7 @@ func setup(t *testing.T, startPool bool) *bundle {
 		ReadLimit:        64 << 10,
 		MaxSubscriptions: 100,
 	})
-	closeWebsockets := runInBackground(t, ws)
+	closeWebsockets := runtest.Start(t, ws)
 	// One service behind both APIs, as run wires it.
 	svc := jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
 	gql := graph.NewHandler(&graph.Resolver{
@@ -119,8 +96,8 @@ func setup(t *testing.T, startPool bool) *bundle {
 	t.Cleanup(srv.Close)
 	// Stopped before the server closes (cleanups run last first): its SSE
 	// requests end first.
-	endStreams := runInBackground(t, streams)
-	return &bundle{store: jobs, broker: events, pool: pool, srv: srv, closeWebsockets: closeWebsockets, endStreams: endStreams}
+	endStreams := runtest.Start(t, streams)
+	return &bundle{store: jobs, watch: watch, broker: events, srv: srv, closeWebsockets: closeWebsockets, endStreams: endStreams}
 }
 
 // jobJSON is a job as the REST API shows it.
@@ -439,20 +416,14 @@ func TestRESTJobIsProcessed(t *testing.T) {
 	t.Parallel()
 	b := setup(t, true)
 	created := b.createJob(t, `{"type":"email","payload":{"durationMs":0}}`)
-	var done jobJSON
-	deadline := time.Now().Add(waitBound)
-	for {
-		jobs := b.listJobs(t, "")
-		if len(jobs) != 1 || jobs[0].ID != created.ID {
-			t.Fatalf("GET /jobs = %v, want only %s", jobIDs(jobs), created.ID)
-		}
-		if done = jobs[0]; done.Status == "completed" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job still %s after %v", done.Status, waitBound)
-		}
-		time.Sleep(time.Millisecond) // polling interval
+	b.watch.WaitFinal(t, created.ID)
+	jobs := b.listJobs(t, "")
+	if len(jobs) != 1 || jobs[0].ID != created.ID {
+		t.Fatalf("GET /jobs = %v, want only %s", jobIDs(jobs), created.ID)
+	}
+	done := jobs[0]
+	if done.Status != "completed" {
+		t.Fatalf("job is %s once final, want completed", done.Status)
 	}
 	if done.Attempts != 1 || done.StartedAt == nil || done.FinishedAt == nil || done.Error != nil || done.Version != 3 {
 		t.Fatalf("completed job %+v, want attempts 1, startedAt and finishedAt set, no error, version 3", done)
@@ -465,19 +436,10 @@ func TestRESTJobIsProcessed(t *testing.T) {
 	}
 
 	failed := b.createJob(t, `{"type":"email","payload":{"durationMs":0,"fail":true}}`)
-	deadline = time.Now().Add(waitBound)
-	for {
-		jobs := b.listJobs(t, "?status=failed")
-		if len(jobs) == 1 {
-			if jobs[0].ID != failed.ID || jobs[0].Error == nil || *jobs[0].Error != simulate.ErrSimulatedFailure.Error() || jobs[0].Attempts != 1 {
-				t.Fatalf("failed job %+v", jobs[0])
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no failed job after %v", waitBound)
-		}
-		time.Sleep(time.Millisecond) // polling interval
+	b.watch.WaitFinal(t, failed.ID)
+	jobs = b.listJobs(t, "?status=failed")
+	if len(jobs) != 1 || jobs[0].ID != failed.ID || jobs[0].Error == nil || *jobs[0].Error != simulate.ErrSimulatedFailure.Error() || jobs[0].Attempts != 1 {
+		t.Fatalf("?status=failed = %+v, want only %s, failed on its first attempt with the simulated error", jobs, failed.ID)
 	}
 }
 
@@ -506,7 +468,7 @@ func TestShutdownEndsStreamsAndWebsockets(t *testing.T) {
 		t.Fatalf("SSE: %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	// Both subscriptions are live: a change reaches them.
-	waitFor(t, "both subscriptions", func() bool { return b.broker.Subscribers() == 2 })
+	brokertest.WaitSubscribers(t, b.broker, 2, "both subscriptions")
 	job, err := b.store.Create(context.Background(), domain.NewJob{Type: "t"})
 	if err != nil {
 		t.Fatal(err)
@@ -530,8 +492,12 @@ func TestShutdownEndsStreamsAndWebsockets(t *testing.T) {
 
 	// Shutdown ends SSE streams (Streams.Run's ctx) and websockets (their
 	// transport's).
-	b.endStreams()
-	b.closeWebsockets()
+	if err := b.endStreams(); err != nil {
+		t.Fatalf("SSE streams: %v", err)
+	}
+	if err := b.closeWebsockets(); err != nil {
+		t.Fatalf("websocket transport: %v", err)
+	}
 	if ce := c.Closed(); ce.Code != websocket.CloseNormalClosure {
 		t.Fatalf("after the shutdown the websocket closed with %v, want code 1000", ce)
 	}
@@ -542,7 +508,7 @@ func TestShutdownEndsStreamsAndWebsockets(t *testing.T) {
 	if !strings.Contains(string(rest), "event: complete") {
 		t.Fatalf("SSE ended with %q, want event: complete", rest)
 	}
-	waitFor(t, "the subscriptions to leave the broker", func() bool { return b.broker.Subscribers() == 0 })
+	brokertest.WaitSubscribers(t, b.broker, 0, "the subscriptions to leave the broker")
 
 	// Streams opened later end at once; a stopped websocket
 	// transport refuses new connections.
@@ -570,16 +536,5 @@ func TestShutdownEndsStreamsAndWebsockets(t *testing.T) {
 	// Plain requests are not streams and still work.
 	if r := b.get(t, "/health"); r.status != http.StatusOK {
 		t.Fatalf("GET /health after the shutdown: %d", r.status)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitBound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, waitBound)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not a wait for an event
 	}
 }

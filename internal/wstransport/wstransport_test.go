@@ -26,6 +26,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 	"github.com/jobqueue/jobqueue/internal/wstransport/wstest"
@@ -46,7 +47,7 @@ type bundle struct {
 	executions atomic.Int64
 	// socketWrites counts write(2) calls on upgraded connections.
 	socketWrites atomic.Int64
-	stop         func() // stops the transport's Run and waits for it
+	stop         func() error // stops the transport's Run and returns its error
 }
 
 // setup serves the project's GraphQL schema (no workers) with only the
@@ -65,22 +66,7 @@ func setup(t *testing.T, opts wstransport.Options) *bundle {
 		b.executions.Add(1)
 		return next(ctx)
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := b.transport.Run(ctx); err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	var once sync.Once
-	b.stop = func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}
-	t.Cleanup(b.stop)
+	b.stop = runtest.Start(t, b.transport)
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		srv.ServeHTTP(&countingWriter{ResponseWriter: w, writes: &b.socketWrites}, r)
 	}))
@@ -365,7 +351,10 @@ func TestWaitSentThenRunClosesAfterQueuedFrames(t *testing.T) {
 	if err := b.transport.WaitSent(ctx); err != nil {
 		t.Fatal(err)
 	}
-	b.stop() // returns once the connection is closed and its goroutines exited
+	// Run returns once the connection is closed and its goroutines exited.
+	if err := b.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 	got := 0
 	for {
 		m, err := c.Read()
