@@ -146,6 +146,7 @@ func run() error {
 		Workers:       *workers,
 		QueueCapacity: *batch,
 		ClaimCooldown: claimCooldown,
+		ShutdownGrace: 30 * time.Second,
 		Default:       worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil }),
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -161,7 +162,12 @@ func run() error {
 	}
 	before := b.usage(ctx)
 	start = time.Now()
-	p.Start(ctx)
+	// The pool outlives ctx (the run's timeout): it is stopped below, once
+	// the burn-down is measured.
+	poolCtx, stopPool := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPool()
+	poolDone := make(chan error, 1)
+	go func() { poolDone <- p.Run(poolCtx) }()
 	var burnErr error
 	select {
 	case <-allDone:
@@ -173,9 +179,8 @@ func run() error {
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
-	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancelShutdown()
-	if err := p.Shutdown(shutdownCtx); err != nil {
+	stopPool()
+	if err := <-poolDone; err != nil {
 		return errors.Join(burnErr, err)
 	}
 	if burnErr != nil {

@@ -154,7 +154,7 @@ const (
 	DefaultOutcomesPerWorker = 4
 )
 
-// ErrInterrupted is wrapped by the error of Run (and Shutdown) when the
+// ErrInterrupted is wrapped by the error of Run when the
 // shutdown grace period ended with jobs still running: they were cancelled
 // and returned to pending.
 var ErrInterrupted = errors.New("running jobs interrupted")
@@ -171,14 +171,6 @@ type Pool struct {
 	ran         atomic.Bool
 	stopping    chan struct{} // closed when Run's context is done
 	interrupted atomic.Int64
-
-	// The Start/Shutdown adapter.
-	startOnce    sync.Once
-	shutdownOnce sync.Once
-	stop         context.CancelFunc
-	hardStop     chan struct{}
-	done         chan struct{}
-	runErr       error
 }
 
 // New returns a pool over st, tuned as st states (store.TuningOf), that
@@ -241,7 +233,7 @@ func New(st Store, inbox *Inbox, opts Options) *Pool {
 func (p *Pool) Owner() string { return p.opts.Owner }
 
 // Stopping returns a channel that is closed as soon as the pool stops
-// claiming (Run's context is done, or Shutdown began). Long handlers may
+// claiming (Run's context is done). Long handlers may
 // watch it to wrap up early.
 func (p *Pool) Stopping() <-chan struct{} { return p.stopping }
 
@@ -255,16 +247,15 @@ func (p *Pool) Stopping() <-chan struct{} { return p.stopping }
 // within HandlerGrace). The error wraps ErrInterrupted when jobs were
 // interrupted. Run may be called once.
 func (p *Pool) Run(ctx context.Context) error {
-	n, err := p.run(ctx, nil)
+	n, err := p.run(ctx)
 	if err == nil && n > 0 {
 		err = fmt.Errorf("worker: %d running job(s) returned to pending after the %s shutdown grace period: %w", n, p.opts.ShutdownGrace, ErrInterrupted)
 	}
 	return err
 }
 
-// run is Run; the grace period ends at hardStop when it is not nil (see
-// Shutdown). It returns how many running jobs were interrupted.
-func (p *Pool) run(ctx context.Context, hardStop <-chan struct{}) (int64, error) {
+// run is Run; it returns how many running jobs were interrupted.
+func (p *Pool) run(ctx context.Context) (int64, error) {
 	if !p.ran.CompareAndSwap(false, true) {
 		return 0, errors.New("worker: Run called twice")
 	}
@@ -294,17 +285,11 @@ func (p *Pool) run(ctx context.Context, hardStop <-chan struct{}) (int64, error)
 		// or it runs out and the jobs still running are cancelled.
 		<-ctx.Done()
 		close(p.stopping)
-		var over <-chan time.Time
-		if hardStop == nil {
-			t := time.NewTimer(p.opts.ShutdownGrace)
-			defer t.Stop()
-			over = t.C
-		}
+		over := time.NewTimer(p.opts.ShutdownGrace)
+		defer over.Stop()
 		select {
 		case <-executorsDone:
-		case <-over:
-			cancelWork()
-		case <-hardStop:
+		case <-over.C:
 			cancelWork()
 		}
 		return nil
@@ -351,49 +336,4 @@ func (p *Pool) work(ctx context.Context) {
 		p.comp.outcomes <- o // waits for a free writer: the completer's bound
 		p.disp.freed <- struct{}{}
 	}
-}
-
-// Start runs the pool in the background until Shutdown, for callers that
-// start and stop it in separate places; ctx only carries values. It is Run
-// in another shape, kept for callers not yet moved to Run. Start may be
-// called once, and not together with Run.
-func (p *Pool) Start(ctx context.Context) {
-	p.startOnce.Do(func() {
-		rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		p.stop, p.hardStop, p.done = stop, make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(p.done)
-			var n int64
-			n, p.runErr = p.run(rctx, p.hardStop)
-			if p.runErr == nil && n > 0 {
-				p.runErr = fmt.Errorf("worker shutdown: %d running job(s) interrupted and returned to pending: %w", n, ErrInterrupted)
-			}
-		}()
-	})
-}
-
-// Shutdown stops a pool started with Start as Run stops when its context
-// is done, except that the grace period ends when ctx is done; it returns
-// after every goroutine of the pool has exited (see Run). Shutdown of a
-// pool never started returns nil, and so does a second Shutdown.
-func (p *Pool) Shutdown(ctx context.Context) error {
-	p.startOnce.Do(func() {}) // a never-started pool has nothing to stop
-	var err error
-	p.shutdownOnce.Do(func() {
-		if p.done == nil {
-			return
-		}
-		p.stop()
-		select {
-		case <-p.done:
-		case <-ctx.Done():
-			close(p.hardStop)
-			<-p.done
-		}
-		err = p.runErr
-		if err != nil && ctx.Err() != nil {
-			err = fmt.Errorf("%w: %w", err, ctx.Err())
-		}
-	})
-	return err
 }

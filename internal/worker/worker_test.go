@@ -18,6 +18,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/maintenance"
+	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
@@ -48,24 +49,12 @@ func setup(t *testing.T, opts worker.Options, wrap func(*memory.Store) worker.St
 	return b
 }
 
-// run runs the pool until the returned stop is called (or the test ends);
-// stop cancels Run's context and returns Run's error.
+// run runs the pool until the returned stop is called (or the test ends,
+// which then fails if Run returns an error); stop cancels Run's context
+// and returns Run's error.
 func (b *bundle) run(t *testing.T) (stop func() error) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- b.pool.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			err = <-done
-		})
-		return err
-	}
-	t.Cleanup(func() { _ = stop() })
-	return stop
+	return runtest.Start(t, b.pool)
 }
 
 // stopped stops the pool and fails the test if Run reports an error.
@@ -277,52 +266,48 @@ func TestStopAfterTheGracePeriodReturnsJobToPending(t *testing.T) {
 		if j.Status != domain.StatusPending || j.Attempts != 1 || j.Error != "" {
 			t.Fatalf("interrupted job = %s attempts %d error %q, want pending, attempt counted, no error", j.Status, j.Attempts, j.Error)
 		}
-		again := worker.New(b.mem, nil, worker.Options{Default: noop})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- again.Run(ctx) }()
+		stopAgain := runtest.Start(t, worker.New(b.mem, nil, worker.Options{Default: noop}))
 		synctest.Wait()
 		if j := b.get(t, id); j.Status != domain.StatusCompleted {
 			t.Fatalf("interrupted job = %s under a new pool, want completed", j.Status)
 		}
-		cancel()
-		if err := <-done; err != nil {
+		if err := stopAgain(); err != nil {
 			t.Fatal(err)
 		}
 	})
 }
 
-// Start and Shutdown run the pool as Run does; Shutdown's context ends the
-// grace period.
-func TestShutdownTimeoutReturnsJobToPending(t *testing.T) {
+// With a short grace period every running job is interrupted: its handler
+// sees its context cancelled, the job goes back to pending with its
+// attempt counted, and Run says how many were interrupted.
+func TestShortShutdownGraceInterruptsRunningJobs(t *testing.T) {
 	t.Parallel()
-	started := make(chan struct{})
+	const workers = 2
+	started := make(chan struct{}, workers)
+	causes := make(chan error, workers)
 	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-		close(started)
+		started <- struct{}{}
 		<-ctx.Done()
+		causes <- ctx.Err()
 		return ctx.Err()
 	})
-	b := setup(t, worker.Options{Default: h}, nil)
-	b.pool.Start(context.Background())
-	id := b.create(t, 1, "")[0]
-	<-started
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // the grace period is already over
-	if err := b.pool.Shutdown(ctx); !errors.Is(err, worker.ErrInterrupted) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("shutdown = %v, want ErrInterrupted and the context's error", err)
+	b := setup(t, worker.Options{Workers: workers, Default: h, ShutdownGrace: time.Millisecond}, nil)
+	stop := b.run(t)
+	ids := b.create(t, workers, "")
+	for range workers {
+		<-started
 	}
-	j := b.get(t, id)
-	if j.Status != domain.StatusPending || j.Attempts != 1 || j.Error != "" {
-		t.Fatalf("interrupted job = %s attempts %d error %q, want pending, attempt counted, no error", j.Status, j.Attempts, j.Error)
+	if err := stop(); !errors.Is(err, worker.ErrInterrupted) || !strings.Contains(err.Error(), fmt.Sprintf("%d running job(s)", workers)) {
+		t.Fatalf("Run = %v, want ErrInterrupted counting %d jobs", err, workers)
 	}
-}
-
-func TestShutdownWithoutStart(t *testing.T) {
-	t.Parallel()
-	p := worker.New(memory.New(nil), nil, worker.Options{})
-	for range 2 {
-		if err := p.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
+	for range workers {
+		if err := <-causes; !errors.Is(err, context.Canceled) {
+			t.Fatalf("handler's context ended with %v, want context.Canceled", err)
+		}
+	}
+	for _, id := range ids {
+		if j := b.get(t, id); j.Status != domain.StatusPending || j.Attempts != 1 || j.Error != "" {
+			t.Fatalf("interrupted job = %s attempts %d error %q, want pending, attempt counted, no error", j.Status, j.Attempts, j.Error)
 		}
 	}
 }
@@ -350,13 +335,11 @@ func BenchmarkThroughput(b *testing.B) {
 					close(done)
 				}
 			})
-			var pool *worker.Pool
 			events, stopEvents := brokertest.Run(b, broker.Options{})
 			defer stopEvents()
 			inbox := worker.NewInbox()
 			st := memory.New(store.Publishers{events, inbox, counter})
-			pool = worker.New(st, inbox, worker.Options{Workers: workers, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
-			pool.Start(context.Background())
+			stop := runtest.Start(b, worker.New(st, inbox, worker.Options{Workers: workers, Default: noop}))
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				if _, err := st.Create(context.Background(), domain.NewJob{Type: "bench"}); err != nil {
@@ -366,7 +349,9 @@ func BenchmarkThroughput(b *testing.B) {
 			<-done
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
-			_ = pool.Shutdown(context.Background())
+			if err := stop(); err != nil {
+				b.Fatal(err)
+			}
 		})
 	}
 }
@@ -709,15 +694,12 @@ func TestHigherPriorityRunsFirst(t *testing.T) {
 // Target: 50 ms.
 func BenchmarkScheduledDispatchLatency(b *testing.B) {
 	started := make(chan time.Time, 1)
-	var pool *worker.Pool
 	inbox := worker.NewInbox()
 	st := memory.New(inbox)
-	pool = worker.New(st, inbox, worker.Options{Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
+	runtest.Start(b, worker.New(st, inbox, worker.Options{Default: worker.HandlerFunc(func(context.Context, *domain.Job) error {
 		started <- time.Now()
 		return nil
-	})})
-	pool.Start(context.Background())
-	defer func() { _ = pool.Shutdown(context.Background()) }()
+	})}))
 	var worst, total time.Duration
 	for b.Loop() {
 		runAt := time.Now().Add(2 * time.Millisecond)
@@ -752,8 +734,7 @@ func BenchmarkRetryThroughput(b *testing.B) {
 			}
 			return nil
 		})})
-	pool.Start(context.Background())
-	defer func() { _ = pool.Shutdown(context.Background()) }()
+	runtest.Start(b, pool)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if _, err := st.Create(context.Background(), domain.NewJob{Type: "t", MaxAttempts: 2}); err != nil {
@@ -783,13 +764,8 @@ func (s *countingStore) RescueExpired(ctx context.Context, now time.Time, limit 
 // rescue runs a rescuer over st, as the server does beside the pool, until
 // the test ends.
 func rescue(t *testing.T, st maintenance.RescuerStore, every time.Duration) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- (&maintenance.Rescuer{Store: st, Interval: every}).Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	t.Helper()
+	runtest.Start(t, &maintenance.Rescuer{Store: st, Interval: every})
 }
 
 // A job running for many lease durations keeps its lease: the rescuer,
@@ -1118,10 +1094,8 @@ func TestPollOnlyWhereWakeUpsCanBeMissed(t *testing.T) {
 			t.Parallel()
 			synctest.Test(t, func(t *testing.T) {
 				mem := memory.New(nil) // publishes to nobody: every wake-up is missed
-				pool := worker.New(&missableStore{Store: mem, missable: missable}, nil, worker.Options{Default: noop, PollInterval: time.Second})
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan error, 1)
-				go func() { done <- pool.Run(ctx) }()
+				stop := runtest.Start(t, worker.New(&missableStore{Store: mem, missable: missable}, nil, worker.Options{Default: noop, PollInterval: time.Second}))
+				ctx := context.Background()
 				synctest.Wait()
 				j, err := mem.Create(ctx, domain.NewJob{Type: "t"})
 				if err != nil {
@@ -1136,10 +1110,7 @@ func TestPollOnlyWhereWakeUpsCanBeMissed(t *testing.T) {
 				if got, _ := mem.Get(ctx, j.ID); got.Status != want {
 					t.Fatalf("job = %s one poll interval after its creation, want %s", got.Status, want)
 				}
-				cancel()
-				if err := <-done; err != nil {
-					t.Fatal(err)
-				}
+				stopped(t, stop)
 			})
 		})
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/sqlite"
 	"github.com/jobqueue/jobqueue/internal/worker"
@@ -40,14 +41,14 @@ func BenchmarkPipeline(b *testing.B) {
 				}
 				p := worker.New(s, inbox, worker.Options{Workers: workers, Default: worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil })})
 				b.ResetTimer()
-				p.Start(context.Background())
+				stop := runtest.Start(b, p)
 				if mode == "live" {
 					fill(b, s, b.N)
 				}
 				<-done
 				b.StopTimer()
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
-				if err := p.Shutdown(context.Background()); err != nil {
+				if err := stop(); err != nil {
 					b.Fatal(err)
 				}
 			})
