@@ -9,6 +9,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/maintenance"
+	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 )
@@ -29,7 +30,7 @@ func TestRescuerGivesBackExpiredLeases(t *testing.T) {
 		if got, err := st.Claim(ctx, store.ClaimRequest{Owner: "alive", Limit: 1, Now: now, LeaseUntil: now.Add(time.Hour)}); err != nil || len(got) != 1 {
 			t.Fatalf("claim as the live worker: %v, %v", got, err)
 		}
-		start(t, &maintenance.Rescuer{Store: st, Interval: 30 * time.Second, Timeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+		runtest.Start(t, &maintenance.Rescuer{Store: st, Interval: 30 * time.Second, Timeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
 
 		time.Sleep(45 * time.Second) // one pass, before the lease expired
 		synctest.Wait()

@@ -12,26 +12,12 @@ import (
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/maintenance"
+	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// start runs svc until the test ends and checks that it returns nil once
-// its context is done.
-func start(t *testing.T, svc interface{ Run(context.Context) error }) {
-	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	t.Cleanup(func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
-}
 
 // The sweeper deletes, in batches, finished jobs older than the retention
 // period, at once and then every Interval, and leaves the others alone.
@@ -48,7 +34,7 @@ func TestSweeperDeletesOldFinishedJobsOnly(t *testing.T) {
 		}
 		pending, _ := st.Create(ctx, domain.NewJob{Type: "t"})
 		s := &maintenance.Sweeper{Store: st, Retention: time.Minute, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)}
-		start(t, s)
+		runtest.Start(t, s)
 		synctest.Wait() // the first sweep, at once: the jobs are too recent
 		if stats, _ := st.Stats(ctx, ""); stats.Completed != len(finished) {
 			t.Fatalf("%d of %d jobs left after a sweep within the retention period", stats.Completed, len(finished))
@@ -87,7 +73,7 @@ func TestSweeperKeepsRecentJobs(t *testing.T) {
 		st := memory.New(nil)
 		j, _ := st.Create(ctx, domain.NewJob{Type: "t"})
 		finish(t, st, domain.StatusFailed)
-		start(t, &maintenance.Sweeper{Store: st, Retention: time.Hour, Interval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
+		runtest.Start(t, &maintenance.Sweeper{Store: st, Retention: time.Hour, Interval: time.Minute, Logger: slog.New(slog.DiscardHandler)})
 		time.Sleep(59 * time.Minute) // many sweeps, all within the retention period
 		synctest.Wait()
 		if _, err := st.Get(ctx, j.ID); err != nil {

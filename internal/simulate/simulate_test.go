@@ -4,17 +4,19 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/jobqueue/jobqueue/internal/store"
-	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
-	"github.com/jobqueue/jobqueue/internal/store/memory"
-	"github.com/jobqueue/jobqueue/internal/worker"
-	"go.uber.org/goleak"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/runtest"
+	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
+	"github.com/jobqueue/jobqueue/internal/worker"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -81,15 +83,7 @@ func TestProgressAndResultThroughAPool(t *testing.T) {
 		}
 	}), jobs})
 	pool := worker.New(st, inbox, worker.Options{Default: Handler{}, ProgressInterval: time.Nanosecond})
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pool.Run(ctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("pool: %v", err)
-		}
-	}()
+	runtest.Start(t, pool)
 	created, err := st.Create(context.Background(), domain.NewJob{Type: "t", Payload: json.RawMessage(`{"durationMs": 20, "progress": true}`)})
 	if err != nil {
 		t.Fatal(err)

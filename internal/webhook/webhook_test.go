@@ -16,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
@@ -32,15 +33,7 @@ func run(t *testing.T, h worker.Handler, nj domain.NewJob) *domain.Job {
 	inbox := worker.NewInbox()
 	st := memory.New(store.Publishers{inbox, jobs})
 	pool := worker.New(st, inbox, worker.Options{Default: h, RetryBackoff: time.Millisecond, RetryBackoffMax: time.Millisecond, JobTimeout: 5 * time.Second})
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pool.Run(ctx) }()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("pool: %v", err)
-		}
-	}()
+	runtest.Start(t, pool)
 	j, err := st.Create(context.Background(), nj)
 	if err != nil {
 		t.Fatal(err)
