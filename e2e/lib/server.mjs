@@ -6,13 +6,20 @@
 //   await server.stop() -> { code, signal, durationMs }   (SIGTERM, waits for exit)
 //   await server.kill() -> { code, signal, at }           (SIGKILL: a crash, no shutdown)
 //
+// A describe whose tests share one server takes it from useServer, which
+// starts it before them and stops it after them:
+//
+//   const server = useServer({ WORKERS: '2' }, { label: 'rest' });
+//
 // The binary comes from env SERVER_BIN (default ../bin/server relative to e2e/).
 // The port is read from the JSON log line {"msg":"listening","addr":"host:port"}.
 
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
+import { after, before } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const E2E_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -224,4 +231,29 @@ export async function startServer(env = {}, opts = {}) {
     stop,
     kill,
   };
+}
+
+/**
+ * Starts a server (startServer) in a `before` hook of the enclosing describe
+ * and stops it in an `after` hook, asserting that it exits 0 on SIGTERM.
+ * Returns the server's handle, empty until the `before` hook has run; the
+ * tests, and hooks registered after this call, find it filled in.
+ *
+ * @param {Record<string,string>} env extra environment for the server
+ * @param {{ startTimeoutMs?: number, label?: string, hookTimeoutMs?: number }} [opts]
+ */
+export function useServer(env = {}, opts = {}) {
+  const { hookTimeoutMs = 20_000, ...startOpts } = opts;
+  const server = {};
+  let started = false;
+  before(async () => {
+    Object.assign(server, await startServer(env, startOpts));
+    started = true;
+  }, { timeout: hookTimeoutMs });
+  after(async () => {
+    if (!started) return;
+    const { code, signal } = await server.stop();
+    assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
+  }, { timeout: hookTimeoutMs });
+  return server;
 }

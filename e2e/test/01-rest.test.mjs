@@ -1,9 +1,9 @@
 // The seed walkthrough over the REST API, with plain fetch.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
-import { startServer } from '../lib/server.mjs';
+import { useServer } from '../lib/server.mjs';
 import { request, waitFor } from '../lib/util.mjs';
 
 const T = { timeout: 20_000 };
@@ -21,17 +21,7 @@ function assertJsonError(res, status, what) {
 }
 
 describe('REST API walkthrough', { timeout: 90_000 }, () => {
-  let server;
-
-  before(async () => {
-    server = await startServer({ WORKERS: '2', PROCESSING_TIME: '50ms' }, { label: 'rest' });
-  }, T);
-
-  after(async () => {
-    if (!server) return;
-    const { code, signal } = await server.stop();
-    assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
-  }, T);
+  const server = useServer({ WORKERS: '2', PROCESSING_TIME: '50ms' }, { label: 'rest' });
 
   it('GET /health answers 200 {"status":"ok"}', T, async () => {
     const res = await request(`${server.url}/health`);

@@ -1,9 +1,9 @@
 // GraphQL over HTTP (POST and GET /query) with plain fetch.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
-import { startServer } from '../lib/server.mjs';
+import { useServer } from '../lib/server.mjs';
 import {
   CREATE_JOB,
   createJob,
@@ -58,23 +58,11 @@ async function assertBadInput(url, input, field, what) {
 }
 
 describe('GraphQL over HTTP', { timeout: 90_000 }, () => {
-  let server;
-  let url;
-
-  before(async () => {
-    server = await startServer({ WORKERS: '2', PROCESSING_TIME: '20ms' }, { label: 'graphql-http' });
-    url = server.url;
-  }, T);
-
-  after(async () => {
-    if (!server) return;
-    const { code, signal } = await server.stop();
-    assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
-  }, T);
+  const server = useServer({ WORKERS: '2', PROCESSING_TIME: '20ms' }, { label: 'graphql-http' });
 
   it('createJob returns the new job PENDING with version 1', T, async () => {
     const payload = { to: 'user@example.com', durationMs: 1 };
-    const job = await createJob(url, 'email', payload);
+    const job = await createJob(server.url, 'email', payload);
     assert.equal(typeof job.id, 'string');
     assert.ok(job.id.length > 0);
     assert.equal(job.type, 'email');
@@ -88,7 +76,7 @@ describe('GraphQL over HTTP', { timeout: 90_000 }, () => {
     assert.match(job.createdAt, RFC3339);
     assert.match(job.updatedAt, RFC3339);
 
-    const fetched = await getJob(url, job.id);
+    const fetched = await getJob(server.url, job.id);
     assert.ok(fetched, 'job(id) finds it');
     assert.equal(fetched.id, job.id);
     assert.equal(fetched.type, 'email');
@@ -96,7 +84,7 @@ describe('GraphQL over HTTP', { timeout: 90_000 }, () => {
     assert.ok(fetched.version >= 1);
     assert.equal(fetched.createdAt, job.createdAt);
 
-    const done = await waitForJobStatus(url, job.id, 'COMPLETED');
+    const done = await waitForJobStatus(server.url, job.id, 'COMPLETED');
     assert.equal(done.attempts, 1);
     assert.equal(done.version, 3, 'PENDING(1) -> PROCESSING(2) -> COMPLETED(3)');
     assert.match(done.startedAt, RFC3339);
@@ -114,17 +102,17 @@ describe('GraphQL over HTTP', { timeout: 90_000 }, () => {
       null,
     ];
     for (const value of values) {
-      const job = await createJob(url, 'echo', value);
+      const job = await createJob(server.url, 'echo', value);
       assert.deepEqual(job.payload, value, `createJob echoes ${JSON.stringify(value)}`);
-      const fetched = await getJob(url, job.id);
+      const fetched = await getJob(server.url, job.id);
       assert.deepEqual(fetched.payload, value, `job(id) returns ${JSON.stringify(value)}`);
     }
-    const noPayload = await createJob(url, 'echo');
+    const noPayload = await createJob(server.url, 'echo');
     assert.equal(noPayload.payload, null, 'absent payload is null');
   });
 
   it('job(id:) with an unknown id is null without errors', T, async () => {
-    const res = await gqlPost(url, 'query { job(id: "no-such-job-e2e") { id } }');
+    const res = await gqlPost(server.url, 'query { job(id: "no-such-job-e2e") { id } }');
     assert.equal(res.status, 200, res.text);
     assert.equal(res.json.errors, undefined, res.text);
     assert.deepEqual(res.json.data, { job: null });
@@ -133,33 +121,33 @@ describe('GraphQL over HTTP', { timeout: 90_000 }, () => {
   it('jobs lists newest first and paginates with first/after', T, async () => {
     const type = uniqueType('page');
     const created = [];
-    for (let i = 0; i < 5; i++) created.push((await createJob(url, type, { i, durationMs: 1 })).id);
+    for (let i = 0; i < 5; i++) created.push((await createJob(server.url, type, { i, durationMs: 1 })).id);
     const newestFirst = [...created].reverse();
 
-    const p1 = await jobsPage(url, { type, first: 2 });
+    const p1 = await jobsPage(server.url, { type, first: 2 });
     assert.equal(p1.totalCount, 5);
     assert.deepEqual(p1.nodes.map((n) => n.id), newestFirst.slice(0, 2));
     assert.equal(p1.pageInfo.hasNextPage, true);
 
-    const p2 = await jobsPage(url, { type, first: 2, after: p1.pageInfo.endCursor });
+    const p2 = await jobsPage(server.url, { type, first: 2, after: p1.pageInfo.endCursor });
     assert.equal(p2.totalCount, 5, 'totalCount counts across all pages');
     assert.deepEqual(p2.nodes.map((n) => n.id), newestFirst.slice(2, 4));
     assert.equal(p2.pageInfo.hasNextPage, true);
 
     // `after` may be any edge's cursor, not only endCursor.
-    const fromMiddle = await jobsPage(url, { type, first: 10, after: p1.edges[0].cursor });
+    const fromMiddle = await jobsPage(server.url, { type, first: 10, after: p1.edges[0].cursor });
     assert.deepEqual(fromMiddle.nodes.map((n) => n.id), newestFirst.slice(1));
 
-    const p3 = await jobsPage(url, { type, first: 2, after: p2.pageInfo.endCursor });
+    const p3 = await jobsPage(server.url, { type, first: 2, after: p2.pageInfo.endCursor });
     assert.deepEqual(p3.nodes.map((n) => n.id), newestFirst.slice(4));
     assert.equal(p3.pageInfo.hasNextPage, false);
 
-    const all = await jobsPage(url, { type });
+    const all = await jobsPage(server.url, { type });
     assert.deepEqual(all.nodes.map((n) => n.id), newestFirst, 'default first (50) returns all 5');
     assert.equal(all.pageInfo.hasNextPage, false);
 
     // Without a type filter the newest job overall is the last one created.
-    const latest = await jobsPage(url, { first: 1 });
+    const latest = await jobsPage(server.url, { first: 1 });
     assert.equal(latest.nodes[0].id, created[created.length - 1]);
     assert.ok(latest.totalCount >= 5);
   });
@@ -167,84 +155,84 @@ describe('GraphQL over HTTP', { timeout: 90_000 }, () => {
   it('jobs filters by status and type, and the filters combine', T, async () => {
     const type = uniqueType('filter');
     const other = uniqueType('filter-other');
-    const ok = await createJob(url, type, { durationMs: 1 });
-    const bad = await createJob(url, type, { durationMs: 1, fail: true });
-    const otherOk = await createJob(url, other, { durationMs: 1 });
-    await waitForJobStatus(url, ok.id, 'COMPLETED');
-    const failed = await waitForJobStatus(url, bad.id, 'FAILED');
+    const ok = await createJob(server.url, type, { durationMs: 1 });
+    const bad = await createJob(server.url, type, { durationMs: 1, fail: true });
+    const otherOk = await createJob(server.url, other, { durationMs: 1 });
+    await waitForJobStatus(server.url, ok.id, 'COMPLETED');
+    const failed = await waitForJobStatus(server.url, bad.id, 'FAILED');
     assert.equal(typeof failed.error, 'string');
-    await waitForJobStatus(url, otherOk.id, 'COMPLETED');
+    await waitForJobStatus(server.url, otherOk.id, 'COMPLETED');
 
-    const byType = await jobsPage(url, { type });
+    const byType = await jobsPage(server.url, { type });
     assert.equal(byType.totalCount, 2);
     assert.deepEqual(byType.nodes.map((n) => n.id), [bad.id, ok.id]);
     for (const e of byType.edges) assert.equal(e.node.type, type);
 
-    const completed = await jobsPage(url, { type, status: 'COMPLETED' });
+    const completed = await jobsPage(server.url, { type, status: 'COMPLETED' });
     assert.equal(completed.totalCount, 1);
     assert.deepEqual(completed.nodes.map((n) => n.id), [ok.id]);
 
-    const failedPage = await jobsPage(url, { type, status: 'FAILED' });
+    const failedPage = await jobsPage(server.url, { type, status: 'FAILED' });
     assert.equal(failedPage.totalCount, 1);
     assert.deepEqual(failedPage.nodes.map((n) => n.id), [bad.id]);
 
-    const pending = await jobsPage(url, { type, status: 'PENDING' });
+    const pending = await jobsPage(server.url, { type, status: 'PENDING' });
     assert.equal(pending.totalCount, 0);
     assert.deepEqual(pending.nodes, []);
     assert.equal(pending.pageInfo.hasNextPage, false);
 
-    const allCompleted = await jobsPage(url, { status: 'COMPLETED', first: 500 });
+    const allCompleted = await jobsPage(server.url, { status: 'COMPLETED', first: 500 });
     const ids = allCompleted.nodes.map((n) => n.id);
     assert.ok(ids.includes(ok.id) && ids.includes(otherOk.id), 'status filter alone spans types');
     assert.ok(!ids.includes(bad.id));
     for (const e of allCompleted.edges) assert.equal(e.node.status, 'COMPLETED');
 
-    const unknownType = await jobsPage(url, { type: uniqueType('nobody') });
+    const unknownType = await jobsPage(server.url, { type: uniqueType('nobody') });
     assert.equal(unknownType.totalCount, 0);
     assert.deepEqual(unknownType.edges, []);
   });
 
   it('createJob rejects an invalid type with BAD_USER_INPUT naming `type`', T, async () => {
-    await assertBadInput(url, { type: '' }, 'type', 'empty type');
-    await assertBadInput(url, { type: 'x'.repeat(129) }, 'type', '129-character type');
-    await assertBadInput(url, { type: 'has space' }, 'type', 'type with a space');
-    await assertBadInput(url, { type: 'slash/type' }, 'type', 'type with a slash');
-    await assertBadInput(url, { type: 'semi;colon' }, 'type', 'type with a semicolon');
-    await assertBadInput(url, { type: 'emoji😀' }, 'type', 'type with an emoji');
+    await assertBadInput(server.url, { type: '' }, 'type', 'empty type');
+    await assertBadInput(server.url, { type: 'x'.repeat(129) }, 'type', '129-character type');
+    await assertBadInput(server.url, { type: 'has space' }, 'type', 'type with a space');
+    await assertBadInput(server.url, { type: 'slash/type' }, 'type', 'type with a slash');
+    await assertBadInput(server.url, { type: 'semi;colon' }, 'type', 'type with a semicolon');
+    await assertBadInput(server.url, { type: 'emoji😀' }, 'type', 'type with an emoji');
   });
 
   it('createJob accepts types at the edge of the rules', T, async () => {
     const longest = 'y'.repeat(128);
-    assert.equal((await createJob(url, longest, { durationMs: 1 })).type, longest);
+    assert.equal((await createJob(server.url, longest, { durationMs: 1 })).type, longest);
     const punctuated = 'Az09._:-ok';
-    assert.equal((await createJob(url, punctuated, { durationMs: 1 })).type, punctuated);
+    assert.equal((await createJob(server.url, punctuated, { durationMs: 1 })).type, punctuated);
   });
 
   it('createJob rejects a payload over 64 KiB with BAD_USER_INPUT naming `payload`', T, async () => {
     const type = uniqueType('big');
     // A JSON string of n characters encodes to n + 2 bytes.
-    await assertBadInput(url, { type, payload: 'x'.repeat(64 * 1024 - 1) }, 'payload', 'payload of 64 KiB + 1 byte');
-    await assertBadInput(url, { type, payload: { blob: 'x'.repeat(100_000) } }, 'payload', 'payload of ~100 KB');
-    const page = await jobsPage(url, { type });
+    await assertBadInput(server.url, { type, payload: 'x'.repeat(64 * 1024 - 1) }, 'payload', 'payload of 64 KiB + 1 byte');
+    await assertBadInput(server.url, { type, payload: { blob: 'x'.repeat(100_000) } }, 'payload', 'payload of ~100 KB');
+    const page = await jobsPage(server.url, { type });
     assert.equal(page.totalCount, 0, 'rejected jobs are not stored');
 
-    const atLimit = await createJob(url, type, 'x'.repeat(64 * 1024 - 2));
+    const atLimit = await createJob(server.url, type, 'x'.repeat(64 * 1024 - 2));
     assert.equal(atLimit.payload.length, 64 * 1024 - 2, 'a payload of exactly 64 KiB is accepted');
   });
 
   it('GET /query runs queries (with variables)', T, async () => {
-    const job = await createJob(url, 'get-query', { durationMs: 1 });
+    const job = await createJob(server.url, 'get-query', { durationMs: 1 });
     const q = new URLSearchParams({
       query: 'query GetJob($id: ID!) { job(id: $id) { id type } }',
       variables: JSON.stringify({ id: job.id }),
     });
-    const res = await request(`${url}/query?${q}`, { headers: { accept: 'application/json' } });
+    const res = await request(`${server.url}/query?${q}`, { headers: { accept: 'application/json' } });
     assert.equal(res.status, 200, res.text);
     assert.equal(res.json.errors, undefined, res.text);
     assert.deepEqual(res.json.data, { job: { id: job.id, type: 'get-query' } });
 
     const plain = new URLSearchParams({ query: '{ jobs(first: 1) { totalCount } }' });
-    const res2 = await request(`${url}/query?${plain}`, { headers: { accept: 'application/json' } });
+    const res2 = await request(`${server.url}/query?${plain}`, { headers: { accept: 'application/json' } });
     assert.equal(res2.status, 200, res2.text);
     assert.ok(res2.json.data.jobs.totalCount >= 1, res2.text);
   });
@@ -252,9 +240,9 @@ describe('GraphQL over HTTP', { timeout: 90_000 }, () => {
   it('GET /query rejects a mutation with 405 and does not run it', T, async () => {
     const type = uniqueType('getmut');
     const q = new URLSearchParams({ query: `mutation { createJob(input: { type: "${type}" }) { id } }` });
-    const res = await request(`${url}/query?${q}`, { headers: { accept: 'application/json' } });
+    const res = await request(`${server.url}/query?${q}`, { headers: { accept: 'application/json' } });
     assert.equal(res.status, 405, `GET with a mutation: ${res.status} ${res.text}`);
-    const page = await jobsPage(url, { type });
+    const page = await jobsPage(server.url, { type });
     assert.equal(page.totalCount, 0, 'the mutation sent with GET must not create a job');
   });
 });

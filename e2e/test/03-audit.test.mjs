@@ -2,26 +2,16 @@
 // Every MUST has to pass; SHOULD/MAY results that are not ok are printed as warnings.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import { auditServer } from 'graphql-http';
 
-import { startServer } from '../lib/server.mjs';
+import { useServer } from '../lib/server.mjs';
 
 const T = { timeout: 60_000 };
 
 describe('graphql-http audit', { timeout: 90_000 }, () => {
-  let server;
-
-  before(async () => {
-    server = await startServer({ PROCESSING_TIME: '20ms' }, { label: 'audit' });
-  }, { timeout: 20_000 });
-
-  after(async () => {
-    if (!server) return;
-    const { code, signal } = await server.stop();
-    assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
-  }, { timeout: 20_000 });
+  const server = useServer({ PROCESSING_TIME: '20ms' }, { label: 'audit' });
 
   it('passes every MUST audit of the GraphQL-over-HTTP spec', T, async () => {
     const results = await auditServer({ url: `${server.url}/query` });

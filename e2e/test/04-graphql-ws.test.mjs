@@ -1,12 +1,12 @@
 // Subscriptions over websocket with the graphql-transport-ws protocol (npm graphql-ws).
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
-import { startServer } from '../lib/server.mjs';
+import { useServer } from '../lib/server.mjs';
 import {
   JOB_UPDATED,
   assertJobStream,
@@ -111,19 +111,7 @@ function assertOrderedAndFinal(events, id, finalStatus, label) {
 }
 
 describe('graphql-ws (graphql-transport-ws) subscriptions', { timeout: 110_000 }, () => {
-  let server;
-  let url;
-
-  before(async () => {
-    server = await startServer({ WORKERS: '4', PROCESSING_TIME: '20ms' }, { label: 'graphql-ws' });
-    url = server.url;
-  }, { timeout: 20_000 });
-
-  after(async () => {
-    if (!server) return;
-    const { code, signal } = await server.stop();
-    assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
-  }, { timeout: 20_000 });
+  const server = useServer({ WORKERS: '4', PROCESSING_TIME: '20ms' }, { label: 'graphql-ws' });
 
   it('jobUpdated(id:) streams the current state, every change in order, then completes', T, async () => {
     // Connect first, so that the 300 ms the job runs are not spent on the handshake.
@@ -131,8 +119,8 @@ describe('graphql-ws (graphql-transport-ws) subscriptions', { timeout: 110_000 }
     const second = await connectedClient(server.wsUrl);
     try {
       const payload = { durationMs: 300 };
-      const created = await createJob(url, 'ws-walk', payload);
-      const before = await getJob(url, created.id);
+      const created = await createJob(server.url, 'ws-walk', payload);
+      const before = await getJob(server.url, created.id);
       const sub = subscribeJob(client, { id: created.id }, 'jobUpdated(id)');
       const sub2 = subscribeJob(second, { id: created.id }, 'jobUpdated(id) second client');
 
@@ -154,7 +142,7 @@ describe('graphql-ws (graphql-transport-ws) subscriptions', { timeout: 110_000 }
       assert.deepEqual(last.payload, payload);
       assert.equal(typeof last.startedAt, 'string');
       assert.equal(typeof last.finishedAt, 'string');
-      assert.equal(last.version, (await getJob(url, created.id)).version, 'last streamed state is the stored one');
+      assert.equal(last.version, (await getJob(server.url, created.id)).version, 'last streamed state is the stored one');
 
       const end2 = await sub2.waitEnd(10_000, 'the second subscription to complete');
       assert.equal(end2.kind, 'complete');
@@ -170,7 +158,7 @@ describe('graphql-ws (graphql-transport-ws) subscriptions', { timeout: 110_000 }
   it('a failing job ends FAILED with an error message, then completes', T, async () => {
     const client = newClient(server.wsUrl);
     try {
-      const created = await createJob(url, 'ws-fail', { fail: true, durationMs: 100 });
+      const created = await createJob(server.url, 'ws-fail', { fail: true, durationMs: 100 });
       const sub = subscribeJob(client, { id: created.id }, 'failing job');
       const end = await sub.waitEnd(10_000, 'the failing job subscription to complete');
       assert.equal(end.kind, 'complete', `ended with ${end.kind}: ${safeStringify(end.error)}`);
@@ -189,8 +177,8 @@ describe('graphql-ws (graphql-transport-ws) subscriptions', { timeout: 110_000 }
   it('a late subscriber gets exactly one final snapshot, then completion', T, async () => {
     const client = newClient(server.wsUrl);
     try {
-      const created = await createJob(url, 'ws-late', { durationMs: 1 });
-      const done = await waitForJobStatus(url, created.id, 'COMPLETED');
+      const created = await createJob(server.url, 'ws-late', { durationMs: 1 });
+      const done = await waitForJobStatus(server.url, created.id, 'COMPLETED');
       const sub = subscribeJob(client, { id: created.id }, 'late subscriber');
       const end = await sub.waitEnd(10_000, 'the late subscription to complete');
       assert.equal(end.kind, 'complete', `ended with ${end.kind}: ${safeStringify(end.error)}`);
@@ -229,10 +217,10 @@ describe('graphql-ws (graphql-transport-ws) subscriptions', { timeout: 110_000 }
     const client = newClient(server.wsUrl);
     try {
       const sub = subscribeJob(client, {}, 'all jobs');
-      await waitUntilLive(sub, () => createJob(url, 'e2e-all', { durationMs: 1, probe: true }));
+      await waitUntilLive(sub, () => createJob(server.url, 'e2e-all', { durationMs: 1, probe: true }));
 
       const ids = [];
-      for (let i = 0; i < 20; i++) ids.push((await createJob(url, 'e2e-all', { durationMs: 10, i })).id);
+      for (let i = 0; i < 20; i++) ids.push((await createJob(server.url, 'e2e-all', { durationMs: 10, i })).id);
 
       await sub.waitUntil(
         (msgs) => {
@@ -253,7 +241,7 @@ describe('graphql-ws (graphql-transport-ws) subscriptions', { timeout: 110_000 }
         assert.ok(events, `events of job ${id}`);
         const gap = assertOrderedAndFinal(events, id, 'COMPLETED', 'all jobs');
         if (gap) gaps.push(gap);
-        assert.equal(events[events.length - 1].version, (await getJob(url, id)).version);
+        assert.equal(events[events.length - 1].version, (await getJob(server.url, id)).version);
       }
       if (gaps.length > 0) console.log(`note: intermediate states skipped (allowed when far behind): ${gaps.join('; ')}`);
     } finally {
@@ -265,17 +253,17 @@ describe('graphql-ws (graphql-transport-ws) subscriptions', { timeout: 110_000 }
     const client = newClient(server.wsUrl);
     try {
       const sub = subscribeJob(client, { type: 'a' }, 'type a');
-      await waitUntilLive(sub, () => createJob(url, 'a', { durationMs: 1, probe: true }));
+      await waitUntilLive(sub, () => createJob(server.url, 'a', { durationMs: 1, probe: true }));
 
       const aIds = [];
       const bIds = [];
       for (let i = 0; i < 10; i++) {
-        aIds.push((await createJob(url, 'a', { durationMs: 10, i })).id);
-        bIds.push((await createJob(url, 'b', { durationMs: 10, i })).id);
+        aIds.push((await createJob(server.url, 'a', { durationMs: 10, i })).id);
+        bIds.push((await createJob(server.url, 'b', { durationMs: 10, i })).id);
       }
-      for (const id of bIds) await waitForJobStatus(url, id, 'COMPLETED');
+      for (const id of bIds) await waitForJobStatus(server.url, id, 'COMPLETED');
       // Barrier: a type-a job created after every b job finished.
-      const sentinel = await createJob(url, 'a', { durationMs: 1, sentinel: true });
+      const sentinel = await createJob(server.url, 'a', { durationMs: 1, sentinel: true });
       const wanted = [...aIds, sentinel.id];
       await sub.waitUntil(
         (msgs) => {

@@ -2,12 +2,12 @@
 // (npm subscriptions-transport-ws, Apollo's original client).
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import subscriptionsTransportWs from 'subscriptions-transport-ws';
 import WebSocket from 'ws';
 
-import { startServer } from '../lib/server.mjs';
+import { useServer } from '../lib/server.mjs';
 import {
   JOB_UPDATED,
   assertJobStream,
@@ -51,27 +51,15 @@ function subscribeJob(client, variables, name) {
 }
 
 describe('subscriptions-transport-ws (legacy graphql-ws protocol)', { timeout: 90_000 }, () => {
-  let server;
-  let url;
-
-  before(async () => {
-    server = await startServer({ WORKERS: '2', PROCESSING_TIME: '20ms' }, { label: 'legacy-ws' });
-    url = server.url;
-  }, { timeout: 20_000 });
-
-  after(async () => {
-    if (!server) return;
-    const { code, signal } = await server.stop();
-    assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
-  }, { timeout: 20_000 });
+  const server = useServer({ WORKERS: '2', PROCESSING_TIME: '20ms' }, { label: 'legacy-ws' });
 
   it('jobUpdated(id:) receives the states in order and completes', T, async () => {
     // Connect first, so that the 300 ms the job runs are not spent on the handshake.
     const client = await connectedClient(server.wsUrl);
     try {
       const payload = { durationMs: 300 };
-      const created = await createJob(url, 'legacy-walk', payload);
-      const before = await getJob(url, created.id);
+      const created = await createJob(server.url, 'legacy-walk', payload);
+      const before = await getJob(server.url, created.id);
       const sub = subscribeJob(client, { id: created.id }, 'legacy jobUpdated(id)');
       const end = await sub.waitEnd(10_000, 'the legacy subscription to complete by itself');
       assert.equal(end.kind, 'complete', `ended with ${end.kind}: ${safeStringify(end.error)}`);
@@ -86,7 +74,7 @@ describe('subscriptions-transport-ws (legacy graphql-ws protocol)', { timeout: 9
       const last = states[states.length - 1];
       assert.equal(last.attempts, 1);
       assert.deepEqual(last.payload, payload);
-      assert.equal(last.version, (await getJob(url, created.id)).version);
+      assert.equal(last.version, (await getJob(server.url, created.id)).version);
     } finally {
       client.close();
     }
@@ -95,8 +83,8 @@ describe('subscriptions-transport-ws (legacy graphql-ws protocol)', { timeout: 9
   it('a late legacy subscriber gets one final snapshot, then completion', T, async () => {
     const client = newClient(server.wsUrl);
     try {
-      const created = await createJob(url, 'legacy-late', { durationMs: 1 });
-      const done = await waitForJobStatus(url, created.id, 'COMPLETED');
+      const created = await createJob(server.url, 'legacy-late', { durationMs: 1 });
+      const done = await waitForJobStatus(server.url, created.id, 'COMPLETED');
       const sub = subscribeJob(client, { id: created.id }, 'legacy late subscriber');
       const end = await sub.waitEnd(10_000, 'the legacy late subscription to complete');
       assert.equal(end.kind, 'complete', `ended with ${end.kind}: ${safeStringify(end.error)}`);

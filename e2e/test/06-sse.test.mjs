@@ -2,9 +2,9 @@
 // POST /query with Accept: text/event-stream.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
-import { startServer } from '../lib/server.mjs';
+import { useServer } from '../lib/server.mjs';
 import {
   JOB_UPDATED,
   assertJobStream,
@@ -107,25 +107,13 @@ async function readUntilComplete(sse) {
 }
 
 describe('SSE subscriptions', { timeout: 90_000 }, () => {
-  let server;
-  let url;
-
-  before(async () => {
-    server = await startServer({ WORKERS: '2', PROCESSING_TIME: '20ms' }, { label: 'sse' });
-    url = server.url;
-  }, { timeout: 20_000 });
-
-  after(async () => {
-    if (!server) return;
-    const { code, signal } = await server.stop();
-    assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
-  }, { timeout: 20_000 });
+  const server = useServer({ WORKERS: '2', PROCESSING_TIME: '20ms' }, { label: 'sse' });
 
   it('jobUpdated(id:) streams `event: next` frames ending with `event: complete`', T, async () => {
     const payload = { durationMs: 300 };
-    const created = await createJob(url, 'sse-walk', payload);
-    const before = await getJob(url, created.id);
-    const sse = await openSse(url, JOB_UPDATED, { id: created.id });
+    const created = await createJob(server.url, 'sse-walk', payload);
+    const before = await getJob(server.url, created.id);
+    const sse = await openSse(server.url, JOB_UPDATED, { id: created.id });
     try {
       assert.equal(sse.response.status, 200);
       assert.match(sse.response.headers.get('content-type') ?? '', /text\/event-stream/);
@@ -146,9 +134,9 @@ describe('SSE subscriptions', { timeout: 90_000 }, () => {
   });
 
   it('a late SSE subscriber gets one final snapshot, then complete', T, async () => {
-    const created = await createJob(url, 'sse-late', { durationMs: 1, fail: true });
-    const done = await waitForJobStatus(url, created.id, 'FAILED');
-    const sse = await openSse(url, JOB_UPDATED, { id: created.id });
+    const created = await createJob(server.url, 'sse-late', { durationMs: 1, fail: true });
+    const done = await waitForJobStatus(server.url, created.id, 'FAILED');
+    const sse = await openSse(server.url, JOB_UPDATED, { id: created.id });
     try {
       const nexts = await readUntilComplete(sse);
       assert.equal(nexts.length, 1, JSON.stringify(nexts));
@@ -162,7 +150,7 @@ describe('SSE subscriptions', { timeout: 90_000 }, () => {
   });
 
   it('jobUpdated(id:) with an unknown id reports NOT_FOUND over SSE', T, async () => {
-    const sse = await openSse(url, JOB_UPDATED, { id: 'no-such-job-e2e' });
+    const sse = await openSse(server.url, JOB_UPDATED, { id: 'no-such-job-e2e' });
     try {
       const nexts = await readUntilComplete(sse);
       const errors = nexts.flatMap((n) => n.errors ?? []);
@@ -181,7 +169,7 @@ describe('SSE subscriptions', { timeout: 90_000 }, () => {
 
   it('jobUpdated(type:) over SSE streams live until the client leaves', T, async () => {
     const type = uniqueType('sse-type');
-    const sse = await openSse(url, JOB_UPDATED, { type });
+    const sse = await openSse(server.url, JOB_UPDATED, { type });
     try {
       assert.equal(sse.response.status, 200);
       // Keep creating jobs of the type until one shows up: the subscription is then live.
@@ -190,7 +178,7 @@ describe('SSE subscriptions', { timeout: 90_000 }, () => {
       let completedId = null;
       const iterator = sse.events;
       let pending = iterator.next();
-      const createNext = async () => created.push((await createJob(url, type, { durationMs: 1 })).id);
+      const createNext = async () => created.push((await createJob(server.url, type, { durationMs: 1 })).id);
       await createNext();
       while (completedId === null) {
         const tick = new Promise((resolve) => setTimeout(() => resolve('tick'), 500));
@@ -217,9 +205,9 @@ describe('SSE subscriptions', { timeout: 90_000 }, () => {
       sse.done();
     }
     // The server copes with the client leaving.
-    const health = await request(`${url}/health`);
+    const health = await request(`${server.url}/health`);
     assert.equal(health.status, 200);
-    const after = await createJob(url, type, { durationMs: 1 });
-    await waitForJobStatus(url, after.id, 'COMPLETED');
+    const after = await createJob(server.url, type, { durationMs: 1 });
+    await waitForJobStatus(server.url, after.id, 'COMPLETED');
   });
 });

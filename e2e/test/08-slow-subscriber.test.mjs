@@ -9,11 +9,11 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import WebSocket from 'ws';
 
-import { startServer } from '../lib/server.mjs';
+import { useServer } from '../lib/server.mjs';
 import { JOB_UPDATED, gqlPost, request, uniqueType, waitFor, withDeadline } from '../lib/util.mjs';
 
 const T = { timeout: 60_000 };
@@ -41,26 +41,16 @@ async function assertServerAlive(server) {
 }
 
 describe('slow subscribers', { timeout: 110_000 }, () => {
-  let server;
-
-  before(async () => {
-    server = await startServer(
-      {
-        WORKERS: '4',
-        PROCESSING_TIME: '1ms',
-        SUBSCRIBER_BUFFER: '1',
-        SUBSCRIBER_MAX_BACKLOG: '1024',
-        WS_WRITE_TIMEOUT: '60s',
-      },
-      { label: 'slow-subscriber' },
-    );
-  }, { timeout: 20_000 });
-
-  after(async () => {
-    if (!server) return;
-    const { code, signal } = await server.stop();
-    assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
-  }, { timeout: 20_000 });
+  const server = useServer(
+    {
+      WORKERS: '4',
+      PROCESSING_TIME: '1ms',
+      SUBSCRIBER_BUFFER: '1',
+      SUBSCRIBER_MAX_BACKLOG: '1024',
+      WS_WRITE_TIMEOUT: '60s',
+    },
+    { label: 'slow-subscriber' },
+  );
 
   it('an SSE subscriber that stops reading ends with SLOW_SUBSCRIBER; the server survives', T, async () => {
     const type = uniqueType('slow-sse');

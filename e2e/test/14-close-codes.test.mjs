@@ -3,12 +3,12 @@
 // use, 4408 for a connection that sends no connection_init in time.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
-import { startServer } from '../lib/server.mjs';
+import { useServer } from '../lib/server.mjs';
 import { JOB_UPDATED, createJob, createCollector, safeStringify, withDeadline } from '../lib/util.mjs';
 
 const T = { timeout: 30_000 };
@@ -24,17 +24,7 @@ function firstClose() {
 }
 
 describe('graphql-transport-ws close codes', { timeout: 60_000 }, () => {
-  let server;
-
-  before(async () => {
-    server = await startServer({ WORKERS: '1', PROCESSING_TIME: '20ms', WS_INIT_TIMEOUT: `${INIT_TIMEOUT_MS}ms` }, { label: 'close-codes' });
-  }, { timeout: 20_000 });
-
-  after(async () => {
-    if (!server) return;
-    const { code, signal } = await server.stop();
-    assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
-  }, { timeout: 20_000 });
+  const server = useServer({ WORKERS: '1', PROCESSING_TIME: '20ms', WS_INIT_TIMEOUT: `${INIT_TIMEOUT_MS}ms` }, { label: 'close-codes' });
 
   it('a second subscription with an id in use closes the socket with 4409', T, async () => {
     const { closed, onClosed } = firstClose();
