@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/broker"
+	"github.com/jobqueue/jobqueue/internal/runtest"
 )
 
 // Run returns a broker with opts whose Run runs until the test ends (its
@@ -18,18 +19,12 @@ import (
 func Run(t testing.TB, opts broker.Options) (b *broker.Broker, stop func()) {
 	t.Helper()
 	b = broker.New(opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = b.Run(ctx)
-	}()
-	stop = func() {
-		cancel()
-		<-done
+	stopRun := runtest.Start(t, b)
+	return b, func() {
+		if err := stopRun(); err != nil {
+			t.Errorf("broker: %v", err)
+		}
 	}
-	t.Cleanup(stop)
-	return b, stop
 }
 
 // New is Run for tests that need not stop the broker themselves.
