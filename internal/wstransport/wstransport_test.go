@@ -52,7 +52,7 @@ type bundle struct {
 
 // setup serves the project's GraphQL schema (no workers) with only the
 // websocket transport, built by opts.
-func setup(t *testing.T, opts wstransport.Options) *bundle {
+func setup(t testing.TB, opts wstransport.Options) *bundle {
 	t.Helper()
 	b := &bundle{}
 	b.broker = brokertest.New(t, broker.Options{})
