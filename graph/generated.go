@@ -585,7 +585,7 @@ type Job {
   status: JobStatus!
   "How many times processing started."
   attempts: Int!
-  "The last failure message, null when the job never failed."
+  "The last failure message, null when the job never failed. A message over 2,048 bytes is cut there, ending with a marker that gives its full length."
   error: String
   createdAt: Time!
   "Time of the last change, set by the server."
@@ -596,7 +596,7 @@ type Job {
   finishedAt: Time
   "Starts at 1 and increases by one on every change of this job."
   version: Int!
-  "One entry per failed attempt, oldest first. A manual retry keeps them."
+  "The failed attempts, oldest first: only the newest ones, at most the server's ERROR_HISTORY (default 25), while attempts counts every attempt. A manual retry keeps them. Each message is cut as error is."
   errors: [JobError!]!
   "The key the job was created with, if any."
   idempotencyKey: String
@@ -616,7 +616,9 @@ type Job {
 
 "One failed attempt of a job."
 type JobError {
+  "The attempt that failed (1 for the first)."
   attempt: Int!
+  "Its failure message, at most 2,048 bytes (see Job.error)."
   message: String!
   at: Time!
 }

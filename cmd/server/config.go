@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
 )
 
 // config is everything the server reads from its environment and flags.
@@ -26,6 +28,7 @@ type config struct {
 	ShutdownTimeout time.Duration
 	JobTimeout      time.Duration
 	MaxAttempts     int
+	ErrorHistory    int
 	RetryBackoff    time.Duration
 	RetryBackoffMax time.Duration
 	HandlersFile    string
@@ -95,6 +98,15 @@ func settings() []setting {
 			return nil
 		}},
 		{"MAX_ATTEMPTS", "3", "attempts of a job created without maxAttempts (1 means no retry)", intInto(func(c *config) *int { return &c.MaxAttempts }, 1)},
+		{"ERROR_HISTORY", fmt.Sprint(domain.DefaultErrorHistory), fmt.Sprintf("failures kept in each job's errors, the newest (1 to %d); attempts still counts them all", domain.MaxErrorHistory), func(c *config, v string) error {
+			if err := intInto(func(c *config) *int { return &c.ErrorHistory }, 1)(c, v); err != nil {
+				return err
+			}
+			if c.ErrorHistory > domain.MaxErrorHistory {
+				return fmt.Errorf("must be at most %d, got %d", domain.MaxErrorHistory, c.ErrorHistory)
+			}
+			return nil
+		}},
 		{"RETRY_BACKOFF", "1s", "delay before a failed job's second attempt; doubled for each further attempt, with jitter", durationInto(func(c *config) *time.Duration { return &c.RetryBackoff })},
 		{"RETRY_BACKOFF_MAX", "1h", "cap of the retry delay", durationInto(func(c *config) *time.Duration { return &c.RetryBackoffMax })},
 		{"RETENTION", "168h", "finished jobs older than this are deleted in the background; 0 keeps them forever", durationInto(func(c *config) *time.Duration { return &c.Retention })},
@@ -206,7 +218,7 @@ func (c config) logAttrs() []any {
 	return []any{
 		"database", redactURL(c.DatabaseURL), "instance_id", c.InstanceID, "lease_duration", c.LeaseDuration, "poll_interval", c.PollInterval,
 		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
-		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
+		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,

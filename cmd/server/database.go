@@ -88,13 +88,13 @@ func openStore(ctx context.Context, cfg config, pub store.Publisher, log *slog.L
 	}
 	switch backend {
 	case backendSQLite:
-		st, err := sqlite.Open(ctx, target, sqlite.Options{Publisher: pub, Logger: log})
+		st, err := sqlite.Open(ctx, target, sqlite.Options{Publisher: pub, Logger: log, ErrorHistory: cfg.ErrorHistory})
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite database %s: %w", target, err)
 		}
 		return &openedStore{Store: st, backend: backend, close: func() { _ = st.Close() }}, nil
 	case backendPostgres:
-		st, err := postgres.Open(ctx, target, postgres.Options{Publisher: pub, Logger: log, InstanceID: cfg.InstanceID})
+		st, err := postgres.Open(ctx, target, postgres.Options{Publisher: pub, Logger: log, InstanceID: cfg.InstanceID, ErrorHistory: cfg.ErrorHistory})
 		if err != nil {
 			return nil, fmt.Errorf("open postgres database %s: %w", redactURL(target), err)
 		}
@@ -105,7 +105,11 @@ func openStore(ctx context.Context, cfg config, pub store.Publisher, log *slog.L
 		}
 		return &openedStore{Store: st, backend: backend, parts: []storePart{{"postgres listener", listener}, {"postgres counts upkeep", st.CountsUpkeep()}}, close: st.Close}, nil
 	}
-	return &openedStore{Store: memory.New(pub), backend: backendMemory, close: func() {}}, nil
+	st, err := memory.NewWithOptions(memory.Options{Publisher: pub, ErrorHistory: cfg.ErrorHistory})
+	if err != nil {
+		return nil, err
+	}
+	return &openedStore{Store: st, backend: backendMemory, close: func() {}}, nil
 }
 
 // Tuning is the opened backend's store.Tuning (the embedded interface

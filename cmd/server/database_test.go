@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
 )
 
 func TestParseDatabaseURL(t *testing.T) {
@@ -69,5 +71,45 @@ func TestLeaseDurationHasAFloor(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "LEASE_DURATION") {
 			t.Errorf("LEASE_DURATION=%s: %v; want an error naming it", v, err)
 		}
+	}
+}
+
+func TestErrorHistorySetting(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]int{"": domain.DefaultErrorHistory, "1": 1, "1000": 1000} {
+		c, err := parseConfig(nil, func(k string) string { return map[string]string{"ERROR_HISTORY": v}[k] }, io.Discard)
+		if err != nil || c.ErrorHistory != want {
+			t.Errorf("ERROR_HISTORY=%q: %d, %v; want %d", v, c.ErrorHistory, err, want)
+		}
+	}
+	for _, v := range []string{"0", "-1", "1001", "many"} {
+		_, err := parseConfig(nil, func(k string) string { return map[string]string{"ERROR_HISTORY": v}[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "ERROR_HISTORY") {
+			t.Errorf("ERROR_HISTORY=%s: %v; want an error naming it", v, err)
+		}
+	}
+}
+
+// ERROR_HISTORY reaches the store of every backend the server opens: a job
+// that failed three times keeps the last two failures.
+func TestErrorHistoryReachesTheStore(t *testing.T) {
+	t.Parallel()
+	for _, url := range []string{"memory:", "sqlite:" + filepath.Join(t.TempDir(), "jobs.db")} {
+		t.Run(url[:strings.Index(url, ":")], func(t *testing.T) {
+			t.Parallel()
+			s := start(t, map[string]string{"DATABASE_URL": url, "ERROR_HISTORY": "2", "MAX_ATTEMPTS": "3",
+				"PROCESSING_TIME": "0", "RETRY_BACKOFF": "1ms", "RETRY_BACKOFF_MAX": "1ms"})
+			id := s.createJob(t, `{"type":"t","payload":{"fail":true}}`)
+			s.waitStatus(t, id, "FAILED")
+			resp, err := s.client.Post(s.url+"/query", "application/json", strings.NewReader(`{"query":"{ job(id: \"`+id+`\") { attempts errors { attempt } } }"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if want := `{"attempts":3,"errors":[{"attempt":2},{"attempt":3}]}`; !strings.Contains(string(body), want) {
+				t.Fatalf("job: %s; want %s", body, want)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // Status is where a job is in its life. Its string form is the lowercase
@@ -82,8 +83,10 @@ type Job struct {
 	UpdatedAt  time.Time
 	StartedAt  *time.Time
 	FinishedAt *time.Time
-	// Errors holds one entry per failed attempt, oldest first. Snapshots
-	// share the backing array: never modify it in place.
+	// Errors holds one entry per failed attempt, oldest first: the newest
+	// ones only, as many as the store keeps (its error history, at most
+	// MaxErrorHistory), while Attempts counts them all. Snapshots share the
+	// backing array: never modify it in place.
 	Errors []JobError
 	// IdempotencyKey is the key the job was created with, if any.
 	IdempotencyKey string
@@ -185,6 +188,35 @@ const (
 
 // MaxIdempotencyKeyLength is the longest idempotency key accepted.
 const MaxIdempotencyKeyLength = 255
+
+// Bounds of a job's error history: a job that fails and is retried forever
+// must not grow without end, nor make each further failure cost more.
+const (
+	// DefaultErrorHistory is how many failures a job keeps in Errors
+	// unless the store is told otherwise.
+	DefaultErrorHistory = 25
+	// MaxErrorHistory is the most a store may be told to keep.
+	MaxErrorHistory = 1000
+	// MaxErrorMessageBytes bounds one failure message, in Error and in
+	// each entry of Errors (see TruncateErrorMessage).
+	MaxErrorMessageBytes = 2048
+)
+
+// TruncateErrorMessage returns msg when it is at most MaxErrorMessageBytes
+// long. A longer one is cut at a character boundary and ends with a marker
+// that gives its full length ("… [truncated, 10000 bytes]"): the result is
+// at most MaxErrorMessageBytes long, and valid UTF-8 when msg is.
+func TruncateErrorMessage(msg string) string {
+	if len(msg) <= MaxErrorMessageBytes {
+		return msg
+	}
+	marker := fmt.Sprintf("… [truncated, %d bytes]", len(msg))
+	n := MaxErrorMessageBytes - len(marker)
+	for n > 0 && !utf8.RuneStart(msg[n]) {
+		n--
+	}
+	return msg[:n] + marker
+}
 
 // Sentinel errors. Stores and services wrap them with context; callers
 // compare with errors.Is.

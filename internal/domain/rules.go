@@ -12,7 +12,9 @@ import (
 // now, and keeps the copy as the next version (Version and UpdatedAt are the
 // store's to set). Rules that can refuse check the job's status; rules for a
 // worker's writes assume the store has checked the worker's lease (the job
-// is processing under it).
+// is processing under it). Rules that record a failure take the store's
+// error history, keep: the job keeps the newest keep entries of Errors
+// (at least one), and failure messages are cut to MaxErrorMessageBytes.
 
 // ErrUnchanged is returned by a rule when the job is already as asked: the
 // store keeps it as it is (no new version, no event) and returns it.
@@ -28,14 +30,15 @@ func (j *Job) Claim(now time.Time) {
 }
 
 // Finish ends a processing job in a final status, recording errMsg as its
-// error when not empty; a failure joins the error history.
-func (j *Job) Finish(status Status, errMsg string, now time.Time) {
+// error when not empty; a failure joins the error history, of which the
+// newest keep entries stay.
+func (j *Job) Finish(status Status, errMsg string, now time.Time, keep int) {
 	j.Status = status
 	if errMsg != "" {
-		j.Error = errMsg
+		j.Error = TruncateErrorMessage(errMsg)
 	}
 	if status == StatusFailed {
-		j.addError(j.Error, now)
+		j.addError(j.Error, now, keep)
 	}
 	j.CancelRequested = false
 	j.FinishedAt = &now
@@ -59,11 +62,12 @@ func (j *Job) SetProgress(percent int) error {
 	return nil
 }
 
-// Fail records a failed attempt: back to pending at retryAt when attempts
-// are left and retryAt is set, failed for good otherwise.
-func (j *Job) Fail(errMsg string, retryAt, now time.Time) {
-	j.Error = errMsg
-	j.addError(errMsg, now)
+// Fail records a failed attempt (the newest keep entries of the history
+// stay): back to pending at retryAt when attempts are left and retryAt is
+// set, failed for good otherwise.
+func (j *Job) Fail(errMsg string, retryAt, now time.Time, keep int) {
+	j.Error = TruncateErrorMessage(errMsg)
+	j.addError(j.Error, now, keep)
 	j.CancelRequested = false
 	if j.Attempts < j.MaxAttempts && !retryAt.IsZero() {
 		j.Status = StatusPending
@@ -91,23 +95,25 @@ func (j *Job) Release(now time.Time) {
 }
 
 // Rescue gives back a processing job whose worker was lost (msg says so):
-// the attempt is spent and recorded as a failure; the job runs again at
-// once when attempts are left, is failed otherwise, and is cancelled when
-// cancellation was requested.
-func (j *Job) Rescue(msg string, now time.Time) {
+// the attempt is spent and recorded as a failure (the newest keep entries
+// of the history stay); the job runs again at once when attempts are
+// left, is failed otherwise, and is cancelled when cancellation was
+// requested.
+func (j *Job) Rescue(msg string, now time.Time, keep int) {
+	msg = TruncateErrorMessage(msg)
 	switch {
 	case j.CancelRequested:
 		j.Status = StatusCancelled
 		j.FinishedAt = &now
 	case j.Attempts < j.MaxAttempts:
 		j.Error = msg
-		j.addError(msg, now)
+		j.addError(msg, now, keep)
 		j.Status = StatusPending
 		j.RunAt = now
 		j.StartedAt = nil
 	default:
 		j.Error = msg
-		j.addError(msg, now)
+		j.addError(msg, now, keep)
 		j.Status = StatusFailed
 		j.FinishedAt = &now
 	}
@@ -148,9 +154,12 @@ func (j *Job) Retry(now time.Time) error {
 }
 
 // addError appends a failure of the current attempt to a copy of the
-// history: snapshots share their slices.
-func (j *Job) addError(msg string, now time.Time) {
-	out := make([]JobError, len(j.Errors), len(j.Errors)+1)
-	copy(out, j.Errors)
+// history (snapshots share their slices) and keeps the newest keep
+// entries, at least one. A history kept under a larger limit shrinks to
+// keep at once.
+func (j *Job) addError(msg string, now time.Time, keep int) {
+	old := j.Errors[max(len(j.Errors)-max(keep, 1)+1, 0):]
+	out := make([]JobError, len(old), len(old)+1)
+	copy(out, old)
 	j.Errors = append(out, JobError{Attempt: j.Attempts, Message: msg, At: now})
 }

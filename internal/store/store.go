@@ -20,6 +20,14 @@ import (
 // return pointers to immutable snapshots: a returned *domain.Job never
 // changes afterwards and may be shared freely.
 //
+// Every failure a store records (Fail, Finish as failed, RescueExpired)
+// joins the job's Errors, of which the store keeps the newest entries, as
+// many as its error history (see ErrorHistory), in the same write: a job
+// that fails and is retried without end stays the same size, and so does
+// the cost of its next failure. A failure message longer than
+// domain.MaxErrorMessageBytes is kept cut (domain.TruncateErrorMessage),
+// in Error and in Errors.
+//
 // Workers hold the jobs they run through leases: Claim hands out a job
 // together with a lease (an owner and an expiry), the owner renews it with
 // Heartbeat while the handler runs, and every write a worker makes about
@@ -141,6 +149,21 @@ func (l Lease) Check(j *domain.Job, holder string) error {
 // LeaseOf returns the lease of a job that owner just claimed.
 func LeaseOf(job *domain.Job, owner string) Lease {
 	return Lease{JobID: job.ID, Owner: owner, Attempt: job.Attempts}
+}
+
+// ErrorHistory resolves a backend's error history option, how many of a
+// job's failures it keeps in Errors (the newest; Attempts still counts
+// them all): zero means domain.DefaultErrorHistory; a value outside 1 to
+// domain.MaxErrorHistory is an error wrapping domain.ErrInvalid. Every
+// backend keeps its option through it, so all keep the same.
+func ErrorHistory(n int) (int, error) {
+	switch {
+	case n == 0:
+		return domain.DefaultErrorHistory, nil
+	case n < 0 || n > domain.MaxErrorHistory:
+		return 0, fmt.Errorf("error history %d: must be between 1 and %d: %w", n, domain.MaxErrorHistory, domain.ErrInvalid)
+	}
+	return n, nil
 }
 
 // WorkerLost is the error recorded on a job rescued from an expired lease.

@@ -26,8 +26,9 @@ var _ store.Store = (*Store)(nil)
 // changes are serialised by one mutex and published while it is held, which
 // is what guarantees that each job's events leave in version order.
 type Store struct {
-	pub store.Publisher
-	now func() time.Time
+	pub     store.Publisher
+	now     func() time.Time
+	history int // failures kept per job (store.ErrorHistory)
 
 	mu      sync.Mutex
 	seq     int64
@@ -53,15 +54,37 @@ type countKey struct {
 	status domain.Status
 }
 
-// New returns an empty store that reports every change to pub (which may be
-// nil).
+// Options configure a Store. The zero value is usable.
+type Options struct {
+	// Publisher receives every change (nil for none).
+	Publisher store.Publisher
+	// ErrorHistory is how many failures a job keeps (see
+	// store.ErrorHistory); zero means domain.DefaultErrorHistory.
+	ErrorHistory int
+}
+
+// New returns an empty store with the default options that reports every
+// change to pub (which may be nil).
 func New(pub store.Publisher) *Store {
+	s, _ := NewWithOptions(Options{Publisher: pub}) // the zero options are valid
+	return s
+}
+
+// NewWithOptions returns an empty store configured by opts, or an error
+// wrapping domain.ErrInvalid when an option is out of range.
+func NewWithOptions(opts Options) (*Store, error) {
+	history, err := store.ErrorHistory(opts.ErrorHistory)
+	if err != nil {
+		return nil, fmt.Errorf("new memory store: %w", err)
+	}
+	pub := opts.Publisher
 	if pub == nil {
 		pub = store.PublisherFunc(func(*domain.Job) {})
 	}
 	return &Store{
 		pub:     pub,
 		now:     func() time.Time { return time.Now().UTC() },
+		history: history,
 		byID:    make(map[string]*domain.Job),
 		index:   make(map[string]int),
 		byKey:   make(map[string]string),
@@ -69,7 +92,7 @@ func New(pub store.Publisher) *Store {
 		queue:   newRunQueue(),
 		counts:  make(map[countKey]int),
 		leases:  make(map[string]lease),
-	}
+	}, nil
 }
 
 // Create stores a new pending job, or returns the job that already has
@@ -252,7 +275,7 @@ func (s *Store) RescueExpired(ctx context.Context, now time.Time, limit int) ([]
 	slices.Sort(expired) // a stable order for events and tests
 	out := make([]*domain.Job, 0, len(expired))
 	for _, id := range expired {
-		out = append(out, s.apply(s.byID[id], func(j *domain.Job, now time.Time) { j.Rescue(store.WorkerLost, now) }))
+		out = append(out, s.apply(s.byID[id], func(j *domain.Job, now time.Time) { j.Rescue(store.WorkerLost, now, s.history) }))
 	}
 	return out, nil
 }
@@ -264,7 +287,7 @@ func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status,
 		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", l.JobID, status, domain.ErrInvalid)
 	}
 	return s.leased(ctx, "finish", l, func(j *domain.Job, now time.Time) error {
-		j.Finish(status, errMsg, now)
+		j.Finish(status, errMsg, now, s.history)
 		return nil
 	})
 }
@@ -289,7 +312,7 @@ func (s *Store) Progress(ctx context.Context, l store.Lease, percent int) (*doma
 // are left, failed otherwise.
 func (s *Store) Fail(ctx context.Context, l store.Lease, errMsg string, retryAt time.Time) (*domain.Job, error) {
 	return s.leased(ctx, "fail", l, func(j *domain.Job, now time.Time) error {
-		j.Fail(errMsg, retryAt, now)
+		j.Fail(errMsg, retryAt, now, s.history)
 		return nil
 	})
 }

@@ -14,5 +14,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, pub store.Publisher) store.Store { return memory.New(pub) })
+	storetest.Run(t, func(t *testing.T, opts storetest.Options) store.Store {
+		s, err := memory.NewWithOptions(memory.Options{Publisher: opts.Publisher, ErrorHistory: opts.ErrorHistory})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
 }

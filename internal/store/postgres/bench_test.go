@@ -8,6 +8,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/storetest"
 )
 
 // BenchmarkCreate creates jobs one call at a time from 8 goroutines per
@@ -76,4 +77,11 @@ func BenchmarkClaimComplete(b *testing.B) {
 	}
 	wg.Wait()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "jobs/s")
+}
+
+// BenchmarkFailRetryCycles: see storetest.BenchFailRetryCycles.
+func BenchmarkFailRetryCycles(b *testing.B) {
+	storetest.BenchFailRetryCycles(b, func(b *testing.B) store.Store {
+		return openStore(b, newSchema(b), Options{})
+	})
 }

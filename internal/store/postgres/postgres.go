@@ -87,6 +87,9 @@ type Options struct {
 	// connection of its own). Zero keeps pool_max_conns of the URL, or
 	// pgxpool's default.
 	MaxConns int32
+	// ErrorHistory is how many failures a job keeps (see
+	// store.ErrorHistory); zero means domain.DefaultErrorHistory.
+	ErrorHistory int
 
 	// hooks lets this package's tests step into the listener.
 	hooks *testHooks
@@ -154,6 +157,9 @@ func Open(ctx context.Context, databaseURL string, opts Options) (*Store, error)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store: %w", err)
 	}
+	if opts.ErrorHistory, err = store.ErrorHistory(opts.ErrorHistory); err != nil {
+		return nil, fmt.Errorf("open postgres store: %w", err)
+	}
 	if opts.Schema != "" {
 		cfg.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{opts.Schema}.Sanitize()
 	}
@@ -213,7 +219,7 @@ func open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error)
 		clock:      opts.Now,
 		instance:   opts.InstanceID,
 		schema:     schema,
-		sql:        newStatements(channelName(schema), opts.InstanceID),
+		sql:        newStatements(channelName(schema), opts.InstanceID, opts.ErrorHistory),
 		gate:       newGate(opts.Publisher),
 		unsure:     newUnsure(),
 		seq:        newSequencer(opts.Logger),
@@ -309,6 +315,11 @@ func storable(s string) bool { return utf8.ValidString(s) && !strings.ContainsRu
 func storableText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
+
+// errorText is a failure message as the store keeps it: storable, then
+// cut to domain.MaxErrorMessageBytes (after the replacements, which may
+// lengthen it).
+func errorText(msg string) string { return domain.TruncateErrorMessage(storableText(msg)) }
 
 // checkOwner refuses a lease owner no lease can be stored for.
 func checkOwner(owner string) error {
@@ -586,13 +597,13 @@ func (s *Store) RescueExpired(ctx context.Context, now time.Time, limit int) ([]
 
 // Finish moves a leased processing job to a final status. What PostgreSQL
 // text cannot keep of errMsg (NUL characters, invalid UTF-8) is replaced
-// with U+FFFD.
+// with U+FFFD, and a long message is cut (domain.TruncateErrorMessage).
 func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status, errMsg string) (*domain.Job, error) {
 	if !status.Final() {
 		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", l.JobID, status, domain.ErrInvalid)
 	}
 	now := s.now()
-	return s.leased(ctx, "finish", l, s.sql.finish, nil, now, string(status), storableText(errMsg), errorTime(now))
+	return s.leased(ctx, "finish", l, s.sql.finish, nil, now, string(status), errorText(errMsg), errorTime(now))
 }
 
 // Complete moves a leased processing job to completed with a result.
@@ -633,7 +644,7 @@ func (s *Store) Fail(ctx context.Context, l store.Lease, errMsg string, retryAt 
 		retry = &retryAt
 	}
 	now := s.now()
-	return s.leased(ctx, "fail", l, s.sql.fail, nil, now, storableText(errMsg), retry, errorTime(now))
+	return s.leased(ctx, "fail", l, s.sql.fail, nil, now, errorText(errMsg), retry, errorTime(now))
 }
 
 // leased runs a statement that changes the job l names only while l's

@@ -110,8 +110,8 @@ func openListening(t testing.TB, schema string, opts Options) (*Store, *Listener
 }
 
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T, pub store.Publisher) store.Store {
-		return openStore(t, newSchema(t), Options{Publisher: pub})
+	storetest.Run(t, func(t *testing.T, opts storetest.Options) store.Store {
+		return openStore(t, newSchema(t), Options{Publisher: opts.Publisher, ErrorHistory: opts.ErrorHistory})
 	})
 }
 

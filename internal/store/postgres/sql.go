@@ -31,13 +31,19 @@ func changeTail(now string) string {
 const leaveProcessing = `lease_owner = NULL, lease_expires_at = NULL, `
 
 // appendError is the errors history with one more entry for the current
-// attempt.
-func appendError(message, at string) string {
-	return `COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object('attempt', attempts, 'message', ` + message + `, 'at', ` + at + `))`
+// attempt, of which the newest keep entries stay: the lax jsonpath slice
+// starts at the first entry when the history is shorter. A history kept
+// under a larger limit shrinks to keep at once. The trim is part of the
+// statement that appends, so a job's history never exceeds keep, and the
+// row a failure rewrites is as large after thousands of failures as after
+// keep of them.
+func appendError(message, at string, keep int) string {
+	return `jsonb_path_query_array(COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object('attempt', attempts, 'message', ` + message + `, 'at', ` + at + `)), ` +
+		quote(fmt.Sprintf("$[last - %d to last]", max(keep, 1)-1)) + `)`
 }
 
 // statements are the SQL texts that depend on the store's notification
-// channel and instance.
+// channel, instance and error history.
 type statements struct {
 	create, claim, rescue, complete                string
 	finish, progress, release, fail, cancel, retry string
@@ -100,7 +106,7 @@ func noticePrefix(instance string) string {
 	return `{"o":"` + origin + `","j":`
 }
 
-func newStatements(channel, instance string) statements {
+func newStatements(channel, instance string, errorHistory int) statements {
 	// notifying completes a statement that changes jobs (the CTE
 	// "changed", RETURNING jobColumns and prior_writer, after the CTEs in
 	// before) so that it also notifies the channel of the changes, in
@@ -150,7 +156,7 @@ func newStatements(channel, instance string) statements {
 			UPDATE jobs SET
 				status = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts < max_attempts THEN 'pending' ELSE 'failed' END,
 				error = CASE WHEN cancel_requested THEN error ELSE $4 END,
-				errors = CASE WHEN cancel_requested THEN errors ELSE `+appendError("$4::text", "$5::text")+` END,
+				errors = CASE WHEN cancel_requested THEN errors ELSE `+appendError("$4::text", "$5::text", errorHistory)+` END,
 				run_at = CASE WHEN NOT cancel_requested AND attempts < max_attempts THEN $6 ELSE run_at END,
 				started_at = CASE WHEN NOT cancel_requested AND attempts < max_attempts THEN NULL ELSE started_at END,
 				finished_at = CASE WHEN cancel_requested OR attempts >= max_attempts THEN $6 ELSE finished_at END,
@@ -177,7 +183,7 @@ func newStatements(channel, instance string) statements {
 		finish: notifying(``, `
 			UPDATE jobs SET status = $6,
 				error = CASE WHEN $7::text <> '' THEN $7::text ELSE error END,
-				errors = CASE WHEN $6::text = 'failed' THEN `+appendError("CASE WHEN $7::text <> '' THEN $7::text ELSE error END", "$8::text")+` ELSE errors END,
+				errors = CASE WHEN $6::text = 'failed' THEN `+appendError("CASE WHEN $7::text <> '' THEN $7::text ELSE error END", "$8::text", errorHistory)+` ELSE errors END,
 				cancel_requested = false, finished_at = $5, `+leaveProcessing+changeTail("$5")+leased),
 		// $5 now, $6 percent.
 		progress: notifying(``, `
@@ -194,7 +200,7 @@ func newStatements(channel, instance string) statements {
 		fail: notifying(``, `
 			UPDATE jobs SET
 				error = $6,
-				errors = `+appendError("$6::text", "$8::text")+`,
+				errors = `+appendError("$6::text", "$8::text", errorHistory)+`,
 				status = CASE WHEN attempts < max_attempts AND $7::timestamptz IS NOT NULL THEN 'pending' ELSE 'failed' END,
 				run_at = CASE WHEN attempts < max_attempts AND $7::timestamptz IS NOT NULL THEN $7::timestamptz ELSE run_at END,
 				started_at = CASE WHEN attempts < max_attempts AND $7::timestamptz IS NOT NULL THEN NULL ELSE started_at END,

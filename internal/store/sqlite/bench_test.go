@@ -11,6 +11,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/sqlite"
+	"github.com/jobqueue/jobqueue/internal/store/storetest"
 )
 
 // BenchmarkCreate creates single jobs from parallel goroutines
@@ -96,4 +97,11 @@ func fill(b *testing.B, s *sqlite.Store, n int) {
 		}()
 	}
 	wg.Wait()
+}
+
+// BenchmarkFailRetryCycles: see storetest.BenchFailRetryCycles.
+func BenchmarkFailRetryCycles(b *testing.B) {
+	storetest.BenchFailRetryCycles(b, func(b *testing.B) store.Store {
+		return open(b, filepath.Join(b.TempDir(), "jobs.db"), sqlite.Options{})
+	})
 }

@@ -72,14 +72,18 @@ type Options struct {
 	// BusyTimeout bounds the wait for a lock; past it a call fails with an
 	// error wrapping domain.ErrUnavailable. Default DefaultBusyTimeout.
 	BusyTimeout time.Duration
+	// ErrorHistory is how many failures a job keeps (see
+	// store.ErrorHistory); zero means domain.DefaultErrorHistory.
+	ErrorHistory int
 }
 
 // Store is a job store in a SQLite file. It is safe for concurrent use.
 // Returned jobs are fresh snapshots that nothing changes afterwards.
 type Store struct {
-	pub   store.Publisher
-	log   *slog.Logger
-	clock func() time.Time
+	pub     store.Publisher
+	log     *slog.Logger
+	clock   func() time.Time
+	history int // failures kept per job (store.ErrorHistory)
 
 	wdb   *sql.DB // one connection, used only by the writer goroutine
 	rdb   *sql.DB // read-only pool
@@ -100,6 +104,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if path == "" {
 		return nil, fmt.Errorf("open sqlite store: empty path: %w", domain.ErrInvalid)
 	}
+	history, err := store.ErrorHistory(opts.ErrorHistory)
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
+	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite store %s: %w", path, err)
@@ -111,6 +119,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		pub:        opts.Publisher,
 		log:        opts.Logger,
 		clock:      opts.Now,
+		history:    history,
 		writes:     make(chan *writeRequest),
 		closing:    make(chan struct{}),
 		writerDone: make(chan struct{}),
@@ -532,7 +541,7 @@ func (s *Store) RescueExpired(ctx context.Context, now time.Time, limit int) ([]
 		out = make([]*domain.Job, 0, len(expired))
 		for _, old := range expired {
 			j := *old
-			j.Rescue(store.WorkerLost, w.now)
+			j.Rescue(store.WorkerLost, w.now, s.history)
 			if err := w.update(old, &j); err != nil {
 				return err
 			}
@@ -553,7 +562,7 @@ func (s *Store) Finish(ctx context.Context, l store.Lease, status domain.Status,
 		return nil, fmt.Errorf("finish job %s as %s: not a final status: %w", l.JobID, status, domain.ErrInvalid)
 	}
 	return s.leased(ctx, "finish", l, func(j *domain.Job, now time.Time) error {
-		j.Finish(status, errMsg, now)
+		j.Finish(status, errMsg, now, s.history)
 		return nil
 	})
 }
@@ -619,10 +628,13 @@ func (s *Store) Progress(ctx context.Context, l store.Lease, percent int) (*doma
 }
 
 // Fail records a failed attempt: back to pending at retryAt when attempts
-// are left, failed otherwise.
+// are left, failed otherwise. Like every change but Complete it reads the
+// row, applies the domain's rule and writes the row back, in the writer's
+// transaction; the rule keeps the newest Options.ErrorHistory failures, so
+// what a failure reads and writes stops growing there.
 func (s *Store) Fail(ctx context.Context, l store.Lease, errMsg string, retryAt time.Time) (*domain.Job, error) {
 	return s.leased(ctx, "fail", l, func(j *domain.Job, now time.Time) error {
-		j.Fail(errMsg, retryAt, now)
+		j.Fail(errMsg, retryAt, now, s.history)
 		return nil
 	})
 }

@@ -27,8 +27,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestConformance(t *testing.T) {
 	t.Parallel()
-	storetest.Run(t, func(t *testing.T, pub store.Publisher) store.Store {
-		return open(t, filepath.Join(t.TempDir(), "jobs.db"), sqlite.Options{Publisher: pub})
+	storetest.Run(t, func(t *testing.T, opts storetest.Options) store.Store {
+		return open(t, filepath.Join(t.TempDir(), "jobs.db"), sqlite.Options{Publisher: opts.Publisher, ErrorHistory: opts.ErrorHistory})
 	})
 }
 

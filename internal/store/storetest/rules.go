@@ -20,10 +20,11 @@ import (
 // the domain rule applied to the job as it was: a change to a rule in one
 // place fails here until every backend agrees.
 func testRulesAgree(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	P, R, C, F, X := domain.StatusPending, domain.StatusProcessing, domain.StatusCompleted, domain.StatusFailed, domain.StatusCancelled
 	result := json.RawMessage(`{"ok":true}`)
+	keep := domain.DefaultErrorHistory // the store's error history
 	// retryAt is in the future, so a retried job is not claimed by the
 	// claims of later cases.
 	retryAt := time.Date(2100, 1, 2, 3, 4, 5, 6000, time.UTC)
@@ -86,19 +87,25 @@ func testRulesAgree(t *testing.T, newStore NewStore) {
 		}, func(j *domain.Job, now time.Time) (bool, error) { j.Complete(result, now); return false, nil }},
 		{"finish failed", []state{plain(R), cancelRequested, lastAttempt}, func(j *domain.Job) (*domain.Job, error) {
 			return s.Finish(ctx, lease(j), F, "boom")
-		}, func(j *domain.Job, now time.Time) (bool, error) { j.Finish(F, "boom", now); return false, nil }},
+		}, func(j *domain.Job, now time.Time) (bool, error) { j.Finish(F, "boom", now, keep); return false, nil }},
 		{"finish cancelled", []state{plain(R), cancelRequested}, func(j *domain.Job) (*domain.Job, error) {
 			return s.Finish(ctx, lease(j), X, "")
-		}, func(j *domain.Job, now time.Time) (bool, error) { j.Finish(X, "", now); return false, nil }},
+		}, func(j *domain.Job, now time.Time) (bool, error) { j.Finish(X, "", now, keep); return false, nil }},
 		{"finish completed", []state{plain(R)}, func(j *domain.Job) (*domain.Job, error) {
 			return s.Finish(ctx, lease(j), C, "")
-		}, func(j *domain.Job, now time.Time) (bool, error) { j.Finish(C, "", now); return false, nil }},
+		}, func(j *domain.Job, now time.Time) (bool, error) { j.Finish(C, "", now, keep); return false, nil }},
 		{"fail with retry", []state{plain(R), cancelRequested, lastAttempt}, func(j *domain.Job) (*domain.Job, error) {
 			return s.Fail(ctx, lease(j), "flaky", retryAt)
-		}, func(j *domain.Job, now time.Time) (bool, error) { j.Fail("flaky", retryAt, now); return false, nil }},
+		}, func(j *domain.Job, now time.Time) (bool, error) {
+			j.Fail("flaky", retryAt, now, keep)
+			return false, nil
+		}},
 		{"fail for good", []state{plain(R)}, func(j *domain.Job) (*domain.Job, error) {
 			return s.Fail(ctx, lease(j), "fatal", time.Time{})
-		}, func(j *domain.Job, now time.Time) (bool, error) { j.Fail("fatal", time.Time{}, now); return false, nil }},
+		}, func(j *domain.Job, now time.Time) (bool, error) {
+			j.Fail("fatal", time.Time{}, now, keep)
+			return false, nil
+		}},
 		{"progress", []state{plain(R)}, func(j *domain.Job) (*domain.Job, error) {
 			return s.Progress(ctx, lease(j), 40)
 		}, func(j *domain.Job, now time.Time) (bool, error) { return false, j.SetProgress(40) }},
@@ -130,7 +137,10 @@ func testRulesAgree(t *testing.T, newStore NewStore) {
 				}
 			}
 			return nil, errors.New("not rescued")
-		}, func(j *domain.Job, now time.Time) (bool, error) { j.Rescue(store.WorkerLost, now); return false, nil }},
+		}, func(j *domain.Job, now time.Time) (bool, error) {
+			j.Rescue(store.WorkerLost, now, keep)
+			return false, nil
+		}},
 		{"cancel", []state{plain(P), plain(R)}, func(j *domain.Job) (*domain.Job, error) {
 			return s.Cancel(ctx, j.ID)
 		}, func(j *domain.Job, now time.Time) (bool, error) { return false, j.Cancel(now) }},

@@ -1,7 +1,10 @@
 // Package storetest is the conformance suite of the store.Store contract.
 // Every backend runs it from its own tests:
 //
-//	storetest.Run(t, func(t *testing.T, pub store.Publisher) store.Store { return memory.New(pub) })
+//	storetest.Run(t, func(t *testing.T, opts storetest.Options) store.Store {
+//		s, err := memory.NewWithOptions(memory.Options{Publisher: opts.Publisher, ErrorHistory: opts.ErrorHistory})
+//		...
+//	})
 //
 // A backend is done when it passes the whole suite. Backends may keep times
 // at microsecond precision; the times they return are the ones they keep.
@@ -22,8 +25,18 @@ import (
 	"github.com/jobqueue/jobqueue/internal/store"
 )
 
-// NewStore returns a fresh, empty store that reports changes to pub.
-type NewStore func(t *testing.T, pub store.Publisher) store.Store
+// NewStore returns a fresh, empty store configured by opts.
+type NewStore func(t *testing.T, opts Options) store.Store
+
+// Options are what the suite configures in the stores it asks for: each
+// backend passes them to its own options.
+type Options struct {
+	// Publisher receives every change of the store (nil for none).
+	Publisher store.Publisher
+	// ErrorHistory is how many failures a job keeps (zero for the
+	// default, domain.DefaultErrorHistory; see store.ErrorHistory).
+	ErrorHistory int
+}
 
 // Run runs every conformance test against stores made by newStore.
 func Run(t *testing.T, newStore NewStore) {
@@ -40,6 +53,8 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("FailRetries", func(t *testing.T) { t.Parallel(); testFailRetries(t, newStore) })
 	t.Run("Cancel", func(t *testing.T) { t.Parallel(); testCancel(t, newStore) })
 	t.Run("RetryKeepsHistory", func(t *testing.T) { t.Parallel(); testRetryKeepsHistory(t, newStore) })
+	t.Run("ErrorHistory", func(t *testing.T) { t.Parallel(); testErrorHistory(t, newStore) })
+	t.Run("ErrorMessageCap", func(t *testing.T) { t.Parallel(); testErrorMessageCap(t, newStore) })
 	t.Run("Stats", func(t *testing.T) { t.Parallel(); testStats(t, newStore) })
 	t.Run("IdempotencyKey", func(t *testing.T) { t.Parallel(); testIdempotencyKey(t, newStore) })
 	t.Run("ProgressAndResult", func(t *testing.T) { t.Parallel(); testProgressAndResult(t, newStore) })
@@ -111,7 +126,7 @@ func mustCreate(t *testing.T, s store.Store, typ string) *domain.Job {
 
 func testCreateAndGet(t *testing.T, newStore NewStore) {
 	rec := &recorder{}
-	s := newStore(t, rec)
+	s := newStore(t, Options{Publisher: rec})
 	ctx := context.Background()
 	j, err := s.Create(ctx, domain.NewJob{Type: "email", Payload: json.RawMessage(`{"to":"a@b.c"}`)})
 	if err != nil {
@@ -140,7 +155,7 @@ func testCreateAndGet(t *testing.T, newStore NewStore) {
 }
 
 func testGetUnknown(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	if _, err := s.Get(ctx, "no-such-job"); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("get unknown: err = %v, want ErrNotFound", err)
@@ -162,7 +177,7 @@ func testGetUnknown(t *testing.T, newStore NewStore) {
 
 func testLifecycle(t *testing.T, newStore NewStore) {
 	rec := &recorder{}
-	s := newStore(t, rec)
+	s := newStore(t, Options{Publisher: rec})
 	ctx := context.Background()
 	j := mustCreate(t, s, "email")
 
@@ -240,7 +255,7 @@ func putJob(t *testing.T, s store.Store, nj domain.NewJob, st domain.Status) *do
 }
 
 func testTransitions(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	type op struct {
 		name string
@@ -300,7 +315,7 @@ func testTransitions(t *testing.T, newStore NewStore) {
 
 func testCancel(t *testing.T, newStore NewStore) {
 	rec := &recorder{}
-	s := newStore(t, rec)
+	s := newStore(t, Options{Publisher: rec})
 	ctx := context.Background()
 
 	pending := mustCreate(t, s, "c")
@@ -355,7 +370,7 @@ func testCancel(t *testing.T, newStore NewStore) {
 }
 
 func testRetryKeepsHistory(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	j := mustCreate(t, s, "r")
 	for attempt := 1; attempt <= 2; attempt++ {
@@ -381,7 +396,7 @@ func testRetryKeepsHistory(t *testing.T, newStore NewStore) {
 }
 
 func testStats(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	put(t, s, domain.StatusPending)
 	put(t, s, domain.StatusPending)
@@ -410,7 +425,7 @@ func testConcurrentClaims(t *testing.T, newStore NewStore) {
 		jobs     = 1000
 		claimers = 16
 	)
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	index := make(map[string]int, jobs)
 	for i := range jobs {
@@ -457,7 +472,7 @@ func testConcurrentClaims(t *testing.T, newStore NewStore) {
 
 func testEventsInVersionOrder(t *testing.T, newStore NewStore) {
 	rec := &recorder{}
-	s := newStore(t, rec)
+	s := newStore(t, Options{Publisher: rec})
 	ctx := context.Background()
 	const n = 200
 	var wg sync.WaitGroup
@@ -497,7 +512,7 @@ func testEventsInVersionOrder(t *testing.T, newStore NewStore) {
 }
 
 func testList(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	var made []*domain.Job
 	for i := 0; i < 10; i++ {
@@ -567,7 +582,7 @@ func testList(t *testing.T, newStore NewStore) {
 }
 
 func testClaimOrder(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	now := time.Now()
 	create := func(prio int, runAt time.Time) *domain.Job {
@@ -623,7 +638,7 @@ func testClaimOrder(t *testing.T, newStore NewStore) {
 }
 
 func testFailRetries(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	j, err := s.Create(ctx, domain.NewJob{Type: "f", MaxAttempts: 2})
 	if err != nil || j.MaxAttempts != 2 || j.RunAt.IsZero() {
@@ -663,7 +678,7 @@ func testFailRetries(t *testing.T, newStore NewStore) {
 }
 
 func testSnapshots(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	j := mustCreate(t, s, "snap")
 	c, l := claimID(t, s, j.ID)
@@ -689,7 +704,7 @@ func ids(jobs []*domain.Job) string {
 // A cancel racing a claim must cancel the job either way: at once if it
 // came first, through CancelRequested if the claim did. Never a conflict.
 func testCancelRacingClaim(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	for range 2000 {
 		j := mustCreate(t, s, "race")
@@ -711,7 +726,7 @@ func testCancelRacingClaim(t *testing.T, newStore NewStore) {
 
 func testIdempotencyKey(t *testing.T, newStore NewStore) {
 	rec := &recorder{}
-	s := newStore(t, rec)
+	s := newStore(t, Options{Publisher: rec})
 	ctx := context.Background()
 	const racers = 32
 	ids := make([]string, racers)
@@ -760,7 +775,7 @@ func testIdempotencyKey(t *testing.T, newStore NewStore) {
 
 func testDeleteFinished(t *testing.T, newStore NewStore) {
 	rec := &recorder{}
-	s := newStore(t, rec)
+	s := newStore(t, Options{Publisher: rec})
 	ctx := context.Background()
 	done := put(t, s, domain.StatusCompleted)
 	failed := put(t, s, domain.StatusFailed)
@@ -814,7 +829,7 @@ func testDeleteFinished(t *testing.T, newStore NewStore) {
 }
 
 func testProgressAndResult(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	j := put(t, s, domain.StatusProcessing)
 	l := lease(j)
@@ -849,7 +864,7 @@ func testProgressAndResult(t *testing.T, newStore NewStore) {
 
 func testLeases(t *testing.T, newStore NewStore) {
 	rec := &recorder{}
-	s := newStore(t, rec)
+	s := newStore(t, Options{Publisher: rec})
 	ctx := context.Background()
 	// Claims happen "a minute from now", after every job made below is due.
 	t0 := time.Now().Add(time.Minute).UTC().Truncate(time.Microsecond)
@@ -971,7 +986,7 @@ func testLeases(t *testing.T, newStore NewStore) {
 // A worker finishing its attempt races the rescuer that decided its lease
 // expired: exactly one of them wins, and the loser changes nothing.
 func testLostLeaseRace(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	completed, rescued := 0, 0
 	for i := range 300 {
@@ -1030,7 +1045,7 @@ func testLostLeaseRace(t *testing.T, newStore NewStore) {
 // longest finished jobs first, whatever the order of creation: a bounded
 // call never leaves the oldest behind.
 func testOldestFirst(t *testing.T, newStore NewStore) {
-	s := newStore(t, nil)
+	s := newStore(t, Options{})
 	ctx := context.Background()
 	// Created a, b, c; leases expiring c, a, b.
 	expiries := []time.Duration{2 * time.Second, 3 * time.Second, time.Second}
