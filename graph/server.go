@@ -48,7 +48,7 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
-	srv.Use(extension.FixedComplexityLimit(opts.ComplexityLimit))
+	srv.Use(&complexityLimit{limit: opts.ComplexityLimit})
 	srv.AroundOperations(subscriptionsOverHTTP)
 	srv.SetErrorPresenter(ErrorPresenter(r.Logger))
 	srv.SetRecoverFunc(Recover(r.Logger))

@@ -83,6 +83,11 @@ func subscriptionsOverHTTP(ctx context.Context, next graphql.OperationHandler) g
 	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
 		return next(ctx)
 	}
+	if oc.Headers.Get("Upgrade") != "" {
+		// A websocket: the transport drives the subscription (Feed), and
+		// an idle subscriber should hold nothing more.
+		return next(ctx)
+	}
 	if !IsStream(oc.Headers) {
 		// gqlgen would wait for the first change and answer with it
 		// alone, holding the request open indefinitely.

@@ -65,8 +65,10 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 // (Server-Sent Events). http.Server.Shutdown does not end them (it would
 // wait for them), so the server ends them itself through CloseAll once the
 // workers have stopped, and waits for them with Wait. Websockets are the
-// websocket transport's to track and close: their handler returns once the
-// connection is upgraded, so tracking one here costs nothing. Safe for
+// websocket transport's to track and close, and pass untouched: their
+// handler returns once the connection is upgraded, while the connection
+// keeps the request's context (for its values) for its whole life, so a
+// context made here would stay with every idle connection. Safe for
 // concurrent use.
 type Streams struct {
 	ctx    context.Context
@@ -82,7 +84,7 @@ func NewStreams() *Streams {
 
 func (s *Streams) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !graph.IsStream(r.Header) {
+		if !graph.IsStream(r.Header) || r.Header.Get("Upgrade") != "" {
 			next.ServeHTTP(w, r)
 			return
 		}

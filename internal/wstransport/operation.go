@@ -116,8 +116,7 @@ type operation struct {
 	c      *conn
 	id     string
 	idJSON []byte   // id as a JSON string
-	key    string   // document, operation name and variables; "" when not shareable
-	group  *opGroup // its shared results (with key), set before it starts
+	group  *opGroup // its shared results; nil when not shareable; set before it starts
 	// released: group given back (under conn.mu)
 	released bool
 	cancel   context.CancelFunc
@@ -182,7 +181,7 @@ func (c *conn) endAllLocked() []*operation {
 func (op *operation) releaseLocked() {
 	if op.group != nil && !op.released {
 		op.released = true
-		op.c.t.results.release(op.key, op.group)
+		op.c.t.results.release(op.group)
 	}
 }
 
@@ -344,7 +343,7 @@ func (op *operation) begin() {
 		}
 		c.subs++
 		if key != "" {
-			op.key, op.group = key, c.t.results.acquire(key)
+			op.group = c.t.results.acquire(key)
 		}
 	}
 	c.mu.Unlock()
