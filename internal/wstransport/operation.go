@@ -299,7 +299,7 @@ func (op *operation) begin() {
 		return
 	}
 	params.ReadTime = graphql.TraceTiming{Start: op.received, End: graphql.Now()}
-	params.Headers = c.header
+	params.Headers = websocketHeader
 
 	rc, errs := c.exec.CreateOperationContext(ctx, params)
 	if errs != nil {
