@@ -202,7 +202,9 @@ type Filter struct {
 
 // Subscribe registers a subscription. It ends when ctx is done, when the
 // broker closes, when (for an ID filter) the job reaches a final state, or
-// with ErrSlowSubscriber (see Err).
+// with ErrSlowSubscriber (see Err). A ctx that is never done (see
+// context.WithoutCancel) is not watched, which spares the subscription a
+// registration with ctx: its owner ends it with Close.
 func (b *Broker) Subscribe(ctx context.Context, f Filter) (*Subscription, error) {
 	s := &Subscription{
 		b:      b,
@@ -225,6 +227,9 @@ func (b *Broker) Subscribe(ctx context.Context, f Filter) (*Subscription, error)
 		b.byJob[f.ID] = append(b.byJob[f.ID], s)
 	}
 	b.subsMu.Unlock()
+	if ctx.Done() == nil {
+		return s, nil
+	}
 	stop := context.AfterFunc(ctx, func() { b.unsubscribe(s) })
 	s.mu.Lock()
 	s.stopWatch = stop

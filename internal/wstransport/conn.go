@@ -285,7 +285,7 @@ func (c *conn) closeWith(code int, reason string) {
 	c.kickLocked()
 	c.mu.Unlock()
 	for _, op := range ops {
-		op.cancel()
+		op.stop()
 	}
 }
 
