@@ -327,7 +327,9 @@ func (op *operation) begin() {
 	}
 	payload := op.payload
 	op.payload = nil
-	ctx := graphql.StartOperationTrace(op.base)
+	// Only CreateOperationContext reads the trace's start: the context
+	// the operation runs under, which a subscription keeps, goes without.
+	traced := graphql.StartOperationTrace(op.base)
 	params := &graphql.RawParams{}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
@@ -346,9 +348,9 @@ func (op *operation) begin() {
 	params.ReadTime = graphql.TraceTiming{Start: op.received, End: graphql.Now()}
 	params.Headers = websocketHeader
 
-	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	rc, errs := c.exec.CreateOperationContext(traced, params)
 	if errs != nil {
-		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		resp := c.exec.DispatchError(graphql.WithOperationContext(traced, rc), errs)
 		var typ string
 		var b []byte
 		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
@@ -393,7 +395,7 @@ func (op *operation) begin() {
 	}
 	c.mu.Unlock()
 
-	ctx = graphql.WithOperationContext(ctx, rc)
+	ctx := op.base // DispatchOperation adds rc itself
 	if op.sub {
 		ctx = context.WithValue(ctx, operationKey{}, op)
 	}
