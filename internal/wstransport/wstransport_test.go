@@ -49,7 +49,7 @@ type bundle struct {
 
 // setup serves the project's GraphQL schema (no workers) with only the
 // websocket transport, built by opts.
-func setup(t *testing.T, opts wstransport.Options) *bundle {
+func setup(t testing.TB, opts wstransport.Options) *bundle {
 	t.Helper()
 	b := &bundle{}
 	b.broker = broker.New(broker.Options{})
@@ -208,7 +208,7 @@ const oneJob = `subscription($id: ID) { jobUpdated(id: $id) { id status version 
 
 // waitFor polls cond (state the test cannot wait on otherwise, such as the
 // broker's subscriber count) until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitBound)
 	for !cond() {
