@@ -14,11 +14,11 @@ import (
 
 // The incoming side of a connection.
 //
-// A connection keeps one goroutine for its whole life, and its stack is
-// most of what an idle connection costs: a stack grows while a deep call
-// runs on it and only shrinks to a quarter of its use, so a reader that
-// handled a message on its own stack would keep 4 KiB or more. Reading is
-// therefore split in two. While nothing arrives, the connection's goroutine
+// A connection keeps one goroutine for its whole life, and its stack is a
+// large part of what an idle connection costs: a stack grows while a deep
+// call runs on it, and the runtime halves it only while less than a quarter
+// is in use, so a reader that handled a message on its own stack would keep
+// 4 KiB or more. Reading is therefore split in two. While nothing arrives, the connection's goroutine
 // is wait, whose stack stays shallow: it holds no buffer and no frame state,
 // and blocks reading one byte. When that byte comes, wait hands the
 // connection to a new goroutine, serve, and exits; serve reads the frames
