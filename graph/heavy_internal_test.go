@@ -11,6 +11,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
@@ -103,5 +104,36 @@ func TestConformHTTPAskedStatus(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/query", strings.NewReader(`{}`)))
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || rec.Body.String() != `{"errors":[]}` {
 		t.Fatalf("%d Retry-After %q %s, want 503 with Retry-After and the body", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+}
+
+// The complexity limit records the figure heavyOperations reads for
+// queries and mutations, and not for subscriptions.
+func TestComplexityRecordedForQueriesOnly(t *testing.T) {
+	schema := NewExecutableSchema(Config{Resolvers: &Resolver{}})
+	c := &complexityLimit{limit: 25000}
+	if err := c.Validate(schema); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		query string
+		stats bool
+	}{
+		{`{ jobs(first: 10) { nodes { id } } }`, true},
+		{`mutation { createJob(input: {type: "t"}) { id } }`, true},
+		{`subscription { jobUpdated { id } }`, false},
+	} {
+		doc, errs := gqlparser.LoadQuery(schema.Schema(), tc.query)
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		oc := &graphql.OperationContext{Doc: doc, Operation: doc.Operations[0]}
+		ctx := graphql.WithOperationContext(context.Background(), oc)
+		if err := c.MutateOperationContext(ctx, oc); err != nil {
+			t.Fatal(err)
+		}
+		if got := extension.GetComplexityStats(ctx); (got != nil) != tc.stats || (got != nil && got.Complexity < 2) {
+			t.Fatalf("%s: complexity stats %+v, want recorded: %v", tc.query, got, tc.stats)
+		}
 	}
 }

@@ -81,7 +81,7 @@ func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *dom
 	if typ != nil {
 		req.Type = *typ
 	}
-	sub, err := r.Service.Watch(ctx, req)
+	sub, err := r.Service.Watch(watchContext(ctx), req)
 	if err != nil {
 		return nil, watchError(ctx, req, err)
 	}

@@ -57,7 +57,7 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
-	srv.Use(extension.FixedComplexityLimit(opts.ComplexityLimit))
+	srv.Use(&complexityLimit{limit: opts.ComplexityLimit})
 	srv.AroundOperations(subscriptionsOverHTTP)
 	if opts.HeavySlots > 0 {
 		srv.AroundOperations(newHeavyOperations(opts.HeavyComplexity, opts.HeavySlots).intercept)

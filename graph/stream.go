@@ -18,9 +18,10 @@ import (
 // On a websocket the transport (wstransport) drives the broker subscription
 // itself: deliver hands it over with wstransport.Feed, and the transport
 // takes changes when the connection can write them, shares one execution
-// and encoding among subscribers of the same operation, and ends the
+// and encoding among subscribers of the same operation, ends the
 // subscription with the protocol's error message when the broker gives up
-// on it (SLOW_SUBSCRIBER).
+// on it (SLOW_SUBSCRIBER), and closes it when the operation ends, so it is
+// made without a watch on the operation's context (watchContext).
 //
 // Over Server-Sent Events (gqlgen's transport.SSE) gqlgen reads the broker's
 // channel; subscriptionsOverHTTP acknowledges each change to the broker
@@ -37,6 +38,17 @@ func deliver(ctx context.Context, sub *broker.Subscription) <-chan *domain.Job {
 		s.sub = sub
 	}
 	return sub.C()
+}
+
+// watchContext is the context a jobUpdated subscription is made under. The
+// broker watches a cancellable one with a registration that every idle
+// subscriber would keep; on a websocket the transport closes the
+// subscription instead.
+func watchContext(ctx context.Context) context.Context {
+	if wstransport.Feeds(ctx) {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // presentedEnd is a broker subscription whose end error is the client's
@@ -81,6 +93,11 @@ type httpStreamKey struct{}
 func subscriptionsOverHTTP(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	oc := graphql.GetOperationContext(ctx)
 	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
+		return next(ctx)
+	}
+	if oc.Headers.Get("Upgrade") != "" {
+		// A websocket: the transport drives the subscription (Feed), and
+		// an idle subscriber should hold nothing more.
 		return next(ctx)
 	}
 	if !IsStream(oc.Headers) {

@@ -210,7 +210,9 @@ type Filter struct {
 
 // Subscribe registers a subscription. It ends when ctx is done, when the
 // broker closes, when (for an ID filter) the job reaches a final state, or
-// with ErrSlowSubscriber (see Err).
+// with ErrSlowSubscriber (see Err). A ctx that is never done (see
+// context.WithoutCancel) is not watched, which spares the subscription a
+// registration with ctx: its owner ends it with Close.
 func (b *Broker) Subscribe(ctx context.Context, f Filter) (*Subscription, error) {
 	s := &Subscription{
 		b:      b,
@@ -234,6 +236,9 @@ func (b *Broker) Subscribe(ctx context.Context, f Filter) (*Subscription, error)
 	}
 	b.subscribersChangedLocked()
 	b.subsMu.Unlock()
+	if ctx.Done() == nil {
+		return s, nil
+	}
 	stop := context.AfterFunc(ctx, func() { b.unsubscribe(s) })
 	s.mu.Lock()
 	s.stopWatch = stop

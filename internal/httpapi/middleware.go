@@ -106,8 +106,11 @@ func recoverPanics(log *slog.Logger, next http.Handler) http.Handler {
 // Streams tracks the long-lived requests of the GraphQL endpoint
 // (Server-Sent Events). http.Server.Shutdown does not end them (it would
 // wait for them), so Run ends them once the server's shutdown gets to it.
-// Websockets are the websocket transport's to track and close: their
-// handler returns once the connection is upgraded. Safe for concurrent use.
+// Websockets are the websocket transport's to track and close, and pass
+// untouched: their handler returns once the connection is upgraded, while
+// the connection keeps the request's context (for its values) for its
+// whole life, so a context made here would stay with every idle
+// connection. Safe for concurrent use.
 type Streams struct {
 	ctx    context.Context // cancelled once Run's ctx is done
 	cancel context.CancelFunc
@@ -126,7 +129,7 @@ func NewStreams() *Streams {
 
 func (s *Streams) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !graph.IsStream(r.Header) {
+		if !graph.IsStream(r.Header) || r.Header.Get("Upgrade") != "" {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -26,20 +26,20 @@ const (
 	CloseTooManyInitRequest = 4429
 )
 
-// conn is one websocket connection. Its reader goroutine (read) owns the
-// fields marked "reader"; everything under mu is shared with the writer
-// goroutine, the keep-alive timer and the sources' callbacks.
+// conn is one websocket connection. Its reading goroutine (wait, then
+// serve, then wait again: see reader.go) owns the fields marked "reader";
+// everything under mu is shared with the writer goroutine, the keep-alive
+// timer and the sources' callbacks.
 type conn struct {
 	t      *Transport
 	sock   net.Conn // the hijacked connection
-	ws     *websocket.Conn
 	exec   graphql.GraphExecutor
-	header http.Header
 	legacy bool // graphql-ws (subscriptions-transport-ws)
 
 	ctx context.Context // the connection's: the upgrade request's values
 
 	// reader
+	first    [1]byte // read by wait
 	initSeen bool
 	acked    bool
 	opCtx    context.Context // from Options.InitFunc
@@ -58,7 +58,6 @@ type conn struct {
 	failed     error // first socket write error
 	pingTimer  *time.Timer
 	pongDue    time.Time // read deadline set by keep-alive; zero until the first ping
-	upgraded   bool      // the 101 response is queued: raw writes are frames from now on
 }
 
 // websocketHeader is what operations on a websocket see as their request
@@ -69,8 +68,8 @@ type conn struct {
 var websocketHeader = http.Header{"Upgrade": {"websocket"}}
 
 // hijacker is the http.ResponseWriter given to gorilla's Upgrade: its
-// Hijack creates the connection, whose sockConn gorilla then writes to
-// (the 101 response, and later its control frames).
+// Hijack creates the connection, whose sockConn gorilla then writes the 101
+// response to.
 type hijacker struct {
 	http.ResponseWriter
 	t   *Transport
@@ -95,11 +94,11 @@ func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (h *hijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // releaseBuffers shrinks, in place, the bufio.Reader and Writer Hijack
-// returned (net/http's 4 KiB each per connection): gorilla reads through its
-// own buffer (ReadBufferSize is set) after checking this one holds no client
-// data, and formatted the 101 response into the writer's buffer, already
-// queued. Should anything still use them, the reader reports EOF and the
-// writer discards.
+// returned (net/http's 4 KiB each per connection): the transport reads the
+// socket itself, gorilla checked this reader holds no client data, and
+// formatted the 101 response into the writer's buffer, already queued.
+// Should anything still use them, the reader reports EOF and the writer
+// discards.
 func (h *hijacker) releaseBuffers() {
 	if h.brw == nil {
 		return
@@ -113,10 +112,10 @@ type eofReader struct{}
 
 func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
-// sockConn is the net.Conn gorilla sees: its writes (the 101 response,
-// pongs, close frames; each one whole frame per call) join the
-// connection's queue, in order with the transport's own frames. Write
-// deadlines belong to the writer goroutine, so they are ignored here.
+// sockConn is the net.Conn gorilla sees during the handshake: its write
+// (the 101 response) joins the connection's queue, in front of the
+// transport's own frames. Write deadlines belong to the writer goroutine,
+// so they are ignored here.
 type sockConn struct {
 	net.Conn
 	c *conn
@@ -142,14 +141,10 @@ func (c *conn) abandon() {
 	c.t.goDone()
 }
 
-// start runs the connection on a new reader goroutine; Do returns after it.
+// start runs the connection on its reading goroutine; Do returns after it.
+// Of gorilla's connection only the negotiated subprotocol is kept.
 func (c *conn) start(ws *websocket.Conn, r *http.Request, exec graphql.GraphExecutor) {
-	c.mu.Lock()
-	c.upgraded = true
-	c.mu.Unlock()
-	c.ws = ws
 	c.exec = exec
-	c.header = websocketHeader
 	c.legacy = ws.Subprotocol() != protocolTransport
 	// The request's context ends when Do returns; its values stay. It is
 	// not cancelled when the connection closes either: each operation's
@@ -157,11 +152,10 @@ func (c *conn) start(ws *websocket.Conn, r *http.Request, exec graphql.GraphExec
 	// cancellable parent with children.
 	c.ctx = context.WithoutCancel(r.Context())
 	c.opCtx = c.ctx
-	ws.SetReadLimit(c.t.opts.ReadLimit)
-	if c.t.opts.KeepAlive > 0 {
-		ws.SetPongHandler(c.pong)
+	if d := c.t.opts.InitTimeout; d > 0 {
+		_ = c.sock.SetReadDeadline(time.Now().Add(d))
 	}
-	go c.read()
+	go c.wait()
 }
 
 // inMessage is a client message of either protocol.
@@ -171,35 +165,6 @@ type inMessage struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// read is the connection's reader goroutine. It exits once the socket
-// fails or is closed (by the writer after a close frame, or on a write
-// error), ending the connection's operations first.
-func (c *conn) read() {
-	defer c.t.goDone()
-	defer c.t.untrack(c)
-	if d := c.t.opts.InitTimeout; d > 0 {
-		_ = c.sock.SetReadDeadline(time.Now().Add(d))
-	}
-	for {
-		_, r, err := c.ws.NextReader()
-		if err != nil {
-			c.readFailed(err)
-			return
-		}
-		var m inMessage
-		if err := json.NewDecoder(r).Decode(&m); err != nil {
-			if c.legacy {
-				c.queueConnectionError("invalid json")
-			}
-			c.closeWith(CloseBadRequest, "Invalid message received")
-			return
-		}
-		if !c.handle(&m) {
-			return
-		}
-	}
-}
-
 // readFailed ends the connection after a failed read.
 func (c *conn) readFailed(err error) {
 	var ne net.Error
@@ -207,9 +172,8 @@ func (c *conn) readFailed(err error) {
 	case !c.acked && c.t.opts.InitTimeout > 0 && errors.As(err, &ne) && ne.Timeout():
 		c.closeWith(CloseInitTimeout, "Connection initialisation timeout")
 	default:
-		// The peer closed (gorilla answered its close frame), the read
-		// limit was exceeded (gorilla sent 1009), keep-alive expired, or
-		// the socket is gone: nothing more to say.
+		// The peer left, keep-alive expired, or the socket is gone:
+		// nothing more to say.
 		c.closeWith(0, "")
 	}
 }
@@ -321,7 +285,7 @@ func (c *conn) closeWith(code int, reason string) {
 	c.kickLocked()
 	c.mu.Unlock()
 	for _, op := range ops {
-		op.cancel()
+		op.stop()
 	}
 }
 
@@ -387,12 +351,11 @@ func (c *conn) keepAlive() {
 }
 
 // pong moves the keep-alive read deadline; it runs on the reader.
-func (c *conn) pong(string) error {
+func (c *conn) pong() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closing {
 		c.pongDue = time.Now().Add(2 * c.t.opts.KeepAlive)
 		_ = c.sock.SetReadDeadline(c.pongDue)
 	}
-	return nil
 }

@@ -28,6 +28,9 @@ type Source[T any] interface {
 	// closed (at once if one already waits). f does not block and does not
 	// call back into the source.
 	OnReady(f func())
+	// Close ends the stream early; C then closes. It may be called more
+	// than once, also after the stream ended by itself.
+	Close()
 }
 
 // Feed makes the transport drive a subscription's source: on a connection
@@ -36,19 +39,45 @@ type Source[T any] interface {
 // write, puts it into that channel (of one slot) and calls gqlgen's
 // response handler on its own writer goroutine, so the generated code never
 // waits; subscribers of one operation share the result of one execution on
-// one value (T's equality says "the same value"). Elsewhere (Server-Sent
-// Events) it returns nil and false: serve src.C() as usual.
+// one value (T's equality says "the same value"). The transport closes src
+// when the operation ends (at once, if it ended while the resolver ran), so
+// src need not watch ctx. Elsewhere (Server-Sent Events) it returns nil and
+// false: serve src.C() as usual.
 //
 // Call it from the subscription resolver, at most once per operation.
 func Feed[T comparable](ctx context.Context, src Source[T]) (<-chan T, bool) {
-	op, _ := ctx.Value(operationKey{}).(*operation)
-	if op == nil || op.feed != nil {
+	op := feedable(ctx)
+	if op == nil {
 		return nil, false
 	}
 	f := &feed[T]{src: src, ch: make(chan T, 1)}
+	c := op.c
+	c.mu.Lock()
 	op.feed = f
+	done := op.done
+	c.mu.Unlock()
+	if done {
+		src.Close()
+	}
 	src.OnReady(op.wake)
 	return f.ch, true
+}
+
+// Feeds reports whether Feed will take a source for the operation of ctx.
+// A resolver that creates its source only for Feed can then create it
+// without a watch on ctx (context.WithoutCancel), which would cost every
+// idle subscription its registration: the transport ends the source.
+func Feeds(ctx context.Context) bool { return feedable(ctx) != nil }
+
+// feedable returns the operation of ctx if Feed may take its source.
+// op.feed is set only by Feed, on the writer goroutine, where resolvers
+// run.
+func feedable(ctx context.Context) *operation {
+	op, _ := ctx.Value(operationKey{}).(*operation)
+	if op == nil || op.feed != nil {
+		return nil
+	}
+	return op
 }
 
 // Fail makes a subscription that cannot start end with the protocol's
@@ -75,6 +104,7 @@ type feeder interface {
 	load()
 	ack()
 	err() error
+	close()
 }
 
 type feed[T comparable] struct {
@@ -106,6 +136,7 @@ func (f *feed[T]) load() {
 
 func (f *feed[T]) ack()       { f.src.Ack() }
 func (f *feed[T]) err() error { return f.src.Err() }
+func (f *feed[T]) close()     { f.src.Close() }
 
 // operation is one operation of a connection, from its subscribe (start)
 // message to its end. The reader creates it (id, base, cancel, payload);
@@ -116,8 +147,7 @@ type operation struct {
 	c      *conn
 	id     string
 	idJSON []byte   // id as a JSON string
-	key    string   // document, operation name and variables; "" when not shareable
-	group  *opGroup // its shared results (with key), set before it starts
+	group  *opGroup // its shared results; nil when not shareable; set before it starts
 	// released: group given back (under conn.mu)
 	released bool
 	cancel   context.CancelFunc
@@ -127,7 +157,7 @@ type operation struct {
 	payload  json.RawMessage // the subscribe message's, until begin
 	received time.Time
 
-	feed    feeder
+	feed    feeder // set under conn.mu, by the writer
 	failed  gqlerror.List
 	handler graphql.ResponseHandler
 	ctx     context.Context
@@ -182,7 +212,7 @@ func (c *conn) endAllLocked() []*operation {
 func (op *operation) releaseLocked() {
 	if op.group != nil && !op.released {
 		op.released = true
-		op.c.t.results.release(op.key, op.group)
+		op.c.t.results.release(op.group)
 	}
 }
 
@@ -209,11 +239,25 @@ func (c *conn) endLocked(op *operation, typ string, payload []byte) bool {
 	return true
 }
 
+// stop ends the context and the source of op, once it is done (endLocked
+// or endAllLocked). conn.mu is not held: closing the source calls back
+// (wake).
+func (op *operation) stop() {
+	op.cancel()
+	c := op.c
+	c.mu.Lock()
+	f := op.feed
+	c.mu.Unlock()
+	if f != nil {
+		f.close()
+	}
+}
+
 func (c *conn) end(op *operation, typ string, payload []byte) {
 	c.mu.Lock()
 	c.endLocked(op, typ, payload)
 	c.mu.Unlock()
-	op.cancel()
+	op.stop()
 }
 
 // Message names of the two protocols.
@@ -236,7 +280,7 @@ func (c *conn) stopOperation(id string) {
 	op := c.ops[i]
 	c.endLocked(op, "complete", nil)
 	c.mu.Unlock()
-	op.cancel()
+	op.stop()
 }
 
 // findLocked returns the index of the operation id in c.ops, or -1.
@@ -283,7 +327,9 @@ func (op *operation) begin() {
 	}
 	payload := op.payload
 	op.payload = nil
-	ctx := graphql.StartOperationTrace(op.base)
+	// Only CreateOperationContext reads the trace's start: the context
+	// the operation runs under, which a subscription keeps, goes without.
+	traced := graphql.StartOperationTrace(op.base)
 	params := &graphql.RawParams{}
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	dec.UseNumber()
@@ -296,15 +342,15 @@ func (op *operation) begin() {
 		c.queueLocked(op.idJSON, "error", encodeErrors(gqlerror.List{{Message: "invalid json"}}))
 		c.endLocked(op, "complete", nil)
 		c.mu.Unlock()
-		op.cancel()
+		op.stop()
 		return
 	}
 	params.ReadTime = graphql.TraceTiming{Start: op.received, End: graphql.Now()}
-	params.Headers = c.header
+	params.Headers = websocketHeader
 
-	rc, errs := c.exec.CreateOperationContext(ctx, params)
+	rc, errs := c.exec.CreateOperationContext(traced, params)
 	if errs != nil {
-		resp := c.exec.DispatchError(graphql.WithOperationContext(ctx, rc), errs)
+		resp := c.exec.DispatchError(graphql.WithOperationContext(traced, rc), errs)
 		var typ string
 		var b []byte
 		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
@@ -316,7 +362,7 @@ func (op *operation) begin() {
 		c.queueLocked(op.idJSON, typ, b)
 		c.endLocked(op, "complete", nil)
 		c.mu.Unlock()
-		op.cancel()
+		op.stop()
 		return
 	}
 
@@ -339,17 +385,17 @@ func (op *operation) begin() {
 				Extensions: map[string]any{"code": CodeTooManySubscriptions},
 			}}))
 			c.mu.Unlock()
-			op.cancel()
+			op.stop()
 			return
 		}
 		c.subs++
 		if key != "" {
-			op.key, op.group = key, c.t.results.acquire(key)
+			op.group = c.t.results.acquire(key)
 		}
 	}
 	c.mu.Unlock()
 
-	ctx = graphql.WithOperationContext(ctx, rc)
+	ctx := op.base // DispatchOperation adds rc itself
 	if op.sub {
 		ctx = context.WithValue(ctx, operationKey{}, op)
 	}
@@ -364,7 +410,7 @@ func (op *operation) begin() {
 		}
 		c.endLocked(op, "complete", nil)
 		c.mu.Unlock()
-		op.cancel()
+		op.stop()
 	case op.failed != nil:
 		c.end(op, "error", encodeErrors(op.failed))
 	case op.feed == nil:

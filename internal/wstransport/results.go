@@ -37,6 +37,7 @@ type resultCache struct {
 
 // opGroup is one operation's shared results.
 type opGroup struct {
+	key     string   // the operation's key, one copy for all its subscriptions
 	refs    int      // subscriptions using the group; under resultCache.mu
 	entries sync.Map // value → *cacheEntry
 }
@@ -62,21 +63,21 @@ func (c *resultCache) acquire(key string) *opGroup {
 	defer c.mu.Unlock()
 	g := c.groups[key]
 	if g == nil {
-		g = &opGroup{}
+		g = &opGroup{key: key}
 		c.groups[key] = g
 	}
 	g.refs++
 	return g
 }
 
-// release ends one subscription's use of g under key. A group nobody uses
-// leaves the map; its results leave the ring as it turns.
-func (c *resultCache) release(key string, g *opGroup) {
+// release ends one subscription's use of g. A group nobody uses leaves the
+// map; its results leave the ring as it turns.
+func (c *resultCache) release(g *opGroup) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g.refs--
-	if g.refs == 0 && c.groups[key] == g {
-		delete(c.groups, key)
+	if g.refs == 0 && c.groups[g.key] == g {
+		delete(c.groups, g.key)
 	}
 }
 

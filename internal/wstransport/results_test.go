@@ -64,11 +64,11 @@ func TestResultCacheGroupLeavesWithItsLastSubscription(t *testing.T) {
 	if a != b {
 		t.Fatal("two subscriptions of one operation got different groups")
 	}
-	c.release("q", a)
+	c.release(a)
 	if c.groups["q"] != a {
 		t.Fatal("the group left while a subscription still uses it")
 	}
-	c.release("q", b)
+	c.release(b)
 	if _, ok := c.groups["q"]; ok {
 		t.Fatal("the group stayed after its last subscription ended")
 	}

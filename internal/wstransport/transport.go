@@ -1,7 +1,8 @@
 // Package wstransport is the GraphQL websocket transport: it implements
-// gqlgen's public graphql.Transport on github.com/gorilla/websocket and
-// speaks both graphql-transport-ws (npm graphql-ws) and the legacy graphql-ws
-// protocol (subscriptions-transport-ws) itself.
+// gqlgen's public graphql.Transport and speaks both graphql-transport-ws
+// (npm graphql-ws) and the legacy graphql-ws protocol
+// (subscriptions-transport-ws) itself, reading and writing the websocket
+// frames too; github.com/gorilla/websocket performs the handshake.
 //
 // It owns the message framing, so a subscription result shared by many
 // subscribers (same document, operation name and variables, same change) is
@@ -10,19 +11,22 @@
 // Memory is what it is designed for. A connection holds at most two
 // goroutines whatever its number of subscriptions:
 //
-//   - a reader, started on a fresh (shallow) stack once the HTTP handler has
-//     upgraded the request (the handler then returns: the transport owns the
-//     connection and tracks it for shutdown). It decodes client messages,
-//     answers the protocol's own (connection_init, ping, complete) and
-//     queues operations for the writer. It exits when the socket closes.
+//   - a reader, started once the HTTP handler has upgraded the request (the
+//     handler then returns: the transport owns the connection and tracks it
+//     for shutdown). While the client is silent it waits on a shallow
+//     stack holding no buffer; what arrives is read on a fresh goroutine
+//     that decodes client messages, answers the protocol's own
+//     (connection_init, ping, complete; websocket pings and close frames)
+//     and queues operations for the writer, then hands over to a new
+//     waiting one (see reader.go). It exits when the socket closes.
 //   - a writer, only while there is something to do: it starts the queued
 //     operations in order (parsing, validation, resolvers; a query or
 //     mutation is answered at once), takes changes from the subscriptions
 //     that have some (see Feed) and has gqlgen execute them, appends the
 //     frames to the connection's buffer and writes the buffer with few
 //     write(2) calls, each under a write deadline, then exits. Deep call
-//     chains thus run on a short-lived stack, never on the reader's, which
-//     an idle connection keeps for its whole life.
+//     chains thus run on short-lived stacks, never on the one an idle
+//     connection keeps for its whole life.
 //
 // Subscriptions own no goroutine: their source (a broker subscription)
 // calls back when it has something, and the writer drains it. Keep-alive
@@ -72,11 +76,6 @@ const (
 	DefaultWriteTimeout  = 10 * time.Second
 	DefaultReadLimit     = 1 << 20
 	DefaultSharedResults = 16384
-	// readBufferSize is gorilla's per-connection read buffer. Every open
-	// connection holds it for its whole life while GraphQL clients send
-	// little (larger messages are read in pieces); it still holds any
-	// control frame whole (125 bytes).
-	readBufferSize = 512
 )
 
 // CodeTooManySubscriptions is extensions.code of the error a subscription
@@ -157,10 +156,10 @@ func New(opts Options) *Transport {
 		opts: opts,
 		upgrader: websocket.Upgrader{
 			HandshakeTimeout: opts.WriteTimeout,
-			ReadBufferSize:   readBufferSize,
-			// Data frames never go through gorilla's writer (the transport
-			// frames them itself); a pool keeps gorilla from holding a
-			// write buffer per connection.
+			// gorilla only performs the handshake: the connection it
+			// returns is dropped once its subprotocol is read. Without a
+			// ReadBufferSize it reuses net/http's reader for it, and the
+			// pool keeps it from allocating a write buffer.
 			WriteBufferPool: &sync.Pool{},
 			Subprotocols:    []string{protocolLegacy, protocolTransport},
 			CheckOrigin:     checkOrigin,

@@ -14,8 +14,9 @@ import (
 //
 // Frames are appended to the connection's buffer (taken from a pool shared
 // by all connections, released while empty) by whoever produces them: the
-// reader (acks, query results), the keep-alive timer, gorilla (pongs, close
-// replies, through sockConn) and the writer itself (subscription results).
+// reader (acks, query results, pongs, close replies), the keep-alive timer,
+// gorilla (the 101 response, through sockConn) and the writer itself
+// (subscription results).
 // The writer goroutine is started when there is work and none runs; it
 // drains the subscriptions that have changes, writes the buffer with one
 // write(2) (under a deadline of Options.WriteTimeout) while later frames
@@ -62,8 +63,8 @@ func (c *conn) appendLocked(add func([]byte) []byte) {
 	*c.out = add(*c.out)
 }
 
-// queueRaw queues bytes gorilla writes (whole frames), reporting false once
-// the socket is closed. A close frame makes the connection close after it.
+// queueRaw queues what gorilla writes (the 101 response), reporting false
+// once the socket is closed.
 func (c *conn) queueRaw(p []byte) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -71,12 +72,6 @@ func (c *conn) queueRaw(p []byte) bool {
 		return false
 	}
 	c.appendLocked(func(b []byte) []byte { return append(b, p...) })
-	if c.upgraded && len(p) > 0 && p[0]&0x0f == websocket.CloseMessage {
-		// gorilla answered the peer's close frame or refused an
-		// oversized message: nothing may follow. The reader's read fails
-		// next, and it closes the connection.
-		c.closeSent = true
-	}
 	c.kickLocked()
 	return true
 }

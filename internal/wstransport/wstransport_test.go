@@ -319,10 +319,16 @@ func TestAtMostOneGoroutinePerIdleConnection(t *testing.T) {
 	// Each connection keeps its reader; its writer exits once the acks are
 	// written, and its subscriptions have none. (The client side of the
 	// test holds no goroutine per connection.)
-	// Goroutines that exit give no signal: poll the count.
-	for deadline := time.Now().Add(waitBound); runtime.NumGoroutine()-baseline > conns; {
+	waitGoroutines(t, baseline+conns, "at most one goroutine per idle connection")
+}
+
+// waitGoroutines waits until at most max goroutines run. Goroutines that
+// exit give no signal: this is the one wait of these tests that polls.
+func waitGoroutines(t testing.TB, max int, what string) {
+	t.Helper()
+	for deadline := time.Now().Add(waitBound); runtime.NumGoroutine() > max; {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines more than before the %d idle connections, want at most one each", runtime.NumGoroutine()-baseline, conns)
+			t.Fatalf("%s: %d goroutines, want at most %d", what, runtime.NumGoroutine(), max)
 		}
 		time.Sleep(time.Millisecond)
 	}

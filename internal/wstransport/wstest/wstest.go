@@ -68,6 +68,13 @@ func Dial(t testing.TB, url, subprotocol string) *Client {
 	return &Client{Conn: c, t: t}
 }
 
+// New wraps a connection the test dialled itself (to reach its socket,
+// say); it is closed when the test ends.
+func New(t testing.TB, c *websocket.Conn) *Client {
+	t.Cleanup(func() { _ = c.Close() })
+	return &Client{Conn: c, t: t}
+}
+
 // Send writes m.
 func (c *Client) Send(m Msg) {
 	c.t.Helper()
