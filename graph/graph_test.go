@@ -103,6 +103,8 @@ type options struct {
 	maxSubs     int
 	brokerOpts  broker.Options
 	complexity  int
+	limits      graph.Limits
+	log         *slog.Logger
 	readLimit   int64
 	initTimeout time.Duration
 	keepAlive   time.Duration
@@ -129,6 +131,7 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 		initTimeout: 5 * time.Second,
 		keepAlive:   10 * time.Second,
 		startPool:   true,
+		log:         slog.New(slog.DiscardHandler),
 	}
 	for _, m := range mods {
 		m(&o)
@@ -171,10 +174,11 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 	})
 	h := graph.NewHandler(&graph.Resolver{
 		Service: jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: o.maxPayload}),
-		Logger:  slog.New(slog.DiscardHandler),
+		Logger:  o.log,
 	}, graph.ServerOptions{
 		Websocket:       ws,
 		ComplexityLimit: o.complexity,
+		Limits:          o.limits,
 	})
 	return &bundle{store: jobs, broker: events, pool: pool, gate: g, handler: h, client: client.New(h)}
 }

@@ -18,8 +18,12 @@ type ServerOptions struct {
 	// Websocket serves websocket connections; its caller runs it (Run) and
 	// waits for it at shutdown (WaitSent). nil: no websockets.
 	Websocket *wstransport.Transport
-	// ComplexityLimit bounds the complexity of one operation.
+	// ComplexityLimit bounds the complexity of one operation: jobs counts
+	// first × its selection, payload and result count by Limits.PayloadBytes,
+	// introspection counts what it returns.
 	ComplexityLimit int
+	// Limits bound each request before gqlgen parses it.
+	Limits Limits
 }
 
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
@@ -34,6 +38,9 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 		}
 		return 1 + n*childComplexity
 	}
+	payload := payloadComplexity(opts.Limits.PayloadBytes)
+	cfg.Complexity.Job.Payload = func(int) int { return payload }
+	cfg.Complexity.Job.Result = func(int) int { return payload }
 	srv := handler.New(NewExecutableSchema(cfg))
 
 	// SSE first: it claims POSTs that accept text/event-stream, which the
@@ -47,10 +54,11 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.AddTransport(transport.POST{})
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(max(opts.Limits.Query.Tokens, 0))
 	srv.Use(extension.Introspection{})
-	srv.Use(extension.FixedComplexityLimit(opts.ComplexityLimit))
+	srv.Use(&limiter{limits: opts.Limits, complexityLimit: opts.ComplexityLimit, log: r.Logger})
 	srv.AroundOperations(subscriptionsOverHTTP)
 	srv.SetErrorPresenter(ErrorPresenter(r.Logger))
 	srv.SetRecoverFunc(Recover(r.Logger))
-	return conformHTTP(srv)
+	return withClientAddr(conformHTTP(srv))
 }
