@@ -155,6 +155,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}, graph.ServerOptions{
 		Websocket:       websockets,
 		ComplexityLimit: cfg.ComplexityLimit,
+		Limits:          cfg.graphQLLimits(),
 	})
 	streams := httpapi.NewStreams()
 	defer streams.CloseAll()
