@@ -122,7 +122,7 @@ type bundle struct {
 
 // setup wires a store, broker, pool and GraphQL handler the way
 // cmd/server/run.go does, with one worker.
-func setup(t *testing.T, mods ...func(*options)) *bundle {
+func setup(t testing.TB, mods ...func(*options)) *bundle {
 	t.Helper()
 	o := options{
 		maxPayload:  64 << 10,
