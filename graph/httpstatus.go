@@ -120,7 +120,7 @@ func (w *conformingWriter) finish() {
 	}
 	if json.Unmarshal(body, &resp) == nil {
 		for _, e := range resp.Errors {
-			if s, ok := refusalStatus[e.Extensions.Code]; ok {
+			if s, ok := refusalStatus(e.Extensions.Code); ok {
 				status = s
 				break
 			}

@@ -53,18 +53,23 @@ const (
 	CodeTooManyJobs     = "TOO_MANY_JOBS"
 )
 
-// refusalStatus is the HTTP status of each refusal: 413 for a document
-// too large to read, 400 for one that asks for too much.
-var refusalStatus = map[string]int{
-	CodeQueryTooLarge:   http.StatusRequestEntityTooLarge,
-	CodeComplexityLimit: http.StatusBadRequest,
-	CodeTooManyJobs:     http.StatusBadRequest,
+// refusalStatus is the HTTP status of a refusal's code: 413 for a
+// document too large to read, 400 for one that asks for too much. ok is
+// false for any other code.
+func refusalStatus(code string) (status int, ok bool) {
+	switch code {
+	case CodeQueryTooLarge:
+		return http.StatusRequestEntityTooLarge, true
+	case CodeComplexityLimit, CodeTooManyJobs:
+		return http.StatusBadRequest, true
+	}
+	return 0, false
 }
 
 // gqlgen's transports choose status codes and websocket messages by the
 // kind registered for an error's code; its registry is global.
 func init() {
-	for code := range refusalStatus {
+	for _, code := range []string{CodeQueryTooLarge, CodeComplexityLimit, CodeTooManyJobs} {
 		errcode.RegisterErrorType(code, errcode.KindProtocol)
 	}
 }
@@ -81,6 +86,18 @@ type limiter struct {
 	complexityLimit int
 	log             *slog.Logger
 	es              graphql.ExecutableSchema
+	// ignoreType leaves __type to IntrospectionCost, which counts its
+	// lists, out of gqlgen's walk.
+	ignoreType complexity.Option
+}
+
+func newLimiter(limits Limits, complexityLimit int, log *slog.Logger) *limiter {
+	return &limiter{
+		limits:          limits,
+		complexityLimit: complexityLimit,
+		log:             log,
+		ignoreType:      complexity.WithIgnoreFields(map[string]struct{}{"Query.__type": {}}),
+	}
 }
 
 var _ interface {
@@ -95,9 +112,6 @@ func (l *limiter) Validate(es graphql.ExecutableSchema) error {
 	l.es = es
 	return nil
 }
-
-// ignoreType leaves __type to IntrospectionCost, which counts its lists.
-var ignoreType = complexity.WithIgnoreFields(map[string]struct{}{"Query.__type": {}})
 
 func (l *limiter) MutateOperationParameters(ctx context.Context, p *graphql.RawParams) *gqlerror.Error {
 	doc, err := gqllimit.Check(p.Query, l.limits.Query)
@@ -121,7 +135,7 @@ func (l *limiter) MutateOperationParameters(ctx context.Context, p *graphql.RawP
 
 func (l *limiter) MutateOperationContext(ctx context.Context, rc *graphql.OperationContext) *gqlerror.Error {
 	limit := l.complexityLimit
-	c := complexity.Calculate(ctx, l.es, rc.Operation, rc.Variables, ignoreType)
+	c := complexity.Calculate(ctx, l.es, rc.Operation, rc.Variables, l.ignoreType)
 	if c > limit {
 		return l.refuse(ctx, CodeComplexityLimit, fmt.Sprintf("operation has complexity %d, which exceeds the limit of %d", c, limit))
 	}

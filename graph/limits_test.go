@@ -390,3 +390,16 @@ func TestRefusalOverWebsocket(t *testing.T) {
 	}
 	ws.expect("complete", "2")
 }
+
+// TestFragmentCycle: fragments that spread one another are refused as
+// validation would refuse them, before anything expands them.
+func TestFragmentCycle(t *testing.T) {
+	t.Parallel()
+	b := setup(t, withServerLimits)
+	rec := postQuery(b.handler, "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }", "application/graphql-response+json")
+	var resp struct{ Errors []gqlError }
+	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || rec.Code != http.StatusBadRequest || len(resp.Errors) != 1 ||
+		resp.Errors[0].code() != "GRAPHQL_VALIDATION_FAILED" || !strings.Contains(resp.Errors[0].Message, "cycle") {
+		t.Fatalf("got %d %.300s, want 400 with one GRAPHQL_VALIDATION_FAILED error naming the cycle", rec.Code, rec.Body)
+	}
+}
