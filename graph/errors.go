@@ -25,7 +25,6 @@ const (
 	CodeTooManySubscriptions = wstransport.CodeTooManySubscriptions // given by the websocket transport
 	CodeSlowSubscriber       = "SLOW_SUBSCRIBER"
 	CodeInternal             = "INTERNAL_SERVER_ERROR"
-	CodeComplexityLimit      = "COMPLEXITY_LIMIT_EXCEEDED" // gqlgen's code for it
 	// CodeUnavailable: the job store cannot be reached (a database down or
 	// restarting); the same request may succeed shortly.
 	CodeUnavailable = "SERVICE_UNAVAILABLE"

@@ -108,6 +108,8 @@ type options struct {
 	maxSubs     int
 	brokerOpts  broker.Options
 	complexity  int
+	limits      graph.Limits
+	log         *slog.Logger
 	readLimit   int64
 	initTimeout time.Duration
 	keepAlive   time.Duration
@@ -126,7 +128,7 @@ type bundle struct {
 
 // setup wires a store, broker, pool and GraphQL handler the way
 // cmd/server/run.go does, with one worker.
-func setup(t *testing.T, mods ...func(*options)) *bundle {
+func setup(t testing.TB, mods ...func(*options)) *bundle {
 	t.Helper()
 	o := options{
 		maxPayload:  64 << 10,
@@ -135,6 +137,7 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 		initTimeout: 5 * time.Second,
 		keepAlive:   10 * time.Second,
 		startPool:   true,
+		log:         slog.New(slog.DiscardHandler),
 	}
 	for _, m := range mods {
 		m(&o)
@@ -169,11 +172,12 @@ func setup(t *testing.T, mods ...func(*options)) *bundle {
 	runtest.Start(t, ws)
 	h := graph.NewHandler(&graph.Resolver{
 		Service: jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: o.maxPayload}),
-		Logger:  slog.New(slog.DiscardHandler),
+		Logger:  o.log,
 	}, graph.ServerOptions{
 		Websocket:        ws,
 		ComplexityLimit:  o.complexity,
 		MaxResponseBytes: o.maxResponse,
+		Limits:           o.limits,
 	})
 	return &bundle{store: jobs, watch: watch, broker: events, gate: g, handler: h, client: client.New(h)}
 }

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -107,11 +108,11 @@ func TestConformHTTPAskedStatus(t *testing.T) {
 	}
 }
 
-// The complexity limit records the figure heavyOperations reads for
-// queries and mutations, and not for subscriptions.
+// The limiter records the complexity heavyOperations reads for queries
+// and mutations, and not for subscriptions.
 func TestComplexityRecordedForQueriesOnly(t *testing.T) {
 	schema := NewExecutableSchema(Config{Resolvers: &Resolver{}})
-	c := &complexityLimit{limit: 25000}
+	c := newLimiter(Limits{}, 25000, slog.New(slog.DiscardHandler))
 	if err := c.Validate(schema); err != nil {
 		t.Fatal(err)
 	}

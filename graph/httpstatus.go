@@ -20,7 +20,10 @@ import (
 //   - a method other than GET, POST and OPTIONS gets 405 (gqlgen answers
 //     400 "transport not supported");
 //   - an operation refused for lack of capacity (SERVER_BUSY) gets 503 with
-//     Retry-After.
+//     Retry-After;
+//   - a request refused by the limits (QUERY_TOO_LARGE, TOO_MANY_JOBS,
+//     COMPLEXITY_LIMIT_EXCEEDED) gets its 4xx (refusalStatus) in either
+//     media type: the client must change the request, not retry it.
 //
 // Websocket and Server-Sent Events requests pass through untouched.
 func conformHTTP(next http.Handler) http.Handler {
@@ -59,9 +62,13 @@ type conformingWriter struct {
 	get         bool
 	asked       *httpStatus // a status the operation asked for, if any
 	wroteHeader bool
-	buffering   bool
-	status      int
-	buf         bytes.Buffer
+	// buffering holds a request error's response until finish, which
+	// decides its status from its error codes.
+	buffering bool
+	// graphqlResponse: the response is application/graphql-response+json.
+	graphqlResponse bool
+	status          int
+	buf             bytes.Buffer
 }
 
 func (w *conformingWriter) WriteHeader(status int) {
@@ -83,9 +90,10 @@ func (w *conformingWriter) WriteHeader(status int) {
 	}
 	switch {
 	case status == http.StatusUnprocessableEntity && strings.HasPrefix(ct, "application/json"):
-		status = http.StatusOK
-	case status >= 400 && status < 500 && strings.HasPrefix(ct, "application/graphql-response+json"):
 		w.buffering, w.status = true, status
+		return
+	case status >= 400 && status < 500 && strings.HasPrefix(ct, "application/graphql-response+json"):
+		w.buffering, w.status, w.graphqlResponse = true, status, true
 		return
 	}
 	w.ResponseWriter.WriteHeader(status)
@@ -101,20 +109,45 @@ func (w *conformingWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
-// finish writes a buffered error response without its null data entry.
+// finish writes a buffered request error: with the status of a refusal
+// it holds, else 200 as application/json, and as
+// application/graphql-response+json gqlgen's status without the null
+// data entry.
 func (w *conformingWriter) finish() {
 	if !w.buffering {
 		return
 	}
 	body := w.buf.Bytes()
-	var resp map[string]json.RawMessage
-	if json.Unmarshal(body, &resp) == nil && string(resp["data"]) == "null" {
-		delete(resp, "data")
-		if b, err := json.Marshal(resp); err == nil {
-			body = b
+	status := w.status
+	if !w.graphqlResponse {
+		status = http.StatusOK
+	}
+	var resp struct {
+		Data   json.RawMessage `json:"data"`
+		Errors []struct {
+			Extensions struct {
+				Code string `json:"code"`
+			} `json:"extensions"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(body, &resp) == nil {
+		for _, e := range resp.Errors {
+			if s, ok := refusalStatus(e.Extensions.Code); ok {
+				status = s
+				break
+			}
+		}
+		if w.graphqlResponse && string(resp.Data) == "null" {
+			var all map[string]json.RawMessage
+			if json.Unmarshal(body, &all) == nil {
+				delete(all, "data")
+				if b, err := json.Marshal(all); err == nil {
+					body = b
+				}
+			}
 		}
 	}
-	w.ResponseWriter.WriteHeader(w.status)
+	w.ResponseWriter.WriteHeader(status)
 	_, _ = w.ResponseWriter.Write(body)
 }
 

@@ -18,7 +18,9 @@ type ServerOptions struct {
 	// Websocket serves websocket connections; its caller runs it (Run) and
 	// waits for it at shutdown (WaitSent). nil: no websockets.
 	Websocket *wstransport.Transport
-	// ComplexityLimit bounds the complexity of one operation.
+	// ComplexityLimit bounds the complexity of one operation: jobs counts
+	// first × its selection, payload and result count by Limits.PayloadBytes,
+	// introspection counts what it returns.
 	ComplexityLimit int
 	// HeavyComplexity is the complexity from which a query or mutation is
 	// heavy: at most HeavySlots of them run at once, the others wait (up to
@@ -29,6 +31,8 @@ type ServerOptions struct {
 	// too): a larger one is answered with RESPONSE_TOO_LARGE, stopped
 	// before it is built. Zero: no bound.
 	MaxResponseBytes int64
+	// Limits bound each request before gqlgen parses it.
+	Limits Limits
 }
 
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
@@ -43,6 +47,9 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 		}
 		return 1 + n*childComplexity
 	}
+	payload := payloadComplexity(opts.Limits.PayloadBytes)
+	cfg.Complexity.Job.Payload = func(int) int { return payload }
+	cfg.Complexity.Job.Result = func(int) int { return payload }
 	srv := handler.New(NewExecutableSchema(cfg))
 
 	// SSE first: it claims POSTs that accept text/event-stream, which the
@@ -56,8 +63,9 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.AddTransport(transport.POST{})
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetParserTokenLimit(max(opts.Limits.Query.Tokens, 0))
 	srv.Use(extension.Introspection{})
-	srv.Use(&complexityLimit{limit: opts.ComplexityLimit})
+	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
 	srv.AroundOperations(subscriptionsOverHTTP)
 	if opts.HeavySlots > 0 {
 		srv.AroundOperations(newHeavyOperations(opts.HeavyComplexity, opts.HeavySlots).intercept)
@@ -69,5 +77,5 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	}
 	srv.SetErrorPresenter(ErrorPresenter(r.Logger))
 	srv.SetRecoverFunc(Recover(r.Logger))
-	return conformHTTP(srv)
+	return withClientAddr(conformHTTP(srv))
 }

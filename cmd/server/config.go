@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/gqllimit"
 )
 
 // config is everything the server reads from its environment and flags.
@@ -42,6 +44,13 @@ type config struct {
 	RESTListMax             int
 	MaxSubscriptionsPerConn int
 	ComplexityLimit         int
+	MaxQueryTokens          int
+	MaxQueryDepth           int
+	MaxQueryAliases         int
+	MaxQueryDirectives      int
+	MaxQuerySpreads         int
+	MaxQueryFields          int
+	MaxJobsPerRequest       int
 	WSReadLimit             int64
 	WSKeepAlive             time.Duration
 	WSInitTimeout           time.Duration
@@ -125,7 +134,14 @@ func settings() []setting {
 		{"MAX_PAYLOAD_BYTES", "65536", "largest job payload, once encoded", intInto(func(c *config) *int { return &c.MaxPayloadBytes }, 1)},
 		{"REST_LIST_MAX", "1000", "most jobs GET /jobs returns (and the cap of ?limit=)", intInto(func(c *config) *int { return &c.RESTListMax }, 1)},
 		{"MAX_SUBSCRIPTIONS_PER_CONN", "100", "most subscriptions one websocket connection may hold", intInto(func(c *config) *int { return &c.MaxSubscriptionsPerConn }, 1)},
-		{"COMPLEXITY_LIMIT", "25000", "largest GraphQL operation complexity (jobs counts first × fields)", intInto(func(c *config) *int { return &c.ComplexityLimit }, 1)},
+		{"COMPLEXITY_LIMIT", "25000", "largest GraphQL operation complexity (jobs counts first × fields; payload and result 1 per 4 KiB of MAX_PAYLOAD_BYTES; introspection what it returns)", intInto(func(c *config) *int { return &c.ComplexityLimit }, 1)},
+		{"MAX_QUERY_TOKENS", "15000", "most lexical tokens in a GraphQL document (QUERY_TOO_LARGE beyond)", intInto(func(c *config) *int { return &c.MaxQueryTokens }, 1)},
+		{"MAX_QUERY_DEPTH", "25", "deepest nesting of selection sets in a GraphQL operation, through fragments (QUERY_TOO_LARGE beyond)", intInto(func(c *config) *int { return &c.MaxQueryDepth }, 1)},
+		{"MAX_QUERY_ALIASES", "200", "most aliased fields written in a GraphQL document (QUERY_TOO_LARGE beyond)", intInto(func(c *config) *int { return &c.MaxQueryAliases }, 1)},
+		{"MAX_QUERY_DIRECTIVES", "200", "most directives written in a GraphQL document (QUERY_TOO_LARGE beyond)", intInto(func(c *config) *int { return &c.MaxQueryDirectives }, 1)},
+		{"MAX_QUERY_FRAGMENT_SPREADS", "200", "most fragment spreads written in a GraphQL document (QUERY_TOO_LARGE beyond)", intInto(func(c *config) *int { return &c.MaxQuerySpreads }, 1)},
+		{"MAX_QUERY_FIELDS", "1000", "most fields a GraphQL operation or fragment selects once its fragments are expanded (QUERY_TOO_LARGE beyond)", intInto(func(c *config) *int { return &c.MaxQueryFields }, 1)},
+		{"MAX_JOBS_PER_REQUEST", "100", "most createJob fields in one GraphQL mutation, aliases and fragments included (TOO_MANY_JOBS beyond; none is created)", intInto(func(c *config) *int { return &c.MaxJobsPerRequest }, 1)},
 		{"WS_READ_LIMIT", "65536", "largest websocket message from a client; larger ones close the connection", intInto(func(c *config) *int64 { return &c.WSReadLimit }, 1)},
 		{"WS_KEEPALIVE", "15s", "interval of websocket keep-alive messages", durationInto(func(c *config) *time.Duration { return &c.WSKeepAlive })},
 		{"WS_INIT_TIMEOUT", "10s", "time a websocket client has to send connection_init", durationInto(func(c *config) *time.Duration { return &c.WSInitTimeout })},
@@ -222,9 +238,28 @@ func (c config) logAttrs() []any {
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,
+		"max_query_tokens", c.MaxQueryTokens, "max_query_depth", c.MaxQueryDepth, "max_query_aliases", c.MaxQueryAliases,
+		"max_query_directives", c.MaxQueryDirectives, "max_query_fragment_spreads", c.MaxQuerySpreads, "max_query_fields", c.MaxQueryFields,
+		"max_jobs_per_request", c.MaxJobsPerRequest,
 		"ws_read_limit", c.WSReadLimit, "ws_keepalive", c.WSKeepAlive, "ws_init_timeout", c.WSInitTimeout,
 		"ws_write_timeout", c.WSWriteTimeout,
 		"subscriber_buffer", c.SubscriberBuffer, "subscriber_max_backlog", c.SubscriberMaxBacklog, "debug_addr", c.DebugAddr,
 		"max_connections", c.MaxConnections, "body_timeout", c.BodyTimeout, "request_timeout", c.RequestTimeout, "max_response_bytes", c.MaxResponseBytes, "heavy_complexity", c.HeavyComplexity, "heavy_queries", c.HeavyQueries,
+	}
+}
+
+// graphQLLimits are the bounds of one GraphQL request.
+func (c config) graphQLLimits() graph.Limits {
+	return graph.Limits{
+		Query: gqllimit.Limits{
+			Tokens:          c.MaxQueryTokens,
+			Depth:           c.MaxQueryDepth,
+			Aliases:         c.MaxQueryAliases,
+			Directives:      c.MaxQueryDirectives,
+			FragmentSpreads: c.MaxQuerySpreads,
+			Fields:          c.MaxQueryFields,
+		},
+		JobsPerRequest: c.MaxJobsPerRequest,
+		PayloadBytes:   c.MaxPayloadBytes,
 	}
 }

@@ -137,6 +137,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		HeavyComplexity:  cfg.HeavyComplexity,
 		HeavySlots:       cmp.Or(cfg.HeavyQueries, runtime.GOMAXPROCS(0)),
+		Limits:           cfg.graphQLLimits(),
 	})
 	streams := httpapi.NewStreams()
 	handler := httpapi.NewHandler(httpapi.Deps{
