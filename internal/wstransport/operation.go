@@ -338,9 +338,9 @@ func (op *operation) begin() {
 			c.closeWith(CloseBadRequest, "Invalid message received: subscribe payload")
 			return
 		}
+		// An error message ends the operation: no complete follows it.
 		c.mu.Lock()
-		c.queueLocked(op.idJSON, "error", encodeErrors(gqlerror.List{{Message: "invalid json"}}))
-		c.endLocked(op, "complete", nil)
+		c.endLocked(op, "error", encodeErrors(gqlerror.List{{Message: "invalid json"}}))
 		c.mu.Unlock()
 		op.stop()
 		return
@@ -359,8 +359,12 @@ func (op *operation) begin() {
 			typ, b = c.nextType(), encodeResponse(&graphql.Response{Errors: errs})
 		}
 		c.mu.Lock()
-		c.queueLocked(op.idJSON, typ, b)
-		c.endLocked(op, "complete", nil)
+		if typ == "error" {
+			c.endLocked(op, typ, b) // no complete after an error message
+		} else {
+			c.queueLocked(op.idJSON, typ, b)
+			c.endLocked(op, "complete", nil)
+		}
 		c.mu.Unlock()
 		op.stop()
 		return

@@ -395,10 +395,14 @@ func TestQueriesAndClientComplete(t *testing.T) {
 	}
 	c.Expect("complete", "q")
 
-	// A validation error is the protocol's error message, then complete.
+	// A validation error is the protocol's error message, which ends the
+	// operation: no complete follows (the next message is the next
+	// operation's).
 	c.Send(wstest.Subscribe("bad", `{ nope }`, nil))
 	c.Expect("error", "bad")
-	c.Expect("complete", "bad")
+	c.Send(wstest.Subscribe("q2", `{ __typename }`, nil))
+	c.Expect("next", "q2")
+	c.Expect("complete", "q2")
 
 	// The client's complete ends a live subscription: nothing follows for
 	// it but the server's complete, and it leaves the broker.
