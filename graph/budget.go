@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -26,8 +27,8 @@ type responseBudgetKey struct{}
 
 // budgetResponses gives every response (each event of a subscription too)
 // a budget of max bytes, and answers one that overran it with a single
-// RESPONSE_TOO_LARGE error and no data.
-func budgetResponses(max int64) graphql.ResponseMiddleware {
+// RESPONSE_TOO_LARGE error and no data, logged once at warn.
+func budgetResponses(max int64, log *slog.Logger) graphql.ResponseMiddleware {
 	return func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
 		b := &responseBudget{}
 		b.left.Store(max)
@@ -35,6 +36,7 @@ func budgetResponses(max int64) graphql.ResponseMiddleware {
 		if resp == nil || !b.exceeded.Load() {
 			return resp
 		}
+		log.WarnContext(ctx, "graphql response refused", "code", CodeResponseTooLarge, "limit", max, "client", clientAddr(ctx))
 		return &graphql.Response{Errors: gqlerror.List{{
 			Message:    fmt.Sprintf("the response would be larger than the server's limit of %d bytes; select fewer jobs or fields", max),
 			Extensions: map[string]any{"code": CodeResponseTooLarge},

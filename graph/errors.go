@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -59,7 +60,7 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			return codedError(ctx, CodeBadUserInput, "%s", ve.Error())
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
-			log.WarnContext(ctx, "graphql request timed out", "path", graphql.GetPath(ctx).String(), "err", err)
+			// Logged once per response, by logTimeouts.
 			return codedError(ctx, CodeTimeout, "the request took longer than the server allows; try a smaller one")
 		}
 		if errors.Is(err, domain.ErrUnavailable) {
@@ -88,6 +89,18 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		}
 		log.ErrorContext(ctx, "graphql resolver failed", "path", graphql.GetPath(ctx).String(), "err", err)
 		return codedError(ctx, CodeInternal, "internal server error")
+	}
+}
+
+// logTimeouts logs a response that ran out of time once at warn, however
+// many of its fields did.
+func logTimeouts(log *slog.Logger) graphql.ResponseMiddleware {
+	return func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		resp := next(ctx)
+		if resp != nil && slices.ContainsFunc(resp.Errors, func(e *gqlerror.Error) bool { return e.Extensions["code"] == CodeTimeout }) {
+			log.WarnContext(ctx, "graphql request timed out", "code", CodeTimeout, "client", clientAddr(ctx))
+		}
+		return resp
 	}
 }
 

@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -29,10 +30,11 @@ const heavyWait = 5 * time.Second
 type heavyOperations struct {
 	threshold int
 	slots     chan struct{}
+	log       *slog.Logger
 }
 
-func newHeavyOperations(threshold, slots int) *heavyOperations {
-	return &heavyOperations{threshold: threshold, slots: make(chan struct{}, slots)}
+func newHeavyOperations(threshold, slots int, log *slog.Logger) *heavyOperations {
+	return &heavyOperations{threshold: threshold, slots: make(chan struct{}, slots), log: log}
 }
 
 func (h *heavyOperations) intercept(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
@@ -59,6 +61,7 @@ func (h *heavyOperations) intercept(ctx context.Context, next graphql.OperationH
 }
 
 func (h *heavyOperations) busy(ctx context.Context) graphql.ResponseHandler {
+	h.log.WarnContext(ctx, "graphql request refused", "code", CodeBusy, "slots", cap(h.slots), "client", clientAddr(ctx))
 	if s, _ := ctx.Value(httpStatusKey{}).(*httpStatus); s != nil {
 		s.set(http.StatusServiceUnavailable)
 	}

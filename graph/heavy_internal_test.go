@@ -31,7 +31,7 @@ func operation(complexity int) (context.Context, *httpStatus) {
 // wait.
 func TestHeavyOperationsShareTheirSlots(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHeavyOperations(100, 1)
+		h := newHeavyOperations(100, 1, slog.New(slog.DiscardHandler))
 		release := make(chan struct{})
 		ran := make(chan int, 4)
 		op := func(n int, block bool) graphql.OperationHandler {

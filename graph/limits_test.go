@@ -5,17 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/gqllimit"
+	"github.com/jobqueue/jobqueue/internal/logtest"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/wstransport/wstest"
 )
@@ -71,24 +70,6 @@ var refusalStatus = map[string]int{
 	graph.CodeQueryTooLarge:   http.StatusRequestEntityTooLarge,
 	graph.CodeComplexityLimit: http.StatusBadRequest,
 	graph.CodeTooManyJobs:     http.StatusBadRequest,
-}
-
-// syncBuffer is a log destination safe for the handler's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // postQuery sends query as a POST answered in accept ("" for
@@ -337,10 +318,10 @@ func TestIntrospectionComplexity(t *testing.T) {
 // client's address and without the document.
 func TestRefusalLoggedOnce(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	log, logs := logtest.Logger()
 	b := setup(t, func(o *options) {
 		withServerLimits(o)
-		o.log = slog.New(slog.NewJSONHandler(&logs, nil))
+		o.log = log
 	})
 	body, _ := json.Marshal(map[string]string{"query": "{" + strings.Repeat(" secretField", 1001) + " }"})
 	req := httptest.NewRequest(http.MethodPost, "/query", bytes.NewReader(body))

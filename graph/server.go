@@ -68,11 +68,12 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
 	srv.AroundOperations(subscriptionsOverHTTP)
 	if opts.HeavySlots > 0 {
-		srv.AroundOperations(newHeavyOperations(opts.HeavyComplexity, opts.HeavySlots).intercept)
+		srv.AroundOperations(newHeavyOperations(opts.HeavyComplexity, opts.HeavySlots, r.Logger).intercept)
 	}
 	srv.AroundResponses(capErrors)
+	srv.AroundResponses(logTimeouts(r.Logger))
 	if opts.MaxResponseBytes > 0 {
-		srv.AroundResponses(budgetResponses(opts.MaxResponseBytes))
+		srv.AroundResponses(budgetResponses(opts.MaxResponseBytes, r.Logger))
 		srv.AroundFields(budgetFields)
 	}
 	srv.SetErrorPresenter(ErrorPresenter(r.Logger))

@@ -141,7 +141,7 @@ func TestDefaultLimitsRefuseIssue10(t *testing.T) {
 		}
 	}
 	var warnings int
-	for _, l := range s.logs.lines() {
+	for _, l := range s.logs.Lines() {
 		if l["msg"] == "graphql request refused" && l["level"] == "WARN" && strings.HasPrefix(fmt.Sprint(l["client"]), "127.0.0.1:") {
 			warnings++
 		}

@@ -170,7 +170,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		maxConns = defaultMaxConnections(fileLimit)
 	}
 	log.Info("connections", "max_connections", maxConns, "open_file_limit", fileLimit)
-	ln = httpapi.LimitListener(ln, maxConns, handler)
+	ln = httpapi.LimitListener(ln, maxConns, handler, log)
 	var debugLn net.Listener
 	if cfg.DebugAddr != "" {
 		if debugLn, err = net.Listen("tcp", cfg.DebugAddr); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,46 +16,20 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/jobqueue/jobqueue/internal/logtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is an io.Writer the server logs to while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lines returns the JSON log lines written so far.
-func (b *syncBuffer) lines() []map[string]any {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b.buf.Bytes()))
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 type server struct {
 	url    string
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	stop   context.CancelFunc
 	done   chan error
 	client *http.Client
@@ -69,7 +42,7 @@ func start(t *testing.T, env map[string]string) *server {
 	env["PORT"] = "0"
 	env["LOG_FORMAT"] = "json"
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &server{logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1), client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	s := &server{logs: &logtest.Buffer{}, stop: cancel, done: make(chan error, 1), client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
 	listening := make(chan net.Addr, 1)
 	go func() {
 		s.done <- serve(ctx, nil, func(k string) string { return env[k] }, io.Discard, s.logs, func(a net.Addr) { listening <- a })
@@ -219,7 +192,7 @@ func TestShutdownReturnsRunningJobToPendingAndClosesWebsockets(t *testing.T) {
 	// The interrupted job went back to pending, not failed, with its attempt
 	// counted.
 	var released bool
-	for _, l := range s.logs.lines() {
+	for _, l := range s.logs.Lines() {
 		if l["msg"] == "job changed" && l["id"] == id && l["status"] == "pending" && l["version"] == float64(3) && l["attempts"] == float64(1) {
 			released = true
 		}
@@ -315,7 +288,7 @@ func TestShutdownDeliversFinalStates(t *testing.T) {
 			}
 			if !slices.Contains(got, "next:COMPLETED") {
 				var warnings []any
-				for _, l := range s.logs.lines() {
+				for _, l := range s.logs.Lines() {
 					if l["level"] != "INFO" && l["level"] != "DEBUG" {
 						warnings = append(warnings, l)
 					}

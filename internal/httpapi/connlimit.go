@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -31,16 +32,24 @@ const (
 // it), anything else by 503 with
 // Retry-After and a JSON body. At most a few such answers run at once,
 // each within two seconds; beyond them a connection is closed at once.
-// Close waits for the answers in progress.
-func LimitListener(ln net.Listener, max int, h http.Handler) net.Listener {
-	return &limitListener{Listener: ln, max: int64(max), health: h, overflow: make(chan struct{}, overflowAnswers)}
+// Close waits for the answers in progress. Refusals are logged at warn, at
+// most once a second (with how many there were since and the last
+// client's address): under a flood, one line per connection would be a
+// flood of its own.
+func LimitListener(ln net.Listener, max int, h http.Handler, log *slog.Logger) net.Listener {
+	return &limitListener{Listener: ln, max: int64(max), health: h, log: log, overflow: make(chan struct{}, overflowAnswers)}
 }
 
 type limitListener struct {
 	net.Listener
-	max      int64
-	health   http.Handler
-	open     atomic.Int64
+	max    int64
+	health http.Handler
+	log    *slog.Logger
+	open   atomic.Int64
+
+	logMu    sync.Mutex
+	logged   time.Time     // when the last refusal was logged
+	refused  int           // refusals since
 	overflow chan struct{} // semaphore of the answers over the limit
 	answers  sync.WaitGroup
 }
@@ -55,6 +64,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			return &countedConn{Conn: c, open: &l.open}, nil
 		}
 		l.open.Add(-1)
+		l.logRefusal(c.RemoteAddr())
 		select {
 		case l.overflow <- struct{}{}:
 			l.answers.Go(func() {
@@ -64,6 +74,16 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		default:
 			_ = c.Close()
 		}
+	}
+}
+
+func (l *limitListener) logRefusal(client net.Addr) {
+	l.logMu.Lock()
+	defer l.logMu.Unlock()
+	l.refused++
+	if now := time.Now(); now.Sub(l.logged) >= time.Second {
+		l.log.Warn("connections refused: MAX_CONNECTIONS open", "max_connections", l.max, "refused", l.refused, "client", client.String())
+		l.logged, l.refused = now, 0
 	}
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/logtest"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 )
@@ -35,7 +36,10 @@ func (stallStore) List(ctx context.Context, _ store.ListQuery) (store.ListPage, 
 // limitedServer serves the HTTP surface over st with the given time bounds.
 func limitedServer(t *testing.T, st store.Store, d httpapi.Deps) *httptest.Server {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
+	log := d.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	svc := jobsvc.New(st, brokertest.New(t, broker.Options{}), jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
 	d.Jobs, d.Logger, d.Streams = svc, log, httpapi.NewStreams()
 	d.GraphQL = graph.NewHandler(&graph.Resolver{Service: svc, Logger: log}, graph.ServerOptions{ComplexityLimit: 25000})
@@ -51,9 +55,11 @@ func limitedServer(t *testing.T, st store.Store, d httpapi.Deps) *httptest.Serve
 // TIMEOUT (GraphQL) or 503 (REST), not left hanging.
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
-	srv := limitedServer(t, stallStore{memory.New(nil)}, httpapi.Deps{RequestTimeout: 50 * time.Millisecond})
+	log, logs := logtest.Logger()
+	srv := limitedServer(t, stallStore{memory.New(nil)}, httpapi.Deps{RequestTimeout: 50 * time.Millisecond, Logger: log})
 
-	resp, err := http.Post(srv.URL+"/query", "application/json", strings.NewReader(`{"query":"{ jobs { nodes { id } } }"}`))
+	// Two fields run out of time: two errors, one log line.
+	resp, err := http.Post(srv.URL+"/query", "application/json", strings.NewReader(`{"query":"{ a: jobs { nodes { id } } b: jobs { nodes { id } } }"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,8 +70,11 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	err = json.NewDecoder(resp.Body).Decode(&out)
 	_ = resp.Body.Close()
-	if err != nil || len(out.Errors) != 1 || out.Errors[0].Extensions.Code != graph.CodeTimeout {
-		t.Fatalf("GraphQL: %+v, %v; want one TIMEOUT error", out, err)
+	if err != nil || len(out.Errors) != 2 || out.Errors[0].Extensions.Code != graph.CodeTimeout || out.Errors[1].Extensions.Code != graph.CodeTimeout {
+		t.Fatalf("GraphQL: %+v, %v; want two TIMEOUT errors", out, err)
+	}
+	if n := logs.Count("graphql request timed out"); n != 1 || !strings.Contains(logs.String(), `"client":"127.0.0.1:`) {
+		t.Fatalf("logged %d timeouts (%s), want one with the client's address", n, logs.String())
 	}
 
 	resp, err = http.Get(srv.URL + "/jobs")
@@ -128,7 +137,7 @@ func TestLimitListener(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
-	ln := httpapi.LimitListener(tcp, 1, health)
+	ln := httpapi.LimitListener(tcp, 1, health, slog.New(slog.DiscardHandler))
 	defer ln.Close()
 	accepted := make(chan net.Conn)
 	go func() {

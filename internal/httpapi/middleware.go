@@ -22,16 +22,21 @@ import (
 // timeout gets 408 and frees its connection (a client that declares a
 // length and never sends it would otherwise hold the connection for as
 // long as it likes). Once read, the connection has no read deadline
-// again: an SSE stream goes on as long as it lasts.
-func readBody(max int64, timeout time.Duration, next http.Handler) http.Handler {
+// again: an SSE stream goes on as long as it lasts. Each refusal is
+// logged at warn with the client's address.
+func readBody(log *slog.Logger, max int64, timeout time.Duration, next http.Handler) http.Handler {
+	refuse := func(w http.ResponseWriter, r *http.Request, status int, msg string) {
+		log.WarnContext(r.Context(), "http request refused", "status", status, "reason", msg, "method", r.Method, "path", r.URL.Path, "client", r.RemoteAddr)
+		w.Header().Set("Connection", "close")
+		writeError(w, status, msg)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body == nil || r.Body == http.NoBody {
 			next.ServeHTTP(w, r)
 			return
 		}
 		if max > 0 && r.ContentLength > max {
-			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is %d bytes; the limit is %d", r.ContentLength, max))
+			refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is %d bytes; the limit is %d", r.ContentLength, max))
 			return
 		}
 		rc := http.NewResponseController(w)
@@ -45,16 +50,13 @@ func readBody(max int64, timeout time.Duration, next http.Handler) http.Handler 
 		body, err := io.ReadAll(src)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s", timeout))
+			refuse(w, r, http.StatusRequestTimeout, fmt.Sprintf("request body not received within %s", timeout))
 			return
 		case err != nil:
-			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusBadRequest, "reading request body: "+err.Error())
+			refuse(w, r, http.StatusBadRequest, "reading request body: "+err.Error())
 			return
 		case max > 0 && int64(len(body)) > max:
-			w.Header().Set("Connection", "close")
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", max))
+			refuse(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds the limit of %d bytes", max))
 			return
 		}
 		// The deadline stays on a refused body: net/http would otherwise

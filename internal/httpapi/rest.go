@@ -117,6 +117,7 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 		size += int64(len(j.Payload)+len(j.ID)+len(j.Type)+len(j.IdempotencyKey)+len(j.Error)) + 400
 	}
 	if h.maxResponse > 0 && size > h.maxResponse {
+		h.log.WarnContext(r.Context(), "http request refused", "status", http.StatusBadRequest, "reason", "response too large", "path", r.URL.Path, "limit", h.maxResponse, "client", r.RemoteAddr)
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("the response would be larger than the server's limit of %d bytes; ask for fewer jobs with ?limit=", h.maxResponse))
 		return
 	}

@@ -47,5 +47,5 @@ func NewHandler(d Deps) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
 	})
-	return recoverPanics(d.Logger, readBody(d.MaxBodyBytes, d.BodyTimeout, limitTime(d.RequestTimeout, mux)))
+	return recoverPanics(d.Logger, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, limitTime(d.RequestTimeout, mux)))
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -81,7 +82,7 @@ func (d *deadlineRecorder) SetReadDeadline(t time.Time) error {
 func TestReadBodyClearsItsDeadline(t *testing.T) {
 	rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
 	var during []time.Time
-	h := readBody(1<<20, 5*time.Second, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := readBody(slog.New(slog.DiscardHandler), 1<<20, 5*time.Second, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		during = slices.Clone(rec.deadlines)
 		if b, _ := io.ReadAll(r.Body); string(b) != `{"query":"x"}` {
 			t.Errorf("handler read %q", b)
