@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync/atomic"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -14,46 +15,80 @@ import (
 // CodeResponseTooLarge: the result would exceed MAX_RESPONSE_BYTES.
 const CodeResponseTooLarge = "RESPONSE_TOO_LARGE"
 
-// responseBudget counts the bytes of one response while its fields
-// resolve, so that a response over the budget is stopped before it is
-// built rather than measured once it has been. Fields resolve
-// concurrently: the count is atomic.
+// responseBudgets bounds the memory responses take: each response's size
+// (perResponse, MAX_RESPONSE_BYTES), counted field by field as they
+// resolve so that a response over it is stopped before it is built, and
+// the bytes of all responses built and not yet written (inFlightMax,
+// MAX_INFLIGHT_RESPONSE_BYTES), so that many clients that ask for large
+// answers and read them slowly cannot add up to more. A plain HTTP
+// response's bytes count until it is written; a websocket's or SSE
+// event's until its transport takes it (the websocket transport bounds
+// what a connection queues). Safe for concurrent use.
+type responseBudgets struct {
+	perResponse int64
+	inFlightMax int64
+	inFlight    atomic.Int64
+	log         *slog.Logger
+}
+
+// responseBudget is one response's: fields resolve concurrently, so its
+// counts are atomic.
 type responseBudget struct {
+	all      *responseBudgets
 	left     atomic.Int64
-	exceeded atomic.Bool
+	charged  atomic.Int64 // added to all.inFlight
+	exceeded atomic.Bool  // over perResponse
+	busy     atomic.Bool  // over inFlightMax
 }
 
 type responseBudgetKey struct{}
 
-// budgetResponses gives every response (each event of a subscription too)
-// a budget of max bytes, and answers one that overran it with a single
-// RESPONSE_TOO_LARGE error and no data, logged once at warn.
-func budgetResponses(max int64, log *slog.Logger) graphql.ResponseMiddleware {
-	return func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
-		b := &responseBudget{}
-		b.left.Store(max)
-		resp := next(context.WithValue(ctx, responseBudgetKey{}, b))
-		if resp == nil || !b.exceeded.Load() {
-			return resp
-		}
-		log.WarnContext(ctx, "graphql response refused", "code", CodeResponseTooLarge, "limit", max, "client", clientAddr(ctx))
+// responses gives every response (each event of a subscription too) its
+// budget, and answers one that overran it with a single error and no data,
+// logged once at warn: RESPONSE_TOO_LARGE, or SERVER_BUSY (HTTP 503) when
+// the responses in flight took the server's whole budget.
+func (rb *responseBudgets) responses(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	b := &responseBudget{all: rb}
+	b.left.Store(rb.perResponse)
+	resp := next(context.WithValue(ctx, responseBudgetKey{}, b))
+	release := func() { rb.inFlight.Add(-b.charged.Load()) }
+	if req := requestFrom(ctx); req != nil {
+		req.onDone(release)
+	} else {
+		release()
+	}
+	switch {
+	case resp == nil:
+		return resp
+	case b.exceeded.Load():
+		rb.log.WarnContext(ctx, "graphql response refused", "code", CodeResponseTooLarge, "limit", rb.perResponse, "client", clientAddr(ctx))
 		return &graphql.Response{Errors: gqlerror.List{{
-			Message:    fmt.Sprintf("the response would be larger than the server's limit of %d bytes; select fewer jobs or fields", max),
+			Message:    fmt.Sprintf("the response would be larger than the server's limit of %d bytes; select fewer jobs or fields", rb.perResponse),
 			Extensions: map[string]any{"code": CodeResponseTooLarge},
 		}}}
+	case b.busy.Load():
+		rb.log.WarnContext(ctx, "graphql response refused", "code", CodeBusy, "in_flight_limit", rb.inFlightMax, "client", clientAddr(ctx))
+		if req := requestFrom(ctx); req != nil {
+			req.setStatus(http.StatusServiceUnavailable)
+		}
+		return &graphql.Response{Errors: gqlerror.List{{
+			Message:    "the server holds as many large responses as it allows; retry shortly, or ask for less",
+			Extensions: map[string]any{"code": CodeBusy},
+		}}}
 	}
+	return resp
 }
 
-// budgetFields charges each resolved field to its response's budget: its
-// name and, for a scalar, its value's size as encoded (about). Once the
-// budget is spent, the fields left resolve to nothing, so the response
-// stays small until budgetResponses replaces it.
-func budgetFields(ctx context.Context, next graphql.Resolver) (any, error) {
+// fields charges each resolved field to its response's budget and to the
+// responses in flight: its name and, for a scalar, its value's size as
+// encoded (about). Once either is spent, the fields left resolve to
+// nothing, so the response stays small until responses replaces it.
+func (rb *responseBudgets) fields(ctx context.Context, next graphql.Resolver) (any, error) {
 	b, _ := ctx.Value(responseBudgetKey{}).(*responseBudget)
 	if b == nil {
 		return next(ctx)
 	}
-	if b.exceeded.Load() {
+	if b.exceeded.Load() || b.busy.Load() {
 		return nil, nil
 	}
 	res, err := next(ctx)
@@ -62,8 +97,15 @@ func budgetFields(ctx context.Context, next graphql.Resolver) (any, error) {
 		cost += int64(len(fc.Field.Alias))
 	}
 	cost += encodedSize(res)
-	if b.left.Add(-cost) < 0 {
+	b.charged.Add(cost)
+	over := b.left.Add(-cost) < 0
+	busy := rb.inFlight.Add(cost) > rb.inFlightMax
+	switch {
+	case over:
 		b.exceeded.Store(true)
+		return nil, nil
+	case busy:
+		b.busy.Store(true)
 		return nil, nil
 	}
 	return res, err

@@ -72,3 +72,35 @@ func TestResponseBudgetSubscription(t *testing.T) {
 	_, err = next(t, b.subscribe(t, map[string]any{"id": job.ID}))
 	wantError(t, err, "RESPONSE_TOO_LARGE", "larger than the server's limit")
 }
+
+// A response that would take the responses in flight over
+// MAX_INFLIGHT_RESPONSE_BYTES is answered SERVER_BUSY with 503; its bytes
+// are given back once it is answered, so a smaller one then passes.
+func TestResponsesInFlightBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *options) { o.startPool = false; o.maxResponse = 1 << 20; o.maxInFlight = 48 << 10 })
+	for range 10 {
+		if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "big", Payload: json.RawMessage(`"` + strings.Repeat("x", 10<<10) + `"`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, errs := b.postRaw(t, `{"query":"{ jobs(first: 10) { nodes { payload } } }"}`)
+	if len(errs) != 1 || errs[0].code() != "SERVER_BUSY" || rec.Code != 503 || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("10 × 10 KiB over a 48 KiB in-flight budget: %d %+v, want 503 SERVER_BUSY", rec.Code, errs)
+	}
+	for range 3 {
+		if _, errs := b.postRaw(t, `{"query":"{ jobs(first: 3) { nodes { payload } } }"}`); len(errs) != 0 {
+			t.Fatalf("3 × 10 KiB after the refusal: %+v, want data (the budget given back)", errs)
+		}
+	}
+}
+
+// Messages about the request quote it at most briefly.
+func TestLongNamesShortenedInErrors(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *options) { o.startPool = false })
+	rec, errs := b.postRaw(t, `{"query":"{ `+strings.Repeat("y", 200<<10)+` }"}`)
+	if len(errs) != 1 || len(errs[0].Message) > 310 || rec.Body.Len() > 2048 {
+		t.Fatalf("a 200 KiB field name: %d errors, message of %d bytes, body of %d; want one short error", len(errs), len(errs[0].Message), rec.Body.Len())
+	}
+}

@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/jobqueue/jobqueue/internal/broker"
@@ -53,6 +56,9 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		var gqlErr *gqlerror.Error
 		if errors.As(err, &gqlErr) && gqlErr.Extensions["code"] != nil {
+			// gqlgen's parse and validation errors quote names from the
+			// document, which may be as long as the document.
+			gqlErr.Message = shorten(gqlErr.Message, maxMessage)
 			return gqlErr
 		}
 		var ve *domain.ValidationError
@@ -79,6 +85,7 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 					e.Message = e.Message[:i]
 				}
 			}
+			e.Message = shorten(e.Message, maxMessage)
 			if e.Extensions == nil {
 				e.Extensions = map[string]any{}
 			}
@@ -92,6 +99,23 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	}
 }
 
+// timeLimit bounds each response of a query or mutation to timeout through
+// its context (resolvers and store calls stop there: TIMEOUT), whatever the
+// transport; a subscription's events are not bounded.
+func timeLimit(timeout time.Duration) graphql.ResponseMiddleware {
+	return func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		if !graphql.HasOperationContext(ctx) {
+			return next(ctx) // an error before the operation: nothing runs
+		}
+		if op := graphql.GetOperationContext(ctx).Operation; op != nil && op.Operation == ast.Subscription {
+			return next(ctx)
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		return next(ctx)
+	}
+}
+
 // logTimeouts logs a response that ran out of time once at warn, however
 // many of its fields did.
 func logTimeouts(log *slog.Logger) graphql.ResponseMiddleware {
@@ -102,6 +126,22 @@ func logTimeouts(log *slog.Logger) graphql.ResponseMiddleware {
 		}
 		return resp
 	}
+}
+
+// maxMessage bounds the message of an error about the client's request.
+const maxMessage = 300
+
+// shorten cuts s to at most max bytes, on a character boundary, marking
+// the cut.
+func shorten(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // undecodableBody starts the message of gqlgen's POST transport for a body

@@ -36,6 +36,15 @@ func FuzzGraphQLRequest(f *testing.F) {
 		if len(resp.Data) == 0 && len(resp.Errors) == 0 {
 			t.Fatalf("status %d, body %.300s has neither data nor errors", rec.Code, rec.Body)
 		}
+		// No answer echoes its request: errors are few and short.
+		if len(resp.Errors) > 20 {
+			t.Fatalf("%d errors, want at most 20", len(resp.Errors))
+		}
+		for _, e := range resp.Errors {
+			if len(e.Message) > 310 {
+				t.Fatalf("an error message of %d bytes: %.300s", len(e.Message), e.Message)
+			}
+		}
 		for _, e := range resp.Errors {
 			status, refused := refusalStatus[e.code()]
 			if !refused {

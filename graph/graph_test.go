@@ -115,6 +115,7 @@ type options struct {
 	keepAlive   time.Duration
 	startPool   bool
 	maxResponse int64
+	maxInFlight int64
 }
 
 type bundle struct {
@@ -174,10 +175,11 @@ func setup(t testing.TB, mods ...func(*options)) *bundle {
 		Service: jobsvc.New(jobs, events, jobsvc.Options{MaxPayloadBytes: o.maxPayload}),
 		Logger:  o.log,
 	}, graph.ServerOptions{
-		Websocket:        ws,
-		ComplexityLimit:  o.complexity,
-		MaxResponseBytes: o.maxResponse,
-		Limits:           o.limits,
+		Websocket:                ws,
+		ComplexityLimit:          o.complexity,
+		MaxResponseBytes:         o.maxResponse,
+		MaxInFlightResponseBytes: o.maxInFlight,
+		Limits:                   o.limits,
 	})
 	return &bundle{store: jobs, watch: watch, broker: events, gate: g, handler: h, client: client.New(h)}
 }

@@ -52,43 +52,29 @@ func (h *heavyOperations) intercept(ctx context.Context, next graphql.OperationH
 	case <-ctx.Done():
 		return h.busy(ctx)
 	}
-	var release sync.Once
+	var once sync.Once
+	release := func() { once.Do(func() { <-h.slots }) }
 	handler := next(ctx)
 	return func(ctx context.Context) *graphql.Response {
-		defer release.Do(func() { <-h.slots })
+		// Over plain HTTP the slot is held until the response is written:
+		// a client that reads slowly keeps its slot, not a slot's worth of
+		// memory beside the others.
+		if req := requestFrom(ctx); req != nil {
+			req.onDone(release)
+		} else {
+			defer release()
+		}
 		return handler(ctx)
 	}
 }
 
 func (h *heavyOperations) busy(ctx context.Context) graphql.ResponseHandler {
 	h.log.WarnContext(ctx, "graphql request refused", "code", CodeBusy, "slots", cap(h.slots), "client", clientAddr(ctx))
-	if s, _ := ctx.Value(httpStatusKey{}).(*httpStatus); s != nil {
-		s.set(http.StatusServiceUnavailable)
+	if req := requestFrom(ctx); req != nil {
+		req.setStatus(http.StatusServiceUnavailable)
 	}
 	return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
 		Message:    "the server is running as many large operations as it allows; retry shortly, or ask for less",
 		Extensions: map[string]any{"code": CodeBusy},
 	}}})
-}
-
-// httpStatus lets an operation ask conformHTTP, which wraps gqlgen's
-// handler in this package, for an HTTP status gqlgen cannot set (503 for
-// SERVER_BUSY). Safe for concurrent use.
-type httpStatus struct {
-	mu     sync.Mutex
-	status int
-}
-
-type httpStatusKey struct{}
-
-func (s *httpStatus) set(status int) {
-	s.mu.Lock()
-	s.status = status
-	s.mu.Unlock()
-}
-
-func (s *httpStatus) get() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.status
 }

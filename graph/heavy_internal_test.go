@@ -12,18 +12,18 @@ import (
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
 // operation returns a context of a query of the given complexity, as
 // gqlgen hands it to operation interceptors, and the HTTP status it asks.
-func operation(complexity int) (context.Context, *httpStatus) {
+func operation(complexity int) (context.Context, *request) {
 	oc := &graphql.OperationContext{Operation: &ast.OperationDefinition{Operation: ast.Query}}
 	oc.Stats.SetExtension("ComplexityLimit", &extension.ComplexityStats{Complexity: complexity, ComplexityLimit: 25000})
-	status := &httpStatus{}
-	ctx := context.WithValue(context.Background(), httpStatusKey{}, status)
-	return graphql.WithOperationContext(ctx, oc), status
+	req := &request{}
+	return graphql.WithOperationContext(withRequest(context.Background(), req), oc), req
 }
 
 // Heavy operations run one slot each; when none is free they wait, and
@@ -45,8 +45,9 @@ func TestHeavyOperationsShareTheirSlots(t *testing.T) {
 				}
 			}
 		}
-		// The first heavy one takes the slot and runs until released.
-		ctx, _ := operation(100)
+		// The first heavy one takes the slot and runs until released; over
+		// HTTP it keeps the slot until its response is written (finish).
+		ctx, first := operation(100)
 		go h.intercept(ctx, op(1, true))(ctx)
 		if n := <-ran; n != 1 {
 			t.Fatalf("ran %d, want 1", n)
@@ -64,8 +65,8 @@ func TestHeavyOperationsShareTheirSlots(t *testing.T) {
 		if len(resp.Errors) != 1 || resp.Errors[0].Extensions["code"] != CodeBusy || time.Since(start) != heavyWait {
 			t.Fatalf("waited %v, answered %+v; want SERVER_BUSY after %v", time.Since(start), resp.Errors, heavyWait)
 		}
-		if status.get() != http.StatusServiceUnavailable {
-			t.Fatalf("asked HTTP status %d, want 503", status.get())
+		if status.getStatus() != http.StatusServiceUnavailable {
+			t.Fatalf("asked HTTP status %d, want 503", status.getStatus())
 		}
 		select {
 		case n := <-ran:
@@ -86,6 +87,13 @@ func TestHeavyOperationsShareTheirSlots(t *testing.T) {
 		default:
 		}
 		close(release)
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("a heavy operation ran before the response holding the slot was written")
+		default:
+		}
+		first.finish()
 		<-done
 		if n := <-ran; n != 4 {
 			t.Fatalf("ran %d, want 4", n)
@@ -97,7 +105,7 @@ func TestHeavyOperationsShareTheirSlots(t *testing.T) {
 // for 503.
 func TestConformHTTPAskedStatus(t *testing.T) {
 	h := conformHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Context().Value(httpStatusKey{}).(*httpStatus).set(http.StatusServiceUnavailable)
+		requestFrom(r.Context()).setStatus(http.StatusServiceUnavailable)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"errors":[]}`))
 	}))
@@ -136,5 +144,19 @@ func TestComplexityRecordedForQueriesOnly(t *testing.T) {
 		if got := extension.GetComplexityStats(ctx); (got != nil) != tc.stats || (got != nil && got.Complexity < 2) {
 			t.Fatalf("%s: complexity stats %+v, want recorded: %v", tc.query, got, tc.stats)
 		}
+	}
+}
+
+// Only short queries' parsed documents are kept.
+func TestQueryCacheKeepsShortQueriesOnly(t *testing.T) {
+	c := queryCache{lru.New[*ast.QueryDocument](10)}
+	short, long := "{ __typename }", "{ "+strings.Repeat("a ", maxCachedQuery)+"}"
+	c.Add(context.Background(), short, &ast.QueryDocument{})
+	c.Add(context.Background(), long, &ast.QueryDocument{})
+	if _, ok := c.Get(context.Background(), short); !ok {
+		t.Fatal("a short query was not cached")
+	}
+	if _, ok := c.Get(context.Background(), long); ok {
+		t.Fatalf("a %d-byte query was cached", len(long))
 	}
 }

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -41,9 +40,10 @@ func conformHTTP(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		status := &httpStatus{}
-		cw := &conformingWriter{ResponseWriter: w, get: r.Method == http.MethodGet, asked: status}
-		next.ServeHTTP(cw, r.WithContext(context.WithValue(r.Context(), httpStatusKey{}, status)))
+		req := &request{}
+		defer req.finish()
+		cw := &conformingWriter{ResponseWriter: w, get: r.Method == http.MethodGet, asked: req}
+		next.ServeHTTP(cw, r.WithContext(withRequest(r.Context(), req)))
 		cw.finish()
 	})
 }
@@ -60,7 +60,7 @@ func IsStream(h http.Header) bool {
 type conformingWriter struct {
 	http.ResponseWriter
 	get         bool
-	asked       *httpStatus // a status the operation asked for, if any
+	asked       *request // for a status the operation asked for, if any
 	wroteHeader bool
 	// buffering holds a request error's response until finish, which
 	// decides its status from its error codes.
@@ -76,7 +76,7 @@ func (w *conformingWriter) WriteHeader(status int) {
 		return
 	}
 	w.wroteHeader = true
-	if asked := w.asked.get(); asked != 0 {
+	if asked := w.asked.getStatus(); asked != 0 {
 		if asked == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "1")
 		}

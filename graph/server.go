@@ -1,8 +1,12 @@
 package graph
 
 import (
+	"context"
+	"math"
 	"net/http"
+	"time"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -27,6 +31,13 @@ type ServerOptions struct {
 	// 5 s, then SERVER_BUSY, HTTP 503). Zero HeavySlots: no limit.
 	HeavyComplexity int
 	HeavySlots      int
+	// MaxInFlightResponseBytes bounds the bytes of all responses built and
+	// not yet written (with MaxResponseBytes set): a response that would
+	// go over it is answered SERVER_BUSY. Zero: no bound.
+	MaxInFlightResponseBytes int64
+	// RequestTimeout bounds each query and mutation, over every transport
+	// (subscriptions are not bounded): TIMEOUT. Zero: no bound.
+	RequestTimeout time.Duration
 	// MaxResponseBytes bounds one response (each event of a subscription
 	// too): a larger one is answered with RESPONSE_TOO_LARGE, stopped
 	// before it is built. Zero: no bound.
@@ -62,7 +73,7 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 
-	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.SetQueryCache(queryCache{lru.New[*ast.QueryDocument](1000)})
 	srv.SetParserTokenLimit(max(opts.Limits.Query.Tokens, 0))
 	srv.Use(extension.Introspection{})
 	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
@@ -73,10 +84,35 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.AroundResponses(capErrors)
 	srv.AroundResponses(logTimeouts(r.Logger))
 	if opts.MaxResponseBytes > 0 {
-		srv.AroundResponses(budgetResponses(opts.MaxResponseBytes, r.Logger))
-		srv.AroundFields(budgetFields)
+		budgets := &responseBudgets{perResponse: opts.MaxResponseBytes, inFlightMax: opts.MaxInFlightResponseBytes, log: r.Logger}
+		if budgets.inFlightMax <= 0 {
+			budgets.inFlightMax = math.MaxInt64
+		}
+		srv.AroundResponses(budgets.responses)
+		srv.AroundFields(budgets.fields)
+	}
+	if opts.RequestTimeout > 0 {
+		srv.AroundResponses(timeLimit(opts.RequestTimeout))
 	}
 	srv.SetErrorPresenter(ErrorPresenter(r.Logger))
 	srv.SetRecoverFunc(Recover(r.Logger))
 	return withClientAddr(conformHTTP(srv))
+}
+
+// maxCachedQuery is the longest query whose parsed document is cached: a
+// cache bounded by its number of entries alone would let large distinct
+// documents (each up to MAX_BODY_BYTES) fill memory. Real clients' queries
+// are far shorter (GraphiQL's full introspection query: under 2 KiB).
+const maxCachedQuery = 4 << 10
+
+// queryCache caches the parsed documents of queries up to maxCachedQuery
+// bytes; longer ones are parsed each time.
+type queryCache struct {
+	graphql.Cache[*ast.QueryDocument]
+}
+
+func (c queryCache) Add(ctx context.Context, query string, doc *ast.QueryDocument) {
+	if len(query) <= maxCachedQuery {
+		c.Cache.Add(ctx, query, doc)
+	}
 }

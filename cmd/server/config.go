@@ -63,6 +63,8 @@ type config struct {
 	RequestTimeout          time.Duration
 	MaxResponseBytes        int64
 	HeavyComplexity         int
+	WriteTimeout            time.Duration
+	MaxInFlightResponses    int64
 	HeavyQueries            int
 }
 
@@ -155,6 +157,8 @@ func settings() []setting {
 		{"BODY_TIMEOUT", "10s", "time a client has to send a request's body once its headers are in; a slower one gets 408 (0: no limit)", durationInto(func(c *config) *time.Duration { return &c.BodyTimeout })},
 		{"REQUEST_TIMEOUT", "30s", "longest time to answer a query, mutation or REST request (not a subscription): then GraphQL answers TIMEOUT and REST 503 (0: no limit)", durationInto(func(c *config) *time.Duration { return &c.RequestTimeout })},
 		{"MAX_RESPONSE_BYTES", "16777216", "largest response (a GraphQL result, each subscription event, a GET /jobs listing): a larger one is stopped before it is built and answered RESPONSE_TOO_LARGE (REST: 400)", intInto(func(c *config) *int64 { return &c.MaxResponseBytes }, 1024)},
+		{"WRITE_TIMEOUT", "10s", "deadline of each write of an HTTP response (each SSE event too); a client that stops reading for longer is dropped (0: no limit)", durationInto(func(c *config) *time.Duration { return &c.WriteTimeout })},
+		{"MAX_INFLIGHT_RESPONSE_BYTES", "268435456", "bytes of all GraphQL responses built and not yet written: one that would go over it is answered SERVER_BUSY (HTTP 503)", intInto(func(c *config) *int64 { return &c.MaxInFlightResponses }, 1024)},
 		{"HEAVY_COMPLEXITY", "1000", "complexity from which a query or mutation is heavy: at most HEAVY_QUERIES run at once, the others wait up to 5s, then get SERVER_BUSY (HTTP 503)", intInto(func(c *config) *int { return &c.HeavyComplexity }, 1)},
 		{"HEAVY_QUERIES", "0", "heavy queries and mutations run at once (0: one per CPU core)", intInto(func(c *config) *int { return &c.HeavyQueries }, 0)},
 		{"SUBSCRIBER_MAX_BACKLOG", "16384", "undelivered changes after which a lagging subscription ends with SLOW_SUBSCRIBER", intInto(func(c *config) *int { return &c.SubscriberMaxBacklog }, 1)},
@@ -244,7 +248,7 @@ func (c config) logAttrs() []any {
 		"ws_read_limit", c.WSReadLimit, "ws_keepalive", c.WSKeepAlive, "ws_init_timeout", c.WSInitTimeout,
 		"ws_write_timeout", c.WSWriteTimeout,
 		"subscriber_buffer", c.SubscriberBuffer, "subscriber_max_backlog", c.SubscriberMaxBacklog, "debug_addr", c.DebugAddr,
-		"max_connections", c.MaxConnections, "body_timeout", c.BodyTimeout, "request_timeout", c.RequestTimeout, "max_response_bytes", c.MaxResponseBytes, "heavy_complexity", c.HeavyComplexity, "heavy_queries", c.HeavyQueries,
+		"max_connections", c.MaxConnections, "body_timeout", c.BodyTimeout, "request_timeout", c.RequestTimeout, "max_response_bytes", c.MaxResponseBytes, "heavy_complexity", c.HeavyComplexity, "write_timeout", c.WriteTimeout, "max_inflight_response_bytes", c.MaxInFlightResponses, "heavy_queries", c.HeavyQueries,
 	}
 }
 

@@ -128,6 +128,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Types:              types,
 		RESTListMax:        cfg.RESTListMax,
 	})
+	// Heavy queries and large listings share the cores: one each.
+	heavySlots := cmp.Or(cfg.HeavyQueries, runtime.GOMAXPROCS(0))
 	gql := graph.NewHandler(&graph.Resolver{
 		Service: service,
 		Logger:  log,
@@ -136,8 +138,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		ComplexityLimit:  cfg.ComplexityLimit,
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		HeavyComplexity:  cfg.HeavyComplexity,
-		HeavySlots:       cmp.Or(cfg.HeavyQueries, runtime.GOMAXPROCS(0)),
-		Limits:           cfg.graphQLLimits(),
+		HeavySlots:       heavySlots,
+
+		MaxInFlightResponseBytes: cfg.MaxInFlightResponses,
+		RequestTimeout:           cfg.RequestTimeout,
+		Limits:                   cfg.graphQLLimits(),
 	})
 	streams := httpapi.NewStreams()
 	handler := httpapi.NewHandler(httpapi.Deps{
@@ -148,7 +153,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxBodyBytes:     cfg.MaxBodyBytes,
 		BodyTimeout:      cfg.BodyTimeout,
 		RequestTimeout:   cfg.RequestTimeout,
+		WriteTimeout:     cfg.WriteTimeout,
 		MaxResponseBytes: cfg.MaxResponseBytes,
+		LargeListings:    heavySlots,
 	})
 	srv := &http.Server{
 		Handler:           handler,

@@ -42,7 +42,7 @@ func limitedServer(t *testing.T, st store.Store, d httpapi.Deps) *httptest.Serve
 	}
 	svc := jobsvc.New(st, brokertest.New(t, broker.Options{}), jobsvc.Options{MaxPayloadBytes: maxPayloadBytes, RESTListMax: listMax})
 	d.Jobs, d.Logger, d.Streams = svc, log, httpapi.NewStreams()
-	d.GraphQL = graph.NewHandler(&graph.Resolver{Service: svc, Logger: log}, graph.ServerOptions{ComplexityLimit: 25000})
+	d.GraphQL = graph.NewHandler(&graph.Resolver{Service: svc, Logger: log}, graph.ServerOptions{ComplexityLimit: 25000, RequestTimeout: d.RequestTimeout})
 	if d.MaxBodyBytes == 0 {
 		d.MaxBodyBytes = maxBodyBytes
 	}
@@ -75,6 +75,20 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	if n := logs.Count("graphql request timed out"); n != 1 || !strings.Contains(logs.String(), `"client":"127.0.0.1:`) {
 		t.Fatalf("logged %d timeouts (%s), want one with the client's address", n, logs.String())
+	}
+
+	// A query sent as a stream (SSE) is bounded the same way.
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/query", strings.NewReader(`{"query":"{ jobs { nodes { id } } }"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sse, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if !strings.Contains(string(sse), `"code":"TIMEOUT"`) {
+		t.Fatalf("SSE query: %q, want a TIMEOUT error", sse)
 	}
 
 	resp, err = http.Get(srv.URL + "/jobs")
@@ -210,5 +224,60 @@ func TestRESTListResponseBudget(t *testing.T) {
 		if resp.StatusCode != want || (want == http.StatusBadRequest && !strings.Contains(string(body), "larger than the server's limit")) {
 			t.Fatalf("?limit=%d: %d %.200s, want %d", limit, resp.StatusCode, body, want)
 		}
+	}
+}
+
+// gateStore's listings of type "slow" wait until released.
+type gateStore struct {
+	*memory.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g gateStore) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
+	if q.Type == "slow" {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+	return g.Store.List(ctx, q)
+}
+
+// Large listings (100 jobs or more) take one of LargeListings slots; a
+// small one never waits for them.
+func TestLargeListingsShareTheirSlots(t *testing.T) {
+	t.Parallel()
+	g := gateStore{Store: memory.New(nil), entered: make(chan struct{}, 2), release: make(chan struct{})}
+	srv := limitedServer(t, g, httpapi.Deps{LargeListings: 1})
+	get := func(query string, done chan<- int) {
+		resp, err := http.Get(srv.URL + "/jobs" + query)
+		if err != nil {
+			t.Error(err)
+			done <- 0
+			return
+		}
+		_ = resp.Body.Close()
+		done <- resp.StatusCode
+	}
+	first, second := make(chan int, 1), make(chan int, 1)
+	go get("?limit=100&type=slow", first)
+	<-g.entered // the first holds the slot, inside the store
+	go get("?type=slow", second)
+	// A small listing is answered while the slot is taken.
+	small := make(chan int, 1)
+	get("?limit=5", small)
+	if code := <-small; code != http.StatusOK {
+		t.Fatalf("small listing: %d", code)
+	}
+	select {
+	case <-g.entered:
+		t.Fatal("a second large listing reached the store while the slot was taken")
+	default:
+	}
+	close(g.release)
+	if code := <-first; code != http.StatusOK {
+		t.Fatalf("first large listing: %d", code)
+	}
+	if code := <-second; code != http.StatusOK {
+		t.Fatalf("second large listing: %d", code)
 	}
 }

@@ -70,23 +70,58 @@ func readBody(log *slog.Logger, max int64, timeout time.Duration, next http.Hand
 	})
 }
 
-// limitTime gives every request but streams (websockets, SSE) at most
-// timeout through its context: store calls and resolvers stop at it, and
-// the APIs answer TIMEOUT (GraphQL) or 503 (REST).
-func limitTime(timeout time.Duration, next http.Handler) http.Handler {
+// limitTime gives a REST request at most timeout through its context:
+// store calls stop at it and the answer is 503. (GraphQL bounds each of its
+// operations itself, whatever the transport.)
+func limitTime(timeout time.Duration, next http.HandlerFunc) http.Handler {
 	if timeout <= 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if graph.IsStream(r.Header) {
-			next.ServeHTTP(w, r)
-			return
-		}
 		ctx, cancel := context.WithTimeout(r.Context(), timeout)
 		defer cancel()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
+
+// limitWrites gives every write of a response (each event of an SSE
+// stream too) at most timeout to reach the client: one that stops
+// reading has its connection closed then, and the response's memory is
+// freed, instead of holding it for as long as it likes. Websocket upgrades
+// pass untouched: their transport sets its own write deadlines.
+func limitWrites(timeout time.Duration, next http.Handler) http.Handler {
+	if timeout <= 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout}, r)
+	})
+}
+
+// deadlineWriter sets a write deadline before each write and flush.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func (w *deadlineWriter) Write(p []byte) (int, error) {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout)) // not supported by test recorders
+	return w.ResponseWriter.Write(p)
+}
+
+// Flush lets SSE stream through the wrapper.
+func (w *deadlineWriter) Flush() {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
+	_ = w.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // recoverPanics turns a handler panic into a logged 500 instead of a
 // dropped connection.

@@ -23,7 +23,17 @@ type restHandlers struct {
 	log  *slog.Logger
 	// maxResponse bounds a listing's encoded size; 0: no bound.
 	maxResponse int64
+	// listSlots bounds the large listings built at once (nil: no bound).
+	listSlots chan struct{}
 }
+
+// Large listings: from this many jobs a GET /jobs takes one of listSlots
+// (as a heavy GraphQL query takes one of its slots), waiting at most
+// listWait for it, then 503.
+const (
+	largeListing = 100
+	listWait     = 5 * time.Second
+)
 
 // jobJSON is a job as the REST API shows it.
 type jobJSON struct {
@@ -103,6 +113,21 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Status = domain.Status(r.URL.Query().Get("status"))
 	req.Type = r.URL.Query().Get("type")
+	if h.listSlots != nil && (req.Limit == nil || *req.Limit >= largeListing) {
+		timer := time.NewTimer(listWait)
+		defer timer.Stop()
+		select {
+		case h.listSlots <- struct{}{}:
+			defer func() { <-h.listSlots }() // once the answer is written
+		case <-timer.C:
+			h.log.WarnContext(r.Context(), "http request refused", "status", http.StatusServiceUnavailable, "reason", "large listings at their limit", "client", r.RemoteAddr)
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "the server is building as many large listings as it allows; retry shortly, or ask for fewer jobs with ?limit=")
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
 	page, err := h.jobs.List(r.Context(), req)
 	if err != nil {
 		h.fail(w, r, err)

@@ -27,9 +27,15 @@ type Deps struct {
 	// BodyTimeout bounds the time to receive a request's body; a slower
 	// one gets 408. Zero: no bound.
 	BodyTimeout time.Duration
-	// RequestTimeout bounds the time to answer a request other than a
-	// stream (websocket, SSE). Zero: no bound.
+	// RequestTimeout bounds the time to answer a REST request (GraphQL
+	// bounds its operations itself). Zero: no bound.
 	RequestTimeout time.Duration
+	// WriteTimeout bounds each write of a response (websockets aside):
+	// a client that stops reading for longer is dropped. Zero: no bound.
+	WriteTimeout time.Duration
+	// LargeListings bounds the GET /jobs answers of 100 jobs or more built
+	// at once; the others wait up to 5 s, then get 503. Zero: no bound.
+	LargeListings int
 	// MaxResponseBytes bounds a GET /jobs answer; a larger one gets 400.
 	// (The GraphQL handler has its own bound.) Zero: no bound.
 	MaxResponseBytes int64
@@ -38,14 +44,17 @@ type Deps struct {
 // NewHandler returns the service's whole HTTP surface.
 func NewHandler(d Deps) http.Handler {
 	rest := &restHandlers{jobs: d.Jobs, log: d.Logger, maxResponse: d.MaxResponseBytes}
+	if d.LargeListings > 0 {
+		rest.listSlots = make(chan struct{}, d.LargeListings)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/query", d.Streams.track(d.GraphQL))
 	mux.Handle("GET /{$}", playground.Handler("Job queue", "/query"))
 	mux.HandleFunc("GET /health", rest.health)
-	mux.HandleFunc("POST /jobs", rest.createJob)
-	mux.HandleFunc("GET /jobs", rest.listJobs)
+	mux.Handle("POST /jobs", limitTime(d.RequestTimeout, rest.createJob))
+	mux.Handle("GET /jobs", limitTime(d.RequestTimeout, rest.listJobs))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
 	})
-	return recoverPanics(d.Logger, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, limitTime(d.RequestTimeout, mux)))
+	return recoverPanics(d.Logger, limitWrites(d.WriteTimeout, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, mux)))
 }

@@ -93,3 +93,47 @@ func TestReadBodyClearsItsDeadline(t *testing.T) {
 		t.Fatalf("read deadlines before the handler ran: %v, want one set, then cleared", during)
 	}
 }
+
+// writeDeadlines records the write deadlines a handler sets.
+type writeDeadlines struct {
+	*httptest.ResponseRecorder
+	deadlines []time.Time
+	writes    int
+}
+
+func (d *writeDeadlines) SetWriteDeadline(t time.Time) error {
+	d.deadlines = append(d.deadlines, t)
+	return nil
+}
+
+func (d *writeDeadlines) Write(p []byte) (int, error) {
+	if len(d.deadlines) <= d.writes {
+		return 0, io.ErrShortWrite // no deadline was set before this write
+	}
+	d.writes++
+	return d.ResponseRecorder.Write(p)
+}
+
+// Every write and flush of a response gets its own deadline, so a client
+// that stops reading is dropped after WRITE_TIMEOUT.
+func TestLimitWritesSetsADeadlinePerWrite(t *testing.T) {
+	rec := &writeDeadlines{ResponseRecorder: httptest.NewRecorder()}
+	h := limitWrites(time.Second, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 3 {
+			if _, err := io.WriteString(w, "event\n"); err != nil {
+				t.Errorf("write: %v", err)
+			}
+			w.(http.Flusher).Flush()
+		}
+	}))
+	start := time.Now()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/query", nil))
+	if rec.writes != 3 || len(rec.deadlines) != 6 {
+		t.Fatalf("%d writes, %d deadlines; want a deadline before each of 3 writes and 3 flushes", rec.writes, len(rec.deadlines))
+	}
+	for _, d := range rec.deadlines {
+		if d.Before(start.Add(time.Second)) {
+			t.Fatalf("deadline %v, want a second after the write", d)
+		}
+	}
+}
