@@ -2,6 +2,19 @@
 // (generated.go, models in model/) and thin resolvers that translate GraphQL
 // to the jobs service and its errors to GraphQL's. resolver.go is the
 // dependency-injection point and is never regenerated.
+//
+// Around the executor, each in its own file:
+//   - server.go builds the handler: transports, extensions, middleware;
+//   - limits.go measures a request before gqlgen parses it (with
+//     internal/gqllimit) and prices it after validation;
+//   - heavy.go runs costly queries and mutations a few at a time;
+//   - budget.go bounds each response's size and the responses in flight;
+//   - errors.go presents errors (codes, short messages, at most 20) and
+//     bounds each operation's time;
+//   - httpstatus.go and request.go adapt gqlgen's plain HTTP answers to the
+//     GraphQL-over-HTTP specification and carry what one HTTP request's
+//     operations share with it (a status, work to do once it is written);
+//   - stream.go hands subscriptions to the websocket transport or SSE.
 package graph
 
 import (
