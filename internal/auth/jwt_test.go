@@ -68,7 +68,7 @@ type publicKey struct {
 	use jwkset.USE
 }
 
-func jwksJSON(t *testing.T, keys ...publicKey) []byte {
+func jwksJSON(t testing.TB, keys ...publicKey) []byte {
 	t.Helper()
 	var set jwkset.JWKSMarshal
 	for _, k := range keys {
@@ -94,7 +94,7 @@ type jwksServer struct {
 	fetches int
 }
 
-func newJWKSServer(t *testing.T, keys ...publicKey) *jwksServer {
+func newJWKSServer(t testing.TB, keys ...publicKey) *jwksServer {
 	t.Helper()
 	s := &jwksServer{body: jwksJSON(t, keys...), status: http.StatusOK}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -160,7 +160,7 @@ func claims(mod func(jwt.MapClaims)) jwt.MapClaims {
 	return c
 }
 
-func sign(t *testing.T, method jwt.SigningMethod, key any, kid string, c jwt.MapClaims) string {
+func sign(t testing.TB, method jwt.SigningMethod, key any, kid string, c jwt.MapClaims) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, c)
 	if kid != "" {
