@@ -32,9 +32,9 @@ const minSecretBytes = 32
 
 // JWKS defaults, each overridable in JWTOptions.
 const (
-	defaultJWKSRefresh    = 15 * time.Minute
-	defaultUnknownKIDWait = 30 * time.Second
-	jwksFetchTimeout      = 10 * time.Second
+	defaultJWKSRefresh        = 15 * time.Minute
+	defaultUnknownKIDInterval = 30 * time.Second
+	jwksFetchTimeout          = 10 * time.Second
 )
 
 // validMethods are the algorithms accepted for a kind of key. The two
@@ -112,7 +112,7 @@ func newJWTVerifier(ctx context.Context, o JWTOptions, log *slog.Logger) (*jwtVe
 			url:        o.JWKSURL,
 			client:     o.HTTPClient,
 			refresh:    o.JWKSRefresh,
-			unknownKID: rate.NewLimiter(rate.Every(cmpOr(o.UnknownKIDInterval, defaultUnknownKIDWait)), 1),
+			unknownKID: rate.NewLimiter(rate.Every(cmpOr(o.UnknownKIDInterval, defaultUnknownKIDInterval)), 1),
 			log:        log,
 		}
 		if v.jwks.client == nil {
