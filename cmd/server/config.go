@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jobqueue/jobqueue/graph"
+	"github.com/jobqueue/jobqueue/internal/auth"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/gqllimit"
 )
@@ -66,6 +67,14 @@ type config struct {
 	WriteTimeout            time.Duration
 	MaxInFlightResponses    int64
 	HeavyQueries            int
+
+	Auth          auth.Mode
+	APITokensFile string
+	JWTJWKSURL    string
+	JWTSecret     string
+	JWTIssuer     string
+	JWTAudience   string
+	JWTRoleClaim  string
 }
 
 // setting is one configuration entry: its environment name, help text and
@@ -162,8 +171,23 @@ func settings() []setting {
 		{"HEAVY_COMPLEXITY", "1000", "complexity from which a query or mutation is heavy: at most HEAVY_QUERIES run at once, the others wait up to 5s, then get SERVER_BUSY (HTTP 503)", intInto(func(c *config) *int { return &c.HeavyComplexity }, 1)},
 		{"HEAVY_QUERIES", "0", "heavy queries and mutations run at once (0: one per CPU core)", intInto(func(c *config) *int { return &c.HeavyQueries }, 0)},
 		{"SUBSCRIBER_MAX_BACKLOG", "16384", "undelivered changes after which a lagging subscription ends with SLOW_SUBSCRIBER", intInto(func(c *config) *int { return &c.SubscriberMaxBacklog }, 1)},
+		{"AUTH", "none", "who may call the API: none (anyone who reaches the port acts on every job), token (static tokens listed in API_TOKENS_FILE), jwt (JWTs from an identity provider: JWT_JWKS_URL or JWT_SECRET), or token,jwt (either)", func(c *config, v string) error {
+			m, err := auth.ParseMode(v)
+			c.Auth = m
+			return err
+		}},
+		{"API_TOKENS_FILE", "", `JSON file of the static tokens' names, roles and SHA-256 hashes ({"tokens": [{"name": "ci", "role": "admin", "sha256": "…"}]}; "server token new" makes a token and its entry); holds no secret`, stringInto(func(c *config) *string { return &c.APITokensFile })},
+		{"JWT_JWKS_URL", "", "URL of the identity provider's public keys (JWKS: RS256, ES256, EdDSA…); fetched at start, every 15 minutes and on an unknown kid (at most every 30 s)", stringInto(func(c *config) *string { return &c.JWTJWKSURL })},
+		{"JWT_SECRET", "", "HS256 secret shared with the identity provider (at least 32 bytes), instead of JWT_JWKS_URL; never printed", stringInto(func(c *config) *string { return &c.JWTSecret })},
+		{"JWT_ISSUER", "", "when set, a JWT's iss must equal it", stringInto(func(c *config) *string { return &c.JWTIssuer })},
+		{"JWT_AUDIENCE", "", "when set, a JWT's aud must contain it", stringInto(func(c *config) *string { return &c.JWTAudience })},
+		{"JWT_ROLE_CLAIM", auth.DefaultRoleClaim, "JWT claim holding the role (admin, viewer or user): a string, or an array naming one of them; dots reach nested claims (app_metadata.role)", stringInto(func(c *config) *string { return &c.JWTRoleClaim })},
 	}
 }
+
+// secretSetting reports whether env's value must never be shown: flag
+// usage prints each flag's default, which is the environment's value.
+func secretSetting(env string) bool { return env == "JWT_SECRET" }
 
 func flagName(env string) string { return strings.ToLower(strings.ReplaceAll(env, "_", "-")) }
 
@@ -180,10 +204,13 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 		if e := getenv(s.env); e != "" {
 			v = e
 		}
+		if secretSetting(s.env) {
+			v = "" // the environment's value is taken after parsing
+		}
 		values[s.env] = fs.String(flagName(s.env), v, fmt.Sprintf("%s (env %s, default %s)", s.help, s.env, s.def))
 	}
 	fs.Usage = func() {
-		fmt.Fprintln(out, "Usage: server [flags]\n\nEvery flag can also be set by the environment variable named after it.\n\nFlags:")
+		fmt.Fprintln(out, "Usage: server [flags]\n       server token new --name NAME --role ROLE\n\nEvery flag can also be set by the environment variable named after it.\n\nFlags:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -194,11 +221,60 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	}
 	var errs []error
 	for _, s := range all {
-		if err := s.set(&c, *values[s.env]); err != nil {
+		v := *values[s.env]
+		if secretSetting(s.env) && v == "" {
+			v = getenv(s.env)
+		}
+		if err := s.set(&c, v); err != nil {
 			errs = append(errs, fmt.Errorf("%s (-%s): %w", s.env, flagName(s.env), err))
 		}
 	}
+	if len(errs) == 0 {
+		errs = c.checkAuth()
+	}
 	return c, errors.Join(errs...)
+}
+
+// checkAuth refuses access control settings that contradict AUTH. A
+// setting that would silently do nothing is refused too: API_TOKENS_FILE
+// set with AUTH left at none most likely means someone believes the
+// server is protected.
+func (c config) checkAuth() []error {
+	var errs []error
+	if c.Auth.Token && c.APITokensFile == "" {
+		errs = append(errs, fmt.Errorf("AUTH=%s needs API_TOKENS_FILE (make a token and its entry with: server token new --name NAME --role ROLE)", c.Auth))
+	}
+	if !c.Auth.Token && c.APITokensFile != "" {
+		errs = append(errs, fmt.Errorf("API_TOKENS_FILE is set, but AUTH=%s accepts no static token: set AUTH=token or AUTH=token,jwt", c.Auth))
+	}
+	if c.Auth.JWT {
+		switch {
+		case c.JWTJWKSURL == "" && c.JWTSecret == "":
+			errs = append(errs, fmt.Errorf("AUTH=%s needs JWT_JWKS_URL (keys of an identity provider) or JWT_SECRET (HS256)", c.Auth))
+		case c.JWTJWKSURL != "" && c.JWTSecret != "":
+			errs = append(errs, errors.New("set JWT_JWKS_URL or JWT_SECRET, not both"))
+		}
+		return errs
+	}
+	for _, s := range []struct{ env, value, def string }{
+		{"JWT_JWKS_URL", c.JWTJWKSURL, ""},
+		{"JWT_SECRET", c.JWTSecret, ""},
+		{"JWT_ISSUER", c.JWTIssuer, ""},
+		{"JWT_AUDIENCE", c.JWTAudience, ""},
+		{"JWT_ROLE_CLAIM", c.JWTRoleClaim, auth.DefaultRoleClaim},
+	} {
+		if s.value != s.def {
+			errs = append(errs, fmt.Errorf("%s is set, but AUTH=%s accepts no JWT: set AUTH=jwt or AUTH=token,jwt", s.env, c.Auth))
+		}
+	}
+	return errs
+}
+
+func stringInto(field func(*config) *string) func(*config, string) error {
+	return func(c *config, v string) error {
+		*field(c) = v
+		return nil
+	}
 }
 
 func intInto[T int | int64](field func(*config) *T, minimum T) func(*config, string) error {
@@ -249,6 +325,8 @@ func (c config) logAttrs() []any {
 		"ws_write_timeout", c.WSWriteTimeout,
 		"subscriber_buffer", c.SubscriberBuffer, "subscriber_max_backlog", c.SubscriberMaxBacklog, "debug_addr", c.DebugAddr,
 		"max_connections", c.MaxConnections, "body_timeout", c.BodyTimeout, "request_timeout", c.RequestTimeout, "max_response_bytes", c.MaxResponseBytes, "heavy_complexity", c.HeavyComplexity, "write_timeout", c.WriteTimeout, "max_inflight_response_bytes", c.MaxInFlightResponses, "heavy_queries", c.HeavyQueries,
+		"auth", c.Auth.String(), "api_tokens_file", c.APITokensFile, "jwt_jwks_url", c.JWTJWKSURL, "jwt_secret_set", c.JWTSecret != "",
+		"jwt_issuer", c.JWTIssuer, "jwt_audience", c.JWTAudience, "jwt_role_claim", c.JWTRoleClaim,
 	}
 }
 

@@ -54,6 +54,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", cfg.logAttrs()...)
+	// The access-control settings are parsed and checked, but nothing
+	// enforces them yet: starting would leave the jobs open to anyone
+	// while the operator believes them protected.
+	if cfg.Auth.Enabled() {
+		return fmt.Errorf("configuration: AUTH=%s: access control is not enforced by this server yet; refusing to start unprotected (use AUTH=none on a trusted network)", cfg.Auth)
+	}
+	log.Warn("access control is off: anyone who reaches the port can create, read, cancel and retry every job")
 
 	// Everything is built first; nothing runs yet. The parts that hear the
 	// store's changes (the broker, the pool's inbox) exist before it.
