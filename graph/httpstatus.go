@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -19,7 +20,8 @@ import (
 //   - a method other than GET, POST and OPTIONS gets 405 (gqlgen answers
 //     400 "transport not supported");
 //   - an operation refused for lack of capacity (SERVER_BUSY) gets 503 with
-//     Retry-After;
+//     Retry-After, and a mutation over the rate limit (RATE_LIMITED) 429
+//     with Retry-After;
 //   - a request refused by the limits (QUERY_TOO_LARGE, TOO_MANY_JOBS,
 //     COMPLEXITY_LIMIT_EXCEEDED) gets its 4xx (refusalStatus) in either
 //     media type: the client must change the request, not retry it.
@@ -77,7 +79,10 @@ func (w *conformingWriter) WriteHeader(status int) {
 	}
 	w.wroteHeader = true
 	if asked := w.asked.getStatus(); asked != 0 {
-		if asked == http.StatusServiceUnavailable {
+		switch secs := w.asked.getRetryAfter(); {
+		case secs > 0:
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+		case asked == http.StatusServiceUnavailable:
 			w.Header().Set("Retry-After", "1")
 		}
 		w.ResponseWriter.WriteHeader(asked)

@@ -11,9 +11,10 @@ import (
 // the response is written (give back a heavy slot, the response's bytes).
 // Safe for concurrent use.
 type request struct {
-	mu     sync.Mutex
-	status int
-	done   []func()
+	mu         sync.Mutex
+	status     int
+	retryAfter int // seconds; with status 429 or 503
+	done       []func()
 }
 
 type requestKey struct{}
@@ -39,6 +40,18 @@ func (r *request) getStatus() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.status
+}
+
+func (r *request) setRetryAfter(seconds int) {
+	r.mu.Lock()
+	r.retryAfter = seconds
+	r.mu.Unlock()
+}
+
+func (r *request) getRetryAfter() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.retryAfter
 }
 
 // onDone runs f once the response is written.

@@ -14,6 +14,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/ratelimit"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
@@ -44,6 +45,9 @@ type ServerOptions struct {
 	MaxResponseBytes int64
 	// Limits bound each request before gqlgen parses it.
 	Limits Limits
+	// Mutations limits each caller's mutations, one action per root
+	// field (RATE_LIMITED). nil: no limit.
+	Mutations *ratelimit.Limiter
 }
 
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
@@ -78,6 +82,9 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.Use(extension.Introspection{})
 	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
 	srv.AroundOperations(subscriptionsOverHTTP)
+	if opts.Mutations != nil {
+		srv.AroundOperations(rateLimitMutations(opts.Mutations, r.Logger))
+	}
 	if opts.HeavySlots > 0 {
 		srv.AroundOperations(newHeavyOperations(opts.HeavyComplexity, opts.HeavySlots, r.Logger).intercept)
 	}

@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,12 +160,52 @@ func TestNewAuthenticatorErrors(t *testing.T) {
 	}
 }
 
-// Until access control is enforced, the server refuses to start with it
-// on, rather than run unprotected.
-func TestAuthOnRefusedUntilEnforced(t *testing.T) {
+// With AUTH=token the server runs protected: /jobs and /query need a
+// token, /health does not, and the start-up log says access control is on
+// without naming a secret.
+func TestServeWithTokens(t *testing.T) {
 	t.Parallel()
-	err := serve(context.Background(), nil, env(map[string]string{"AUTH": "jwt", "JWT_SECRET": strings.Repeat("s", 32), "PORT": "0"}), io.Discard, io.Discard, nil)
-	if err == nil || !strings.Contains(err.Error(), "AUTH=jwt: access control is not enforced") {
-		t.Fatalf("serve with AUTH=jwt: %v, want a refusal", err)
+	token, entry, err := auth.NewToken(rand.Reader, "ci", auth.RoleAdmin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]any{"tokens": []auth.TokenEntry{entry}})
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, map[string]string{"AUTH": "token", "API_TOKENS_FILE": path})
+	get := func(path, authorization string) int {
+		req, _ := http.NewRequest(http.MethodGet, s.url+path, nil)
+		if authorization != "" {
+			req.Header.Set("Authorization", authorization)
+		}
+		resp, err := s.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := get("/jobs", ""); got != http.StatusUnauthorized {
+		t.Fatalf("GET /jobs without a token: %d, want 401", got)
+	}
+	if got := get("/jobs", "Bearer "+token); got != http.StatusOK {
+		t.Fatalf("GET /jobs with the token: %d, want 200", got)
+	}
+	if got := get("/health", ""); got != http.StatusOK {
+		t.Fatalf("GET /health without a token: %d, want 200", got)
+	}
+	var on bool
+	for _, l := range s.logs.Lines() {
+		if l["msg"] == "access control on" && l["auth"] == "token" && l["cors_allowed_origins"] == "*" {
+			on = true
+		}
+		if strings.Contains(fmt.Sprint(l), token) {
+			t.Fatalf("a log line holds the token: %v", l)
+		}
+	}
+	if !on {
+		t.Fatalf("no start-up line saying access control is on: %v", s.logs.Lines())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/auth"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/gqllimit"
+	"github.com/jobqueue/jobqueue/internal/httpapi"
 )
 
 // config is everything the server reads from its environment and flags.
@@ -75,6 +77,28 @@ type config struct {
 	JWTIssuer     string
 	JWTAudience   string
 	JWTRoleClaim  string
+
+	// CORSOrigins is CORS_ALLOWED_ORIGINS as read; its default depends
+	// on AUTH (see origins).
+	CORSOrigins    httpapi.Origins
+	CORSOriginsSet bool
+	AllowedHosts   string
+	RateLimit      float64
+	RateBurst      int
+}
+
+// origins are the web origins allowed to call the API: CORS_ALLOWED_ORIGINS,
+// or by default any origin with authentication on (a foreign page cannot
+// obtain the bearer credential) and none with it off (any page a user
+// opens could otherwise drive their server).
+func (c config) origins() httpapi.Origins {
+	switch {
+	case c.CORSOriginsSet:
+		return c.CORSOrigins
+	case c.Auth.Enabled():
+		return httpapi.AnyOrigin()
+	}
+	return httpapi.Origins{}
 }
 
 // setting is one configuration entry: its environment name, help text and
@@ -182,6 +206,25 @@ func settings() []setting {
 		{"JWT_ISSUER", "", "when set, a JWT's iss must equal it", stringInto(func(c *config) *string { return &c.JWTIssuer })},
 		{"JWT_AUDIENCE", "", "when set, a JWT's aud must contain it", stringInto(func(c *config) *string { return &c.JWTAudience })},
 		{"JWT_ROLE_CLAIM", auth.DefaultRoleClaim, "JWT claim holding the role (admin, viewer or user): a string, or an array naming one of them; dots reach nested claims (app_metadata.role)", stringInto(func(c *config) *string { return &c.JWTRoleClaim })},
+		{"CORS_ALLOWED_ORIGINS", "", "web origins whose pages may call the API (comma-separated, like http://localhost:5173), or * for any; default: * with AUTH on, none with AUTH=none. Websocket handshakes from other origins get 403", func(c *config, v string) error {
+			o, err := httpapi.ParseOrigins(v)
+			c.CORSOrigins, c.CORSOriginsSet = o, v != ""
+			return err
+		}},
+		{"ALLOWED_HOSTS", "", "with AUTH=none, Host names accepted besides IP addresses, localhost and this machine's name (comma-separated); others get 403, against DNS rebinding. * turns the check off (behind a proxy)", func(c *config, v string) error {
+			_, err := httpapi.ParseHosts(v, "")
+			c.AllowedHosts = v
+			return err
+		}},
+		{"RATE_LIMIT", "0", "mutations per second each identity (each client address with AUTH=none) may sustain; a GraphQL mutation counts one per field. Over it: RATE_LIMITED (HTTP 429). 0: no limit", func(c *config, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+				return fmt.Errorf("want a number of mutations per second, 0 or more, got %q", v)
+			}
+			c.RateLimit = f
+			return nil
+		}},
+		{"RATE_BURST", "0", "mutations an identity may make at once before RATE_LIMIT applies (0: RATE_LIMIT rounded up)", intInto(func(c *config) *int { return &c.RateBurst }, 0)},
 	}
 }
 
@@ -327,6 +370,7 @@ func (c config) logAttrs() []any {
 		"max_connections", c.MaxConnections, "body_timeout", c.BodyTimeout, "request_timeout", c.RequestTimeout, "max_response_bytes", c.MaxResponseBytes, "heavy_complexity", c.HeavyComplexity, "write_timeout", c.WriteTimeout, "max_inflight_response_bytes", c.MaxInFlightResponses, "heavy_queries", c.HeavyQueries,
 		"auth", c.Auth.String(), "api_tokens_file", c.APITokensFile, "jwt_jwks_url", c.JWTJWKSURL, "jwt_secret_set", c.JWTSecret != "",
 		"jwt_issuer", c.JWTIssuer, "jwt_audience", c.JWTAudience, "jwt_role_claim", c.JWTRoleClaim,
+		"cors_allowed_origins", c.origins().String(), "allowed_hosts", c.AllowedHosts, "rate_limit", c.RateLimit, "rate_burst", c.RateBurst,
 	}
 }
 

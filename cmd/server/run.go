@@ -54,13 +54,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	log := newLogger(cfg, stderr)
 	log.Info("starting", cfg.logAttrs()...)
-	// The access-control settings are parsed and checked, but nothing
-	// enforces them yet: starting would leave the jobs open to anyone
-	// while the operator believes them protected.
-	if cfg.Auth.Enabled() {
-		return fmt.Errorf("configuration: AUTH=%s: access control is not enforced by this server yet; refusing to start unprotected (use AUTH=none on a trusted network)", cfg.Auth)
+	access, authn, err := newAccess(ctx, cfg, log)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
 	}
-	log.Warn("access control is off: anyone who reaches the port can create, read, cancel and retry every job")
 
 	// Everything is built first; nothing runs yet. The parts that hear the
 	// store's changes (the broker, the pool's inbox) exist before it.
@@ -127,6 +124,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		WriteTimeout:     cfg.WSWriteTimeout,
 		ReadLimit:        cfg.WSReadLimit,
 		MaxSubscriptions: cfg.MaxSubscriptionsPerConn,
+		InitFunc:         access.WebsocketInit(log),
+		CheckOrigin:      access.Origins.Allowed,
 	})
 	// Both APIs call one service: its options are every rule they share.
 	service := jobsvc.New(jobs, events, jobsvc.Options{
@@ -150,6 +149,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxInFlightResponseBytes: cfg.MaxInFlightResponses,
 		RequestTimeout:           cfg.RequestTimeout,
 		Limits:                   cfg.graphQLLimits(),
+		Mutations:                access.Mutations,
 	})
 	streams := httpapi.NewStreams()
 	handler := httpapi.NewHandler(httpapi.Deps{
@@ -163,6 +163,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		WriteTimeout:     cfg.WriteTimeout,
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		LargeListings:    heavySlots,
+		Access:           access,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -205,6 +206,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		streams:    g.start("sse streams", streams),
 		pool:       g.start("workers", pool),
 	}
+	if authn != nil {
+		p.authn = g.start("authenticator", authn)
+	}
 	for _, sp := range jobs.parts {
 		p.store = append(p.store, g.start(sp.name, sp))
 	}
@@ -244,6 +248,7 @@ type parts struct {
 	events             *part
 	websockets         *part
 	streams            *part
+	authn              *part // nil when authentication is off or needs no refresh
 
 	// What shutdown flushes.
 	broker    *broker.Broker
@@ -267,7 +272,8 @@ type parts struct {
 //     streams their complete event; WS_WRITE_TIMEOUT (plus a second) at
 //     most for both.
 //  6. HTTP waits for what is left of its requests (the SSE streams have
-//     just ended), and so does the debug listener.
+//     just ended), and so does the debug listener. Then the
+//     authenticator's key refresh stops: no request is left to check.
 //  7. The store's own parts stop (PostgreSQL's listener and counts
 //     upkeep): no subscriber is left to hear other processes' changes.
 //  8. The broker ends what subscriptions remain. The store closes after
@@ -301,6 +307,9 @@ func (p parts) shutdown(cfg config, log *slog.Logger) {
 		p.debug.halt()
 	}
 	<-p.http.done
+	if p.authn != nil {
+		p.authn.halt()
+	}
 	// 7. The store's parts.
 	for _, s := range p.store {
 		s.halt()

@@ -72,7 +72,7 @@ function attacks(server) {
       new Promise((resolve, reject) => {
         const { hostname, port } = new URL(server.url);
         const socket = net.connect(Number(port), hostname, () => {
-          socket.write(`POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`);
+          socket.write(`POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{`);
         });
         let answer = '';
         socket.setTimeout(10_000, () => {
@@ -242,7 +242,7 @@ describe('hostile load', { timeout: 120_000 }, () => {
               text += d;
             });
             socket.on('close', () => resolve(text));
-            socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+            socket.write(`GET ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
           }),
           5_000,
           `an answer to GET ${path} over the limit`,

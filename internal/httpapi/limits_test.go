@@ -108,8 +108,8 @@ func TestBodyTimeout(t *testing.T) {
 	t.Parallel()
 	srv := limitedServer(t, memory.New(nil), httpapi.Deps{BodyTimeout: 100 * time.Millisecond})
 	for name, request := range map[string]string{
-		"declared length, no body": "POST /jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
-		"chunked, stalls":          "POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"que\r\n",
+		"declared length, no body": "POST /jobs HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+		"chunked, stalls":          "POST /query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"que\r\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := net.Dial("tcp", srv.Listener.Addr().String())
@@ -175,7 +175,7 @@ func TestLimitListener(t *testing.T) {
 	}
 	ask := func(c net.Conn, path string) (*http.Response, string) {
 		t.Helper()
-		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path); err != nil {
+		if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n", path); err != nil {
 			t.Fatal(err)
 		}
 		resp, err := http.ReadResponse(bufio.NewReader(c), nil)

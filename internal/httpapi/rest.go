@@ -12,6 +12,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/ratelimit"
 )
 
 // restHandlers keep the original REST service's behaviour: the same
@@ -25,6 +26,8 @@ type restHandlers struct {
 	maxResponse int64
 	// listSlots bounds the large listings built at once (nil: no bound).
 	listSlots chan struct{}
+	// mutations limits job creation per caller (nil: no limit).
+	mutations *ratelimit.Limiter
 }
 
 // Large listings: from this many jobs a GET /jobs takes one of listSlots
@@ -66,6 +69,13 @@ func (h *restHandlers) health(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
+	if ok, wait := h.mutations.Allow(ratelimit.KeyFrom(r.Context()), 1, time.Now()); !ok {
+		secs := int(wait / time.Second)
+		h.log.WarnContext(r.Context(), "http request refused", "status", http.StatusTooManyRequests, "reason", "rate limited", "retry_after_seconds", secs, "client", r.RemoteAddr)
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many jobs created: retry in %d s (RATE_LIMIT)", secs))
+		return
+	}
 	var in struct {
 		Type           *string         `json:"type"`
 		Payload        json.RawMessage `json:"payload"`

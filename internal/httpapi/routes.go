@@ -39,11 +39,13 @@ type Deps struct {
 	// MaxResponseBytes bounds a GET /jobs answer; a larger one gets 400.
 	// (The GraphQL handler has its own bound.) Zero: no bound.
 	MaxResponseBytes int64
+	// Access says who may call the API, and from which web pages.
+	Access Access
 }
 
 // NewHandler returns the service's whole HTTP surface.
 func NewHandler(d Deps) http.Handler {
-	rest := &restHandlers{jobs: d.Jobs, log: d.Logger, maxResponse: d.MaxResponseBytes}
+	rest := &restHandlers{jobs: d.Jobs, log: d.Logger, maxResponse: d.MaxResponseBytes, mutations: d.Access.Mutations}
 	if d.LargeListings > 0 {
 		rest.listSlots = make(chan struct{}, d.LargeListings)
 	}
@@ -56,5 +58,7 @@ func NewHandler(d Deps) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no route for "+r.Method+" "+r.URL.Path)
 	})
-	return recoverPanics(d.Logger, limitWrites(d.WriteTimeout, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, mux)))
+	// Access is checked before the body is read: a caller refused reads
+	// and holds nothing.
+	return recoverPanics(d.Logger, limitWrites(d.WriteTimeout, d.Access.guard(d.Logger, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, mux))))
 }

@@ -57,7 +57,8 @@ type conn struct {
 	sockClosed bool
 	failed     error // first socket write error
 	pingTimer  *time.Timer
-	pongDue    time.Time // read deadline set by keep-alive; zero until the first ping
+	expiry     *time.Timer // closes the connection when its credential expires (WithExpiry)
+	pongDue    time.Time   // read deadline set by keep-alive; zero until the first ping
 }
 
 // websocketHeader is what operations on a websocket see as their request
@@ -242,6 +243,9 @@ func (c *conn) init(payload json.RawMessage) bool {
 		}
 		if ctx != nil {
 			c.opCtx = ctx
+			if at, ok := ctx.Value(expiryKey{}).(time.Time); ok {
+				c.expireAt(at)
+			}
 		}
 	}
 	c.acked = true
@@ -282,11 +286,40 @@ func (c *conn) closeWith(code int, reason string) {
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()
 	}
+	if c.expiry != nil {
+		c.expiry.Stop()
+	}
 	c.kickLocked()
 	c.mu.Unlock()
 	for _, op := range ops {
 		op.stop()
 	}
+}
+
+// expireAt closes the connection with 4403 at t, when the credential it
+// was accepted with expires (legacy clients get a connection_error
+// first).
+func (c *conn) expireAt(t time.Time) {
+	expire := func() {
+		if c.legacy {
+			c.queueConnectionError("the credential expired")
+		}
+		c.closeWith(CloseForbidden, "Forbidden: the credential expired")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closing {
+		c.expiry = time.AfterFunc(time.Until(t), expire)
+	}
+}
+
+type expiryKey struct{}
+
+// WithExpiry returns a copy of ctx for Options.InitFunc to return when the
+// connection's credential expires at t: the connection then closes with
+// 4403 Forbidden at t, as if connection_init had been refused then.
+func WithExpiry(ctx context.Context, t time.Time) context.Context {
+	return context.WithValue(ctx, expiryKey{}, t)
 }
 
 // closeSocket closes the socket once.

@@ -184,6 +184,44 @@ func TestLegacyRefusedInitGetsConnectionError(t *testing.T) {
 	}
 }
 
+// A connection whose credential expires (WithExpiry) is closed with 4403
+// at that time, its subscriptions ended; legacy clients are told why
+// first.
+func TestConnectionClosesWhenItsCredentialExpires(t *testing.T) {
+	t.Parallel()
+	for _, protocol := range []string{"graphql-transport-ws", "graphql-ws"} {
+		t.Run(protocol, func(t *testing.T) {
+			t.Parallel()
+			var expires time.Time
+			b := setup(t, wstransport.Options{InitFunc: func(ctx context.Context, _ map[string]any) (context.Context, error) {
+				expires = time.Now().Add(200 * time.Millisecond)
+				return wstransport.WithExpiry(ctx, expires), nil
+			}})
+			c := b.dial(t, protocol)
+			c.Init()
+			start := "subscribe"
+			if protocol == "graphql-ws" {
+				start = "start"
+			}
+			c.Send(wstest.Msg{ID: "1", Type: start, Payload: wstest.Payload(`subscription { jobUpdated { id } }`, nil)})
+			brokertest.WaitSubscribers(t, b.broker, 1, "the subscription")
+			if protocol == "graphql-ws" {
+				if m := c.Expect("connection_error", ""); !strings.Contains(string(m.Payload), "expired") {
+					t.Fatalf("connection_error %s", m.Payload)
+				}
+			}
+			ce := c.Closed()
+			if ce == nil || ce.Code != wstransport.CloseForbidden {
+				t.Fatalf("closed with %v, want 4403", ce)
+			}
+			if time.Now().Before(expires) {
+				t.Fatal("closed before the credential expired")
+			}
+			brokertest.WaitSubscribers(t, b.broker, 0, "no subscription left")
+		})
+	}
+}
+
 func TestKeepAlive(t *testing.T) {
 	t.Parallel()
 	const interval = 100 * time.Millisecond

@@ -1,0 +1,53 @@
+package graph
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/jobqueue/jobqueue/internal/ratelimit"
+)
+
+// CodeRateLimited: the caller made more mutations than RATE_LIMIT allows;
+// extensions.retryAfterSeconds says when to try again (HTTP 429 with
+// Retry-After).
+const CodeRateLimited = "RATE_LIMITED"
+
+// rateLimitMutations charges each mutation to its caller's bucket (the key
+// the HTTP surface or the websocket's connection_init put in the context),
+// one action per root field, so that aliases do not multiply what one
+// request may do. A refused mutation does nothing: none of its fields
+// runs.
+func rateLimitMutations(l *ratelimit.Limiter, log *slog.Logger) graphql.OperationMiddleware {
+	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		oc := graphql.GetOperationContext(ctx)
+		if oc.Operation == nil || oc.Operation.Operation != ast.Mutation {
+			return next(ctx)
+		}
+		n := len(graphql.CollectFields(oc, oc.Operation.SelectionSet, []string{"Mutation"}))
+		ok, wait := l.Allow(ratelimit.KeyFrom(ctx), n, time.Now())
+		if ok {
+			return next(ctx)
+		}
+		secs := int(wait / time.Second)
+		log.WarnContext(ctx, "graphql request refused", "code", CodeRateLimited, "fields", n, "retry_after_seconds", secs, "client", clientAddr(ctx))
+		if req := requestFrom(ctx); req != nil {
+			req.setStatus(http.StatusTooManyRequests)
+			req.setRetryAfter(secs)
+		}
+		msg := "too many mutations: retry in " + strconv.Itoa(secs) + " s"
+		if n > l.Burst() {
+			msg = "this mutation has " + strconv.Itoa(n) + " fields; at most " + strconv.Itoa(l.Burst()) + " may run at once (RATE_BURST)"
+		}
+		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
+			Message:    msg,
+			Extensions: map[string]any{"code": CodeRateLimited, "retryAfterSeconds": secs},
+		}}})
+	}
+}
