@@ -3,7 +3,9 @@
 #
 #  1. builds bin/server and the tools (bench/httpload, bench/fanout, bench/rawws)
 #  2. HTTP: a server with PROCESSING_TIME=0 WORKERS=8, httpload `{ __typename }`
-#     then createJob (64 clients, 10s each), and the createjob/typename ratio
+#     then createJob (64 clients, 10s each), and the createjob/typename ratio;
+#     then createJob against a server with AUTH=token (a static admin token):
+#     the cost of authentication, as a ratio
 #  3. websocket fan-out, each measurement against a freshly started server:
 #     steady (N=2000, 10 jobs/s for 10s), burst (N=5000, 100 jobs at once) and
 #     idle (N=2000, server RSS per subscriber) against the product server
@@ -13,7 +15,7 @@
 #     side in one run
 #  4. prints markdown tables of the results.
 #
-# Knobs (environment): HTTP_CONC HTTP_DURATION STEADY_N STEADY_RATE
+# Knobs (environment): HTTP_CONC HTTP_DURATION AUTH_PAIRS (default 3) STEADY_N STEADY_RATE
 # STEADY_DURATION BURST_N BURST_JOBS BURST_DEADLINE IDLE_N IMPLS (default
 # "server raw", plus "baseline" when BASELINE_BIN is set) BASELINE_BIN (a
 # server binary started exactly like bin/server; it also gets
@@ -29,6 +31,7 @@ ROOT=$PWD
 
 HTTP_CONC=${HTTP_CONC:-64}
 HTTP_DURATION=${HTTP_DURATION:-10s}
+AUTH_PAIRS=${AUTH_PAIRS:-3}
 STEADY_N=${STEADY_N:-2000}
 STEADY_RATE=${STEADY_RATE:-10}
 STEADY_DURATION=${STEADY_DURATION:-10s}
@@ -177,6 +180,31 @@ elif log "HTTP: server PROCESSING_TIME=0 WORKERS=8, $HTTP_CONC clients, $HTTP_DU
 else
 	FAILED=1
 fi
+# The cost of access control: createJob against a fresh server without
+# authentication, then a fresh one with AUTH=token (a static admin token),
+# AUTH_PAIRS times alternately; the median of the pairs' ratios is reported.
+AUTH_RATIOS=()
+if [[ " $PARTS " == *" http "* ]]; then
+	token_out=$("$ROOT/bin/server" token new --name bench --role admin 2>/dev/null)
+	BENCH_TOKEN=$(sed -n 1p <<<"$token_out")
+	printf '{"tokens": [%s]}\n' "$(sed -n 2p <<<"$token_out")" >"$WORK/tokens.json"
+	for pair in $(seq "$AUTH_PAIRS"); do
+		log "HTTP createJob without and with AUTH=token, pair $pair of $AUTH_PAIRS"
+		if start_server http-noauth PROCESSING_TIME=0 WORKERS=8; then
+			measure "http-createjob-noauth-$pair" "$WORK/httpload" -url "http://$SERVER_ADDR/query" -c "$HTTP_CONC" -d "$HTTP_DURATION" -query createjob
+			stop_server
+		else
+			FAILED=1
+		fi
+		if start_server http-auth PROCESSING_TIME=0 WORKERS=8 AUTH=token API_TOKENS_FILE="$WORK/tokens.json"; then
+			measure "http-createjob-auth-$pair" "$WORK/httpload" -url "http://$SERVER_ADDR/query" -c "$HTTP_CONC" -d "$HTTP_DURATION" -query createjob -token "$BENCH_TOKEN"
+			stop_server
+		else
+			FAILED=1
+		fi
+		AUTH_RATIOS+=("$(ratio "$(jget "${RES[http-createjob-auth-$pair]:-}" rps)" "$(jget "${RES[http-createjob-noauth-$pair]:-}" rps)")")
+	done
+fi
 
 # ------------------------------------------------------------- fan-out --
 [[ " $PARTS " == *" fanout "* ]] || IMPLS=""
@@ -256,8 +284,19 @@ raw_burst=$(jget "${RES[raw-burst]:-}" msgs_per_s)
 	echo
 	echo "createjob/typename ratio: $(ratio "$(jget "${RES[http-createjob]:-}" rps)" "$(jget "${RES[http-typename]:-}" rps)")"
 	echo
+	echo "### createJob with and without AUTH=token (fresh servers, alternately)"
+	echo
+	echo "| pair | without req/s | with req/s | with/without |"
+	echo "|---|---:|---:|---:|"
+	for pair in $(seq "$AUTH_PAIRS"); do
+		printf '| %s | %s | %s | %s |\n' "$pair" "$(fmtnum "$(jget "${RES[http-createjob-noauth-$pair]:-}" rps)")" \
+			"$(fmtnum "$(jget "${RES[http-createjob-auth-$pair]:-}" rps)")" "${AUTH_RATIOS[$((pair - 1))]:-n/a}"
+	done
+	echo
+	echo "median with/without: $(printf '%s\n' "${AUTH_RATIOS[@]}" | grep -v n/a | sort -n | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2); else print "n/a"}')"
+	echo
 	echo "Raw results (one JSON line per measurement):"
-	for k in http-typename http-createjob; do
+	for k in http-typename http-createjob $(for p in $(seq "$AUTH_PAIRS"); do echo "http-createjob-noauth-$p http-createjob-auth-$p"; done); do
 		echo "  $k: ${RES[$k]:-FAILED}"
 	done
 	for impl in $IMPLS; do

@@ -50,6 +50,7 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "measured duration")
 	warm := flag.Duration("warmup", time.Second, "warm-up before measuring (not counted)")
 	query := flag.String("query", "typename", "typename or createjob")
+	token := flag.String("token", "", "bearer token sent in Authorization (none when empty)")
 	flag.Parse()
 
 	doc, ok := documents[*query]
@@ -96,7 +97,7 @@ func main() {
 				if !t0.Before(end) {
 					return
 				}
-				err := do(ctx, client, u, body)
+				err := do(ctx, client, u, *token, body)
 				t1 := time.Now()
 				if t0.Before(measureFrom) || t1.After(end) {
 					continue // warm-up, or finished past the end
@@ -156,12 +157,15 @@ func main() {
 }
 
 // do sends one request and says whether it failed.
-func do(ctx context.Context, c *http.Client, u string, body []byte) error {
+func do(ctx context.Context, c *http.Client, u, token string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
