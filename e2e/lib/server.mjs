@@ -11,12 +11,17 @@
 //
 //   const server = useServer({ WORKERS: '2' }, { label: 'rest' });
 //
+// When the environment depends on what earlier hooks made (a port, a file),
+// pass a function: it is called in the `before` hook.
+//
+//   const server = useServer(() => ({ CORS_ALLOWED_ORIGINS: site.origin }));
+//
 // The binary comes from env SERVER_BIN (default ../bin/server relative to e2e/).
 // The port is read from the JSON log line {"msg":"listening","addr":"host:port"}.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { after, before } from 'node:test';
@@ -62,6 +67,7 @@ const SERVER_CONFIG_VARS = [
   'JWT_ISSUER',
   'JWT_AUDIENCE',
   'JWT_ROLE_CLAIM',
+  'CORS_ALLOWED_ORIGINS',
   'WS_READ_LIMIT',
   'WS_KEEPALIVE',
   'WS_INIT_TIMEOUT',
@@ -262,7 +268,9 @@ export async function startServer(env = {}, opts = {}) {
  * Returns the server's handle, empty until the `before` hook has run; the
  * tests, and hooks registered after this call, find it filled in.
  *
- * @param {Record<string,string>} env extra environment for the server
+ * @param {Record<string,string> | (() => Record<string,string>)} env extra
+ *   environment for the server, or a function called in the `before` hook
+ *   that returns it
  * @param {{ startTimeoutMs?: number, label?: string, hookTimeoutMs?: number }} [opts]
  */
 export function useServer(env = {}, opts = {}) {
@@ -270,7 +278,7 @@ export function useServer(env = {}, opts = {}) {
   const server = {};
   let started = false;
   before(async () => {
-    Object.assign(server, await startServer(env, startOpts));
+    Object.assign(server, await startServer(typeof env === 'function' ? env() : env, startOpts));
     started = true;
   }, { timeout: hookTimeoutMs });
   after(async () => {
@@ -279,4 +287,28 @@ export function useServer(env = {}, opts = {}) {
     assert.equal(code, 0, `server exit code (signal ${signal})\n${server.tail()}`);
   }, { timeout: hookTimeoutMs });
   return server;
+}
+
+/**
+ * Makes a static API token with `server token new --name NAME --role ROLE`,
+ * which prints the token and then its tokens-file entry, one per line.
+ * Returns { token, entry }.
+ */
+export async function newToken(name, role) {
+  const bin = serverBinary();
+  const stdout = await new Promise((resolve, reject) => {
+    execFile(bin, ['token', 'new', '--name', name, '--role', role], { timeout: 10_000 }, (err, out, errOut) => {
+      if (err) reject(new Error(`${bin} token new --name ${name} --role ${role}: ${err.message}\n${errOut}`));
+      else resolve(out);
+    });
+  });
+  const lines = stdout.split('\n').filter((l) => l !== '');
+  assert.equal(lines.length, 2, `token new prints the token and its entry, got: ${stdout}`);
+  return { token: lines[0], entry: JSON.parse(lines[1]) };
+}
+
+/** Writes an API_TOKENS_FILE listing `entries` (from newToken) at `file`. */
+export function writeTokensFile(file, entries) {
+  writeFileSync(file, JSON.stringify({ tokens: entries }, null, 2));
+  return file;
 }
