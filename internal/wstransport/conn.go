@@ -62,10 +62,11 @@ type conn struct {
 
 // websocketHeader is what operations on a websocket see as their request
 // headers (graphql.OperationContext.Headers): only that the request is an
-// upgrade. The handshake's own headers would be held for the connection's
-// whole life; graphql-ws clients put what HTTP headers carry (credentials)
-// in the connection_init payload, which InitFunc sees. Never modified.
-var websocketHeader = http.Header{"Upgrade": {"websocket"}}
+// upgrade (IsUpgradeHeader). The handshake's own headers would be held for
+// the connection's whole life; graphql-ws clients put what HTTP headers
+// carry (credentials) in the connection_init payload, which InitFunc sees.
+// Never modified.
+var websocketHeader = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}
 
 // hijacker is the http.ResponseWriter given to gorilla's Upgrade: its
 // Hijack creates the connection, whose sockConn gorilla then writes the 101

@@ -56,6 +56,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,9 +171,39 @@ func New(opts Options) *Transport {
 	}
 }
 
-// Supports reports whether r asks for a websocket upgrade.
+// Supports reports whether r asks for a websocket upgrade (IsUpgrade).
 func (t *Transport) Supports(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != ""
+	return IsUpgrade(r)
+}
+
+// IsUpgrade reports whether r asks to be upgraded to a websocket: its
+// Connection header lists the token "upgrade" and its Upgrade header the
+// token "websocket", both case-insensitive (RFC 6455, section 4.2.1, as
+// gorilla/websocket checks them). It is the project's one test of "is this
+// a websocket": the transport, the GraphQL handler and the HTTP middleware
+// all use it.
+func IsUpgrade(r *http.Request) bool {
+	return IsUpgradeHeader(r.Header)
+}
+
+// IsUpgradeHeader is IsUpgrade for where only the headers are at hand,
+// such as an operation's graphql.OperationContext.Headers (on a websocket,
+// the transport gives operations headers that pass it).
+func IsUpgradeHeader(h http.Header) bool {
+	return hasToken(h, "Upgrade", "websocket") && hasToken(h, "Connection", "upgrade")
+}
+
+// hasToken reports whether the comma-separated lists of header name hold
+// token, case-insensitive.
+func hasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Do upgrades r and returns: the connection's reader goroutine serves it
