@@ -77,6 +77,7 @@ const (
 	DefaultWriteTimeout  = 10 * time.Second
 	DefaultReadLimit     = 1 << 20
 	DefaultSharedResults = 16384
+	DefaultSharedBytes   = 16 << 20
 )
 
 // CodeTooManySubscriptions is extensions.code of the error a subscription
@@ -102,9 +103,11 @@ type Options struct {
 	// once; one more gets an error message with CodeTooManySubscriptions.
 	// 0: no limit.
 	MaxSubscriptions int
-	// SharedResults bounds the cache of shared subscription results.
-	// Default DefaultSharedResults.
+	// SharedResults and SharedBytes bound the cache of shared subscription
+	// results: how many it keeps and their bytes. Defaults
+	// DefaultSharedResults and DefaultSharedBytes.
 	SharedResults int
+	SharedBytes   int
 	// InitFunc, when set, runs on connection_init with its payload (nil
 	// when absent) and a context carrying the upgrade request's values
 	// (never cancelled: each operation's context is, when it ends or its
@@ -149,6 +152,9 @@ func New(opts Options) *Transport {
 	if opts.SharedResults <= 0 {
 		opts.SharedResults = DefaultSharedResults
 	}
+	if opts.SharedBytes <= 0 {
+		opts.SharedBytes = DefaultSharedBytes
+	}
 	checkOrigin := opts.CheckOrigin
 	if checkOrigin == nil {
 		checkOrigin = func(*http.Request) bool { return true }
@@ -165,7 +171,7 @@ func New(opts Options) *Transport {
 			Subprotocols:    []string{protocolLegacy, protocolTransport},
 			CheckOrigin:     checkOrigin,
 		},
-		results: newResultCache(opts.SharedResults),
+		results: newResultCache(opts.SharedResults, opts.SharedBytes),
 		conns:   make(map[*conn]struct{}),
 		idle:    make(chan struct{}),
 	}
