@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
@@ -350,23 +349,13 @@ func (op *operation) begin() {
 
 	rc, errs := c.exec.CreateOperationContext(traced, params)
 	if errs != nil {
-		resp := c.exec.DispatchError(graphql.WithOperationContext(traced, rc), errs)
-		var typ string
-		var b []byte
-		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
-			typ, b = "error", encodeErrors(resp.Errors)
-		} else {
-			typ, b = c.nextType(), encodeResponse(&graphql.Response{Errors: errs})
+		// Failed before it ran: the error message, in both protocols,
+		// with the errors as the server presents them (DispatchError
+		// runs the error presenter and the response middleware).
+		if resp := c.exec.DispatchError(graphql.WithOperationContext(traced, rc), errs); resp != nil && len(resp.Errors) > 0 {
+			errs = resp.Errors
 		}
-		c.mu.Lock()
-		if typ == "error" {
-			c.endLocked(op, typ, b) // no complete after an error message
-		} else {
-			c.queueLocked(op.idJSON, typ, b)
-			c.endLocked(op, "complete", nil)
-		}
-		c.mu.Unlock()
-		op.stop()
+		c.end(op, "error", encodeErrors(errs)) // no complete after an error message
 		return
 	}
 
@@ -408,9 +397,13 @@ func (op *operation) begin() {
 	switch {
 	case !op.sub:
 		resp := op.respond()
+		if refused := refusal(resp); refused != nil {
+			c.end(op, "error", refused)
+			return
+		}
 		c.mu.Lock()
 		if resp != nil && !op.done {
-			c.queueLocked(op.idJSON, c.nextType(), resp)
+			c.queueLocked(op.idJSON, c.nextType(), encodeResponse(resp))
 		}
 		c.endLocked(op, "complete", nil)
 		c.mu.Unlock()
@@ -445,9 +438,9 @@ func shareKey(rc *graphql.OperationContext) string {
 	return rc.RawQuery + "\x00" + rc.OperationName + "\x00" + string(vars)
 }
 
-// respond calls gqlgen's response handler once and encodes its response
+// respond calls gqlgen's response handler once and returns its response
 // (nil at the end of the stream). A panic becomes an error response.
-func (op *operation) respond() (encoded []byte) {
+func (op *operation) respond() (resp *graphql.Response) {
 	defer func() {
 		if p := recover(); p != nil {
 			err := op.rc.Recover(op.ctx, p)
@@ -455,35 +448,51 @@ func (op *operation) respond() (encoded []byte) {
 			if !errors.As(err, &ge) {
 				ge = &gqlerror.Error{Message: fmt.Sprint(err)}
 			}
-			encoded, _ = json.Marshal(&graphql.Response{Errors: gqlerror.List{ge}})
+			resp = &graphql.Response{Errors: gqlerror.List{ge}}
 		}
 	}()
-	resp := op.handler(op.ctx)
-	if resp == nil {
+	return op.handler(op.ctx)
+}
+
+// refusal returns the payload of an error message for a first response
+// that carries errors and no data, or nil: the operation was refused
+// before it produced anything (see the package doc).
+func refusal(resp *graphql.Response) []byte {
+	if resp == nil || len(resp.Data) > 0 || len(resp.Errors) == 0 {
 		return nil
 	}
-	return encodeResponse(resp)
+	return encodeErrors(resp.Errors)
 }
 
 // loop serves a subscription that does not use Feed the way gqlgen's own
-// transport did, on its own goroutine, until its stream ends.
+// transport did, on its own goroutine, until its stream ends. A first
+// response with errors and no data (a resolver or middleware that refused
+// the subscription) ends it with the error message instead.
 func (op *operation) loop() {
 	defer op.c.t.goDone()
-	for {
+	c := op.c
+	for first := true; ; first = false {
 		resp := op.respond()
 		if resp == nil {
 			break
 		}
-		op.c.mu.Lock()
-		if !op.done && !op.c.closing {
-			op.c.appendLocked(func(b []byte) []byte { return appendEncodedMessage(b, op.idJSON, op.c.nextType(), resp) })
-			op.c.kickLocked()
+		if first {
+			if refused := refusal(resp); refused != nil {
+				c.end(op, "error", refused)
+				return
+			}
 		}
-		op.c.mu.Unlock()
+		payload := encodeResponse(resp)
+		c.mu.Lock()
+		if !op.done && !c.closing {
+			c.appendLocked(func(b []byte) []byte { return appendEncodedMessage(b, op.idJSON, c.nextType(), payload) })
+			c.kickLocked()
+		}
+		c.mu.Unlock()
 	}
 	// A closed connection gets no complete, as with gqlgen (and endLocked
 	// queues nothing once it is closing).
-	op.c.end(op, "complete", nil)
+	c.end(op, "complete", nil)
 }
 
 // pump runs on the writer: it takes one value from op's source, has it
@@ -534,7 +543,10 @@ func (op *operation) pump() {
 func (op *operation) result(v any) []byte {
 	exec := func() []byte {
 		op.feed.load()
-		return op.respond()
+		if resp := op.respond(); resp != nil {
+			return encodeResponse(resp)
+		}
+		return nil
 	}
 	if op.group == nil {
 		return exec()

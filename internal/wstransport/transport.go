@@ -38,9 +38,19 @@
 //   - One set of close codes for both subprotocols; the legacy protocol
 //     defines none, and its clients treat every close alike. Legacy clients
 //     still get connection_error before a close where gqlgen sent one.
-//   - The server answers a client's complete (stop) with complete, and a
-//     validation error with error then complete, as gqlgen did: clients
-//     ignore messages for finished ids, and today's clients see no change.
+//   - The server answers a client's complete (stop) with complete, as
+//     gqlgen did: clients ignore messages for finished ids.
+//   - An operation that fails before it runs (parse or validation errors,
+//     bad variables, a document refused by the server's limits), a query
+//     or mutation whose response carries errors and no data (refused by
+//     the server's middleware, say SERVER_BUSY or RESPONSE_TOO_LARGE), and
+//     a subscription whose resolver did not hand over a source (Feed) and
+//     whose first response carries errors and no data, end with the
+//     protocol's error message carrying the errors, in both protocols:
+//     both define it for errors before execution, and clients report it to
+//     their error callback. No complete follows an error message. (gqlgen
+//     sent some of these as a result with errors.) A subscription's later
+//     events, RESPONSE_TOO_LARGE among them, are results.
 //   - Keep-alive starts with connection_ack; before it only the
 //     initialisation timeout applies.
 //   - At shutdown (Run's context) connections close with 1000 "terminated",

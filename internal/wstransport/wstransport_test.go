@@ -51,8 +51,8 @@ type bundle struct {
 }
 
 // setup serves the project's GraphQL schema (no workers) with only the
-// websocket transport, built by opts.
-func setup(t testing.TB, opts wstransport.Options) *bundle {
+// websocket transport, built by opts; configure adds to gqlgen's server.
+func setup(t testing.TB, opts wstransport.Options, configure ...func(*handler.Server)) *bundle {
 	t.Helper()
 	b := &bundle{}
 	b.broker = brokertest.New(t, broker.Options{})
@@ -66,6 +66,9 @@ func setup(t testing.TB, opts wstransport.Options) *bundle {
 		b.executions.Add(1)
 		return next(ctx)
 	})
+	for _, f := range configure {
+		f(srv)
+	}
 	b.stop = runtest.Start(t, b.transport)
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		srv.ServeHTTP(&countingWriter{ResponseWriter: w, writes: &b.socketWrites}, r)
