@@ -44,12 +44,14 @@ type conn struct {
 	acked    bool
 	opCtx    context.Context // from Options.InitFunc
 
-	mu      sync.Mutex
-	out     *[]byte      // frames not yet written; nil when empty
-	writing bool         // the writer goroutine runs
-	starts  []*operation // operations for the writer to start, in order
-	ready   []*operation // subscriptions with something for the writer
-	ops     []*operation // running, in no order; a slice, as connections hold few
+	mu       sync.Mutex
+	out      *[]byte       // frames not yet written; nil when empty
+	inFlight int           // bytes of the socket write under way
+	room     chan struct{} // closed when the connection has room again (hasRoomLocked); nil while nobody waits
+	writing  bool          // the writer goroutine runs
+	starts   []*operation  // operations for the writer to start, in order; at most maxWaiting
+	ready    []*operation  // subscriptions with something for the writer
+	ops      []*operation  // running, in no order; a slice, as connections hold few
 
 	subs       int  // subscriptions among ops
 	closeSent  bool // a close frame is queued: nothing may follow it
@@ -185,7 +187,11 @@ func (c *conn) handle(m *inMessage) bool {
 	case m.Type == "connection_init":
 		return c.init(m.Payload)
 	case m.Type == "ping" && !c.legacy:
-		c.queueMessage("", "pong", m.Payload)
+		payload := m.Payload
+		if len(payload) > maxPongPayload {
+			payload = nil
+		}
+		c.queueMessage("", "pong", payload)
 		return true
 	case m.Type == "pong" && !c.legacy:
 		return true
@@ -279,6 +285,7 @@ func (c *conn) closeWith(code int, reason string) {
 	}
 	c.closeSent = true
 	c.closing = true
+	c.signalRoomLocked()
 	ops := c.endAllLocked()
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()

@@ -297,7 +297,8 @@ func (c *conn) findLocked(id string) int {
 // reader so that executing them (resolvers, gqlgen's deep call chains)
 // never grows the reader's stack, which an idle connection keeps for its
 // whole life, while the writer's goes away with it. They start one after
-// another, in the order the client sent them.
+// another, in the order the client sent them. The reader reads no frame
+// while maxWaiting operations wait (waitRoom), so at most that many do.
 func (c *conn) queueStart(id string, payload json.RawMessage) {
 	idJSON, _ := json.Marshal(id)
 	op := &operation{c: c, id: id, idJSON: idJSON, payload: payload, received: graphql.Now()}
@@ -310,6 +311,9 @@ func (c *conn) queueStart(id string, payload json.RawMessage) {
 	}
 	c.ops = append(c.ops, op)
 	c.starts = append(c.starts, op)
+	if p := c.t.opts.probes; p != nil && p.waiting != nil {
+		p.waiting(len(c.starts))
+	}
 	c.kickLocked()
 }
 
@@ -372,7 +376,7 @@ func (op *operation) begin() {
 	}
 	op.sub = sub // under c.mu: endLocked reads it
 	if op.sub {
-		if max := c.t.opts.MaxSubscriptions; max > 0 && c.subs >= max {
+		if max := c.t.opts.MaxSubscriptions; c.subs >= max {
 			c.endLocked(op, "error", encodeErrors(gqlerror.List{{
 				Message:    fmt.Sprintf("at most %d subscriptions per connection", max),
 				Extensions: map[string]any{"code": CodeTooManySubscriptions},
@@ -482,6 +486,11 @@ func (op *operation) loop() {
 				return
 			}
 		}
+		// Its results count toward the connection's bound like the
+		// writer's.
+		if ok, _ := c.waitRoom(); !ok {
+			break
+		}
 		payload := encodeResponse(resp)
 		c.mu.Lock()
 		if !op.done && !c.closing {
@@ -497,15 +506,17 @@ func (op *operation) loop() {
 
 // pump runs on the writer: it takes one value from op's source, has it
 // executed (or finds it executed for another subscriber) and queues the
-// result; or ends op when its source has ended.
-func (op *operation) pump() {
+// result; or ends op when its source has ended. It reports whether the
+// connection's queue has reached gather bytes.
+func (op *operation) pump(gather int) (full bool) {
 	c := op.c
 	c.mu.Lock()
 	op.queued = false
 	done := op.done
+	full = c.queuedLocked() >= gather
 	c.mu.Unlock()
 	if done {
-		return
+		return full
 	}
 	v, ok, ended := op.feed.poll()
 	switch {
@@ -534,9 +545,12 @@ func (op *operation) pump() {
 			op.queued = true
 			c.ready = append(c.ready, op)
 		}
+		full = c.queuedLocked() >= gather
 		c.mu.Unlock()
 		c.t.sending.add(-1)
+		return full
 	}
+	return full
 }
 
 // result returns the encoded response for value v.

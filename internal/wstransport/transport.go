@@ -34,6 +34,40 @@
 // subscription resolver that does not hand its source over with Feed gets
 // gqlgen's loop on a goroutine of its own; jobUpdated always uses Feed.)
 //
+// What one connection can make the server hold is bounded, so that a client
+// that sends much and reads nothing costs little more than one that reads:
+//
+//   - Outgoing queue: the bytes queued for a client and not yet written
+//     (the write under way included) are bounded by Options.MaxQueuedBytes
+//     (1 MiB). The writer starts operations and takes subscription changes
+//     only while less than one write's worth (64 KiB) is queued, and the
+//     reader reads no further frame while the queue is at the bound: no
+//     ping is answered, no message handled, until the socket drains below
+//     it (Options.WriteTimeout still drops a client that reads nothing;
+//     keep-alive counts from when reading resumes). So the queue holds at
+//     most the bound plus one result (a result is never split; the server
+//     bounds each with MAX_RESPONSE_BYTES) plus one reply of the reader;
+//     nothing is queued behind a large result until it is written.
+//     Nothing is dropped and nothing refused for it: pongs and protocol
+//     replies count toward the bound, and the client's own socket buffer
+//     fills instead, as TCP intends. Subscriptions wait in their source,
+//     which coalesces a lagging subscriber to each job's latest state and
+//     ends it (SLOW_SUBSCRIBER) past its cap.
+//   - Waiting operations: at most maxWaiting (32) subscribe (start)
+//     messages wait for the writer to start them; while that many wait,
+//     the reader reads nothing more. A client that sends a burst of
+//     subscribes is thus slowed, not refused: graphql-ws clients multiplex
+//     every subscription of a page over one socket and send them at once,
+//     and refusing the ones past a cap would fail pages that open many.
+//   - Subscriptions: at most Options.MaxSubscriptions (100) at once; one
+//     more gets an error message with CodeTooManySubscriptions.
+//   - graphql-transport-ws ping messages: the pong echoes a payload of up to
+//     maxPongPayload (1 KiB); a larger payload is left out of the pong.
+//   - Shared results (see results.go): at most Options.SharedResults
+//     results and Options.SharedBytes (16 MiB) bytes, the oldest dropped
+//     first; a result larger than SharedBytes is not kept. A result is
+//     dropped as soon as the last subscription of its operation ends.
+//
 // Decisions where the protocols are silent or the two differ:
 //   - One set of close codes for both subprotocols; the legacy protocol
 //     defines none, and its clients treat every close alike. Legacy clients
@@ -84,11 +118,20 @@ const (
 
 // Defaults for zero Options fields.
 const (
-	DefaultWriteTimeout  = 10 * time.Second
-	DefaultReadLimit     = 1 << 20
-	DefaultSharedResults = 16384
-	DefaultSharedBytes   = 16 << 20
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultReadLimit        = 1 << 20
+	DefaultMaxQueuedBytes   = 1 << 20
+	DefaultMaxSubscriptions = 100
+	DefaultSharedResults    = 16384
+	DefaultSharedBytes      = 16 << 20
 )
+
+// maxWaiting is how many operations of a connection may wait for the writer
+// to start them; while that many wait, the connection is not read.
+const maxWaiting = 32
+
+// maxPongPayload is the largest ping payload a pong message echoes.
+const maxPongPayload = 1 << 10
 
 // CodeTooManySubscriptions is extensions.code of the error a subscription
 // gets when its connection already holds Options.MaxSubscriptions.
@@ -109,9 +152,15 @@ type Options struct {
 	// ReadLimit is the largest message read from a client; a larger one
 	// closes the connection with 1009. Default DefaultReadLimit.
 	ReadLimit int64
+	// MaxQueuedBytes bounds the bytes a connection queues for its client
+	// and has not written yet: at the bound the connection starts no
+	// operation, takes no subscription change and reads nothing until
+	// its client has read enough (see the package doc). Default
+	// DefaultMaxQueuedBytes.
+	MaxQueuedBytes int
 	// MaxSubscriptions bounds the subscriptions one connection holds at
 	// once; one more gets an error message with CodeTooManySubscriptions.
-	// 0: no limit.
+	// Default DefaultMaxSubscriptions.
 	MaxSubscriptions int
 	// SharedResults and SharedBytes bound the cache of shared subscription
 	// results: how many it keeps and their bytes. Defaults
@@ -131,6 +180,15 @@ type Options struct {
 	// applications from other origins, which is safe only while websockets
 	// do not authenticate with ambient credentials such as cookies.
 	CheckOrigin func(r *http.Request) bool
+
+	probes *probes // for tests: see export_test.go
+}
+
+// probes let tests watch a connection's queues. Their functions are called
+// with the connection's lock held.
+type probes struct {
+	queued  func(bytes int) // bytes queued and not written, after each addition
+	waiting func(n int)     // operations waiting to start, after each addition
 }
 
 // Transport accepts GraphQL websocket connections. Create it with New, add
@@ -158,6 +216,12 @@ func New(opts Options) *Transport {
 	}
 	if opts.ReadLimit <= 0 {
 		opts.ReadLimit = DefaultReadLimit
+	}
+	if opts.MaxQueuedBytes <= 0 {
+		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if opts.MaxSubscriptions <= 0 {
+		opts.MaxSubscriptions = DefaultMaxSubscriptions
 	}
 	if opts.SharedResults <= 0 {
 		opts.SharedResults = DefaultSharedResults
