@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
 // conformHTTP adapts gqlgen's plain HTTP responses to the GraphQL-over-HTTP
@@ -51,12 +53,13 @@ func conformHTTP(next http.Handler) http.Handler {
 }
 
 // IsStream reports whether a request with these headers asks for a stream
-// of responses (a websocket upgrade, or Server-Sent Events) rather than a
-// single response. It is the one such test: the HTTP conformance above,
-// the refusal of subscriptions over plain HTTP and the server's tracking of
-// long-lived requests all use it.
+// of responses (a websocket upgrade, as wstransport.IsUpgradeHeader
+// defines it, or Server-Sent Events) rather than a single response. It is
+// the one such test: the HTTP conformance above, the refusal of
+// subscriptions over plain HTTP and the server's tracking of long-lived
+// requests all use it.
 func IsStream(h http.Header) bool {
-	return h.Get("Upgrade") != "" || strings.Contains(h.Get("Accept"), "text/event-stream")
+	return wstransport.IsUpgradeHeader(h) || strings.Contains(h.Get("Accept"), "text/event-stream")
 }
 
 type conformingWriter struct {

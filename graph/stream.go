@@ -95,7 +95,7 @@ func subscriptionsOverHTTP(ctx context.Context, next graphql.OperationHandler) g
 	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
 		return next(ctx)
 	}
-	if oc.Headers.Get("Upgrade") != "" {
+	if wstransport.IsUpgradeHeader(oc.Headers) {
 		// A websocket: the transport drives the subscription (Feed), and
 		// an idle subscriber should hold nothing more.
 		return next(ctx)

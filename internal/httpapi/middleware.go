@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jobqueue/jobqueue/graph"
+	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
 // readBody reads a request's whole body before the handler runs, so that
@@ -94,7 +95,7 @@ func limitWrites(timeout time.Duration, next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "" {
+		if wstransport.IsUpgrade(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -166,7 +167,7 @@ func NewStreams() *Streams {
 
 func (s *Streams) track(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !graph.IsStream(r.Header) || r.Header.Get("Upgrade") != "" {
+		if !graph.IsStream(r.Header) || wstransport.IsUpgrade(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -44,12 +44,14 @@ type conn struct {
 	acked    bool
 	opCtx    context.Context // from Options.InitFunc
 
-	mu      sync.Mutex
-	out     *[]byte      // frames not yet written; nil when empty
-	writing bool         // the writer goroutine runs
-	starts  []*operation // operations for the writer to start, in order
-	ready   []*operation // subscriptions with something for the writer
-	ops     []*operation // running, in no order; a slice, as connections hold few
+	mu       sync.Mutex
+	out      *[]byte       // frames not yet written; nil when empty
+	inFlight int           // bytes of the socket write under way
+	room     chan struct{} // closed when the connection has room again (hasRoomLocked); nil while nobody waits
+	writing  bool          // the writer goroutine runs
+	starts   []*operation  // operations for the writer to start, in order; at most maxWaiting
+	ready    []*operation  // subscriptions with something for the writer
+	ops      []*operation  // running, in no order; a slice, as connections hold few
 
 	subs       int  // subscriptions among ops
 	closeSent  bool // a close frame is queued: nothing may follow it
@@ -63,10 +65,11 @@ type conn struct {
 
 // websocketHeader is what operations on a websocket see as their request
 // headers (graphql.OperationContext.Headers): only that the request is an
-// upgrade. The handshake's own headers would be held for the connection's
-// whole life; graphql-ws clients put what HTTP headers carry (credentials)
-// in the connection_init payload, which InitFunc sees. Never modified.
-var websocketHeader = http.Header{"Upgrade": {"websocket"}}
+// upgrade (IsUpgradeHeader). The handshake's own headers would be held for
+// the connection's whole life; graphql-ws clients put what HTTP headers
+// carry (credentials) in the connection_init payload, which InitFunc sees.
+// Never modified.
+var websocketHeader = http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}
 
 // hijacker is the http.ResponseWriter given to gorilla's Upgrade: its
 // Hijack creates the connection, whose sockConn gorilla then writes the 101
@@ -185,7 +188,11 @@ func (c *conn) handle(m *inMessage) bool {
 	case m.Type == "connection_init":
 		return c.init(m.Payload)
 	case m.Type == "ping" && !c.legacy:
-		c.queueMessage("", "pong", m.Payload)
+		payload := m.Payload
+		if len(payload) > maxPongPayload {
+			payload = nil
+		}
+		c.queueMessage("", "pong", payload)
 		return true
 	case m.Type == "pong" && !c.legacy:
 		return true
@@ -282,6 +289,7 @@ func (c *conn) closeWith(code int, reason string) {
 	}
 	c.closeSent = true
 	c.closing = true
+	c.signalRoomLocked()
 	ops := c.endAllLocked()
 	if c.pingTimer != nil {
 		c.pingTimer.Stop()

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/99designs/gqlgen/graphql/errcode"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
 )
@@ -298,7 +297,8 @@ func (c *conn) findLocked(id string) int {
 // reader so that executing them (resolvers, gqlgen's deep call chains)
 // never grows the reader's stack, which an idle connection keeps for its
 // whole life, while the writer's goes away with it. They start one after
-// another, in the order the client sent them.
+// another, in the order the client sent them. The reader reads no frame
+// while maxWaiting operations wait (waitRoom), so at most that many do.
 func (c *conn) queueStart(id string, payload json.RawMessage) {
 	idJSON, _ := json.Marshal(id)
 	op := &operation{c: c, id: id, idJSON: idJSON, payload: payload, received: graphql.Now()}
@@ -311,6 +311,9 @@ func (c *conn) queueStart(id string, payload json.RawMessage) {
 	}
 	c.ops = append(c.ops, op)
 	c.starts = append(c.starts, op)
+	if p := c.t.opts.probes; p != nil && p.waiting != nil {
+		p.waiting(len(c.starts))
+	}
 	c.kickLocked()
 }
 
@@ -350,23 +353,13 @@ func (op *operation) begin() {
 
 	rc, errs := c.exec.CreateOperationContext(traced, params)
 	if errs != nil {
-		resp := c.exec.DispatchError(graphql.WithOperationContext(traced, rc), errs)
-		var typ string
-		var b []byte
-		if errcode.GetErrorKind(errs) == errcode.KindProtocol {
-			typ, b = "error", encodeErrors(resp.Errors)
-		} else {
-			typ, b = c.nextType(), encodeResponse(&graphql.Response{Errors: errs})
+		// Failed before it ran: the error message, in both protocols,
+		// with the errors as the server presents them (DispatchError
+		// runs the error presenter and the response middleware).
+		if resp := c.exec.DispatchError(graphql.WithOperationContext(traced, rc), errs); resp != nil && len(resp.Errors) > 0 {
+			errs = resp.Errors
 		}
-		c.mu.Lock()
-		if typ == "error" {
-			c.endLocked(op, typ, b) // no complete after an error message
-		} else {
-			c.queueLocked(op.idJSON, typ, b)
-			c.endLocked(op, "complete", nil)
-		}
-		c.mu.Unlock()
-		op.stop()
+		c.end(op, "error", encodeErrors(errs)) // no complete after an error message
 		return
 	}
 
@@ -383,7 +376,7 @@ func (op *operation) begin() {
 	}
 	op.sub = sub // under c.mu: endLocked reads it
 	if op.sub {
-		if max := c.t.opts.MaxSubscriptions; max > 0 && c.subs >= max {
+		if max := c.t.opts.MaxSubscriptions; c.subs >= max {
 			c.endLocked(op, "error", encodeErrors(gqlerror.List{{
 				Message:    fmt.Sprintf("at most %d subscriptions per connection", max),
 				Extensions: map[string]any{"code": CodeTooManySubscriptions},
@@ -408,9 +401,13 @@ func (op *operation) begin() {
 	switch {
 	case !op.sub:
 		resp := op.respond()
+		if refused := refusal(resp); refused != nil {
+			c.end(op, "error", refused)
+			return
+		}
 		c.mu.Lock()
 		if resp != nil && !op.done {
-			c.queueLocked(op.idJSON, c.nextType(), resp)
+			c.queueLocked(op.idJSON, c.nextType(), encodeResponse(resp))
 		}
 		c.endLocked(op, "complete", nil)
 		c.mu.Unlock()
@@ -445,9 +442,9 @@ func shareKey(rc *graphql.OperationContext) string {
 	return rc.RawQuery + "\x00" + rc.OperationName + "\x00" + string(vars)
 }
 
-// respond calls gqlgen's response handler once and encodes its response
+// respond calls gqlgen's response handler once and returns its response
 // (nil at the end of the stream). A panic becomes an error response.
-func (op *operation) respond() (encoded []byte) {
+func (op *operation) respond() (resp *graphql.Response) {
 	defer func() {
 		if p := recover(); p != nil {
 			err := op.rc.Recover(op.ctx, p)
@@ -455,48 +452,71 @@ func (op *operation) respond() (encoded []byte) {
 			if !errors.As(err, &ge) {
 				ge = &gqlerror.Error{Message: fmt.Sprint(err)}
 			}
-			encoded, _ = json.Marshal(&graphql.Response{Errors: gqlerror.List{ge}})
+			resp = &graphql.Response{Errors: gqlerror.List{ge}}
 		}
 	}()
-	resp := op.handler(op.ctx)
-	if resp == nil {
+	return op.handler(op.ctx)
+}
+
+// refusal returns the payload of an error message for a first response
+// that carries errors and no data, or nil: the operation was refused
+// before it produced anything (see the package doc).
+func refusal(resp *graphql.Response) []byte {
+	if resp == nil || len(resp.Data) > 0 || len(resp.Errors) == 0 {
 		return nil
 	}
-	return encodeResponse(resp)
+	return encodeErrors(resp.Errors)
 }
 
 // loop serves a subscription that does not use Feed the way gqlgen's own
-// transport did, on its own goroutine, until its stream ends.
+// transport did, on its own goroutine, until its stream ends. A first
+// response with errors and no data (a resolver or middleware that refused
+// the subscription) ends it with the error message instead.
 func (op *operation) loop() {
 	defer op.c.t.goDone()
-	for {
+	c := op.c
+	for first := true; ; first = false {
 		resp := op.respond()
 		if resp == nil {
 			break
 		}
-		op.c.mu.Lock()
-		if !op.done && !op.c.closing {
-			op.c.appendLocked(func(b []byte) []byte { return appendEncodedMessage(b, op.idJSON, op.c.nextType(), resp) })
-			op.c.kickLocked()
+		if first {
+			if refused := refusal(resp); refused != nil {
+				c.end(op, "error", refused)
+				return
+			}
 		}
-		op.c.mu.Unlock()
+		// Its results count toward the connection's bound like the
+		// writer's.
+		if ok, _ := c.waitRoom(); !ok {
+			break
+		}
+		payload := encodeResponse(resp)
+		c.mu.Lock()
+		if !op.done && !c.closing {
+			c.appendLocked(func(b []byte) []byte { return appendEncodedMessage(b, op.idJSON, c.nextType(), payload) })
+			c.kickLocked()
+		}
+		c.mu.Unlock()
 	}
 	// A closed connection gets no complete, as with gqlgen (and endLocked
 	// queues nothing once it is closing).
-	op.c.end(op, "complete", nil)
+	c.end(op, "complete", nil)
 }
 
 // pump runs on the writer: it takes one value from op's source, has it
 // executed (or finds it executed for another subscriber) and queues the
-// result; or ends op when its source has ended.
-func (op *operation) pump() {
+// result; or ends op when its source has ended. It reports whether the
+// connection's queue has reached gather bytes.
+func (op *operation) pump(gather int) (full bool) {
 	c := op.c
 	c.mu.Lock()
 	op.queued = false
 	done := op.done
+	full = c.queuedLocked() >= gather
 	c.mu.Unlock()
 	if done {
-		return
+		return full
 	}
 	v, ok, ended := op.feed.poll()
 	switch {
@@ -525,16 +545,22 @@ func (op *operation) pump() {
 			op.queued = true
 			c.ready = append(c.ready, op)
 		}
+		full = c.queuedLocked() >= gather
 		c.mu.Unlock()
 		c.t.sending.add(-1)
+		return full
 	}
+	return full
 }
 
 // result returns the encoded response for value v.
 func (op *operation) result(v any) []byte {
 	exec := func() []byte {
 		op.feed.load()
-		return op.respond()
+		if resp := op.respond(); resp != nil {
+			return encodeResponse(resp)
+		}
+		return nil
 	}
 	if op.group == nil {
 		return exec()

@@ -33,7 +33,9 @@ import (
 // and at most 125 bytes and may come between the fragments of a message; a
 // violation closes the connection with 1002. A message larger than
 // Options.ReadLimit closes it with 1009, a ping is answered with a pong, and
-// a close frame with a close frame of the same code.
+// a close frame with a close frame of the same code. Before each frame,
+// serve waits while the connection has no room (waitRoom): the replies of
+// a client that sends and does not read stay within the outgoing bound.
 
 // frameBufferSize is the size of the pooled buffers frames are read through.
 const frameBufferSize = 4096
@@ -146,7 +148,13 @@ func (c *conn) serve() {
 	f.buf[0] = c.first[0]
 	f.w = 1
 	for {
-		if !c.readFrame(f) {
+		// Nothing more is read while the connection has no room (see
+		// writer.go): the client's socket buffer fills instead of ours.
+		ok, waited := c.waitRoom()
+		if waited && ok {
+			c.resumeReading()
+		}
+		if !ok || !c.readFrame(f) {
 			f.release()
 			c.stopReading()
 			return
@@ -157,6 +165,17 @@ func (c *conn) serve() {
 	}
 	f.release()
 	go c.wait()
+}
+
+// resumeReading follows a pause of the reader: pongs that arrived meanwhile
+// were not read, so keep-alive gives the client two intervals from now.
+func (c *conn) resumeReading() {
+	c.mu.Lock()
+	armed := !c.pongDue.IsZero()
+	c.mu.Unlock()
+	if armed {
+		c.pong()
+	}
 }
 
 // stopReading ends the connection's goroutine for good.

@@ -25,35 +25,40 @@ import (
 // resultCache holds the groups of running subscriptions and the results
 // they share. Concurrent requests for one result execute once: a burst
 // delivers the same change to every subscriber at the same moment, and
-// without that they would all miss together. It keeps at most limit
-// results, evicting the oldest first. Safe for concurrent use.
+// without that they would all miss together. It keeps at most maxN results
+// of at most maxBytes encoded bytes in all, dropping the oldest first; a
+// result larger than maxBytes is handed to those waiting for it and not
+// kept. A group's results are dropped when its last subscription ends.
+// Safe for concurrent use.
 type resultCache struct {
 	mu     sync.Mutex
 	groups map[string]*opGroup // by operation key, while some subscription uses them
-	order  []cached            // ring of kept results
-	next   int
-	limit  int
+	// kept results, oldest first
+	oldest, newest *cacheEntry
+	n, bytes       int
+	maxN, maxBytes int
 }
 
 // opGroup is one operation's shared results.
 type opGroup struct {
 	key     string   // the operation's key, one copy for all its subscriptions
 	refs    int      // subscriptions using the group; under resultCache.mu
-	entries sync.Map // value → *cacheEntry
-}
-
-type cached struct {
-	g     *opGroup
-	value any
+	entries sync.Map // value → *cacheEntry, being produced or kept
 }
 
 type cacheEntry struct {
 	done    chan struct{} // closed once encoded is set
 	encoded []byte
+
+	g     *opGroup
+	value any
+	// under resultCache.mu
+	kept       bool // in the list of kept results, counted in n and bytes
+	prev, next *cacheEntry
 }
 
-func newResultCache(limit int) *resultCache {
-	return &resultCache{limit: limit, groups: make(map[string]*opGroup), order: make([]cached, 0, min(limit, 1024))}
+func newResultCache(maxN, maxBytes int) *resultCache {
+	return &resultCache{maxN: maxN, maxBytes: maxBytes, groups: make(map[string]*opGroup)}
 }
 
 // acquire returns the group of the operation key, for one more
@@ -71,14 +76,24 @@ func (c *resultCache) acquire(key string) *opGroup {
 }
 
 // release ends one subscription's use of g. A group nobody uses leaves the
-// map; its results leave the ring as it turns.
+// map and its results are dropped: none outlives the subscriptions that
+// shared it. (Subscriptions waiting for a result keep it until they have
+// it.)
 func (c *resultCache) release(g *opGroup) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	g.refs--
-	if g.refs == 0 && c.groups[g.key] == g {
+	if g.refs > 0 {
+		return
+	}
+	if c.groups[g.key] == g {
 		delete(c.groups, g.key)
 	}
+	g.entries.Range(func(value, e any) bool {
+		c.dropLocked(e.(*cacheEntry))
+		g.entries.Delete(value)
+		return true
+	})
 }
 
 // do returns the encoded result of g's operation on value, waiting if
@@ -88,13 +103,13 @@ func (c *resultCache) release(g *opGroup) {
 func (c *resultCache) do(ctx context.Context, g *opGroup, value any, exec func() []byte) []byte {
 	v, ok := g.entries.Load(value)
 	if !ok {
-		e := &cacheEntry{done: make(chan struct{})}
+		e := &cacheEntry{done: make(chan struct{}), g: g, value: value}
 		if v, ok = g.entries.LoadOrStore(value, e); !ok {
 			// Deferred so that a panicking exec cannot leave waiters
 			// blocked on this key.
 			defer func() {
 				close(e.done)
-				c.remember(g, value)
+				c.keep(e)
 			}()
 			e.encoded = exec()
 			return e.encoded
@@ -116,15 +131,51 @@ func (c *resultCache) do(ctx context.Context, g *opGroup, value any, exec func()
 	return e.encoded
 }
 
-func (c *resultCache) remember(g *opGroup, value any) {
+// keep adds a produced result to the kept ones, dropping the oldest to
+// stay within the bounds; or drops it, when it is nil, larger than the
+// bound on bytes, or its group was released meanwhile.
+func (c *resultCache) keep(e *cacheEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.order) < c.limit {
-		c.order = append(c.order, cached{g, value})
+	size := len(e.encoded)
+	if e.encoded == nil || size > c.maxBytes || e.g.refs == 0 {
+		e.g.entries.CompareAndDelete(e.value, e)
 		return
 	}
-	old := c.order[c.next]
-	old.g.entries.Delete(old.value)
-	c.order[c.next] = cached{g, value}
-	c.next = (c.next + 1) % c.limit
+	for c.oldest != nil && (c.n >= c.maxN || c.bytes+size > c.maxBytes) {
+		c.dropLocked(c.oldest)
+	}
+	e.kept = true
+	e.prev = c.newest
+	if c.newest != nil {
+		c.newest.next = e
+	} else {
+		c.oldest = e
+	}
+	c.newest = e
+	c.n++
+	c.bytes += size
+}
+
+// dropLocked removes e from the kept results and from its group, if it is
+// kept. c.mu is held.
+func (c *resultCache) dropLocked(e *cacheEntry) {
+	if !e.kept {
+		return
+	}
+	e.kept = false
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else {
+		c.oldest = e.next
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		c.newest = e.prev
+	}
+	e.prev, e.next = nil, nil
+	c.n--
+	c.bytes -= len(e.encoded)
+	e.g.entries.CompareAndDelete(e.value, e)
 }

@@ -34,13 +34,57 @@
 // subscription resolver that does not hand its source over with Feed gets
 // gqlgen's loop on a goroutine of its own; jobUpdated always uses Feed.)
 //
+// What one connection can make the server hold is bounded, so that a client
+// that sends much and reads nothing costs little more than one that reads:
+//
+//   - Outgoing queue: the bytes queued for a client and not yet written
+//     (the write under way included) are bounded by Options.MaxQueuedBytes
+//     (1 MiB). The writer starts operations and takes subscription changes
+//     only while less than one write's worth (64 KiB) is queued, and the
+//     reader reads no further frame while the queue is at the bound: no
+//     ping is answered, no message handled, until the socket drains below
+//     it (Options.WriteTimeout still drops a client that reads nothing;
+//     keep-alive counts from when reading resumes). So the queue holds at
+//     most the bound plus one result (a result is never split; the server
+//     bounds each with MAX_RESPONSE_BYTES) plus one reply of the reader;
+//     nothing is queued behind a large result until it is written.
+//     Nothing is dropped and nothing refused for it: pongs and protocol
+//     replies count toward the bound, and the client's own socket buffer
+//     fills instead, as TCP intends. Subscriptions wait in their source,
+//     which coalesces a lagging subscriber to each job's latest state and
+//     ends it (SLOW_SUBSCRIBER) past its cap.
+//   - Waiting operations: at most maxWaiting (32) subscribe (start)
+//     messages wait for the writer to start them; while that many wait,
+//     the reader reads nothing more. A client that sends a burst of
+//     subscribes is thus slowed, not refused: graphql-ws clients multiplex
+//     every subscription of a page over one socket and send them at once,
+//     and refusing the ones past a cap would fail pages that open many.
+//   - Subscriptions: at most Options.MaxSubscriptions (100) at once; one
+//     more gets an error message with CodeTooManySubscriptions.
+//   - graphql-transport-ws ping messages: the pong echoes a payload of up to
+//     maxPongPayload (1 KiB); a larger payload is left out of the pong.
+//   - Shared results (see results.go): at most Options.SharedResults
+//     results and Options.SharedBytes (16 MiB) bytes, the oldest dropped
+//     first; a result larger than SharedBytes is not kept. A result is
+//     dropped as soon as the last subscription of its operation ends.
+//
 // Decisions where the protocols are silent or the two differ:
 //   - One set of close codes for both subprotocols; the legacy protocol
 //     defines none, and its clients treat every close alike. Legacy clients
 //     still get connection_error before a close where gqlgen sent one.
-//   - The server answers a client's complete (stop) with complete, and a
-//     validation error with error then complete, as gqlgen did: clients
-//     ignore messages for finished ids, and today's clients see no change.
+//   - The server answers a client's complete (stop) with complete, as
+//     gqlgen did: clients ignore messages for finished ids.
+//   - An operation that fails before it runs (parse or validation errors,
+//     bad variables, a document refused by the server's limits), a query
+//     or mutation whose response carries errors and no data (refused by
+//     the server's middleware, say SERVER_BUSY or RESPONSE_TOO_LARGE), and
+//     a subscription whose resolver did not hand over a source (Feed) and
+//     whose first response carries errors and no data, end with the
+//     protocol's error message carrying the errors, in both protocols:
+//     both define it for errors before execution, and clients report it to
+//     their error callback. No complete follows an error message. (gqlgen
+//     sent some of these as a result with errors.) A subscription's later
+//     events, RESPONSE_TOO_LARGE among them, are results.
 //   - Keep-alive starts with connection_ack; before it only the
 //     initialisation timeout applies.
 //   - At shutdown (Run's context) connections close with 1000 "terminated",
@@ -56,6 +100,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -73,10 +118,20 @@ const (
 
 // Defaults for zero Options fields.
 const (
-	DefaultWriteTimeout  = 10 * time.Second
-	DefaultReadLimit     = 1 << 20
-	DefaultSharedResults = 16384
+	DefaultWriteTimeout     = 10 * time.Second
+	DefaultReadLimit        = 1 << 20
+	DefaultMaxQueuedBytes   = 1 << 20
+	DefaultMaxSubscriptions = 100
+	DefaultSharedResults    = 16384
+	DefaultSharedBytes      = 16 << 20
 )
+
+// maxWaiting is how many operations of a connection may wait for the writer
+// to start them; while that many wait, the connection is not read.
+const maxWaiting = 32
+
+// maxPongPayload is the largest ping payload a pong message echoes.
+const maxPongPayload = 1 << 10
 
 // CodeTooManySubscriptions is extensions.code of the error a subscription
 // gets when its connection already holds Options.MaxSubscriptions.
@@ -97,13 +152,21 @@ type Options struct {
 	// ReadLimit is the largest message read from a client; a larger one
 	// closes the connection with 1009. Default DefaultReadLimit.
 	ReadLimit int64
+	// MaxQueuedBytes bounds the bytes a connection queues for its client
+	// and has not written yet: at the bound the connection starts no
+	// operation, takes no subscription change and reads nothing until
+	// its client has read enough (see the package doc). Default
+	// DefaultMaxQueuedBytes.
+	MaxQueuedBytes int
 	// MaxSubscriptions bounds the subscriptions one connection holds at
 	// once; one more gets an error message with CodeTooManySubscriptions.
-	// 0: no limit.
+	// Default DefaultMaxSubscriptions.
 	MaxSubscriptions int
-	// SharedResults bounds the cache of shared subscription results.
-	// Default DefaultSharedResults.
+	// SharedResults and SharedBytes bound the cache of shared subscription
+	// results: how many it keeps and their bytes. Defaults
+	// DefaultSharedResults and DefaultSharedBytes.
 	SharedResults int
+	SharedBytes   int
 	// InitFunc, when set, runs on connection_init with its payload (nil
 	// when absent) and a context carrying the upgrade request's values
 	// (never cancelled: each operation's context is, when it ends or its
@@ -117,6 +180,15 @@ type Options struct {
 	// applications from other origins, which is safe only while websockets
 	// do not authenticate with ambient credentials such as cookies.
 	CheckOrigin func(r *http.Request) bool
+
+	probes *probes // for tests: see export_test.go
+}
+
+// probes let tests watch a connection's queues. Their functions are called
+// with the connection's lock held.
+type probes struct {
+	queued  func(bytes int) // bytes queued and not written, after each addition
+	waiting func(n int)     // operations waiting to start, after each addition
 }
 
 // Transport accepts GraphQL websocket connections. Create it with New, add
@@ -145,8 +217,17 @@ func New(opts Options) *Transport {
 	if opts.ReadLimit <= 0 {
 		opts.ReadLimit = DefaultReadLimit
 	}
+	if opts.MaxQueuedBytes <= 0 {
+		opts.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if opts.MaxSubscriptions <= 0 {
+		opts.MaxSubscriptions = DefaultMaxSubscriptions
+	}
 	if opts.SharedResults <= 0 {
 		opts.SharedResults = DefaultSharedResults
+	}
+	if opts.SharedBytes <= 0 {
+		opts.SharedBytes = DefaultSharedBytes
 	}
 	checkOrigin := opts.CheckOrigin
 	if checkOrigin == nil {
@@ -164,15 +245,45 @@ func New(opts Options) *Transport {
 			Subprotocols:    []string{protocolLegacy, protocolTransport},
 			CheckOrigin:     checkOrigin,
 		},
-		results: newResultCache(opts.SharedResults),
+		results: newResultCache(opts.SharedResults, opts.SharedBytes),
 		conns:   make(map[*conn]struct{}),
 		idle:    make(chan struct{}),
 	}
 }
 
-// Supports reports whether r asks for a websocket upgrade.
+// Supports reports whether r asks for a websocket upgrade (IsUpgrade).
 func (t *Transport) Supports(r *http.Request) bool {
-	return r.Header.Get("Upgrade") != ""
+	return IsUpgrade(r)
+}
+
+// IsUpgrade reports whether r asks to be upgraded to a websocket: its
+// Connection header lists the token "upgrade" and its Upgrade header the
+// token "websocket", both case-insensitive (RFC 6455, section 4.2.1, as
+// gorilla/websocket checks them). It is the project's one test of "is this
+// a websocket": the transport, the GraphQL handler and the HTTP middleware
+// all use it.
+func IsUpgrade(r *http.Request) bool {
+	return IsUpgradeHeader(r.Header)
+}
+
+// IsUpgradeHeader is IsUpgrade for where only the headers are at hand,
+// such as an operation's graphql.OperationContext.Headers (on a websocket,
+// the transport gives operations headers that pass it).
+func IsUpgradeHeader(h http.Header) bool {
+	return hasToken(h, "Upgrade", "websocket") && hasToken(h, "Connection", "upgrade")
+}
+
+// hasToken reports whether the comma-separated lists of header name hold
+// token, case-insensitive.
+func hasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Do upgrades r and returns: the connection's reader goroutine serves it

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,21 +15,29 @@ import (
 //
 // Frames are appended to the connection's buffer (taken from a pool shared
 // by all connections, released while empty) by whoever produces them: the
-// reader (acks, query results, pongs, close replies), the keep-alive timer,
-// gorilla (the 101 response, through sockConn) and the writer itself
-// (subscription results).
+// reader (acks, pongs, close replies), the keep-alive timer, gorilla (the
+// 101 response, through sockConn) and the writer itself (operation and
+// subscription results).
 // The writer goroutine is started when there is work and none runs; it
-// drains the subscriptions that have changes, writes the buffer with one
-// write(2) (under a deadline of Options.WriteTimeout) while later frames
-// accumulate for its next turn, and exits when both are empty. After a
-// close frame it closes the socket. The first failed write closes the
-// socket at once and drops what is queued.
+// starts the waiting operations and drains the subscriptions that have
+// changes until one write's worth (gatherLimit) is queued, writes the
+// buffer with one write(2) (under a deadline of Options.WriteTimeout) while
+// later frames accumulate for its next turn, and exits when there is
+// nothing left. After a close frame it closes the socket. The first failed
+// write closes the socket at once and drops what is queued.
+//
+// What is queued and not yet written (the buffer and the write under way)
+// is bounded by Options.MaxQueuedBytes: the writer produces results only
+// below gatherLimit (at most that bound), so while a write blocks it adds
+// nothing; the reader reads no frame while the bound is reached (waitRoom),
+// which bounds what it adds (a pong, a reply) to one frame's worth; and the
+// rare producers of their own (subscriptions not using Feed) wait likewise.
 
-// coalesceLimit is how many bytes the writer gathers from subscriptions
-// before it writes them; it also bounds how far a connection runs ahead of
-// a slow client: the writer takes no more changes while a write blocks, so
-// they wait in the broker, which ends the subscription (SLOW_SUBSCRIBER)
-// if it falls too far behind.
+// coalesceLimit is how many bytes the writer gathers before it writes them;
+// it also bounds how far a connection runs ahead of a slow client: the
+// writer takes no more changes while a write blocks, so they wait in the
+// broker, which ends the subscription (SLOW_SUBSCRIBER) if it falls too far
+// behind.
 const coalesceLimit = 64 << 10
 
 // maxPooledBuffer is the largest buffer returned to the pool.
@@ -61,6 +70,62 @@ func (c *conn) appendLocked(add func([]byte) []byte) {
 		c.out = buffers.Get().(*[]byte)
 	}
 	*c.out = add(*c.out)
+	if p := c.t.opts.probes; p != nil && p.queued != nil {
+		p.queued(c.queuedLocked())
+	}
+}
+
+// queuedLocked returns the bytes queued and not yet written: the buffer
+// and the write under way. c.mu is held.
+func (c *conn) queuedLocked() int {
+	n := c.inFlight
+	if c.out != nil {
+		n += len(*c.out)
+	}
+	return n
+}
+
+// gatherLimit is how much the writer queues before it writes.
+func (c *conn) gatherLimit() int {
+	return min(coalesceLimit, c.t.opts.MaxQueuedBytes)
+}
+
+// hasRoomLocked reports whether the connection may take more from its
+// client: its queue is below the bound and fewer than maxWaiting
+// operations wait. c.mu is held.
+func (c *conn) hasRoomLocked() bool {
+	return c.queuedLocked() < c.t.opts.MaxQueuedBytes && len(c.starts) < maxWaiting
+}
+
+// signalRoomLocked wakes those waiting in waitRoom once there is room or
+// the connection is closing. Whoever makes room (the writer, after a write
+// or when it takes an operation to start) or closes the connection calls
+// it. c.mu is held.
+func (c *conn) signalRoomLocked() {
+	if c.room != nil && (c.closing || c.hasRoomLocked()) {
+		close(c.room)
+		c.room = nil
+	}
+}
+
+// waitRoom blocks until the connection has room (hasRoomLocked) or is
+// closing; ok is false once it is closing, and waited tells whether it
+// blocked. The reader calls it before each frame, and subscriptions that
+// do not use Feed before each result.
+func (c *conn) waitRoom() (ok, waited bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !c.closing && !c.hasRoomLocked() {
+		waited = true
+		if c.room == nil {
+			c.room = make(chan struct{})
+		}
+		room := c.room
+		c.mu.Unlock()
+		<-room
+		c.mu.Lock()
+	}
+	return !c.closing, waited
 }
 
 // queueRaw queues what gorilla writes (the 101 response), reporting false
@@ -106,19 +171,25 @@ func (c *conn) kickLocked() {
 // nothing left to do, or after closing the socket.
 func (c *conn) write() {
 	defer c.t.goDone()
+	gather := c.gatherLimit()
 	var ready []*operation
 	for {
 		c.mu.Lock()
-		for len(c.starts) > 0 && !c.closing {
+		for len(c.starts) > 0 && !c.closing && c.queuedLocked() < gather {
 			op := c.starts[0]
 			c.starts[0] = nil
 			c.starts = c.starts[1:]
+			c.signalRoomLocked()
 			c.mu.Unlock()
 			op.begin()
 			c.mu.Lock()
 		}
-		c.starts = nil
-		ready, c.ready = c.ready, ready[:0]
+		if c.closing || len(c.starts) == 0 {
+			c.starts = nil
+		}
+		if c.queuedLocked() < gather {
+			ready, c.ready = c.ready, ready[:0]
+		}
 		c.mu.Unlock()
 		// Drain subscriptions until enough is gathered for one write.
 		// Once they are drained, yield once before writing: under load
@@ -128,16 +199,23 @@ func (c *conn) write() {
 		// the yield returns at once.
 		yielded := false
 		for len(ready) > 0 {
-			for _, op := range ready {
-				op.pump()
+			n, full := 0, false
+			for n < len(ready) && !full {
+				full = ready[n].pump(gather)
+				ready[n] = nil
+				n++
 			}
 			c.mu.Lock()
-			full := c.out != nil && len(*c.out) >= coalesceLimit
-			ready, c.ready = c.ready, ready[:0]
-			c.mu.Unlock()
 			if full {
+				// The rest go back in front of the queue for the next
+				// turn, ahead of those that queued meanwhile.
+				c.ready = append(slices.Clone(ready[n:]), c.ready...)
+				ready = ready[:0]
+				c.mu.Unlock()
 				break
 			}
+			ready, c.ready = c.ready, ready[:0]
+			c.mu.Unlock()
 			if len(ready) == 0 && !yielded {
 				yielded = true
 				runtime.Gosched()
@@ -147,11 +225,6 @@ func (c *conn) write() {
 			}
 		}
 		c.mu.Lock()
-		if len(ready) > 0 {
-			// Not drained: back in front of the queue for the next turn.
-			c.ready = append(ready, c.ready...)
-			ready = nil
-		}
 		out := c.out
 		c.out = nil
 		if out == nil || len(*out) == 0 || c.failed != nil || c.sockClosed {
@@ -170,6 +243,7 @@ func (c *conn) write() {
 			}
 			return
 		}
+		c.inFlight = len(*out)
 		c.mu.Unlock()
 
 		err := c.sock.SetWriteDeadline(time.Now().Add(c.t.opts.WriteTimeout))
@@ -177,10 +251,14 @@ func (c *conn) write() {
 			_, err = c.sock.Write(*out)
 		}
 		putBuffer(out)
+		c.mu.Lock()
+		c.inFlight = 0
 		if err != nil {
-			c.mu.Lock()
 			c.failed = err
-			c.mu.Unlock()
+		}
+		c.signalRoomLocked()
+		c.mu.Unlock()
+		if err != nil {
 			c.closeSocket() // ends the reader, which ends the operations
 			c.closeWith(0, "")
 		}

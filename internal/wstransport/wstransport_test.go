@@ -51,8 +51,8 @@ type bundle struct {
 }
 
 // setup serves the project's GraphQL schema (no workers) with only the
-// websocket transport, built by opts.
-func setup(t testing.TB, opts wstransport.Options) *bundle {
+// websocket transport, built by opts; configure adds to gqlgen's server.
+func setup(t testing.TB, opts wstransport.Options, configure ...func(*handler.Server)) *bundle {
 	t.Helper()
 	b := &bundle{}
 	b.broker = brokertest.New(t, broker.Options{})
@@ -66,6 +66,9 @@ func setup(t testing.TB, opts wstransport.Options) *bundle {
 		b.executions.Add(1)
 		return next(ctx)
 	})
+	for _, f := range configure {
+		f(srv)
+	}
 	b.stop = runtest.Start(t, b.transport)
 	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		srv.ServeHTTP(&countingWriter{ResponseWriter: w, writes: &b.socketWrites}, r)
@@ -473,13 +476,47 @@ func TestMaxSubscriptions(t *testing.T) {
 	c.Expect("complete", "q")
 }
 
-// stallingWriter makes the first socket write carrying a "next" message of
-// the connection it hijacks block until release is closed: a client that
-// stops reading.
+// stalling serves b's handler on a server of its own whose connections
+// block their first socket write that match accepts until the test calls
+// release (or ends): a client that stops reading.
+func (b *bundle) stalling(t *testing.T, match func([]byte) bool) *stalled {
+	t.Helper()
+	s := &stalled{blocked: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(s.open)
+	inner := b.srv.Config.Handler
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(&stallingWriter{ResponseWriter: w, s: s, match: match}, r)
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+type stalled struct {
+	srv              *httptest.Server
+	blocked, release chan struct{}
+	blockOnce        sync.Once
+	releaseOnce      sync.Once
+}
+
+// open lets the blocked write, and every later one, through.
+func (s *stalled) open() { s.releaseOnce.Do(func() { close(s.release) }) }
+
+// waitBlocked waits until a write is blocked.
+func (s *stalled) waitBlocked(t *testing.T) {
+	t.Helper()
+	select {
+	case <-s.blocked:
+	case <-time.After(waitBound):
+		t.Fatal("no socket write blocked")
+	}
+}
+
+func containsNext(p []byte) bool { return strings.Contains(string(p), `"type":"next"`) }
+
 type stallingWriter struct {
 	http.ResponseWriter
-	blocked, release chan struct{}
-	once             *sync.Once
+	s     *stalled
+	match func([]byte) bool
 }
 
 func (w *stallingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -493,10 +530,10 @@ type stallingConn struct {
 }
 
 func (c *stallingConn) Write(p []byte) (int, error) {
-	if strings.Contains(string(p), `"type":"next"`) {
-		c.w.once.Do(func() {
-			close(c.w.blocked)
-			<-c.w.release
+	if c.w.match(p) {
+		c.w.s.blockOnce.Do(func() {
+			close(c.w.s.blocked)
+			<-c.w.s.release
 		})
 	}
 	return c.Conn.Write(p)
@@ -507,16 +544,8 @@ func (c *stallingConn) Write(p []byte) (int, error) {
 func TestStalledConnectionDelaysNoOther(t *testing.T) {
 	t.Parallel()
 	b := setup(t, wstransport.Options{})
-	stall := &stallingWriter{blocked: make(chan struct{}), release: make(chan struct{}), once: new(sync.Once)}
-	defer close(stall.release)
-	inner := b.srv.Config.Handler
-	stalled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sw := *stall
-		sw.ResponseWriter = w
-		inner.ServeHTTP(&sw, r)
-	}))
-	t.Cleanup(stalled.Close)
-	slow := (&bundle{srv: stalled}).dial(t, "graphql-transport-ws")
+	stall := b.stalling(t, containsNext)
+	slow := wstest.Dial(t, stall.srv.URL, "graphql-transport-ws")
 	slow.Init()
 	slow.Send(wstest.Subscribe("s", allJobs, nil))
 	fast := b.dial(t, "graphql-transport-ws")
@@ -526,11 +555,7 @@ func TestStalledConnectionDelaysNoOther(t *testing.T) {
 	if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-stall.blocked:
-	case <-time.After(waitBound):
-		t.Fatal("the stalled connection never wrote its change")
-	}
+	stall.waitBlocked(t)
 	for range 3 {
 		if _, err := b.store.Create(context.Background(), domain.NewJob{Type: "t"}); err != nil {
 			t.Fatal(err)
