@@ -246,7 +246,7 @@ func (a Access) authenticate(log *slog.Logger, next http.Handler) http.Handler {
 			return
 		}
 		header := r.Header.Get("Authorization")
-		if header == "" && isUpgrade(r) {
+		if header == "" && wstransport.IsUpgrade(r) {
 			next.ServeHTTP(w, r.WithContext(ratelimit.WithKey(ctx, ClientKey(r.RemoteAddr))))
 			return
 		}
@@ -264,7 +264,7 @@ func (a Access) authenticate(log *slog.Logger, next http.Handler) http.Handler {
 		ctx = ratelimit.WithKey(auth.WithIdentity(ctx, id), IdentityKey(id))
 		switch {
 		case expires.IsZero():
-		case isUpgrade(r):
+		case wstransport.IsUpgrade(r):
 			// A websocket closes (4403) when its credential expires.
 			ctx = wstransport.WithExpiry(ctx, expires)
 		default:
@@ -327,11 +327,6 @@ func truncateString(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// isUpgrade reports whether r asks for a websocket upgrade.
-func isUpgrade(r *http.Request) bool {
-	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
 // WebsocketInit authenticates a websocket connection from its
