@@ -42,7 +42,7 @@ const percentile = (values, p) => {
 
 // The attacks: each returns a description of what it got, and throws when
 // the answer is not the bounded, coded refusal it must be.
-function attacks(server) {
+function attacks(server, unread) {
   const code = (res) => res.json?.errors?.[0]?.extensions?.code;
   const post = (query, timeoutMs = 10_000) => gqlPost(server.url, query, undefined, { timeoutMs });
   const expectCode = (res, codes, what) => {
@@ -68,6 +68,41 @@ function attacks(server) {
     '20,000 __typename': async () => expectCode(await post(typenames), ['QUERY_TOO_LARGE'], '__typename'),
     '30,000 directives': async () => expectCode(await post(directives), ['QUERY_TOO_LARGE'], 'directives'),
     '12,000 createJob aliases': async () => expectCode(await post(creates), ['TOO_MANY_JOBS', 'QUERY_TOO_LARGE'], 'createJob aliases'),
+    // A large answer asked for and never read: over HTTP the write
+    // deadline (WRITE_TIMEOUT) frees it; over a websocket the connection's
+    // outgoing queue is bounded and WS_WRITE_TIMEOUT ends it. The sockets
+    // stay open, unread, until the attackers stop.
+    'large answers never read over HTTP': () =>
+      new Promise((resolve, reject) => {
+        const { hostname, port } = new URL(server.url);
+        const body = JSON.stringify({ query: '{ jobs(type: "big", first: 60) { nodes { payload } } }' });
+        const socket = net.connect(Number(port), hostname, () => {
+          socket.write(`POST /query HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`, () => {
+            socket.pause();
+            resolve();
+          });
+        });
+        socket.on('error', () => {});
+        socket.setTimeout(10_000, () => reject(new Error('the large HTTP request was never written')));
+        unread.push(socket);
+      }),
+    'large answers never read over a websocket': () =>
+      new Promise((resolve, reject) => {
+        const ws = new WebSocket(server.wsUrl, 'graphql-transport-ws');
+        unread.push(ws);
+        ws.on('error', () => {});
+        ws.on('open', () => ws.send(JSON.stringify({ type: 'connection_init' })));
+        ws.on('message', (data) => {
+          if (JSON.parse(data).type !== 'connection_ack') return;
+          for (let i = 0; i < 50; i++) {
+            ws.send(JSON.stringify({ id: String(i), type: 'subscribe', payload: { query: '{ jobs(type: "big", first: 20) { nodes { payload } } }' } }));
+          }
+          ws._socket.pause(); // read nothing more
+          resolve();
+        });
+        ws.on('close', () => resolve());
+        setTimeout(() => reject(new Error('the websocket attack never got connection_ack')), 10_000).unref();
+      }),
     'a body that never arrives': () =>
       new Promise((resolve, reject) => {
         const { hostname, port } = new URL(server.url);
@@ -101,6 +136,9 @@ describe('hostile load', { timeout: 120_000 }, () => {
         WORKERS: '4',
         PROCESSING_TIME: '20ms',
         BODY_TIMEOUT: '2s',
+        WRITE_TIMEOUT: '2s',
+        WS_WRITE_TIMEOUT: '2s',
+        MAX_INFLIGHT_RESPONSE_BYTES: String(64 << 20),
         MAX_CONNECTIONS: String(MAX_CONNECTIONS),
       },
       { label: 'hostile' },
@@ -167,7 +205,8 @@ describe('hostile load', { timeout: 120_000 }, () => {
     })();
 
     // The attackers: several clients, each running every attack in turn.
-    const list = attacks(server);
+    const unread = [];
+    const list = attacks(server, unread);
     const answered = Object.fromEntries(Object.keys(list).map((name) => [name, []]));
     const until = Date.now() + HOSTILE_MS;
     const attacker = async () => {
@@ -179,7 +218,11 @@ describe('hostile load', { timeout: 120_000 }, () => {
         }
       }
     };
-    await Promise.all([attacker(), attacker(), attacker(), attacker()]);
+    try {
+      await Promise.all([attacker(), attacker(), attacker(), attacker()]);
+    } finally {
+      for (const s of unread) (s.terminate ?? s.destroy).call(s);
+    }
     normalRunning = false;
     await normal;
     await client.dispose();
