@@ -35,18 +35,26 @@ func rateLimitMutations(l *ratelimit.Limiter, log *slog.Logger) graphql.Operatio
 		if ok {
 			return next(ctx)
 		}
+		if n > l.Burst() {
+			// Waiting would not help: the request must change (400, no
+			// Retry-After).
+			log.WarnContext(ctx, "graphql request refused", "code", CodeRateLimited, "fields", n, "burst", l.Burst(), "client", clientAddr(ctx))
+			if req := requestFrom(ctx); req != nil {
+				req.setStatus(http.StatusBadRequest)
+			}
+			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
+				Message:    "this mutation has " + strconv.Itoa(n) + " fields; at most " + strconv.Itoa(l.Burst()) + " may run in one request (RATE_BURST): split it",
+				Extensions: map[string]any{"code": CodeRateLimited},
+			}}})
+		}
 		secs := int(wait / time.Second)
 		log.WarnContext(ctx, "graphql request refused", "code", CodeRateLimited, "fields", n, "retry_after_seconds", secs, "client", clientAddr(ctx))
 		if req := requestFrom(ctx); req != nil {
 			req.setStatus(http.StatusTooManyRequests)
 			req.setRetryAfter(secs)
 		}
-		msg := "too many mutations: retry in " + strconv.Itoa(secs) + " s"
-		if n > l.Burst() {
-			msg = "this mutation has " + strconv.Itoa(n) + " fields; at most " + strconv.Itoa(l.Burst()) + " may run at once (RATE_BURST)"
-		}
 		return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
-			Message:    msg,
+			Message:    "too many mutations: retry in " + strconv.Itoa(secs) + " s",
 			Extensions: map[string]any{"code": CodeRateLimited, "retryAfterSeconds": secs},
 		}}})
 	}

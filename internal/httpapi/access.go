@@ -61,11 +61,15 @@ type Origins struct {
 // AnyOrigin allows every origin.
 func AnyOrigin() Origins { return Origins{any: true} }
 
-// ParseOrigins reads CORS_ALLOWED_ORIGINS: "*", or a comma-separated list
-// of origins (scheme://host[:port], as browsers send them; "null" for
-// sandboxed pages). An empty value allows no other origin.
+// ParseOrigins reads CORS_ALLOWED_ORIGINS: "*", "none", or a
+// comma-separated list of origins (scheme://host[:port], as browsers send
+// them; "null" for sandboxed pages). An empty value or "none" allows no
+// other origin.
 func ParseOrigins(s string) (Origins, error) {
 	var o Origins
+	if strings.TrimSpace(s) == "none" {
+		return o, nil
+	}
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		switch {
@@ -246,7 +250,10 @@ func (a Access) authenticate(log *slog.Logger, next http.Handler) http.Handler {
 			return
 		}
 		header := r.Header.Get("Authorization")
-		if header == "" && wstransport.IsUpgrade(r) {
+		if header == "" && r.Method == http.MethodGet && r.URL.Path == "/query" && wstransport.IsUpgrade(r) {
+			// Only the websocket transport serves a GET with these headers
+			// (a handshake it cannot complete gets 400), and it
+			// authenticates at connection_init.
 			next.ServeHTTP(w, r.WithContext(ratelimit.WithKey(ctx, ClientKey(r.RemoteAddr))))
 			return
 		}
@@ -288,12 +295,18 @@ func unauthenticatedMessage(err error) string {
 	return "invalid credential"
 }
 
-// ClientKey is the rate-limit key of a caller with no identity: its
-// address without the port.
+// ClientKey is the rate-limit key of a caller with no identity: its IPv4
+// address, or the /64 of its IPv6 address (one host's share: whoever holds
+// a /64 could otherwise take a fresh bucket per address). Behind a proxy
+// every client shares the proxy's key: forwarded-for headers are not
+// trusted.
 func ClientKey(remoteAddr string) string {
 	host, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		host = remoteAddr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
+		return "ip6:" + ip.Mask(net.CIDRMask(64, 128)).String()
 	}
 	return "ip:" + host
 }
@@ -354,30 +367,29 @@ func (a Access) WebsocketInit(log *slog.Logger) func(ctx context.Context, payloa
 			log.WarnContext(ctx, "websocket refused", "code", wstransport.CloseForbidden, "reason", err.Error())
 			return nil, errors.New(unauthenticatedMessage(err))
 		}
-		ctx = ratelimit.WithKey(auth.WithIdentity(ctx, id), IdentityKey(id))
-		if !expires.IsZero() {
-			ctx = wstransport.WithExpiry(ctx, expires)
-		}
+		// The expiry is this credential's (zero: none), not the handshake's.
+		ctx = wstransport.WithExpiry(ratelimit.WithKey(auth.WithIdentity(ctx, id), IdentityKey(id)), expires)
 		log.DebugContext(ctx, "websocket authenticated", "identity", id.Name, "role", id.Role)
 		return ctx, nil
 	}
 }
 
 // credentialFrom finds the Authorization value in a connection_init
-// payload (see WebsocketInit); keys match in any case.
+// payload (see WebsocketInit); keys match in any case. An empty value
+// counts as none: clients send one before they have a token.
 func credentialFrom(payload map[string]any) (string, bool) {
 	var bare string
 	for k, v := range payload {
 		s, isString := v.(string)
 		switch strings.ToLower(k) {
 		case "authorization":
-			if isString {
+			if isString && s != "" {
 				return s, true
 			}
 		case "headers":
 			if h, ok := v.(map[string]any); ok {
 				for hk, hv := range h {
-					if s, ok := hv.(string); ok && strings.EqualFold(hk, "authorization") {
+					if s, ok := hv.(string); ok && s != "" && strings.EqualFold(hk, "authorization") {
 						return s, true
 					}
 				}

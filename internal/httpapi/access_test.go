@@ -221,6 +221,10 @@ func TestParseOrigins(t *testing.T) {
 	if err != nil || !o.Any() {
 		t.Fatalf("*: %v %v", o, err)
 	}
+	none, err := httpapi.ParseOrigins("none")
+	if err != nil || none.Any() || none.String() != "" {
+		t.Fatalf("none: %v %v", none, err)
+	}
 }
 
 // With authentication off, a Host that is not this server's (a DNS
@@ -447,5 +451,85 @@ func TestRefusedBeforeTheBodyAnswersAtOnce(t *testing.T) {
 			t.Errorf("%s: connection not closed after the answer: %v", name, err)
 		}
 		_ = c.Close()
+	}
+}
+
+// Upgrade headers do not skip authentication: only a websocket handshake
+// (GET /query) defers it to connection_init, and anything else claiming
+// an upgrade is authenticated like any request.
+func TestUpgradeHeadersDoNotSkipAuthentication(t *testing.T) {
+	t.Parallel()
+	access, _ := tokenAccess(t, httpapi.Access{})
+	srv, st := accessServer(t, access)
+	upgrade := func(h http.Header) http.Header {
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", "websocket")
+		return h
+	}
+	for _, c := range []struct {
+		method, path string
+		header       http.Header
+		body         string
+	}{
+		{http.MethodGet, "/jobs", upgrade(http.Header{}), ""},
+		{http.MethodPost, "/jobs", upgrade(jsonHeader()), createBody},
+		{http.MethodPost, "/query", upgrade(jsonHeader("Accept", "text/event-stream")), createMutation},
+		{http.MethodPost, "/query", upgrade(jsonHeader()), createMutation},
+	} {
+		if a := send(t, c.method, srv.URL+c.path, c.header, c.body); a.status != http.StatusUnauthorized {
+			t.Errorf("%s %s with upgrade headers and no credential: %d %s, want 401", c.method, c.path, a.status, a.body)
+		}
+	}
+	// A GET /query claiming an upgrade reaches only the websocket
+	// handshake, which it fails.
+	if a := send(t, http.MethodGet, srv.URL+"/query?query=%7Bstats%7Bpending%7D%7D", upgrade(http.Header{}), ""); a.status != http.StatusBadRequest || strings.Contains(a.body, "pending") {
+		t.Errorf("GET /query with upgrade headers but no handshake: %d %s, want 400", a.status, a.body)
+	}
+	if n := jobCount(t, st); n != 0 {
+		t.Fatalf("%d jobs created without a credential", n)
+	}
+}
+
+// An empty credential in connection_init counts as none: the handshake's
+// header then authenticates.
+func TestEmptyInitCredentialFallsBackToTheHandshake(t *testing.T) {
+	t.Parallel()
+	access, token := tokenAccess(t, httpapi.Access{})
+	srv, _ := accessServer(t, access)
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/query", http.Header{"Authorization": {"Bearer " + token}, "Sec-WebSocket-Protocol": {"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := wstest.New(t, conn)
+	c.Send(wstest.Msg{Type: "connection_init", Payload: json.RawMessage(`{"Authorization": ""}`)})
+	c.Expect("connection_ack", "")
+}
+
+// A mutation with more fields than the burst can never pass: 400, no
+// Retry-After, so that clients do not retry it forever.
+func TestMutationOverTheBurst(t *testing.T) {
+	t.Parallel()
+	srv, st := accessServer(t, httpapi.Access{Mutations: ratelimit.New(ratelimit.Options{Rate: 1, Burst: 1})})
+	two := `{"query":"mutation { a: createJob(input: {type: \"email\"}) { id } b: createJob(input: {type: \"email\"}) { id } }"}`
+	a := send(t, http.MethodPost, srv.URL+"/query", jsonHeader(), two)
+	if a.status != http.StatusBadRequest || a.header.Get("Retry-After") != "" || !strings.Contains(a.body, `"code":"RATE_LIMITED"`) || strings.Contains(a.body, "retryAfterSeconds") {
+		t.Fatalf("%d %v %s", a.status, a.header, a.body)
+	}
+	if n := jobCount(t, st); n != 0 {
+		t.Fatalf("%d jobs created", n)
+	}
+}
+
+func TestClientKey(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]string{
+		"192.0.2.1:5000":              "ip:192.0.2.1",
+		"[2001:db8:1:2:3:4:5:6]:5000": "ip6:2001:db8:1:2::",
+		"[2001:db8:1:2:ff::1]:1":      "ip6:2001:db8:1:2::",
+		"[2001:db8:1:3::1]:1":         "ip6:2001:db8:1:3::",
+	} {
+		if got := httpapi.ClientKey(addr); got != want {
+			t.Errorf("ClientKey(%q) = %q, want %q", addr, got, want)
+		}
 	}
 }

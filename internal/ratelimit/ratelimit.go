@@ -25,6 +25,10 @@ import (
 // about 100 bytes each, so about 10 MB at most.
 const DefaultMaxKeys = 100_000
 
+// maxWait caps the wait Allow reports, so that a tiny rate cannot overflow
+// it.
+const maxWait = 24 * time.Hour
+
 // Options configure a Limiter.
 type Options struct {
 	// Rate is the actions per second each key may sustain; zero or less
@@ -92,7 +96,7 @@ func (l *Limiter) Allow(key string, n int, now time.Time) (bool, time.Duration) 
 		return true, 0
 	}
 	missing := float64(min(n, b.Burst())) - b.TokensAt(now)
-	secs := max(1, math.Ceil(missing/float64(l.limit)))
+	secs := min(maxWait.Seconds(), max(1, math.Ceil(missing/float64(l.limit))))
 	return false, time.Duration(secs) * time.Second
 }
 

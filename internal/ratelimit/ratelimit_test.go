@@ -106,3 +106,14 @@ func TestKeyInContext(t *testing.T) {
 		t.Fatalf("key %q, want user:ann", k)
 	}
 }
+
+// A tiny rate reports a long wait, never an overflowed one.
+func TestTinyRateWaitIsCapped(t *testing.T) {
+	l := New(Options{Rate: 1e-10, Burst: 1})
+	now := time.Unix(1000, 0)
+	l.Allow("a", 1, now)
+	ok, wait := l.Allow("a", 1, now)
+	if ok || wait != maxWait {
+		t.Fatalf("got %v, %s; want refused, %s", ok, wait, maxWait)
+	}
+}

@@ -250,7 +250,7 @@ func (c *conn) init(payload json.RawMessage) bool {
 		}
 		if ctx != nil {
 			c.opCtx = ctx
-			if at, ok := ctx.Value(expiryKey{}).(time.Time); ok {
+			if at, ok := ctx.Value(expiryKey{}).(time.Time); ok && !at.IsZero() {
 				c.expireAt(at)
 			}
 		}
@@ -325,7 +325,9 @@ type expiryKey struct{}
 
 // WithExpiry returns a copy of ctx for Options.InitFunc to return when the
 // connection's credential expires at t: the connection then closes with
-// 4403 Forbidden at t, as if connection_init had been refused then.
+// 4403 Forbidden at t, as if connection_init had been refused then. A zero
+// t means the credential does not expire (and undoes an earlier
+// WithExpiry).
 func WithExpiry(ctx context.Context, t time.Time) context.Context {
 	return context.WithValue(ctx, expiryKey{}, t)
 }
