@@ -206,7 +206,7 @@ func settings() []setting {
 		{"JWT_ISSUER", "", "when set, a JWT's iss must equal it", stringInto(func(c *config) *string { return &c.JWTIssuer })},
 		{"JWT_AUDIENCE", "", "when set, a JWT's aud must contain it", stringInto(func(c *config) *string { return &c.JWTAudience })},
 		{"JWT_ROLE_CLAIM", auth.DefaultRoleClaim, "JWT claim holding the role (admin, viewer or user): a string, or an array naming one of them; dots reach nested claims (app_metadata.role)", stringInto(func(c *config) *string { return &c.JWTRoleClaim })},
-		{"CORS_ALLOWED_ORIGINS", "", "web origins whose pages may call the API (comma-separated, like http://localhost:5173), or * for any; default: * with AUTH on, none with AUTH=none. Websocket handshakes from other origins get 403", func(c *config, v string) error {
+		{"CORS_ALLOWED_ORIGINS", "", "web origins whose pages may call the API (comma-separated, like http://localhost:5173), * for any, or none; default: * with AUTH on, none with AUTH=none. Websocket handshakes from other origins get 403", func(c *config, v string) error {
 			o, err := httpapi.ParseOrigins(v)
 			c.CORSOrigins, c.CORSOriginsSet = o, v != ""
 			return err
