@@ -115,7 +115,7 @@ func (s *Service) Stats(ctx context.Context, typ string) (domain.Stats, error) {
 	if domain.NoJobHasType(typ) {
 		return domain.Stats{}, nil
 	}
-	st, err := s.store.Stats(ctx, typ)
+	st, err := s.store.Stats(ctx, store.StatsQuery{Type: typ})
 	if err != nil {
 		return domain.Stats{}, fmt.Errorf("count jobs: %w", err)
 	}
