@@ -146,6 +146,14 @@ func (j *Job) IdempotencyKeyOrNil() *string {
 	return &j.IdempotencyKey
 }
 
+// OwnerOrNil returns the job's owner, or nil when it has none.
+func (j *Job) OwnerOrNil() *string {
+	if j.Owner == "" {
+		return nil
+	}
+	return &j.Owner
+}
+
 // TimeoutSeconds returns the job's own attempt timeout in whole seconds, or
 // nil when the worker's default applies.
 func (j *Job) TimeoutSeconds() *int {
