@@ -443,16 +443,8 @@ type listing struct {
 
 // listStatements returns the statements of List for q.
 func listStatements(q store.ListQuery) (listing, error) {
-	var (
-		where []string // of the count; the page also has the cursor
-		args  []any
-	)
-	counts := "job_counts"
-	if q.Owner != "" {
-		counts = "job_owner_counts"
-		args = append(args, q.Owner)
-		where = append(where, fmt.Sprintf("owner = $%d", len(args)))
-	}
+	// where is the count's; the page also has the cursor.
+	counts, where, args := countsOf(store.StatsQuery{Owner: q.Owner, Type: q.Type})
 	if q.Status != "" {
 		if !q.Status.Valid() {
 			return listing{}, fmt.Errorf("status %q: %w", q.Status, domain.ErrInvalid)
@@ -460,10 +452,6 @@ func listStatements(q store.ListQuery) (listing, error) {
 		// A literal, not a parameter: the planner can then use the
 		// partial indexes of the statuses few jobs have (migration 00006).
 		where = append(where, "status = "+quote(string(q.Status)))
-	}
-	if q.Type != "" {
-		args = append(args, q.Type)
-		where = append(where, fmt.Sprintf("type = $%d", len(args)))
 	}
 	pageWhere, pageArgs := slices.Clone(where), slices.Clone(args)
 	if q.Owner != "" {
@@ -482,6 +470,24 @@ func listStatements(q store.ListQuery) (listing, error) {
 		page: pageSQL, pageArgs: pageArgs,
 		count: `SELECT coalesce(sum(n), 0)::bigint FROM ` + counts + whereClause(where), countArgs: args,
 	}, nil
+}
+
+// countsOf returns the counts table that counts the jobs q selects
+// (job_owner_counts for an owner's, job_counts otherwise), with the
+// conditions on the jobs' columns that select them, numbered from $1, and
+// their arguments. The jobs table has the same columns.
+func countsOf(q store.StatsQuery) (table string, where []string, args []any) {
+	table = "job_counts"
+	if q.Owner != "" {
+		table = "job_owner_counts"
+		args = append(args, q.Owner)
+		where = append(where, fmt.Sprintf("owner = $%d", len(args)))
+	}
+	if q.Type != "" {
+		args = append(args, q.Type)
+		where = append(where, fmt.Sprintf("type = $%d", len(args)))
+	}
+	return table, where, args
 }
 
 // whereClause joins conditions into a WHERE clause ("" for none).
@@ -823,20 +829,7 @@ func (s *Store) Stats(ctx context.Context, q store.StatsQuery) (domain.Stats, er
 	if !storable(q.Owner) || !storable(q.Type) {
 		return domain.Stats{}, nil // no job can have them
 	}
-	var (
-		where []string
-		args  []any
-	)
-	counts := "job_counts"
-	if q.Owner != "" {
-		counts = "job_owner_counts"
-		args = append(args, q.Owner)
-		where = append(where, fmt.Sprintf("owner = $%d", len(args)))
-	}
-	if q.Type != "" {
-		args = append(args, q.Type)
-		where = append(where, fmt.Sprintf("type = $%d", len(args)))
-	}
+	counts, where, args := countsOf(q)
 	rows, err := s.pool.Query(ctx, `SELECT status, sum(n)::bigint FROM `+counts+whereClause(where)+` GROUP BY status`, args...)
 	if err != nil {
 		return domain.Stats{}, wrapf(err, "job stats")

@@ -332,23 +332,10 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 }
 
 func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
-	var (
-		where []string
-		args  []any
-	)
+	counts, where, args := countsOf(store.StatsQuery{Owner: q.Owner, Type: q.Type})
 	if q.Status != "" {
 		where = append(where, "status = ?")
 		args = append(args, string(q.Status))
-	}
-	if q.Type != "" {
-		where = append(where, "type = ?")
-		args = append(args, q.Type)
-	}
-	counts := "job_counts"
-	if q.Owner != "" {
-		counts = "job_owner_counts"
-		where = append(where, "owner = ?")
-		args = append(args, q.Owner)
 	}
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -389,6 +376,24 @@ func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	}
 	page.Jobs = jobs
 	return page, nil
+}
+
+// countsOf returns the counts table that counts the jobs q selects
+// (job_owner_counts for an owner's, job_counts otherwise), with the
+// conditions on the jobs' columns that select them and their arguments.
+// The jobs table has the same columns.
+func countsOf(q store.StatsQuery) (table string, where []string, args []any) {
+	table = "job_counts"
+	if q.Owner != "" {
+		table = "job_owner_counts"
+		where = append(where, "owner = ?")
+		args = append(args, q.Owner)
+	}
+	if q.Type != "" {
+		where = append(where, "type = ?")
+		args = append(args, q.Type)
+	}
+	return table, where, args
 }
 
 func whereClause(conds []string) string {
@@ -719,20 +724,7 @@ func (s *Store) Stats(ctx context.Context, q store.StatsQuery) (domain.Stats, er
 }
 
 func (s *Store) stats(ctx context.Context, q store.StatsQuery) (domain.Stats, error) {
-	var (
-		where []string
-		args  []any
-	)
-	counts := "job_counts"
-	if q.Owner != "" {
-		counts = "job_owner_counts"
-		where = append(where, "owner = ?")
-		args = append(args, q.Owner)
-	}
-	if q.Type != "" {
-		where = append(where, "type = ?")
-		args = append(args, q.Type)
-	}
+	counts, where, args := countsOf(q)
 	query := `SELECT status, SUM(n) FROM ` + counts + whereClause(where) + ` GROUP BY status`
 	prepared, err := s.reads.get(ctx, query)
 	if err != nil {
