@@ -35,6 +35,9 @@ const (
 	// CodeTimeout: the request took longer than the server allows
 	// (REQUEST_TIMEOUT).
 	CodeTimeout = "TIMEOUT"
+	// CodeForbidden: the caller's role may not do the operation on any
+	// job (a job it may not see is NOT_FOUND instead).
+	CodeForbidden = "FORBIDDEN"
 	// CodeTooManyErrors ends a response whose other errors were left out.
 	CodeTooManyErrors = "TOO_MANY_ERRORS"
 )
@@ -49,8 +52,9 @@ func codedError(ctx context.Context, code, format string, args ...any) *gqlerror
 }
 
 // ErrorPresenter turns resolver errors into GraphQL errors: validation
-// errors become BAD_USER_INPUT naming the field; errors that already carry a
-// code pass through; anything else is logged and shown as a generic
+// errors become BAD_USER_INPUT naming the field; an operation the caller's
+// role does not allow, FORBIDDEN; errors that already carry a code pass
+// through; anything else is logged and shown as a generic
 // INTERNAL_SERVER_ERROR so internals never leak to clients.
 func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
@@ -64,6 +68,9 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 		var ve *domain.ValidationError
 		if errors.As(err, &ve) {
 			return codedError(ctx, CodeBadUserInput, "%s", ve.Error())
+		}
+		if fe := forbiddenError(ctx, err); fe != nil {
+			return fe
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			// Logged once per response, by logTimeouts.
@@ -189,14 +196,29 @@ func subscriptionEndError(ctx context.Context, err error) *gqlerror.Error {
 	return codedError(ctx, CodeInternal, "subscription ended: %v", err)
 }
 
+// forbiddenError is the client's FORBIDDEN error for an operation the
+// jobs service refused for the caller's role, or nil when err is not one.
+func forbiddenError(ctx context.Context, err error) *gqlerror.Error {
+	var fe *jobs.ForbiddenError
+	if errors.As(err, &fe) {
+		return codedError(ctx, CodeForbidden, "%s", fe.Error())
+	}
+	if errors.Is(err, domain.ErrForbidden) {
+		return codedError(ctx, CodeForbidden, "your role may not do this")
+	}
+	return nil
+}
+
 // jobError turns the jobs service's error about one job into the client's
-// error: NOT_FOUND, and CONFLICT with the job's current status; anything
-// else is the server's own failure (see internal).
+// error: FORBIDDEN, NOT_FOUND, and CONFLICT with the job's current status;
+// anything else is the server's own failure (see internal).
 func jobError(ctx context.Context, id string, err error) error {
 	var conflict *jobs.ConflictError
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, domain.ErrForbidden):
+		return forbiddenError(ctx, err)
 	case errors.Is(err, domain.ErrNotFound):
 		return codedError(ctx, CodeNotFound, "no job with id %q", id)
 	case errors.As(err, &conflict):
@@ -209,9 +231,13 @@ func jobError(ctx context.Context, id string, err error) error {
 }
 
 // watchError turns the jobs service's refusal to watch into the client's
-// error: NOT_FOUND for a job that does not exist (or not with the type
-// asked for); anything else is the server's own failure.
+// error: FORBIDDEN for a role that may not watch, NOT_FOUND for a job that
+// does not exist (or not with the type asked for, or not the caller's to
+// see); anything else is the server's own failure.
 func watchError(ctx context.Context, req jobs.WatchRequest, err error) error {
+	if fe := forbiddenError(ctx, err); fe != nil {
+		return fe
+	}
 	if !errors.Is(err, domain.ErrNotFound) {
 		return internal(err)
 	}

@@ -50,6 +50,7 @@ type ComplexityRoot struct {
 		ID                  func(childComplexity int) int
 		IdempotencyKeyOrNil func(childComplexity int) int
 		MaxAttempts         func(childComplexity int) int
+		OwnerOrNil          func(childComplexity int) int
 		Payload             func(childComplexity int) int
 		Priority            func(childComplexity int) int
 		Progress            func(childComplexity int) int
@@ -201,6 +202,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Job.MaxAttempts(childComplexity), true
+	case "Job.owner":
+		if e.ComplexityRoot.Job.OwnerOrNil == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.OwnerOrNil(childComplexity), true
 	case "Job.payload":
 		if e.ComplexityRoot.Job.Payload == nil {
 			break
@@ -600,6 +607,8 @@ type Job {
   errors: [JobError!]!
   "The key the job was created with, if any."
   idempotencyKey: String
+  "The identity that created it: token name or JWT sub; null when auth is off."
+  owner: String
   "The job's own attempt timeout in seconds; null when the server's default applies."
   timeoutSeconds: Int
   maxAttempts: Int!
@@ -758,6 +767,8 @@ func (ec *executionContext) childFields_Job(ctx context.Context, field graphql.C
 		return ec.fieldContext_Job_errors(ctx, field)
 	case "idempotencyKey":
 		return ec.fieldContext_Job_idempotencyKey(ctx, field)
+	case "owner":
+		return ec.fieldContext_Job_owner(ctx, field)
 	case "timeoutSeconds":
 		return ec.fieldContext_Job_timeoutSeconds(ctx, field)
 	case "maxAttempts":
@@ -1477,6 +1488,29 @@ func (ec *executionContext) _Job_idempotencyKey(ctx context.Context, field graph
 	)
 }
 func (ec *executionContext) fieldContext_Job_idempotencyKey(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, true, false, "String")
+}
+
+func (ec *executionContext) _Job_owner(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_owner(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OwnerOrNil(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Job_owner(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Job", field, true, false, "String")
 }
 
@@ -3667,6 +3701,11 @@ func (ec *executionContext) _Job(ctx context.Context, sel ast.SelectionSet, obj 
 			}
 		case "idempotencyKey":
 			out.Values[i] = ec._Job_idempotencyKey(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "owner":
+			out.Values[i] = ec._Job_owner(ctx, field, obj)
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
 )
 
 type lifecycleJSON struct {
@@ -166,7 +167,7 @@ func TestCreateJobIdempotencyKey(t *testing.T) {
 			t.Fatalf("racing createJob with one key made %s and %s", first, id)
 		}
 	}
-	if st, _ := b.store.Stats(t.Context(), "mail"); st.Pending != 1 {
+	if st, _ := b.store.Stats(t.Context(), store.StatsQuery{Type: "mail"}); st.Pending != 1 {
 		t.Fatalf("%d jobs stored, want 1", st.Pending)
 	}
 	j, err := create("order-7", nil)

@@ -186,7 +186,7 @@ func run() error {
 	if burnErr != nil {
 		return burnErr
 	}
-	stats, err := st.Stats(context.Background(), "")
+	stats, err := st.Stats(context.Background(), store.StatsQuery{})
 	if err != nil {
 		return err
 	}

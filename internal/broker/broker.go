@@ -179,12 +179,12 @@ func (b *Broker) deliverQueued() {
 	b.subsMu.RLock()
 	for _, j := range batch {
 		for _, s := range b.all {
-			if (s.filter.Type == "" || s.filter.Type == j.Type) && s.deliver(j) {
+			if s.filter.matches(j) && s.deliver(j) {
 				ended = append(ended, s)
 			}
 		}
 		for _, s := range b.byJob[j.ID] {
-			if (s.filter.Type == "" || s.filter.Type == j.Type) && s.deliver(j) {
+			if s.filter.matches(j) && s.deliver(j) {
 				ended = append(ended, s)
 			}
 		}
@@ -206,6 +206,16 @@ type Filter struct {
 	ID string
 	// Type, when set, limits the subscription to jobs of that type.
 	Type string
+	// Owner, when set, limits the subscription to jobs of that owner
+	// (domain.Job.Owner): what a caller who may see only its own jobs
+	// subscribes with.
+	Owner string
+}
+
+// matches reports whether j passes the filter's Type and Owner (the ID
+// selects the subscriptions a change is offered to).
+func (f *Filter) matches(j *domain.Job) bool {
+	return (f.Type == "" || f.Type == j.Type) && (f.Owner == "" || f.Owner == j.Owner)
 }
 
 // Subscribe registers a subscription. It ends when ctx is done, when the

@@ -86,6 +86,47 @@ func TestAllJobsInOrderWithTypeFilter(t *testing.T) {
 	brokertest.WaitSubscribers(t, b, 0, "every subscription to leave")
 }
 
+// An owner filter delivers only that owner's jobs, alone or with a type.
+func TestOwnerFilter(t *testing.T) {
+	t.Parallel()
+	b := setup(t, broker.Options{})
+	ctx := context.Background()
+	owned := func(id, typ, owner string) *domain.Job {
+		j := change(id, typ, 1, domain.StatusPending)
+		j.Owner = owner
+		return j
+	}
+	mine, err := b.Subscribe(ctx, broker.Filter{Owner: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mine.Close()
+	mineOfB, err := b.Subscribe(ctx, broker.Filter{Owner: "alice", Type: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mineOfB.Close()
+	b.Publish(owned("x", "a", "alice"))
+	b.Publish(owned("y", "a", "bob"))
+	b.Publish(owned("z", "b", ""))
+	b.Publish(owned("w", "b", "alice"))
+	b.Publish(owned("v", "b", "bob"))
+	b.Publish(owned("end", "b", "alice")) // changes arrive in order: nothing between
+	for name, tc := range map[string]struct {
+		sub  *broker.Subscription
+		want []string
+	}{
+		"alice's firehose": {mine, []string{"x", "w", "end"}},
+		"alice's type b":   {mineOfB, []string{"w", "end"}},
+	} {
+		for _, want := range tc.want {
+			if j, _ := next(t, tc.sub); j.ID != want {
+				t.Fatalf("%s got %s of %q, want %s", name, j.ID, j.Owner, want)
+			}
+		}
+	}
+}
+
 func TestJobSubscriptionPrimesAndCompletes(t *testing.T) {
 	t.Parallel()
 	b := setup(t, broker.Options{})

@@ -90,6 +90,10 @@ type Job struct {
 	Errors []JobError
 	// IdempotencyKey is the key the job was created with, if any.
 	IdempotencyKey string
+	// Owner is the identity that created the job (a token's name or a
+	// JWT's subject); empty when it has none (authentication was off).
+	// It never changes.
+	Owner string
 	// Timeout bounds each attempt; zero means the worker's default.
 	Timeout time.Duration
 	// MaxAttempts is how many attempts the job gets; a failed attempt with
@@ -142,6 +146,14 @@ func (j *Job) IdempotencyKeyOrNil() *string {
 	return &j.IdempotencyKey
 }
 
+// OwnerOrNil returns the job's owner, or nil when it has none.
+func (j *Job) OwnerOrNil() *string {
+	if j.Owner == "" {
+		return nil
+	}
+	return &j.Owner
+}
+
 // TimeoutSeconds returns the job's own attempt timeout in whole seconds, or
 // nil when the worker's default applies.
 func (j *Job) TimeoutSeconds() *int {
@@ -160,8 +172,12 @@ type NewJob struct {
 	Type    string
 	Payload json.RawMessage
 	// IdempotencyKey, when set, makes creation idempotent: while a job with
-	// the same key exists, creating another returns that job instead.
+	// the same key and the same Owner exists, creating another returns that
+	// job instead. Keys are scoped per owner, so that no caller gets
+	// another's job back through a key.
 	IdempotencyKey string
+	// Owner is the identity creating the job; empty for none.
+	Owner string
 	// Timeout bounds each attempt (MinTimeout to MaxTimeout); zero means
 	// the worker's default.
 	Timeout time.Duration
@@ -228,6 +244,10 @@ var (
 	ErrConflict = errors.New("job status conflict")
 	// ErrInvalid means the caller's input breaks a validation rule.
 	ErrInvalid = errors.New("invalid input")
+	// ErrForbidden means the caller's role does not allow the operation
+	// on any job. (A job the caller may not see is ErrNotFound instead,
+	// as if it did not exist: ids leak nothing.)
+	ErrForbidden = errors.New("forbidden")
 	// ErrLeaseLost means a worker wrote about an attempt it no longer
 	// holds: its lease expired and the job was rescued, or another claim
 	// followed. It wraps ErrConflict.

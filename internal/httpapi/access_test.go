@@ -24,6 +24,7 @@ import (
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/ratelimit"
 	"github.com/jobqueue/jobqueue/internal/runtest"
+	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 	"github.com/jobqueue/jobqueue/internal/wstransport/wstest"
@@ -116,7 +117,7 @@ const createMutation = `{"query":"mutation { createJob(input: {type: \"email\"})
 
 func jobCount(t *testing.T, st *memory.Store) int {
 	t.Helper()
-	s, err := st.Stats(context.Background(), "")
+	s, err := st.Stats(context.Background(), store.StatsQuery{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -86,13 +86,13 @@ func setup(t *testing.T, startPool bool) *bundle {
 		ComplexityLimit: 25000,
 	})
 	streams := httpapi.NewStreams()
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Deps{
+	srv := httptest.NewServer(withTestIdentity(httpapi.NewHandler(httpapi.Deps{
 		Jobs:         svc,
 		GraphQL:      gql,
 		Logger:       log,
 		Streams:      streams,
 		MaxBodyBytes: maxBodyBytes,
-	}))
+	})))
 	t.Cleanup(srv.Close)
 	// Stopped before the server closes (cleanups run last first): its SSE
 	// requests end first.

@@ -53,6 +53,9 @@ type jobJSON struct {
 	Version    int64           `json:"version"`
 	// Shown only when set, so the original service's shape is unchanged.
 	IdempotencyKey string `json:"idempotencyKey,omitempty"`
+	// The identity that created the job; shown only when it has one
+	// (never with authentication off), for the same reason.
+	Owner string `json:"owner,omitempty"`
 }
 
 func toJSON(j *domain.Job) jobJSON {
@@ -60,7 +63,7 @@ func toJSON(j *domain.Job) jobJSON {
 		ID: j.ID, Type: j.Type, Payload: j.Payload, Status: j.Status, Attempts: j.Attempts,
 		Error: j.ErrorMessage(), CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
 		StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Version: j.Version,
-		IdempotencyKey: j.IdempotencyKey,
+		IdempotencyKey: j.IdempotencyKey, Owner: j.Owner,
 	}
 }
 
@@ -149,7 +152,7 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 		out[i] = toJSON(j)
 		// An upper bound of the job's encoding: its variable parts and
 		// room for the rest.
-		size += int64(len(j.Payload)+len(j.ID)+len(j.Type)+len(j.IdempotencyKey)+len(j.Error)) + 400
+		size += int64(len(j.Payload)+len(j.ID)+len(j.Type)+len(j.IdempotencyKey)+len(j.Owner)+len(j.Error)) + 400
 	}
 	if h.maxResponse > 0 && size > h.maxResponse {
 		h.log.WarnContext(r.Context(), "http request refused", "status", http.StatusBadRequest, "reason", "response too large", "path", r.URL.Path, "limit", h.maxResponse, "client", r.RemoteAddr)
@@ -160,12 +163,18 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 }
 
 // fail answers a request the jobs service refused or could not serve: 400
-// with the broken rule, 503 with Retry-After while the store is unreachable
-// (the client may try again), 500 otherwise.
+// with the broken rule, 403 when the caller's role may not do it, 503 with
+// Retry-After while the store is unreachable (the client may try again),
+// 500 otherwise.
 func (h *restHandlers) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var ve *domain.ValidationError
 	if errors.As(err, &ve) {
 		writeError(w, http.StatusBadRequest, ve.Error())
+		return
+	}
+	var fe *jobs.ForbiddenError
+	if errors.As(err, &fe) {
+		writeError(w, http.StatusForbidden, fe.Error())
 		return
 	}
 	h.log.ErrorContext(r.Context(), "rest request failed", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -32,7 +32,7 @@ func (downStore) Get(context.Context, string) (*domain.Job, error)           { r
 func (downStore) List(context.Context, store.ListQuery) (store.ListPage, error) {
 	return store.ListPage{}, errDown
 }
-func (downStore) Stats(context.Context, string) (domain.Stats, error) {
+func (downStore) Stats(context.Context, store.StatsQuery) (domain.Stats, error) {
 	return domain.Stats{}, errors.New("disk on fire")
 }
 

@@ -3,15 +3,23 @@
 // GraphQL resolvers and REST handlers translate their requests into its
 // methods (Create, Get, List, Cancel, Retry, Stats, Watch) and its errors
 // into their own answers; neither validates on its own. Defaults, every
-// rule of a new job, the type filter, page sizes and the "no job can have
-// this type" shortcut live here, and authorization will live here too, so
-// that both APIs get each rule from one place.
+// rule of a new job, the type filter, page sizes, the "no job can have
+// this type" shortcut and authorization live here, so that both APIs (and
+// subscriptions) get each rule from one place.
 //
-// Errors: a rule the caller broke is a *domain.ValidationError naming the
+// Authorization: each method reads the caller's identity from its context
+// (auth.IdentityFrom; none when authentication is off) and applies the
+// rules of accessOf (access.go): what each role may do, which jobs it
+// sees, and who owns the jobs it creates.
+//
+// Errors: an operation the caller's role does not allow is a
+// *ForbiddenError (wrapping domain.ErrForbidden), checked before anything
+// else; a rule the caller broke is a *domain.ValidationError naming the
 // field as the APIs name it (its message is what both APIs show); a job
-// that does not exist wraps domain.ErrNotFound; an operation the job's
-// status refuses is a *ConflictError (wrapping domain.ErrConflict); anything
-// else is the store's error wrapped with what was being done.
+// that does not exist, or that the caller may not see, wraps
+// domain.ErrNotFound, the two alike; an operation the job's status refuses
+// is a *ConflictError (wrapping domain.ErrConflict); anything else is the
+// store's error wrapped with what was being done.
 package jobs
 
 import (
@@ -63,13 +71,25 @@ func New(st store.Store, events Subscriber, opts Options) *Service {
 }
 
 // Create validates req (see CreateRequest), applies the defaults and stores
-// the new job, or returns the job that already has req's idempotency key.
-// A broken rule gives a *domain.ValidationError and stores nothing.
+// the new job, owned by the caller (see accessOf), or returns the caller's
+// job that already has req's idempotency key. A broken rule gives a
+// *domain.ValidationError and stores nothing.
+//
+// Idempotency keys are scoped per owner (the stores keep them unique per
+// owner, not across owners): a key never returns another owner's job, and
+// telling a caller that a key is taken by someone else would leak that it
+// exists. Callers without an owner (authentication off, or a role whose
+// jobs have none) share one scope, as all callers did before owners.
 func (s *Service) Create(ctx context.Context, req CreateRequest) (*domain.Job, error) {
+	a := accessOf(ctx)
+	if err := a.allow("create", true); err != nil {
+		return nil, err
+	}
 	nj, err := s.newJob(req)
 	if err != nil {
 		return nil, err
 	}
+	nj.Owner = a.owner
 	j, err := s.store.Create(ctx, nj)
 	if err != nil {
 		return nil, fmt.Errorf("create job: %w", err)
@@ -77,13 +97,42 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*domain.Job, e
 	return j, nil
 }
 
-// Get returns the job with the id, or an error wrapping domain.ErrNotFound.
+// Get returns the job with the id, or an error wrapping domain.ErrNotFound
+// when there is none that the caller may see.
 func (s *Service) Get(ctx context.Context, id string) (*domain.Job, error) {
+	a := accessOf(ctx)
+	if err := a.allow("read", false); err != nil {
+		return nil, err
+	}
+	return s.get(ctx, a, "get", id)
+}
+
+// get returns the job with the id for an operation op of a caller with
+// access a: a job it may not see is not found, as a missing one is.
+func (s *Service) get(ctx context.Context, a access, op, id string) (*domain.Job, error) {
 	j, err := s.store.Get(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("get job %s: %w", id, err)
+		return nil, fmt.Errorf("%s job %s: %w", op, id, err)
+	}
+	if !a.sees(j) {
+		return nil, fmt.Errorf("%s job %s: %w", op, id, domain.ErrNotFound)
 	}
 	return j, nil
+}
+
+// mayChange returns nil when a caller with access a may cancel or retry
+// (op) the job with the id; a job it may not see is not found. A job's
+// owner never changes, so the answer stays true while the store changes
+// the job.
+func (s *Service) mayChange(ctx context.Context, a access, op, id string) error {
+	if err := a.allow(op, true); err != nil {
+		return err
+	}
+	if a.scope == "" {
+		return nil
+	}
+	_, err := s.get(ctx, a, op, id)
+	return err
 }
 
 // Cancel cancels a pending job at once, or asks the worker running a
@@ -91,6 +140,9 @@ func (s *Service) Get(ctx context.Context, id string) (*domain.Job, error) {
 // status gives a *ConflictError; an unknown id an error wrapping
 // domain.ErrNotFound.
 func (s *Service) Cancel(ctx context.Context, id string) (*domain.Job, error) {
+	if err := s.mayChange(ctx, accessOf(ctx), "cancel", id); err != nil {
+		return nil, err
+	}
 	j, err := s.store.Cancel(ctx, id)
 	if err != nil {
 		return nil, s.jobError(ctx, "cancel", id, err)
@@ -102,6 +154,9 @@ func (s *Service) Cancel(ctx context.Context, id string) (*domain.Job, error) {
 // gives a *ConflictError; an unknown id an error wrapping
 // domain.ErrNotFound.
 func (s *Service) Retry(ctx context.Context, id string) (*domain.Job, error) {
+	if err := s.mayChange(ctx, accessOf(ctx), "retry", id); err != nil {
+		return nil, err
+	}
 	j, err := s.store.Retry(ctx, id)
 	if err != nil {
 		return nil, s.jobError(ctx, "retry", id, err)
@@ -109,13 +164,18 @@ func (s *Service) Retry(ctx context.Context, id string) (*domain.Job, error) {
 	return j, nil
 }
 
-// Stats counts jobs per status, only those of typ when it is not empty. A
-// type no job can have counts nothing without asking the store.
+// Stats counts the jobs the caller sees per status, only those of typ
+// when it is not empty. A type no job can have counts nothing without
+// asking the store.
 func (s *Service) Stats(ctx context.Context, typ string) (domain.Stats, error) {
+	a := accessOf(ctx)
+	if err := a.allow("count", false); err != nil {
+		return domain.Stats{}, err
+	}
 	if domain.NoJobHasType(typ) {
 		return domain.Stats{}, nil
 	}
-	st, err := s.store.Stats(ctx, typ)
+	st, err := s.store.Stats(ctx, store.StatsQuery{Type: typ, Owner: a.scope})
 	if err != nil {
 		return domain.Stats{}, fmt.Errorf("count jobs: %w", err)
 	}

@@ -42,7 +42,7 @@ func (r *recorder) List(ctx context.Context, q store.ListQuery) (store.ListPage,
 	return r.Store.List(ctx, q)
 }
 
-func (r *recorder) Stats(ctx context.Context, typ string) (domain.Stats, error) {
+func (r *recorder) Stats(ctx context.Context, q store.StatsQuery) (domain.Stats, error) {
 	r.mu.Lock()
 	r.statsN++
 	err := r.failing
@@ -50,7 +50,7 @@ func (r *recorder) Stats(ctx context.Context, typ string) (domain.Stats, error) 
 	if err != nil {
 		return domain.Stats{}, err
 	}
-	return r.Store.Stats(ctx, typ)
+	return r.Store.Stats(ctx, q)
 }
 
 // listed returns the list queries the store answered so far.
@@ -137,7 +137,7 @@ func TestCreateRefusesWhatBreaksARule(t *testing.T) {
 			b := setup(t, jobs.Options{MaxPayloadBytes: 32, DefaultMaxAttempts: 3, Types: types})
 			_, err := b.svc.Create(context.Background(), tc.req)
 			wantValidation(t, err, tc.want)
-			if st, err := b.store.Store.Stats(context.Background(), ""); err != nil || st != (domain.Stats{}) {
+			if st, err := b.store.Store.Stats(context.Background(), store.StatsQuery{}); err != nil || st != (domain.Stats{}) {
 				t.Fatalf("stats after a refused create = %+v, %v; want nothing stored", st, err)
 			}
 		})

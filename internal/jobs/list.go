@@ -50,14 +50,20 @@ type ListRequest struct {
 	SkipTotal bool
 }
 
-// List returns jobs matching req, newest first. An unknown status or a
+// List returns the jobs the caller sees that match req, newest first (a
+// caller that sees only its own jobs lists only those, whatever req asks).
+// An unknown status or a
 // negative Limit gives a *domain.ValidationError (on "status" and on
 // "first", GraphQL's name of the page size: REST's parser accepts only
 // positive limits, so only GraphQL can send a negative one). A type no job
 // can have (see domain.NoJobHasType) lists nothing without asking the store,
 // which might refuse its bytes.
 func (s *Service) List(ctx context.Context, req ListRequest) (store.ListPage, error) {
-	q := store.ListQuery{Status: req.Status, Type: req.Type, BeforeSeq: req.BeforeSeq, Limit: DefaultPageSize, SkipTotal: req.SkipTotal}
+	a := accessOf(ctx)
+	if err := a.allow("list", false); err != nil {
+		return store.ListPage{}, err
+	}
+	q := store.ListQuery{Status: req.Status, Type: req.Type, Owner: a.scope, BeforeSeq: req.BeforeSeq, Limit: DefaultPageSize, SkipTotal: req.SkipTotal}
 	maxLimit := MaxPageSize
 	if req.Pages == RESTPages {
 		q.Limit, maxLimit = s.opts.RESTListMax, s.opts.RESTListMax

@@ -19,17 +19,22 @@ type WatchRequest struct {
 	Type string
 }
 
-// Watch subscribes to the changes req selects. For an ID it reads the
-// job's current state after subscribing, so that no change made in between
-// is missed, and primes the subscription with it (the broker drops what
-// that state already covers); a job that does not exist, or whose type is
-// not req.Type, gives an error wrapping domain.ErrNotFound and no
-// subscription.
+// Watch subscribes to the changes req selects among the jobs the caller
+// sees (a caller that sees only its own jobs gets only their changes). For
+// an ID it reads the job's current state after subscribing, so that no
+// change made in between is missed, and primes the subscription with it
+// (the broker drops what that state already covers); a job that does not
+// exist, that the caller may not see, or whose type is not req.Type, gives
+// an error wrapping domain.ErrNotFound and no subscription.
 //
 // The caller owns the returned subscription: it ends when ctx is done (or
 // see broker.Broker.Subscribe for the other ends); Close ends it sooner.
 func (s *Service) Watch(ctx context.Context, req WatchRequest) (*broker.Subscription, error) {
-	sub, err := s.events.Subscribe(ctx, broker.Filter{ID: req.ID, Type: req.Type})
+	a := accessOf(ctx)
+	if err := a.allow("watch", false); err != nil {
+		return nil, err
+	}
+	sub, err := s.events.Subscribe(ctx, broker.Filter{ID: req.ID, Type: req.Type, Owner: a.scope})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to job changes: %w", err)
 	}
@@ -37,6 +42,9 @@ func (s *Service) Watch(ctx context.Context, req WatchRequest) (*broker.Subscrip
 		return sub, nil
 	}
 	current, err := s.store.Get(ctx, req.ID)
+	if err == nil && !a.sees(current) {
+		err = domain.ErrNotFound
+	}
 	if err == nil && req.Type != "" && current.Type != req.Type {
 		err = fmt.Errorf("job has type %q: %w", current.Type, domain.ErrNotFound)
 	}

@@ -36,7 +36,7 @@ func TestSweeperDeletesOldFinishedJobsOnly(t *testing.T) {
 		s := &maintenance.Sweeper{Store: st, Retention: time.Minute, Interval: time.Hour, Logger: slog.New(slog.DiscardHandler)}
 		runtest.Start(t, s)
 		synctest.Wait() // the first sweep, at once: the jobs are too recent
-		if stats, _ := st.Stats(ctx, ""); stats.Completed != len(finished) {
+		if stats, _ := st.Stats(ctx, store.StatsQuery{}); stats.Completed != len(finished) {
 			t.Fatalf("%d of %d jobs left after a sweep within the retention period", stats.Completed, len(finished))
 		}
 		time.Sleep(time.Hour) // the next sweep

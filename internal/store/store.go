@@ -38,10 +38,11 @@ import (
 // wrapping domain.ErrLeaseLost and changes nothing.
 type Store interface {
 	// Create stores a new job as pending with version 1 and returns it. If
-	// nj has an idempotency key that a stored job has, it returns that job
-	// unchanged instead (no new job, no event), also when many creations
-	// with the key race: the first wins, whatever the others' type and
-	// payload.
+	// nj has an idempotency key that a stored job of the same owner has, it
+	// returns that job unchanged instead (no new job, no event), also when
+	// many creations with the key race: the first wins, whatever the
+	// others' type and payload. Keys are scoped per owner: the same key
+	// given by two owners makes two jobs.
 	Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error)
 	// Get returns the job with the id, or an error wrapping
 	// domain.ErrNotFound.
@@ -107,9 +108,9 @@ type Store interface {
 	// finished before the given time, with their idempotency keys, and
 	// returns how many it deleted. Deleting publishes no event.
 	DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error)
-	// Stats counts jobs per status, only those of typ when it is not empty,
-	// without loading them.
-	Stats(ctx context.Context, typ string) (domain.Stats, error)
+	// Stats counts jobs per status, only those q selects, without loading
+	// them or scanning the jobs (counts kept on every change).
+	Stats(ctx context.Context, q StatsQuery) (domain.Stats, error)
 }
 
 // ClaimRequest asks Claim for runnable jobs.
@@ -173,6 +174,7 @@ const WorkerLost = "worker lost: its lease expired while the job was processing 
 type ListQuery struct {
 	Status domain.Status // "" for any status
 	Type   string        // "" for any type
+	Owner  string        // "" for any owner (jobs without one included)
 	// BeforeSeq, when positive, returns only jobs older than that Seq (the
 	// cursor of the previous page's last job).
 	BeforeSeq int64
@@ -188,8 +190,15 @@ type ListPage struct {
 	Jobs []*domain.Job
 	// HasMore reports whether older matching jobs exist after this page.
 	HasMore bool
-	// Total counts the jobs matching Status and Type, across all pages.
+	// Total counts the jobs matching Status, Type and Owner, across all
+	// pages.
 	Total int
+}
+
+// StatsQuery selects the jobs Stats counts. Zero values mean "any".
+type StatsQuery struct {
+	Type  string // "" for any type
+	Owner string // "" for any owner (jobs without one included)
 }
 
 // Publisher receives every change of every job, in version order for each

@@ -891,7 +891,7 @@ func TestStopDuringAClaimStrandsNoJob(t *testing.T) {
 	if err := <-stoppedc; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	stats, err := b.mem.Stats(context.Background(), "")
+	stats, err := b.mem.Stats(context.Background(), store.StatsQuery{})
 	if err != nil || stats.Processing != 0 || stats.Pending+stats.Completed != 3 {
 		t.Fatalf("after the stop: %+v, %v; want no job left processing", stats, err)
 	}

@@ -10,14 +10,14 @@ import (
 	"github.com/jobqueue/jobqueue/internal/store"
 )
 
-// Job types come from clients: once their jobs are gone, the store keeps
-// nothing of them.
-func TestCountsForgetTypesWithoutJobs(t *testing.T) {
+// Job types and owners come from clients: once their jobs are gone, the
+// store keeps nothing of them.
+func TestCountsForgetTypesAndOwnersWithoutJobs(t *testing.T) {
 	t.Parallel()
 	s := New(nil)
 	ctx := context.Background()
 	for i := range 100 {
-		if _, err := s.Create(ctx, domain.NewJob{Type: fmt.Sprintf("type-%d", i)}); err != nil {
+		if _, err := s.Create(ctx, domain.NewJob{Type: fmt.Sprintf("type-%d", i), Owner: fmt.Sprintf("owner-%d", i%7), IdempotencyKey: fmt.Sprint("k", i)}); err != nil {
 			t.Fatal(err)
 		}
 		now := time.Now()
@@ -34,8 +34,8 @@ func TestCountsForgetTypesWithoutJobs(t *testing.T) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.counts) != 0 || len(s.leases) != 0 {
-		t.Fatalf("%d count entries and %d leases left for no jobs", len(s.counts), len(s.leases))
+	if len(s.counts) != 0 || len(s.leases) != 0 || len(s.byKey) != 0 {
+		t.Fatalf("%d count entries, %d leases and %d keys left for no jobs", len(s.counts), len(s.leases), len(s.byKey))
 	}
 }
 

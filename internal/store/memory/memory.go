@@ -35,7 +35,7 @@ type Store struct {
 	byID    map[string]*domain.Job
 	ordered []*domain.Job          // by Seq ascending; entries are replaced on change
 	index   map[string]int         // id → position in ordered
-	byKey   map[string]string      // idempotency key → id
+	byKey   map[keyOf]string       // owner and idempotency key → id
 	pending map[string]*domain.Job // the current snapshot of every pending job
 	queue   *runQueue
 	counts  map[countKey]int
@@ -49,7 +49,11 @@ type lease struct {
 	expires time.Time
 }
 
+// keyOf scopes an idempotency key to its owner.
+type keyOf struct{ owner, key string }
+
 type countKey struct {
+	owner  string // "" counts every owner
 	typ    string // "" counts every type
 	status domain.Status
 }
@@ -87,7 +91,7 @@ func NewWithOptions(opts Options) (*Store, error) {
 		history: history,
 		byID:    make(map[string]*domain.Job),
 		index:   make(map[string]int),
-		byKey:   make(map[string]string),
+		byKey:   make(map[keyOf]string),
 		pending: make(map[string]*domain.Job),
 		queue:   newRunQueue(),
 		counts:  make(map[countKey]int),
@@ -116,6 +120,7 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 		Version:   1,
 
 		IdempotencyKey: nj.IdempotencyKey,
+		Owner:          nj.Owner,
 		Timeout:        nj.Timeout,
 		MaxAttempts:    max(nj.MaxAttempts, 1),
 		RunAt:          nj.RunAt,
@@ -128,10 +133,11 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if nj.IdempotencyKey != "" {
-		if id, ok := s.byKey[nj.IdempotencyKey]; ok {
+		k := keyOf{nj.Owner, nj.IdempotencyKey}
+		if id, ok := s.byKey[k]; ok {
 			return s.byID[id], nil
 		}
-		s.byKey[nj.IdempotencyKey] = j.ID
+		s.byKey[k] = j.ID
 	}
 	s.seq++
 	j.Seq = s.seq
@@ -161,7 +167,8 @@ func (s *Store) Get(ctx context.Context, id string) (*domain.Job, error) {
 
 // List returns matching jobs newest first. It scans from the cursor
 // backwards, so a page costs O(page + skipped non-matching jobs); Total comes
-// from counters kept on every change.
+// from counters kept on every change. (A memory store holds what one
+// process can: scanning past other owners' jobs is cheap enough there.)
 func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
 	if err := ctx.Err(); err != nil {
 		return store.ListPage{}, fmt.Errorf("list jobs: %w", err)
@@ -172,14 +179,14 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	page := store.ListPage{Total: s.total(q.Type, q.Status)}
+	page := store.ListPage{Total: s.total(q.Owner, q.Type, q.Status)}
 	end := len(s.ordered)
 	if q.BeforeSeq > 0 {
 		end = sort.Search(len(s.ordered), func(i int) bool { return s.ordered[i].Seq >= q.BeforeSeq })
 	}
 	for i := end - 1; i >= 0; i-- {
 		j := s.ordered[i]
-		if (q.Status != "" && j.Status != q.Status) || (q.Type != "" && j.Type != q.Type) {
+		if (q.Status != "" && j.Status != q.Status) || (q.Type != "" && j.Type != q.Type) || (q.Owner != "" && j.Owner != q.Owner) {
 			continue
 		}
 		if len(page.Jobs) == q.Limit {
@@ -191,13 +198,13 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	return page, nil
 }
 
-func (s *Store) total(typ string, status domain.Status) int {
+func (s *Store) total(owner, typ string, status domain.Status) int {
 	if status != "" {
-		return s.counts[countKey{typ, status}]
+		return s.counts[countKey{owner, typ, status}]
 	}
 	n := 0
 	for _, st := range domain.Statuses {
-		n += s.counts[countKey{typ, st}]
+		n += s.counts[countKey{owner, typ, st}]
 	}
 	return n
 }
@@ -373,7 +380,7 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 			delete(s.byID, j.ID)
 			delete(s.index, j.ID)
 			if j.IdempotencyKey != "" {
-				delete(s.byKey, j.IdempotencyKey)
+				delete(s.byKey, keyOf{j.Owner, j.IdempotencyKey})
 			}
 			s.count(j, -1)
 			continue
@@ -386,19 +393,21 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 	return n, nil
 }
 
-// Stats counts jobs per status, of one type when typ is not empty.
-func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
+// Stats counts jobs per status, of one type and one owner when q names
+// them.
+func (s *Store) Stats(ctx context.Context, q store.StatsQuery) (domain.Stats, error) {
 	if err := ctx.Err(); err != nil {
 		return domain.Stats{}, fmt.Errorf("job stats: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	n := func(st domain.Status) int { return s.counts[countKey{q.Owner, q.Type, st}] }
 	return domain.Stats{
-		Pending:    s.counts[countKey{typ, domain.StatusPending}],
-		Processing: s.counts[countKey{typ, domain.StatusProcessing}],
-		Completed:  s.counts[countKey{typ, domain.StatusCompleted}],
-		Failed:     s.counts[countKey{typ, domain.StatusFailed}],
-		Cancelled:  s.counts[countKey{typ, domain.StatusCancelled}],
+		Pending:    n(domain.StatusPending),
+		Processing: n(domain.StatusProcessing),
+		Completed:  n(domain.StatusCompleted),
+		Failed:     n(domain.StatusFailed),
+		Cancelled:  n(domain.StatusCancelled),
 	}, nil
 }
 
@@ -473,8 +482,15 @@ func (s *Store) commit(old, j *domain.Job, now time.Time) *domain.Job {
 	return j
 }
 
+// count adds delta to the counts j is in: of every job, of its type, and,
+// when it has an owner, of its owner and of its owner and type.
 func (s *Store) count(j *domain.Job, delta int) {
-	for _, k := range [2]countKey{{"", j.Status}, {j.Type, j.Status}} {
+	keys := [4]countKey{{"", "", j.Status}, {"", j.Type, j.Status}, {j.Owner, "", j.Status}, {j.Owner, j.Type, j.Status}}
+	n := 2
+	if j.Owner != "" {
+		n = 4
+	}
+	for _, k := range keys[:n] {
 		if c := s.counts[k] + delta; c == 0 {
 			delete(s.counts, k) // types come from clients: keep no empty entries
 		} else {

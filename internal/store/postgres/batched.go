@@ -150,6 +150,7 @@ func (s *Store) insert(ctx context.Context, njs []domain.NewJob) ([]string, map[
 		timeouts    = make([]int64, len(njs))
 		runAts      = make([]time.Time, len(njs))
 		priorities  = make([]int, len(njs))
+		owners      = make([]string, len(njs))
 	)
 	for i, nj := range njs {
 		id, err := uuid.NewV7()
@@ -160,12 +161,12 @@ func (s *Store) insert(ctx context.Context, njs []domain.NewJob) ([]string, map[
 		if nj.IdempotencyKey != "" {
 			keys[i] = &nj.IdempotencyKey
 		}
-		timeouts[i], runAts[i], priorities[i] = nj.Timeout.Milliseconds(), nj.RunAt, nj.Priority
+		timeouts[i], runAts[i], priorities[i], owners[i] = nj.Timeout.Milliseconds(), nj.RunAt, nj.Priority, nj.Owner
 		if runAts[i].IsZero() {
 			runAts[i] = now
 		}
 	}
-	jobs, err := s.write(ctx, s.sql.create, ids, types, payloads, maxAttempts, keys, timeouts, runAts, priorities, now)
+	jobs, err := s.write(ctx, s.sql.create, ids, types, payloads, maxAttempts, keys, timeouts, runAts, priorities, now, owners)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -176,11 +177,12 @@ func (s *Store) insert(ctx context.Context, njs []domain.NewJob) ([]string, map[
 	return ids, inserted, nil
 }
 
-// jobWithKey returns the job with nj's idempotency key, or creates it if
-// the key is free again (its job was deleted since the conflict).
+// jobWithKey returns the job of nj's owner with nj's idempotency key, or
+// creates it if the key is free again (its job was deleted since the
+// conflict).
 func (s *Store) jobWithKey(ctx context.Context, nj domain.NewJob) (*domain.Job, error) {
 	for range maxTries {
-		j, err := s.queryJob(ctx, `SELECT `+jobColumns+` FROM jobs WHERE idempotency_key = $1`, nj.IdempotencyKey)
+		j, err := s.queryJob(ctx, `SELECT `+jobColumns+` FROM jobs WHERE owner = $1 AND idempotency_key = $2`, nj.Owner, nj.IdempotencyKey)
 		if err == nil {
 			return j, nil
 		}

@@ -17,7 +17,8 @@ const countsCompaction = 10 * time.Minute
 // compactCounts folds the shards of each (type, status) in job_counts into
 // one row and drops the rows that count nothing, so that the table holds
 // about one row per (type, status) in use rather than up to 16 for every
-// type ever seen. It holds no lock a writer waits for while it waits for
+// type ever seen; and the same in job_owner_counts per (owner, type,
+// status). It holds no lock a writer waits for while it waits for
 // one itself, so it cannot deadlock with them; writers wait for it for the
 // few milliseconds it takes. When another instance is at it, it does
 // nothing and reports false, as when the counts table stays busy for
@@ -34,14 +35,22 @@ func (s *Store) compactCounts(ctx context.Context) (bool, error) {
 		// while it waits, so it waits briefly: a transaction that holds
 		// the table long (an operator's, a vacuum) makes it skip a turn
 		// rather than stall every write.
-		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+fmt.Sprint(compactionLockTimeout.Milliseconds())+`ms'; LOCK TABLE job_counts IN EXCLUSIVE MODE`); err != nil {
+		// The tables in the order the triggers write them.
+		if _, err := tx.Exec(ctx, `SET LOCAL lock_timeout = '`+fmt.Sprint(compactionLockTimeout.Milliseconds())+`ms'; LOCK TABLE job_counts, job_owner_counts IN EXCLUSIVE MODE`); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `
+		if _, err := tx.Exec(ctx, `
 			WITH folded AS (DELETE FROM job_counts RETURNING type, status, n)
 			INSERT INTO job_counts (type, status, shard, n)
 			SELECT type, status, 0, sum(n) FROM folded
-			GROUP BY type, status HAVING sum(n) <> 0 ORDER BY type, status`)
+			GROUP BY type, status HAVING sum(n) <> 0 ORDER BY type, status`); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+			WITH folded AS (DELETE FROM job_owner_counts RETURNING owner, type, status, n)
+			INSERT INTO job_owner_counts (owner, type, status, shard, n)
+			SELECT owner, type, status, 0, sum(n) FROM folded
+			GROUP BY owner, type, status HAVING sum(n) <> 0 ORDER BY owner, type, status`)
 		return err
 	})
 	var pgErr *pgconn.PgError

@@ -346,6 +346,8 @@ func checkNewJob(nj domain.NewJob) error {
 		return &domain.ValidationError{Field: "type", Message: "must be valid UTF-8 without NUL characters"}
 	case !storable(nj.IdempotencyKey):
 		return &domain.ValidationError{Field: "idempotencyKey", Message: "must be valid UTF-8 without NUL characters"}
+	case !storable(nj.Owner):
+		return &domain.ValidationError{Field: "owner", Message: "must be valid UTF-8 without NUL characters"}
 	case nj.Priority < math.MinInt16 || nj.Priority > math.MaxInt16:
 		return &domain.ValidationError{Field: "priority", Message: fmt.Sprintf("must be between %d and %d, got %d", math.MinInt16, math.MaxInt16, nj.Priority)}
 	case nj.MaxAttempts > math.MaxInt32:
@@ -391,43 +393,29 @@ func (s *Store) getJob(ctx context.Context, id string) (*domain.Job, error) {
 
 // List returns matching jobs newest first. Total is counted by a second
 // statement sent in the same round trip: under concurrent changes it may
-// disagree with the page by the jobs that changed in between.
+// disagree with the page by the jobs that changed in between. An owner's
+// jobs come from jobs_owner_seq and their total from job_owner_counts
+// (migrations 00007 and 00008): neither depends on how many jobs others
+// have.
 func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
 	if q.Limit <= 0 {
 		return store.ListPage{}, fmt.Errorf("list jobs: limit %d: %w", q.Limit, domain.ErrInvalid)
 	}
-	var (
-		where []string // of the count; the page also has the cursor
-		args  []any
-	)
-	if q.Status != "" {
-		if !q.Status.Valid() {
-			return store.ListPage{}, fmt.Errorf("list jobs: status %q: %w", q.Status, domain.ErrInvalid)
-		}
-		// A literal, not a parameter: the planner can then use the
-		// partial indexes of the statuses few jobs have (migration 00006).
-		where = append(where, "status = "+quote(string(q.Status)))
+	if !storable(q.Owner) {
+		return store.ListPage{}, nil // no job can have it
 	}
-	if q.Type != "" {
-		args = append(args, q.Type)
-		where = append(where, fmt.Sprintf("type = $%d", len(args)))
+	st, err := listStatements(q)
+	if err != nil {
+		return store.ListPage{}, fmt.Errorf("list jobs: %w", err)
 	}
-	pageWhere, pageArgs := slices.Clone(where), slices.Clone(args)
-	if q.BeforeSeq > 0 {
-		pageArgs = append(pageArgs, q.BeforeSeq)
-		pageWhere = append(pageWhere, fmt.Sprintf("seq < $%d", len(pageArgs)))
-	}
-	pageArgs = append(pageArgs, q.Limit+1)
-	pageSQL := fmt.Sprintf(`SELECT %s FROM jobs%s ORDER BY seq DESC LIMIT $%d`, jobColumns, whereClause(pageWhere), len(pageArgs))
-
 	var batch pgx.Batch
 	var page store.ListPage
 	if !q.SkipTotal {
-		batch.Queue(`SELECT coalesce(sum(n), 0)::bigint FROM job_counts`+whereClause(where), args...).QueryRow(func(row pgx.Row) error {
+		batch.Queue(st.count, st.countArgs...).QueryRow(func(row pgx.Row) error {
 			return row.Scan(&page.Total)
 		})
 	}
-	batch.Queue(pageSQL, pageArgs...).Query(func(rows pgx.Rows) error {
+	batch.Queue(st.page, st.pageArgs...).Query(func(rows pgx.Rows) error {
 		r := newJobRow()
 		for rows.Next() {
 			j, err := r.scan(rows)
@@ -445,6 +433,61 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 		page.Jobs, page.HasMore = page.Jobs[:q.Limit], true
 	}
 	return page, nil
+}
+
+// listing is the statements of a List: one page of jobs, and their total.
+type listing struct {
+	page, count         string
+	pageArgs, countArgs []any
+}
+
+// listStatements returns the statements of List for q.
+func listStatements(q store.ListQuery) (listing, error) {
+	// where is the count's; the page also has the cursor.
+	counts, where, args := countsOf(store.StatsQuery{Owner: q.Owner, Type: q.Type})
+	if q.Status != "" {
+		if !q.Status.Valid() {
+			return listing{}, fmt.Errorf("status %q: %w", q.Status, domain.ErrInvalid)
+		}
+		// A literal, not a parameter: the planner can then use the
+		// partial indexes of the statuses few jobs have (migration 00006).
+		where = append(where, "status = "+quote(string(q.Status)))
+	}
+	pageWhere, pageArgs := slices.Clone(where), slices.Clone(args)
+	if q.Owner != "" {
+		// Implies jobs_owner_seq's condition whatever the owner's value,
+		// so that a generic plan can use the partial index too.
+		pageWhere = append(pageWhere, "owner <> ''")
+	}
+	if q.BeforeSeq > 0 {
+		pageArgs = append(pageArgs, q.BeforeSeq)
+		pageWhere = append(pageWhere, fmt.Sprintf("seq < $%d", len(pageArgs)))
+	}
+	pageArgs = append(pageArgs, q.Limit+1)
+	pageSQL := fmt.Sprintf(`SELECT %s FROM jobs%s ORDER BY seq DESC LIMIT $%d`, jobColumns, whereClause(pageWhere), len(pageArgs))
+
+	return listing{
+		page: pageSQL, pageArgs: pageArgs,
+		count: `SELECT coalesce(sum(n), 0)::bigint FROM ` + counts + whereClause(where), countArgs: args,
+	}, nil
+}
+
+// countsOf returns the counts table that counts the jobs q selects
+// (job_owner_counts for an owner's, job_counts otherwise), with the
+// conditions on the jobs' columns that select them, numbered from $1, and
+// their arguments. The jobs table has the same columns.
+func countsOf(q store.StatsQuery) (table string, where []string, args []any) {
+	table = "job_counts"
+	if q.Owner != "" {
+		table = "job_owner_counts"
+		args = append(args, q.Owner)
+		where = append(where, fmt.Sprintf("owner = $%d", len(args)))
+	}
+	if q.Type != "" {
+		args = append(args, q.Type)
+		where = append(where, fmt.Sprintf("type = $%d", len(args)))
+	}
+	return table, where, args
 }
 
 // whereClause joins conditions into a WHERE clause ("" for none).
@@ -779,18 +822,20 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 	return int(tag.RowsAffected()), nil
 }
 
-// Stats counts jobs per status, of one type when typ is not empty.
-func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
-	sql, args := `SELECT status, sum(n)::bigint FROM job_counts GROUP BY status`, []any(nil)
-	if typ != "" {
-		sql, args = `SELECT status, sum(n)::bigint FROM job_counts WHERE type = $1 GROUP BY status`, []any{typ}
+// Stats counts jobs per status, of one type and one owner when q names
+// them, from the counts the triggers keep (an owner's in
+// job_owner_counts).
+func (s *Store) Stats(ctx context.Context, q store.StatsQuery) (domain.Stats, error) {
+	if !storable(q.Owner) || !storable(q.Type) {
+		return domain.Stats{}, nil // no job can have them
 	}
-	rows, err := s.pool.Query(ctx, sql, args...)
+	counts, where, args := countsOf(q)
+	rows, err := s.pool.Query(ctx, `SELECT status, sum(n)::bigint FROM `+counts+whereClause(where)+` GROUP BY status`, args...)
 	if err != nil {
 		return domain.Stats{}, wrapf(err, "job stats")
 	}
 	var st domain.Stats
-	counts := map[domain.Status]*int{
+	byStatus := map[domain.Status]*int{
 		domain.StatusPending: &st.Pending, domain.StatusProcessing: &st.Processing, domain.StatusCompleted: &st.Completed,
 		domain.StatusFailed: &st.Failed, domain.StatusCancelled: &st.Cancelled,
 	}
@@ -799,7 +844,7 @@ func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
 		n      int
 	)
 	_, err = pgx.ForEachRow(rows, []any{&status, &n}, func() error {
-		if c, ok := counts[domain.Status(status)]; ok {
+		if c, ok := byStatus[domain.Status(status)]; ok {
 			*c = n
 		}
 		return nil

@@ -514,7 +514,7 @@ func TestUnavailable(t *testing.T) {
 			return err
 		},
 		"cancel": func() error { _, err := s.Cancel(ctx, j.ID); return err },
-		"stats":  func() error { _, err := s.Stats(ctx, ""); return err },
+		"stats":  func() error { _, err := s.Stats(ctx, store.StatsQuery{}); return err },
 	} {
 		if err := call(); !errors.Is(err, domain.ErrUnavailable) {
 			t.Errorf("%s on a closed store: err = %v, want ErrUnavailable", name, err)
@@ -749,7 +749,8 @@ func TestCountsMatchTable(t *testing.T) {
 				owner := fmt.Sprintf("w%d-%d", i, g)
 				for n := range 60 {
 					typ := []string{"a", "b", "c"}[n%3]
-					j, err := s.Create(ctx, domain.NewJob{Type: typ, MaxAttempts: 2})
+					jobOwner := []string{"", "alice", "bob", "carol"}[(n/3+g)%4]
+					j, err := s.Create(ctx, domain.NewJob{Type: typ, Owner: jobOwner, MaxAttempts: 2})
 					if err != nil {
 						errs <- err
 						return
@@ -828,9 +829,11 @@ func TestCountsMatchTable(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	table := pgx.Identifier{schema, "jobs"}.Sanitize()
-	for _, typ := range []string{"", "a", "b", "c", "none"} {
+	for _, q := range []store.StatsQuery{{}, {Type: "a"}, {Type: "b"}, {Type: "c"}, {Type: "none"},
+		{Owner: "alice"}, {Owner: "bob"}, {Owner: "carol", Type: "c"}, {Owner: "nobody"}} {
+		typ, jobOwner := q.Type, q.Owner
 		var want domain.Stats
-		rows, err := conn.Query(ctx, `SELECT status, count(*) FROM `+table+` WHERE $1 = '' OR type = $1 GROUP BY status`, typ)
+		rows, err := conn.Query(ctx, `SELECT status, count(*) FROM `+table+` WHERE ($1 = '' OR type = $1) AND ($2 = '' OR owner = $2) GROUP BY status`, typ, jobOwner)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -846,25 +849,26 @@ func TestCountsMatchTable(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := stores[1].Stats(ctx, typ)
+		got, err := stores[1].Stats(ctx, q)
 		if err != nil || got != want {
-			t.Errorf("stats of type %q = %+v, %v; the table has %+v", typ, got, err, want)
+			t.Errorf("stats of %+v = %+v, %v; the table has %+v", q, got, err, want)
 		}
 		for _, st := range []domain.Status{"", domain.StatusPending, domain.StatusFailed, domain.StatusCompleted} {
-			page, err := stores[0].List(ctx, store.ListQuery{Type: typ, Status: st, Limit: 1})
+			page, err := stores[0].List(ctx, store.ListQuery{Type: typ, Owner: jobOwner, Status: st, Limit: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
 			var n int
-			if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE ($1 = '' OR type = $1) AND ($2 = '' OR status = $2)`, typ, string(st)).Scan(&n); err != nil {
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM `+table+` WHERE ($1 = '' OR type = $1) AND ($2 = '' OR status = $2) AND ($3 = '' OR owner = $3)`,
+				typ, string(st), jobOwner).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			if page.Total != n {
-				t.Errorf("list total of type %q, status %q = %d; the table has %d", typ, st, page.Total, n)
+				t.Errorf("list total of %+v, status %q = %d; the table has %d", q, st, page.Total, n)
 			}
 		}
 	}
-	st, err := stores[0].Stats(ctx, "")
+	st, err := stores[0].Stats(ctx, store.StatsQuery{})
 	if err != nil || st.Pending == 0 || st.Completed == 0 || st.Failed == 0 || st.Cancelled == 0 {
 		t.Fatalf("stats = %+v, %v; want jobs in every status but processing", st, err)
 	}
@@ -1017,15 +1021,17 @@ func TestUnsureSchedule(t *testing.T) {
 	}
 }
 
-// Compacting job_counts changes no total and leaves one row per (type,
-// status) that counts something; a TRUNCATE of jobs empties the counts.
+// Compacting job_counts and job_owner_counts changes no total and leaves
+// one row per (type, status), and per (owner, type, status), that counts
+// something; a TRUNCATE of jobs empties the counts.
 func TestCountsCompaction(t *testing.T) {
 	t.Parallel()
 	schema := newSchema(t)
 	s := openStore(t, schema, Options{})
 	ctx := context.Background()
 	for i := range 120 {
-		if _, err := s.Create(ctx, domain.NewJob{Type: fmt.Sprintf("t%d", i%4)}); err != nil {
+		// Owners: none for t0 and t1, alice for t2, bob for t3.
+		if _, err := s.Create(ctx, domain.NewJob{Type: fmt.Sprintf("t%d", i%4), Owner: []string{"", "", "alice", "bob"}[i%4]}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -1045,6 +1051,7 @@ func TestCountsCompaction(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	counts := pgx.Identifier{schema, "job_counts"}.Sanitize()
+	ownerCounts := pgx.Identifier{schema, "job_owner_counts"}.Sanitize()
 	rows := func() (all, groups int) {
 		t.Helper()
 		if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT (type, status)) FROM `+counts).Scan(&all, &groups); err != nil {
@@ -1052,21 +1059,37 @@ func TestCountsCompaction(t *testing.T) {
 		}
 		return all, groups
 	}
-	stats := func() map[string]domain.Stats {
+	ownerRows := func() (all, groups int) {
 		t.Helper()
-		out := map[string]domain.Stats{}
+		if err := conn.QueryRow(ctx, `SELECT count(*), count(DISTINCT (owner, type, status)) FROM `+ownerCounts).Scan(&all, &groups); err != nil {
+			t.Fatal(err)
+		}
+		return all, groups
+	}
+	stats := func() map[store.StatsQuery]domain.Stats {
+		t.Helper()
+		out := map[store.StatsQuery]domain.Stats{}
 		for _, typ := range []string{"", "t0", "t1", "t2", "t3"} {
-			st, err := s.Stats(ctx, typ)
-			if err != nil {
-				t.Fatal(err)
+			for _, owner := range []string{"", "alice", "bob"} {
+				q := store.StatsQuery{Type: typ, Owner: owner}
+				st, err := s.Stats(ctx, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out[q] = st
 			}
-			out[typ] = st
 		}
 		return out
 	}
 	before := stats()
+	if before[store.StatsQuery{Owner: "alice"}] != before[store.StatsQuery{Type: "t2"}] || before[store.StatsQuery{Owner: "alice"}] == (domain.Stats{}) {
+		t.Fatalf("alice's stats %+v, want those of type t2 %+v", before[store.StatsQuery{Owner: "alice"}], before[store.StatsQuery{Type: "t2"}])
+	}
 	if all, groups := rows(); all <= groups {
 		t.Fatalf("before compaction: %d rows for %d groups; want shards to compact", all, groups)
+	}
+	if all, groups := ownerRows(); all <= groups {
+		t.Fatalf("before compaction: %d owner count rows for %d groups; want shards to compact", all, groups)
 	}
 	if ok, err := s.compactCounts(ctx); err != nil || !ok {
 		t.Fatalf("compact = %v, %v", ok, err)
@@ -1079,11 +1102,20 @@ func TestCountsCompaction(t *testing.T) {
 	if all, groups := rows(); all != 8 || groups != 8 {
 		t.Fatalf("after compaction: %d rows for %d groups, want 8 and 8", all, groups)
 	}
+	// The same for alice's t2 and bob's t3.
+	if all, groups := ownerRows(); all != 4 || groups != 4 {
+		t.Fatalf("after compaction: %d owner count rows for %d groups, want 4 and 4", all, groups)
+	}
 	if _, err := conn.Exec(ctx, `TRUNCATE `+pgx.Identifier{schema, "jobs"}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := s.Stats(ctx, ""); err != nil || st != (domain.Stats{}) {
-		t.Fatalf("stats after TRUNCATE = %+v, %v; want zeros", st, err)
+	for _, q := range []store.StatsQuery{{}, {Owner: "alice"}} {
+		if st, err := s.Stats(ctx, q); err != nil || st != (domain.Stats{}) {
+			t.Fatalf("stats of %+v after TRUNCATE = %+v, %v; want zeros", q, st, err)
+		}
+	}
+	if all, _ := ownerRows(); all != 0 {
+		t.Fatalf("%d owner count rows after TRUNCATE", all)
 	}
 }
 
@@ -1118,5 +1150,81 @@ func TestHeartbeatSkipsHeldRows(t *testing.T) {
 	n, err := s.Heartbeat(hctx, "o", []string{jobs[0].ID, jobs[1].ID}, now.Add(2*time.Minute))
 	if err != nil || n != 1 {
 		t.Fatalf("heartbeat with one row held = %d, %v; want the other renewed at once", n, err)
+	}
+}
+
+// An owner's listing walks jobs_owner_seq, in custom and in generic plans
+// (what a prepared statement gets after a few runs), however many jobs
+// others have: it reads the owner's jobs, not the table.
+func TestOwnerListingUsesItsIndex(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	s := openStore(t, schema, Options{})
+	ctx := context.Background()
+	conn, err := connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SET search_path TO `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	// 50,000 jobs, one in a thousand alice's.
+	if _, err := conn.Exec(ctx, `
+		INSERT INTO jobs (id, type, status, max_attempts, run_at, created_at, updated_at, finished_at, owner)
+		SELECT gen_random_uuid(), 't' || (g % 3), 'completed', 1, now(), now(), now(), now(), CASE WHEN g % 1000 = 0 THEN 'alice' ELSE '' END
+		FROM generate_series(1, 50000) g;
+		ANALYZE jobs`); err != nil {
+		t.Fatal(err)
+	}
+	literal := func(v any) string {
+		if s, ok := v.(string); ok {
+			return quote(s)
+		}
+		return fmt.Sprint(v)
+	}
+	for _, q := range []store.ListQuery{
+		{Owner: "alice"},
+		{Owner: "alice", Type: "t1"},
+		{Owner: "alice", Status: domain.StatusCompleted},
+		{Owner: "alice", BeforeSeq: 30000},
+	} {
+		q.Limit = 50
+		st, err := listStatements(q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args := make([]string, len(st.pageArgs))
+		for i, a := range st.pageArgs {
+			args[i] = literal(a)
+		}
+		for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+			var plan strings.Builder
+			err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, `SET LOCAL plan_cache_mode = `+mode+`; PREPARE listing AS `+st.page); err != nil {
+					return err
+				}
+				rows, err := tx.Query(ctx, `EXPLAIN EXECUTE listing(`+strings.Join(args, ", ")+`)`)
+				if err != nil {
+					return err
+				}
+				var line string
+				if _, err := pgx.ForEachRow(rows, []any{&line}, func() error { plan.WriteString(line + "\n"); return nil }); err != nil {
+					return err
+				}
+				_, err = tx.Exec(ctx, `DEALLOCATE listing`)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(plan.String(), "jobs_owner_seq") {
+				t.Errorf("listing %+v, %s: the plan does not use jobs_owner_seq:\n%s", q, mode, plan.String())
+			}
+		}
+		page, err := s.List(ctx, q)
+		if err != nil || len(page.Jobs) == 0 || page.Jobs[0].Owner != "alice" {
+			t.Fatalf("list %+v = %d jobs, %v", q, len(page.Jobs), err)
+		}
 	}
 }

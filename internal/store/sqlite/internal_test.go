@@ -49,7 +49,7 @@ func TestFailedWriteUndoesOnlyItself(t *testing.T) {
 				if _, err := w.exec(`UPDATE jobs SET priority = 99 WHERE id = ?`, victim.ID); err != nil {
 					return err
 				}
-				w.count("victim", domain.StatusPending, 1)
+				w.count("", "victim", domain.StatusPending, 1)
 				return errBoom
 			})
 			if !errors.Is(err, errBoom) {
@@ -69,7 +69,7 @@ func TestFailedWriteUndoesOnlyItself(t *testing.T) {
 	if got, err := s.Get(ctx, victim.ID); err != nil || got.Priority != 0 || got.Version != 1 {
 		t.Fatalf("the failed writes' job = %+v, %v; want it unchanged", got, err)
 	}
-	if st, err := s.Stats(ctx, ""); err != nil || st.Pending != 1+rounds*creators {
+	if st, err := s.Stats(ctx, store.StatsQuery{}); err != nil || st.Pending != 1+rounds*creators {
 		t.Fatalf("stats = %+v, %v; want %d pending", st, err, 1+rounds*creators)
 	}
 	checkCounts(t, s)
@@ -90,7 +90,8 @@ func TestCountsMatchJobs(t *testing.T) {
 			owner := fmt.Sprint("w", g)
 			for range 60 {
 				typ := fmt.Sprint("type", rng.IntN(3))
-				j, err := s.Create(ctx, domain.NewJob{Type: typ, MaxAttempts: 2, IdempotencyKey: fmt.Sprint("k", rng.IntN(100))})
+				jobOwner := []string{"", "alice", "bob"}[rng.IntN(3)]
+				j, err := s.Create(ctx, domain.NewJob{Type: typ, Owner: jobOwner, MaxAttempts: 2, IdempotencyKey: fmt.Sprint("k", rng.IntN(100))})
 				if err != nil {
 					t.Error(err)
 					return
@@ -138,48 +139,67 @@ func TestCountsMatchJobs(t *testing.T) {
 	checkCounts(t, s)
 }
 
-// checkCounts compares job_counts with the jobs, and Stats with both.
+// checkCounts compares job_counts and job_owner_counts with the jobs, and
+// Stats with them.
 func checkCounts(t *testing.T, s *Store) {
 	t.Helper()
-	want := readCounts(t, s, `SELECT type, status, COUNT(*) FROM jobs GROUP BY type, status`)
-	got := readCounts(t, s, `SELECT type, status, n FROM job_counts WHERE n <> 0`)
+	want := readCounts(t, s, `SELECT '', type, status, COUNT(*) FROM jobs GROUP BY type, status`)
+	got := readCounts(t, s, `SELECT '', type, status, n FROM job_counts WHERE n <> 0`)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("job_counts = %v\njobs       = %v", got, want)
 	}
-	types := map[string]bool{"": true}
+	wantOwned := readCounts(t, s, `SELECT owner, type, status, COUNT(*) FROM jobs WHERE owner <> '' GROUP BY owner, type, status`)
+	gotOwned := readCounts(t, s, `SELECT owner, type, status, n FROM job_owner_counts WHERE n <> 0`)
+	if fmt.Sprint(gotOwned) != fmt.Sprint(wantOwned) {
+		t.Fatalf("job_owner_counts = %v\njobs             = %v", gotOwned, wantOwned)
+	}
+	types, owners := map[string]bool{"": true}, map[string]bool{"": true}
+	for k := range wantOwned {
+		types[k.typ], owners[k.owner] = true, true
+		want[k] = wantOwned[k]
+	}
 	for k := range want {
 		types[k.typ] = true
 	}
 	for typ := range types {
-		st, err := s.Stats(context.Background(), typ)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var w domain.Stats
-		for k, n := range want {
-			if typ != "" && k.typ != typ {
-				continue
-			}
-			switch k.status {
-			case domain.StatusPending:
-				w.Pending += n
-			case domain.StatusProcessing:
-				w.Processing += n
-			case domain.StatusCompleted:
-				w.Completed += n
-			case domain.StatusFailed:
-				w.Failed += n
-			case domain.StatusCancelled:
-				w.Cancelled += n
-			}
-		}
-		if st != w {
-			t.Fatalf("stats of %q = %+v, want %+v", typ, st, w)
+		for owner := range owners {
+			checkStats(t, s, want, owner, typ)
 		}
 	}
 }
 
-// readCounts runs a query of (type, status, count) rows.
+// checkStats compares Stats of owner and typ with the counts in want,
+// where owner "" stands for every owner.
+func checkStats(t *testing.T, s *Store, want map[countKey]int, owner, typ string) {
+	t.Helper()
+	st, err := s.Stats(context.Background(), store.StatsQuery{Owner: owner, Type: typ})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w domain.Stats
+	for k, n := range want {
+		if typ != "" && k.typ != typ || k.owner != owner {
+			continue
+		}
+		switch k.status {
+		case domain.StatusPending:
+			w.Pending += n
+		case domain.StatusProcessing:
+			w.Processing += n
+		case domain.StatusCompleted:
+			w.Completed += n
+		case domain.StatusFailed:
+			w.Failed += n
+		case domain.StatusCancelled:
+			w.Cancelled += n
+		}
+	}
+	if st != w {
+		t.Fatalf("stats of owner %q type %q = %+v, want %+v", owner, typ, st, w)
+	}
+}
+
+// readCounts runs a query of (owner, type, status, count) rows.
 func readCounts(t *testing.T, s *Store, query string) map[countKey]int {
 	t.Helper()
 	rows, err := s.rdb.QueryContext(context.Background(), query)
@@ -190,13 +210,13 @@ func readCounts(t *testing.T, s *Store, query string) map[countKey]int {
 	counts := map[countKey]int{}
 	for rows.Next() {
 		var (
-			typ, status string
-			n           int
+			owner, typ, status string
+			n                  int
 		)
-		if err := rows.Scan(&typ, &status, &n); err != nil {
+		if err := rows.Scan(&owner, &typ, &status, &n); err != nil {
 			t.Fatal(err)
 		}
-		counts[countKey{typ, domain.Status(status)}] = n
+		counts[countKey{owner, typ, domain.Status(status)}] = n
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)

@@ -12,7 +12,7 @@ import (
 // jobColumns are the columns scanJob reads, in its order.
 const jobColumns = `seq, id, type, payload, status, attempts, max_attempts, error, errors,
 	created_at, updated_at, started_at, finished_at, idempotency_key, timeout_ns,
-	run_at, priority, progress, result, cancel_requested, version, lease_owner`
+	run_at, priority, progress, result, cancel_requested, version, owner, lease_owner`
 
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface {
@@ -27,7 +27,7 @@ func scanJob(sc scanner) (*domain.Job, string, error) {
 		status, errs          string
 		created, updated      int64
 		started, finished     sql.NullInt64
-		key, owner            sql.NullString
+		key, leaseOwner       sql.NullString
 		timeout, runAt        int64
 		progress              sql.NullInt64
 		payload, result       []byte
@@ -37,7 +37,7 @@ func scanJob(sc scanner) (*domain.Job, string, error) {
 	)
 	err := sc.Scan(&j.Seq, &j.ID, &j.Type, &payload, &status, &attempts, &maxAttempts, &j.Error, &errs,
 		&created, &updated, &started, &finished, &key, &timeout,
-		&runAt, &priority, &progress, &result, &cancelRequested, &j.Version, &owner)
+		&runAt, &priority, &progress, &result, &cancelRequested, &j.Version, &j.Owner, &leaseOwner)
 	if err != nil {
 		return nil, "", err
 	}
@@ -62,7 +62,7 @@ func scanJob(sc scanner) (*domain.Job, string, error) {
 	if j.Errors, err = decodeErrors(errs); err != nil {
 		return nil, "", fmt.Errorf("job %s: %w", j.ID, err)
 	}
-	return &j, owner.String, nil
+	return &j, leaseOwner.String, nil
 }
 
 // storedError is one entry of the errors column.

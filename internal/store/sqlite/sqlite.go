@@ -256,6 +256,7 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 			UpdatedAt:      w.now,
 			Version:        1,
 			IdempotencyKey: nj.IdempotencyKey,
+			Owner:          nj.Owner,
 			Timeout:        nj.Timeout,
 			MaxAttempts:    max(nj.MaxAttempts, 1),
 			RunAt:          truncate(nj.RunAt),
@@ -264,19 +265,19 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 		if nj.RunAt.IsZero() {
 			j.RunAt = w.now
 		}
-		// DO NOTHING on a taken key: no row comes back, and the job that
-		// holds the key is the answer. The writer runs one write at a
-		// time, so no other creation can slip in between.
+		// DO NOTHING on a key the owner took already: no row comes back,
+		// and the job that holds the key is the answer. The writer runs
+		// one write at a time, so no other creation can slip in between.
 		err := w.queryRow(`INSERT INTO jobs (id, type, payload, status, attempts, max_attempts, error, errors,
-				created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version)
-			VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1)
-			ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+				created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version, owner)
+			VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1, ?)
+			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 			RETURNING seq`,
 			j.ID, j.Type, blob(j.Payload), j.MaxAttempts, micros(j.CreatedAt), micros(j.UpdatedAt),
-			nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority,
+			nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority, j.Owner,
 		).Scan(&j.Seq)
 		if errors.Is(err, sql.ErrNoRows) {
-			out, _, err = scanJob(w.queryRow(`SELECT `+jobColumns+` FROM jobs WHERE idempotency_key = ?`, nj.IdempotencyKey))
+			out, _, err = scanJob(w.queryRow(`SELECT `+jobColumns+` FROM jobs WHERE owner = ? AND idempotency_key = ?`, nj.Owner, nj.IdempotencyKey))
 			return err
 		}
 		if err != nil {
@@ -313,8 +314,9 @@ func (s *Store) Get(ctx context.Context, id string) (*domain.Job, error) {
 
 // List returns matching jobs newest first, with the total of the matching
 // jobs read from the counts in the same read transaction. A page walks
-// jobs_status or jobs_type from the cursor down: it costs the page plus
-// the jobs it skips (of the type, not in the status, or the other way).
+// jobs_status, jobs_type or jobs_owner from the cursor down: it costs the
+// page plus the jobs it skips (of the type, not in the status, or the
+// other way).
 func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
 	if q.Limit <= 0 {
 		return store.ListPage{}, fmt.Errorf("list jobs: limit %d: %w", q.Limit, domain.ErrInvalid)
@@ -330,17 +332,10 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 }
 
 func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
-	var (
-		where []string
-		args  []any
-	)
+	counts, where, args := countsOf(store.StatsQuery{Owner: q.Owner, Type: q.Type})
 	if q.Status != "" {
 		where = append(where, "status = ?")
 		args = append(args, string(q.Status))
-	}
-	if q.Type != "" {
-		where = append(where, "type = ?")
-		args = append(args, q.Type)
 	}
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -349,12 +344,16 @@ func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	defer tx.Rollback() //nolint:errcheck // read-only: nothing to keep
 
 	var page store.ListPage
-	total, err := s.reads.get(ctx, `SELECT COALESCE(SUM(n), 0) FROM job_counts`+whereClause(where))
+	total, err := s.reads.get(ctx, `SELECT COALESCE(SUM(n), 0) FROM `+counts+whereClause(where))
 	if err != nil {
 		return store.ListPage{}, err
 	}
 	if err := tx.StmtContext(ctx, total).QueryRowContext(ctx, args...).Scan(&page.Total); err != nil {
 		return store.ListPage{}, err
+	}
+	if q.Owner != "" {
+		// The term that lets the planner use the partial index jobs_owner.
+		where = append(where, "owner <> ''")
 	}
 	if q.BeforeSeq > 0 {
 		where = append(where, "seq < ?")
@@ -377,6 +376,24 @@ func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	}
 	page.Jobs = jobs
 	return page, nil
+}
+
+// countsOf returns the counts table that counts the jobs q selects
+// (job_owner_counts for an owner's, job_counts otherwise), with the
+// conditions on the jobs' columns that select them and their arguments.
+// The jobs table has the same columns.
+func countsOf(q store.StatsQuery) (table string, where []string, args []any) {
+	table = "job_counts"
+	if q.Owner != "" {
+		table = "job_owner_counts"
+		where = append(where, "owner = ?")
+		args = append(args, q.Owner)
+	}
+	if q.Type != "" {
+		where = append(where, "type = ?")
+		args = append(args, q.Type)
+	}
+	return table, where, args
 }
 
 func whereClause(conds []string) string {
@@ -671,18 +688,18 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 	err := s.write(ctx, func(w *writeTx) error {
 		rows, err := w.query(`DELETE FROM jobs WHERE seq IN (
 				SELECT seq FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? ORDER BY finished_at LIMIT CAST(? AS INTEGER))
-			RETURNING type, status`,
+			RETURNING owner, type, status`,
 			ceilMicros(before), limit)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var typ, status string
-			if err := rows.Scan(&typ, &status); err != nil {
+			var owner, typ, status string
+			if err := rows.Scan(&owner, &typ, &status); err != nil {
 				return err
 			}
-			w.deleted(typ, domain.Status(status))
+			w.deleted(owner, typ, domain.Status(status))
 			n++
 		}
 		return rows.Err()
@@ -693,24 +710,22 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 	return n, nil
 }
 
-// Stats counts jobs per status, of one type when typ is not empty, from
-// the counts every change keeps up to date.
-func (s *Store) Stats(ctx context.Context, typ string) (domain.Stats, error) {
+// Stats counts jobs per status, of one type and one owner when q names
+// them, from the counts every change keeps up to date.
+func (s *Store) Stats(ctx context.Context, q store.StatsQuery) (domain.Stats, error) {
 	if err := s.closed(); err != nil {
 		return domain.Stats{}, fmt.Errorf("job stats: %w", err)
 	}
-	st, err := s.stats(ctx, typ)
+	st, err := s.stats(ctx, q)
 	if err != nil {
 		return domain.Stats{}, fmt.Errorf("job stats: %w", dbError(err))
 	}
 	return st, nil
 }
 
-func (s *Store) stats(ctx context.Context, typ string) (domain.Stats, error) {
-	query, args := `SELECT status, SUM(n) FROM job_counts GROUP BY status`, []any(nil)
-	if typ != "" {
-		query, args = `SELECT status, n FROM job_counts WHERE type = ?`, []any{typ}
-	}
+func (s *Store) stats(ctx context.Context, q store.StatsQuery) (domain.Stats, error) {
+	counts, where, args := countsOf(q)
+	query := `SELECT status, SUM(n) FROM ` + counts + whereClause(where) + ` GROUP BY status`
 	prepared, err := s.reads.get(ctx, query)
 	if err != nil {
 		return domain.Stats{}, err

@@ -285,7 +285,7 @@ func TestConcurrentCreates(t *testing.T) {
 	for err := range errs {
 		t.Errorf("create: %v", err)
 	}
-	if st, err := s.Stats(ctx, ""); err != nil || st.Pending != goroutines*each {
+	if st, err := s.Stats(ctx, store.StatsQuery{}); err != nil || st.Pending != goroutines*each {
 		t.Fatalf("stats = %+v, %v; want %d pending", st, err, goroutines*each)
 	}
 }

@@ -133,22 +133,24 @@ func (wr *writer) close() error {
 func (w *writeTx) changed(from domain.Status, j *domain.Job) {
 	w.req.changed = append(w.req.changed, j)
 	if from != j.Status {
-		w.count(j.Type, from, -1)
-		w.count(j.Type, j.Status, 1)
+		w.count(j.Owner, j.Type, from, -1)
+		w.count(j.Owner, j.Type, j.Status, 1)
 	}
 }
 
-// deleted records that a job of type typ in status was deleted.
-func (w *writeTx) deleted(typ string, status domain.Status) { w.count(typ, status, -1) }
+// deleted records that a job of owner and type typ in status was deleted.
+func (w *writeTx) deleted(owner, typ string, status domain.Status) { w.count(owner, typ, status, -1) }
 
-func (w *writeTx) count(typ string, status domain.Status, n int) {
+func (w *writeTx) count(owner, typ string, status domain.Status, n int) {
 	if status != "" {
-		w.req.counts = append(w.req.counts, countDelta{countKey{typ, status}, n})
+		w.req.counts = append(w.req.counts, countDelta{countKey{owner, typ, status}, n})
 	}
 }
 
-// countKey names a row of job_counts.
+// countKey names a row of job_owner_counts, and with owner "" a row of
+// job_counts.
 type countKey struct {
+	owner  string
 	typ    string
 	status domain.Status
 }
@@ -159,13 +161,18 @@ type countDelta struct {
 }
 
 // saveCounts adds up the count changes of the batch's successful writes
-// and applies them, one statement per type and status.
+// and applies them, one statement per type and status in job_counts (all
+// owners together), and one per owner, type and status in
+// job_owner_counts for the jobs that have an owner.
 func (s *Store) saveCounts(wr *writer, batch []*writeRequest) error {
 	sum := make(map[countKey]int)
 	for _, r := range batch {
 		if r.err == nil {
 			for _, d := range r.counts {
-				sum[d.key] += d.n
+				sum[countKey{"", d.key.typ, d.key.status}] += d.n
+				if d.key.owner != "" {
+					sum[d.key] += d.n
+				}
 			}
 		}
 	}
@@ -174,8 +181,15 @@ func (s *Store) saveCounts(wr *writer, batch []*writeRequest) error {
 		if n == 0 {
 			continue
 		}
-		if _, err := w.exec(`INSERT INTO job_counts (type, status, n) VALUES (?, ?, ?)
-			ON CONFLICT (type, status) DO UPDATE SET n = n + excluded.n`, k.typ, string(k.status), n); err != nil {
+		var err error
+		if k.owner == "" {
+			_, err = w.exec(`INSERT INTO job_counts (type, status, n) VALUES (?, ?, ?)
+				ON CONFLICT (type, status) DO UPDATE SET n = n + excluded.n`, k.typ, string(k.status), n)
+		} else {
+			_, err = w.exec(`INSERT INTO job_owner_counts (owner, type, status, n) VALUES (?, ?, ?, ?)
+				ON CONFLICT (owner, type, status) DO UPDATE SET n = n + excluded.n`, k.owner, k.typ, string(k.status), n)
+		}
+		if err != nil {
 			return fmt.Errorf("update counts: %w", err)
 		}
 	}

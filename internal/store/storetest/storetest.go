@@ -63,6 +63,11 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("CancelRacingClaim", func(t *testing.T) { t.Parallel(); testCancelRacingClaim(t, newStore) })
 	t.Run("SnapshotsAreImmutable", func(t *testing.T) { t.Parallel(); testSnapshots(t, newStore) })
 	t.Run("RulesAgree", func(t *testing.T) { t.Parallel(); testRulesAgree(t, newStore) })
+	t.Run("OwnerPersists", func(t *testing.T) { t.Parallel(); testOwnerPersists(t, newStore) })
+	t.Run("OwnerList", func(t *testing.T) { t.Parallel(); testOwnerList(t, newStore) })
+	t.Run("OwnerStats", func(t *testing.T) { t.Parallel(); testOwnerStats(t, newStore) })
+	t.Run("OwnerCounts", func(t *testing.T) { t.Parallel(); testOwnerCounts(t, newStore) })
+	t.Run("OwnerIdempotencyKey", func(t *testing.T) { t.Parallel(); testOwnerIdempotencyKey(t, newStore) })
 }
 
 // recorder is a Publisher that keeps every event.
@@ -405,17 +410,17 @@ func testStats(t *testing.T, newStore NewStore) {
 	put(t, s, domain.StatusFailed)
 	put(t, s, domain.StatusCancelled)
 	mustCreate(t, s, "other")
-	got, err := s.Stats(ctx, "t")
+	got, err := s.Stats(ctx, store.StatsQuery{Type: "t"})
 	want := domain.Stats{Pending: 2, Processing: 1, Completed: 1, Failed: 1, Cancelled: 1}
 	if err != nil || got != want {
 		t.Fatalf("stats of type t = %+v, %v; want %+v", got, err, want)
 	}
-	all, err := s.Stats(ctx, "")
+	all, err := s.Stats(ctx, store.StatsQuery{})
 	want.Pending++
 	if err != nil || all != want {
 		t.Fatalf("stats = %+v, %v; want %+v", all, err, want)
 	}
-	if none, err := s.Stats(ctx, "nope"); err != nil || none != (domain.Stats{}) {
+	if none, err := s.Stats(ctx, store.StatsQuery{Type: "nope"}); err != nil || none != (domain.Stats{}) {
 		t.Fatalf("stats of an unknown type = %+v, %v; want zeros", none, err)
 	}
 }
@@ -806,7 +811,7 @@ func testDeleteFinished(t *testing.T, newStore NewStore) {
 	if err != nil || page.Total != 2 || len(page.Jobs) != 2 || page.Jobs[0].ID != running.ID || page.Jobs[1].ID != pending.ID {
 		t.Fatalf("list after delete = %d total, %s, %v", page.Total, ids(page.Jobs), err)
 	}
-	if st, _ := s.Stats(ctx, ""); st != (domain.Stats{Pending: 1, Processing: 1}) {
+	if st, _ := s.Stats(ctx, store.StatsQuery{}); st != (domain.Stats{Pending: 1, Processing: 1}) {
 		t.Fatalf("stats after delete = %+v", st)
 	}
 	// The key is free again.

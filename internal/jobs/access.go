@@ -1,0 +1,86 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jobqueue/jobqueue/internal/auth"
+	"github.com/jobqueue/jobqueue/internal/domain"
+)
+
+// access is what a caller may do, decided once per request from its
+// identity by accessOf.
+type access struct {
+	// read allows Get, List, Stats and Watch.
+	read bool
+	// write allows Create, Cancel and Retry.
+	write bool
+	// scope, when not empty, is the only owner whose jobs the caller sees
+	// and acts on: another owner's job is not found, listings, stats and
+	// watches hold only the scope's jobs.
+	scope string
+	// owner is the Owner of the jobs the caller creates ("" for none).
+	owner string
+	// role names the caller's role in a refusal.
+	role auth.Role
+}
+
+// accessOf is the authorization rules, all of them:
+//
+//	identity         reads         writes        sees         owns what it creates
+//	none (auth off)  yes           yes           every job    no (Owner "")
+//	admin            yes           yes           every job    yes
+//	viewer           yes           no            every job    -
+//	user             yes           yes           its own      yes
+//	anything else    no            no            -            -
+//
+// "Its own" is the jobs whose Owner is the identity's Name. A user without
+// a name could tell its jobs from no one's, so it may do nothing either
+// (authentication never makes one).
+func accessOf(ctx context.Context) access {
+	id, ok := auth.IdentityFrom(ctx)
+	if !ok {
+		return access{read: true, write: true}
+	}
+	switch id.Role {
+	case auth.RoleAdmin:
+		return access{read: true, write: true, owner: id.Name, role: id.Role}
+	case auth.RoleViewer:
+		return access{read: true, role: id.Role}
+	case auth.RoleUser:
+		if id.Name != "" {
+			return access{read: true, write: true, scope: id.Name, owner: id.Name, role: id.Role}
+		}
+	}
+	return access{role: id.Role}
+}
+
+// allow returns a *ForbiddenError unless the caller may do op, a write
+// (Create, Cancel, Retry) or a read.
+func (a access) allow(op string, write bool) error {
+	if write && !a.write || !write && !a.read {
+		return &ForbiddenError{Op: op, Role: a.role}
+	}
+	return nil
+}
+
+// sees reports whether the caller may see j at all.
+func (a access) sees(j *domain.Job) bool { return a.scope == "" || j.Owner == a.scope }
+
+// ForbiddenError reports that the caller's role does not allow an
+// operation on any job. It wraps domain.ErrForbidden. (A job the caller
+// may not see is not found instead, exactly as one that does not exist.)
+type ForbiddenError struct {
+	// Op is the refused operation, as a verb: "create", "read", "list",
+	// "count", "cancel", "retry" or "watch".
+	Op string
+	// Role is the caller's role.
+	Role auth.Role
+}
+
+func (e *ForbiddenError) Error() string {
+	return fmt.Sprintf("the role %q may not %s jobs", e.Role, e.Op)
+}
+
+// Unwrap makes errors.Is(err, domain.ErrForbidden) true.
+func (e *ForbiddenError) Unwrap() error { return domain.ErrForbidden }
