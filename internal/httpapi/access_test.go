@@ -31,7 +31,7 @@ import (
 )
 
 // accessServer wires the HTTP surface as run does, with access.
-func accessServer(t *testing.T, access httpapi.Access) (*httptest.Server, *memory.Store) {
+func accessServer(t testing.TB, access httpapi.Access) (*httptest.Server, *memory.Store) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	st := memory.New(nil)
@@ -57,7 +57,7 @@ func accessServer(t *testing.T, access httpapi.Access) (*httptest.Server, *memor
 
 // tokenAccess is access with static tokens: it returns the token of an
 // admin named "ci".
-func tokenAccess(t *testing.T, access httpapi.Access) (httpapi.Access, string) {
+func tokenAccess(t testing.TB, access httpapi.Access) (httpapi.Access, string) {
 	t.Helper()
 	token, entry, err := auth.NewToken(rand.Reader, "ci", auth.RoleAdmin)
 	if err != nil {
