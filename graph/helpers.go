@@ -87,3 +87,15 @@ func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *dom
 	}
 	return deliver(ctx, sub), nil
 }
+
+// bulkRequest translates a bulk mutation's arguments.
+func bulkRequest(f model.JobFilter, limit *int) jobs.BulkRequest {
+	req := jobs.BulkRequest{Limit: limit}
+	if f.Status != nil {
+		req.Status = *f.Status
+	}
+	if f.Type != nil {
+		req.Type = *f.Type
+	}
+	return req
+}

@@ -40,6 +40,18 @@ func (r *mutationResolver) RetryJob(ctx context.Context, id string) (*domain.Job
 	return j, jobError(ctx, id, err)
 }
 
+// CancelJobs is the resolver for the cancelJobs field.
+func (r *mutationResolver) CancelJobs(ctx context.Context, filter model.JobFilter, limit *int) (*model.BulkResult, error) {
+	res, err := r.Service.CancelMany(ctx, bulkRequest(filter, limit))
+	return &model.BulkResult{Count: res.Count, More: res.More}, internal(err)
+}
+
+// RetryJobs is the resolver for the retryJobs field.
+func (r *mutationResolver) RetryJobs(ctx context.Context, filter model.JobFilter, limit *int) (*model.BulkResult, error) {
+	res, err := r.Service.RetryMany(ctx, bulkRequest(filter, limit))
+	return &model.BulkResult{Count: res.Count, More: res.More}, internal(err)
+}
+
 // Job is the resolver for the job field.
 func (r *queryResolver) Job(ctx context.Context, id string) (*domain.Job, error) {
 	j, err := r.Service.Get(ctx, id)

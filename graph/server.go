@@ -13,7 +13,9 @@ import (
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/ratelimit"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
@@ -63,6 +65,17 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 		return 1 + n*childComplexity
 	}
 	payload := payloadComplexity(opts.Limits.PayloadBytes)
+	// A bulk operation writes up to limit jobs: priced so, it takes a heavy
+	// slot from HEAVY_COMPLEXITY on.
+	bulk := func(childComplexity int, _ model.JobFilter, limit *int) int {
+		n := jobs.DefaultBulkLimit
+		if limit != nil {
+			n = min(max(*limit, 1), jobs.MaxBulkLimit)
+		}
+		return childComplexity + n
+	}
+	cfg.Complexity.Mutation.CancelJobs = bulk
+	cfg.Complexity.Mutation.RetryJobs = bulk
 	cfg.Complexity.Job.Payload = func(int) int { return payload }
 	cfg.Complexity.Job.Result = func(int) int { return payload }
 	srv := handler.New(NewExecutableSchema(cfg))

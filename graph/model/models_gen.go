@@ -9,6 +9,14 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 )
 
+// What a bulk operation did.
+type BulkResult struct {
+	// Jobs changed.
+	Count int `json:"count"`
+	// Whether matching jobs remain.
+	More bool `json:"more"`
+}
+
 type CreateJobInput struct {
 	// Non-empty, at most 128 characters of letters, digits and . _ : -
 	Type string `json:"type"`
@@ -46,6 +54,14 @@ type JobEdge struct {
 	// Opaque; pass it as `after` to continue after this job.
 	Cursor string      `json:"cursor"`
 	Node   *domain.Job `json:"node"`
+}
+
+// Selects jobs for a bulk operation. Unset fields match any job.
+type JobFilter struct {
+	// Only jobs in this status (one the operation acts on; another matches nothing).
+	Status *domain.Status `json:"status,omitempty"`
+	// Only jobs of this type.
+	Type *string `json:"type,omitempty"`
 }
 
 type Mutation struct {

@@ -1,0 +1,117 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
+)
+
+// Bounds of a bulk operation's limit: DefaultBulkLimit when the request
+// names none, at most MaxBulkLimit (each job is one store write, so a call
+// stays within a request's time).
+const (
+	DefaultBulkLimit = 1000
+	MaxBulkLimit     = 10_000
+)
+
+// bulkPage is how many jobs a bulk operation lists at a time.
+const bulkPage = 200
+
+// BulkRequest selects the jobs of CancelMany and RetryMany.
+type BulkRequest struct {
+	// Status, when not empty, narrows the statuses the operation acts on
+	// (a status it cannot act on matches nothing).
+	Status domain.Status
+	// Type, when not empty, selects jobs of that type.
+	Type string
+	// Limit bounds the jobs changed; nil: DefaultBulkLimit. From 1 to
+	// MaxBulkLimit.
+	Limit *int
+}
+
+// BulkResult is what a bulk operation did.
+type BulkResult struct {
+	// Count is the number of jobs changed.
+	Count int
+	// More reports that matching jobs remain: call again.
+	More bool
+}
+
+// CancelMany cancels at most req.Limit pending or processing jobs the
+// caller sees that match req, newest first, each as Cancel would (and
+// published as it changes). Jobs that finish meanwhile are skipped.
+func (s *Service) CancelMany(ctx context.Context, req BulkRequest) (BulkResult, error) {
+	// A processing job asked to cancel already is not asked again (nor
+	// counted): it becomes CANCELLED when its handler returns.
+	asked := func(j *domain.Job) bool { return j.CancelRequested }
+	return s.bulk(ctx, "cancel", req, []domain.Status{domain.StatusPending, domain.StatusProcessing}, asked, s.store.Cancel)
+}
+
+// RetryMany puts back to pending at most req.Limit failed or cancelled
+// jobs the caller sees that match req, newest first, each as Retry would.
+func (s *Service) RetryMany(ctx context.Context, req BulkRequest) (BulkResult, error) {
+	never := func(*domain.Job) bool { return false }
+	return s.bulk(ctx, "retry", req, []domain.Status{domain.StatusFailed, domain.StatusCancelled}, never, s.store.Retry)
+}
+
+// bulk applies change to the jobs matching req in the statuses it acts
+// on (but not those skip names), a page at a time, until limit jobs have
+// changed or none is left.
+// Only jobs in statuses change acts on are listed, so the walk is bounded
+// by the limit and the jobs that changed status meanwhile.
+func (s *Service) bulk(ctx context.Context, op string, req BulkRequest, acts []domain.Status, skip func(*domain.Job) bool, change func(context.Context, string) (*domain.Job, error)) (BulkResult, error) {
+	a := accessOf(ctx)
+	if err := a.allow(op, true); err != nil {
+		return BulkResult{}, err
+	}
+	limit := DefaultBulkLimit
+	if req.Limit != nil {
+		limit = *req.Limit
+	}
+	if limit < 1 || limit > MaxBulkLimit {
+		return BulkResult{}, &domain.ValidationError{Field: "limit", Message: fmt.Sprintf("must be from 1 to %d, got %d", MaxBulkLimit, limit)}
+	}
+	if req.Status != "" && !req.Status.Valid() {
+		return BulkResult{}, &domain.ValidationError{Field: "filter.status", Message: fmt.Sprintf("unknown status %q", req.Status)}
+	}
+	var res BulkResult
+	if domain.NoJobHasType(req.Type) {
+		return res, nil
+	}
+	for _, status := range acts {
+		if req.Status != "" && req.Status != status {
+			continue
+		}
+		q := store.ListQuery{Status: status, Type: req.Type, Owner: a.scope, Limit: bulkPage, SkipTotal: true}
+		for {
+			page, err := s.store.List(ctx, q)
+			if err != nil {
+				return res, fmt.Errorf("%s jobs: %w", op, err)
+			}
+			for _, j := range page.Jobs {
+				if skip(j) {
+					continue
+				}
+				if res.Count == limit {
+					res.More = true // j still matches
+					return res, nil
+				}
+				if _, err := change(ctx, j.ID); err != nil {
+					if errors.Is(err, domain.ErrConflict) || errors.Is(err, domain.ErrNotFound) {
+						continue // changed or deleted meanwhile
+					}
+					return res, fmt.Errorf("%s job %s: %w", op, j.ID, err)
+				}
+				res.Count++
+			}
+			if !page.HasMore || len(page.Jobs) == 0 {
+				break
+			}
+			q.BeforeSeq = page.Jobs[len(page.Jobs)-1].Seq
+		}
+	}
+	return res, nil
+}
