@@ -462,10 +462,13 @@ func listStatements(q store.ListQuery) (listing, error) {
 		where = append(where, "status = "+quote(string(q.Status)))
 	}
 	if q.Tag != "" {
-		// The literal term lets the planner use the partial index
-		// jobs_tags; the count then reads the tag's jobs, not counts.
-		args = append(args, []string{q.Tag})
-		where = append(where, fmt.Sprintf("tags @> $%d::text[]", len(args)), "tags <> '{}'")
+		// The tag is a literal, not a parameter: a generic plan does not
+		// know how many jobs carry it and may walk every job from the
+		// cursor down instead of finding the tag's through jobs_tags
+		// (migration 00010). The term tags <> '{}' lets the planner use
+		// that partial index. The count then reads the tag's jobs: no
+		// counts are kept per tag.
+		where = append(where, "tags @> ARRAY["+quote(q.Tag)+"]::text[]", "tags <> '{}'")
 		counts = ""
 	}
 	pageWhere, pageArgs := slices.Clone(where), slices.Clone(args)
