@@ -344,6 +344,49 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 }
 
 func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
+	st := listStatements(q)
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return store.ListPage{}, err
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only: nothing to keep
+
+	var page store.ListPage
+	totalQuery, err := s.reads.get(ctx, st.total)
+	if err != nil {
+		return store.ListPage{}, err
+	}
+	if err := tx.StmtContext(ctx, totalQuery).QueryRowContext(ctx, st.totalArgs...).Scan(&page.Total); err != nil {
+		return store.ListPage{}, err
+	}
+	jobsQuery, err := s.reads.get(ctx, st.page)
+	if err != nil {
+		return store.ListPage{}, err
+	}
+	rows, err := tx.StmtContext(ctx, jobsQuery).QueryContext(ctx, st.pageArgs...)
+	if err != nil {
+		return store.ListPage{}, err
+	}
+	jobs, err := scanJobs(rows)
+	if err != nil {
+		return store.ListPage{}, err
+	}
+	if len(jobs) > q.Limit {
+		jobs, page.HasMore = jobs[:q.Limit], true
+	}
+	page.Jobs = jobs
+	return page, nil
+}
+
+// listing is the statements of a List: its total, and one page of jobs
+// (one more than the limit, to tell whether more exist).
+type listing struct {
+	total, page         string
+	totalArgs, pageArgs []any
+}
+
+// listStatements returns the statements of List for q.
+func listStatements(q store.ListQuery) listing {
 	counts, where, args := countsOf(store.StatsQuery{Owner: q.Owner, Type: q.Type})
 	if q.Status != "" {
 		where = append(where, "status = ?")
@@ -360,20 +403,7 @@ func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, er
 		args = append([]any{q.Tag}, args...)
 		total = "SELECT count(*)" + from + whereClause(where)
 	}
-	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
-	if err != nil {
-		return store.ListPage{}, err
-	}
-	defer tx.Rollback() //nolint:errcheck // read-only: nothing to keep
-
-	var page store.ListPage
-	totalQuery, err := s.reads.get(ctx, total)
-	if err != nil {
-		return store.ListPage{}, err
-	}
-	if err := tx.StmtContext(ctx, totalQuery).QueryRowContext(ctx, args...).Scan(&page.Total); err != nil {
-		return store.ListPage{}, err
-	}
+	l := listing{total: total, totalArgs: slices.Clone(args)}
 	if q.Owner != "" {
 		// The term that lets the planner use the partial index jobs_owner.
 		where = append(where, "owner <> ''")
@@ -382,23 +412,9 @@ func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, er
 		where = append(where, seq+" < ?")
 		args = append(args, q.BeforeSeq)
 	}
-	jobsQuery, err := s.reads.get(ctx, `SELECT `+jobColumns+from+whereClause(where)+` ORDER BY `+seq+` DESC LIMIT CAST(? AS INTEGER)`)
-	if err != nil {
-		return store.ListPage{}, err
-	}
-	rows, err := tx.StmtContext(ctx, jobsQuery).QueryContext(ctx, append(args, q.Limit+1)...)
-	if err != nil {
-		return store.ListPage{}, err
-	}
-	jobs, err := scanJobs(rows)
-	if err != nil {
-		return store.ListPage{}, err
-	}
-	if len(jobs) > q.Limit {
-		jobs, page.HasMore = jobs[:q.Limit], true
-	}
-	page.Jobs = jobs
-	return page, nil
+	l.page = `SELECT ` + jobColumns + from + whereClause(where) + ` ORDER BY ` + seq + ` DESC LIMIT CAST(? AS INTEGER)`
+	l.pageArgs = append(args, q.Limit+1)
+	return l
 }
 
 // countsOf returns the counts table that counts the jobs q selects
