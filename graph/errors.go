@@ -241,10 +241,14 @@ func watchError(ctx context.Context, req jobs.WatchRequest, err error) error {
 	if !errors.Is(err, domain.ErrNotFound) {
 		return internal(err)
 	}
-	if req.Type == "" {
-		return codedError(ctx, CodeNotFound, "no job with id %q", req.ID)
+	msg := fmt.Sprintf("no job with id %q", req.ID)
+	if req.Type != "" {
+		msg += fmt.Sprintf(" and type %q", req.Type)
 	}
-	return codedError(ctx, CodeNotFound, "no job with id %q and type %q", req.ID, req.Type)
+	if req.Tag != "" {
+		msg += fmt.Sprintf(" carrying tag %q", req.Tag)
+	}
+	return codedError(ctx, CodeNotFound, "%s", msg)
 }
 
 // internalError marks an error of the server's own (a failing store), so

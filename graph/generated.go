@@ -63,6 +63,7 @@ type ComplexityRoot struct {
 		RunAt               func(childComplexity int) int
 		StartedAt           func(childComplexity int) int
 		Status              func(childComplexity int) int
+		Tags                func(childComplexity int) int
 		TimeoutSeconds      func(childComplexity int) int
 		Type                func(childComplexity int) int
 		UpdatedAt           func(childComplexity int) int
@@ -110,12 +111,12 @@ type ComplexityRoot struct {
 
 	Query struct {
 		Job   func(childComplexity int, id string) int
-		Jobs  func(childComplexity int, status *domain.Status, typeArg *string, first *int, after *string) int
+		Jobs  func(childComplexity int, status *domain.Status, typeArg *string, tag *string, first *int, after *string) int
 		Stats func(childComplexity int, typeArg *string) int
 	}
 
 	Subscription struct {
-		JobUpdated func(childComplexity int, id *string, typeArg *string) int
+		JobUpdated func(childComplexity int, id *string, typeArg *string, tag *string) int
 	}
 }
 
@@ -132,11 +133,11 @@ type MutationResolver interface {
 }
 type QueryResolver interface {
 	Job(ctx context.Context, id string) (*domain.Job, error)
-	Jobs(ctx context.Context, status *domain.Status, typeArg *string, first *int, after *string) (*model.JobConnection, error)
+	Jobs(ctx context.Context, status *domain.Status, typeArg *string, tag *string, first *int, after *string) (*model.JobConnection, error)
 	Stats(ctx context.Context, typeArg *string) (*domain.Stats, error)
 }
 type SubscriptionResolver interface {
-	JobUpdated(ctx context.Context, id *string, typeArg *string) (<-chan *domain.Job, error)
+	JobUpdated(ctx context.Context, id *string, typeArg *string, tag *string) (<-chan *domain.Job, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -272,6 +273,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Job.Status(childComplexity), true
+	case "Job.tags":
+		if e.ComplexityRoot.Job.Tags == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Job.Tags(childComplexity), true
 	case "Job.timeoutSeconds":
 		if e.ComplexityRoot.Job.TimeoutSeconds == nil {
 			break
@@ -475,7 +482,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.Jobs(childComplexity, args["status"].(*domain.Status), args["type"].(*string), args["first"].(*int), args["after"].(*string)), true
+		return e.ComplexityRoot.Query.Jobs(childComplexity, args["status"].(*domain.Status), args["type"].(*string), args["tag"].(*string), args["first"].(*int), args["after"].(*string)), true
 	case "Query.stats":
 		if e.ComplexityRoot.Query.Stats == nil {
 			break
@@ -498,7 +505,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Subscription.JobUpdated(childComplexity, args["id"].(*string), args["type"].(*string)), true
+		return e.ComplexityRoot.Subscription.JobUpdated(childComplexity, args["id"].(*string), args["type"].(*string), args["tag"].(*string)), true
 
 	}
 	return 0, false
@@ -666,6 +673,8 @@ type Job {
   result: JSON
   "True while a cancellation asked for during processing waits for the handler to return."
   cancelRequested: Boolean!
+  "The tags given at creation, sorted, without duplicates; empty when none. They never change."
+  tags: [String!]!
 }
 
 "One failed attempt of a job."
@@ -717,6 +726,13 @@ input CreateJobInput {
   earlier runAt, then the older job.
   """
   priority: Int
+  """
+  Labels to list and watch jobs by (jobs(tag:), jobUpdated(tag:)): each
+  follows the rule of type (non-empty, at most 128 characters of letters,
+  digits and . _ : -; an error names the field tags[i]); duplicates are
+  collapsed, then at most 10 remain. Stored sorted.
+  """
+  tags: [String!]
 }
 
 type JobEdge {
@@ -741,8 +757,11 @@ type JobConnection {
 type Query {
   "The job with this id, or null when there is none."
   job(id: ID!): Job
-  "Jobs newest first. Filters combine. ` + "`" + `first` + "`" + ` is at most 500."
-  jobs(status: JobStatus, type: String, first: Int = 50, after: String): JobConnection!
+  """
+  Jobs newest first. Filters combine; ` + "`" + `tag` + "`" + ` selects the jobs carrying that
+  tag. ` + "`" + `first` + "`" + ` is at most 500.
+  """
+  jobs(status: JobStatus, type: String, tag: String, first: Int = 50, after: String): JobConnection!
   "Jobs per status, of one type when given; counted without loading the jobs."
   stats(type: String): JobStats!
 }
@@ -797,12 +816,13 @@ type Subscription {
   With ` + "`" + `id` + "`" + `: the job's current state first, then every later change in order;
   completes by itself once the job reaches a final status. An unknown id is an
   error with extensions.code NOT_FOUND.
-  Without ` + "`" + `id` + "`" + `: every change of every job (only those of ` + "`" + `type` + "`" + `, when given),
-  live, until the client leaves.
+  Without ` + "`" + `id` + "`" + `: every change of every job (only those of ` + "`" + `type` + "`" + ` and those
+  carrying ` + "`" + `tag` + "`" + `, when given), live, until the client leaves. With ` + "`" + `id` + "`" + `, a
+  job not of ` + "`" + `type` + "`" + ` or not carrying ` + "`" + `tag` + "`" + ` is NOT_FOUND.
   A subscriber that falls far behind is sent the latest state of each job
   (intermediate states may be skipped, final states never are).
   """
-  jobUpdated(id: ID, type: String): Job!
+  jobUpdated(id: ID, type: String, tag: String): Job!
 }
 `, BuiltIn: false},
 }
@@ -866,6 +886,8 @@ func (ec *executionContext) childFields_Job(ctx context.Context, field graphql.C
 		return ec.fieldContext_Job_result(ctx, field)
 	case "cancelRequested":
 		return ec.fieldContext_Job_cancelRequested(ctx, field)
+	case "tags":
+		return ec.fieldContext_Job_tags(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Job", field.Name)
 }
@@ -1181,22 +1203,30 @@ func (ec *executionContext) field_Query_jobs_args(ctx context.Context, rawArgs m
 		return nil, err
 	}
 	args["type"] = arg1
-	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "first",
-		func(ctx context.Context, v any) (*int, error) {
-			return ec.unmarshalOInt2ᚖint(ctx, v)
-		})
-	if err != nil {
-		return nil, err
-	}
-	args["first"] = arg2
-	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "tag",
 		func(ctx context.Context, v any) (*string, error) {
 			return ec.unmarshalOString2ᚖstring(ctx, v)
 		})
 	if err != nil {
 		return nil, err
 	}
-	args["after"] = arg3
+	args["tag"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg4
 	return args, nil
 }
 
@@ -1233,6 +1263,14 @@ func (ec *executionContext) field_Subscription_jobUpdated_args(ctx context.Conte
 		return nil, err
 	}
 	args["type"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "tag",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tag"] = arg2
 	return args, nil
 }
 
@@ -1846,6 +1884,29 @@ func (ec *executionContext) _Job_cancelRequested(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_Job_cancelRequested(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Job", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Job_tags(ctx context.Context, field graphql.CollectedField, obj *domain.Job) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Job_tags(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tags, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Job_tags(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Job", field, false, false, "String")
 }
 
 func (ec *executionContext) _JobConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.JobConnection) (ret graphql.Marshaler) {
@@ -2526,7 +2587,7 @@ func (ec *executionContext) _Query_jobs(ctx context.Context, field graphql.Colle
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Query().Jobs(ctx, fc.Args["status"].(*domain.Status), fc.Args["type"].(*string), fc.Args["first"].(*int), fc.Args["after"].(*string))
+			return ec.Resolvers.Query().Jobs(ctx, fc.Args["status"].(*domain.Status), fc.Args["type"].(*string), fc.Args["tag"].(*string), fc.Args["first"].(*int), fc.Args["after"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *model.JobConnection) graphql.Marshaler {
@@ -2690,7 +2751,7 @@ func (ec *executionContext) _Subscription_jobUpdated(ctx context.Context, field 
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Subscription().JobUpdated(ctx, fc.Args["id"].(*string), fc.Args["type"].(*string))
+			return ec.Resolvers.Subscription().JobUpdated(ctx, fc.Args["id"].(*string), fc.Args["type"].(*string), fc.Args["tag"].(*string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *domain.Job) graphql.Marshaler {
@@ -3808,7 +3869,7 @@ func (ec *executionContext) unmarshalInputCreateJobInput(ctx context.Context, ob
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"type", "payload", "idempotencyKey", "timeoutSeconds", "maxAttempts", "runAt", "priority"}
+	fieldsInOrder := [...]string{"type", "payload", "idempotencyKey", "timeoutSeconds", "maxAttempts", "runAt", "priority", "tags"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -3864,6 +3925,13 @@ func (ec *executionContext) unmarshalInputCreateJobInput(ctx context.Context, ob
 				return it, err
 			}
 			it.Priority = data
+		case "tags":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tags"))
+			data, err := ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tags = data
 		}
 	}
 	return it, nil
@@ -4089,6 +4157,11 @@ func (ec *executionContext) _Job(ctx context.Context, sel ast.SelectionSet, obj 
 			}
 		case "cancelRequested":
 			out.Values[i] = ec._Job_cancelRequested(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tags":
+			out.Values[i] = ec._Job_tags(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -5062,6 +5135,35 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 	return res
 }
 
+func (ec *executionContext) unmarshalNString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := graphql.UnmarshalTime(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -5344,6 +5446,41 @@ var (
 		domain.StatusCancelled:  "CANCELLED",
 	}
 )
+
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {

@@ -73,13 +73,16 @@ func selects(ctx context.Context, name string) bool {
 
 // jobUpdated starts the jobs service's watch and returns its channel for
 // gqlgen.
-func (r *Resolver) jobUpdated(ctx context.Context, id, typ *string) (<-chan *domain.Job, error) {
+func (r *Resolver) jobUpdated(ctx context.Context, id, typ, tag *string) (<-chan *domain.Job, error) {
 	var req jobs.WatchRequest
 	if id != nil {
 		req.ID = *id
 	}
 	if typ != nil {
 		req.Type = *typ
+	}
+	if tag != nil {
+		req.Tag = *tag
 	}
 	sub, err := r.Service.Watch(watchContext(ctx), req)
 	if err != nil {

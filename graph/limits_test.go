@@ -295,10 +295,10 @@ func TestIntrospectionComplexity(t *testing.T) {
 	}{
 		// __schema, types, a name per type.
 		{`{ __schema { types { name } } }`, 2 + types},
-		// __type, fields, a name per field of Job (21).
-		{`{ __type(name: "Job") { fields { name } } }`, 2 + 21},
+		// __type, fields, a name per field of Job (22).
+		{`{ __type(name: "Job") { fields { name } } }`, 2 + 22},
 		// Besides other fields: jobs(first: 10) { nodes { id } } is 21.
-		{`{ jobs(first: 10) { nodes { id } } __type(name: "Job") { fields { name } } }`, 21 + 23},
+		{`{ jobs(first: 10) { nodes { id } } __type(name: "Job") { fields { name } } }`, 21 + 24},
 	} {
 		for _, limit := range []int{c.cost, c.cost + 1} {
 			b := setup(t, func(o *options) { o.startPool, o.complexity = false, limit })

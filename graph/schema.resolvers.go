@@ -24,6 +24,7 @@ func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobI
 		MaxAttempts:    input.MaxAttempts,
 		RunAt:          input.RunAt,
 		Priority:       input.Priority,
+		Tags:           input.Tags,
 	})
 	return j, internal(err)
 }
@@ -62,13 +63,16 @@ func (r *queryResolver) Job(ctx context.Context, id string) (*domain.Job, error)
 }
 
 // Jobs is the resolver for the jobs field.
-func (r *queryResolver) Jobs(ctx context.Context, status *domain.Status, typeArg *string, first *int, after *string) (*model.JobConnection, error) {
+func (r *queryResolver) Jobs(ctx context.Context, status *domain.Status, typeArg *string, tag *string, first *int, after *string) (*model.JobConnection, error) {
 	req := jobs.ListRequest{Limit: first, Pages: jobs.GraphQLPages, SkipTotal: !selects(ctx, "totalCount")}
 	if status != nil {
 		req.Status = *status
 	}
 	if typeArg != nil {
 		req.Type = *typeArg
+	}
+	if tag != nil {
+		req.Tag = *tag
 	}
 	// The cursor is read here, like gqlgen's coercion of the other
 	// arguments, so a bad one is reported before the service's rules.
@@ -100,8 +104,8 @@ func (r *queryResolver) Stats(ctx context.Context, typeArg *string) (*domain.Sta
 }
 
 // JobUpdated is the resolver for the jobUpdated field.
-func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeArg *string) (<-chan *domain.Job, error) {
-	ch, err := r.jobUpdated(ctx, id, typeArg)
+func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeArg *string, tag *string) (<-chan *domain.Job, error) {
+	ch, err := r.jobUpdated(ctx, id, typeArg, tag)
 	if err != nil {
 		return failSubscription(ctx, err)
 	}

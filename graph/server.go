@@ -57,7 +57,7 @@ type ServerOptions struct {
 // and Server-Sent Events for subscriptions. It is safe for concurrent use.
 func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	cfg := Config{Resolvers: r}
-	cfg.Complexity.Query.Jobs = func(childComplexity int, _ *domain.Status, _ *string, first *int, _ *string) int {
+	cfg.Complexity.Query.Jobs = func(childComplexity int, _ *domain.Status, _, _ *string, first *int, _ *string) int {
 		n := DefaultPageSize
 		if first != nil {
 			n = min(max(*first, 1), MaxPageSize)

@@ -40,6 +40,11 @@ type CreateJobInput struct {
 	// -100 to 100, default 0. Higher runs first; among equal priorities, the
 	// earlier runAt, then the older job.
 	Priority *int `json:"priority,omitempty"`
+	// Labels to list and watch jobs by (jobs(tag:), jobUpdated(tag:)): each
+	// follows the rule of type (non-empty, at most 128 characters of letters,
+	// digits and . _ : -; an error names the field tags[i]); duplicates are
+	// collapsed, then at most 10 remain. Stored sorted.
+	Tags []string `json:"tags,omitempty"`
 }
 
 type JobConnection struct {

@@ -210,12 +210,14 @@ type Filter struct {
 	// (domain.Job.Owner): what a caller who may see only its own jobs
 	// subscribes with.
 	Owner string
+	// Tag, when set, limits the subscription to jobs carrying that tag.
+	Tag string
 }
 
-// matches reports whether j passes the filter's Type and Owner (the ID
+// matches reports whether j passes the filter's Type, Owner and Tag (the ID
 // selects the subscriptions a change is offered to).
 func (f *Filter) matches(j *domain.Job) bool {
-	return (f.Type == "" || f.Type == j.Type) && (f.Owner == "" || f.Owner == j.Owner)
+	return (f.Type == "" || f.Type == j.Type) && (f.Owner == "" || f.Owner == j.Owner) && (f.Tag == "" || j.HasTag(f.Tag))
 }
 
 // Subscribe registers a subscription. It ends when ctx is done, when the

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 	"unicode/utf8"
 )
@@ -115,6 +116,16 @@ type Job struct {
 	CancelRequested bool
 	// Version starts at 1 and increases by one on every change.
 	Version int64
+	// Tags label the job for listing and watching (at most MaxTags, each
+	// valid as ValidateTag says), sorted, without duplicates; nil when it
+	// has none. They never change.
+	Tags []string
+}
+
+// HasTag reports whether the job carries tag.
+func (j *Job) HasTag(tag string) bool {
+	_, found := slices.BinarySearch(j.Tags, tag)
+	return found
 }
 
 // JobError records one failed attempt.
@@ -187,6 +198,23 @@ type NewJob struct {
 	RunAt time.Time
 	// Priority, MinPriority to MaxPriority; higher runs first.
 	Priority int
+	// Tags, sorted and without duplicates (see NormalizeTags); at most
+	// MaxTags, each valid as ValidateTag says.
+	Tags []string
+}
+
+// MaxTags is the most tags a job may carry.
+const MaxTags = 10
+
+// NormalizeTags returns tags sorted, without duplicates, and nil when there
+// are none. It does not modify tags.
+func NormalizeTags(tags []string) []string {
+	if len(tags) == 0 {
+		return nil
+	}
+	out := slices.Clone(tags)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Bounds of MaxAttempts and Priority.
@@ -273,6 +301,10 @@ func (e *ValidationError) Unwrap() error { return ErrInvalid }
 // MaxTypeLength is the longest job type accepted.
 const MaxTypeLength = 128
 
+// NoJobHasTag reports whether t, a filter of jobs by tag, can match no job
+// at all: it is not empty and not a valid tag (see NoJobHasType).
+func NoJobHasTag(t string) bool { return t != "" && ValidateTag(t, "tag") != nil }
+
 // NoJobHasType reports whether t, a filter of jobs by type, can match no
 // job at all: it is not empty and not a valid type. Callers answer such
 // filters with nothing instead of asking a store that may choke on the
@@ -281,17 +313,23 @@ func NoJobHasType(t string) bool { return t != "" && ValidateType(t) != nil }
 
 // ValidateType checks a job type: non-empty, at most MaxTypeLength
 // characters of ASCII letters, digits and . _ : -
-func ValidateType(t string) error {
+func ValidateType(t string) error { return validateName(t, "type") }
+
+// ValidateTag checks a tag by the rule of a job type (see ValidateType); an
+// error names field.
+func ValidateTag(t, field string) error { return validateName(t, field) }
+
+func validateName(t, field string) error {
 	if t == "" {
-		return &ValidationError{Field: "type", Message: "must not be empty"}
+		return &ValidationError{Field: field, Message: "must not be empty"}
 	}
 	if len(t) > MaxTypeLength {
-		return &ValidationError{Field: "type", Message: fmt.Sprintf("must be at most %d characters, got %d", MaxTypeLength, len(t))}
+		return &ValidationError{Field: field, Message: fmt.Sprintf("must be at most %d characters, got %d", MaxTypeLength, len(t))}
 	}
 	for i := 0; i < len(t); i++ {
 		c := t[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == ':' || c == '-') {
-			return &ValidationError{Field: "type", Message: fmt.Sprintf("may contain only letters, digits and . _ : - (found %q at position %d)", rune(c), i)}
+			return &ValidationError{Field: field, Message: fmt.Sprintf("may contain only letters, digits and . _ : - (found %q at position %d)", rune(c), i)}
 		}
 	}
 	return nil

@@ -113,6 +113,7 @@ type jobJSON struct {
 	StartedAt  *time.Time      `json:"startedAt"`
 	FinishedAt *time.Time      `json:"finishedAt"`
 	Version    int             `json:"version"`
+	Tags       []string        `json:"tags"`
 }
 
 type response struct {
@@ -316,6 +317,46 @@ func TestCreateAndListJobs(t *testing.T) {
 	wantJob := map[string]any{"id": j.ID, "type": "email", "status": "PENDING", "version": 1.0, "payload": map[string]any{"to": "user@example.com"}}
 	if !reflect.DeepEqual(gql.Data.Job, wantJob) {
 		t.Fatalf("GraphQL job %v, want %v", gql.Data.Job, wantJob)
+	}
+}
+
+// POST /jobs takes tags (sorted, duplicates collapsed, the service's
+// rules as 400s); a job shows "tags" only when it has some; GET /jobs?tag=
+// lists the jobs carrying the tag.
+func TestTags(t *testing.T) {
+	t.Parallel()
+	b := setup(t, false)
+	red := b.createJob(t, `{"type":"email","tags":["urgent","red","urgent"]}`)
+	if want := []string{"red", "urgent"}; !reflect.DeepEqual(red.Tags, want) {
+		t.Fatalf("created tags %q, want %q", red.Tags, want)
+	}
+	plain := b.postJSON(t, "/jobs", `{"type":"email","tags":[]}`)
+	var raw map[string]any
+	if err := json.Unmarshal(plain.body, &raw); err != nil || plain.status != http.StatusCreated {
+		t.Fatalf("POST /jobs with no tags: %d %s (%v)", plain.status, plain, err)
+	}
+	if _, ok := raw["tags"]; ok {
+		t.Fatalf("a job without tags shows them: %s", plain)
+	}
+	blue := b.createJob(t, `{"type":"sms","tags":["blue"]}`)
+	if got := jobIDs(b.listJobs(t, "?tag=red")); !reflect.DeepEqual(got, []string{red.ID}) {
+		t.Fatalf("?tag=red = %v, want [%s]", got, red.ID)
+	}
+	if got := jobIDs(b.listJobs(t, "?tag=blue&type=sms&status=pending")); !reflect.DeepEqual(got, []string{blue.ID}) {
+		t.Fatalf("?tag=blue&type=sms&status=pending = %v, want [%s]", got, blue.ID)
+	}
+	for _, q := range []string{"?tag=blue&type=email", "?tag=green", "?tag=bad%20tag"} {
+		if got := b.listJobs(t, q); len(got) != 0 {
+			t.Fatalf("%s = %v, want []", q, jobIDs(got))
+		}
+	}
+	for _, tc := range []struct{ name, body, msg string }{
+		{"11 tags", `{"type":"a","tags":["a","b","c","d","e","f","g","h","i","j","k"]}`, "tags: must be at most 10"},
+		{"bad tag", `{"type":"a","tags":["ok","bad tag"]}`, "tags[1]: may contain only"},
+		{"tags not a list", `{"type":"a","tags":"red"}`, "JSON"},
+		{"null tag", `{"type":"a","tags":[null]}`, "tags[0]: must not be empty"},
+	} {
+		wantJSONError(t, tc.name, b.postJSON(t, "/jobs", tc.body), http.StatusBadRequest, tc.msg)
 	}
 }
 

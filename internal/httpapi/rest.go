@@ -56,6 +56,9 @@ type jobJSON struct {
 	// The identity that created the job; shown only when it has one
 	// (never with authentication off), for the same reason.
 	Owner string `json:"owner,omitempty"`
+	// The job's tags, sorted; shown only when it has some, for the same
+	// reason.
+	Tags []string `json:"tags,omitempty"`
 }
 
 func toJSON(j *domain.Job) jobJSON {
@@ -63,7 +66,7 @@ func toJSON(j *domain.Job) jobJSON {
 		ID: j.ID, Type: j.Type, Payload: j.Payload, Status: j.Status, Attempts: j.Attempts,
 		Error: j.ErrorMessage(), CreatedAt: j.CreatedAt, UpdatedAt: j.UpdatedAt,
 		StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, Version: j.Version,
-		IdempotencyKey: j.IdempotencyKey, Owner: j.Owner,
+		IdempotencyKey: j.IdempotencyKey, Owner: j.Owner, Tags: j.Tags,
 	}
 }
 
@@ -83,6 +86,7 @@ func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
 		Type           *string         `json:"type"`
 		Payload        json.RawMessage `json:"payload"`
 		IdempotencyKey string          `json:"idempotencyKey"`
+		Tags           []string        `json:"tags"`
 	}
 	dec := json.NewDecoder(r.Body)
 	if err := dec.Decode(&in); err != nil {
@@ -98,7 +102,7 @@ func (h *restHandlers) createJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid JSON body: more than one JSON value")
 		return
 	}
-	req := jobs.CreateRequest{Type: in.Type, Payload: in.Payload}
+	req := jobs.CreateRequest{Type: in.Type, Payload: in.Payload, Tags: in.Tags}
 	// The original service took an empty key for none; GraphQL, which
 	// has null for that, refuses an empty one.
 	if in.IdempotencyKey != "" {
@@ -126,6 +130,7 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 	}
 	req.Status = domain.Status(r.URL.Query().Get("status"))
 	req.Type = r.URL.Query().Get("type")
+	req.Tag = r.URL.Query().Get("tag")
 	if h.listSlots != nil && (req.Limit == nil || *req.Limit >= largeListing) {
 		timer := time.NewTimer(listWait)
 		defer timer.Stop()
@@ -153,6 +158,9 @@ func (h *restHandlers) listJobs(w http.ResponseWriter, r *http.Request) {
 		// An upper bound of the job's encoding: its variable parts and
 		// room for the rest.
 		size += int64(len(j.Payload)+len(j.ID)+len(j.Type)+len(j.IdempotencyKey)+len(j.Owner)+len(j.Error)) + 400
+		for _, tag := range j.Tags {
+			size += int64(len(tag)) + 3
+		}
 	}
 	if h.maxResponse > 0 && size > h.maxResponse {
 		h.log.WarnContext(r.Context(), "http request refused", "status", http.StatusBadRequest, "reason", "response too large", "path", r.URL.Path, "limit", h.maxResponse, "client", r.RemoteAddr)

@@ -35,6 +35,10 @@ type CreateRequest struct {
 	RunAt *time.Time
 	// Priority, domain.MinPriority to domain.MaxPriority; nil means 0.
 	Priority *int
+	// Tags label the job: each valid as a type is (domain.ValidateTag; an
+	// error names "tags[i]", its index here), duplicates collapsed, then
+	// at most domain.MaxTags of them. The job has them sorted.
+	Tags []string
 }
 
 // newJob turns req into the store's NewJob, applying the defaults and
@@ -96,6 +100,15 @@ func (s *Service) newJob(req CreateRequest) (domain.NewJob, error) {
 	}
 	if len(nj.IdempotencyKey) > domain.MaxIdempotencyKeyLength {
 		return nj, &domain.ValidationError{Field: "idempotencyKey", Message: fmt.Sprintf("must be at most %d bytes, got %d", domain.MaxIdempotencyKeyLength, len(nj.IdempotencyKey))}
+	}
+	for i, tag := range req.Tags {
+		if err := domain.ValidateTag(tag, fmt.Sprintf("tags[%d]", i)); err != nil {
+			return nj, err
+		}
+	}
+	nj.Tags = domain.NormalizeTags(req.Tags)
+	if len(nj.Tags) > domain.MaxTags {
+		return nj, &domain.ValidationError{Field: "tags", Message: fmt.Sprintf("must be at most %d different tags, got %d", domain.MaxTags, len(nj.Tags))}
 	}
 	if string(nj.Payload) == "null" {
 		nj.Payload = nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -126,6 +127,10 @@ func TestCreateRefusesWhatBreaksARule(t *testing.T) {
 		{"idempotencyKey too long", jobs.CreateRequest{Type: ptr("email"), IdempotencyKey: ptr(strings.Repeat("k", 256))}, "idempotencyKey: must be at most 255 bytes, got 256"},
 		{"priority above", jobs.CreateRequest{Type: ptr("email"), Priority: ptr(101)}, "priority: must be between -100 and 100, got 101"},
 		{"priority below", jobs.CreateRequest{Type: ptr("email"), Priority: ptr(-101)}, "priority: must be between -100 and 100, got -101"},
+		{"11 tags", jobs.CreateRequest{Type: ptr("email"), Tags: []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10"}}, "tags: must be at most 10 different tags, got 11"},
+		{"tag with a space", jobs.CreateRequest{Type: ptr("email"), Tags: []string{"ok", "a", "b", "bad tag"}}, `tags[3]: may contain only letters, digits and . _ : - (found ' ' at position 3)`},
+		{"tag empty", jobs.CreateRequest{Type: ptr("email"), Tags: []string{""}}, "tags[0]: must not be empty"},
+		{"tag too long", jobs.CreateRequest{Type: ptr("email"), Tags: []string{strings.Repeat("t", domain.MaxTypeLength+1)}}, "tags[0]: must be at most 128 characters, got 129"},
 		// The order both APIs have always reported: the optional
 		// fields' own checks before the type's.
 		{"timeoutSeconds before type", jobs.CreateRequest{Type: ptr("a b"), TimeoutSeconds: ptr(0)}, "timeoutSeconds: must be positive, got 0"},
@@ -179,17 +184,42 @@ func TestCreateAppliesDefaults(t *testing.T) {
 	if err != nil || again.ID != j.ID {
 		t.Fatalf("same key again = %v, %v; want job %s", again, err, j.ID)
 	}
+	if len(j.Tags) != 0 {
+		t.Fatalf("a job created without tags has tags %q", j.Tags)
+	}
+}
+
+// Tags are stored sorted with duplicates collapsed, and the limit counts
+// different tags: 10 different among 12 given is fine.
+func TestCreateNormalizesTags(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jobs.Options{})
+	given := []string{"b", "a", "b", "t3", "t4", "t5", "t6", "t7", "t8", "t9", "t10", "a"}
+	j, err := b.svc.Create(context.Background(), jobs.CreateRequest{Type: ptr("email"), Tags: given})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"a", "b", "t10", "t3", "t4", "t5", "t6", "t7", "t8", "t9"}
+	if !slices.Equal(j.Tags, want) {
+		t.Fatalf("tags = %q, want %q", j.Tags, want)
+	}
+	if given[0] != "b" {
+		t.Fatal("Create reordered the caller's slice")
+	}
 }
 
 // Page sizes: each API's default and cap, first: 0 (totals only), the
-// status and limit rules, SkipTotal passed on, and a type no job can have
-// answered without the store.
+// status and limit rules, SkipTotal and Tag passed on, and a type or tag no
+// job can have answered without the store.
 func TestListPages(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	b := setup(t, jobs.Options{RESTListMax: 2})
-	for range 3 {
+	for range 2 {
 		b.create(t, "email")
+	}
+	if _, err := b.svc.Create(ctx, jobs.CreateRequest{Type: ptr("email"), Tags: []string{"red"}}); err != nil {
+		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name      string
@@ -206,6 +236,7 @@ func TestListPages(t *testing.T) {
 		{"REST cap", jobs.ListRequest{Pages: jobs.RESTPages, Limit: ptr(10)}, 2, 2, true},
 		{"REST limit", jobs.ListRequest{Pages: jobs.RESTPages, Limit: ptr(1)}, 1, 1, true},
 		{"status", jobs.ListRequest{Status: domain.StatusPending, SkipTotal: true}, jobs.DefaultPageSize, 3, false},
+		{"tag", jobs.ListRequest{Tag: "red"}, jobs.DefaultPageSize, 1, false},
 	} {
 		page, err := b.svc.List(ctx, tc.req)
 		if err != nil {
@@ -213,14 +244,18 @@ func TestListPages(t *testing.T) {
 		}
 		qs := b.store.listed()
 		q := qs[len(qs)-1]
-		if q.Limit != tc.wantLimit || q.SkipTotal != tc.req.SkipTotal || q.Status != tc.req.Status {
-			t.Errorf("%s: store asked %+v, want limit %d, skipTotal %v, status %q", tc.name, q, tc.wantLimit, tc.req.SkipTotal, tc.req.Status)
+		if q.Limit != tc.wantLimit || q.SkipTotal != tc.req.SkipTotal || q.Status != tc.req.Status || q.Tag != tc.req.Tag {
+			t.Errorf("%s: store asked %+v, want limit %d, skipTotal %v, status %q, tag %q", tc.name, q, tc.wantLimit, tc.req.SkipTotal, tc.req.Status, tc.req.Tag)
 		}
 		if len(page.Jobs) != tc.wantJobs || page.HasMore != tc.wantMore {
 			t.Errorf("%s: %d jobs, hasMore %v; want %d, %v", tc.name, len(page.Jobs), page.HasMore, tc.wantJobs, tc.wantMore)
 		}
-		if !tc.req.SkipTotal && page.Total != 3 {
-			t.Errorf("%s: total %d, want 3", tc.name, page.Total)
+		wantTotal := 3
+		if tc.req.Tag != "" {
+			wantTotal = 1
+		}
+		if !tc.req.SkipTotal && page.Total != wantTotal {
+			t.Errorf("%s: total %d, want %d", tc.name, page.Total, wantTotal)
 		}
 	}
 
@@ -236,6 +271,10 @@ func TestListPages(t *testing.T) {
 		page, err := b.svc.List(ctx, jobs.ListRequest{Type: typ})
 		if err != nil || len(page.Jobs) != 0 || page.Total != 0 || page.HasMore {
 			t.Errorf("type %q: %+v, %v; want an empty page", typ, page, err)
+		}
+		page, err = b.svc.List(ctx, jobs.ListRequest{Tag: typ})
+		if err != nil || len(page.Jobs) != 0 || page.Total != 0 || page.HasMore {
+			t.Errorf("tag %q: %+v, %v; want an empty page", typ, page, err)
 		}
 	}
 	if n := len(b.store.listed()); n != asked {
@@ -363,7 +402,7 @@ func TestWatch(t *testing.T) {
 	}
 
 	before := b.events.Subscribers()
-	for _, req := range []jobs.WatchRequest{{ID: "nope"}, {ID: j.ID, Type: "sms"}} {
+	for _, req := range []jobs.WatchRequest{{ID: "nope"}, {ID: j.ID, Type: "sms"}, {ID: j.ID, Tag: "red"}} {
 		if sub, err := b.svc.Watch(ctx, req); !errors.Is(err, domain.ErrNotFound) || sub != nil {
 			t.Fatalf("watch %+v = %v, %v; want ErrNotFound and no subscription", req, sub, err)
 		}
@@ -381,5 +420,19 @@ func TestWatch(t *testing.T) {
 	sms := b.create(t, "sms")
 	if got := next(t, sub); got.ID != sms.ID {
 		t.Fatalf("type watch got %+v, want the sms job %s", got, sms.ID)
+	}
+
+	red, err := b.svc.Watch(ctx, jobs.WatchRequest{Tag: "red"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer red.Close()
+	b.create(t, "email")
+	tagged, err := b.svc.Create(ctx, jobs.CreateRequest{Type: ptr("email"), Tags: []string{"blue", "red"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := next(t, red); got.ID != tagged.ID {
+		t.Fatalf("tag watch got %+v, want the red job %s", got, tagged.ID)
 	}
 }

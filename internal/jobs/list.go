@@ -36,6 +36,8 @@ type ListRequest struct {
 	Status domain.Status
 	// Type, when not empty, selects jobs of that type.
 	Type string
+	// Tag, when not empty, selects jobs carrying that tag.
+	Tag string
 	// BeforeSeq, when positive, lists only jobs older than that Seq: the
 	// last job of the previous page. (The APIs' cursors are theirs to
 	// encode: GraphQL's are opaque strings, REST has none.)
@@ -55,15 +57,15 @@ type ListRequest struct {
 // An unknown status or a
 // negative Limit gives a *domain.ValidationError (on "status" and on
 // "first", GraphQL's name of the page size: REST's parser accepts only
-// positive limits, so only GraphQL can send a negative one). A type no job
-// can have (see domain.NoJobHasType) lists nothing without asking the store,
-// which might refuse its bytes.
+// positive limits, so only GraphQL can send a negative one). A type or tag
+// no job can have (see domain.NoJobHasType) lists nothing without asking
+// the store, which might refuse its bytes.
 func (s *Service) List(ctx context.Context, req ListRequest) (store.ListPage, error) {
 	a := accessOf(ctx)
 	if err := a.allow("list", false); err != nil {
 		return store.ListPage{}, err
 	}
-	q := store.ListQuery{Status: req.Status, Type: req.Type, Owner: a.scope, BeforeSeq: req.BeforeSeq, Limit: DefaultPageSize, SkipTotal: req.SkipTotal}
+	q := store.ListQuery{Status: req.Status, Type: req.Type, Tag: req.Tag, Owner: a.scope, BeforeSeq: req.BeforeSeq, Limit: DefaultPageSize, SkipTotal: req.SkipTotal}
 	maxLimit := MaxPageSize
 	if req.Pages == RESTPages {
 		q.Limit, maxLimit = s.opts.RESTListMax, s.opts.RESTListMax
@@ -77,7 +79,7 @@ func (s *Service) List(ctx context.Context, req ListRequest) (store.ListPage, er
 	if q.Status != "" && !q.Status.Valid() {
 		return store.ListPage{}, &domain.ValidationError{Field: "status", Message: fmt.Sprintf("unknown status %q", q.Status)}
 	}
-	if domain.NoJobHasType(q.Type) {
+	if domain.NoJobHasType(q.Type) || domain.NoJobHasTag(q.Tag) {
 		return store.ListPage{}, nil
 	}
 	if q.Limit == 0 {

@@ -17,6 +17,8 @@ type WatchRequest struct {
 	ID string
 	// Type, when not empty, watches only jobs of that type.
 	Type string
+	// Tag, when not empty, watches only jobs carrying that tag.
+	Tag string
 }
 
 // Watch subscribes to the changes req selects among the jobs the caller
@@ -24,8 +26,9 @@ type WatchRequest struct {
 // an ID it reads the job's current state after subscribing, so that no
 // change made in between is missed, and primes the subscription with it
 // (the broker drops what that state already covers); a job that does not
-// exist, that the caller may not see, or whose type is not req.Type, gives
-// an error wrapping domain.ErrNotFound and no subscription.
+// exist, that the caller may not see, whose type is not req.Type or that
+// does not carry req.Tag, gives an error wrapping domain.ErrNotFound and
+// no subscription.
 //
 // The caller owns the returned subscription: it ends when ctx is done (or
 // see broker.Broker.Subscribe for the other ends); Close ends it sooner.
@@ -34,7 +37,7 @@ func (s *Service) Watch(ctx context.Context, req WatchRequest) (*broker.Subscrip
 	if err := a.allow("watch", false); err != nil {
 		return nil, err
 	}
-	sub, err := s.events.Subscribe(ctx, broker.Filter{ID: req.ID, Type: req.Type, Owner: a.scope})
+	sub, err := s.events.Subscribe(ctx, broker.Filter{ID: req.ID, Type: req.Type, Tag: req.Tag, Owner: a.scope})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to job changes: %w", err)
 	}
@@ -47,6 +50,9 @@ func (s *Service) Watch(ctx context.Context, req WatchRequest) (*broker.Subscrip
 	}
 	if err == nil && req.Type != "" && current.Type != req.Type {
 		err = fmt.Errorf("job has type %q: %w", current.Type, domain.ErrNotFound)
+	}
+	if err == nil && req.Tag != "" && !current.HasTag(req.Tag) {
+		err = fmt.Errorf("job does not carry tag %q: %w", req.Tag, domain.ErrNotFound)
 	}
 	if err != nil {
 		sub.Close()

@@ -37,7 +37,8 @@ import (
 // no attempt is left); a write from the lost worker then gets an error
 // wrapping domain.ErrLeaseLost and changes nothing.
 type Store interface {
-	// Create stores a new job as pending with version 1 and returns it. If
+	// Create stores a new job as pending with version 1 and returns it
+	// (with nj's Tags, which the caller gives normalized). If
 	// nj has an idempotency key that a stored job of the same owner has, it
 	// returns that job unchanged instead (no new job, no event), also when
 	// many creations with the key race: the first wins, whatever the
@@ -175,6 +176,10 @@ type ListQuery struct {
 	Status domain.Status // "" for any status
 	Type   string        // "" for any type
 	Owner  string        // "" for any owner (jobs without one included)
+	// Tag, when not empty, selects the jobs carrying that tag. Stores keep
+	// no counts per tag: the Total of a listing by tag is counted among
+	// the tag's jobs (bounded by an index, not by all jobs).
+	Tag string
 	// BeforeSeq, when positive, returns only jobs older than that Seq (the
 	// cursor of the previous page's last job).
 	BeforeSeq int64
@@ -190,8 +195,8 @@ type ListPage struct {
 	Jobs []*domain.Job
 	// HasMore reports whether older matching jobs exist after this page.
 	HasMore bool
-	// Total counts the jobs matching Status, Type and Owner, across all
-	// pages.
+	// Total counts the jobs matching Status, Type, Owner and Tag, across
+	// all pages.
 	Total int
 }
 

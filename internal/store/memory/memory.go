@@ -125,6 +125,7 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 		MaxAttempts:    max(nj.MaxAttempts, 1),
 		RunAt:          nj.RunAt,
 		Priority:       nj.Priority,
+		Tags:           nj.Tags,
 	}
 	if j.RunAt.IsZero() {
 		j.RunAt = now
@@ -167,8 +168,9 @@ func (s *Store) Get(ctx context.Context, id string) (*domain.Job, error) {
 
 // List returns matching jobs newest first. It scans from the cursor
 // backwards, so a page costs O(page + skipped non-matching jobs); Total comes
-// from counters kept on every change. (A memory store holds what one
-// process can: scanning past other owners' jobs is cheap enough there.)
+// from counters kept on every change, except for a tag, whose total is
+// counted over every job. (A memory store holds what one process can:
+// scanning past other owners' jobs is cheap enough there.)
 func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
 	if err := ctx.Err(); err != nil {
 		return store.ListPage{}, fmt.Errorf("list jobs: %w", err)
@@ -179,14 +181,24 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	page := store.ListPage{Total: s.total(q.Owner, q.Type, q.Status)}
+	page := store.ListPage{}
+	if q.Tag == "" {
+		page.Total = s.total(q.Owner, q.Type, q.Status)
+	} else {
+		// No counts per tag: the tag's jobs are counted one by one.
+		for _, j := range s.ordered {
+			if matches(q, j) {
+				page.Total++
+			}
+		}
+	}
 	end := len(s.ordered)
 	if q.BeforeSeq > 0 {
 		end = sort.Search(len(s.ordered), func(i int) bool { return s.ordered[i].Seq >= q.BeforeSeq })
 	}
 	for i := end - 1; i >= 0; i-- {
 		j := s.ordered[i]
-		if (q.Status != "" && j.Status != q.Status) || (q.Type != "" && j.Type != q.Type) || (q.Owner != "" && j.Owner != q.Owner) {
+		if !matches(q, j) {
 			continue
 		}
 		if len(page.Jobs) == q.Limit {
@@ -196,6 +208,12 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 		page.Jobs = append(page.Jobs, j)
 	}
 	return page, nil
+}
+
+// matches reports whether j passes q's filters.
+func matches(q store.ListQuery, j *domain.Job) bool {
+	return (q.Status == "" || j.Status == q.Status) && (q.Type == "" || j.Type == q.Type) &&
+		(q.Owner == "" || j.Owner == q.Owner) && (q.Tag == "" || j.HasTag(q.Tag))
 }
 
 func (s *Store) total(owner, typ string, status domain.Status) int {

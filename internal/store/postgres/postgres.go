@@ -353,6 +353,12 @@ func checkNewJob(nj domain.NewJob) error {
 	case nj.MaxAttempts > math.MaxInt32:
 		return &domain.ValidationError{Field: "maxAttempts", Message: fmt.Sprintf("must be at most %d, got %d", math.MaxInt32, nj.MaxAttempts)}
 	}
+	for i, tag := range nj.Tags {
+		// The insert joins a job's tags with commas (see newStatements).
+		if tag == "" || !storable(tag) || strings.Contains(tag, ",") {
+			return &domain.ValidationError{Field: fmt.Sprintf("tags[%d]", i), Message: "must be non-empty valid UTF-8 without NUL characters or commas"}
+		}
+	}
 	return nil
 }
 
@@ -396,13 +402,15 @@ func (s *Store) getJob(ctx context.Context, id string) (*domain.Job, error) {
 // disagree with the page by the jobs that changed in between. An owner's
 // jobs come from jobs_owner_seq and their total from job_owner_counts
 // (migrations 00007 and 00008): neither depends on how many jobs others
-// have.
+// have. A tag's jobs come through jobs_tags (migration 00010), and their
+// total is counted there: no counts are kept per tag, so that total costs
+// the tag's jobs.
 func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
 	if q.Limit <= 0 {
 		return store.ListPage{}, fmt.Errorf("list jobs: limit %d: %w", q.Limit, domain.ErrInvalid)
 	}
-	if !storable(q.Owner) {
-		return store.ListPage{}, nil // no job can have it
+	if !storable(q.Owner) || !storable(q.Tag) {
+		return store.ListPage{}, nil // no job can have them
 	}
 	st, err := listStatements(q)
 	if err != nil {
@@ -453,6 +461,16 @@ func listStatements(q store.ListQuery) (listing, error) {
 		// partial indexes of the statuses few jobs have (migration 00006).
 		where = append(where, "status = "+quote(string(q.Status)))
 	}
+	if q.Tag != "" {
+		// The tag is a literal, not a parameter: a generic plan does not
+		// know how many jobs carry it and may walk every job from the
+		// cursor down instead of finding the tag's through jobs_tags
+		// (migration 00010). The term tags <> '{}' lets the planner use
+		// that partial index. The count then reads the tag's jobs: no
+		// counts are kept per tag.
+		where = append(where, "tags @> ARRAY["+quote(q.Tag)+"]::text[]", "tags <> '{}'")
+		counts = ""
+	}
 	pageWhere, pageArgs := slices.Clone(where), slices.Clone(args)
 	if q.Owner != "" {
 		// Implies jobs_owner_seq's condition whatever the owner's value,
@@ -466,10 +484,11 @@ func listStatements(q store.ListQuery) (listing, error) {
 	pageArgs = append(pageArgs, q.Limit+1)
 	pageSQL := fmt.Sprintf(`SELECT %s FROM jobs%s ORDER BY seq DESC LIMIT $%d`, jobColumns, whereClause(pageWhere), len(pageArgs))
 
-	return listing{
-		page: pageSQL, pageArgs: pageArgs,
-		count: `SELECT coalesce(sum(n), 0)::bigint FROM ` + counts + whereClause(where), countArgs: args,
-	}, nil
+	count := `SELECT coalesce(sum(n), 0)::bigint FROM ` + counts + whereClause(where)
+	if counts == "" {
+		count = `SELECT count(*) FROM jobs` + whereClause(where)
+	}
+	return listing{page: pageSQL, pageArgs: pageArgs, count: count, countArgs: args}, nil
 }
 
 // countsOf returns the counts table that counts the jobs q selects

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,4 +223,48 @@ func readCounts(t *testing.T, s *Store, query string) map[countKey]int {
 		t.Fatal(err)
 	}
 	return counts
+}
+
+// A listing by tag, and its total, walk job_tags by its key (the tag, then
+// the job newest first from the cursor) and look each job up by seq:
+// neither scans the jobs nor sorts them, however many jobs there are.
+func TestTagListingUsesItsIndex(t *testing.T) {
+	t.Parallel()
+	s := openTest(t)
+	plan := func(query string, args []any) string {
+		t.Helper()
+		rows, err := s.rdb.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out strings.Builder
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			out.WriteString(detail + "\n")
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	for _, q := range []store.ListQuery{
+		{Tag: "red"},
+		{Tag: "red", Type: "a"},
+		{Tag: "red", Status: domain.StatusFailed},
+		{Tag: "red", Owner: "alice", Type: "a"},
+		{Tag: "red", BeforeSeq: 100},
+	} {
+		q.Limit = 50
+		st := listStatements(q)
+		for what, p := range map[string]string{"page": plan(st.page, st.pageArgs), "total": plan(st.total, st.totalArgs)} {
+			if !strings.HasPrefix(p, "SEARCH job_tags USING PRIMARY KEY (tag=?") || strings.Contains(p, "SCAN") || strings.Contains(p, "TEMP B-TREE") {
+				t.Errorf("%s of %+v: plan\n%s\nwant a search of job_tags by tag first, no scan, no sort", what, q, p)
+			}
+		}
+	}
 }

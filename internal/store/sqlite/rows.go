@@ -12,7 +12,7 @@ import (
 // jobColumns are the columns scanJob reads, in its order.
 const jobColumns = `seq, id, type, payload, status, attempts, max_attempts, error, errors,
 	created_at, updated_at, started_at, finished_at, idempotency_key, timeout_ns,
-	run_at, priority, progress, result, cancel_requested, version, owner, lease_owner`
+	run_at, priority, progress, result, cancel_requested, version, owner, tags, lease_owner`
 
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface {
@@ -24,7 +24,7 @@ type scanner interface {
 func scanJob(sc scanner) (*domain.Job, string, error) {
 	var (
 		j                     domain.Job
-		status, errs          string
+		status, errs, tags    string
 		created, updated      int64
 		started, finished     sql.NullInt64
 		key, leaseOwner       sql.NullString
@@ -37,7 +37,7 @@ func scanJob(sc scanner) (*domain.Job, string, error) {
 	)
 	err := sc.Scan(&j.Seq, &j.ID, &j.Type, &payload, &status, &attempts, &maxAttempts, &j.Error, &errs,
 		&created, &updated, &started, &finished, &key, &timeout,
-		&runAt, &priority, &progress, &result, &cancelRequested, &j.Version, &j.Owner, &leaseOwner)
+		&runAt, &priority, &progress, &result, &cancelRequested, &j.Version, &j.Owner, &tags, &leaseOwner)
 	if err != nil {
 		return nil, "", err
 	}
@@ -62,7 +62,21 @@ func scanJob(sc scanner) (*domain.Job, string, error) {
 	if j.Errors, err = decodeErrors(errs); err != nil {
 		return nil, "", fmt.Errorf("job %s: %w", j.ID, err)
 	}
+	if tags != "[]" {
+		if err := json.Unmarshal([]byte(tags), &j.Tags); err != nil {
+			return nil, "", fmt.Errorf("job %s: decode tags: %w", j.ID, err)
+		}
+	}
 	return &j, leaseOwner.String, nil
+}
+
+// encodeTags returns the tags column of a job's tags.
+func encodeTags(tags []string) (string, error) {
+	if len(tags) == 0 {
+		return "[]", nil
+	}
+	b, err := json.Marshal(tags)
+	return string(b), err
 }
 
 // storedError is one entry of the errors column.

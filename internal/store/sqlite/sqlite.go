@@ -261,20 +261,25 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 			MaxAttempts:    max(nj.MaxAttempts, 1),
 			RunAt:          truncate(nj.RunAt),
 			Priority:       nj.Priority,
+			Tags:           nj.Tags,
 		}
 		if nj.RunAt.IsZero() {
 			j.RunAt = w.now
 		}
+		tags, err := encodeTags(j.Tags)
+		if err != nil {
+			return err
+		}
 		// DO NOTHING on a key the owner took already: no row comes back,
 		// and the job that holds the key is the answer. The writer runs
 		// one write at a time, so no other creation can slip in between.
-		err := w.queryRow(`INSERT INTO jobs (id, type, payload, status, attempts, max_attempts, error, errors,
-				created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version, owner)
-			VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1, ?)
+		err = w.queryRow(`INSERT INTO jobs (id, type, payload, status, attempts, max_attempts, error, errors,
+				created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version, owner, tags)
+			VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1, ?, ?)
 			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 			RETURNING seq`,
 			j.ID, j.Type, blob(j.Payload), j.MaxAttempts, micros(j.CreatedAt), micros(j.UpdatedAt),
-			nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority, j.Owner,
+			nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority, j.Owner, tags,
 		).Scan(&j.Seq)
 		if errors.Is(err, sql.ErrNoRows) {
 			out, _, err = scanJob(w.queryRow(`SELECT `+jobColumns+` FROM jobs WHERE owner = ? AND idempotency_key = ?`, nj.Owner, nj.IdempotencyKey))
@@ -282,6 +287,11 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 		}
 		if err != nil {
 			return err
+		}
+		for _, tag := range j.Tags {
+			if _, err := w.exec(`INSERT INTO job_tags (tag, job_seq) VALUES (?, ?)`, tag, j.Seq); err != nil {
+				return err
+			}
 		}
 		out = j
 		w.changed("", j)
@@ -316,7 +326,9 @@ func (s *Store) Get(ctx context.Context, id string) (*domain.Job, error) {
 // jobs read from the counts in the same read transaction. A page walks
 // jobs_status, jobs_type or jobs_owner from the cursor down: it costs the
 // page plus the jobs it skips (of the type, not in the status, or the
-// other way).
+// other way). A listing by tag walks job_tags (tag, job_seq) instead, and
+// counts its total there: no counts are kept per tag, so that total costs
+// the tag's jobs (those passing the other filters are read).
 func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
 	if q.Limit <= 0 {
 		return store.ListPage{}, fmt.Errorf("list jobs: limit %d: %w", q.Limit, domain.ErrInvalid)
@@ -332,11 +344,7 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 }
 
 func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, error) {
-	counts, where, args := countsOf(store.StatsQuery{Owner: q.Owner, Type: q.Type})
-	if q.Status != "" {
-		where = append(where, "status = ?")
-		args = append(args, string(q.Status))
-	}
+	st := listStatements(q)
 	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return store.ListPage{}, err
@@ -344,26 +352,18 @@ func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	defer tx.Rollback() //nolint:errcheck // read-only: nothing to keep
 
 	var page store.ListPage
-	total, err := s.reads.get(ctx, `SELECT COALESCE(SUM(n), 0) FROM `+counts+whereClause(where))
+	totalQuery, err := s.reads.get(ctx, st.total)
 	if err != nil {
 		return store.ListPage{}, err
 	}
-	if err := tx.StmtContext(ctx, total).QueryRowContext(ctx, args...).Scan(&page.Total); err != nil {
+	if err := tx.StmtContext(ctx, totalQuery).QueryRowContext(ctx, st.totalArgs...).Scan(&page.Total); err != nil {
 		return store.ListPage{}, err
 	}
-	if q.Owner != "" {
-		// The term that lets the planner use the partial index jobs_owner.
-		where = append(where, "owner <> ''")
-	}
-	if q.BeforeSeq > 0 {
-		where = append(where, "seq < ?")
-		args = append(args, q.BeforeSeq)
-	}
-	jobsQuery, err := s.reads.get(ctx, `SELECT `+jobColumns+` FROM jobs`+whereClause(where)+` ORDER BY seq DESC LIMIT CAST(? AS INTEGER)`)
+	jobsQuery, err := s.reads.get(ctx, st.page)
 	if err != nil {
 		return store.ListPage{}, err
 	}
-	rows, err := tx.StmtContext(ctx, jobsQuery).QueryContext(ctx, append(args, q.Limit+1)...)
+	rows, err := tx.StmtContext(ctx, jobsQuery).QueryContext(ctx, st.pageArgs...)
 	if err != nil {
 		return store.ListPage{}, err
 	}
@@ -376,6 +376,45 @@ func (s *Store) list(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	}
 	page.Jobs = jobs
 	return page, nil
+}
+
+// listing is the statements of a List: its total, and one page of jobs
+// (one more than the limit, to tell whether more exist).
+type listing struct {
+	total, page         string
+	totalArgs, pageArgs []any
+}
+
+// listStatements returns the statements of List for q.
+func listStatements(q store.ListQuery) listing {
+	counts, where, args := countsOf(store.StatsQuery{Owner: q.Owner, Type: q.Type})
+	if q.Status != "" {
+		where = append(where, "status = ?")
+		args = append(args, string(q.Status))
+	}
+	// from is what the page and the total read; seq the column the
+	// cursor and the order are on.
+	from, seq, total := " FROM jobs", "seq", "SELECT COALESCE(SUM(n), 0) FROM "+counts+whereClause(where)
+	if q.Tag != "" {
+		// CROSS JOIN keeps job_tags the outer loop: the planner walks
+		// the tag's rows newest first and looks each job up by seq.
+		from, seq = " FROM job_tags CROSS JOIN jobs ON jobs.seq = job_tags.job_seq", "job_seq"
+		where = append([]string{"tag = ?"}, where...)
+		args = append([]any{q.Tag}, args...)
+		total = "SELECT count(*)" + from + whereClause(where)
+	}
+	l := listing{total: total, totalArgs: slices.Clone(args)}
+	if q.Owner != "" {
+		// The term that lets the planner use the partial index jobs_owner.
+		where = append(where, "owner <> ''")
+	}
+	if q.BeforeSeq > 0 {
+		where = append(where, seq+" < ?")
+		args = append(args, q.BeforeSeq)
+	}
+	l.page = `SELECT ` + jobColumns + from + whereClause(where) + ` ORDER BY ` + seq + ` DESC LIMIT CAST(? AS INTEGER)`
+	l.pageArgs = append(args, q.Limit+1)
+	return l
 }
 
 // countsOf returns the counts table that counts the jobs q selects

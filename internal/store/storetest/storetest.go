@@ -67,6 +67,8 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("OwnerList", func(t *testing.T) { t.Parallel(); testOwnerList(t, newStore) })
 	t.Run("OwnerStats", func(t *testing.T) { t.Parallel(); testOwnerStats(t, newStore) })
 	t.Run("OwnerCounts", func(t *testing.T) { t.Parallel(); testOwnerCounts(t, newStore) })
+	t.Run("TagsPersist", func(t *testing.T) { t.Parallel(); testTagsPersist(t, newStore) })
+	t.Run("TagList", func(t *testing.T) { t.Parallel(); testTagList(t, newStore) })
 	t.Run("OwnerIdempotencyKey", func(t *testing.T) { t.Parallel(); testOwnerIdempotencyKey(t, newStore) })
 }
 
