@@ -801,6 +801,8 @@ input JobFilter {
   status: JobStatus
   "Only jobs of this type."
   type: String
+  "Only jobs carrying this tag."
+  tag: String
 }
 
 "What a bulk operation did."
@@ -3960,7 +3962,7 @@ func (ec *executionContext) unmarshalInputJobFilter(ctx context.Context, obj any
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"status", "type"}
+	fieldsInOrder := [...]string{"status", "type", "tag"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -3981,6 +3983,13 @@ func (ec *executionContext) unmarshalInputJobFilter(ctx context.Context, obj any
 				return it, err
 			}
 			it.Type = data
+		case "tag":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tag"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tag = data
 		}
 	}
 	return it, nil

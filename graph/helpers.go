@@ -100,5 +100,8 @@ func bulkRequest(f model.JobFilter, limit *int) jobs.BulkRequest {
 	if f.Type != nil {
 		req.Type = *f.Type
 	}
+	if f.Tag != nil {
+		req.Tag = *f.Tag
+	}
 	return req
 }

@@ -67,6 +67,8 @@ type JobFilter struct {
 	Status *domain.Status `json:"status,omitempty"`
 	// Only jobs of this type.
 	Type *string `json:"type,omitempty"`
+	// Only jobs carrying this tag.
+	Tag *string `json:"tag,omitempty"`
 }
 
 type Mutation struct {

@@ -27,6 +27,8 @@ type BulkRequest struct {
 	Status domain.Status
 	// Type, when not empty, selects jobs of that type.
 	Type string
+	// Tag, when not empty, selects jobs carrying that tag.
+	Tag string
 	// Limit bounds the jobs changed; nil: DefaultBulkLimit. From 1 to
 	// MaxBulkLimit.
 	Limit *int
@@ -78,14 +80,14 @@ func (s *Service) bulk(ctx context.Context, op string, req BulkRequest, acts []d
 		return BulkResult{}, &domain.ValidationError{Field: "filter.status", Message: fmt.Sprintf("unknown status %q", req.Status)}
 	}
 	var res BulkResult
-	if domain.NoJobHasType(req.Type) {
+	if domain.NoJobHasType(req.Type) || domain.NoJobHasTag(req.Tag) {
 		return res, nil
 	}
 	for _, status := range acts {
 		if req.Status != "" && req.Status != status {
 			continue
 		}
-		q := store.ListQuery{Status: status, Type: req.Type, Owner: a.scope, Limit: bulkPage, SkipTotal: true}
+		q := store.ListQuery{Status: status, Type: req.Type, Tag: req.Tag, Owner: a.scope, Limit: bulkPage, SkipTotal: true}
 		for {
 			page, err := s.store.List(ctx, q)
 			if err != nil {

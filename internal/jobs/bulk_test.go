@@ -118,3 +118,22 @@ func TestBulkFollowsAccess(t *testing.T) {
 		t.Fatalf("viewer: %v, want forbidden", err)
 	}
 }
+
+// The filter's tag narrows a bulk operation to the jobs carrying it.
+func TestBulkByTag(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jobs.Options{})
+	ctx := context.Background()
+	tagged, err := b.svc.Create(ctx, jobs.CreateRequest{Type: ptr("t"), Tags: []string{"cleanup"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := b.create(t, "t")
+	res, err := b.svc.CancelMany(ctx, jobs.BulkRequest{Tag: "cleanup"})
+	if err != nil || res != (jobs.BulkResult{Count: 1}) {
+		t.Fatalf("%+v, %v; want 1", res, err)
+	}
+	if statusCount(t, b, []string{tagged.ID}, domain.StatusCancelled) != 1 || statusCount(t, b, []string{plain.ID}, domain.StatusPending) != 1 {
+		t.Fatal("the tag did not select exactly the tagged job")
+	}
+}
