@@ -68,6 +68,10 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("OwnerStats", func(t *testing.T) { t.Parallel(); testOwnerStats(t, newStore) })
 	t.Run("OwnerCounts", func(t *testing.T) { t.Parallel(); testOwnerCounts(t, newStore) })
 	t.Run("OwnerIdempotencyKey", func(t *testing.T) { t.Parallel(); testOwnerIdempotencyKey(t, newStore) })
+	t.Run("CreateMany", func(t *testing.T) { t.Parallel(); testCreateMany(t, newStore) })
+	t.Run("CreateManyKeys", func(t *testing.T) { t.Parallel(); testCreateManyKeys(t, newStore) })
+	t.Run("CreateManyAllOrNothing", func(t *testing.T) { t.Parallel(); testCreateManyAllOrNothing(t, newStore) })
+	t.Run("Delete", func(t *testing.T) { t.Parallel(); testDelete(t, newStore) })
 }
 
 // recorder is a Publisher that keeps every event.
