@@ -16,16 +16,18 @@ import (
 
 // CreateJob is the resolver for the createJob field.
 func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobInput) (*domain.Job, error) {
-	j, err := r.Service.Create(ctx, jobs.CreateRequest{
-		Type:           &input.Type,
-		Payload:        input.Payload,
-		IdempotencyKey: input.IdempotencyKey,
-		TimeoutSeconds: input.TimeoutSeconds,
-		MaxAttempts:    input.MaxAttempts,
-		RunAt:          input.RunAt,
-		Priority:       input.Priority,
-	})
+	j, err := r.Service.Create(ctx, createRequest(&input))
 	return j, internal(err)
+}
+
+// CreateJobs is the resolver for the createJobs field.
+func (r *mutationResolver) CreateJobs(ctx context.Context, inputs []*model.CreateJobInput) ([]*domain.Job, error) {
+	reqs := make([]jobs.CreateRequest, len(inputs))
+	for i, input := range inputs {
+		reqs[i] = createRequest(input)
+	}
+	created, err := r.Service.CreateMany(ctx, reqs)
+	return created, internal(err)
 }
 
 // CancelJob is the resolver for the cancelJob field.
@@ -38,6 +40,12 @@ func (r *mutationResolver) CancelJob(ctx context.Context, id string) (*domain.Jo
 func (r *mutationResolver) RetryJob(ctx context.Context, id string) (*domain.Job, error) {
 	j, err := r.Service.Retry(ctx, id)
 	return j, jobError(ctx, id, err)
+}
+
+// DeleteJob is the resolver for the deleteJob field.
+func (r *mutationResolver) DeleteJob(ctx context.Context, id string) (bool, error) {
+	err := r.Service.Delete(ctx, id)
+	return err == nil, jobError(ctx, id, err)
 }
 
 // Job is the resolver for the job field.
