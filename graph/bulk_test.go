@@ -1,9 +1,7 @@
 package graph_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,12 +38,7 @@ func (b *bundle) total(t *testing.T) int {
 
 // postVars posts doc with variables to h.
 func postVars(h http.Handler, doc string, vars map[string]any) *httptest.ResponseRecorder {
-	body, _ := json.Marshal(map[string]any{"query": doc, "variables": vars})
-	req := httptest.NewRequest(http.MethodPost, "/query", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	return rec
+	return postRequest(h, map[string]any{"query": doc, "variables": vars})
 }
 
 // inputs is n inputs of type t.
