@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -100,6 +101,8 @@ type ComplexityRoot struct {
 		CancelJob  func(childComplexity int, id string) int
 		CancelJobs func(childComplexity int, filter model.JobFilter, limit *int) int
 		CreateJob  func(childComplexity int, input model.CreateJobInput) int
+		CreateJobs func(childComplexity int, inputs []*model.CreateJobInput) int
+		DeleteJob  func(childComplexity int, id string) int
 		RetryJob   func(childComplexity int, id string) int
 		RetryJobs  func(childComplexity int, filter model.JobFilter, limit *int) int
 	}
@@ -126,10 +129,12 @@ type ComplexityRoot struct {
 
 type MutationResolver interface {
 	CreateJob(ctx context.Context, input model.CreateJobInput) (*domain.Job, error)
+	CreateJobs(ctx context.Context, inputs []*model.CreateJobInput) ([]*domain.Job, error)
 	CancelJob(ctx context.Context, id string) (*domain.Job, error)
 	RetryJob(ctx context.Context, id string) (*domain.Job, error)
 	CancelJobs(ctx context.Context, filter model.JobFilter, limit *int) (*model.BulkResult, error)
 	RetryJobs(ctx context.Context, filter model.JobFilter, limit *int) (*model.BulkResult, error)
+	DeleteJob(ctx context.Context, id string) (bool, error)
 }
 type QueryResolver interface {
 	Job(ctx context.Context, id string) (*domain.Job, error)
@@ -425,6 +430,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateJob(childComplexity, args["input"].(model.CreateJobInput)), true
+	case "Mutation.createJobs":
+		if e.ComplexityRoot.Mutation.CreateJobs == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createJobs_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateJobs(childComplexity, args["inputs"].([]*model.CreateJobInput)), true
+	case "Mutation.deleteJob":
+		if e.ComplexityRoot.Mutation.DeleteJob == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteJob_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteJob(childComplexity, args["id"].(string)), true
 	case "Mutation.retryJob":
 		if e.ComplexityRoot.Mutation.RetryJob == nil {
 			break
@@ -770,6 +797,18 @@ type Mutation {
   "Stores a new PENDING job and returns it at once; a worker runs it later."
   createJob(input: CreateJobInput!): Job!
   """
+  Creates many jobs in one request and one transaction: all of them, or none
+  when any input breaks a rule (BAD_USER_INPUT naming it, e.g.
+  ` + "`" + `inputs[3].type` + "`" + `). Returns one job per input, in the same order. An
+  idempotency key keeps its meaning: a key already taken gives the job that
+  has it, and a key given twice in one call gives the first input's job both
+  times. The inputs count toward the same limit as createJob fields
+  (MAX_JOBS_PER_REQUEST, 100 by default, for all of them in one request):
+  over it, the request is refused with TOO_MANY_JOBS before any job is
+  created. Every new job is sent to jobUpdated subscribers.
+  """
+  createJobs(inputs: [CreateJobInput!]!): [Job!]!
+  """
   Cancels a job. A PENDING job becomes CANCELLED at once. A PROCESSING job has
   its handler's context cancelled (cancelRequested becomes true) and becomes
   CANCELLED when the handler returns. A job in a final status is an error with
@@ -793,6 +832,15 @@ type Mutation {
   filter back to PENDING, newest first, each as retryJob does.
   """
   retryJobs(filter: JobFilter!, limit: Int = 1000): BulkResult!
+  """
+  Deletes a job in a final status (COMPLETED, FAILED or CANCELLED) and frees
+  its idempotency key; returns true. A PENDING or PROCESSING job is kept:
+  CONFLICT naming its status (cancel it first). An unknown id, or another
+  user's job: NOT_FOUND. Like the retention sweeper's deletions
+  (RETENTION), a deletion sends no jobUpdated event: subscribers
+  saw the job's final status already, and a later job(id) query returns null.
+  """
+  deleteJob(id: ID!): Boolean!
 }
 
 "Selects jobs for a bulk operation. Unset fields match any job."
@@ -1119,6 +1167,34 @@ func (ec *executionContext) field_Mutation_createJob_args(ctx context.Context, r
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createJobs_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "inputs",
+		func(ctx context.Context, v any) ([]*model.CreateJobInput, error) {
+			return ec.unmarshalNCreateJobInput2ᚕᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋgraphᚋmodelᚐCreateJobInputᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["inputs"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteJob_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -2313,6 +2389,50 @@ func (ec *executionContext) fieldContext_Mutation_createJob(ctx context.Context,
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createJobs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createJobs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateJobs(ctx, fc.Args["inputs"].([]*model.CreateJobInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*domain.Job) graphql.Marshaler {
+			return ec.marshalNJob2ᚕᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐJobᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createJobs(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Job(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createJobs_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_cancelJob(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2483,6 +2603,50 @@ func (ec *executionContext) fieldContext_Mutation_retryJobs(ctx context.Context,
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_retryJobs_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteJob(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteJob(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteJob(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteJob(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteJob_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4399,6 +4563,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "createJobs":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createJobs(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "cancelJob":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_cancelJob(ctx, field)
@@ -4423,6 +4594,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "retryJobs":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_retryJobs(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteJob":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteJob(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -4957,6 +5135,25 @@ func (ec *executionContext) marshalNBulkResult2ᚖgithubᚗcomᚋjobqueueᚋjobq
 func (ec *executionContext) unmarshalNCreateJobInput2githubᚗcomᚋjobqueueᚋjobqueueᚋgraphᚋmodelᚐCreateJobInput(ctx context.Context, v any) (model.CreateJobInput, error) {
 	res, err := ec.unmarshalInputCreateJobInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCreateJobInput2ᚕᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋgraphᚋmodelᚐCreateJobInputᚄ(ctx context.Context, v any) ([]*model.CreateJobInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.CreateJobInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNCreateJobInput2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋgraphᚋmodelᚐCreateJobInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNCreateJobInput2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋgraphᚋmodelᚐCreateJobInput(ctx context.Context, v any) (*model.CreateJobInput, error) {
+	res, err := ec.unmarshalInputCreateJobInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {

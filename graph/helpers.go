@@ -36,6 +36,19 @@ func decodeCursor(c string) (int64, error) {
 	return seq, nil
 }
 
+// createRequest is a CreateJobInput as the jobs service takes it.
+func createRequest(input *model.CreateJobInput) jobs.CreateRequest {
+	return jobs.CreateRequest{
+		Type:           &input.Type,
+		Payload:        input.Payload,
+		IdempotencyKey: input.IdempotencyKey,
+		TimeoutSeconds: input.TimeoutSeconds,
+		MaxAttempts:    input.MaxAttempts,
+		RunAt:          input.RunAt,
+		Priority:       input.Priority,
+	}
+}
+
 // connection shows a page of jobs as the jobs query's connection.
 func connection(page store.ListPage) *model.JobConnection {
 	conn := &model.JobConnection{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 
 	"github.com/99designs/gqlgen/complexity"
@@ -23,9 +24,10 @@ type Limits struct {
 	// Query bounds the document before gqlgen parses it: QUERY_TOO_LARGE.
 	// Its token limit is also gqlgen's parser's.
 	Query gqllimit.Limits
-	// JobsPerRequest bounds the createJob fields of the mutation a request
-	// runs, aliases and fragments included: TOO_MANY_JOBS, refused before
-	// any job is created.
+	// JobsPerRequest bounds the jobs the mutation a request runs may
+	// create: its createJob fields, aliases and fragments included, plus
+	// the inputs of its createJobs fields. Over it: TOO_MANY_JOBS, refused
+	// before any job is created.
 	JobsPerRequest int
 	// PayloadBytes is the largest payload a job may have
 	// (MAX_PAYLOAD_BYTES); the payload and result fields are priced by it.
@@ -77,7 +79,7 @@ func init() {
 
 // limiter is the gqlgen extension that enforces Limits and the complexity
 // limit. Before gqlgen parses a document (MutateOperationParameters) it
-// measures the document with gqllimit and counts its createJob fields;
+// measures the document with gqllimit and counts the jobs it would create;
 // after validation (MutateOperationContext) it prices the operation with
 // gqlgen's complexity walker plus its introspection fields, which the
 // walker skips or undercounts. It replaces gqlgen's ComplexityLimit
@@ -127,9 +129,19 @@ func (l *limiter) MutateOperationParameters(ctx context.Context, p *graphql.RawP
 	case doc == nil:
 		return nil // a syntax error, which gqlgen's parser reports
 	}
-	n, op, ok := doc.RootFields(p.OperationName, "createJob")
-	if ok && op == ast.Mutation && l.limits.JobsPerRequest > 0 && n > l.limits.JobsPerRequest {
-		return l.refuse(ctx, CodeTooManyJobs, fmt.Sprintf("a request may create at most %d jobs; this one has %d createJob fields", l.limits.JobsPerRequest, n))
+	if limit := l.limits.JobsPerRequest; limit > 0 {
+		single, op, ok := doc.RootFields(p.OperationName, "createJob")
+		if !ok || op != ast.Mutation {
+			return nil
+		}
+		many, _, _ := doc.RootListItems(p.OperationName, "createJobs", "inputs", p.Variables)
+		n := math.MaxInt // both saturate at it: so does their sum
+		if single <= math.MaxInt-many {
+			n = single + many
+		}
+		if n > limit {
+			return l.refuse(ctx, CodeTooManyJobs, fmt.Sprintf("a request may create at most %d jobs; this one asks for %d (createJob fields and createJobs inputs)", limit, n))
+		}
 	}
 	return nil
 }

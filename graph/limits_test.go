@@ -249,7 +249,13 @@ func TestTooManyJobs(t *testing.T) {
 
 // postOperation sends the operation named operation of doc as a POST.
 func postOperation(h http.Handler, doc, operation string) *httptest.ResponseRecorder {
-	body, _ := json.Marshal(map[string]string{"query": doc, "operationName": operation})
+	return postRequest(h, map[string]any{"query": doc, "operationName": operation})
+}
+
+// postRequest posts the GraphQL request r (query, operationName,
+// variables) as JSON.
+func postRequest(h http.Handler, r map[string]any) *httptest.ResponseRecorder {
+	body, _ := json.Marshal(r)
 	req := httptest.NewRequest(http.MethodPost, "/query", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()

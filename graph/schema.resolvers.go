@@ -16,17 +16,18 @@ import (
 
 // CreateJob is the resolver for the createJob field.
 func (r *mutationResolver) CreateJob(ctx context.Context, input model.CreateJobInput) (*domain.Job, error) {
-	j, err := r.Service.Create(ctx, jobs.CreateRequest{
-		Type:           &input.Type,
-		Payload:        input.Payload,
-		IdempotencyKey: input.IdempotencyKey,
-		TimeoutSeconds: input.TimeoutSeconds,
-		MaxAttempts:    input.MaxAttempts,
-		RunAt:          input.RunAt,
-		Priority:       input.Priority,
-		Tags:           input.Tags,
-	})
+	j, err := r.Service.Create(ctx, createRequest(&input))
 	return j, internal(err)
+}
+
+// CreateJobs is the resolver for the createJobs field.
+func (r *mutationResolver) CreateJobs(ctx context.Context, inputs []*model.CreateJobInput) ([]*domain.Job, error) {
+	reqs := make([]jobs.CreateRequest, len(inputs))
+	for i, input := range inputs {
+		reqs[i] = createRequest(input)
+	}
+	created, err := r.Service.CreateMany(ctx, reqs)
+	return created, internal(err)
 }
 
 // CancelJob is the resolver for the cancelJob field.
@@ -51,6 +52,12 @@ func (r *mutationResolver) CancelJobs(ctx context.Context, filter model.JobFilte
 func (r *mutationResolver) RetryJobs(ctx context.Context, filter model.JobFilter, limit *int) (*model.BulkResult, error) {
 	res, err := r.Service.RetryMany(ctx, bulkRequest(filter, limit))
 	return &model.BulkResult{Count: res.Count, More: res.More}, internal(err)
+}
+
+// DeleteJob is the resolver for the deleteJob field.
+func (r *mutationResolver) DeleteJob(ctx context.Context, id string) (bool, error) {
+	err := r.Service.Delete(ctx, id)
+	return err == nil, jobError(ctx, id, err)
 }
 
 // Job is the resolver for the job field.

@@ -176,7 +176,7 @@ func settings() []setting {
 		{"MAX_QUERY_DIRECTIVES", "200", "most directives written in a GraphQL document (QUERY_TOO_LARGE beyond)", intInto(func(c *config) *int { return &c.MaxQueryDirectives }, 1)},
 		{"MAX_QUERY_FRAGMENT_SPREADS", "200", "most fragment spreads written in a GraphQL document (QUERY_TOO_LARGE beyond)", intInto(func(c *config) *int { return &c.MaxQuerySpreads }, 1)},
 		{"MAX_QUERY_FIELDS", "1000", "most fields a GraphQL operation or fragment selects once its fragments are expanded (QUERY_TOO_LARGE beyond)", intInto(func(c *config) *int { return &c.MaxQueryFields }, 1)},
-		{"MAX_JOBS_PER_REQUEST", "100", "most createJob fields in one GraphQL mutation, aliases and fragments included (TOO_MANY_JOBS beyond; none is created)", intInto(func(c *config) *int { return &c.MaxJobsPerRequest }, 1)},
+		{"MAX_JOBS_PER_REQUEST", "100", "most jobs one GraphQL mutation may create: its createJob fields (aliases and fragments included) plus the inputs of its createJobs fields (TOO_MANY_JOBS beyond; none is created)", intInto(func(c *config) *int { return &c.MaxJobsPerRequest }, 1)},
 		{"WS_READ_LIMIT", "65536", "largest websocket message from a client; larger ones close the connection", intInto(func(c *config) *int64 { return &c.WSReadLimit }, 1)},
 		{"WS_KEEPALIVE", "15s", "interval of websocket keep-alive messages", durationInto(func(c *config) *time.Duration { return &c.WSKeepAlive })},
 		{"WS_INIT_TIMEOUT", "10s", "time a websocket client has to send connection_init", durationInto(func(c *config) *time.Duration { return &c.WSInitTimeout })},

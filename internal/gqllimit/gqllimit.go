@@ -250,6 +250,52 @@ func (m *measurer) fragment(name string) (size, error) {
 // the operation's type. ok is false when the document has no such
 // operation (gqlgen reports it).
 func (d *Document) RootFields(operationName, name string) (n int, op ast.Operation, ok bool) {
+	return d.rootSum(operationName, name, func(*ast.Field, *ast.OperationDefinition) int { return 1 })
+}
+
+// RootListItems is RootFields counting, for each root field name, the
+// elements of its list argument arg instead of one: a list literal's
+// length, or the length of a variable's list in vars (the request's
+// variables, not yet coerced), or of its default. A value that is not a
+// list counts one (GraphQL coerces it into a list of one); a null or
+// missing one, none.
+func (d *Document) RootListItems(operationName, name, arg string, vars map[string]any) (n int, op ast.Operation, ok bool) {
+	return d.rootSum(operationName, name, func(f *ast.Field, def *ast.OperationDefinition) int {
+		a := f.Arguments.ForName(arg)
+		if a == nil {
+			return 0
+		}
+		return listItems(a.Value, vars, def)
+	})
+}
+
+func listItems(v *ast.Value, vars map[string]any, def *ast.OperationDefinition) int {
+	switch {
+	case v == nil || v.Kind == ast.NullValue:
+		return 0
+	case v.Kind == ast.ListValue:
+		return len(v.Children)
+	case v.Kind != ast.Variable:
+		return 1
+	}
+	if raw, ok := vars[v.Raw]; ok {
+		switch raw := raw.(type) {
+		case nil:
+			return 0
+		case []any:
+			return len(raw)
+		}
+		return 1
+	}
+	if vd := def.VariableDefinitions.ForName(v.Raw); vd != nil && vd.DefaultValue != nil && vd.DefaultValue.Kind != ast.Variable {
+		return listItems(vd.DefaultValue, nil, def)
+	}
+	return 0
+}
+
+// rootSum adds up cost over the root fields named name of the operation
+// gqlgen would run for operationName (see RootFields).
+func (d *Document) rootSum(operationName, name string, cost func(*ast.Field, *ast.OperationDefinition) int) (n int, op ast.Operation, ok bool) {
 	def := d.doc.Operations.ForName(operationName)
 	if def == nil {
 		return 0, "", false
@@ -264,7 +310,7 @@ func (d *Document) RootFields(operationName, name string) (n int, op ast.Operati
 			switch s := s.(type) {
 			case *ast.Field:
 				if s.Name == name {
-					total = addSat(total, 1)
+					total = addSat(total, cost(s, def))
 				}
 			case *ast.InlineFragment:
 				total = addSat(total, count(s.SelectionSet))

@@ -207,3 +207,38 @@ func TestRootFields(t *testing.T) {
 		t.Fatalf("fan-out of 62 levels: %d, want 2^62", n)
 	}
 }
+
+func TestRootListItems(t *testing.T) {
+	t.Parallel()
+	doc := `
+		mutation M($in: [I!]!, $none: [I], $one: I, $def: [I!] = [{}, {}, {}], $absent: [I]) {
+			lit: createJobs(inputs: [{}, {}]) { id }
+			var: createJobs(inputs: $in) { id }
+			null: createJobs(inputs: null) { id }
+			nullVar: createJobs(inputs: $none) { id }
+			single: createJobs(inputs: {}) { id }
+			singleVar: createJobs(inputs: $one) { id }
+			def: createJobs(inputs: $def) { id }
+			absent: createJobs(inputs: $absent) { id }
+			inner: createJobs(inputs: [$one, $one]) { id }
+			...F ...F
+			createJob(input: {}) { id }
+		}
+		fragment F on Mutation { createJobs(inputs: $in) { id } }
+	`
+	d, err := gqllimit.Check(doc, gqllimit.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]any{"in": []any{map[string]any{}, map[string]any{}, map[string]any{}, map[string]any{}}, "none": nil, "one": map[string]any{}}
+	// lit 2, var 4, null 0, nullVar 0, single 1, singleVar 1, def 3,
+	// absent 0, inner 2, and F twice with 4 each.
+	if n, op, ok := d.RootListItems("M", "createJobs", "inputs", vars); !ok || op != ast.Mutation || n != 2+4+1+1+3+2+8 {
+		t.Fatalf("M: %d %s %v, want 21 mutation true", n, op, ok)
+	}
+	// A variable sent overrides its default.
+	vars["def"] = []any{map[string]any{}}
+	if n, _, _ := d.RootListItems("M", "createJobs", "inputs", vars); n != 19 {
+		t.Fatalf("with $def sent: %d, want 19", n)
+	}
+}

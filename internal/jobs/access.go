@@ -13,7 +13,7 @@ import (
 type access struct {
 	// read allows Get, List, Stats and Watch.
 	read bool
-	// write allows Create, Cancel and Retry.
+	// write allows Create, CreateMany, Cancel, Retry and Delete.
 	write bool
 	// scope, when not empty, is the only owner whose jobs the caller sees
 	// and acts on: another owner's job is not found, listings, stats and
@@ -56,7 +56,7 @@ func accessOf(ctx context.Context) access {
 }
 
 // allow returns a *ForbiddenError unless the caller may do op, a write
-// (Create, Cancel, Retry) or a read.
+// (Create, CreateMany, Cancel, Retry, Delete) or a read.
 func (a access) allow(op string, write bool) error {
 	if write && !a.write || !write && !a.read {
 		return &ForbiddenError{Op: op, Role: a.role}
@@ -72,7 +72,7 @@ func (a access) sees(j *domain.Job) bool { return a.scope == "" || j.Owner == a.
 // may not see is not found instead, exactly as one that does not exist.)
 type ForbiddenError struct {
 	// Op is the refused operation, as a verb: "create", "read", "list",
-	// "count", "cancel", "retry" or "watch".
+	// "count", "cancel", "retry", "delete" or "watch".
 	Op string
 	// Role is the caller's role.
 	Role auth.Role

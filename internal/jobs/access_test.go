@@ -69,6 +69,8 @@ func TestAuthorization(t *testing.T) {
 		{"none", "stats", allowed, allowed},
 		{"none", "cancel", allowed, allowed},
 		{"none", "retry", allowed, allowed},
+		{"none", "create many", allowed, allowed},
+		{"none", "delete", allowed, allowed},
 		{"none", "watch", allowed, allowed},
 		{"none", "watch id", allowed, allowed},
 
@@ -78,6 +80,8 @@ func TestAuthorization(t *testing.T) {
 		{"admin", "stats", allowed, allowed},
 		{"admin", "cancel", allowed, allowed},
 		{"admin", "retry", allowed, allowed},
+		{"admin", "create many", allowed, allowed},
+		{"admin", "delete", allowed, allowed},
 		{"admin", "watch", allowed, allowed},
 		{"admin", "watch id", allowed, allowed},
 
@@ -87,6 +91,8 @@ func TestAuthorization(t *testing.T) {
 		{"viewer", "stats", allowed, allowed},
 		{"viewer", "cancel", forbidden, forbidden},
 		{"viewer", "retry", forbidden, forbidden},
+		{"viewer", "create many", forbidden, forbidden},
+		{"viewer", "delete", forbidden, forbidden},
 		{"viewer", "watch", allowed, allowed},
 		{"viewer", "watch id", allowed, allowed},
 
@@ -96,6 +102,8 @@ func TestAuthorization(t *testing.T) {
 		{"user", "stats", allowed, notFound},
 		{"user", "cancel", allowed, notFound},
 		{"user", "retry", allowed, notFound},
+		{"user", "create many", allowed, allowed},
+		{"user", "delete", allowed, notFound},
 		{"user", "watch", allowed, notFound},
 		{"user", "watch id", allowed, notFound},
 
@@ -105,6 +113,8 @@ func TestAuthorization(t *testing.T) {
 		{"unknown", "stats", forbidden, forbidden},
 		{"unknown", "cancel", forbidden, forbidden},
 		{"unknown", "retry", forbidden, forbidden},
+		{"unknown", "create many", forbidden, forbidden},
+		{"unknown", "delete", forbidden, forbidden},
 		{"unknown", "watch", forbidden, forbidden},
 		{"unknown", "watch id", forbidden, forbidden},
 	} {
@@ -157,6 +167,25 @@ func checkAccess(t *testing.T, caller *auth.Identity, op, whose string, want out
 			t.Fatalf("created job's owner %q, want %q", j.Owner, ownerOf(caller))
 		}
 		visible = err == nil
+	case "create many":
+		var created []*domain.Job
+		created, err = b.svc.CreateMany(ctx, []jobs.CreateRequest{{Type: ptr("c")}, {Type: ptr("c")}})
+		for _, j := range created {
+			if j.Owner != ownerOf(caller) {
+				t.Fatalf("created job's owner %q, want %q", j.Owner, ownerOf(caller))
+			}
+		}
+		if err == nil && len(created) != 2 {
+			t.Fatalf("created %d jobs, want 2", len(created))
+		}
+	case "delete":
+		if _, err := b.svc.Cancel(base, target.ID); err != nil {
+			t.Fatal(err)
+		}
+		err = b.svc.Delete(ctx, target.ID)
+		if _, gerr := b.store.Get(base, target.ID); (err == nil) != errors.Is(gerr, domain.ErrNotFound) {
+			t.Fatalf("delete = %v, but the job's get = %v", err, gerr)
+		}
 	case "get":
 		var j *domain.Job
 		j, err = b.svc.Get(ctx, target.ID)
@@ -260,7 +289,7 @@ func checkAccess(t *testing.T, caller *auth.Identity, op, whose string, want out
 	}
 	if got == forbidden {
 		// Refused before anything was done.
-		if n := len(pendingSeen(t, b, base)); n != 2 && op != "retry" && op != "watch" {
+		if n := len(pendingSeen(t, b, base)); n != 2 && op != "retry" && op != "delete" && op != "watch" {
 			t.Fatalf("%d pending jobs after a refused %s, want the 2 there were", n, op)
 		}
 		if n := b.events.Subscribers(); n != 0 {

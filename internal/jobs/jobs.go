@@ -120,8 +120,8 @@ func (s *Service) get(ctx context.Context, a access, op, id string) (*domain.Job
 	return j, nil
 }
 
-// mayChange returns nil when a caller with access a may cancel or retry
-// (op) the job with the id; a job it may not see is not found. A job's
+// mayChange returns nil when a caller with access a may cancel, retry or
+// delete (op) the job with the id; a job it may not see is not found. A job's
 // owner never changes, so the answer stays true while the store changes
 // the job.
 func (s *Service) mayChange(ctx context.Context, a access, op, id string) error {
@@ -164,6 +164,63 @@ func (s *Service) Retry(ctx context.Context, id string) (*domain.Job, error) {
 	return j, nil
 }
 
+// CreateMany creates the jobs of reqs in one call of the store, all or
+// none: each request is checked as Create checks it first, and the first
+// broken rule is the error, its field named after the request's index
+// (inputs[3].type: the GraphQL argument's name). It returns one job per
+// request, in order; an idempotency key already taken (also by an earlier
+// request of reqs) gives the job that has it, as Create does. The caller
+// bounds how many requests one call may hold.
+func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) ([]*domain.Job, error) {
+	a := accessOf(ctx)
+	if err := a.allow("create", true); err != nil {
+		return nil, err
+	}
+	njs := make([]domain.NewJob, len(reqs))
+	for i, req := range reqs {
+		nj, err := s.newJob(req)
+		if err != nil {
+			return nil, itemError(i, err)
+		}
+		nj.Owner = a.owner
+		njs[i] = nj
+	}
+	jobs, err := s.store.CreateMany(ctx, njs)
+	if ie := (*store.ItemError)(nil); errors.As(err, &ie) {
+		return nil, itemError(ie.Index, ie.Err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// itemError names the field of a validation error about the i-th request
+// of CreateMany after its index.
+func itemError(i int, err error) error {
+	var ve *domain.ValidationError
+	if errors.As(err, &ve) {
+		return &domain.ValidationError{Field: fmt.Sprintf("inputs[%d].%s", i, ve.Field), Message: ve.Message}
+	}
+	return fmt.Errorf("create jobs: inputs[%d]: %w", i, err)
+}
+
+// Delete deletes a job in a final status (completed, failed or
+// cancelled), with its idempotency key. Like the retention sweeper's
+// deletions, it publishes no event: watchers of the job saw its final
+// status already. Another status gives a *ConflictError; an unknown id, or
+// one of a job the caller may not see, an error wrapping
+// domain.ErrNotFound.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	if err := s.mayChange(ctx, accessOf(ctx), "delete", id); err != nil {
+		return err
+	}
+	if _, err := s.store.Delete(ctx, id); err != nil {
+		return s.jobError(ctx, "delete", id, err)
+	}
+	return nil
+}
+
 // Stats counts the jobs the caller sees per status, only those of typ
 // when it is not empty. A type no job can have counts nothing without
 // asking the store.
@@ -186,7 +243,7 @@ func (s *Service) Stats(ctx context.Context, typ string) (domain.Stats, error) {
 // cancelling a job in a final status, retrying one that is neither failed
 // nor cancelled. It wraps domain.ErrConflict.
 type ConflictError struct {
-	// Op is the refused operation: "cancel" or "retry".
+	// Op is the refused operation: "cancel", "retry" or "delete".
 	Op string
 	// ID is the job's id.
 	ID string

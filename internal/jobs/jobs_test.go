@@ -342,6 +342,49 @@ func TestCancelRetry(t *testing.T) {
 	}
 }
 
+// CreateMany applies Create's rules to every request and stores nothing
+// when one breaks a rule, naming its index.
+func TestCreateManyAllOrNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, jobs.Options{MaxPayloadBytes: 10, DefaultMaxAttempts: 4})
+	good := jobs.CreateRequest{Type: ptr("t")}
+	_, err := b.svc.CreateMany(ctx, []jobs.CreateRequest{good, good, {Type: ptr("t"), Payload: []byte(`"more than ten bytes"`)}, good})
+	wantValidation(t, err, "inputs[2].payload: must be at most 10 bytes once encoded, got 21")
+	_, err = b.svc.CreateMany(ctx, []jobs.CreateRequest{good, {}})
+	wantValidation(t, err, "inputs[1].type: is required")
+	if st, _ := b.svc.Stats(ctx, ""); st != (domain.Stats{}) {
+		t.Fatalf("refused calls stored %+v", st)
+	}
+	created, err := b.svc.CreateMany(ctx, []jobs.CreateRequest{good, {Type: ptr("u"), Priority: ptr(3)}})
+	if err != nil || len(created) != 2 || created[0].Type != "t" || created[0].MaxAttempts != 4 || created[1].Type != "u" || created[1].Priority != 3 {
+		t.Fatalf("create many = %+v, %v; want t then u with the defaults applied", created, err)
+	}
+}
+
+// Delete deletes a finished job only.
+func TestDelete(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, jobs.Options{})
+	j := b.create(t, "email")
+	if err := b.svc.Delete(ctx, j.ID); !conflictIn(err, "delete", j.ID, domain.StatusPending) {
+		t.Fatalf("delete of a pending job: %v; want a conflict naming pending", err)
+	}
+	if _, err := b.svc.Cancel(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.svc.Delete(ctx, j.ID); err != nil {
+		t.Fatalf("delete of a cancelled job: %v", err)
+	}
+	if _, err := b.svc.Get(ctx, j.ID); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("get after delete: %v, want ErrNotFound", err)
+	}
+	if err := b.svc.Delete(ctx, j.ID); !errors.Is(err, domain.ErrNotFound) {
+		t.Fatalf("delete again: %v, want ErrNotFound", err)
+	}
+}
+
 func conflictIn(err error, op, id string, status domain.Status) bool {
 	var ce *jobs.ConflictError
 	return errors.As(err, &ce) && errors.Is(err, domain.ErrConflict) && *ce == jobs.ConflictError{Op: op, ID: id, Status: status}

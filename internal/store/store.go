@@ -45,6 +45,14 @@ type Store interface {
 	// others' type and payload. Keys are scoped per owner: the same key
 	// given by two owners makes two jobs.
 	Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error)
+	// CreateMany stores new jobs as Create does, in one transaction:
+	// either all of them are stored or none is (the error). It returns one
+	// job per element of njs, in the same order: the new job, or, when
+	// the element's idempotency key is taken, the job that has it, a
+	// stored one or one created for an earlier element of njs. The new
+	// jobs are published after the commit, in order. An error about one
+	// element is an *ItemError naming its index.
+	CreateMany(ctx context.Context, njs []domain.NewJob) ([]*domain.Job, error)
 	// Get returns the job with the id, or an error wrapping
 	// domain.ErrNotFound.
 	Get(ctx context.Context, id string) (*domain.Job, error)
@@ -109,10 +117,27 @@ type Store interface {
 	// finished before the given time, with their idempotency keys, and
 	// returns how many it deleted. Deleting publishes no event.
 	DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error)
+	// Delete deletes the job with the id, with its idempotency key, if it
+	// is in a final status, and returns it as it was. Like DeleteFinished
+	// it publishes no event. A job in another status is kept and gives an
+	// error wrapping domain.ErrConflict; an unknown id, domain.ErrNotFound.
+	Delete(ctx context.Context, id string) (*domain.Job, error)
 	// Stats counts jobs per status, only those q selects, without loading
 	// them or scanning the jobs (counts kept on every change).
 	Stats(ctx context.Context, q StatsQuery) (domain.Stats, error)
 }
+
+// ItemError is an error about one element of a call that takes many
+// (CreateMany): Index is its position, counted from zero.
+type ItemError struct {
+	Index int
+	Err   error
+}
+
+func (e *ItemError) Error() string { return fmt.Sprintf("item %d: %v", e.Index, e.Err) }
+
+// Unwrap returns the element's error.
+func (e *ItemError) Unwrap() error { return e.Err }
 
 // ClaimRequest asks Claim for runnable jobs.
 type ClaimRequest struct {

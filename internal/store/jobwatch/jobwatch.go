@@ -32,6 +32,7 @@ type Watcher struct {
 
 	mu      sync.Mutex
 	jobs    map[string]*domain.Job
+	events  int
 	changed chan struct{} // closed and replaced at every change
 }
 
@@ -47,12 +48,21 @@ func New() *Watcher {
 func (w *Watcher) Publish(job *domain.Job) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.events++
 	if old := w.jobs[job.ID]; old != nil && old.Version > job.Version {
 		return
 	}
 	w.jobs[job.ID] = job
 	close(w.changed)
 	w.changed = make(chan struct{})
+}
+
+// Events returns how many changes were published to w, older versions
+// included.
+func (w *Watcher) Events() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.events
 }
 
 // Job returns the latest version of the job seen, or nil.

@@ -102,54 +102,81 @@ func NewWithOptions(opts Options) (*Store, error) {
 // Create stores a new pending job, or returns the job that already has
 // nj's idempotency key.
 func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error) {
-	if err := ctx.Err(); err != nil {
+	jobs, err := s.create(ctx, []domain.NewJob{nj})
+	if err != nil {
 		return nil, fmt.Errorf("create job: %w", err)
 	}
-	id, err := uuid.NewV7()
+	return jobs[0], nil
+}
+
+// CreateMany stores the new jobs under one hold of the lock: nothing can
+// fail half-way.
+func (s *Store) CreateMany(ctx context.Context, njs []domain.NewJob) ([]*domain.Job, error) {
+	jobs, err := s.create(ctx, njs)
 	if err != nil {
-		return nil, fmt.Errorf("create job: new id: %w", err)
+		return nil, fmt.Errorf("create jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	now := s.now()
-	j := &domain.Job{
-		ID:        id.String(),
-		Type:      nj.Type,
-		Payload:   nj.Payload,
-		Status:    domain.StatusPending,
-		CreatedAt: now,
-		UpdatedAt: now,
-		Version:   1,
+	fresh := make([]*domain.Job, len(njs))
+	for i, nj := range njs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("new id: %w", err)
+		}
+		j := &domain.Job{
+			ID:        id.String(),
+			Type:      nj.Type,
+			Payload:   nj.Payload,
+			Status:    domain.StatusPending,
+			CreatedAt: now,
+			UpdatedAt: now,
+			Version:   1,
 
-		IdempotencyKey: nj.IdempotencyKey,
-		Owner:          nj.Owner,
-		Timeout:        nj.Timeout,
-		MaxAttempts:    max(nj.MaxAttempts, 1),
-		RunAt:          nj.RunAt,
-		Priority:       nj.Priority,
-		Tags:           nj.Tags,
-	}
-	if j.RunAt.IsZero() {
-		j.RunAt = now
+			IdempotencyKey: nj.IdempotencyKey,
+			Owner:          nj.Owner,
+			Timeout:        nj.Timeout,
+			MaxAttempts:    max(nj.MaxAttempts, 1),
+			RunAt:          nj.RunAt,
+			Priority:       nj.Priority,
+			Tags:           nj.Tags,
+		}
+		if j.RunAt.IsZero() {
+			j.RunAt = now
+		}
+		fresh[i] = j
 	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if nj.IdempotencyKey != "" {
-		k := keyOf{nj.Owner, nj.IdempotencyKey}
-		if id, ok := s.byKey[k]; ok {
-			return s.byID[id], nil
+	out := make([]*domain.Job, len(fresh))
+	for i, j := range fresh {
+		if j.IdempotencyKey != "" {
+			k := keyOf{j.Owner, j.IdempotencyKey}
+			if id, ok := s.byKey[k]; ok {
+				out[i] = s.byID[id]
+				continue
+			}
+			s.byKey[k] = j.ID
 		}
-		s.byKey[k] = j.ID
+		s.seq++
+		j.Seq = s.seq
+		s.byID[j.ID] = j
+		s.index[j.ID] = len(s.ordered)
+		s.ordered = append(s.ordered, j)
+		s.count(j, 1)
+		s.pending[j.ID] = j
+		s.queue.add(j)
+		s.pub.Publish(j)
+		out[i] = j
 	}
-	s.seq++
-	j.Seq = s.seq
-	s.byID[j.ID] = j
-	s.index[j.ID] = len(s.ordered)
-	s.ordered = append(s.ordered, j)
-	s.count(j, 1)
-	s.pending[j.ID] = j
-	s.queue.add(j)
-	s.pub.Publish(j)
-	return j, nil
+	return out, nil
 }
 
 // Get returns the job with the id.
@@ -409,6 +436,34 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 	clear(s.ordered[len(kept):])
 	s.ordered = kept
 	return n, nil
+}
+
+// Delete deletes a job in a final status.
+func (s *Store) Delete(ctx context.Context, id string) (*domain.Job, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("delete job %s: %w", id, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.byID[id]
+	if !ok {
+		return nil, fmt.Errorf("delete job %s: %w", id, domain.ErrNotFound)
+	}
+	if !j.Status.Final() {
+		return nil, fmt.Errorf("delete job %s: %s: %w", id, j.Status, domain.ErrConflict)
+	}
+	i := s.index[id]
+	s.ordered = slices.Delete(s.ordered, i, i+1)
+	for _, later := range s.ordered[i:] {
+		s.index[later.ID]--
+	}
+	delete(s.byID, id)
+	delete(s.index, id)
+	if j.IdempotencyKey != "" {
+		delete(s.byKey, keyOf{j.Owner, j.IdempotencyKey})
+	}
+	s.count(j, -1)
+	return j, nil
 }
 
 // Stats counts jobs per status, of one type and one owner when q names

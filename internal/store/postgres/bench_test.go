@@ -85,3 +85,10 @@ func BenchmarkFailRetryCycles(b *testing.B) {
 		return openStore(b, newSchema(b), Options{})
 	})
 }
+
+// BenchmarkCreateBatch: see storetest.BenchCreateBatch.
+func BenchmarkCreateBatch(b *testing.B) {
+	storetest.BenchCreateBatch(b, func(b *testing.B) store.Store {
+		return openStore(b, newSchema(b), Options{})
+	})
+}

@@ -375,6 +375,48 @@ func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, erro
 	return j, nil
 }
 
+// CreateMany inserts the new jobs in one statement (see insert), which
+// is its transaction. A job whose idempotency key was taken is then read;
+// should that job be deleted in between, the key's job is created by a
+// statement of its own (as Create does).
+func (s *Store) CreateMany(ctx context.Context, njs []domain.NewJob) ([]*domain.Job, error) {
+	for i, nj := range njs {
+		if err := checkNewJob(nj); err != nil {
+			return nil, fmt.Errorf("create jobs: %w", &store.ItemError{Index: i, Err: err})
+		}
+	}
+	out := make([]*domain.Job, len(njs))
+	if len(njs) == 0 {
+		return out, nil
+	}
+	ids, inserted, err := s.insert(ctx, njs)
+	if err != nil {
+		return nil, fmt.Errorf("create jobs: %w", err)
+	}
+	type ownerKey struct{ owner, key string }
+	byKey := make(map[ownerKey]*domain.Job)
+	for i, nj := range njs {
+		k := ownerKey{nj.Owner, nj.IdempotencyKey}
+		if j := inserted[ids[i]]; j != nil {
+			out[i] = j
+			if nj.IdempotencyKey != "" {
+				byKey[k] = j
+			}
+			continue
+		}
+		if j := byKey[k]; j != nil {
+			out[i] = j // the key's job was made for an earlier element
+			continue
+		}
+		j, err := s.jobWithKey(ctx, nj)
+		if err != nil {
+			return nil, fmt.Errorf("create jobs: %w", &store.ItemError{Index: i, Err: err})
+		}
+		out[i], byKey[k] = j, j
+	}
+	return out, nil
+}
+
 // Get returns the job with the id.
 func (s *Store) Get(ctx context.Context, id string) (*domain.Job, error) {
 	if !canonicalID(id) {
@@ -839,6 +881,26 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 		return 0, wrapf(err, "delete finished jobs")
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// Delete deletes a job in a final status in one statement; the triggers
+// keep the counts, as for DeleteFinished.
+func (s *Store) Delete(ctx context.Context, id string) (*domain.Job, error) {
+	if !canonicalID(id) {
+		return nil, fmt.Errorf("delete job %s: %w", id, domain.ErrNotFound)
+	}
+	j, err := s.queryJob(ctx, `DELETE FROM jobs WHERE id = $1 AND status IN ('completed', 'failed', 'cancelled') RETURNING `+jobColumns, id)
+	if err == nil {
+		return j, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return nil, wrapf(err, "delete job %s", id)
+	}
+	j, err = s.getJob(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("delete job %s: %w", id, err)
+	}
+	return nil, fmt.Errorf("delete job %s: %s: %w", id, j.Status, domain.ErrConflict)
 }
 
 // Stats counts jobs per status, of one type and one owner when q names

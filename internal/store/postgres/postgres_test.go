@@ -1293,3 +1293,39 @@ func TestTagListingUsesItsIndex(t *testing.T) {
 		t.Fatalf("list of rare = %d jobs of %d, more %v, %v; want 10 of 50", len(page.Jobs), page.Total, page.HasMore, err)
 	}
 }
+
+// CreateMany inserts its jobs with one statement, however many there are
+// and whichever keys are taken among them.
+func TestCreateManyOneStatement(t *testing.T) {
+	t.Parallel()
+	var (
+		mu     sync.Mutex
+		writes [][]*domain.Job
+	)
+	s := openStore(t, newSchema(t), Options{hooks: &testHooks{beforePublish: func(jobs []*domain.Job) {
+		mu.Lock()
+		writes = append(writes, jobs)
+		mu.Unlock()
+	}}})
+	njs := make([]domain.NewJob, 100)
+	for i := range njs {
+		njs[i] = domain.NewJob{Type: "t", Owner: "alice"}
+	}
+	njs[10].IdempotencyKey, njs[20].IdempotencyKey = "k", "k"
+	jobs, err := s.CreateMany(context.Background(), njs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jobs[20].ID != jobs[10].ID {
+		t.Fatalf("a key given twice made jobs %s and %s", jobs[10].ID, jobs[20].ID)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(writes) != 1 || len(writes[0]) != 99 {
+		sizes := make([]int, len(writes))
+		for i, w := range writes {
+			sizes[i] = len(w)
+		}
+		t.Fatalf("statements wrote %v jobs, want one statement of 99", sizes)
+	}
+}

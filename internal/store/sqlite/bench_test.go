@@ -105,3 +105,10 @@ func BenchmarkFailRetryCycles(b *testing.B) {
 		return open(b, filepath.Join(b.TempDir(), "jobs.db"), sqlite.Options{})
 	})
 }
+
+// BenchmarkCreateBatch: see storetest.BenchCreateBatch.
+func BenchmarkCreateBatch(b *testing.B) {
+	storetest.BenchCreateBatch(b, func(b *testing.B) store.Store {
+		return open(b, filepath.Join(b.TempDir(), "jobs.db"), sqlite.Options{})
+	})
+}

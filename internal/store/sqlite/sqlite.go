@@ -241,66 +241,101 @@ func (s *Store) closed() error {
 // Create stores a new pending job, or returns the job that already has
 // nj's idempotency key.
 func (s *Store) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error) {
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, fmt.Errorf("create job: new id: %w", err)
-	}
-	var out *domain.Job
-	err = s.write(ctx, func(w *writeTx) error {
-		j := &domain.Job{
-			ID:             id.String(),
-			Type:           nj.Type,
-			Payload:        rawJSON(nj.Payload),
-			Status:         domain.StatusPending,
-			CreatedAt:      w.now,
-			UpdatedAt:      w.now,
-			Version:        1,
-			IdempotencyKey: nj.IdempotencyKey,
-			Owner:          nj.Owner,
-			Timeout:        nj.Timeout,
-			MaxAttempts:    max(nj.MaxAttempts, 1),
-			RunAt:          truncate(nj.RunAt),
-			Priority:       nj.Priority,
-			Tags:           nj.Tags,
-		}
-		if nj.RunAt.IsZero() {
-			j.RunAt = w.now
-		}
-		tags, err := encodeTags(j.Tags)
-		if err != nil {
-			return err
-		}
-		// DO NOTHING on a key the owner took already: no row comes back,
-		// and the job that holds the key is the answer. The writer runs
-		// one write at a time, so no other creation can slip in between.
-		err = w.queryRow(`INSERT INTO jobs (id, type, payload, status, attempts, max_attempts, error, errors,
-				created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version, owner, tags)
-			VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1, ?, ?)
-			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-			RETURNING seq`,
-			j.ID, j.Type, blob(j.Payload), j.MaxAttempts, micros(j.CreatedAt), micros(j.UpdatedAt),
-			nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority, j.Owner, tags,
-		).Scan(&j.Seq)
-		if errors.Is(err, sql.ErrNoRows) {
-			out, _, err = scanJob(w.queryRow(`SELECT `+jobColumns+` FROM jobs WHERE owner = ? AND idempotency_key = ?`, nj.Owner, nj.IdempotencyKey))
-			return err
-		}
-		if err != nil {
-			return err
-		}
-		for _, tag := range j.Tags {
-			if _, err := w.exec(`INSERT INTO job_tags (tag, job_seq) VALUES (?, ?)`, tag, j.Seq); err != nil {
-				return err
-			}
-		}
-		out = j
-		w.changed("", j)
-		return nil
-	})
+	jobs, err := s.create(ctx, []domain.NewJob{nj})
 	if err != nil {
 		return nil, fmt.Errorf("create job: %w", err)
 	}
+	return jobs[0], nil
+}
+
+// CreateMany stores the new jobs in one write, which its savepoint makes
+// all or nothing.
+func (s *Store) CreateMany(ctx context.Context, njs []domain.NewJob) ([]*domain.Job, error) {
+	jobs, err := s.create(ctx, njs)
+	if err != nil {
+		return nil, fmt.Errorf("create jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job, error) {
+	ids := make([]string, len(njs))
+	for i := range njs {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("new id: %w", err)
+		}
+		ids[i] = id.String()
+	}
+	var out []*domain.Job
+	err := s.write(ctx, func(w *writeTx) error {
+		out = make([]*domain.Job, len(njs))
+		for i, nj := range njs {
+			j, err := w.create(ids[i], nj)
+			if err != nil {
+				return &store.ItemError{Index: i, Err: err}
+			}
+			out[i] = j
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	return out, nil
+}
+
+// create inserts one new job, or returns the job that has its key.
+func (w *writeTx) create(id string, nj domain.NewJob) (*domain.Job, error) {
+	j := &domain.Job{
+		ID:             id,
+		Type:           nj.Type,
+		Payload:        rawJSON(nj.Payload),
+		Status:         domain.StatusPending,
+		CreatedAt:      w.now,
+		UpdatedAt:      w.now,
+		Version:        1,
+		IdempotencyKey: nj.IdempotencyKey,
+		Owner:          nj.Owner,
+		Timeout:        nj.Timeout,
+		MaxAttempts:    max(nj.MaxAttempts, 1),
+		RunAt:          truncate(nj.RunAt),
+		Priority:       nj.Priority,
+		Tags:           nj.Tags,
+	}
+	if nj.RunAt.IsZero() {
+		j.RunAt = w.now
+	}
+	tags, err := encodeTags(j.Tags)
+	if err != nil {
+		return nil, err
+	}
+	// DO NOTHING on a key the owner took already (also earlier in the
+	// same write): no row comes back, and the job that holds the key is
+	// the answer. The writer runs one write at a time, so no other
+	// creation can slip in between.
+	err = w.queryRow(`INSERT INTO jobs (id, type, payload, status, attempts, max_attempts, error, errors,
+			created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version, owner, tags)
+		VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1, ?, ?)
+		ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+		RETURNING seq`,
+		j.ID, j.Type, blob(j.Payload), j.MaxAttempts, micros(j.CreatedAt), micros(j.UpdatedAt),
+		nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority, j.Owner, tags,
+	).Scan(&j.Seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		held, _, err := scanJob(w.queryRow(`SELECT `+jobColumns+` FROM jobs WHERE owner = ? AND idempotency_key = ?`, nj.Owner, nj.IdempotencyKey))
+		return held, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, tag := range j.Tags {
+		if _, err := w.exec(`INSERT INTO job_tags (tag, job_seq) VALUES (?, ?)`, tag, j.Seq); err != nil {
+			return nil, err
+		}
+	}
+	w.changed("", j)
+	return j, nil
 }
 
 // Get returns the job with the id.
@@ -747,6 +782,30 @@ func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int)
 		return 0, fmt.Errorf("delete finished jobs: %w", err)
 	}
 	return n, nil
+}
+
+// Delete deletes a job in a final status.
+func (s *Store) Delete(ctx context.Context, id string) (*domain.Job, error) {
+	var out *domain.Job
+	err := s.write(ctx, func(w *writeTx) error {
+		j, _, err := w.get(id)
+		if err != nil {
+			return err
+		}
+		if !j.Status.Final() {
+			return fmt.Errorf("%s: %w", j.Status, domain.ErrConflict)
+		}
+		if _, err := w.exec(`DELETE FROM jobs WHERE id = ?`, id); err != nil {
+			return err
+		}
+		w.deleted(j.Owner, j.Type, j.Status)
+		out = j
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete job %s: %w", id, err)
+	}
+	return out, nil
 }
 
 // Stats counts jobs per status, of one type and one owner when q names

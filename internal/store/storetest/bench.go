@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
 )
@@ -64,4 +66,55 @@ func BenchFailRetryCycles(b *testing.B, open func(b *testing.B) store.Store) {
 			b.ReportMetric(float64(len(got.Errors)), "errors")
 		})
 	}
+}
+
+// BenchCreateBatch compares the two ways a client creates 100 jobs: one
+// CreateMany of 100 (createJobs) against 100 Create calls, one after the
+// other as one client's requests (createJob ×100), and all at once as 100
+// concurrent requests. jobs/s is the figure to compare; ns/op is the cost
+// of 100 jobs. Backends call it as BenchFailRetryCycles.
+func BenchCreateBatch(b *testing.B, open func(b *testing.B) store.Store) {
+	const n = 100
+	njs := make([]domain.NewJob, n)
+	for i := range njs {
+		njs[i] = domain.NewJob{Type: "bench", Payload: []byte(`{"n":1}`)}
+	}
+	run := func(name string, create func(ctx context.Context, s store.Store) error) {
+		b.Run(name, func(b *testing.B) {
+			s := open(b)
+			ctx := context.Background()
+			b.ResetTimer()
+			for b.Loop() {
+				if err := create(ctx, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "jobs/s")
+		})
+	}
+	run("createMany=100", func(ctx context.Context, s store.Store) error {
+		jobs, err := s.CreateMany(ctx, njs)
+		if err == nil && len(jobs) != n {
+			err = fmt.Errorf("created %d jobs, want %d", len(jobs), n)
+		}
+		return err
+	})
+	run("create×100/sequential", func(ctx context.Context, s store.Store) error {
+		for _, nj := range njs {
+			if _, err := s.Create(ctx, nj); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	run("create×100/concurrent", func(ctx context.Context, s store.Store) error {
+		var g errgroup.Group
+		for _, nj := range njs {
+			g.Go(func() error {
+				_, err := s.Create(ctx, nj)
+				return err
+			})
+		}
+		return g.Wait()
+	})
 }

@@ -70,6 +70,10 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("TagsPersist", func(t *testing.T) { t.Parallel(); testTagsPersist(t, newStore) })
 	t.Run("TagList", func(t *testing.T) { t.Parallel(); testTagList(t, newStore) })
 	t.Run("OwnerIdempotencyKey", func(t *testing.T) { t.Parallel(); testOwnerIdempotencyKey(t, newStore) })
+	t.Run("CreateMany", func(t *testing.T) { t.Parallel(); testCreateMany(t, newStore) })
+	t.Run("CreateManyKeys", func(t *testing.T) { t.Parallel(); testCreateManyKeys(t, newStore) })
+	t.Run("CreateManyAllOrNothing", func(t *testing.T) { t.Parallel(); testCreateManyAllOrNothing(t, newStore) })
+	t.Run("Delete", func(t *testing.T) { t.Parallel(); testDelete(t, newStore) })
 }
 
 // recorder is a Publisher that keeps every event.
