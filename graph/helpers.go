@@ -46,6 +46,7 @@ func createRequest(input *model.CreateJobInput) jobs.CreateRequest {
 		MaxAttempts:    input.MaxAttempts,
 		RunAt:          input.RunAt,
 		Priority:       input.Priority,
+		Tags:           input.Tags,
 	}
 }
 
