@@ -55,7 +55,7 @@ type Listener struct {
 	conn *pgx.Conn // owned by Run once it starts
 	// pid is the backend process id of the listening connection.
 	pid     atomic.Uint32
-	resyncs atomic.Int64 // re-syncs done after reconnections (for tests)
+	resyncs atomic.Int64 // re-syncs begun after reconnections (for tests: counted before any of their events is published)
 }
 
 // Listen opens the listening connection (a connection of its own, not
@@ -405,6 +405,7 @@ func (s *Store) fetchAndPublish(ctx context.Context, ids []string) error {
 // of every job to spare this rare pass; see migration 00003).
 func (l *Listener) resync(ctx context.Context, since time.Time) error {
 	s := l.s
+	l.resyncs.Add(1)
 	var after int64
 	for {
 		jobs, err := s.queryJobs(ctx, `SELECT `+jobColumns+` FROM jobs WHERE seq > $1 AND updated_at >= $2 ORDER BY seq LIMIT $3`,
@@ -417,7 +418,6 @@ func (l *Listener) resync(ctx context.Context, since time.Time) error {
 			after = j.Seq
 		}
 		if len(jobs) < resyncPage {
-			l.resyncs.Add(1)
 			return nil
 		}
 	}
