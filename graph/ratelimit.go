@@ -21,7 +21,8 @@ const CodeRateLimited = "RATE_LIMITED"
 
 // rateLimitMutations charges each mutation to its caller's bucket (the key
 // the HTTP surface or the websocket's connection_init put in the context),
-// one action per root field, so that aliases do not multiply what one
+// one action per root field and one per createJobs input (see
+// mutationCost), so that aliases and lists do not multiply what one
 // request may do. A refused mutation does nothing: none of its fields
 // runs.
 func rateLimitMutations(l *ratelimit.Limiter, log *slog.Logger) graphql.OperationMiddleware {
@@ -30,7 +31,7 @@ func rateLimitMutations(l *ratelimit.Limiter, log *slog.Logger) graphql.Operatio
 		if oc.Operation == nil || oc.Operation.Operation != ast.Mutation {
 			return next(ctx)
 		}
-		n := len(graphql.CollectFields(oc, oc.Operation.SelectionSet, []string{"Mutation"}))
+		n := mutationCost(oc)
 		ok, wait := l.Allow(ratelimit.KeyFrom(ctx), n, time.Now())
 		if ok {
 			return next(ctx)
@@ -43,7 +44,7 @@ func rateLimitMutations(l *ratelimit.Limiter, log *slog.Logger) graphql.Operatio
 				req.setStatus(http.StatusBadRequest)
 			}
 			return graphql.OneShot(&graphql.Response{Errors: gqlerror.List{{
-				Message:    "this mutation has " + strconv.Itoa(n) + " fields; at most " + strconv.Itoa(l.Burst()) + " may run in one request (RATE_BURST): split it",
+				Message:    "this mutation counts " + strconv.Itoa(n) + " (one per field, one per createJobs input); at most " + strconv.Itoa(l.Burst()) + " may run in one request (RATE_BURST): split it",
 				Extensions: map[string]any{"code": CodeRateLimited},
 			}}})
 		}
@@ -58,4 +59,19 @@ func rateLimitMutations(l *ratelimit.Limiter, log *slog.Logger) graphql.Operatio
 			Extensions: map[string]any{"code": CodeRateLimited, "retryAfterSeconds": secs},
 		}}})
 	}
+}
+
+// mutationCost is what a mutation takes from its caller's bucket: one per
+// root field, except createJobs, which takes one per input (at least one).
+func mutationCost(oc *graphql.OperationContext) int {
+	n := 0
+	for _, f := range graphql.CollectFields(oc, oc.Operation.SelectionSet, []string{"Mutation"}) {
+		if f.Name != "createJobs" {
+			n++
+			continue
+		}
+		inputs, _ := f.ArgumentMap(oc.Variables)["inputs"].([]any)
+		n += max(1, len(inputs))
+	}
+	return n
 }

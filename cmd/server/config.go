@@ -216,7 +216,7 @@ func settings() []setting {
 			c.AllowedHosts = v
 			return err
 		}},
-		{"RATE_LIMIT", "0", "mutations per second each identity (each client address with AUTH=none) may sustain; a GraphQL mutation counts one per field. Over it: RATE_LIMITED (HTTP 429). 0: no limit", func(c *config, v string) error {
+		{"RATE_LIMIT", "0", "mutations per second each identity (each client address with AUTH=none) may sustain; a GraphQL mutation counts one per field, createJobs one per input. Over it: RATE_LIMITED (HTTP 429). 0: no limit", func(c *config, v string) error {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
 				return fmt.Errorf("want a number of mutations per second, 0 or more, got %q", v)

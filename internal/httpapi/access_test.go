@@ -534,3 +534,25 @@ func TestClientKey(t *testing.T) {
 		}
 	}
 }
+
+// createJobs takes one token per input, written in the document or sent
+// as a variable, so a list cannot create more jobs than the limit allows.
+func TestRateLimitCountsCreateJobsInputs(t *testing.T) {
+	t.Parallel()
+	srv, st := accessServer(t, httpapi.Access{Mutations: ratelimit.New(ratelimit.Options{Rate: 0.001, Burst: 3})})
+	literal := `{"query":"mutation { createJobs(inputs: [{type: \"a\"}, {type: \"b\"}]) { id } }"}`
+	if a := send(t, http.MethodPost, srv.URL+"/query", jsonHeader(), literal); a.status != http.StatusOK || strings.Contains(a.body, "errors") {
+		t.Fatalf("two inputs: %d %s", a.status, a.body)
+	}
+	variable := `{"query":"mutation($in: [CreateJobInput!]!) { createJobs(inputs: $in) { id } }","variables":{"in":[{"type":"a"},{"type":"b"}]}}`
+	if a := send(t, http.MethodPost, srv.URL+"/query", jsonHeader(), variable); a.status != http.StatusTooManyRequests || !strings.Contains(a.body, "RATE_LIMITED") {
+		t.Fatalf("two more with one token left: %d %s, want 429", a.status, a.body)
+	}
+	four := `{"query":"mutation($in: [CreateJobInput!]!) { createJobs(inputs: $in) { id } }","variables":{"in":[{"type":"a"},{"type":"b"},{"type":"c"},{"type":"d"}]}}`
+	if a := send(t, http.MethodPost, srv.URL+"/query", jsonHeader(), four); a.status != http.StatusBadRequest || !strings.Contains(a.body, "RATE_LIMITED") {
+		t.Fatalf("four inputs over a burst of 3: %d %s, want 400", a.status, a.body)
+	}
+	if n := jobCount(t, st); n != 2 {
+		t.Fatalf("%d jobs, want the first call's 2", n)
+	}
+}
