@@ -11,6 +11,7 @@ package playground
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"crypto/sha512"
 	"embed"
@@ -22,7 +23,9 @@ import (
 	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -69,6 +72,7 @@ type asset struct {
 	hash        string // hex, the start of the sha256: the URL's version
 	sri         string // sha384-<base64>
 	contentType string
+	gzipped     func() []byte // body compressed, on first use; nil: sent as is
 }
 
 // link is a file as the page names it.
@@ -106,12 +110,18 @@ func New(c Config) (*Playground, error) {
 		case ".txt", ".graphql":
 			ct = "text/plain; charset=utf-8"
 		}
-		p.assets[path.Base(name)] = asset{
+		a := asset{
 			body:        body,
 			hash:        hex.EncodeToString(sum256[:8]),
 			sri:         "sha384-" + base64.StdEncoding.EncodeToString(sum384[:]),
 			contentType: ct,
 		}
+		if len(body) > 1024 {
+			// Compressed when first asked for, not at start: most
+			// servers never serve the playground.
+			a.gzipped = sync.OnceValue(func() []byte { return compress(body) })
+		}
+		p.assets[path.Base(name)] = a
 		return nil
 	})
 	if err != nil {
@@ -183,8 +193,44 @@ func (p *Playground) Assets() http.Handler {
 		h := w.Header()
 		h.Set("Content-Type", a.contentType)
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")
-		h.Set("ETag", `"`+a.hash+`"`)
 		h.Set("X-Content-Type-Options", "nosniff")
-		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(a.body))
+		body, etag := a.body, `"`+a.hash+`"`
+		if a.gzipped != nil {
+			h.Set("Vary", "Accept-Encoding")
+			if acceptsGzip(r.Header.Values("Accept-Encoding")) {
+				body, etag = a.gzipped(), `"`+a.hash+`-gzip"`
+				h.Set("Content-Encoding", "gzip")
+			}
+		}
+		h.Set("ETag", etag)
+		http.ServeContent(w, r, name, time.Time{}, bytes.NewReader(body))
 	})
+}
+
+func compress(body []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write(body) // a bytes.Buffer does not fail
+	_ = zw.Close()
+	return buf.Bytes()
+}
+
+// acceptsGzip reads Accept-Encoding values: gzip (or *) listed without q=0.
+func acceptsGzip(values []string) bool {
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			coding = strings.ToLower(strings.TrimSpace(coding))
+			if coding != "gzip" && coding != "*" {
+				continue
+			}
+			if q, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
+				if f, err := strconv.ParseFloat(q, 64); err == nil && f == 0 {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return false
 }

@@ -1,6 +1,7 @@
 package playground_test
 
 import (
+	"compress/gzip"
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
@@ -41,6 +42,10 @@ type answer struct {
 	body   string
 }
 
+// plainClient sends Accept-Encoding only when a test does, and never
+// decompresses: what it reads is what the server sent.
+var plainClient = &http.Client{Transport: &http.Transport{DisableCompression: true}}
+
 func get(t *testing.T, url string, header http.Header) answer {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
@@ -48,7 +53,7 @@ func get(t *testing.T, url string, header http.Header) answer {
 		t.Fatal(err)
 	}
 	req.Header = header
-	res, err := http.DefaultClient.Do(req)
+	res, err := plainClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,6 +183,54 @@ func TestAssetURLs(t *testing.T) {
 	again := get(t, srv.URL+url, http.Header{"If-None-Match": {first.header.Get("ETag")}})
 	if first.header.Get("ETag") == "" || again.status != http.StatusNotModified {
 		t.Errorf("revalidation with ETag %q: %d, want 304", first.header.Get("ETag"), again.status)
+	}
+}
+
+// A client that accepts gzip gets the large files compressed (its own
+// ETag, Vary: Accept-Encoding); one that refuses it, or says nothing, gets
+// them as they are. Both decode to the bytes the page's hash names.
+func TestAssetsCompressed(t *testing.T) {
+	t.Parallel()
+	srv := server(t, false)
+	var js ref
+	for _, f := range refs(t, get(t, srv.URL+"/", nil).body) {
+		if strings.HasSuffix(f.url, "/graphiql.min.js") {
+			js = f
+		}
+	}
+	if js.url == "" {
+		t.Fatal("the page does not load graphiql.min.js")
+	}
+	plain := get(t, srv.URL+js.url, http.Header{"Accept-Encoding": {"identity"}})
+	for _, accept := range []string{"gzip, deflate, br, zstd", "br;q=1.0, gzip;q=0.8", "*"} {
+		a := get(t, srv.URL+js.url, http.Header{"Accept-Encoding": {accept}})
+		if a.header.Get("Content-Encoding") != "gzip" || a.header.Get("Vary") != "Accept-Encoding" {
+			t.Fatalf("Accept-Encoding %q: Content-Encoding %q, Vary %q", accept, a.header.Get("Content-Encoding"), a.header.Get("Vary"))
+		}
+		zr, err := gzip.NewReader(strings.NewReader(a.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(body) != plain.body || len(a.body) > len(plain.body)/2 {
+			t.Fatalf("Accept-Encoding %q: %d bytes decoding to %d, want %d decoding to the same", accept, len(a.body), len(body), len(plain.body))
+		}
+		if a.header.Get("ETag") == plain.header.Get("ETag") {
+			t.Errorf("the compressed and plain answers share the ETag %s", a.header.Get("ETag"))
+		}
+	}
+	for _, accept := range []string{"", "identity", "gzip;q=0", "deflate, gzip;q=0.0"} {
+		a := get(t, srv.URL+js.url, http.Header{"Accept-Encoding": {accept}})
+		if a.header.Get("Content-Encoding") != "" || a.body != plain.body {
+			t.Errorf("Accept-Encoding %q: Content-Encoding %q, %d bytes", accept, a.header.Get("Content-Encoding"), len(a.body))
+		}
+	}
+	sum := sha512.Sum384([]byte(plain.body))
+	if want := "sha384-" + base64.StdEncoding.EncodeToString(sum[:]); js.integrity != want {
+		t.Errorf("integrity %q, the file hashes to %q", js.integrity, want)
 	}
 }
 
