@@ -2,7 +2,7 @@
 // renders from the server alone (every request the page makes is
 // intercepted, and one to another host fails the test), runs the
 // example's CreateJob mutation and shows the WatchJobs subscription's
-// events over the websocket; with AUTH=token, a token typed in the Headers
+// events over the websocket, and its Docs read the schema; with AUTH=token, a token typed in the Headers
 // tab is sent over HTTP and in connection_init.
 //
 // Screenshots go to e2e/screenshots/ on every run (playground.png,
@@ -176,7 +176,10 @@ async function withPlayground(server, name, fn) {
 function assertOnlyServer({ foreign, sockets, host, page }, expected = /^$/) {
   assert.deepEqual(foreign, [], 'requests to another host');
   assert.ok(sockets.length > 0, 'the subscription opened a websocket');
-  for (const url of sockets) assert.equal(new URL(url).host, host, `websocket ${url}`);
+  for (const url of sockets) {
+    assert.equal(new URL(url).host, host, `websocket ${url}`);
+    assert.equal(new URL(url).pathname, '/query', `websocket ${url}`);
+  }
   assert.deepEqual(page.consoleErrors.filter((e) => !expected.test(e)), [], 'console errors');
 }
 
@@ -204,6 +207,14 @@ describe('the playground, AUTH=none', D, () => {
   it('renders from the server alone, runs CreateJob and shows the job move to COMPLETED through WatchJobs', T, async () => {
     await withPlayground(server, 'playground', async (opened) => {
       const { page } = opened;
+      // The schema's introspection passed the server's limits: Docs lists
+      // its root types.
+      await page.page.click('button[aria-label="Show Documentation Explorer"]');
+      await page.page.waitForFunction(
+        () => /mutation: Mutation[\s\S]*subscription: Subscription/.test(document.querySelector('.graphiql-doc-explorer')?.innerText ?? ''),
+        { timeout: 10_000 },
+      );
+      await page.page.click('button[aria-label="Hide Documentation Explorer"]');
       const { id, events } = await createAndWatch(page);
       const statuses = events.map((e) => e.status);
       assert.equal(statuses.at(-1), 'COMPLETED', JSON.stringify(events));
