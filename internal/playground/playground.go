@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
-	"mime"
 	"net/http"
 	"path"
 	"strconv"
@@ -37,6 +36,13 @@ var (
 	styles  = []string{"npm/graphiql.min.css", "npm/plugin-explorer.css", "playground.css"}
 	scripts = []string{"npm/react.production.min.js", "npm/react-dom.production.min.js", "npm/graphiql.min.js", "npm/plugin-explorer.umd.js", "start.js"}
 )
+
+var contentTypes = map[string]string{
+	".js":      "text/javascript; charset=utf-8",
+	".css":     "text/css; charset=utf-8",
+	".txt":     "text/plain; charset=utf-8", // the packages' licences
+	".graphql": "text/plain; charset=utf-8",
+}
 
 // contentSecurityPolicy allows the page only this server: its scripts
 // (no inline script, no eval), styles (GraphiQL sets inline styles),
@@ -59,8 +65,8 @@ type Config struct {
 	Authenticated bool
 }
 
-// Playground holds the rendered page and the files it loads. It is
-// immutable once built: safe for concurrent use.
+// Playground holds the rendered page and the files it loads. It is safe
+// for concurrent use.
 type Playground struct {
 	page      []byte
 	assetPath string
@@ -101,14 +107,9 @@ func New(c Config) (*Playground, error) {
 		}
 		sum256 := sha256.Sum256(body)
 		sum384 := sha512.Sum384(body)
-		ct := mime.TypeByExtension(path.Ext(name))
-		switch path.Ext(name) {
-		case ".js":
-			ct = "text/javascript; charset=utf-8"
-		case ".css":
-			ct = "text/css; charset=utf-8"
-		case ".txt", ".graphql":
-			ct = "text/plain; charset=utf-8"
+		ct, ok := contentTypes[path.Ext(name)]
+		if !ok {
+			return fmt.Errorf("%s: no content type for its extension", name)
 		}
 		a := asset{
 			body:        body,
