@@ -68,6 +68,16 @@ func (t JobTemplate) NewJob() NewJob {
 	return NewJob{Type: t.Type, Payload: t.Payload, Timeout: t.Timeout, MaxAttempts: t.MaxAttempts, Priority: t.Priority, Tags: t.Tags}
 }
 
+// TimeoutSeconds returns the template's attempt timeout in whole seconds,
+// or nil when the worker's default applies.
+func (t JobTemplate) TimeoutSeconds() *int {
+	if t.Timeout <= 0 {
+		return nil
+	}
+	n := int(t.Timeout / time.Second)
+	return &n
+}
+
 // PeriodicTagPrefix starts the tag every job made by a periodic job
 // carries.
 const PeriodicTagPrefix = "periodic:"

@@ -134,10 +134,7 @@ func (s *Scheduler) pass(ctx context.Context) (time.Time, error) {
 			s.opts.Logger.Warn("periodic jobs: a stored schedule does not parse", "name", p.Name, "err", err)
 			continue
 		}
-		base := p.UpdatedAt
-		if p.LastRunAt != nil && p.LastRunAt.After(base) {
-			base = *p.LastRunAt
-		}
+		base := Since(p)
 		if tick, due := sched.Latest(base, now); due {
 			if err := s.enqueue(ctx, p, tick); err != nil {
 				failure = err
@@ -164,4 +161,14 @@ func (s *Scheduler) enqueue(ctx context.Context, p *domain.PeriodicJob, tick tim
 		s.opts.Logger.Debug("periodic job created", "name", p.Name, "tick", tick, "id", j.ID)
 	}
 	return nil
+}
+
+// Since returns the time after which p's ticks are due: its last run, or
+// its last change when that is later (ticks before a definition changed,
+// or was resumed, are not caught up).
+func Since(p *domain.PeriodicJob) time.Time {
+	if p.LastRunAt != nil && p.LastRunAt.After(p.UpdatedAt) {
+		return *p.LastRunAt
+	}
+	return p.UpdatedAt
 }
