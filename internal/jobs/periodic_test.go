@@ -96,3 +96,49 @@ func TestApplyPeriodicFile(t *testing.T) {
 		t.Fatalf("the scheduler was woken %d times; want 3 (one put, two applied files)", woken)
 	}
 }
+
+// Periodic jobs are the operator's: every caller × define, delete and
+// list.
+func TestPeriodicAuthorization(t *testing.T) {
+	t.Parallel()
+	typ := "t"
+	for _, tc := range []struct {
+		caller            string
+		define, list, del outcome
+	}{
+		{"none", allowed, allowed, allowed},
+		{"admin", allowed, allowed, allowed},
+		{"viewer", forbidden, allowed, forbidden},
+		{"user", forbidden, forbidden, forbidden},
+		{"unknown", forbidden, forbidden, forbidden},
+	} {
+		ctx := as(context.Background(), callers[tc.caller])
+		st := memory.New(nil)
+		svc := jobs.New(st, nil, jobs.Options{})
+		if _, err := svc.PutPeriodic(context.Background(), jobs.PeriodicRequest{Name: "p", Schedule: "@hourly", Job: jobs.CreateRequest{Type: &typ}}); err != nil {
+			t.Fatal(err)
+		}
+		got := func(err error) outcome {
+			var fe *jobs.ForbiddenError
+			switch {
+			case err == nil:
+				return allowed
+			case errors.As(err, &fe) && fe.What == "periodic jobs":
+				return forbidden
+			}
+			t.Fatalf("%s: unexpected error %v", tc.caller, err)
+			return ""
+		}
+		_, err := svc.PutPeriodic(ctx, jobs.PeriodicRequest{Name: "q", Schedule: "@daily", Job: jobs.CreateRequest{Type: &typ}})
+		if o := got(err); o != tc.define {
+			t.Errorf("%s defines: %s, want %s", tc.caller, o, tc.define)
+		}
+		_, err = svc.ListPeriodic(ctx)
+		if o := got(err); o != tc.list {
+			t.Errorf("%s lists: %s, want %s", tc.caller, o, tc.list)
+		}
+		if o := got(svc.DeletePeriodic(ctx, "p")); o != tc.del {
+			t.Errorf("%s deletes: %s, want %s", tc.caller, o, tc.del)
+		}
+	}
+}
