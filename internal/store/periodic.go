@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
@@ -55,6 +56,25 @@ type PeriodicTick struct {
 	// At is the tick's scheduled time.
 	At  time.Time
 	Job domain.NewJob
+}
+
+// ReplacePeriodic is the rule of PutPeriodic that every store applies:
+// what it stores when p is put at now over old (nil for none). It returns
+// the definition as stored and whether it must be written (false: old is
+// identical and stays as it is), or an error wrapping domain.ErrConflict
+// when p comes from the API and old from the file.
+func ReplacePeriodic(old *domain.PeriodicJob, p domain.PeriodicJob, now time.Time) (*domain.PeriodicJob, bool, error) {
+	switch {
+	case old == nil:
+		p.Revision, p.UpdatedAt, p.LastRunAt, p.LastJobID = 1, now, nil, ""
+		return &p, true, nil
+	case old.Source == domain.PeriodicFromFile && p.Source != domain.PeriodicFromFile:
+		return nil, false, fmt.Errorf("defined by the file: %w", domain.ErrConflict)
+	case SamePeriodic(old, &p):
+		return old, false, nil
+	}
+	p.Revision, p.UpdatedAt, p.LastRunAt, p.LastJobID = old.Revision+1, now, old.LastRunAt, old.LastJobID
+	return &p, true, nil
 }
 
 // SamePeriodic reports whether a and b define the same periodic job

@@ -17,19 +17,12 @@ func (s *Store) PutPeriodic(ctx context.Context, p domain.PeriodicJob) (*domain.
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	old, ok := s.periodics[p.Name]
-	if ok && old.Source == domain.PeriodicFromFile && p.Source != domain.PeriodicFromFile {
-		return nil, fmt.Errorf("put periodic job %s: defined by the file: %w", p.Name, domain.ErrConflict)
+	put, _, err := store.ReplacePeriodic(s.periodics[p.Name], p, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("put periodic job %s: %w", p.Name, err)
 	}
-	if ok && store.SamePeriodic(old, &p) {
-		return old, nil
-	}
-	p.Revision, p.UpdatedAt, p.LastRunAt, p.LastJobID = 1, s.now(), nil, ""
-	if ok {
-		p.Revision, p.LastRunAt, p.LastJobID = old.Revision+1, old.LastRunAt, old.LastJobID
-	}
-	s.periodics[p.Name] = &p
-	return &p, nil
+	s.periodics[p.Name] = put
+	return put, nil
 }
 
 // DeletePeriodic deletes a periodic job definition of source.

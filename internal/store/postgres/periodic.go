@@ -69,31 +69,32 @@ func (s *Store) PutPeriodic(ctx context.Context, p domain.PeriodicJob) (*domain.
 		var out *domain.PeriodicJob
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 			old, err := scanPeriodic(tx.QueryRow(ctx, `SELECT `+periodicColumns+` FROM periodic_jobs WHERE name = $1 FOR UPDATE`, p.Name))
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-				q := p
-				q.Revision, q.UpdatedAt, q.LastRunAt, q.LastJobID = 1, s.now(), nil, ""
-				tag, err := tx.Exec(ctx, `INSERT INTO periodic_jobs (name, schedule, timezone, paused, source, job, revision, updated_at)
-					VALUES ($1, $2, $3, $4, $5, $6, 1, $7) ON CONFLICT (name) DO NOTHING`,
-					q.Name, q.Schedule, q.Timezone, q.Paused, string(q.Source), string(job), q.UpdatedAt)
-				if err == nil && tag.RowsAffected() == 0 {
-					return errRaced
-				}
-				out = &q
-				return err
-			case err != nil:
-				return err
-			case old.Source == domain.PeriodicFromFile && p.Source != domain.PeriodicFromFile:
-				return fmt.Errorf("defined by the file: %w", domain.ErrConflict)
-			case store.SamePeriodic(old, &p):
-				out = old
-				return nil
+			if errors.Is(err, pgx.ErrNoRows) {
+				old, err = nil, nil
 			}
-			q := p
-			q.Revision, q.UpdatedAt, q.LastRunAt, q.LastJobID = old.Revision+1, s.now(), old.LastRunAt, old.LastJobID
-			_, err = tx.Exec(ctx, `UPDATE periodic_jobs SET schedule = $2, timezone = $3, paused = $4, source = $5, job = $6, revision = $7, updated_at = $8
-				WHERE name = $1`, q.Name, q.Schedule, q.Timezone, q.Paused, string(q.Source), string(job), q.Revision, q.UpdatedAt)
-			out = &q
+			if err != nil {
+				return err
+			}
+			put, write, err := store.ReplacePeriodic(old, p, s.now())
+			if err != nil || !write {
+				out = put
+				return err
+			}
+			args := []any{put.Name, put.Schedule, put.Timezone, put.Paused, string(put.Source), string(job), put.Revision, put.UpdatedAt}
+			if old != nil {
+				_, err = tx.Exec(ctx, `UPDATE periodic_jobs SET schedule = $2, timezone = $3, paused = $4, source = $5, job = $6, revision = $7, updated_at = $8
+					WHERE name = $1`, args...)
+				out = put
+				return err
+			}
+			// A definition of the name inserted since the read (which
+			// found none to lock) makes the insert do nothing: try again.
+			tag, err := tx.Exec(ctx, `INSERT INTO periodic_jobs (name, schedule, timezone, paused, source, job, revision, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING`, args...)
+			if err == nil && tag.RowsAffected() == 0 {
+				return errRaced
+			}
+			out = put
 			return err
 		})
 		if !errors.Is(err, errRaced) {

@@ -47,28 +47,24 @@ func (s *Store) PutPeriodic(ctx context.Context, p domain.PeriodicJob) (*domain.
 	var out *domain.PeriodicJob
 	err = s.write(ctx, func(w *writeTx) error {
 		old, err := scanPeriodic(w.queryRow(`SELECT `+periodicColumns+` FROM periodic_jobs WHERE name = ?`, p.Name))
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			old = nil
-		case err != nil:
-			return err
-		case old.Source == domain.PeriodicFromFile && p.Source != domain.PeriodicFromFile:
-			return fmt.Errorf("defined by the file: %w", domain.ErrConflict)
-		case store.SamePeriodic(old, &p):
-			out = old
-			return nil
+		if errors.Is(err, sql.ErrNoRows) {
+			old, err = nil, nil
 		}
-		p.Revision, p.UpdatedAt, p.LastRunAt, p.LastJobID = 1, w.now, nil, ""
-		if old != nil {
-			p.Revision, p.LastRunAt, p.LastJobID = old.Revision+1, old.LastRunAt, old.LastJobID
+		if err != nil {
+			return err
+		}
+		put, write, err := store.ReplacePeriodic(old, p, w.now)
+		if err != nil || !write {
+			out = put
+			return err
 		}
 		_, err = w.exec(`INSERT INTO periodic_jobs (name, schedule, timezone, paused, source, job, revision, updated_at, last_run_at, last_job_id)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET schedule = excluded.schedule, timezone = excluded.timezone, paused = excluded.paused,
 				source = excluded.source, job = excluded.job, revision = excluded.revision, updated_at = excluded.updated_at`,
-			p.Name, p.Schedule, p.Timezone, boolInt(p.Paused), string(p.Source), string(job), p.Revision, micros(p.UpdatedAt),
-			nullMicros(p.LastRunAt), nullString(p.LastJobID))
-		out = &p
+			put.Name, put.Schedule, put.Timezone, boolInt(put.Paused), string(put.Source), string(job), put.Revision, micros(put.UpdatedAt),
+			nullMicros(put.LastRunAt), nullString(put.LastJobID))
+		out = put
 		return err
 	})
 	if err != nil {
