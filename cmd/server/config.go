@@ -131,7 +131,7 @@ func settings() []setting {
 			}
 			return nil
 		}},
-		{"POLL_INTERVAL", "5s", "PostgreSQL only: how often an idle process looks for runnable jobs even without a notification (a safety net for missed LISTEN/NOTIFY)", durationInto(func(c *config) *time.Duration { return &c.PollInterval })},
+		{"POLL_INTERVAL", "5s", "PostgreSQL only: how often an idle process looks for runnable jobs even without a notification (a safety net for missed LISTEN/NOTIFY), and reads the periodic jobs' definitions again (changes made through other processes)", durationInto(func(c *config) *time.Duration { return &c.PollInterval })},
 		{"PORT", "8080", "TCP port to listen on (0 picks a free one)", intInto(func(c *config) *int { return &c.Port }, 0)},
 		{"WORKERS", "1", "jobs processed at once", intInto(func(c *config) *int { return &c.Workers }, 1)},
 		{"QUEUE_CAPACITY", "100", "most jobs claimed from the store at once (never more than workers are idle; jobs wait in the store, never lost)", intInto(func(c *config) *int { return &c.QueueCapacity }, 1)},
