@@ -93,8 +93,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		var wait time.Duration
 		switch {
 		case err != nil:
+			// The failure is tried again soon, without holding back
+			// the ticks of the other periodic jobs.
 			s.opts.Logger.Error("periodic jobs: pass failed", "err", err, "retry_in", retry)
 			wait, retry = retry, min(2*retry, lastRetry)
+			if !next.IsZero() {
+				wait = min(wait, max(time.Until(next), 0))
+			}
 		case next.IsZero():
 			wait, retry = -1, firstRetry
 		default:
@@ -112,7 +117,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 
 // pass creates the jobs of the ticks due and returns the earliest next
 // tick of the definitions not paused (zero for none). A failure to create
-// one job is returned after the other definitions had their turn.
+// one job is returned after the other definitions had their turn, and the
+// next tick is then that of the others (the failed one is retried).
 func (s *Scheduler) pass(ctx context.Context) (time.Time, error) {
 	lctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defs, err := s.store.ListPeriodic(lctx)

@@ -2,6 +2,7 @@ package periodic_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -205,6 +206,33 @@ func TestSchedulersShareTicks(t *testing.T) {
 		jobs := created(t, st, "fast")
 		if len(jobs) != 10 {
 			t.Fatalf("3 schedulers made %d jobs in 10 ticks; want 10", len(jobs))
+		}
+	})
+}
+
+// failingStore fails every tick of the periodic job named broken.
+type failingStore struct{ *memory.Store }
+
+func (f failingStore) EnqueuePeriodic(ctx context.Context, t store.PeriodicTick) (*domain.Job, error) {
+	if t.Name == "broken" {
+		return nil, errors.New("refused")
+	}
+	return f.Store.EnqueuePeriodic(ctx, t)
+}
+
+// A periodic job whose ticks keep failing is tried again, backing off,
+// and holds back no other periodic job's ticks.
+func TestSchedulerFailureHoldsBackNoOtherTick(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New(nil)
+		define(t, st, "broken", "@every 1s", "UTC", false)
+		define(t, st, "fine", "@every 1s", "UTC", false)
+		runtest.Start(t, periodic.New(failingStore{st}, periodic.Options{}))
+		time.Sleep(90 * time.Second)
+		synctest.Wait()
+		if n := len(created(t, st, "fine")); n != 90 {
+			t.Fatalf("%d jobs of a 1 s schedule in 90 s beside a failing one; want 90", n)
 		}
 	})
 }
