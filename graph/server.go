@@ -16,6 +16,7 @@ import (
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/ratelimit"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
@@ -50,6 +51,8 @@ type ServerOptions struct {
 	// Mutations limits each caller's mutations, one action per root
 	// field (RATE_LIMITED). nil: no limit.
 	Mutations *ratelimit.Limiter
+	// Metrics counts operations by type and error code; nil counts none.
+	Metrics *metrics.Metrics
 }
 
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
@@ -100,6 +103,10 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	}
 	if opts.HeavySlots > 0 {
 		srv.AroundOperations(newHeavyOperations(opts.HeavyComplexity, opts.HeavySlots, r.Logger).intercept)
+	}
+	if opts.Metrics != nil {
+		srv.AroundOperations(countSubscriptions(opts.Metrics))
+		srv.AroundResponses(countOperations(opts.Metrics))
 	}
 	srv.AroundResponses(capErrors)
 	srv.AroundResponses(logTimeouts(r.Logger))
