@@ -97,7 +97,7 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.SetParserTokenLimit(max(opts.Limits.Query.Tokens, 0))
 	srv.Use(extension.Introspection{})
 	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
-	srv.AroundOperations(subscriptionsOverHTTP)
+	srv.AroundOperations(subscriptionsOverHTTP(opts.Metrics))
 	if opts.Mutations != nil {
 		srv.AroundOperations(rateLimitMutations(opts.Mutations, r.Logger))
 	}

@@ -98,7 +98,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var fallback worker.Handler = simulate.Handler{Duration: cfg.ProcessingTime}
 	var types jobsvc.TypeFilter
 	if cfg.HandlersFile != "" {
-		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
+		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, m)
 		if err != nil {
 			return fmt.Errorf("configuration: %w", err)
 		}
@@ -168,6 +168,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Metrics:                  m,
 	})
 	streams := httpapi.NewStreams()
+	m.WatchSubscriptions(metrics.Subscriptions{
+		WebsocketConnections:   websockets.Connections,
+		WebsocketSubscriptions: websockets.Subscriptions,
+		WebsocketMessages:      websockets.MessagesSent,
+		SSEStreams:             streams.Open,
+		Coalesced:              events.Coalesced,
+		SlowSubscribers:        events.SlowSubscribers,
+		TooManySubscriptions:   websockets.RefusedSubscriptions,
+	})
 	deps := httpapi.Deps{
 		Jobs:             service,
 		GraphQL:          gql,

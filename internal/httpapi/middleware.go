@@ -183,6 +183,13 @@ func (s *Streams) track(next http.Handler) http.Handler {
 	})
 }
 
+// Open returns how many streams are open. Safe for concurrent use.
+func (s *Streams) Open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.open
+}
+
 // left counts a stream handler out.
 func (s *Streams) left() {
 	s.mu.Lock()

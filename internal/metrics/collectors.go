@@ -87,3 +87,39 @@ func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
 	}
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: name, Help: help}, f))
 }
+
+// Subscriptions are the counts the subscription parts keep themselves
+// (the broker, the websocket transport, the SSE streams), read at each
+// scrape.
+type Subscriptions struct {
+	WebsocketConnections   func() int
+	WebsocketSubscriptions func() int64
+	WebsocketMessages      func() int64
+	SSEStreams             func() int
+	Coalesced              func() int64
+	SlowSubscribers        func() int64
+	TooManySubscriptions   func() int64
+}
+
+// WatchSubscriptions registers the subscription metrics read from s. No-op
+// on nil.
+func (m *Metrics) WatchSubscriptions(s Subscriptions) {
+	if m == nil {
+		return
+	}
+	i := func(f func() int) func() float64 { return func() float64 { return float64(f()) } }
+	i64 := func(f func() int64) func() float64 { return func() float64 { return float64(f()) } }
+	m.GaugeFunc("websocket_connections", "Websocket connections open.", i(s.WebsocketConnections))
+	m.GaugeFunc("sse_streams", "Server-Sent Events streams open (each one subscription).", i(s.SSEStreams))
+	const subsHelp = "Subscriptions active, by transport (websocket, sse)."
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "subscriptions", Help: subsHelp, ConstLabels: prometheus.Labels{"transport": "websocket"}}, i64(s.WebsocketSubscriptions)),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "subscriptions", Help: subsHelp, ConstLabels: prometheus.Labels{"transport": "sse"}}, i(s.SSEStreams)),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: Namespace, Name: "subscription_messages_total", Help: messagesHelp, ConstLabels: prometheus.Labels{"transport": "websocket"}}, i64(s.WebsocketMessages)),
+	)
+	m.CounterFunc("subscription_changes_coalesced_total", "Job changes a lagging subscriber skipped because a newer change of the same job replaced them.", i64(s.Coalesced))
+	m.CounterFunc("subscriptions_slow_total", "Subscriptions ended with SLOW_SUBSCRIBER (too far behind).", i64(s.SlowSubscribers))
+	m.CounterFunc("subscriptions_refused_total", "Subscriptions refused with TOO_MANY_SUBSCRIPTIONS (MAX_SUBSCRIPTIONS_PER_CONN).", i64(s.TooManySubscriptions))
+}
+
+const messagesHelp = "Subscription events sent to clients, by transport (websocket, sse)."

@@ -78,6 +78,7 @@ type Metrics struct {
 	webhookDur  *prometheus.HistogramVec
 
 	graphqlOps *prometheus.CounterVec
+	sseSent    atomic.Int64
 	httpDur    *prometheus.HistogramVec
 	refusals   *prometheus.CounterVec
 
@@ -142,6 +143,8 @@ func New(opts Options) *Metrics {
 
 	// APIs.
 	m.graphqlOps = f.counterVec("graphql_operations_total", "GraphQL operations by type (query, mutation, subscription) and the code of their first error (none when they had none).", "operation", "code")
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: Namespace, Name: "subscription_messages_total", Help: messagesHelp, ConstLabels: prometheus.Labels{"transport": "sse"}},
+		func() float64 { return float64(m.sseSent.Load()) }))
 	m.httpDur = f.histogramVec("http_request_duration_seconds", "HTTP request duration by route (the pattern matched, never the raw path), method and status code class.", requestBuckets, "route", "method", "code")
 	m.refusals = f.counterVec("access_refusals_total", "Requests refused by access control, by reason (host, origin, content_type, unauthenticated, forbidden).", "reason")
 

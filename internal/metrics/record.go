@@ -84,6 +84,14 @@ func (m *Metrics) GraphQLOperation(op, code string) {
 	m.graphqlOps.WithLabelValues(op, code).Inc()
 }
 
+// SSEMessage counts one subscription event sent over Server-Sent Events.
+func (m *Metrics) SSEMessage() {
+	if m == nil {
+		return
+	}
+	m.sseSent.Add(1)
+}
+
 // HTTPRequest records a request answered on route (the ServeMux pattern it
 // matched) with status after took.
 func (m *Metrics) HTTPRequest(route, method string, status int, took time.Duration) {
