@@ -92,6 +92,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// The store is open, so its migrations are applied.
 	readiness := &httpapi.Readiness{Store: jobs.Store}
 	readiness.Migrated()
+	m.GaugeFunc("ready", "1 when GET /ready would answer 200 (the store answers within 1 s, migrations applied, not shutting down), else 0.", func() float64 {
+		if readiness.Check(context.Background()) == "" {
+			return 1
+		}
+		return 0
+	})
 	// Handlers: webhooks from HANDLERS_FILE, or the simulated handler for
 	// every type, as in the original service.
 	var handlers map[string]worker.Handler
