@@ -89,10 +89,24 @@ func TestRequestIDs(t *testing.T) {
 }
 
 // /metrics serves the Prometheus text format (and OpenMetrics when asked),
-// with the counts of what happened; its routes are patterns, not paths.
+// with the counts of what happened, on every backend; its routes are
+// patterns, not paths.
 func TestMetricsEndpoint(t *testing.T) {
 	t.Parallel()
-	s := start(t, map[string]string{"PROCESSING_TIME": "0"})
+	backends := map[string]string{"memory": "memory:", "sqlite": "sqlite:" + filepath.Join(t.TempDir(), "jobs.db")}
+	if pg := postgresURL(t); pg != "" {
+		backends["postgres"] = pg
+	}
+	for name, url := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testMetricsEndpoint(t, name, url)
+		})
+	}
+}
+
+func testMetricsEndpoint(t *testing.T, backend, url string) {
+	s := start(t, map[string]string{"PROCESSING_TIME": "0", "DATABASE_URL": url})
 	id := s.createJob(t, `{"type":"email"}`)
 	s.waitStatus(t, id, "COMPLETED")
 	get(t, s.client, s.url+"/jobs/"+id, nil)
@@ -149,6 +163,12 @@ func TestMetricsEndpoint(t *testing.T) {
 				}
 			}
 		}
+	}
+	if got := value("jobqueue_build_info", map[string]string{"backend": backend}); got != 1 {
+		t.Errorf("build_info{backend=%q} = %v, want 1", backend, got)
+	}
+	if got := value("jobqueue_store_call_duration_seconds", map[string]string{"backend": backend, "operation": "create"}); got != 1 {
+		t.Errorf("store_call_duration_seconds{operation=create} count = %v, want 1", got)
 	}
 	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "jobqueue_build_info", "jobqueue_workers"} {
 		if families[name] == nil {
