@@ -70,6 +70,7 @@ func (rd *Readiness) Check(ctx context.Context) string {
 	return ""
 }
 
+// ServeHTTP answers GET /ready with Check's verdict, never cached.
 func (rd *Readiness) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	if reason := rd.Check(r.Context()); reason != "" {
