@@ -86,6 +86,10 @@ type config struct {
 	AllowedHosts   string
 	RateLimit      float64
 	RateBurst      int
+
+	Metrics         bool
+	MetricsAddr     string
+	MetricsMaxTypes int
 }
 
 // origins are the web origins allowed to call the API: CORS_ALLOWED_ORIGINS,
@@ -226,6 +230,19 @@ func settings() []setting {
 			c.RateLimit = f
 			return nil
 		}},
+		{"METRICS", "on", "Prometheus metrics: on (GET /metrics, text or OpenMetrics) or off (nothing recorded)", func(c *config, v string) error {
+			switch v {
+			case "on":
+				c.Metrics = true
+			case "off":
+				c.Metrics = false
+			default:
+				return fmt.Errorf("want on or off, got %q", v)
+			}
+			return nil
+		}},
+		{"METRICS_ADDR", "", "when set (e.g. :9090), serve /metrics only there, with /ready and /health, and not on PORT; keep it private", stringInto(func(c *config) *string { return &c.MetricsAddr })},
+		{"METRICS_MAX_TYPES", "100", "distinct job types the metrics label; the others are counted as type=\"_other\"", intInto(func(c *config) *int { return &c.MetricsMaxTypes }, 1)},
 		{"RATE_BURST", "0", "mutations an identity may make at once before RATE_LIMIT applies (0: RATE_LIMIT rounded up)", intInto(func(c *config) *int { return &c.RateBurst }, 0)},
 	}
 }
@@ -373,6 +390,7 @@ func (c config) logAttrs() []any {
 		"auth", c.Auth.String(), "api_tokens_file", c.APITokensFile, "jwt_jwks_url", c.JWTJWKSURL, "jwt_secret_set", c.JWTSecret != "",
 		"jwt_issuer", c.JWTIssuer, "jwt_audience", c.JWTAudience, "jwt_role_claim", c.JWTRoleClaim,
 		"cors_allowed_origins", c.origins().String(), "allowed_hosts", c.AllowedHosts, "rate_limit", c.RateLimit, "rate_burst", c.RateBurst,
+		"metrics", c.Metrics, "metrics_addr", c.MetricsAddr, "metrics_max_types", c.MetricsMaxTypes,
 	}
 }
 
