@@ -146,6 +146,7 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 			RunAt:          nj.RunAt,
 			Priority:       nj.Priority,
 			Tags:           nj.Tags,
+			TraceParent:    nj.TraceParent,
 		}
 		if j.RunAt.IsZero() {
 			j.RunAt = now
