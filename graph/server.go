@@ -50,6 +50,10 @@ type ServerOptions struct {
 	// Mutations limits each caller's mutations, one action per root
 	// field (RATE_LIMITED). nil: no limit.
 	Mutations *ratelimit.Limiter
+	// Extensions are added to the handler before the built-in ones, so
+	// that their interceptors wrap everything (e.g. the tracing spans of
+	// operations). nil elements are skipped.
+	Extensions []graphql.HandlerExtension
 }
 
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
@@ -92,6 +96,11 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 
 	srv.SetQueryCache(queryCache{lru.New[*ast.QueryDocument](1000)})
 	srv.SetParserTokenLimit(max(opts.Limits.Query.Tokens, 0))
+	for _, e := range opts.Extensions {
+		if e != nil {
+			srv.Use(e)
+		}
+	}
 	srv.Use(extension.Introspection{})
 	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
 	srv.AroundOperations(subscriptionsOverHTTP)

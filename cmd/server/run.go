@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
+
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -24,6 +26,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/maintenance"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/tracing"
 	"github.com/jobqueue/jobqueue/internal/webhook"
 	"github.com/jobqueue/jobqueue/internal/worker"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
@@ -52,8 +55,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = defaultInstanceID()
 	}
+	cfg.Tracing.InstanceID = cfg.InstanceID
 	log := newLogger(cfg, stderr)
 	log.Info("starting", cfg.logAttrs()...)
+	// Off unless an OTLP endpoint is configured: then every hook below
+	// returns what it wraps.
+	traces, err := tracing.New(ctx, cfg.Tracing)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	access, authn, err := newAccess(ctx, cfg, log)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -77,6 +87,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("store: %w", err)
 	}
 	defer jobs.close() // after every part has stopped
+	jobs.Store = traces.Store(jobs.Store, jobs.backend)
 	log.Info("store open", "backend", jobs.backend)
 	// Handlers: webhooks from HANDLERS_FILE, or the simulated handler for
 	// every type, as in the original service.
@@ -84,7 +95,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var fallback worker.Handler = simulate.Handler{Duration: cfg.ProcessingTime}
 	var types jobsvc.TypeFilter
 	if cfg.HandlersFile != "" {
-		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
+		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: traces.Transport(http.DefaultTransport.(*http.Transport).Clone())})
 		if err != nil {
 			return fmt.Errorf("configuration: %w", err)
 		}
@@ -95,6 +106,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		log.Info("webhook handlers", "types", len(handlers))
 	}
+	// Each attempt gets a span, linked to the job's creation.
+	for t, h := range handlers {
+		handlers[t] = traces.Handler(h)
+	}
+	fallback = traces.Handler(fallback)
 	// The store states its own tuning (claim cooldown, whether it must be
 	// polled: only PostgreSQL heeds POLL_INTERVAL).
 	pool := worker.New(jobs, inbox, worker.Options{
@@ -133,6 +149,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		DefaultMaxAttempts: cfg.MaxAttempts,
 		Types:              types,
 		RESTListMax:        cfg.RESTListMax,
+		TraceParents:       traces.Enabled(),
 	})
 	// Heavy queries and large listings share the cores: one each.
 	heavySlots := cmp.Or(cfg.HeavyQueries, runtime.GOMAXPROCS(0))
@@ -150,9 +167,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RequestTimeout:           cfg.RequestTimeout,
 		Limits:                   cfg.graphQLLimits(),
 		Mutations:                access.Mutations,
+		Extensions:               []graphql.HandlerExtension{traces.GraphQL()},
 	})
 	streams := httpapi.NewStreams()
-	handler := httpapi.NewHandler(httpapi.Deps{
+	handler := traces.Middleware(httpapi.NewHandler(httpapi.Deps{
 		Jobs:             service,
 		GraphQL:          gql,
 		Logger:           log,
@@ -164,7 +182,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		LargeListings:    heavySlots,
 		Access:           access,
-	})
+	}))
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -209,6 +227,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if authn != nil {
 		p.authn = g.start("authenticator", authn)
 	}
+	if traces.Enabled() {
+		p.tracing = g.start("tracing", traces)
+	}
 	for _, sp := range jobs.parts {
 		p.store = append(p.store, g.start(sp.name, sp))
 	}
@@ -249,6 +270,7 @@ type parts struct {
 	websockets         *part
 	streams            *part
 	authn              *part // nil when authentication is off or needs no refresh
+	tracing            *part // nil when tracing is off
 
 	// What shutdown flushes.
 	broker    *broker.Broker
@@ -278,6 +300,8 @@ type parts struct {
 //     upkeep): no subscriber is left to hear other processes' changes.
 //  8. The broker ends what subscriptions remain. The store closes after
 //     this function returns (serve's deferred close).
+//  9. Tracing sends the spans not sent yet (5 s at most): every part that
+//     makes spans has stopped.
 func (p parts) shutdown(cfg config, log *slog.Logger) {
 	// 1. No new connections.
 	p.http.stop()
@@ -316,6 +340,10 @@ func (p parts) shutdown(cfg config, log *slog.Logger) {
 	}
 	// 8. The broker.
 	p.events.halt()
+	// 9. The last spans.
+	if p.tracing != nil {
+		p.tracing.halt()
+	}
 }
 
 // maxHeaderBytes bounds a request's headers (net/http's default is 1 MiB):

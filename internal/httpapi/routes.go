@@ -11,6 +11,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/playground"
 
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/tracing"
 )
 
 // Deps are what the HTTP surface needs.
@@ -60,5 +61,5 @@ func NewHandler(d Deps) http.Handler {
 	})
 	// Access is checked before the body is read: a caller refused reads
 	// and holds nothing.
-	return recoverPanics(d.Logger, limitWrites(d.WriteTimeout, d.Access.guard(d.Logger, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, mux))))
+	return recoverPanics(d.Logger, limitWrites(d.WriteTimeout, d.Access.guard(d.Logger, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, tracing.Route(mux)))))
 }
