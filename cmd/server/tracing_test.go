@@ -160,6 +160,8 @@ func TestTracesFromCreateJobToTheWebhook(t *testing.T) {
 	s := start(t, map[string]string{"HANDLERS_FILE": handlers, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL, "OTEL_SERVICE_NAME": "jobqueue-test"})
 	id := s.createJobGraphQL(t, http.Header{})
 	s.waitStatus(t, id, "COMPLETED")
+	restID := s.createJob(t, `{"type":"email"}`)
+	s.waitStatus(t, restID, "COMPLETED")
 	s.shutdown(t)
 
 	one := func(name string, match func(*tracepb.Span) bool) *tracepb.Span {
@@ -183,13 +185,14 @@ func TestTracesFromCreateJobToTheWebhook(t *testing.T) {
 	if req.Kind != tracepb.Span_SPAN_KIND_SERVER || attr(req, "http.route") != "/query" || string(req.TraceId) != string(op.TraceId) {
 		t.Fatalf("request span: kind %v, attributes %v", req.Kind, req.Attributes)
 	}
-	create := one("store.Create", nil)
-	if string(create.ParentSpanId) != string(op.SpanId) {
-		t.Fatal("store.Create is not a child of the operation's span")
-	}
+	// The operation's store call is its child.
+	one("store.Create", func(sp *tracepb.Span) bool { return string(sp.ParentSpanId) == string(op.SpanId) })
 	one("store.Complete", func(sp *tracepb.Span) bool { return attr(sp, "jobqueue.job.id") == id })
 
-	attempt := one("process email", nil)
+	of := func(id string) func(*tracepb.Span) bool {
+		return func(sp *tracepb.Span) bool { return attr(sp, "jobqueue.job.id") == id }
+	}
+	attempt := one("process email", of(id))
 	if attempt.Kind != tracepb.Span_SPAN_KIND_CONSUMER || attr(attempt, "jobqueue.job.id") != id ||
 		attr(attempt, "jobqueue.job.type") != "email" || attr(attempt, "jobqueue.job.attempt") != "1" {
 		t.Fatalf("attempt span: kind %v, attributes %v", attempt.Kind, attempt.Attributes)
@@ -202,8 +205,15 @@ func TestTracesFromCreateJobToTheWebhook(t *testing.T) {
 		t.Fatalf("webhook span: kind %v, attributes %v", call.Kind, call.Attributes)
 	}
 	want := "00-" + hex.EncodeToString(attempt.TraceId) + "-" + hex.EncodeToString(call.SpanId) + "-01"
-	if got := hook.received(); len(got) != 1 || got[0] != want {
-		t.Fatalf("webhook traceparent headers %q, want [%s]", got, want)
+	if got := hook.received(); len(got) != 2 || got[0] != want {
+		t.Fatalf("webhook traceparent headers %q, want [%s, …]", got, want)
+	}
+
+	// A job created over REST links to its request's span.
+	post := one("POST /jobs", nil)
+	restAttempt := one("process email", of(restID))
+	if len(restAttempt.Links) != 1 || string(restAttempt.Links[0].SpanId) != string(post.SpanId) || string(restAttempt.Links[0].TraceId) != string(post.TraceId) {
+		t.Fatalf("REST job's attempt links %v, want one to the POST /jobs span %x/%x", restAttempt.Links, post.TraceId, post.SpanId)
 	}
 }
 
