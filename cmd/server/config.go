@@ -388,7 +388,7 @@ func (c config) logAttrs() []any {
 		"auth", c.Auth.String(), "api_tokens_file", c.APITokensFile, "jwt_jwks_url", c.JWTJWKSURL, "jwt_secret_set", c.JWTSecret != "",
 		"jwt_issuer", c.JWTIssuer, "jwt_audience", c.JWTAudience, "jwt_role_claim", c.JWTRoleClaim,
 		"cors_allowed_origins", c.origins().String(), "allowed_hosts", c.AllowedHosts, "rate_limit", c.RateLimit, "rate_burst", c.RateBurst,
-		"tracing", c.Tracing.Enabled(), "otel_exporter_otlp_endpoint", c.Tracing.Endpoint, "otel_exporter_otlp_traces_endpoint", c.Tracing.TracesEndpoint, "otel_service_name", c.Tracing.ServiceName, "otel_traces_sampler", c.Tracing.Sampler,
+		"tracing", c.Tracing.Enabled(), "otel_exporter_otlp_endpoint", redactURL(c.Tracing.Endpoint), "otel_exporter_otlp_traces_endpoint", redactURL(c.Tracing.TracesEndpoint), "otel_service_name", c.Tracing.ServiceName, "otel_traces_sampler", c.Tracing.Sampler,
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -10,9 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
@@ -26,13 +27,14 @@ import (
 // server exports.
 type otlpReceiver struct {
 	*httptest.Server
-	mu    sync.Mutex
-	spans []*tracepb.Span
+	mu       sync.Mutex
+	spans    []*tracepb.Span
+	instance map[string]string // service.instance.id by span id
 }
 
 func newOTLPReceiver(t *testing.T) *otlpReceiver {
 	t.Helper()
-	r := &otlpReceiver{}
+	r := &otlpReceiver{instance: map[string]string{}}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, err := io.ReadAll(req.Body)
 		var export coltracepb.ExportTraceServiceRequest
@@ -46,8 +48,17 @@ func newOTLPReceiver(t *testing.T) *otlpReceiver {
 		}
 		r.mu.Lock()
 		for _, rs := range export.ResourceSpans {
+			var instance string
+			for _, kv := range rs.Resource.GetAttributes() {
+				if kv.Key == "service.instance.id" {
+					instance = kv.Value.GetStringValue()
+				}
+			}
 			for _, ss := range rs.ScopeSpans {
 				r.spans = append(r.spans, ss.Spans...)
+				for _, sp := range ss.Spans {
+					r.instance[string(sp.SpanId)] = instance
+				}
 			}
 		}
 		r.mu.Unlock()
@@ -57,6 +68,13 @@ func newOTLPReceiver(t *testing.T) *otlpReceiver {
 	}))
 	t.Cleanup(r.Close)
 	return r
+}
+
+// instanceOf returns the service.instance.id of the process that made sp.
+func (r *otlpReceiver) instanceOf(sp *tracepb.Span) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.instance[string(sp.SpanId)]
 }
 
 // named returns the spans with the name.
@@ -117,10 +135,20 @@ func (h *webhookReceiver) received() []string {
 }
 
 // createJobGraphQL creates a job of type email with a named mutation,
-// sending headers, and returns its id.
-func (s *server) createJobGraphQL(t *testing.T, header http.Header) string {
+// sending headers, and returns its id. With runAt not zero, the job runs
+// then.
+func (s *server) createJobGraphQL(t *testing.T, header http.Header, runAt time.Time) string {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.url+"/query", strings.NewReader(`{"query":"mutation CreateIt { createJob(input: {type: \"email\"}) { id } }","operationName":"CreateIt"}`))
+	input := map[string]any{"type": "email"}
+	if !runAt.IsZero() {
+		input["runAt"] = runAt.Format(time.RFC3339Nano)
+	}
+	body, _ := json.Marshal(map[string]any{
+		"query":         "mutation CreateIt($input: CreateJobInput!) { createJob(input: $input) { id } }",
+		"operationName": "CreateIt",
+		"variables":     map[string]any{"input": input},
+	})
+	req, _ := http.NewRequest(http.MethodPost, s.url+"/query", bytes.NewReader(body))
 	req.Header = header.Clone()
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.client.Do(req)
@@ -158,7 +186,7 @@ func TestTracesFromCreateJobToTheWebhook(t *testing.T) {
 	collector := newOTLPReceiver(t)
 	hook, handlers := newWebhookReceiver(t)
 	s := start(t, map[string]string{"HANDLERS_FILE": handlers, "OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL, "OTEL_SERVICE_NAME": "jobqueue-test"})
-	id := s.createJobGraphQL(t, http.Header{})
+	id := s.createJobGraphQL(t, http.Header{}, time.Time{})
 	s.waitStatus(t, id, "COMPLETED")
 	restID := s.createJob(t, `{"type":"email"}`)
 	s.waitStatus(t, restID, "COMPLETED")
@@ -224,7 +252,7 @@ func TestTracingOffKeepsNoTraceParent(t *testing.T) {
 	hook, handlers := newWebhookReceiver(t)
 	db := filepath.Join(t.TempDir(), "jobs.db")
 	s := start(t, map[string]string{"HANDLERS_FILE": handlers, "DATABASE_URL": "sqlite:" + db})
-	id := s.createJobGraphQL(t, http.Header{"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}})
+	id := s.createJobGraphQL(t, http.Header{"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}, time.Time{})
 	s.waitStatus(t, id, "COMPLETED")
 	s.shutdown(t)
 	if got := hook.received(); len(got) != 1 || got[0] != "" {
@@ -238,5 +266,59 @@ func TestTracingOffKeepsNoTraceParent(t *testing.T) {
 	j, err := st.Get(context.Background(), id)
 	if err != nil || j.TraceParent != "" {
 		t.Fatalf("job = %+v, %v; want no traceparent", j, err)
+	}
+}
+
+// The link survives the process: a job created by one server, whose first
+// attempt that server gives up at shutdown, and which another server
+// sharing its database runs then, links both attempts to the span the
+// first server made when it created the job.
+func TestAttemptLinksToCreationOnAnotherInstance(t *testing.T) {
+	t.Parallel()
+	collector := newOTLPReceiver(t)
+	// a's receiver holds its delivery until a gives it up.
+	delivering := make(chan struct{}, 1)
+	holding := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Read to the end, so that the server notices the client leave.
+		_, _ = io.Copy(io.Discard, r.Body)
+		delivering <- struct{}{}
+		<-r.Context().Done()
+	}))
+	defer holding.Close()
+	holdingFile := filepath.Join(t.TempDir(), "holding.json")
+	if err := os.WriteFile(holdingFile, []byte(`{"email": {"url": "`+holding.URL+`"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, answering := newWebhookReceiver(t)
+	db := "sqlite:" + filepath.Join(t.TempDir(), "jobs.db")
+	env := func(instance, handlers string) map[string]string {
+		return map[string]string{"HANDLERS_FILE": handlers, "DATABASE_URL": db, "INSTANCE_ID": instance,
+			"SHUTDOWN_TIMEOUT": "10ms", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL}
+	}
+	a := start(t, env("a", holdingFile))
+	id := a.createJobGraphQL(t, http.Header{}, time.Time{})
+	<-delivering
+	a.shutdown(t) // the attempt is cancelled, the job back to pending
+	b := start(t, env("b", answering))
+	b.waitStatus(t, id, "COMPLETED")
+	b.shutdown(t)
+
+	ops := collector.named("mutation CreateIt")
+	if len(ops) != 1 || collector.instanceOf(ops[0]) != "a" {
+		t.Fatalf("%d operation spans; want one, by a", len(ops))
+	}
+	op := ops[0]
+	attempts := collector.named("process email")
+	if len(attempts) != 2 {
+		t.Fatalf("%d attempt spans, want 2", len(attempts))
+	}
+	for _, attempt := range attempts {
+		want := map[string]string{"1": "a", "2": "b"}[attr(attempt, "jobqueue.job.attempt")]
+		if got := collector.instanceOf(attempt); got != want || want == "" {
+			t.Fatalf("attempt %s run by %q, want %q", attr(attempt, "jobqueue.job.attempt"), got, want)
+		}
+		if len(attempt.Links) != 1 || string(attempt.Links[0].TraceId) != string(op.TraceId) || string(attempt.Links[0].SpanId) != string(op.SpanId) {
+			t.Fatalf("attempt %s (by %s) links %v, want one to a's createJob span %x/%x", attr(attempt, "jobqueue.job.attempt"), collector.instanceOf(attempt), attempt.Links, op.TraceId, op.SpanId)
+		}
 	}
 }
