@@ -8,9 +8,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
-
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/playground"
 	"github.com/jobqueue/jobqueue/internal/tracing"
 )
 
@@ -46,13 +45,20 @@ type Deps struct {
 
 // NewHandler returns the service's whole HTTP surface.
 func NewHandler(d Deps) http.Handler {
+	play, err := playground.New(playground.Config{Endpoint: "/query", AssetPath: "/playground/", Authenticated: d.Access.authenticating()})
+	if err != nil {
+		// The page and its files are embedded in the binary: only a broken
+		// build gets here.
+		panic(err)
+	}
 	rest := &restHandlers{jobs: d.Jobs, log: d.Logger, maxResponse: d.MaxResponseBytes, mutations: d.Access.Mutations}
 	if d.LargeListings > 0 {
 		rest.listSlots = make(chan struct{}, d.LargeListings)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/query", d.Streams.track(d.GraphQL))
-	mux.Handle("GET /{$}", playground.Handler("Job queue", "/query"))
+	mux.Handle("GET /{$}", play.Page())
+	mux.Handle("GET /playground/", play.Assets())
 	mux.HandleFunc("GET /health", rest.health)
 	mux.Handle("POST /jobs", limitTime(d.RequestTimeout, rest.createJob))
 	mux.Handle("GET /jobs", limitTime(d.RequestTimeout, rest.listJobs))

@@ -47,6 +47,12 @@ type Options struct {
 	// RESTListMax is the size of a RESTPages listing when the request names
 	// none, and the most it may ask for; zero means MaxPageSize.
 	RESTListMax int
+	// PeriodicFile names the server's PERIODIC_FILE in the refusal to
+	// change one of its definitions ("" when none is set).
+	PeriodicFile string
+	// PeriodicChanged, when not nil, is called after a periodic job
+	// definition changed (the scheduler's Wake). It must not block.
+	PeriodicChanged func()
 	// TraceParents keeps with each new job the W3C traceparent of the span
 	// in the creating call's context (tracing is on), so that each attempt
 	// of the job can link to its creation.

@@ -16,8 +16,9 @@ import (
 // Store returns st with a client span around each call, named
 // "store.Create", "store.Claim" and so on, with the backend's name and the
 // job's id as attributes. The periodic calls of the workers and
-// maintenance that change no job by themselves (Heartbeat, NextRunAt,
-// RescueExpired, DeleteFinished) get a span only inside a trace; the
+// maintenance and scheduler that change no job by themselves (Heartbeat,
+// NextRunAt, RescueExpired, DeleteFinished, ListPeriodic) get a span only
+// inside a trace; the
 // others start one of their own when their context has none (a worker's
 // claims and outcomes), linked to the creation of the jobs they return.
 // It forwards st's Tuning. Off, it returns st.
@@ -188,3 +189,30 @@ func (s *tracedStore) Stats(ctx context.Context, q store.StatsQuery) (domain.Sta
 		return s.inner.Stats(ctx, q)
 	}, nil)
 }
+
+func (s *tracedStore) PutPeriodic(ctx context.Context, p domain.PeriodicJob) (*domain.PeriodicJob, error) {
+	return call(ctx, s, "PutPeriodic", true, []attribute.KeyValue{periodicKey.String(p.Name)}, func(ctx context.Context) (*domain.PeriodicJob, error) {
+		return s.inner.PutPeriodic(ctx, p)
+	}, nil)
+}
+
+func (s *tracedStore) DeletePeriodic(ctx context.Context, name string, source domain.PeriodicSource) error {
+	_, err := call(ctx, s, "DeletePeriodic", true, []attribute.KeyValue{periodicKey.String(name)}, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, s.inner.DeletePeriodic(ctx, name, source)
+	}, nil)
+	return err
+}
+
+func (s *tracedStore) ListPeriodic(ctx context.Context) ([]*domain.PeriodicJob, error) {
+	return call(ctx, s, "ListPeriodic", false, nil, func(ctx context.Context) ([]*domain.PeriodicJob, error) {
+		return s.inner.ListPeriodic(ctx)
+	}, nil)
+}
+
+func (s *tracedStore) EnqueuePeriodic(ctx context.Context, t store.PeriodicTick) (*domain.Job, error) {
+	return call(ctx, s, "EnqueuePeriodic", true, []attribute.KeyValue{periodicKey.String(t.Name)}, func(ctx context.Context) (*domain.Job, error) {
+		return s.inner.EnqueuePeriodic(ctx, t)
+	}, nil)
+}
+
+var periodicKey = attribute.Key("jobqueue.periodic.name")
