@@ -53,6 +53,10 @@ type ServerOptions struct {
 	Mutations *ratelimit.Limiter
 	// Metrics counts operations by type and error code; nil counts none.
 	Metrics *metrics.Metrics
+	// Extensions are added to the handler before the built-in ones, so
+	// that their interceptors wrap everything (e.g. the tracing spans of
+	// operations). nil elements are skipped.
+	Extensions []graphql.HandlerExtension
 }
 
 // periodicListPrice is how many periodic jobs the periodicJobs query is
@@ -103,6 +107,11 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 
 	srv.SetQueryCache(queryCache{lru.New[*ast.QueryDocument](1000)})
 	srv.SetParserTokenLimit(max(opts.Limits.Query.Tokens, 0))
+	for _, e := range opts.Extensions {
+		if e != nil {
+			srv.Use(e)
+		}
+	}
 	srv.Use(extension.Introspection{})
 	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
 	srv.AroundOperations(subscriptionsOverHTTP(opts.Metrics))

@@ -16,6 +16,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/gqllimit"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
+	"github.com/jobqueue/jobqueue/internal/tracing"
 )
 
 // config is everything the server reads from its environment and flags.
@@ -93,6 +94,10 @@ type config struct {
 	Metrics         bool
 	MetricsAddr     string
 	MetricsMaxTypes int
+
+	// Tracing is the OpenTelemetry settings (OTEL_*); InstanceID is
+	// filled in by serve.
+	Tracing tracing.Config
 }
 
 // origins are the web origins allowed to call the API: CORS_ALLOWED_ORIGINS,
@@ -248,6 +253,13 @@ func settings() []setting {
 		{"METRICS_ADDR", "", "when set (e.g. :9090), serve /metrics only there, with /ready and /health, and not on PORT; keep it private", stringInto(func(c *config) *string { return &c.MetricsAddr })},
 		{"METRICS_MAX_TYPES", "100", "distinct job types the metrics label; the others are counted as type=\"_other\"", intInto(func(c *config) *int { return &c.MetricsMaxTypes }, 1)},
 		{"RATE_BURST", "0", "mutations an identity may make at once before RATE_LIMIT applies (0: RATE_LIMIT rounded up)", intInto(func(c *config) *int { return &c.RateBurst }, 0)},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OpenTelemetry collector's base URL (OTLP over HTTP, e.g. http://collector:4318): setting it turns tracing on, spans go to its /v1/traces", stringInto(func(c *config) *string { return &c.Tracing.Endpoint })},
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "full URL spans are sent to (e.g. http://collector:4318/v1/traces); wins over OTEL_EXPORTER_OTLP_ENDPOINT and turns tracing on too", stringInto(func(c *config) *string { return &c.Tracing.TracesEndpoint })},
+		{"OTEL_TRACES_EXPORTER", "", "otlp (tracing on; to http://localhost:4318 without an endpoint) or none (off, whatever the endpoint); default: otlp when an endpoint is set, else none", stringInto(func(c *config) *string { return &c.Tracing.Exporter })},
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "OTLP protocol of the exporter; only http/protobuf is supported", stringInto(func(c *config) *string { return &c.Tracing.Protocol })},
+		{"OTEL_SERVICE_NAME", tracing.DefaultServiceName, "service.name of the spans", stringInto(func(c *config) *string { return &c.Tracing.ServiceName })},
+		{"OTEL_TRACES_SAMPLER", "parentbased_always_on", "which traces are kept: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio (parentbased: follow the caller's traceparent decision)", stringInto(func(c *config) *string { return &c.Tracing.Sampler })},
+		{"OTEL_TRACES_SAMPLER_ARG", "", "ratio of traces kept by the traceidratio samplers, 0 to 1 (default 1)", stringInto(func(c *config) *string { return &c.Tracing.SamplerArg })},
 	}
 }
 
@@ -297,6 +309,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	}
 	if len(errs) == 0 {
 		errs = c.checkAuth()
+	}
+	if len(errs) == 0 {
+		if err := c.Tracing.Check(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return c, errors.Join(errs...)
 }
@@ -395,6 +412,7 @@ func (c config) logAttrs() []any {
 		"jwt_issuer", c.JWTIssuer, "jwt_audience", c.JWTAudience, "jwt_role_claim", c.JWTRoleClaim,
 		"cors_allowed_origins", c.origins().String(), "allowed_hosts", c.AllowedHosts, "rate_limit", c.RateLimit, "rate_burst", c.RateBurst,
 		"metrics", c.Metrics, "metrics_addr", c.MetricsAddr, "metrics_max_types", c.MetricsMaxTypes,
+		"tracing", c.Tracing.Enabled(), "otel_exporter_otlp_endpoint", redactURL(c.Tracing.Endpoint), "otel_exporter_otlp_traces_endpoint", redactURL(c.Tracing.TracesEndpoint), "otel_service_name", c.Tracing.ServiceName, "otel_traces_sampler", c.Tracing.Sampler,
 	}
 }
 

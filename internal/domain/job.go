@@ -120,6 +120,10 @@ type Job struct {
 	// valid as ValidateTag says), sorted, without duplicates; nil when it
 	// has none. They never change.
 	Tags []string
+	// TraceParent is the W3C traceparent of the span that created the job
+	// ("00-<trace id>-<span id>-<flags>"), empty when tracing was off: each
+	// attempt's span links to it. It never changes.
+	TraceParent string
 }
 
 // HasTag reports whether the job carries tag.
@@ -201,6 +205,9 @@ type NewJob struct {
 	// Tags, sorted and without duplicates (see NormalizeTags); at most
 	// MaxTags, each valid as ValidateTag says.
 	Tags []string
+	// TraceParent is the W3C traceparent of the creating span, set by the
+	// jobs service (never from client input); empty for none.
+	TraceParent string
 }
 
 // MaxTags is the most tags a job may carry.

@@ -161,6 +161,7 @@ func (s *Store) newJobs(njs []domain.NewJob) ([]*domain.Job, error) {
 			RunAt:          nj.RunAt,
 			Priority:       nj.Priority,
 			Tags:           nj.Tags,
+			TraceParent:    nj.TraceParent,
 		}
 		if j.RunAt.IsZero() {
 			j.RunAt = now

@@ -352,6 +352,8 @@ func checkNewJob(nj domain.NewJob) error {
 		return &domain.ValidationError{Field: "idempotencyKey", Message: "must be valid UTF-8 without NUL characters"}
 	case !storable(nj.Owner):
 		return &domain.ValidationError{Field: "owner", Message: "must be valid UTF-8 without NUL characters"}
+	case !storable(nj.TraceParent):
+		return &domain.ValidationError{Field: "traceParent", Message: "must be valid UTF-8 without NUL characters"}
 	case nj.Priority < math.MinInt16 || nj.Priority > math.MaxInt16:
 		return &domain.ValidationError{Field: "priority", Message: fmt.Sprintf("must be between %d and %d, got %d", math.MinInt16, math.MaxInt16, nj.Priority)}
 	case nj.MaxAttempts > math.MaxInt32:

@@ -302,6 +302,7 @@ func (w *writeTx) create(id string, nj domain.NewJob) (*domain.Job, error) {
 		RunAt:          truncate(nj.RunAt),
 		Priority:       nj.Priority,
 		Tags:           nj.Tags,
+		TraceParent:    nj.TraceParent,
 	}
 	if nj.RunAt.IsZero() {
 		j.RunAt = w.now
@@ -315,12 +316,12 @@ func (w *writeTx) create(id string, nj domain.NewJob) (*domain.Job, error) {
 	// the answer. The writer runs one write at a time, so no other
 	// creation can slip in between.
 	err = w.queryRow(`INSERT INTO jobs (id, type, payload, status, attempts, max_attempts, error, errors,
-			created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version, owner, tags)
-		VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1, ?, ?)
+			created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version, owner, tags, trace_parent)
+		VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1, ?, ?, ?)
 		ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 		RETURNING seq`,
 		j.ID, j.Type, blob(j.Payload), j.MaxAttempts, micros(j.CreatedAt), micros(j.UpdatedAt),
-		nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority, j.Owner, tags,
+		nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority, j.Owner, tags, j.TraceParent,
 	).Scan(&j.Seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		held, _, err := scanJob(w.queryRow(`SELECT `+jobColumns+` FROM jobs WHERE owner = ? AND idempotency_key = ?`, nj.Owner, nj.IdempotencyKey))

@@ -68,6 +68,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("OwnerStats", func(t *testing.T) { t.Parallel(); testOwnerStats(t, newStore) })
 	t.Run("OwnerCounts", func(t *testing.T) { t.Parallel(); testOwnerCounts(t, newStore) })
 	t.Run("TagsPersist", func(t *testing.T) { t.Parallel(); testTagsPersist(t, newStore) })
+	t.Run("TraceParentPersists", func(t *testing.T) { t.Parallel(); testTraceParentPersists(t, newStore) })
 	t.Run("TagList", func(t *testing.T) { t.Parallel(); testTagList(t, newStore) })
 	t.Run("OwnerIdempotencyKey", func(t *testing.T) { t.Parallel(); testOwnerIdempotencyKey(t, newStore) })
 	t.Run("CreateMany", func(t *testing.T) { t.Parallel(); testCreateMany(t, newStore) })
