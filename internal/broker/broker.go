@@ -101,6 +101,8 @@ type Broker struct {
 	// progress is closed (and cleared) when something Flush waits for may
 	// have happened; nil while nobody waits.
 	progress atomic.Pointer[chan struct{}]
+
+	types typeFeed // changes of job types' controls (types.go)
 }
 
 // signal wakes Flush callers, if any, to look again.
@@ -427,6 +429,7 @@ func (b *Broker) close() {
 	for _, s := range subs {
 		b.unsubscribe(s)
 	}
+	b.closeTypes()
 	b.wg.Wait()
 }
 

@@ -15,6 +15,9 @@ type access struct {
 	read bool
 	// write allows Create, CreateMany, Cancel, Retry and Delete.
 	write bool
+	// operate allows the operator's controls: PauseType, ResumeType and
+	// SetTypeLimits.
+	operate bool
 	// scope, when not empty, is the only owner whose jobs the caller sees
 	// and acts on: another owner's job is not found, listings, stats and
 	// watches hold only the scope's jobs.
@@ -27,12 +30,15 @@ type access struct {
 
 // accessOf is the authorization rules, all of them:
 //
-//	identity         reads         writes        sees         owns what it creates
-//	none (auth off)  yes           yes           every job    no (Owner "")
-//	admin            yes           yes           every job    yes
-//	viewer           yes           no            every job    -
-//	user             yes           yes           its own      yes
-//	anything else    no            no            -            -
+//	identity         reads   writes   operates   sees         owns what it creates
+//	none (auth off)  yes     yes      yes        every job    no (Owner "")
+//	admin            yes     yes      yes        every job    yes
+//	viewer           yes     no       no         every job    -
+//	user             yes     yes      no         its own      yes
+//	anything else    no      no       no         -            -
+//
+// Operating is the controls of job types (pause, resume, limits), which
+// act on every owner's jobs.
 //
 // "Its own" is the jobs whose Owner is the identity's Name. A user without
 // a name could tell its jobs from no one's, so it may do nothing either
@@ -40,11 +46,11 @@ type access struct {
 func accessOf(ctx context.Context) access {
 	id, ok := auth.IdentityFrom(ctx)
 	if !ok {
-		return access{read: true, write: true}
+		return access{read: true, write: true, operate: true}
 	}
 	switch id.Role {
 	case auth.RoleAdmin:
-		return access{read: true, write: true, owner: id.Name, role: id.Role}
+		return access{read: true, write: true, operate: true, owner: id.Name, role: id.Role}
 	case auth.RoleViewer:
 		return access{read: true, role: id.Role}
 	case auth.RoleUser:
@@ -64,6 +70,15 @@ func (a access) allow(op string, write bool) error {
 	return nil
 }
 
+// allowOperate returns a *ForbiddenError unless the caller may change
+// the controls of job types (op names the change).
+func (a access) allowOperate(op string) error {
+	if !a.operate {
+		return &ForbiddenError{Op: op, Role: a.role, Types: true}
+	}
+	return nil
+}
+
 // sees reports whether the caller may see j at all.
 func (a access) sees(j *domain.Job) bool { return a.scope == "" || j.Owner == a.scope }
 
@@ -76,9 +91,14 @@ type ForbiddenError struct {
 	Op string
 	// Role is the caller's role.
 	Role auth.Role
+	// Types reports that Op is done to job types, not jobs.
+	Types bool
 }
 
 func (e *ForbiddenError) Error() string {
+	if e.Types {
+		return fmt.Sprintf("the role %q may not %s job types", e.Role, e.Op)
+	}
 	return fmt.Sprintf("the role %q may not %s jobs", e.Role, e.Op)
 }
 

@@ -74,6 +74,11 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("CreateManyKeys", func(t *testing.T) { t.Parallel(); testCreateManyKeys(t, newStore) })
 	t.Run("CreateManyAllOrNothing", func(t *testing.T) { t.Parallel(); testCreateManyAllOrNothing(t, newStore) })
 	t.Run("Delete", func(t *testing.T) { t.Parallel(); testDelete(t, newStore) })
+	t.Run("TypePause", func(t *testing.T) { t.Parallel(); testTypePause(t, newStore) })
+	t.Run("TypeConcurrency", func(t *testing.T) { t.Parallel(); testTypeConcurrency(t, newStore) })
+	t.Run("TypeConcurrencyRace", func(t *testing.T) { t.Parallel(); testTypeConcurrencyRace(t, newStore) })
+	t.Run("TypeRate", func(t *testing.T) { t.Parallel(); testTypeRate(t, newStore) })
+	t.Run("TypeControlsKept", func(t *testing.T) { t.Parallel(); testTypeControlsKept(t, newStore) })
 }
 
 // recorder is a Publisher that keeps every event.
