@@ -37,10 +37,12 @@ type config struct {
 	RetryBackoff    time.Duration
 	RetryBackoffMax time.Duration
 	HandlersFile    string
-	Retention       time.Duration
-	RetentionSweep  time.Duration
-	LogFormat       string
-	LogLevel        slog.Level
+	// PausedTypes are paused at start (PAUSED_TYPES).
+	PausedTypes    []string
+	Retention      time.Duration
+	RetentionSweep time.Duration
+	LogFormat      string
+	LogLevel       slog.Level
 
 	MaxBodyBytes            int64
 	MaxPayloadBytes         int
@@ -139,6 +141,19 @@ func settings() []setting {
 		{"JOB_TIMEOUT", "5m", "bound of each attempt of a job created without timeoutSeconds", durationInto(func(c *config) *time.Duration { return &c.JobTimeout })},
 		{"HANDLERS_FILE", "", `JSON file mapping job types to webhook URLs ({"email": {"url": "http://…"}}); when set, only those types are accepted and the simulated handler is off`, func(c *config, v string) error {
 			c.HandlersFile = v
+			return nil
+		}},
+		{"PAUSED_TYPES", "", "job types to pause at start (comma-separated, e.g. email,sms): their pending jobs wait until resumeJobType; the pause is stored, so it stays after a restart without the setting", func(c *config, v string) error {
+			c.PausedTypes = nil
+			for t := range strings.SplitSeq(v, ",") {
+				if t = strings.TrimSpace(t); t == "" {
+					continue
+				}
+				if err := domain.ValidateType(t); err != nil {
+					return fmt.Errorf("%q: %v", t, err)
+				}
+				c.PausedTypes = append(c.PausedTypes, t)
+			}
 			return nil
 		}},
 		{"MAX_ATTEMPTS", "3", "attempts of a job created without maxAttempts (1 means no retry)", intInto(func(c *config) *int { return &c.MaxAttempts }, 1)},
@@ -357,7 +372,7 @@ func (c config) logAttrs() []any {
 	return []any{
 		"database", redactURL(c.DatabaseURL), "instance_id", c.InstanceID, "lease_duration", c.LeaseDuration, "poll_interval", c.PollInterval,
 		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
-		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
+		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "paused_types", c.PausedTypes, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,

@@ -65,6 +65,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// The store publishes every change it commits (only it knows their
 	// order): to the broker, for subscribers, and to the worker pool's
 	// inbox (pending jobs wake it, cancellation requests reach handlers).
+	// Both also hear the changes of job types' controls.
 	inbox := worker.NewInbox()
 	publishers := store.Publishers{events, inbox}
 	if log.Enabled(ctx, slog.LevelDebug) {
@@ -78,6 +79,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer jobs.close() // after every part has stopped
 	log.Info("store open", "backend", jobs.backend)
+	if err := startTypeControls(ctx, jobs, inbox, cfg.PausedTypes, log); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	// Handlers: webhooks from HANDLERS_FILE, or the simulated handler for
 	// every type, as in the original service.
 	var handlers map[string]worker.Handler
@@ -355,4 +359,25 @@ func newDebugServer() *http.Server {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// startTypeControls pauses the types of PAUSED_TYPES, then tells the
+// pool's inbox every type's controls (which types have a concurrency
+// limit), before the pool runs.
+func startTypeControls(ctx context.Context, st store.Store, inbox *worker.Inbox, paused []string, log *slog.Logger) error {
+	yes := true
+	for _, t := range paused {
+		if _, err := st.SetTypeControl(ctx, t, domain.TypeChange{Paused: &yes}); err != nil {
+			return fmt.Errorf("pause type %s (PAUSED_TYPES): %w", t, err)
+		}
+		log.Info("job type paused (PAUSED_TYPES)", "type", t)
+	}
+	controls, err := st.TypeControls(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range controls {
+		inbox.PublishType(c)
+	}
+	return nil
 }

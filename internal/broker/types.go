@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -16,6 +17,42 @@ type typeFeed struct {
 	mu     sync.Mutex
 	subs   map[*TypeSubscription]struct{}
 	closed bool
+	// changed is closed (and cleared) when a subscription comes or goes;
+	// nil while nobody waits (WaitTypeSubscribers).
+	changed chan struct{}
+}
+
+// changedLocked wakes WaitTypeSubscribers callers; f.mu is held.
+func (f *typeFeed) changedLocked() {
+	if f.changed != nil {
+		close(f.changed)
+		f.changed = nil
+	}
+}
+
+// WaitTypeSubscribers waits until exactly n type subscriptions are
+// registered, or until ctx is done, waking on each registration and
+// removal (for tests that must know a subscription is live).
+func (b *Broker) WaitTypeSubscribers(ctx context.Context, n int) error {
+	f := &b.types
+	for {
+		f.mu.Lock()
+		have := len(f.subs)
+		if have == n {
+			f.mu.Unlock()
+			return nil
+		}
+		if f.changed == nil {
+			f.changed = make(chan struct{})
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for %d type subscribers (%d registered): %w", n, have, ctx.Err())
+		}
+	}
 }
 
 // PublishType hands a type's changed controls to every type subscription
@@ -44,6 +81,7 @@ func (b *Broker) SubscribeTypes(ctx context.Context) (*TypeSubscription, error) 
 	}
 	s := &TypeSubscription{f: f, latest: make(map[string]domain.TypeControl), ready: make(chan struct{}, 1)}
 	f.subs[s] = struct{}{}
+	f.changedLocked()
 	s.stop = context.AfterFunc(ctx, s.Close)
 	return s, nil
 }
@@ -58,6 +96,7 @@ func (b *Broker) closeTypes() {
 		s.end(ErrClosed)
 	}
 	clear(f.subs)
+	f.changedLocked()
 }
 
 // TypeSubscription is one subscriber's stream of changes of job types'
@@ -133,6 +172,7 @@ func (s *TypeSubscription) Next(ctx context.Context) (domain.TypeControl, error)
 func (s *TypeSubscription) Close() {
 	s.f.mu.Lock()
 	delete(s.f.subs, s)
+	s.f.changedLocked()
 	s.f.mu.Unlock()
 	if s.stop != nil {
 		s.stop()

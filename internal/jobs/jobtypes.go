@@ -19,6 +19,30 @@ type JobType struct {
 	Stats domain.Stats
 }
 
+// ConcurrencyOrNil returns the concurrency limit, nil for none.
+func (t *JobType) ConcurrencyOrNil() *int {
+	if t.Concurrency <= 0 {
+		return nil
+	}
+	return &t.Concurrency
+}
+
+// RatePerSecondOrNil returns the rate limit, nil for none.
+func (t *JobType) RatePerSecondOrNil() *float64 {
+	if t.RatePerSecond <= 0 {
+		return nil
+	}
+	return &t.RatePerSecond
+}
+
+// RateBurstOrNil returns the rate's burst, nil without a rate.
+func (t *JobType) RateBurstOrNil() *int {
+	if t.RatePerSecond <= 0 {
+		return nil
+	}
+	return &t.RateBurst
+}
+
 // LimitsRequest is what SetTypeLimits sets: a nil field clears that
 // limit. A burst without a rate is refused; a rate without a burst gets
 // the rate rounded up.
