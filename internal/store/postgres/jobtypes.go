@@ -74,27 +74,45 @@ func queueSaveTypeControl(b *pgx.Batch, c domain.TypeControl) {
 		c.Name, c.Paused, positive(c.Concurrency), rate, positive(c.RateBurst), c.Tokens, at)
 }
 
-// claim runs one claim on a connection of its own, in a transaction:
+// claim runs one claim. Without type controls it is one round trip, as
+// one implicit transaction: the shared advisory lock typesLock (which a
+// change of controls takes exclusively, so that no claim runs on
+// controls older than a change that committed before it started), a
+// look at whether any type has controls, and the claim statement, which
+// claims nothing when one has. With controls it is a transaction of its
+// own on one connection (claimControlled):
 //
-//  1. BEGIN; the shared advisory lock typesLock, which a change of type
-//     controls takes exclusively, so that no claim runs on controls
-//     older than a change that committed before it started; the
-//     controls: those of limited types locked FOR UPDATE, in name order,
-//     so that the claims of every instance take turns on a limited type,
-//     each counting what the one before committed;
-//  2. without controls, the claim statement and COMMIT: two round trips
-//     in all. With them, see claimControlled.
+//  1. BEGIN; typesLock shared; the controls of limited types locked FOR
+//     UPDATE in name order, so that the claims of every instance take
+//     turns on a limited type, each counting what the one before
+//     committed; the paused types;
+//  2. the processing jobs of the types with a concurrency limit, counted
+//     after the lock; the candidates; the claim, the tokens spent, COMMIT.
 //
 // A connection left in a transaction by a failure is closed by the pool
 // on release, which rolls it back.
 func (s *Store) claim(ctx context.Context, tok int64, req store.ClaimRequest, changes *[]change) error {
+	var (
+		controlled bool
+		b          pgx.Batch
+	)
+	b.Queue(claimPlanning)
+	b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, s.typesLock)
+	b.Queue(`SELECT EXISTS (SELECT FROM job_type_controls)`).QueryRow(func(row pgx.Row) error { return row.Scan(&controlled) })
+	b.Queue(s.sql.claim, tok, req.Now, req.Limit, s.now(), req.Owner, req.LeaseUntil).Query(func(rows pgx.Rows) (err error) {
+		*changes, err = collectChanges(rows)
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil || !controlled {
+		return err
+	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
 	var limited, paused []domain.TypeControl
-	var b pgx.Batch
+	b = pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, s.typesLock)
 	b.Queue(claimPlanning)
@@ -112,12 +130,7 @@ func (s *Store) claim(ctx context.Context, tok int64, req store.ClaimRequest, ch
 		return err
 	}
 	b = pgx.Batch{}
-	if len(limited) == 0 && len(paused) == 0 {
-		b.Queue(s.sql.claim, tok, req.Now, req.Limit, s.now(), req.Owner, req.LeaseUntil).Query(func(rows pgx.Rows) (err error) {
-			*changes, err = collectChanges(rows)
-			return err
-		})
-	} else if err := s.claimControlled(ctx, conn.Conn(), &b, tok, req, limited, paused, changes); err != nil {
+	if err := s.claimControlled(ctx, conn.Conn(), &b, tok, req, limited, paused, changes); err != nil {
 		return err
 	}
 	b.Queue(`COMMIT`)

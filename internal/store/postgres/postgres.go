@@ -567,8 +567,7 @@ func whereClause(conds []string) string {
 
 // Claim moves up to req.Limit runnable jobs to processing, leased to
 // req.Owner: rows other claimers hold are skipped. Without type controls
-// it is one statement after a read of the controls, in one transaction
-// of two round trips; see claim for the controlled case.
+// it is one statement (see claim).
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
 	if req.Owner == "" || req.Limit <= 0 {
 		return nil, fmt.Errorf("claim jobs: owner %q, limit %d: %w", req.Owner, req.Limit, domain.ErrInvalid)

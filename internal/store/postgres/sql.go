@@ -139,11 +139,12 @@ func newStatements(channel, instance string, errorHistory int) statements {
 			ORDER BY i_ord
 			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`),
 		// $2 runnable cutoff, $3 limit, $4 now, $5 owner, $6 lease
-		// expiry.
+		// expiry. It claims nothing while any type has controls: those
+		// claims are made by claimControlled.
 		claim: notifying(`
 			picked AS (
 				SELECT id AS picked_id FROM jobs
-				WHERE status = 'pending' AND run_at <= $2
+				WHERE status = 'pending' AND run_at <= $2 AND NOT EXISTS (SELECT FROM job_type_controls)
 				ORDER BY priority DESC, run_at, seq
 				LIMIT $3
 				FOR UPDATE SKIP LOCKED),`, `
