@@ -85,26 +85,33 @@ func queueSaveTypeControl(b *pgx.Batch, c domain.TypeControl) {
 //  1. BEGIN; typesLock shared; the controls of limited types locked FOR
 //     UPDATE in name order, so that the claims of every instance take
 //     turns on a limited type, each counting what the one before
-//     committed; the paused types;
-//  2. the processing jobs of the types with a concurrency limit, counted
-//     after the lock; the candidates; the claim, the tokens spent, COMMIT.
+//     committed; the paused types; the processing jobs of the types with
+//     a concurrency limit, counted after the lock;
+//  2. the candidates (once more per limited type over its quota);
+//  3. the claim, the tokens spent, COMMIT.
+//
+// While types have controls the first round trip is skipped (s.controlled
+// remembers the last finding).
 //
 // A connection left in a transaction by a failure is closed by the pool
 // on release, which rolls it back.
 func (s *Store) claim(ctx context.Context, tok int64, req store.ClaimRequest, changes *[]change) error {
-	var (
-		controlled bool
-		b          pgx.Batch
-	)
-	b.Queue(claimPlanning)
-	b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, s.typesLock)
-	b.Queue(`SELECT EXISTS (SELECT FROM job_type_controls)`).QueryRow(func(row pgx.Row) error { return row.Scan(&controlled) })
-	b.Queue(s.sql.claim, tok, req.Now, req.Limit, s.now(), req.Owner, req.LeaseUntil).Query(func(rows pgx.Rows) (err error) {
-		*changes, err = collectChanges(rows)
-		return err
-	})
-	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil || !controlled {
-		return err
+	var b pgx.Batch
+	// The last claim's finding saves the first round trip while types
+	// have controls; either path reads them afresh.
+	if !s.controlled.Load() {
+		var controlled bool
+		b.Queue(claimPlanning)
+		b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, s.typesLock)
+		b.Queue(`SELECT EXISTS (SELECT FROM job_type_controls)`).QueryRow(func(row pgx.Row) error { return row.Scan(&controlled) })
+		b.Queue(s.sql.claim, tok, req.Now, req.Limit, s.now(), req.Owner, req.LeaseUntil).Query(func(rows pgx.Rows) (err error) {
+			*changes, err = collectChanges(rows)
+			return err
+		})
+		if err := s.pool.SendBatch(ctx, &b).Close(); err != nil || !controlled {
+			return err
+		}
+		s.controlled.Store(true)
 	}
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -112,6 +119,7 @@ func (s *Store) claim(ctx context.Context, tok int64, req store.ClaimRequest, ch
 	}
 	defer conn.Release()
 	var limited, paused []domain.TypeControl
+	processing := make(map[string]int)
 	b = pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, s.typesLock)
@@ -126,11 +134,26 @@ func (s *Store) claim(ctx context.Context, tok int64, req store.ClaimRequest, ch
 		paused, err = collectTypeControls(rows)
 		return err
 	})
+	// A statement of its own, after the lock: its snapshot holds the
+	// claims committed before it.
+	b.Queue(`SELECT type, count(*) FROM jobs
+		WHERE status = 'processing' AND type IN (SELECT name FROM job_type_controls WHERE concurrency IS NOT NULL AND NOT paused)
+		GROUP BY type`).Query(func(rows pgx.Rows) error {
+		var (
+			typ string
+			n   int
+		)
+		_, err := pgx.ForEachRow(rows, []any{&typ, &n}, func() error { processing[typ] = n; return nil })
+		return err
+	})
 	if err := conn.SendBatch(ctx, &b).Close(); err != nil {
 		return err
 	}
+	if len(limited) == 0 && len(paused) == 0 {
+		s.controlled.Store(false)
+	}
 	b = pgx.Batch{}
-	if err := s.claimControlled(ctx, conn.Conn(), &b, tok, req, limited, paused, changes); err != nil {
+	if err := s.claimControlled(ctx, conn.Conn(), &b, tok, req, limited, paused, processing, changes); err != nil {
 		return err
 	}
 	b.Queue(`COMMIT`)
@@ -142,34 +165,17 @@ func (s *Store) claim(ctx context.Context, tok int64, req store.ClaimRequest, ch
 // tokens. The candidates come in dispatch order (FOR UPDATE SKIP LOCKED)
 // without the types that may take no more; a candidate over its type's
 // quota shuts that type out and the pick goes on without it, so it runs
-// at most once more per limited type. The processing jobs of a type with
-// a concurrency limit are counted after its row was locked.
-func (s *Store) claimControlled(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, tok int64, req store.ClaimRequest, limited, paused []domain.TypeControl, changes *[]change) error {
+// at most once more per limited type. processing counts the processing
+// jobs of the types with a concurrency limit, counted after their rows
+// were locked.
+func (s *Store) claimControlled(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, tok int64, req store.ClaimRequest, limited, paused []domain.TypeControl, processing map[string]int, changes *[]change) error {
 	controls := make(map[string]domain.TypeControl, len(limited))
 	closed := []string{}
 	for _, c := range paused {
 		closed = append(closed, c.Name)
 	}
-	var counted []string
 	for _, c := range limited {
 		controls[c.Name] = c
-		if c.Concurrency > 0 && !c.Paused {
-			counted = append(counted, c.Name)
-		}
-	}
-	processing := make(map[string]int)
-	if len(counted) > 0 {
-		rows, err := conn.Query(ctx, `SELECT type, count(*) FROM jobs WHERE status = 'processing' AND type = ANY($1) GROUP BY type`, counted)
-		if err != nil {
-			return err
-		}
-		var (
-			typ string
-			n   int
-		)
-		if _, err := pgx.ForEachRow(rows, []any{&typ, &n}, func() error { processing[typ] = n; return nil }); err != nil {
-			return err
-		}
 	}
 	left := make(map[string]int, len(controls))
 	for name, c := range controls {

@@ -49,6 +49,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -138,8 +139,10 @@ type Store struct {
 	// time compacts job_counts.
 	countsLock int64
 	// typesLock keys the advisory lock that every claim holds shared and
-	// a change of type controls exclusively (see Claim).
+	// a change of type controls exclusively (see claim).
 	typesLock int64
+	// controlled is true while the last claim found type controls.
+	controlled atomic.Bool
 
 	creates   *batcher[domain.NewJob]
 	completes *batcher[completeArg]
