@@ -22,11 +22,23 @@ build: ## Build bin/server
 	$(GO) build -o $(BIN) ./cmd/server
 
 .PHONY: generate
-generate: ## Regenerate gqlgen code from schema.graphqls
+generate: web ## Regenerate gqlgen code from schema.graphqls, and the web files (make web)
 	$(GO) tool gqlgen generate
 
+# The web pages the server embeds take their JavaScript and CSS from pinned
+# npm packages: each page's step below copies its files from the packages'
+# tarballs (checked against the registry's integrity hashes, cached under
+# the user's cache directory) into the folder it embeds. Node is not
+# needed. A page with its own sources adds a step of its own to `web`.
+.PHONY: web
+web: web-playground ## Refresh the embedded web files from the pinned npm packages
+
+.PHONY: web-playground
+web-playground: # GraphiQL, React and the explorer plugin for the playground at /
+	$(GO) run ./scripts/npmfetch -manifest internal/playground/npm.json -out internal/playground/npm
+
 .PHONY: check-generated
-check-generated: ## Fail when the committed generated code is stale
+check-generated: ## Fail when the committed generated code or web files are stale
 	./scripts/check-generated.sh
 
 .PHONY: lint
@@ -73,7 +85,7 @@ test: lint check-generated test-go fuzz e2e ## Everything CI runs: lint, generat
 
 .PHONY: bench
 bench: ## Benchmarks: in-process throughput, then load against a live server (figures for the README)
-	$(GO) test -run '^$$' -bench '^BenchmarkThroughput$$' -benchtime 200000x ./internal/worker
+	$(GO) test -run '^$$' -bench '^BenchmarkThroughput$$' -benchtime 200000x -count 3 ./internal/worker
 	$(GO) test -run '^$$' -bench 'ScheduledDispatchLatency|RetryThroughput' -benchtime 2000x ./internal/worker
 	$(GO) test -run '^$$' -bench . ./internal/broker
 	$(GO) test -run '^$$' -bench CreateJobAccess -count 5 -benchtime 20000x ./internal/httpapi

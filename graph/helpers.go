@@ -117,5 +117,20 @@ func bulkRequest(f model.JobFilter, limit *int) jobs.BulkRequest {
 	if f.Tag != nil {
 		req.Tag = *f.Tag
 	}
+	if f.CreatedBefore != nil {
+		req.CreatedBefore = *f.CreatedBefore
+	}
+	if f.CreatedAfter != nil {
+		req.CreatedAfter = *f.CreatedAfter
+	}
+	return req
+}
+
+// periodicRequest is a PeriodicJobInput as the jobs service takes it.
+func periodicRequest(input model.PeriodicJobInput) jobs.PeriodicRequest {
+	req := jobs.PeriodicRequest{Name: input.Name, Schedule: input.Schedule, Timezone: input.Timezone, Paused: input.Paused}
+	if input.Job != nil {
+		req.Job = createRequest(input.Job)
+	}
 	return req
 }

@@ -78,6 +78,30 @@ func (r *mutationResolver) SetJobTypeLimits(ctx context.Context, name string, co
 	return &t, internal(err)
 }
 
+// UpsertPeriodicJob is the resolver for the upsertPeriodicJob field.
+func (r *mutationResolver) UpsertPeriodicJob(ctx context.Context, input model.PeriodicJobInput) (*jobs.Periodic, error) {
+	p, err := r.Service.PutPeriodic(ctx, periodicRequest(input))
+	return p, periodicError(ctx, input.Name, err)
+}
+
+// DeletePeriodicJob is the resolver for the deletePeriodicJob field.
+func (r *mutationResolver) DeletePeriodicJob(ctx context.Context, name string) (bool, error) {
+	err := r.Service.DeletePeriodic(ctx, name)
+	return err == nil, periodicError(ctx, name, err)
+}
+
+// LastJob is the resolver for the lastJob field.
+func (r *periodicJobResolver) LastJob(ctx context.Context, obj *jobs.Periodic) (*domain.Job, error) {
+	if obj.LastJobID == "" {
+		return nil, nil
+	}
+	j, err := r.Service.Get(ctx, obj.LastJobID)
+	if errors.Is(err, domain.ErrNotFound) {
+		return nil, nil // deleted since (deleteJob, RETENTION)
+	}
+	return j, internal(err)
+}
+
 // Job is the resolver for the job field.
 func (r *queryResolver) Job(ctx context.Context, id string) (*domain.Job, error) {
 	j, err := r.Service.Get(ctx, id)
@@ -147,6 +171,12 @@ func (r *queryResolver) JobType(ctx context.Context, name string) (*jobs.JobType
 	return t, internal(err)
 }
 
+// PeriodicJobs is the resolver for the periodicJobs field.
+func (r *queryResolver) PeriodicJobs(ctx context.Context) ([]*jobs.Periodic, error) {
+	ps, err := r.Service.ListPeriodic(ctx)
+	return ps, internal(err)
+}
+
 // JobUpdated is the resolver for the jobUpdated field.
 func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeArg *string, tag *string) (<-chan *domain.Job, error) {
 	ch, err := r.jobUpdated(ctx, id, typeArg, tag)
@@ -168,6 +198,9 @@ func (r *subscriptionResolver) JobTypeUpdated(ctx context.Context) (<-chan *jobs
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
+// PeriodicJob returns PeriodicJobResolver implementation.
+func (r *Resolver) PeriodicJob() PeriodicJobResolver { return &periodicJobResolver{r} }
+
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
@@ -176,6 +209,7 @@ func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionRes
 
 type (
 	mutationResolver     struct{ *Resolver }
+	periodicJobResolver  struct{ *Resolver }
 	queryResolver        struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }
 )

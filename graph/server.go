@@ -16,6 +16,7 @@ import (
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/ratelimit"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
@@ -50,7 +51,13 @@ type ServerOptions struct {
 	// Mutations limits each caller's mutations, one action per root
 	// field (RATE_LIMITED). nil: no limit.
 	Mutations *ratelimit.Limiter
+	// Metrics counts operations by type and error code; nil counts none.
+	Metrics *metrics.Metrics
 }
+
+// periodicListPrice is how many periodic jobs the periodicJobs query is
+// priced for.
+const periodicListPrice = 100
 
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
 // websockets speaking graphql-transport-ws and graphql-ws (opts.Websocket),
@@ -83,6 +90,10 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	cfg.Complexity.Query.JobTypes = func(childComplexity int) int { return 1 + DefaultPageSize*childComplexity }
 	cfg.Complexity.Job.Payload = func(int) int { return payload }
 	cfg.Complexity.Job.Result = func(int) int { return payload }
+	// Periodic jobs are an operator's few, listed whole: priced as a page
+	// of that many, each with its template's payload and its last job.
+	cfg.Complexity.Query.PeriodicJobs = func(childComplexity int) int { return 1 + periodicListPrice*childComplexity }
+	cfg.Complexity.PeriodicJobTemplate.Payload = func(int) int { return payload }
 	srv := handler.New(NewExecutableSchema(cfg))
 
 	// SSE first: it claims POSTs that accept text/event-stream, which the
@@ -99,12 +110,16 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.SetParserTokenLimit(max(opts.Limits.Query.Tokens, 0))
 	srv.Use(extension.Introspection{})
 	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
-	srv.AroundOperations(subscriptionsOverHTTP)
+	srv.AroundOperations(subscriptionsOverHTTP(opts.Metrics))
 	if opts.Mutations != nil {
 		srv.AroundOperations(rateLimitMutations(opts.Mutations, r.Logger))
 	}
 	if opts.HeavySlots > 0 {
 		srv.AroundOperations(newHeavyOperations(opts.HeavyComplexity, opts.HeavySlots, r.Logger).intercept)
+	}
+	if opts.Metrics != nil {
+		srv.AroundOperations(countSubscriptions(opts.Metrics))
+		srv.AroundResponses(countOperations(opts.Metrics))
 	}
 	srv.AroundResponses(capErrors)
 	srv.AroundResponses(logTimeouts(r.Logger))

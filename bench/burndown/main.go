@@ -48,6 +48,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/store/postgres"
@@ -87,6 +88,7 @@ func run() error {
 	vacuum := flag.Bool("vacuum", true, "PostgreSQL: VACUUM ANALYZE the table before the burn-down, as bench/river does")
 	typeLimit := flag.Int("type-limit", 0, "when positive, the jobs' type gets this concurrency limit before the burn-down (the cost of a limit not reached: give more than -workers)")
 	typeRate := flag.Float64("type-rate", 0, "when positive, the jobs' type gets this rate (per second, burst the same) before the burn-down")
+	withMetrics := flag.Bool("metrics", false, "record Prometheus metrics as the server does with METRICS=on (the store wrapped, the pool recording)")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
@@ -106,7 +108,11 @@ func run() error {
 		return err
 	}
 	defer b.close()
-	st := b.store
+	var m *metrics.Metrics // nil: off
+	if *withMetrics {
+		m = metrics.New(metrics.Options{Backend: b.name})
+	}
+	st := m.Store(b.store)
 
 	// 1. Single creates from many goroutines.
 	start := time.Now()
@@ -161,6 +167,7 @@ func run() error {
 		ClaimCooldown: claimCooldown,
 		ShutdownGrace: 30 * time.Second,
 		Default:       worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil }),
+		Metrics:       m,
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if *cpuProfile != "" {

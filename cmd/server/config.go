@@ -39,6 +39,7 @@ type config struct {
 	HandlersFile    string
 	// PausedTypes are paused at start (PAUSED_TYPES).
 	PausedTypes    []string
+	PeriodicFile   string
 	Retention      time.Duration
 	RetentionSweep time.Duration
 	LogFormat      string
@@ -87,6 +88,10 @@ type config struct {
 	AllowedHosts   string
 	RateLimit      float64
 	RateBurst      int
+
+	Metrics         bool
+	MetricsAddr     string
+	MetricsMaxTypes int
 }
 
 // origins are the web origins allowed to call the API: CORS_ALLOWED_ORIGINS,
@@ -132,7 +137,7 @@ func settings() []setting {
 			}
 			return nil
 		}},
-		{"POLL_INTERVAL", "5s", "PostgreSQL only: how often an idle process looks for runnable jobs even without a notification (a safety net for missed LISTEN/NOTIFY)", durationInto(func(c *config) *time.Duration { return &c.PollInterval })},
+		{"POLL_INTERVAL", "5s", "PostgreSQL only: how often an idle process looks for runnable jobs even without a notification (a safety net for missed LISTEN/NOTIFY), and reads the periodic jobs' definitions again (changes made through other processes)", durationInto(func(c *config) *time.Duration { return &c.PollInterval })},
 		{"PORT", "8080", "TCP port to listen on (0 picks a free one)", intInto(func(c *config) *int { return &c.Port }, 0)},
 		{"WORKERS", "1", "jobs processed at once", intInto(func(c *config) *int { return &c.Workers }, 1)},
 		{"QUEUE_CAPACITY", "100", "most jobs claimed from the store at once (never more than workers are idle; jobs wait in the store, never lost)", intInto(func(c *config) *int { return &c.QueueCapacity }, 1)},
@@ -156,6 +161,7 @@ func settings() []setting {
 			}
 			return nil
 		}},
+		{"PERIODIC_FILE", "", "YAML or JSON file of periodic jobs (periodic: [{name, schedule, timezone, paused, job: {type, payload, …}}]) applied at start; the API may not change them, and those of an earlier version of the file that it no longer holds are deleted", stringInto(func(c *config) *string { return &c.PeriodicFile })},
 		{"MAX_ATTEMPTS", "3", "attempts of a job created without maxAttempts (1 means no retry)", intInto(func(c *config) *int { return &c.MaxAttempts }, 1)},
 		{"ERROR_HISTORY", fmt.Sprint(domain.DefaultErrorHistory), fmt.Sprintf("failures kept in each job's errors, the newest (1 to %d); attempts still counts them all", domain.MaxErrorHistory), func(c *config, v string) error {
 			if err := intInto(func(c *config) *int { return &c.ErrorHistory }, 1)(c, v); err != nil {
@@ -239,6 +245,19 @@ func settings() []setting {
 			c.RateLimit = f
 			return nil
 		}},
+		{"METRICS", "on", "Prometheus metrics: on (GET /metrics, text or OpenMetrics) or off (nothing recorded)", func(c *config, v string) error {
+			switch v {
+			case "on":
+				c.Metrics = true
+			case "off":
+				c.Metrics = false
+			default:
+				return fmt.Errorf("want on or off, got %q", v)
+			}
+			return nil
+		}},
+		{"METRICS_ADDR", "", "when set (e.g. :9090), serve /metrics only there, with /ready and /health, and not on PORT; keep it private", stringInto(func(c *config) *string { return &c.MetricsAddr })},
+		{"METRICS_MAX_TYPES", "100", "distinct job types the metrics label; the others are counted as type=\"_other\"", intInto(func(c *config) *int { return &c.MetricsMaxTypes }, 1)},
 		{"RATE_BURST", "0", "mutations an identity may make at once before RATE_LIMIT applies (0: RATE_LIMIT rounded up)", intInto(func(c *config) *int { return &c.RateBurst }, 0)},
 	}
 }
@@ -372,7 +391,7 @@ func (c config) logAttrs() []any {
 	return []any{
 		"database", redactURL(c.DatabaseURL), "instance_id", c.InstanceID, "lease_duration", c.LeaseDuration, "poll_interval", c.PollInterval,
 		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
-		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "paused_types", c.PausedTypes, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
+		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "paused_types", c.PausedTypes, "periodic_file", c.PeriodicFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,
@@ -386,6 +405,7 @@ func (c config) logAttrs() []any {
 		"auth", c.Auth.String(), "api_tokens_file", c.APITokensFile, "jwt_jwks_url", c.JWTJWKSURL, "jwt_secret_set", c.JWTSecret != "",
 		"jwt_issuer", c.JWTIssuer, "jwt_audience", c.JWTAudience, "jwt_role_claim", c.JWTRoleClaim,
 		"cors_allowed_origins", c.origins().String(), "allowed_hosts", c.AllowedHosts, "rate_limit", c.RateLimit, "rate_burst", c.RateBurst,
+		"metrics", c.Metrics, "metrics_addr", c.MetricsAddr, "metrics_max_types", c.MetricsMaxTypes,
 	}
 }
 

@@ -22,6 +22,9 @@ import (
 	// Aliased: run's own variable jobs is the store.
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/maintenance"
+	"github.com/jobqueue/jobqueue/internal/metrics"
+	"github.com/jobqueue/jobqueue/internal/periodic"
+	"github.com/jobqueue/jobqueue/internal/requestid"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/webhook"
@@ -82,13 +85,31 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := startTypeControls(ctx, jobs, inbox, cfg.PausedTypes, log); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	// Metrics: every store call is timed, and the jobs' changes counted,
+	// at the store's door (METRICS=off: m is nil and records nothing).
+	var m *metrics.Metrics
+	if cfg.Metrics {
+		m = metrics.New(metrics.Options{MaxTypes: cfg.MetricsMaxTypes, Backend: jobs.backend})
+		jobs.Store = m.Store(jobs.Store)
+		m.WatchQueue(jobs.Store, scrapeStoreTimeout)
+		jobs.registerMetrics(m)
+	}
+	// The store is open, so its migrations are applied.
+	readiness := &httpapi.Readiness{Store: jobs.Store}
+	readiness.Migrated()
+	m.GaugeFunc("ready", "1 when GET /ready would answer 200 (the store answers within 1 s, migrations applied, not shutting down), else 0.", func() float64 {
+		if readiness.Check(context.Background()) == "" {
+			return 1
+		}
+		return 0
+	})
 	// Handlers: webhooks from HANDLERS_FILE, or the simulated handler for
 	// every type, as in the original service.
 	var handlers map[string]worker.Handler
 	var fallback worker.Handler = simulate.Handler{Duration: cfg.ProcessingTime}
 	var types jobsvc.TypeFilter
 	if cfg.HandlersFile != "" {
-		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
+		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, m)
 		if err != nil {
 			return fmt.Errorf("configuration: %w", err)
 		}
@@ -114,6 +135,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RetryBackoff:    cfg.RetryBackoff,
 		RetryBackoffMax: cfg.RetryBackoffMax,
 		Logger:          log,
+		Metrics:         m,
 	})
 	// Maintenance: the rescuer gives back the jobs of lost workers (half a
 	// lease after their lease expired at worst); the sweeper deletes
@@ -122,6 +144,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Retention > 0 {
 		maintenanceParts = append(maintenanceParts, storePart{"retention sweeper", &maintenance.Sweeper{Store: jobs, Retention: cfg.Retention, Interval: max(cfg.RetentionSweep, time.Second), Logger: log}})
 	}
+	// Periodic jobs: every process runs a scheduler; the store creates one
+	// job per tick among them. Where other processes share the store, the
+	// scheduler reads their changes every POLL_INTERVAL.
+	var refresh time.Duration
+	if jobs.Tuning().MissableWakeups {
+		refresh = cfg.PollInterval
+	}
+	scheduler := periodic.New(jobs, periodic.Options{Refresh: refresh, Logger: log})
+	maintenanceParts = append(maintenanceParts, storePart{"periodic scheduler", scheduler})
 	websockets := wstransport.New(wstransport.Options{
 		InitTimeout:      cfg.WSInitTimeout,
 		KeepAlive:        cfg.WSKeepAlive,
@@ -137,7 +168,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		DefaultMaxAttempts: cfg.MaxAttempts,
 		Types:              types,
 		RESTListMax:        cfg.RESTListMax,
+		PeriodicFile:       cfg.PeriodicFile,
+		PeriodicChanged:    scheduler.Wake,
 	})
+	if cfg.PeriodicFile != "" {
+		if err := applyPeriodicFile(ctx, service, cfg.PeriodicFile, log); err != nil {
+			return fmt.Errorf("configuration: PERIODIC_FILE: %w", err)
+		}
+	}
 	// Heavy queries and large listings share the cores: one each.
 	heavySlots := cmp.Or(cfg.HeavyQueries, runtime.GOMAXPROCS(0))
 	gql := graph.NewHandler(&graph.Resolver{
@@ -154,9 +192,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RequestTimeout:           cfg.RequestTimeout,
 		Limits:                   cfg.graphQLLimits(),
 		Mutations:                access.Mutations,
+		Metrics:                  m,
 	})
 	streams := httpapi.NewStreams()
-	handler := httpapi.NewHandler(httpapi.Deps{
+	m.WatchSubscriptions(metrics.Subscriptions{
+		WebsocketConnections:   websockets.Connections,
+		WebsocketSubscriptions: websockets.Subscriptions,
+		WebsocketMessages:      websockets.MessagesSent,
+		SSEStreams:             streams.Open,
+		Coalesced:              events.Coalesced,
+		SlowSubscribers:        events.SlowSubscribers,
+		TooManySubscriptions:   websockets.RefusedSubscriptions,
+	})
+	deps := httpapi.Deps{
 		Jobs:             service,
 		GraphQL:          gql,
 		Logger:           log,
@@ -168,7 +216,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		LargeListings:    heavySlots,
 		Access:           access,
-	})
+		Metrics:          m,
+		Ready:            readiness,
+	}
+	if m != nil && cfg.MetricsAddr == "" {
+		deps.MetricsHandler = m.Handler()
+	}
+	handler := httpapi.NewHandler(deps)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -198,6 +252,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		log.Info("debug listener", "addr", debugLn.Addr().String())
 	}
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			_ = ln.Close()
+			if debugLn != nil {
+				_ = debugLn.Close()
+			}
+			return fmt.Errorf("metrics listener on %s: %w", cfg.MetricsAddr, err)
+		}
+		log.Info("metrics listener", "addr", metricsLn.Addr().String())
+	}
 
 	// Then every part runs, in one group; the HTTP server comes last, so
 	// that a request finds everything it needs running.
@@ -222,6 +287,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if debugLn != nil {
 		p.debug = g.start("debug server", httpServer{srv: newDebugServer(), ln: debugLn})
 	}
+	if metricsLn != nil {
+		p.metrics = g.start("metrics server", httpServer{srv: newMetricsServer(m, readiness), ln: metricsLn, grace: time.Second})
+	}
+	p.readiness = readiness
 	// HTTP requests may go on until the streams end (step 6 of shutdown).
 	grace := cfg.ShutdownTimeout + flushTimeout + cfg.WSWriteTimeout + time.Second
 	p.http = g.start("http server", httpServer{srv: srv, ln: ln, grace: grace})
@@ -247,6 +316,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 // parts are the server's running parts, as shutdown stops them.
 type parts struct {
 	http, debug        *part
+	metrics            *part // nil without METRICS_ADDR
 	pool               *part
 	maintenance, store []*part
 	events             *part
@@ -257,17 +327,21 @@ type parts struct {
 	// What shutdown flushes.
 	broker    *broker.Broker
 	transport *wstransport.Transport
+	// What shutdown marks not ready.
+	readiness *httpapi.Readiness
 }
 
 // shutdown stops the parts in this order, each for a reason:
 //
+//  0. /ready answers 503 "shutting down" (on METRICS_ADDR, which serves
+//     until step 6, load balancers see it while the rest winds down).
 //  1. HTTP stops accepting connections; requests in flight go on (a
 //     createJob being answered is not cut off).
 //  2. The workers stop claiming; running jobs get SHUTDOWN_TIMEOUT to
 //     finish, then are cancelled and returned to pending. Subscribers are
 //     still connected meanwhile and see them finish.
-//  3. Maintenance (rescuer, sweeper) stops: it ran while jobs finished,
-//     and must stop before the store closes.
+//  3. Maintenance (rescuer, sweeper, periodic scheduler) stops: it ran
+//     while jobs finished, and must stop before the store closes.
 //  4. The broker hands every change published so far (final states, jobs
 //     returned to pending) to the subscriptions, and their readers take
 //     them (Flush), then the websockets write them (WaitSent): 2 seconds
@@ -283,6 +357,8 @@ type parts struct {
 //  8. The broker ends what subscriptions remain. The store closes after
 //     this function returns (serve's deferred close).
 func (p parts) shutdown(cfg config, log *slog.Logger) {
+	// 0. Not ready.
+	p.readiness.Drain()
 	// 1. No new connections.
 	p.http.stop()
 	// 2. Running jobs finish, or are returned to pending.
@@ -310,6 +386,9 @@ func (p parts) shutdown(cfg config, log *slog.Logger) {
 	if p.debug != nil {
 		p.debug.halt()
 	}
+	if p.metrics != nil {
+		p.metrics.halt()
+	}
 	<-p.http.done
 	if p.authn != nil {
 		p.authn.halt()
@@ -320,6 +399,19 @@ func (p parts) shutdown(cfg config, log *slog.Logger) {
 	}
 	// 8. The broker.
 	p.events.halt()
+}
+
+// applyPeriodicFile reads PERIODIC_FILE and stores its definitions.
+func applyPeriodicFile(ctx context.Context, service *jobsvc.Service, path string, log *slog.Logger) error {
+	reqs, err := jobsvc.ReadPeriodicFile(path)
+	if err != nil {
+		return err
+	}
+	if err := service.ApplyPeriodicFile(ctx, reqs); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	log.Info("periodic jobs from file", "file", path, "count", len(reqs))
+	return nil
 }
 
 // maxHeaderBytes bounds a request's headers (net/http's default is 1 MiB):
@@ -342,12 +434,33 @@ func defaultMaxConnections(fileLimit int) int {
 // them (and finds the jobs' state when it reconnects).
 const flushTimeout = 2 * time.Second
 
+// newLogger returns the server's logger: every line logged with a
+// request's context carries its request_id.
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(requestid.Handler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(requestid.Handler(slog.NewTextHandler(w, opts)))
+}
+
+// scrapeStoreTimeout bounds the store calls of one scrape (the job counts
+// and the queue's lag).
+const scrapeStoreTimeout = 2 * time.Second
+
+// newMetricsServer serves METRICS_ADDR: /metrics (unless METRICS=off),
+// /ready and /health, with no access control: keep it private.
+func newMetricsServer(m *metrics.Metrics, ready *httpapi.Readiness) *http.Server {
+	mux := http.NewServeMux()
+	if m != nil {
+		mux.Handle("GET /metrics", m.Handler())
+	}
+	mux.Handle("GET /ready", ready)
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }
 
 // newDebugServer serves net/http/pprof.

@@ -69,6 +69,10 @@ type JobFilter struct {
 	Type *string `json:"type,omitempty"`
 	// Only jobs carrying this tag.
 	Tag *string `json:"tag,omitempty"`
+	// Only jobs created before this time (strictly).
+	CreatedBefore *time.Time `json:"createdBefore,omitempty"`
+	// Only jobs created after this time (strictly).
+	CreatedAfter *time.Time `json:"createdAfter,omitempty"`
 }
 
 type Mutation struct {
@@ -77,6 +81,18 @@ type Mutation struct {
 type PageInfo struct {
 	HasNextPage bool    `json:"hasNextPage"`
 	EndCursor   *string `json:"endCursor,omitempty"`
+}
+
+type PeriodicJobInput struct {
+	// Letters, digits and . _ : - (at most 119 characters): its jobs carry the tag periodic:<name>.
+	Name string `json:"name"`
+	// Standard 5-field cron (minute precision), an optional seconds field first, or @every 30s / @hourly / @daily / @weekly / @monthly / @yearly.
+	Schedule string `json:"schedule"`
+	// An IANA time zone name (Europe/Paris, America/New_York) or UTC.
+	Timezone *string `json:"timezone,omitempty"`
+	Paused   *bool   `json:"paused,omitempty"`
+	// The job to create at each tick, by createJob's rules; idempotencyKey and runAt are refused (each tick makes a new job, to run at once). At most 9 tags: periodic:<name> is added.
+	Job *CreateJobInput `json:"job"`
 }
 
 type Query struct {

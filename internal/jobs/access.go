@@ -15,8 +15,8 @@ type access struct {
 	read bool
 	// write allows Create, CreateMany, Cancel, Retry and Delete.
 	write bool
-	// operate allows the operator's controls: PauseType, ResumeType and
-	// SetTypeLimits.
+	// operate allows the operator's controls: defining and deleting
+	// periodic jobs; pausing, resuming and limiting job types.
 	operate bool
 	// scope, when not empty, is the only owner whose jobs the caller sees
 	// and acts on: another owner's job is not found, listings, stats and
@@ -30,19 +30,20 @@ type access struct {
 
 // accessOf is the authorization rules, all of them:
 //
-//	identity         reads   writes   operates   sees         owns what it creates
-//	none (auth off)  yes     yes      yes        every job    no (Owner "")
-//	admin            yes     yes      yes        every job    yes
-//	viewer           yes     no       no         every job    -
-//	user             yes     yes      no         its own      yes
-//	anything else    no      no       no         -            -
+//	identity         reads         writes        sees         owns what it creates   operates
+//	none (auth off)  yes           yes           every job    no (Owner "")          yes
+//	admin            yes           yes           every job    yes                    yes
+//	viewer           yes           no            every job    -                      no
+//	user             yes           yes           its own      yes                    no
+//	anything else    no            no            -            -                      no
 //
-// Operating is the controls of job types (pause, resume, limits), which
-// act on every owner's jobs.
+// Operating is the controls that act on every owner's jobs: periodic jobs
+// and the controls of job types (pause, resume, limits).
 //
 // "Its own" is the jobs whose Owner is the identity's Name. A user without
 // a name could tell its jobs from no one's, so it may do nothing either
-// (authentication never makes one).
+// (authentication never makes one). Operating is the operator's controls
+// (periodic jobs); reading them takes reading every job (allowPeriodic).
 func accessOf(ctx context.Context) access {
 	id, ok := auth.IdentityFrom(ctx)
 	if !ok {
@@ -74,7 +75,18 @@ func (a access) allow(op string, write bool) error {
 // the controls of job types (op names the change).
 func (a access) allowOperate(op string) error {
 	if !a.operate {
-		return &ForbiddenError{Op: op, Role: a.role, Types: true}
+		return &ForbiddenError{Op: op, Role: a.role, What: "job types"}
+	}
+	return nil
+}
+
+// allowPeriodic returns a *ForbiddenError unless the caller may do op to
+// periodic jobs: change them (write) takes operating, reading them takes
+// seeing every job (their jobs belong to no user, and their templates are
+// the operator's).
+func (a access) allowPeriodic(op string, write bool) error {
+	if write && !a.operate || !write && (!a.read || a.scope != "") {
+		return &ForbiddenError{Op: op, Role: a.role, What: "periodic jobs"}
 	}
 	return nil
 }
@@ -91,15 +103,16 @@ type ForbiddenError struct {
 	Op string
 	// Role is the caller's role.
 	Role auth.Role
-	// Types reports that Op is done to job types, not jobs.
-	Types bool
+	// What names the objects of Op: "jobs" when empty.
+	What string
 }
 
 func (e *ForbiddenError) Error() string {
-	if e.Types {
-		return fmt.Sprintf("the role %q may not %s job types", e.Role, e.Op)
+	what := e.What
+	if what == "" {
+		what = "jobs"
 	}
-	return fmt.Sprintf("the role %q may not %s jobs", e.Role, e.Op)
+	return fmt.Sprintf("the role %q may not %s %s", e.Role, e.Op, what)
 }
 
 // Unwrap makes errors.Is(err, domain.ErrForbidden) true.

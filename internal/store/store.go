@@ -93,6 +93,11 @@ type Store interface {
 	// TypeStats counts jobs per status for every type that has jobs (only
 	// owner's jobs when owner is not empty), from the kept counts.
 	TypeStats(ctx context.Context, owner string) (map[string]domain.Stats, error)
+	// OldestRunnable returns the earliest RunAt not after now among
+	// pending jobs (how long the longest-waiting runnable job has waited:
+	// the queue's lag), or the zero time when no pending job is due. It
+	// reads an index, never every pending job, on the SQL backends.
+	OldestRunnable(ctx context.Context, now time.Time) (time.Time, error)
 	// Heartbeat extends to until the leases owner holds on the jobs with
 	// the given ids (those still processing under owner's claim; others
 	// are left alone, so a lease the owner forgot about, e.g. an outcome it
@@ -149,6 +154,8 @@ type Store interface {
 	// Stats counts jobs per status, only those q selects, without loading
 	// them or scanning the jobs (counts kept on every change).
 	Stats(ctx context.Context, q StatsQuery) (domain.Stats, error)
+	// Periodics: the definitions of periodic jobs and one job per tick.
+	Periodics
 }
 
 // ItemError is an error about one element of a call that takes many
@@ -238,6 +245,11 @@ type ListQuery struct {
 	// no counts per tag: the Total of a listing by tag is counted among
 	// the tag's jobs (bounded by an index, not by all jobs).
 	Tag string
+	// CreatedBefore and CreatedAfter, when not zero, select the jobs
+	// created strictly before or after those times. No counts are kept
+	// per creation time either: with either bound, Total is counted among
+	// the jobs the other filters select.
+	CreatedBefore, CreatedAfter time.Time
 	// BeforeSeq, when positive, returns only jobs older than that Seq (the
 	// cursor of the previous page's last job).
 	BeforeSeq int64

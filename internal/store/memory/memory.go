@@ -43,6 +43,8 @@ type Store struct {
 	// controls are the types' controls, only of types that have some.
 	controls map[string]domain.TypeControl
 	typePub  store.TypePublisher
+	// periodics are the periodic job definitions by name.
+	periodics map[string]*domain.PeriodicJob
 }
 
 // lease is the claim a processing job is held by.
@@ -100,8 +102,9 @@ func NewWithOptions(opts Options) (*Store, error) {
 		counts:  make(map[countKey]int),
 		leases:  make(map[string]lease),
 
-		controls: make(map[string]domain.TypeControl),
-		typePub:  store.TypePublisherOf(pub),
+		controls:  make(map[string]domain.TypeControl),
+		typePub:   store.TypePublisherOf(pub),
+		periodics: make(map[string]*domain.PeriodicJob),
 	}, nil
 }
 
@@ -129,6 +132,17 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	fresh, err := s.newJobs(njs)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insert(fresh), nil
+}
+
+// newJobs makes the jobs of njs, not stored yet.
+func (s *Store) newJobs(njs []domain.NewJob) ([]*domain.Job, error) {
 	now := s.now()
 	fresh := make([]*domain.Job, len(njs))
 	for i, nj := range njs {
@@ -158,9 +172,12 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 		}
 		fresh[i] = j
 	}
+	return fresh, nil
+}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// insert stores and publishes new jobs, or returns the job that has a
+// new job's idempotency key in its place. The caller holds the lock.
+func (s *Store) insert(fresh []*domain.Job) []*domain.Job {
 	out := make([]*domain.Job, len(fresh))
 	for i, j := range fresh {
 		if j.IdempotencyKey != "" {
@@ -182,7 +199,7 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 		s.pub.Publish(j)
 		out[i] = j
 	}
-	return out, nil
+	return out
 }
 
 // Get returns the job with the id.
@@ -215,10 +232,11 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	defer s.mu.Unlock()
 
 	page := store.ListPage{}
-	if q.Tag == "" {
+	if q.Tag == "" && q.CreatedBefore.IsZero() && q.CreatedAfter.IsZero() {
 		page.Total = s.total(q.Owner, q.Type, q.Status)
 	} else {
-		// No counts per tag: the tag's jobs are counted one by one.
+		// No counts per tag or creation time: the jobs are counted one
+		// by one.
 		for _, j := range s.ordered {
 			if matches(q, j) {
 				page.Total++
@@ -246,7 +264,9 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 // matches reports whether j passes q's filters.
 func matches(q store.ListQuery, j *domain.Job) bool {
 	return (q.Status == "" || j.Status == q.Status) && (q.Type == "" || j.Type == q.Type) &&
-		(q.Owner == "" || j.Owner == q.Owner) && (q.Tag == "" || j.HasTag(q.Tag))
+		(q.Owner == "" || j.Owner == q.Owner) && (q.Tag == "" || j.HasTag(q.Tag)) &&
+		(q.CreatedBefore.IsZero() || j.CreatedAt.Before(q.CreatedBefore)) &&
+		(q.CreatedAfter.IsZero() || j.CreatedAt.After(q.CreatedAfter))
 }
 
 func (s *Store) total(owner, typ string, status domain.Status) int {
@@ -389,6 +409,18 @@ func (s *Store) TypeStats(ctx context.Context, owner string) (map[string]domain.
 		out[k.typ] = st
 	}
 	return out, nil
+}
+
+// OldestRunnable returns the earliest RunAt not after now among pending
+// jobs. It looks at every runnable job (those the queue holds as due): the
+// memory store keeps no index by RunAt of due jobs.
+func (s *Store) OldestRunnable(ctx context.Context, now time.Time) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, fmt.Errorf("oldest runnable job: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.oldestDue(now, s.isPending), nil
 }
 
 // Heartbeat extends the leases owner holds.

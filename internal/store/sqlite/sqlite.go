@@ -440,6 +440,19 @@ func listStatements(q store.ListQuery) listing {
 		args = append([]any{q.Tag}, args...)
 		total = "SELECT count(*)" + from + whereClause(where)
 	}
+	if !q.CreatedBefore.IsZero() || !q.CreatedAfter.IsZero() {
+		// No counts per creation time: the total counts the jobs.
+		if !q.CreatedBefore.IsZero() {
+			where = append(where, "created_at < ?")
+			args = append(args, ceilMicros(q.CreatedBefore))
+		}
+		if !q.CreatedAfter.IsZero() {
+			// x > t exactly when x > t's whole microseconds.
+			where = append(where, "created_at > ?")
+			args = append(args, micros(q.CreatedAfter))
+		}
+		total = "SELECT count(*)" + from + whereClause(where)
+	}
 	l := listing{total: total, totalArgs: slices.Clone(args)}
 	if q.Owner != "" {
 		// The term that lets the planner use the partial index jobs_owner.
@@ -574,6 +587,30 @@ func dispatchOrder(a, b *domain.Job) int {
 		a.RunAt.Compare(b.RunAt),
 		cmp.Compare(a.Seq, b.Seq),
 	)
+}
+
+// OldestRunnable returns the earliest RunAt not after now among pending
+// jobs: the first runnable job of each priority is one seek in
+// jobs_runnable.
+func (s *Store) OldestRunnable(ctx context.Context, now time.Time) (time.Time, error) {
+	if err := s.closed(); err != nil {
+		return time.Time{}, fmt.Errorf("oldest runnable job: %w", err)
+	}
+	var oldest sql.NullInt64
+	st, err := s.reads.get(ctx, pendingPriorities+`
+		SELECT MIN((SELECT run_at FROM jobs INDEXED BY jobs_runnable
+			WHERE status = 'pending' AND priority = prio.p AND run_at <= ?1 ORDER BY run_at LIMIT 1))
+		FROM prio WHERE p IS NOT NULL`)
+	if err == nil {
+		err = st.QueryRowContext(ctx, micros(now)).Scan(&oldest)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("oldest runnable job: %w", dbError(err))
+	}
+	if !oldest.Valid {
+		return time.Time{}, nil
+	}
+	return fromMicros(oldest.Int64), nil
 }
 
 // NextRunAt returns the earliest RunAt after now among pending jobs: the

@@ -79,6 +79,10 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("TypeConcurrencyRace", func(t *testing.T) { t.Parallel(); testTypeConcurrencyRace(t, newStore) })
 	t.Run("TypeRate", func(t *testing.T) { t.Parallel(); testTypeRate(t, newStore) })
 	t.Run("TypeControlsKept", func(t *testing.T) { t.Parallel(); testTypeControlsKept(t, newStore) })
+	t.Run("PeriodicDefinitions", func(t *testing.T) { t.Parallel(); testPeriodicDefinitions(t, newStore) })
+	t.Run("PeriodicTickOnce", func(t *testing.T) { t.Parallel(); testPeriodicTickOnce(t, newStore) })
+	t.Run("CreatedBounds", func(t *testing.T) { t.Parallel(); testCreatedBounds(t, newStore) })
+	t.Run("OldestRunnable", func(t *testing.T) { t.Parallel(); testOldestRunnable(t, newStore) })
 }
 
 // recorder is a Publisher that keeps every event.
