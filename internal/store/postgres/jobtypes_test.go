@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -57,7 +59,8 @@ func waitClosed(t *testing.T, done <-chan struct{}, bound time.Duration, what st
 
 // Two instances of 8 workers each run 200 jobs of a type limited to 3:
 // never more than 3 of them run at once (a handler runs only while its
-// job is processing), and 3 do run at once.
+// job is processing), and 3 do run at once; nor does the database see
+// more than 3 processing after any statement.
 func TestTypeConcurrencyAcrossInstances(t *testing.T) {
 	t.Parallel()
 	schema := newSchema(t)
@@ -80,17 +83,47 @@ func TestTypeConcurrencyAcrossInstances(t *testing.T) {
 	}
 	a := instance(t, schema, 8, h)
 	instance(t, schema, 8, h)
+	// The database watches too: after every statement that changes jobs
+	// (every claim among them), it notes how many of the type are
+	// processing as that statement sees it: its own claims and those
+	// committed before it. A claim holds the type's control row until it
+	// commits, so no other claim commits in between, and completions only
+	// lower the count: what it notes is at least what was processing when
+	// the claim committed.
+	ctx := context.Background()
+	conn, err := connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SET search_path = `+pgx.Identifier{schema}.Sanitize()+`;
+		CREATE TABLE seen_processing (n bigint NOT NULL);
+		CREATE FUNCTION note_processing() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+		BEGIN
+			INSERT INTO seen_processing SELECT count(*) FROM jobs WHERE type = 'capped' AND status = 'processing';
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER note_processing AFTER UPDATE ON jobs FOR EACH STATEMENT EXECUTE FUNCTION note_processing();`); err != nil {
+		t.Fatal(err)
+	}
 	setTypeControl(t, a, "capped", domain.TypeChange{Limits: &domain.TypeLimits{Concurrency: 3}})
 	njs := make([]domain.NewJob, jobs)
 	for i := range njs {
 		njs[i] = domain.NewJob{Type: "capped"}
 	}
-	if _, err := a.CreateMany(context.Background(), njs); err != nil {
+	if _, err := a.CreateMany(ctx, njs); err != nil {
 		t.Fatal(err)
 	}
 	waitClosed(t, done, time.Minute, "200 jobs run")
 	if m := most.Load(); m != 3 {
 		t.Fatalf("at most %d jobs of a type limited to 3 ran at once, want 3", m)
+	}
+	var seen, notes int
+	if err := conn.QueryRow(ctx, `SELECT max(n), count(*) FROM seen_processing`).Scan(&seen, &notes); err != nil {
+		t.Fatal(err)
+	}
+	if seen != 3 {
+		t.Fatalf("the database saw up to %d jobs of a type limited to 3 processing after a statement (%d statements), want 3", seen, notes)
 	}
 }
 
