@@ -31,12 +31,15 @@ type config struct {
 	QueueCapacity   int
 	ProcessingTime  time.Duration
 	ShutdownTimeout time.Duration
-	JobTimeout      time.Duration
-	MaxAttempts     int
-	ErrorHistory    int
-	RetryBackoff    time.Duration
-	RetryBackoffMax time.Duration
-	HandlersFile    string
+	// ShutdownDrainDelay is how long the server goes on serving, not
+	// ready, before it closes its port at shutdown.
+	ShutdownDrainDelay time.Duration
+	JobTimeout         time.Duration
+	MaxAttempts        int
+	ErrorHistory       int
+	RetryBackoff       time.Duration
+	RetryBackoffMax    time.Duration
+	HandlersFile       string
 	// PausedTypes are paused at start (PAUSED_TYPES).
 	PausedTypes    []string
 	PeriodicFile   string
@@ -143,6 +146,7 @@ func settings() []setting {
 		{"QUEUE_CAPACITY", "100", "most jobs claimed from the store at once (never more than workers are idle; jobs wait in the store, never lost)", intInto(func(c *config) *int { return &c.QueueCapacity }, 1)},
 		{"PROCESSING_TIME", "1s", "how long the simulated handler works on a job (payload durationMs overrides it)", durationInto(func(c *config) *time.Duration { return &c.ProcessingTime })},
 		{"SHUTDOWN_TIMEOUT", "10s", "on SIGINT/SIGTERM, how long running jobs may finish before they are cancelled and returned to pending", durationInto(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+		{"SHUTDOWN_DRAIN_DELAY", "0s", "on SIGINT/SIGTERM, how long the server goes on serving with GET /ready answering 503 before it closes its port, so a load balancer that polls /ready stops sending it requests first (e.g. 10s behind one that checks every 5s)", durationInto(func(c *config) *time.Duration { return &c.ShutdownDrainDelay })},
 		{"JOB_TIMEOUT", "5m", "bound of each attempt of a job created without timeoutSeconds", durationInto(func(c *config) *time.Duration { return &c.JobTimeout })},
 		{"HANDLERS_FILE", "", `JSON file mapping job types to webhook URLs ({"email": {"url": "http://…"}}); when set, only those types are accepted and the simulated handler is off`, func(c *config, v string) error {
 			c.HandlersFile = v

@@ -379,3 +379,41 @@ func TestSubscriptionMetrics(t *testing.T) {
 		t.Errorf("subscription_messages_total{transport=websocket} = %v, want at least 2", got)
 	}
 }
+
+// With SHUTDOWN_DRAIN_DELAY the public port stays open after the signal:
+// /ready answers 503 there while other requests are still served, so a
+// load balancer polling it stops sending requests before the port closes.
+func TestReadyDrainDelay(t *testing.T) {
+	t.Parallel()
+	s := start(t, map[string]string{"DATABASE_URL": "memory:", "SHUTDOWN_DRAIN_DELAY": "5s"})
+	if got, _, body := get(t, s.client, s.url+"/ready", nil); got != http.StatusOK {
+		t.Fatalf("GET /ready before shutdown: %d %s", got, body)
+	}
+	s.stop()
+	// The signal reaches shutdown on another goroutine: ask until it has.
+	deadline := time.Now().Add(4 * time.Second)
+	for {
+		resp, err := s.client.Get(s.url + "/ready")
+		if err != nil {
+			t.Fatalf("the public port closed before /ready answered 503: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusServiceUnavailable {
+			if !strings.Contains(string(body), "shutting down") {
+				t.Fatalf("GET /ready while draining: %s, want the reason", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET /ready after the signal: still %d", resp.StatusCode)
+		}
+	}
+	if got, _, _ := get(t, s.client, s.url+"/health", nil); got != http.StatusOK {
+		t.Fatalf("GET /health while draining: %d, want 200 (still serving)", got)
+	}
+	if err := <-s.done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	s.done <- nil // for the cleanup
+}

@@ -357,8 +357,14 @@ type parts struct {
 //  8. The broker ends what subscriptions remain. The store closes after
 //     this function returns (serve's deferred close).
 func (p parts) shutdown(cfg config, log *slog.Logger) {
-	// 0. Not ready.
+	// 0. Not ready. Load balancers that poll /ready learn it during the
+	// drain delay, while everything still works; only then does the port
+	// close.
 	p.readiness.Drain()
+	if cfg.ShutdownDrainDelay > 0 {
+		log.Info("draining: /ready answers 503 until the port closes", "shutdown_drain_delay", cfg.ShutdownDrainDelay)
+		time.Sleep(cfg.ShutdownDrainDelay)
+	}
 	// 1. No new connections.
 	p.http.stop()
 	// 2. Running jobs finish, or are returned to pending.
