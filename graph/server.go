@@ -87,6 +87,11 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	}
 	cfg.Complexity.Mutation.CancelJobs = bulk
 	cfg.Complexity.Mutation.RetryJobs = bulk
+	// jobTypes lists every type that has jobs or controls: priced as a
+	// page of DefaultPageSize, though the store keeps counts per type
+	// (no job is read), since a client that makes many types makes a
+	// long list.
+	cfg.Complexity.Query.JobTypes = func(childComplexity int) int { return 1 + DefaultPageSize*childComplexity }
 	cfg.Complexity.Job.Payload = func(int) int { return payload }
 	cfg.Complexity.Job.Result = func(int) int { return payload }
 	// Periodic jobs are an operator's few, listed whole: priced as a page

@@ -41,11 +41,13 @@ type config struct {
 	RetryBackoff       time.Duration
 	RetryBackoffMax    time.Duration
 	HandlersFile       string
-	PeriodicFile       string
-	Retention          time.Duration
-	RetentionSweep     time.Duration
-	LogFormat          string
-	LogLevel           slog.Level
+	// PausedTypes are paused at start (PAUSED_TYPES).
+	PausedTypes    []string
+	PeriodicFile   string
+	Retention      time.Duration
+	RetentionSweep time.Duration
+	LogFormat      string
+	LogLevel       slog.Level
 
 	MaxBodyBytes            int64
 	MaxPayloadBytes         int
@@ -153,6 +155,19 @@ func settings() []setting {
 		{"JOB_TIMEOUT", "5m", "bound of each attempt of a job created without timeoutSeconds", durationInto(func(c *config) *time.Duration { return &c.JobTimeout })},
 		{"HANDLERS_FILE", "", `JSON file mapping job types to webhook URLs ({"email": {"url": "http://…"}}); when set, only those types are accepted and the simulated handler is off`, func(c *config, v string) error {
 			c.HandlersFile = v
+			return nil
+		}},
+		{"PAUSED_TYPES", "", "job types to pause at start (comma-separated, e.g. email,sms): their pending jobs wait until resumeJobType; the pause is stored, so it stays after a restart without the setting", func(c *config, v string) error {
+			c.PausedTypes = nil
+			for t := range strings.SplitSeq(v, ",") {
+				if t = strings.TrimSpace(t); t == "" {
+					continue
+				}
+				if err := domain.ValidateType(t); err != nil {
+					return fmt.Errorf("%q: %v", t, err)
+				}
+				c.PausedTypes = append(c.PausedTypes, t)
+			}
 			return nil
 		}},
 		{"PERIODIC_FILE", "", "YAML or JSON file of periodic jobs (periodic: [{name, schedule, timezone, paused, job: {type, payload, …}}]) applied at start; the API may not change them, and those of an earlier version of the file that it no longer holds are deleted", stringInto(func(c *config) *string { return &c.PeriodicFile })},
@@ -397,7 +412,7 @@ func (c config) logAttrs() []any {
 	return []any{
 		"database", redactURL(c.DatabaseURL), "instance_id", c.InstanceID, "lease_duration", c.LeaseDuration, "poll_interval", c.PollInterval,
 		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
-		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "periodic_file", c.PeriodicFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
+		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "paused_types", c.PausedTypes, "periodic_file", c.PeriodicFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,

@@ -78,6 +78,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// The store publishes every change it commits (only it knows their
 	// order): to the broker, for subscribers, and to the worker pool's
 	// inbox (pending jobs wake it, cancellation requests reach handlers).
+	// Both also hear the changes of job types' controls.
 	inbox := worker.NewInbox()
 	publishers := store.Publishers{events, inbox}
 	if log.Enabled(ctx, slog.LevelDebug) {
@@ -92,6 +93,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer jobs.close() // after every part has stopped
 	jobs.Store = traces.Store(jobs.Store, jobs.backend)
 	log.Info("store open", "backend", jobs.backend)
+	if err := startTypeControls(ctx, jobs, inbox, cfg.PausedTypes, log); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	// Metrics: every store call is timed, and the jobs' changes counted,
 	// at the store's door (METRICS=off: m is nil and records nothing).
 	var m *metrics.Metrics
@@ -502,4 +506,25 @@ func newDebugServer() *http.Server {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// startTypeControls pauses the types of PAUSED_TYPES, then tells the
+// pool's inbox every type's controls (which types have a concurrency
+// limit), before the pool runs.
+func startTypeControls(ctx context.Context, st store.Store, inbox *worker.Inbox, paused []string, log *slog.Logger) error {
+	yes := true
+	for _, t := range paused {
+		if _, err := st.SetTypeControl(ctx, t, domain.TypeChange{Paused: &yes}); err != nil {
+			return fmt.Errorf("pause type %s (PAUSED_TYPES): %w", t, err)
+		}
+		log.Info("job type paused (PAUSED_TYPES)", "type", t)
+	}
+	controls, err := st.TypeControls(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range controls {
+		inbox.PublishType(c)
+	}
+	return nil
 }

@@ -144,6 +144,22 @@ type Stats struct {
 	Pending, Processing, Completed, Failed, Cancelled int
 }
 
+// Add adds n to the count of status (an unknown status counts nowhere).
+func (s *Stats) Add(status Status, n int) {
+	switch status {
+	case StatusPending:
+		s.Pending += n
+	case StatusProcessing:
+		s.Processing += n
+	case StatusCompleted:
+		s.Completed += n
+	case StatusFailed:
+		s.Failed += n
+	case StatusCancelled:
+		s.Cancelled += n
+	}
+}
+
 // ErrorMessage returns the last failure message, or nil when there is none.
 func (j *Job) ErrorMessage() *string {
 	if j.Error == "" {

@@ -62,6 +62,7 @@ type Options struct {
 // Subscriber is the part of the broker Watch uses.
 type Subscriber interface {
 	Subscribe(ctx context.Context, f broker.Filter) (*broker.Subscription, error)
+	SubscribeTypes(ctx context.Context) (*broker.TypeSubscription, error)
 }
 
 // Service carries out the APIs' requests against the store and the broker.

@@ -222,3 +222,23 @@ func (s *tracedStore) EnqueuePeriodic(ctx context.Context, t store.PeriodicTick)
 }
 
 var periodicKey = attribute.Key("jobqueue.periodic.name")
+
+func (s *tracedStore) TypeControls(ctx context.Context) ([]domain.TypeControl, error) {
+	return call(ctx, s, "TypeControls", false, nil, func(ctx context.Context) ([]domain.TypeControl, error) {
+		return s.inner.TypeControls(ctx)
+	}, nil)
+}
+
+func (s *tracedStore) SetTypeControl(ctx context.Context, name string, change domain.TypeChange) (domain.TypeControl, error) {
+	return call(ctx, s, "SetTypeControl", true, []attribute.KeyValue{jobTypeKey.String(name)}, func(ctx context.Context) (domain.TypeControl, error) {
+		return s.inner.SetTypeControl(ctx, name, change)
+	}, nil)
+}
+
+func (s *tracedStore) TypeStats(ctx context.Context, owner string) (map[string]domain.Stats, error) {
+	return call(ctx, s, "TypeStats", false, nil, func(ctx context.Context) (map[string]domain.Stats, error) {
+		return s.inner.TypeStats(ctx, owner)
+	}, nil)
+}
+
+var jobTypeKey = attribute.Key("jobqueue.job.type")

@@ -45,7 +45,7 @@ func appendError(message, at string, keep int) string {
 // statements are the SQL texts that depend on the store's notification
 // channel, instance and error history.
 type statements struct {
-	create, claim, rescue, complete                string
+	create, claim, claimChosen, rescue, complete   string
 	finish, progress, release, fail, cancel, retry string
 	enqueuePeriodic                                string
 }
@@ -72,10 +72,13 @@ func channelName(schema string) string {
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // notice is the payload of a change notification: the instance that made
-// the changes and the (id, version) of each changed job.
+// the changes and the (id, version) of each changed job, or the types
+// whose controls changed.
 type notice struct {
 	Instance string `json:"o"`
 	Jobs     []ref  `json:"j"`
+	// Types names the job types whose controls changed (SetTypeControl).
+	Types []string `json:"t"`
 }
 
 // ref names a version of a job: a JSON pair [id, version].
@@ -138,17 +141,24 @@ func newStatements(channel, instance string, errorHistory int) statements {
 			ORDER BY i_ord
 			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`),
 		// $2 runnable cutoff, $3 limit, $4 now, $5 owner, $6 lease
-		// expiry.
+		// expiry. It claims nothing while any type has controls: those
+		// claims are made by claimControlled.
 		claim: notifying(`
 			picked AS (
 				SELECT id AS picked_id FROM jobs
-				WHERE status = 'pending' AND run_at <= $2
+				WHERE status = 'pending' AND run_at <= $2 AND NOT EXISTS (SELECT FROM job_type_controls)
 				ORDER BY priority DESC, run_at, seq
 				LIMIT $3
 				FOR UPDATE SKIP LOCKED),`, `
 			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = $4, progress = NULL, result = NULL,
 				lease_owner = $5, lease_expires_at = $6, `+changeTail("$4")+`
 			FROM picked WHERE id = picked_id`),
+		// $2 ids (picked and locked by the claim's transaction), $3 now,
+		// $4 owner, $5 lease expiry.
+		claimChosen: notifying(``, `
+			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = $3, progress = NULL, result = NULL,
+				lease_owner = $4, lease_expires_at = $5, `+changeTail("$3")+`
+			WHERE id = ANY($2::uuid[]) AND status = 'pending'`),
 		// $2 expiry cutoff, $3 limit, $4 message, $5 error time, $6 now.
 		rescue: notifying(`
 			expired AS (

@@ -81,6 +81,7 @@ type Options struct {
 // Returned jobs are fresh snapshots that nothing changes afterwards.
 type Store struct {
 	pub     store.Publisher
+	typePub store.TypePublisher
 	log     *slog.Logger
 	clock   func() time.Time
 	history int // failures kept per job (store.ErrorHistory)
@@ -127,6 +128,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if s.pub == nil {
 		s.pub = store.PublisherFunc(func(*domain.Job) {})
 	}
+	s.typePub = store.TypePublisherOf(s.pub)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -513,11 +515,20 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Jo
 	}
 	var jobs []*domain.Job
 	err := s.write(ctx, func(w *writeTx) error {
-		rows, err := w.query(claimQuery, micros(w.now), req.Owner, micros(req.LeaseUntil), micros(req.Now), req.Limit)
+		controls, err := w.typeControls()
 		if err != nil {
 			return err
 		}
-		if jobs, err = scanJobs(rows); err != nil {
+		if len(controls) == 0 {
+			rows, err := w.query(claimQuery, micros(w.now), req.Owner, micros(req.LeaseUntil), micros(req.Now), req.Limit)
+			if err != nil {
+				return err
+			}
+			jobs, err = scanJobs(rows)
+			if err != nil {
+				return err
+			}
+		} else if jobs, err = w.claimControlled(req, controls); err != nil {
 			return err
 		}
 		slices.SortFunc(jobs, dispatchOrder) // RETURNING comes in no particular order
@@ -620,10 +631,14 @@ func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("next run time: %w", dbError(err))
 	}
-	if !next.Valid {
-		return time.Time{}, nil
+	token, err := s.nextToken(ctx, now)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("next run time: %w", err)
 	}
-	return fromMicros(next.Int64), nil
+	if !next.Valid {
+		return token, nil
+	}
+	return store.Earliest(fromMicros(next.Int64), token), nil
 }
 
 // Heartbeat extends the leases owner holds, in one UPDATE: no new version,
