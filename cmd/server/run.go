@@ -103,6 +103,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		m = metrics.New(metrics.Options{MaxTypes: cfg.MetricsMaxTypes, Backend: jobs.backend})
 		jobs.Store = m.Store(jobs.Store)
 		m.WatchQueue(jobs.Store, scrapeStoreTimeout)
+		m.WatchTypes(jobs.Store, scrapeStoreTimeout)
 		jobs.registerMetrics(m)
 	}
 	// The store is open, so its migrations are applied.
@@ -167,7 +168,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if jobs.Tuning().MissableWakeups {
 		refresh = cfg.PollInterval
 	}
-	scheduler := periodic.New(jobs, periodic.Options{Refresh: refresh, Logger: log})
+	scheduler := periodic.New(jobs, periodic.Options{Refresh: refresh, Logger: log, Metrics: m})
 	maintenanceParts = append(maintenanceParts, storePart{"periodic scheduler", scheduler})
 	websockets := wstransport.New(wstransport.Options{
 		InitTimeout:      cfg.WSInitTimeout,

@@ -85,6 +85,12 @@ type Metrics struct {
 	storeDur  *prometheus.HistogramVec
 	storeErrs *prometheus.CounterVec
 	storeOps  [numStoreOps]storeOp
+
+	// Periodic jobs' names seen (a mutex suffices: a job per tick).
+	periodicMu      sync.Mutex
+	periodicNames   map[string]prometheus.Counter
+	periodicCreated *prometheus.CounterVec
+	ticksMissed     prometheus.Counter
 }
 
 // DurationBuckets are the buckets of the job histograms: 1 ms to 1 h.
@@ -156,9 +162,11 @@ func New(opts Options) *Metrics {
 		m.storeOps[i] = storeOp{dur: m.storeDur.WithLabelValues(opts.Backend, name), errs: m.storeErrs.WithLabelValues(opts.Backend, name)}
 	}
 
-	// Queue control (paused types, each type's concurrency and rate
-	// limits, jobs held back by a limit, periodic jobs and missed ticks):
-	// registered here, beside the job metrics, with those features.
+	// Queue control. The types' controls are gauges read from the store
+	// at scrape (WatchTypes); the periodic jobs are counted here.
+	m.periodicCreated = f.counterVec("periodic_jobs_created_total", "Jobs created by this instance's scheduler for ticks of periodic jobs, by periodic job name.", "periodic")
+	m.periodicNames = map[string]prometheus.Counter{}
+	m.ticksMissed = f.counter("periodic_ticks_missed_total", "Ticks of periodic jobs that got no job: those before the one tick a scheduler catches up on after every instance was down, counted by the instance that created the catch-up job.")
 
 	m.other = m.newTypeMetrics(OtherType)
 	empty := map[string]*typeMetrics{}

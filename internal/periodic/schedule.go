@@ -123,3 +123,25 @@ func (s Schedule) Latest(after, upTo time.Time) (time.Time, bool) {
 		}
 	}
 }
+
+// maxCounted bounds the ticks Between walks for a cron expression.
+const maxCounted = 100_000
+
+// Between returns how many ticks fall in (after, before), counting at
+// most 100,000 of a cron expression's (an @every schedule's are counted
+// exactly): the ticks a scheduler that catches up on the tick at before
+// skips.
+func (s Schedule) Between(after, before time.Time) int {
+	first := s.Next(after)
+	if first.IsZero() || !first.Before(before) {
+		return 0
+	}
+	if s.every > 0 {
+		return int((before.Sub(first)-1)/s.every) + 1
+	}
+	n := 0
+	for t := first; !t.IsZero() && t.Before(before) && n < maxCounted; t = s.Next(t) {
+		n++
+	}
+	return n
+}

@@ -84,3 +84,32 @@ func TestLatestIsTheLastTickDue(t *testing.T) {
 		}
 	}
 }
+
+// Between counts the ticks strictly between two times: those a catch-up
+// on the later one skips.
+func TestBetweenCountsTheTicksSkipped(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 3, 10, 1, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		schedule      string
+		after, before time.Time
+		want          int
+	}{
+		{"0 * * * *", at, at.Add(5 * time.Hour), 4},
+		{"0 * * * *", at, at.Add(time.Hour), 0},
+		{"0 * * * *", at.Add(-time.Minute), at, 0},
+		{"*/15 * * * *", at, at.Add(time.Hour + time.Minute), 4},
+		{"@every 1h", at, at.Add(5 * time.Hour), 4},
+		{"@every 1h", at, at.Add(time.Hour), 0},
+		{"@every 10s", at, at.Add(24 * time.Hour), 8639},
+		{"* * * * * *", at, at.Add(48 * time.Hour), 100_000}, // counted up to the bound
+	} {
+		s, err := periodic.Parse(tc.schedule, "UTC")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Between(tc.after, tc.before); got != tc.want {
+			t.Errorf("%q.Between(%v, %v) = %d, want %d", tc.schedule, tc.after, tc.before, got, tc.want)
+		}
+	}
+}

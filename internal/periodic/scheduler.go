@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/store"
 )
 
@@ -28,6 +29,9 @@ type Options struct {
 	// Logger reports failures and, at debug level, each job created.
 	// Default: discard.
 	Logger *slog.Logger
+	// Metrics counts the jobs created and the ticks missed before a
+	// catch-up; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Scheduler creates the jobs of the periodic jobs' ticks. Every process
@@ -142,7 +146,7 @@ func (s *Scheduler) pass(ctx context.Context) (time.Time, error) {
 		}
 		base := Since(p)
 		if tick, due := sched.Latest(base, now); due {
-			if err := s.enqueue(ctx, p, tick); err != nil {
+			if err := s.enqueue(ctx, p, tick, sched.Between(base, tick)); err != nil {
 				failure = err
 				continue
 			}
@@ -155,8 +159,9 @@ func (s *Scheduler) pass(ctx context.Context) (time.Time, error) {
 	return next, failure
 }
 
-// enqueue asks the store for the job of p's tick.
-func (s *Scheduler) enqueue(ctx context.Context, p *domain.PeriodicJob, tick time.Time) error {
+// enqueue asks the store for the job of p's tick, the first after missed
+// ticks that got none. The instance that creates the job counts them.
+func (s *Scheduler) enqueue(ctx context.Context, p *domain.PeriodicJob, tick time.Time, missed int) error {
 	ectx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	j, err := s.store.EnqueuePeriodic(ectx, store.PeriodicTick{Name: p.Name, Revision: p.Revision, At: tick, Job: p.Job.NewJob()})
@@ -164,7 +169,8 @@ func (s *Scheduler) enqueue(ctx context.Context, p *domain.PeriodicJob, tick tim
 		return err
 	}
 	if j != nil {
-		s.opts.Logger.Debug("periodic job created", "name", p.Name, "tick", tick, "id", j.ID)
+		s.opts.Logger.Debug("periodic job created", "name", p.Name, "tick", tick, "id", j.ID, "missed", missed)
+		s.opts.Metrics.PeriodicJobCreated(p.Name, missed)
 	}
 	return nil
 }

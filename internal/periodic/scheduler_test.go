@@ -11,6 +11,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/metrics"
+	"github.com/jobqueue/jobqueue/internal/metrics/metricstest"
 	"github.com/jobqueue/jobqueue/internal/periodic"
 	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -121,6 +123,50 @@ func TestSchedulerCatchesUpOnceAfterAnOutage(t *testing.T) {
 		synctest.Wait()
 		if n := len(created(t, st, "hourly")); n != 3 {
 			t.Fatalf("%d jobs at 07:00; want 3 (the schedule goes on)", n)
+		}
+	})
+}
+
+// The scheduler counts the jobs it creates by periodic job, and the ticks
+// an outage skipped before the one it catches up on.
+func TestSchedulerCountsJobsCreatedAndTicksMissed(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New(nil)
+		m := metrics.New(metrics.Options{})
+		define(t, st, "hourly", "0 * * * *", "UTC", false)
+		value := func(name string, l metricstest.Labels) float64 {
+			t.Helper()
+			return metricstest.Value(t, m.Registry(), name, l)
+		}
+		stop := runtest.Start(t, periodic.New(st, periodic.Options{Metrics: m}))
+		time.Sleep(2 * time.Hour)
+		synctest.Wait()
+		if got := value("jobqueue_periodic_jobs_created_total", metricstest.Labels{"periodic": "hourly"}); got != 2 {
+			t.Fatalf("periodic_jobs_created_total = %v after 2 ticks; want 2", got)
+		}
+		if got := value("jobqueue_periodic_ticks_missed_total", nil); got != 0 {
+			t.Fatalf("periodic_ticks_missed_total = %v without an outage; want 0", got)
+		}
+		if err := stop(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5*time.Hour + 30*time.Minute) // ticks 03:00 to 07:00 missed
+		runtest.Start(t, periodic.New(st, periodic.Options{Metrics: m}))
+		synctest.Wait()
+		if got := value("jobqueue_periodic_jobs_created_total", metricstest.Labels{"periodic": "hourly"}); got != 3 {
+			t.Fatalf("periodic_jobs_created_total = %v after the catch-up; want 3", got)
+		}
+		if got := value("jobqueue_periodic_ticks_missed_total", nil); got != 4 {
+			t.Fatalf("periodic_ticks_missed_total = %v; want 4 (03:00 to 06:00; 07:00 caught up)", got)
+		}
+		time.Sleep(30 * time.Minute)
+		synctest.Wait()
+		if got := value("jobqueue_periodic_jobs_created_total", metricstest.Labels{"periodic": "hourly"}); got != 4 {
+			t.Fatalf("periodic_jobs_created_total = %v at 08:00; want 4", got)
+		}
+		if got := value("jobqueue_periodic_ticks_missed_total", nil); got != 4 {
+			t.Fatalf("periodic_ticks_missed_total = %v at 08:00; want still 4", got)
 		}
 	})
 }
