@@ -67,7 +67,8 @@ func TestDeployFilesNameExportedMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{}
+	// A paused type gives the job type gauges a series.
+	env := map[string]string{"PAUSED_TYPES": "held"}
 	pg := postgresURL(t)
 	if pg != "" {
 		env["DATABASE_URL"] = pg
