@@ -22,11 +22,18 @@ build: ## Build bin/server
 	$(GO) build -o $(BIN) ./cmd/server
 
 .PHONY: generate
-generate: ## Regenerate gqlgen code from schema.graphqls
+generate: web ## Regenerate gqlgen code from schema.graphqls, and the web assets
 	$(GO) tool gqlgen generate
 
+.PHONY: web
+web: web-dashboard ## Rebuild the committed web assets (needs npm, not needed to build or run)
+
+.PHONY: web-dashboard
+web-dashboard: ## Rebuild the dashboard bundle internal/dashboard/dist from web/dashboard (pinned npm packages, esbuild)
+	./scripts/web-dashboard.sh
+
 .PHONY: check-generated
-check-generated: ## Fail when the committed generated code is stale
+check-generated: ## Fail when the committed generated code or web assets are stale
 	./scripts/check-generated.sh
 
 .PHONY: lint

@@ -1,6 +1,7 @@
 // Package httpapi is the HTTP surface of the service: one routes.go maps
-// the GraphQL endpoint, the playground and the REST endpoints kept from the
-// original service, wrapped in the middleware every request passes through.
+// the GraphQL endpoint, the playground, the dashboard and the REST
+// endpoints kept from the original service, wrapped in the middleware
+// every request passes through.
 package httpapi
 
 import (
@@ -10,6 +11,7 @@ import (
 
 	"github.com/99designs/gqlgen/graphql/playground"
 
+	"github.com/jobqueue/jobqueue/internal/dashboard"
 	"github.com/jobqueue/jobqueue/internal/jobs"
 )
 
@@ -52,6 +54,9 @@ func NewHandler(d Deps) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/query", d.Streams.track(d.GraphQL))
 	mux.Handle("GET /{$}", playground.Handler("Job queue", "/query"))
+	// The dashboard, a client of /query like any other; GET /ui
+	// redirects here.
+	mux.Handle("GET "+dashboard.Prefix, dashboard.Handler())
 	mux.HandleFunc("GET /health", rest.health)
 	mux.Handle("POST /jobs", limitTime(d.RequestTimeout, rest.createJob))
 	mux.Handle("GET /jobs", limitTime(d.RequestTimeout, rest.listJobs))
