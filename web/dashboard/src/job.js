@@ -94,6 +94,11 @@ export function Job({ id, session, forbidden }) {
       if (name === 'retryJob') setWatchGen((g) => g + 1);
     } catch (err) {
       if (err.code === 'FORBIDDEN') forbidden();
+      // The job changed where this page could not see it: show it as it is.
+      if (err.code === 'CONFLICT') {
+        read();
+        setWatchGen((g) => g + 1);
+      }
       setAnswer({ error: err });
     }
     setBusy(false);

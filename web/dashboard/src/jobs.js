@@ -154,14 +154,14 @@ function Bulk({ filters, forbidden, onDone }) {
 
 function Row({ job }) {
   return html`<tr data-id=${job.id} data-status=${job.status} class=${`row s-${job.status.toLowerCase()}${FINAL.has(job.status) ? ' final' : ''}`}>
-    <td><a href=${`${BASE}/jobs/${encodeURIComponent(job.id)}`} title=${job.id}>${shortId(job.id)}</a></td>
+    <td class="id"><a href=${`${BASE}/jobs/${encodeURIComponent(job.id)}`} title=${job.id} aria-label=${`job ${job.id}`}>${shortId(job.id)}</a></td>
     <td>${job.type}</td>
     <td><${StatusBadge} status=${job.status} cancelRequested=${job.cancelRequested} />
       ${job.status === 'PROCESSING' && html` <${ProgressBar} value=${job.progress} label=${`progress of ${job.id}`} />`}</td>
     <td class="num">${job.attempts}/${job.maxAttempts}</td>
     <td class="err">${job.error || ''}</td>
     <td>${job.tags.join(', ')}</td>
-    <td><time datetime=${job.createdAt}>${formatTime(job.createdAt)}</time></td>
+    <td class="time"><time datetime=${job.createdAt}>${formatTime(job.createdAt)}</time></td>
   </tr>`;
 }
 

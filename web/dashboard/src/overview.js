@@ -56,7 +56,7 @@ function Chart({ completed, failed }) {
   const points = (values) =>
     values.map((v, i) => `${((i / (BUCKETS - 1)) * W).toFixed(1)},${(H - (v / max) * (H - 10)).toFixed(1)}`).join(' ');
   const last = (values) => values[values.length - 1].toFixed(1);
-  const total = (values) => values.reduce((a, b) => a + b, 0) * BUCKET_S;
+  const total = (values) => Math.round(values.reduce((a, b) => a + b, 0) * BUCKET_S);
   return html`<figure class="chart">
     <svg viewBox=${`0 0 ${W} ${H + 20}`} role="img" aria-labelledby="chart-title">
       <title id="chart-title">Jobs finished per second over the last five minutes: ${total(completed)} completed, ${total(failed)} failed</title>
