@@ -851,6 +851,10 @@ input JobFilter {
   type: String
   "Only jobs carrying this tag."
   tag: String
+  "Only jobs created before this time (strictly)."
+  createdBefore: Time
+  "Only jobs created after this time (strictly)."
+  createdAfter: Time
 }
 
 "What a bulk operation did."
@@ -4126,7 +4130,7 @@ func (ec *executionContext) unmarshalInputJobFilter(ctx context.Context, obj any
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"status", "type", "tag"}
+	fieldsInOrder := [...]string{"status", "type", "tag", "createdBefore", "createdAfter"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -4154,6 +4158,20 @@ func (ec *executionContext) unmarshalInputJobFilter(ctx context.Context, obj any
 				return it, err
 			}
 			it.Tag = data
+		case "createdBefore":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdBefore"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedBefore = data
+		case "createdAfter":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("createdAfter"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreatedAfter = data
 		}
 	}
 	return it, nil

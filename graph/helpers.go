@@ -117,5 +117,11 @@ func bulkRequest(f model.JobFilter, limit *int) jobs.BulkRequest {
 	if f.Tag != nil {
 		req.Tag = *f.Tag
 	}
+	if f.CreatedBefore != nil {
+		req.CreatedBefore = *f.CreatedBefore
+	}
+	if f.CreatedAfter != nil {
+		req.CreatedAfter = *f.CreatedAfter
+	}
 	return req
 }

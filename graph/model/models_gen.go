@@ -69,6 +69,10 @@ type JobFilter struct {
 	Type *string `json:"type,omitempty"`
 	// Only jobs carrying this tag.
 	Tag *string `json:"tag,omitempty"`
+	// Only jobs created before this time (strictly).
+	CreatedBefore *time.Time `json:"createdBefore,omitempty"`
+	// Only jobs created after this time (strictly).
+	CreatedAfter *time.Time `json:"createdAfter,omitempty"`
 }
 
 type Mutation struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
@@ -29,6 +30,9 @@ type BulkRequest struct {
 	Type string
 	// Tag, when not empty, selects jobs carrying that tag.
 	Tag string
+	// CreatedBefore and CreatedAfter, when not zero, select jobs created
+	// strictly before or after those times.
+	CreatedBefore, CreatedAfter time.Time
 	// Limit bounds the jobs changed; nil: DefaultBulkLimit. From 1 to
 	// MaxBulkLimit.
 	Limit *int
@@ -87,7 +91,11 @@ func (s *Service) bulk(ctx context.Context, op string, req BulkRequest, acts []d
 		if req.Status != "" && req.Status != status {
 			continue
 		}
-		q := store.ListQuery{Status: status, Type: req.Type, Tag: req.Tag, Owner: a.scope, Limit: bulkPage, SkipTotal: true}
+		q := store.ListQuery{
+			Status: status, Type: req.Type, Tag: req.Tag, Owner: a.scope,
+			CreatedBefore: req.CreatedBefore, CreatedAfter: req.CreatedAfter,
+			Limit: bulkPage, SkipTotal: true,
+		}
 		for {
 			page, err := s.store.List(ctx, q)
 			if err != nil {

@@ -205,6 +205,11 @@ type ListQuery struct {
 	// no counts per tag: the Total of a listing by tag is counted among
 	// the tag's jobs (bounded by an index, not by all jobs).
 	Tag string
+	// CreatedBefore and CreatedAfter, when not zero, select the jobs
+	// created strictly before or after those times. No counts are kept
+	// per creation time either: with either bound, Total is counted among
+	// the jobs the other filters select.
+	CreatedBefore, CreatedAfter time.Time
 	// BeforeSeq, when positive, returns only jobs older than that Seq (the
 	// cursor of the previous page's last job).
 	BeforeSeq int64

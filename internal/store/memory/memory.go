@@ -209,10 +209,11 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 	defer s.mu.Unlock()
 
 	page := store.ListPage{}
-	if q.Tag == "" {
+	if q.Tag == "" && q.CreatedBefore.IsZero() && q.CreatedAfter.IsZero() {
 		page.Total = s.total(q.Owner, q.Type, q.Status)
 	} else {
-		// No counts per tag: the tag's jobs are counted one by one.
+		// No counts per tag or creation time: the jobs are counted one
+		// by one.
 		for _, j := range s.ordered {
 			if matches(q, j) {
 				page.Total++
@@ -240,7 +241,9 @@ func (s *Store) List(ctx context.Context, q store.ListQuery) (store.ListPage, er
 // matches reports whether j passes q's filters.
 func matches(q store.ListQuery, j *domain.Job) bool {
 	return (q.Status == "" || j.Status == q.Status) && (q.Type == "" || j.Type == q.Type) &&
-		(q.Owner == "" || j.Owner == q.Owner) && (q.Tag == "" || j.HasTag(q.Tag))
+		(q.Owner == "" || j.Owner == q.Owner) && (q.Tag == "" || j.HasTag(q.Tag)) &&
+		(q.CreatedBefore.IsZero() || j.CreatedAt.Before(q.CreatedBefore)) &&
+		(q.CreatedAfter.IsZero() || j.CreatedAt.After(q.CreatedAfter))
 }
 
 func (s *Store) total(owner, typ string, status domain.Status) int {

@@ -513,6 +513,19 @@ func listStatements(q store.ListQuery) (listing, error) {
 		where = append(where, "tags @> ARRAY["+quote(q.Tag)+"]::text[]", "tags <> '{}'")
 		counts = ""
 	}
+	// No counts per creation time either: the count reads the jobs.
+	if !q.CreatedBefore.IsZero() {
+		// Rounded up to whole microseconds, as the column keeps them (the
+		// driver would cut the rest off): x < t exactly when x < ceil(t).
+		args = append(args, q.CreatedBefore.Add(time.Microsecond-1).Truncate(time.Microsecond))
+		where = append(where, fmt.Sprintf("created_at < $%d", len(args)))
+		counts = ""
+	}
+	if !q.CreatedAfter.IsZero() {
+		args = append(args, q.CreatedAfter)
+		where = append(where, fmt.Sprintf("created_at > $%d", len(args)))
+		counts = ""
+	}
 	pageWhere, pageArgs := slices.Clone(where), slices.Clone(args)
 	if q.Owner != "" {
 		// Implies jobs_owner_seq's condition whatever the owner's value,

@@ -438,6 +438,19 @@ func listStatements(q store.ListQuery) listing {
 		args = append([]any{q.Tag}, args...)
 		total = "SELECT count(*)" + from + whereClause(where)
 	}
+	if !q.CreatedBefore.IsZero() || !q.CreatedAfter.IsZero() {
+		// No counts per creation time: the total counts the jobs.
+		if !q.CreatedBefore.IsZero() {
+			where = append(where, "created_at < ?")
+			args = append(args, ceilMicros(q.CreatedBefore))
+		}
+		if !q.CreatedAfter.IsZero() {
+			// x > t exactly when x > t's whole microseconds.
+			where = append(where, "created_at > ?")
+			args = append(args, micros(q.CreatedAfter))
+		}
+		total = "SELECT count(*)" + from + whereClause(where)
+	}
 	l := listing{total: total, totalArgs: slices.Clone(args)}
 	if q.Owner != "" {
 		// The term that lets the planner use the partial index jobs_owner.

@@ -74,6 +74,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("CreateManyKeys", func(t *testing.T) { t.Parallel(); testCreateManyKeys(t, newStore) })
 	t.Run("CreateManyAllOrNothing", func(t *testing.T) { t.Parallel(); testCreateManyAllOrNothing(t, newStore) })
 	t.Run("Delete", func(t *testing.T) { t.Parallel(); testDelete(t, newStore) })
+	t.Run("CreatedBounds", func(t *testing.T) { t.Parallel(); testCreatedBounds(t, newStore) })
 }
 
 // recorder is a Publisher that keeps every event.
