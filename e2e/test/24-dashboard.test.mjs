@@ -132,13 +132,14 @@ describe('dashboard', D, () => {
       await form.page.setViewport({ width: 1100, height: 900 });
       await fill(form, '#f-type', type);
       await fill(form, '#f-payload', '{"durationMs": 1500, "progress": true}');
-      // Scheduled two seconds out, so that PENDING lasts long enough to be seen.
-      await fill(form, '#f-runAt', localInputTime(2000));
       await fill(form, '#f-priority', '5');
       await fill(form, '#f-maxAttempts', '2');
       await fill(form, '#f-timeoutSeconds', '60');
       await fill(form, '#f-idempotencyKey', `${type}-key`);
       await fill(form, '#f-tags', 'dash, e2e');
+      // Scheduled a few seconds out, so that PENDING is shown on its own
+      // (not in the same frame as PROCESSING), even on a busy machine.
+      await fill(form, '#f-runAt', localInputTime(4000));
       await shot(form, 'create');
       await form.page.click('#create-submit');
       await form.page.waitForFunction(() => /^\/ui\/jobs\/[^/]+$/.test(location.pathname), { timeout: WAIT });

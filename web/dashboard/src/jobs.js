@@ -3,6 +3,7 @@
 // new job matching the filters appears at the top of the first page.
 // Bulk cancel and retry act on everything the filters select.
 
+import { Component } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 
 import { gql, live } from './gql.js';
@@ -152,7 +153,19 @@ function Bulk({ filters, forbidden, onDone }) {
   </div>`;
 }
 
-function Row({ job }) {
+// A row renders again only when its job changed (events replace the
+// job object of a row; other rows keep theirs).
+class Row extends Component {
+  shouldComponentUpdate(next) {
+    return next.job !== this.props.job;
+  }
+
+  render({ job }) {
+    return rowOf(job);
+  }
+}
+
+function rowOf(job) {
   return html`<tr data-id=${job.id} data-status=${job.status} class=${`row s-${job.status.toLowerCase()}${FINAL.has(job.status) ? ' final' : ''}`}>
     <td class="id"><a href=${`${BASE}/jobs/${encodeURIComponent(job.id)}`} title=${job.id} aria-label=${`job ${job.id}`}>${shortId(job.id)}</a></td>
     <td>${job.type}</td>

@@ -103,10 +103,11 @@ export function useFrameBatch(apply) {
 
 // ---- Formatting.
 
+// One formatter: building one per call costs more than a whole row.
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+
 export function formatTime(t) {
-  if (!t) return '—';
-  const d = new Date(t);
-  return d.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+  return t ? timeFormat.format(new Date(t)) : '—';
 }
 
 /** The end of an id: ids are UUIDv7, whose start is the same for jobs of one moment. */
