@@ -270,8 +270,15 @@ describe('dashboard', D, () => {
     assert.equal(await page.page.$eval('#page-next', (b) => b.disabled), true, 'no page after the last');
     await page.page.click('#page-prev');
     await page.page.waitForFunction((id) => document.querySelector('#jobs-table tr[data-id]')?.dataset.id === id, { timeout: WAIT }, newestFirst[20]);
-    await page.page.click('#page-first');
-    await page.page.waitForFunction((id) => document.querySelector('#jobs-table tr[data-id]')?.dataset.id === id, { timeout: WAIT }, newestFirst[0]);
+    // A job made meanwhile is announced, not inserted into page 2.
+    const [newest] = await createJobs(server, [{ type, runAt: later }]);
+    await waitSelector(page, '#newer');
+    assert.equal(await text(page, '#newer'), '1 newer job: show the first page');
+    assert.deepEqual(await rowIds(page), newestFirst.slice(20, 40));
+    await page.page.click('#newer');
+    await page.page.waitForFunction((id) => document.querySelector('#jobs-table tr[data-id]')?.dataset.id === id, { timeout: WAIT }, newest);
+    assert.deepEqual(await rowIds(page), [newest, ...newestFirst.slice(0, 19)]);
+    assert.equal(await page.page.$('#newer'), null);
 
     await fill(page, '#filter-tag', 'blue');
     await page.page.click('.filters button[type="submit"]');

@@ -6,7 +6,7 @@
 import { Component } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 
-import { gql, live } from './gql.js';
+import { gql } from './gql.js';
 import {
   BASE,
   ErrorText,
@@ -19,6 +19,7 @@ import {
   html,
   navigate,
   shortId,
+  useFirehose,
   useFrameBatch,
   useReconnected,
 } from './ui.js';
@@ -215,6 +216,7 @@ export function Jobs({ query, session, forbidden }) {
       const rows = p.rows.slice();
       const index = new Map(rows.map((r, i) => [r.id, i]));
       let added = 0;
+      let newer = 0;
       for (const j of events) {
         const i = index.get(j.id);
         if (i !== undefined) {
@@ -222,7 +224,13 @@ export function Jobs({ query, session, forbidden }) {
           continue;
         }
         const newest = rows[0]?.createdAt;
-        if (p.after === null && (!f.status || j.status === f.status) && (!newest || j.createdAt > newest)) {
+        const matches = !f.status || j.status === f.status;
+        if (p.after !== null) {
+          // Not on the first page: say that newer jobs came.
+          if (matches && j.version === 1) newer++;
+          continue;
+        }
+        if (matches && (!newest || j.createdAt > newest)) {
           rows.unshift(j);
           index.clear();
           rows.forEach((r, k) => index.set(r.id, k));
@@ -230,7 +238,7 @@ export function Jobs({ query, session, forbidden }) {
         }
       }
       const hasNextPage = p.hasNextPage || rows.length > PAGE_SIZE;
-      return { ...p, rows: rows.slice(0, PAGE_SIZE), totalCount: p.totalCount + added, hasNextPage };
+      return { ...p, rows: rows.slice(0, PAGE_SIZE), totalCount: p.totalCount + added + newer, hasNextPage, newer: (p.newer || 0) + newer };
     });
   });
 
@@ -238,21 +246,8 @@ export function Jobs({ query, session, forbidden }) {
     setCursors([]);
     setPage(null);
     read(null);
-    let stop = () => {};
-    const subscribe = () => {
-      stop = live.subscribe(WATCH, { type: filters.type || null, tag: filters.tag || null }, {
-        next: (data) => data && push(data.jobUpdated),
-        // SLOW_SUBSCRIBER: the server ended it; read again and go on.
-        error: (err) => {
-          setError(err);
-          subscribe();
-          read();
-        },
-      });
-    };
-    subscribe();
-    return () => stop();
   }, [key]);
+  useFirehose(WATCH, { type: filters.type || null, tag: filters.tag || null }, { onData: (data) => push(data.jobUpdated), onResume: () => read(), onError: setError }, [key]);
   useReconnected(() => read());
 
   const apply = (f) => navigate(`${BASE}/jobs${searchOf(f)}`);
@@ -281,6 +276,7 @@ export function Jobs({ query, session, forbidden }) {
     <p class="summary" aria-live="polite">
       ${page ? html`<span id="total" data-total=${page.totalCount}>${page.totalCount.toLocaleString()} ${page.totalCount === 1 ? 'job' : 'jobs'}</span>, page ${pageNo}` : 'Loading…'}
       ${loading && page ? ' (refreshing…)' : ''}
+      ${page?.newer > 0 && html` <button type="button" class="link" id="newer" onClick=${first}>${page.newer} newer ${page.newer === 1 ? 'job' : 'jobs'}: show the first page</button>`}
     </p>
     <div class="table-wrap">
       <table id="jobs-table">

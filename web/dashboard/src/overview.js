@@ -3,8 +3,8 @@
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 
-import { gql, live } from './gql.js';
-import { BASE, ErrorText, STATUSES, html, useFrameBatch, useReconnected } from './ui.js';
+import { gql } from './gql.js';
+import { BASE, ErrorText, STATUSES, html, useFirehose, useFrameBatch, useReconnected } from './ui.js';
 
 const STATS = 'query Stats { stats { pending processing completed failed cancelled } }';
 // Jobs that finished lately, to draw the minutes before the page opened.
@@ -114,18 +114,18 @@ export function Overview() {
   useEffect(() => {
     readStats();
     readRecent();
-    const stop = live.subscribe(FINISHED, {}, { next: (data) => data && push(data.jobUpdated), error: setError });
     const tick = setInterval(() => setNow(Date.now()), 1000);
     return () => {
-      stop();
       clearInterval(tick);
       clearTimeout(statsTimer.current);
     };
   }, []);
-  useReconnected(() => {
+  const reread = () => {
     readStats();
     readRecent();
-  });
+  };
+  useFirehose(FINISHED, {}, { onData: (data) => push(data.jobUpdated), onResume: reread, onError: setError }, []);
+  useReconnected(reread);
 
   const series5 = buckets(series, now);
   return html`<section aria-labelledby="overview-title">

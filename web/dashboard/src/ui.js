@@ -81,6 +81,36 @@ export function useReconnected(fn) {
 }
 
 /**
+ * Follows a subscription of the firehose while deps hold: onData gets each
+ * result's data. When the server ends it for falling behind
+ * (SLOW_SUBSCRIBER) it is made again and onResume is called (what the view
+ * shows may have missed changes: read it again); another error goes to
+ * onError.
+ */
+export function useFirehose(query, variables, { onData, onResume, onError }, deps) {
+  const handlers = useRef({});
+  handlers.current = { onData, onResume, onError };
+  useEffect(() => {
+    let stop = () => {};
+    const subscribe = () => {
+      stop = live.subscribe(query, variables, {
+        next: (data) => data && handlers.current.onData(data),
+        error: (err) => {
+          if (err.code !== 'SLOW_SUBSCRIBER') {
+            handlers.current.onError(err);
+            return;
+          }
+          subscribe();
+          handlers.current.onResume();
+        },
+      });
+    };
+    subscribe();
+    return () => stop();
+  }, deps);
+}
+
+/**
  * Returns push(item): items pushed are handed to apply(items) once per
  * animation frame, so a burst of events renders once.
  */
