@@ -15,18 +15,22 @@ mkdir -p "$cache" "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-integrity() { echo "sha512-$(openssl dgst -sha512 -binary "$1" | openssl base64 -A)"; }
+# An integrity "sha512-<base64>" as hex, and a file's SHA-512 in hex
+# (coreutils only).
+hex_of() { printf '%s' "${1#sha512-}" | base64 -d | od -An -v -tx1 | tr -d ' \n'; }
+sha512_of() { sha512sum "$1" | cut -d' ' -f1; }
 
 while read -r name version want; do
 	case "$name" in '' | '#'*) continue ;; esac
 	tgz=$cache/$name-$version.tgz
-	if [ ! -f "$tgz" ] || [ "$(integrity "$tgz")" != "$want" ]; then
+	want_hex=$(hex_of "$want")
+	if [ ! -f "$tgz" ] || [ "$(sha512_of "$tgz")" != "$want_hex" ]; then
 		rm -f "$tgz"
 		(cd "$work" && npm pack --silent --pack-destination "$cache" "$name@$version" >/dev/null)
 	fi
-	got=$(integrity "$tgz")
-	if [ "$got" != "$want" ]; then
-		echo "$name@$version: integrity $got, want $want (web/dashboard/deps.txt)" >&2
+	got=$(sha512_of "$tgz")
+	if [ "$got" != "$want_hex" ]; then
+		echo "$name@$version: sha512 $got, want $want_hex ($want in web/dashboard/deps.txt)" >&2
 		rm -f "$tgz"
 		exit 1
 	fi
