@@ -337,6 +337,31 @@ describe('dashboard', D, () => {
     await shot(page, 'overview');
   });
 
+  withPage('is usable from the keyboard: links, the filters and the confirmation', server, '/ui/', async (page) => {
+    /** Presses Tab until the focused element matches selector (at most 30 times). */
+    async function tabTo(selector) {
+      for (let i = 0; i < 30; i++) {
+        await page.page.keyboard.press('Tab');
+        if (await page.run((s) => document.activeElement?.matches(s), selector)) return;
+      }
+      assert.fail(`Tab never reached ${selector}`);
+    }
+    await waitSelector(page, '#live[data-state="connected"]');
+    await tabTo('nav a[href="/ui/jobs"]');
+    await page.page.keyboard.press('Enter');
+    await waitSelector(page, '#jobs-table');
+    await tabTo('#filter-type');
+    await page.page.keyboard.type('no-such-type');
+    await page.page.keyboard.press('Enter');
+    await page.page.waitForFunction(() => location.search === '?type=no-such-type', { timeout: WAIT });
+    await tabTo('#bulk-retry');
+    await page.page.keyboard.press('Enter');
+    await waitSelector(page, '#bulk-question[data-count="0"]');
+    assert.equal(await page.run(() => document.activeElement?.id), 'bulk-no', 'the confirmation has the focus');
+    await page.page.keyboard.press('Enter');
+    await page.page.waitForFunction(() => !document.querySelector('#bulk-confirm'), { timeout: WAIT });
+  });
+
   withPage('works at phone width', server, '/ui/jobs', async (page) => {
     await waitSelector(page, '#jobs-table tr[data-id]');
     const overflow = await page.run(() => document.documentElement.scrollWidth - window.innerWidth);

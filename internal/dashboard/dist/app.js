@@ -52,15 +52,15 @@ var jt=Object.defineProperty;var Bt=(t,e,n)=>e in t?jt(t,e,{enumerable:!0,config
     <label>Tag <input id="filter-tag" value=${n.tag} onInput=${s("tag")} placeholder="any" /></label>
     <button type="submit">Apply</button>
     ${(t.status||t.type||t.tag)&&p`<button type="button" class="link" onClick=${()=>e({status:"",type:"",tag:""})}>Clear</button>`}
-  </form>`}function fn({filters:t,forbidden:e,onDone:n}){let[o,s]=v(null),[r,a]=v(null),[i,d]=v(null),_=j(null);D(()=>_.current?.focus(),[o?.count]);let l=async c=>{a(null),d(null);try{s({op:c,count:await dn(c,t)})}catch(u){d(u)}},m=async()=>{let{op:c}=o,u=ee[c];s({...o,busy:!0});let h=0;try{let y=At(t);for(;;){let g=await P(`mutation Bulk($filter: JobFilter!) { ${u.mutation}(filter: $filter, limit: 1000) { count more } }`,{filter:y});if(h+=g[u.mutation].count,!g[u.mutation].more||g[u.mutation].count===0)break}a(`${h} ${h===1?"job":"jobs"} ${u.done}.`),n()}catch(y){y.code==="FORBIDDEN"&&e(),d(y),h&&a(`${h} jobs ${u.done} before the error.`)}s(null)},f=[t.status&&`status ${t.status.toLowerCase()}`,t.type&&`type “${t.type}”`,t.tag&&`tag “${t.tag}”`].filter(Boolean).join(", ");return p`<div class="bulk">
+  </form>`}function fn({filters:t,forbidden:e,onDone:n}){let[o,s]=v(null),[r,a]=v(null),[i,d]=v(null),_=j(null);D(()=>_.current?.querySelector("button")?.focus(),[o?.op,o?.count]);let l=async c=>{a(null),d(null);try{s({op:c,count:await dn(c,t)})}catch(u){d(u)}},m=async()=>{let{op:c}=o,u=ee[c];s({...o,busy:!0});let h=0;try{let y=At(t);for(;;){let g=await P(`mutation Bulk($filter: JobFilter!) { ${u.mutation}(filter: $filter, limit: 1000) { count more } }`,{filter:y});if(h+=g[u.mutation].count,!g[u.mutation].more||g[u.mutation].count===0)break}a(`${h} ${h===1?"job":"jobs"} ${u.done}.`),n()}catch(y){y.code==="FORBIDDEN"&&e(),d(y),h&&a(`${h} jobs ${u.done} before the error.`)}s(null)},f=[t.status&&`status ${t.status.toLowerCase()}`,t.type&&`type “${t.type}”`,t.tag&&`tag “${t.tag}”`].filter(Boolean).join(", ");return p`<div class="bulk">
     <button type="button" id="bulk-cancel" onClick=${()=>l("cancel")} disabled=${o}>Cancel all matching…</button>
     <button type="button" id="bulk-retry" onClick=${()=>l("retry")} disabled=${o}>Retry all matching…</button>
-    ${o&&p`<div class="confirm" role="alertdialog" aria-labelledby="bulk-question" id="bulk-confirm">
+    ${o&&p`<div class="confirm" role="alertdialog" aria-labelledby="bulk-question" id="bulk-confirm" ref=${_}>
       <p id="bulk-question" data-count=${o.count}>
         ${o.count===0?`No ${ee[o.op].statuses.join(" or ").toLowerCase()} job matches${f?` ${f}`:""}: nothing to ${o.op}.`:`${ee[o.op].verb} ${o.count} ${o.count===1?"job":"jobs"} (${ee[o.op].statuses.join(" or ").toLowerCase()})${f?` matching ${f}`:", all of them"}?`}
       </p>
-      ${o.count>0&&p`<button type="button" id="bulk-yes" ref=${_} onClick=${m} disabled=${o.busy}>${ee[o.op].verb} ${o.count}</button>`}
-      <button type="button" onClick=${()=>s(null)} disabled=${o.busy}>${o.count?"Keep them":"Close"}</button>
+      ${o.count>0&&p`<button type="button" id="bulk-yes" onClick=${m} disabled=${o.busy}>${ee[o.op].verb} ${o.count}</button>`}
+      <button type="button" id="bulk-no" onClick=${()=>s(null)} disabled=${o.busy}>${o.count?"Keep them":"Close"}</button>
     </div>`}
     ${r&&p`<p class="ok" role="status" id="bulk-result">${r}</p>`}
     <${M} error=${i} />

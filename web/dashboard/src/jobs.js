@@ -99,7 +99,9 @@ function Bulk({ filters, forbidden, onDone }) {
   const [result, setResult] = useState(null);
   const [error, setError] = useState(null);
   const confirmRef = useRef(null);
-  useEffect(() => confirmRef.current?.focus(), [ask?.count]);
+  // The question takes the focus (its first button), so the keyboard
+  // answers it at once.
+  useEffect(() => confirmRef.current?.querySelector('button')?.focus(), [ask?.op, ask?.count]);
 
   const prepare = async (op) => {
     setResult(null);
@@ -139,15 +141,15 @@ function Bulk({ filters, forbidden, onDone }) {
     <button type="button" id="bulk-cancel" onClick=${() => prepare('cancel')} disabled=${ask}>Cancel all matching…</button>
     <button type="button" id="bulk-retry" onClick=${() => prepare('retry')} disabled=${ask}>Retry all matching…</button>
     ${ask &&
-    html`<div class="confirm" role="alertdialog" aria-labelledby="bulk-question" id="bulk-confirm">
+    html`<div class="confirm" role="alertdialog" aria-labelledby="bulk-question" id="bulk-confirm" ref=${confirmRef}>
       <p id="bulk-question" data-count=${ask.count}>
         ${ask.count === 0
           ? `No ${BULK[ask.op].statuses.join(' or ').toLowerCase()} job matches${what ? ` ${what}` : ''}: nothing to ${ask.op}.`
           : `${BULK[ask.op].verb} ${ask.count} ${ask.count === 1 ? 'job' : 'jobs'} (${BULK[ask.op].statuses.join(' or ').toLowerCase()})${what ? ` matching ${what}` : ', all of them'}?`}
       </p>
       ${ask.count > 0 &&
-      html`<button type="button" id="bulk-yes" ref=${confirmRef} onClick=${run} disabled=${ask.busy}>${BULK[ask.op].verb} ${ask.count}</button>`}
-      <button type="button" onClick=${() => setAsk(null)} disabled=${ask.busy}>${ask.count ? 'Keep them' : 'Close'}</button>
+      html`<button type="button" id="bulk-yes" onClick=${run} disabled=${ask.busy}>${BULK[ask.op].verb} ${ask.count}</button>`}
+      <button type="button" id="bulk-no" onClick=${() => setAsk(null)} disabled=${ask.busy}>${ask.count ? 'Keep them' : 'Close'}</button>
     </div>`}
     ${result && html`<p class="ok" role="status" id="bulk-result">${result}</p>`}
     <${ErrorText} error=${error} />
