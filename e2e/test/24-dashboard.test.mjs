@@ -50,7 +50,7 @@ function withPage(name, server, pathname, fn, { viewport = { width: 1100, height
     } catch (err) {
       const file = `FAILED-dashboard-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`;
       await page.page.screenshot({ path: path.join(SHOTS, file), fullPage: true }).catch(() => {});
-      err.message += `\nscreenshot: ${path.join(SHOTS, file)}; console: ${page.consoleErrors.join(' | ') || '(none)'}`;
+      err.message += `\nscreenshot: ${path.join(SHOTS, file)}; console: ${page.consoleErrors.join(' | ') || '(none)'}\nserver log:\n${server.tail?.(15)}`;
       throw err;
     } finally {
       await page.close();

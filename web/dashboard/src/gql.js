@@ -130,9 +130,12 @@ export class Live extends EventTarget {
   connect() {
     clearTimeout(this.timer);
     const ws = new WebSocket(this.url, 'graphql-transport-ws');
+    // The credential this socket presents: a refusal of an older one
+    // (the token changed meanwhile) is no reason to stop.
+    const token = auth.token;
     this.ws = ws;
     ws.onopen = () => {
-      const payload = auth.token ? { Authorization: `Bearer ${auth.token}` } : {};
+      const payload = token ? { Authorization: `Bearer ${token}` } : {};
       ws.send(JSON.stringify({ type: 'connection_init', payload }));
     };
     ws.onmessage = (event) => this.receive(JSON.parse(event.data));
@@ -140,7 +143,7 @@ export class Live extends EventTarget {
       if (this.ws !== ws) return;
       this.ws = null;
       this.lost();
-      if (event.code === CLOSE_FORBIDDEN) {
+      if (event.code === CLOSE_FORBIDDEN && token === auth.token) {
         this.setState('offline');
         signals.dispatchEvent(new Event('unauthenticated'));
         return; // until a new token: reconnectNow
