@@ -219,6 +219,7 @@ export function Jobs({ query, session, forbidden }) {
       const index = new Map(rows.map((r, i) => [r.id, i]));
       let added = 0;
       let newer = 0;
+      let pushedOff = false;
       for (const j of events) {
         const i = index.get(j.id);
         if (i !== undefined) {
@@ -234,13 +235,16 @@ export function Jobs({ query, session, forbidden }) {
         }
         if (matches && (!newest || j.createdAt > newest)) {
           rows.unshift(j);
+          if (rows.length > PAGE_SIZE) {
+            rows.pop();
+            pushedOff = true;
+          }
           index.clear();
           rows.forEach((r, k) => index.set(r.id, k));
           added++;
         }
       }
-      const hasNextPage = p.hasNextPage || rows.length > PAGE_SIZE;
-      return { ...p, rows: rows.slice(0, PAGE_SIZE), totalCount: p.totalCount + added + newer, hasNextPage, newer: (p.newer || 0) + newer };
+      return { ...p, rows, totalCount: p.totalCount + added + newer, hasNextPage: p.hasNextPage || pushedOff, newer: (p.newer || 0) + newer };
     });
   });
 
