@@ -22,18 +22,27 @@ build: ## Build bin/server
 	$(GO) build -o $(BIN) ./cmd/server
 
 .PHONY: generate
-generate: web ## Regenerate gqlgen code from schema.graphqls, and the web assets
+generate: web ## Regenerate gqlgen code from schema.graphqls, and the web files (make web)
 	$(GO) tool gqlgen generate
 
+# The web pages the server embeds take their JavaScript and CSS from pinned
+# npm packages: each page's step below copies its files from the packages'
+# tarballs (checked against the registry's integrity hashes, cached under
+# the user's cache directory) into the folder it embeds. Node is not
+# needed. A page with its own sources adds a step of its own to `web`.
 .PHONY: web
-web: web-dashboard ## Rebuild the committed web assets (needs npm, not needed to build or run)
+web: web-playground web-dashboard ## Refresh the embedded web files from the pinned npm packages
+
+.PHONY: web-playground
+web-playground: # GraphiQL, React and the explorer plugin for the playground at /
+	$(GO) run ./scripts/npmfetch -manifest internal/playground/npm.json -out internal/playground/npm
 
 .PHONY: web-dashboard
-web-dashboard: ## Rebuild the dashboard bundle internal/dashboard/dist from web/dashboard (pinned npm packages, esbuild)
+web-dashboard: # The dashboard at /ui/: web/dashboard bundled by esbuild with Preact and htm
 	./scripts/web-dashboard.sh
 
 .PHONY: check-generated
-check-generated: ## Fail when the committed generated code or web assets are stale
+check-generated: ## Fail when the committed generated code or web files are stale
 	./scripts/check-generated.sh
 
 .PHONY: lint

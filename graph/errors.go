@@ -230,6 +230,25 @@ func jobError(ctx context.Context, id string, err error) error {
 	return internal(err)
 }
 
+// periodicError turns the jobs service's error about the periodic job
+// name into the client's: FORBIDDEN, NOT_FOUND, CONFLICT for one of the
+// server's PERIODIC_FILE (the message names the file), BAD_USER_INPUT (by
+// the presenter); anything else is the server's own failure.
+func periodicError(ctx context.Context, name string, err error) error {
+	var conflict *jobs.PeriodicConflictError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, domain.ErrForbidden):
+		return forbiddenError(ctx, err)
+	case errors.As(err, &conflict):
+		return codedError(ctx, CodeConflict, "%s", conflict.Error())
+	case errors.Is(err, domain.ErrNotFound):
+		return codedError(ctx, CodeNotFound, "no periodic job named %q", name)
+	}
+	return internal(err)
+}
+
 // watchError turns the jobs service's refusal to watch into the client's
 // error: FORBIDDEN for a role that may not watch, NOT_FOUND for a job that
 // does not exist (or not with the type asked for, or not the caller's to

@@ -18,6 +18,7 @@ import (
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/graph/scalar"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/jobs"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -33,6 +34,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	Mutation() MutationResolver
+	PeriodicJob() PeriodicJobResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
 }
@@ -98,13 +100,15 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		CancelJob  func(childComplexity int, id string) int
-		CancelJobs func(childComplexity int, filter model.JobFilter, limit *int) int
-		CreateJob  func(childComplexity int, input model.CreateJobInput) int
-		CreateJobs func(childComplexity int, inputs []*model.CreateJobInput) int
-		DeleteJob  func(childComplexity int, id string) int
-		RetryJob   func(childComplexity int, id string) int
-		RetryJobs  func(childComplexity int, filter model.JobFilter, limit *int) int
+		CancelJob         func(childComplexity int, id string) int
+		CancelJobs        func(childComplexity int, filter model.JobFilter, limit *int) int
+		CreateJob         func(childComplexity int, input model.CreateJobInput) int
+		CreateJobs        func(childComplexity int, inputs []*model.CreateJobInput) int
+		DeleteJob         func(childComplexity int, id string) int
+		DeletePeriodicJob func(childComplexity int, name string) int
+		RetryJob          func(childComplexity int, id string) int
+		RetryJobs         func(childComplexity int, filter model.JobFilter, limit *int) int
+		UpsertPeriodicJob func(childComplexity int, input model.PeriodicJobInput) int
 	}
 
 	PageInfo struct {
@@ -112,10 +116,32 @@ type ComplexityRoot struct {
 		HasNextPage func(childComplexity int) int
 	}
 
+	PeriodicJob struct {
+		Job       func(childComplexity int) int
+		LastJob   func(childComplexity int) int
+		LastRunAt func(childComplexity int) int
+		Name      func(childComplexity int) int
+		NextRunAt func(childComplexity int) int
+		Paused    func(childComplexity int) int
+		Schedule  func(childComplexity int) int
+		Source    func(childComplexity int) int
+		Timezone  func(childComplexity int) int
+	}
+
+	PeriodicJobTemplate struct {
+		MaxAttempts    func(childComplexity int) int
+		Payload        func(childComplexity int) int
+		Priority       func(childComplexity int) int
+		Tags           func(childComplexity int) int
+		TimeoutSeconds func(childComplexity int) int
+		Type           func(childComplexity int) int
+	}
+
 	Query struct {
-		Job   func(childComplexity int, id string) int
-		Jobs  func(childComplexity int, status *domain.Status, typeArg *string, tag *string, first *int, after *string) int
-		Stats func(childComplexity int, typeArg *string) int
+		Job          func(childComplexity int, id string) int
+		Jobs         func(childComplexity int, status *domain.Status, typeArg *string, tag *string, first *int, after *string) int
+		PeriodicJobs func(childComplexity int) int
+		Stats        func(childComplexity int, typeArg *string) int
 	}
 
 	Subscription struct {
@@ -135,11 +161,17 @@ type MutationResolver interface {
 	CancelJobs(ctx context.Context, filter model.JobFilter, limit *int) (*model.BulkResult, error)
 	RetryJobs(ctx context.Context, filter model.JobFilter, limit *int) (*model.BulkResult, error)
 	DeleteJob(ctx context.Context, id string) (bool, error)
+	UpsertPeriodicJob(ctx context.Context, input model.PeriodicJobInput) (*jobs.Periodic, error)
+	DeletePeriodicJob(ctx context.Context, name string) (bool, error)
+}
+type PeriodicJobResolver interface {
+	LastJob(ctx context.Context, obj *jobs.Periodic) (*domain.Job, error)
 }
 type QueryResolver interface {
 	Job(ctx context.Context, id string) (*domain.Job, error)
 	Jobs(ctx context.Context, status *domain.Status, typeArg *string, tag *string, first *int, after *string) (*model.JobConnection, error)
 	Stats(ctx context.Context, typeArg *string) (*domain.Stats, error)
+	PeriodicJobs(ctx context.Context) ([]*jobs.Periodic, error)
 }
 type SubscriptionResolver interface {
 	JobUpdated(ctx context.Context, id *string, typeArg *string, tag *string) (<-chan *domain.Job, error)
@@ -452,6 +484,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteJob(childComplexity, args["id"].(string)), true
+	case "Mutation.deletePeriodicJob":
+		if e.ComplexityRoot.Mutation.DeletePeriodicJob == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deletePeriodicJob_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeletePeriodicJob(childComplexity, args["name"].(string)), true
 	case "Mutation.retryJob":
 		if e.ComplexityRoot.Mutation.RetryJob == nil {
 			break
@@ -474,6 +517,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RetryJobs(childComplexity, args["filter"].(model.JobFilter), args["limit"].(*int)), true
+	case "Mutation.upsertPeriodicJob":
+		if e.ComplexityRoot.Mutation.UpsertPeriodicJob == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_upsertPeriodicJob_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.UpsertPeriodicJob(childComplexity, args["input"].(model.PeriodicJobInput)), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -487,6 +541,98 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PageInfo.HasNextPage(childComplexity), true
+
+	case "PeriodicJob.job":
+		if e.ComplexityRoot.PeriodicJob.Job == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJob.Job(childComplexity), true
+	case "PeriodicJob.lastJob":
+		if e.ComplexityRoot.PeriodicJob.LastJob == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJob.LastJob(childComplexity), true
+	case "PeriodicJob.lastRunAt":
+		if e.ComplexityRoot.PeriodicJob.LastRunAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJob.LastRunAt(childComplexity), true
+	case "PeriodicJob.name":
+		if e.ComplexityRoot.PeriodicJob.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJob.Name(childComplexity), true
+	case "PeriodicJob.nextRunAt":
+		if e.ComplexityRoot.PeriodicJob.NextRunAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJob.NextRunAt(childComplexity), true
+	case "PeriodicJob.paused":
+		if e.ComplexityRoot.PeriodicJob.Paused == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJob.Paused(childComplexity), true
+	case "PeriodicJob.schedule":
+		if e.ComplexityRoot.PeriodicJob.Schedule == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJob.Schedule(childComplexity), true
+	case "PeriodicJob.source":
+		if e.ComplexityRoot.PeriodicJob.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJob.Source(childComplexity), true
+	case "PeriodicJob.timezone":
+		if e.ComplexityRoot.PeriodicJob.Timezone == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJob.Timezone(childComplexity), true
+
+	case "PeriodicJobTemplate.maxAttempts":
+		if e.ComplexityRoot.PeriodicJobTemplate.MaxAttempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJobTemplate.MaxAttempts(childComplexity), true
+	case "PeriodicJobTemplate.payload":
+		if e.ComplexityRoot.PeriodicJobTemplate.Payload == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJobTemplate.Payload(childComplexity), true
+	case "PeriodicJobTemplate.priority":
+		if e.ComplexityRoot.PeriodicJobTemplate.Priority == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJobTemplate.Priority(childComplexity), true
+	case "PeriodicJobTemplate.tags":
+		if e.ComplexityRoot.PeriodicJobTemplate.Tags == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJobTemplate.Tags(childComplexity), true
+	case "PeriodicJobTemplate.timeoutSeconds":
+		if e.ComplexityRoot.PeriodicJobTemplate.TimeoutSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJobTemplate.TimeoutSeconds(childComplexity), true
+	case "PeriodicJobTemplate.type":
+		if e.ComplexityRoot.PeriodicJobTemplate.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PeriodicJobTemplate.Type(childComplexity), true
 
 	case "Query.job":
 		if e.ComplexityRoot.Query.Job == nil {
@@ -510,6 +656,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Jobs(childComplexity, args["status"].(*domain.Status), args["type"].(*string), args["tag"].(*string), args["first"].(*int), args["after"].(*string)), true
+	case "Query.periodicJobs":
+		if e.ComplexityRoot.Query.PeriodicJobs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.PeriodicJobs(childComplexity), true
 	case "Query.stats":
 		if e.ComplexityRoot.Query.Stats == nil {
 			break
@@ -545,6 +697,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("CreateJobInput", ec.unmarshalInputCreateJobInput),
 			graphql.NewInputUnmarshaler("JobFilter", ec.unmarshalInputJobFilter),
+			graphql.NewInputUnmarshaler("PeriodicJobInput", ec.unmarshalInputPeriodicJobInput),
 		)
 	}
 	first := true
@@ -791,6 +944,11 @@ type Query {
   jobs(status: JobStatus, type: String, tag: String, first: Int = 50, after: String): JobConnection!
   "Jobs per status, of one type when given; counted without loading the jobs."
   stats(type: String): JobStats!
+  """
+  Every periodic job, by name. Readable by admins and viewers (and anyone
+  when authentication is off), not by users: FORBIDDEN.
+  """
+  periodicJobs: [PeriodicJob!]!
 }
 
 type Mutation {
@@ -841,6 +999,80 @@ type Mutation {
   saw the job's final status already, and a later job(id) query returns null.
   """
   deleteJob(id: ID!): Boolean!
+  """
+  Creates the periodic job input names, or replaces its definition (its
+  last run is kept; a change takes effect from the next tick, missed ticks
+  before it are not caught up). Admins only (anyone when authentication is
+  off). Invalid input is BAD_USER_INPUT naming the field (schedule,
+  timezone, name, job.type…); a periodic job defined by the server's
+  PERIODIC_FILE is CONFLICT, naming the file.
+  """
+  upsertPeriodicJob(input: PeriodicJobInput!): PeriodicJob!
+  """
+  Deletes the periodic job with this name; the jobs it created are kept.
+  Admins only. Unknown name: NOT_FOUND; one defined by PERIODIC_FILE:
+  CONFLICT.
+  """
+  deletePeriodicJob(name: String!): Boolean!
+}
+
+"""
+A job created on a schedule: at each tick the server creates one job from
+the template, tagged periodic:<name>, however many server processes share
+the database. After an outage, one job for the last tick missed, then the
+schedule goes on.
+"""
+type PeriodicJob {
+  "Letters, digits and . _ : - (at most 119 characters)."
+  name: String!
+  "Standard 5-field cron (minute precision), an optional seconds field, or @every 30s / @hourly / @daily."
+  schedule: String!
+  "The IANA time zone the schedule is read in, e.g. Europe/Paris."
+  timezone: String!
+  "A paused periodic job creates no jobs; ticks missed while paused are not caught up."
+  paused: Boolean!
+  "The next tick; null while paused. A time in the past means the tick is due (no server is running)."
+  nextRunAt: Time
+  "The tick of the last job created (its scheduled time); null before the first."
+  lastRunAt: Time
+  "That job, while it exists."
+  lastJob: Job
+  "What each tick creates."
+  job: PeriodicJobTemplate!
+  "API, or FILE for a definition of the server's PERIODIC_FILE, which the API may not change."
+  source: PeriodicJobSource!
+}
+
+"Where a periodic job's definition comes from."
+enum PeriodicJobSource {
+  "upsertPeriodicJob."
+  API
+  "The server's PERIODIC_FILE: read-only through the API."
+  FILE
+}
+
+"The job a periodic job creates at each tick, with the server's defaults applied."
+type PeriodicJobTemplate {
+  type: String!
+  payload: JSON
+  priority: Int!
+  maxAttempts: Int!
+  "null: the server's JOB_TIMEOUT."
+  timeoutSeconds: Int
+  "The tags each job gets, sorted: the input's and periodic:<name>."
+  tags: [String!]!
+}
+
+input PeriodicJobInput {
+  "Letters, digits and . _ : - (at most 119 characters): its jobs carry the tag periodic:<name>."
+  name: String!
+  "Standard 5-field cron (minute precision), an optional seconds field first, or @every 30s / @hourly / @daily / @weekly / @monthly / @yearly."
+  schedule: String!
+  "An IANA time zone name (Europe/Paris, America/New_York) or UTC."
+  timezone: String = "UTC"
+  paused: Boolean = false
+  "The job to create at each tick, by createJob's rules; idempotencyKey and runAt are refused (each tick makes a new job, to run at once). At most 9 tags: periodic:<name> is added."
+  job: CreateJobInput!
 }
 
 "Selects jobs for a bulk operation. Unset fields match any job."
@@ -1006,6 +1238,48 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_PeriodicJob(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_PeriodicJob_name(ctx, field)
+	case "schedule":
+		return ec.fieldContext_PeriodicJob_schedule(ctx, field)
+	case "timezone":
+		return ec.fieldContext_PeriodicJob_timezone(ctx, field)
+	case "paused":
+		return ec.fieldContext_PeriodicJob_paused(ctx, field)
+	case "nextRunAt":
+		return ec.fieldContext_PeriodicJob_nextRunAt(ctx, field)
+	case "lastRunAt":
+		return ec.fieldContext_PeriodicJob_lastRunAt(ctx, field)
+	case "lastJob":
+		return ec.fieldContext_PeriodicJob_lastJob(ctx, field)
+	case "job":
+		return ec.fieldContext_PeriodicJob_job(ctx, field)
+	case "source":
+		return ec.fieldContext_PeriodicJob_source(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PeriodicJob", field.Name)
+}
+
+func (ec *executionContext) childFields_PeriodicJobTemplate(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "type":
+		return ec.fieldContext_PeriodicJobTemplate_type(ctx, field)
+	case "payload":
+		return ec.fieldContext_PeriodicJobTemplate_payload(ctx, field)
+	case "priority":
+		return ec.fieldContext_PeriodicJobTemplate_priority(ctx, field)
+	case "maxAttempts":
+		return ec.fieldContext_PeriodicJobTemplate_maxAttempts(ctx, field)
+	case "timeoutSeconds":
+		return ec.fieldContext_PeriodicJobTemplate_timeoutSeconds(ctx, field)
+	case "tags":
+		return ec.fieldContext_PeriodicJobTemplate_tags(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PeriodicJobTemplate", field.Name)
 }
 
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1202,6 +1476,20 @@ func (ec *executionContext) field_Mutation_deleteJob_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_deletePeriodicJob_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_retryJob_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1235,6 +1523,20 @@ func (ec *executionContext) field_Mutation_retryJobs_args(ctx context.Context, r
 		return nil, err
 	}
 	args["limit"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_upsertPeriodicJob_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.PeriodicJobInput, error) {
+			return ec.unmarshalNPeriodicJobInput2githubᚗcomᚋjobqueueᚋjobqueueᚋgraphᚋmodelᚐPeriodicJobInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
 	return args, nil
 }
 
@@ -2657,6 +2959,94 @@ func (ec *executionContext) fieldContext_Mutation_deleteJob(ctx context.Context,
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_upsertPeriodicJob(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_upsertPeriodicJob(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().UpsertPeriodicJob(ctx, fc.Args["input"].(model.PeriodicJobInput))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jobs.Periodic) graphql.Marshaler {
+			return ec.marshalNPeriodicJob2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐPeriodic(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_upsertPeriodicJob(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PeriodicJob(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_upsertPeriodicJob_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deletePeriodicJob(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deletePeriodicJob(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeletePeriodicJob(ctx, fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deletePeriodicJob(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deletePeriodicJob_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PageInfo_hasNextPage(ctx context.Context, field graphql.CollectedField, obj *model.PageInfo) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2701,6 +3091,369 @@ func (ec *executionContext) _PageInfo_endCursor(ctx context.Context, field graph
 }
 func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
+}
+
+func (ec *executionContext) _PeriodicJob_name(ctx context.Context, field graphql.CollectedField, obj *jobs.Periodic) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJob_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJob_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJob", field, false, false, "String")
+}
+
+func (ec *executionContext) _PeriodicJob_schedule(ctx context.Context, field graphql.CollectedField, obj *jobs.Periodic) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJob_schedule(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Schedule, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJob_schedule(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJob", field, false, false, "String")
+}
+
+func (ec *executionContext) _PeriodicJob_timezone(ctx context.Context, field graphql.CollectedField, obj *jobs.Periodic) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJob_timezone(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Timezone, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJob_timezone(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJob", field, false, false, "String")
+}
+
+func (ec *executionContext) _PeriodicJob_paused(ctx context.Context, field graphql.CollectedField, obj *jobs.Periodic) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJob_paused(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Paused, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJob_paused(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJob", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PeriodicJob_nextRunAt(ctx context.Context, field graphql.CollectedField, obj *jobs.Periodic) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJob_nextRunAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextRunAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJob_nextRunAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJob", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PeriodicJob_lastRunAt(ctx context.Context, field graphql.CollectedField, obj *jobs.Periodic) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJob_lastRunAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastRunAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJob_lastRunAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJob", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PeriodicJob_lastJob(ctx context.Context, field graphql.CollectedField, obj *jobs.Periodic) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJob_lastJob(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PeriodicJob().LastJob(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *domain.Job) graphql.Marshaler {
+			return ec.marshalOJob2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐJob(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJob_lastJob(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PeriodicJob",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Job(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PeriodicJob_job(ctx context.Context, field graphql.CollectedField, obj *jobs.Periodic) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJob_job(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Job, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.JobTemplate) graphql.Marshaler {
+			return ec.marshalNPeriodicJobTemplate2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐJobTemplate(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJob_job(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PeriodicJob",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PeriodicJobTemplate(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PeriodicJob_source(ctx context.Context, field graphql.CollectedField, obj *jobs.Periodic) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJob_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.PeriodicSource) graphql.Marshaler {
+			return ec.marshalNPeriodicJobSource2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐPeriodicSource(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJob_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJob", field, false, false, "PeriodicJobSource")
+}
+
+func (ec *executionContext) _PeriodicJobTemplate_type(ctx context.Context, field graphql.CollectedField, obj *domain.JobTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJobTemplate_type(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Type, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJobTemplate_type(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJobTemplate", field, false, false, "String")
+}
+
+func (ec *executionContext) _PeriodicJobTemplate_payload(ctx context.Context, field graphql.CollectedField, obj *domain.JobTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJobTemplate_payload(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Payload, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v json.RawMessage) graphql.Marshaler {
+			return ec.marshalOJSON2encodingᚋjsonᚐRawMessage(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJobTemplate_payload(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJobTemplate", field, false, false, "JSON")
+}
+
+func (ec *executionContext) _PeriodicJobTemplate_priority(ctx context.Context, field graphql.CollectedField, obj *domain.JobTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJobTemplate_priority(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Priority, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJobTemplate_priority(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJobTemplate", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PeriodicJobTemplate_maxAttempts(ctx context.Context, field graphql.CollectedField, obj *domain.JobTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJobTemplate_maxAttempts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MaxAttempts, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJobTemplate_maxAttempts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJobTemplate", field, false, false, "Int")
+}
+
+func (ec *executionContext) _PeriodicJobTemplate_timeoutSeconds(ctx context.Context, field graphql.CollectedField, obj *domain.JobTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJobTemplate_timeoutSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TimeoutSeconds(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJobTemplate_timeoutSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJobTemplate", field, true, false, "Int")
+}
+
+func (ec *executionContext) _PeriodicJobTemplate_tags(ctx context.Context, field graphql.CollectedField, obj *domain.JobTemplate) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PeriodicJobTemplate_tags(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tags, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []string) graphql.Marshaler {
+			return ec.marshalNString2ᚕstringᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PeriodicJobTemplate_tags(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PeriodicJobTemplate", field, false, false, "String")
 }
 
 func (ec *executionContext) _Query_job(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -2831,6 +3584,38 @@ func (ec *executionContext) fieldContext_Query_stats(ctx context.Context, field 
 	if fc.Args, err = ec.field_Query_stats_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_periodicJobs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_periodicJobs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().PeriodicJobs(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jobs.Periodic) graphql.Marshaler {
+			return ec.marshalNPeriodicJob2ᚕᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐPeriodicᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_periodicJobs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PeriodicJob(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -4189,6 +4974,83 @@ func UnmarshalJobFilter(ctx context.Context, raw any) (model.JobFilter, error) {
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputPeriodicJobInput(ctx context.Context, obj any) (model.PeriodicJobInput, error) {
+	var it model.PeriodicJobInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	if _, present := asMap["timezone"]; !present {
+		asMap["timezone"] = "UTC"
+	}
+	if _, present := asMap["paused"]; !present {
+		asMap["paused"] = false
+	}
+
+	fieldsInOrder := [...]string{"name", "schedule", "timezone", "paused", "job"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "schedule":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("schedule"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Schedule = data
+		case "timezone":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("timezone"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Timezone = data
+		case "paused":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("paused"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Paused = data
+		case "job":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("job"))
+			data, err := ec.unmarshalNCreateJobInput2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋgraphᚋmodelᚐCreateJobInput(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Job = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPeriodicJobInput unmarshals raw into the PeriodicJobInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPeriodicJobInput(ctx context.Context, raw any) (model.PeriodicJobInput, error) {
+	var out model.PeriodicJobInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PeriodicJobInput", raw, &out)
+	return out, err
+}
+
 // endregion **************************** input.gotpl *****************************
 
 // region    ************************** interface.gotpl ***************************
@@ -4623,6 +5485,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "upsertPeriodicJob":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_upsertPeriodicJob(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deletePeriodicJob":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deletePeriodicJob(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -4678,6 +5554,138 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var periodicJobImplementors = []string{"PeriodicJob"}
+
+func (ec *executionContext) _PeriodicJob(ctx context.Context, sel ast.SelectionSet, obj *jobs.Periodic) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, periodicJobImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PeriodicJob")
+		case "name":
+			out.Values[i] = ec._PeriodicJob_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "schedule":
+			out.Values[i] = ec._PeriodicJob_schedule(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "timezone":
+			out.Values[i] = ec._PeriodicJob_timezone(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "paused":
+			out.Values[i] = ec._PeriodicJob_paused(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "nextRunAt":
+			out.Values[i] = ec._PeriodicJob_nextRunAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lastRunAt":
+			out.Values[i] = ec._PeriodicJob_lastRunAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lastJob":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PeriodicJob_lastJob(ctx, field, obj)
+				})
+		case "job":
+			out.Values[i] = ec._PeriodicJob_job(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "source":
+			out.Values[i] = ec._PeriodicJob_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var periodicJobTemplateImplementors = []string{"PeriodicJobTemplate"}
+
+func (ec *executionContext) _PeriodicJobTemplate(ctx context.Context, sel ast.SelectionSet, obj *domain.JobTemplate) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, periodicJobTemplateImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PeriodicJobTemplate")
+		case "type":
+			out.Values[i] = ec._PeriodicJobTemplate_type(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "payload":
+			out.Values[i] = ec._PeriodicJobTemplate_payload(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "priority":
+			out.Values[i] = ec._PeriodicJobTemplate_priority(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "maxAttempts":
+			out.Values[i] = ec._PeriodicJobTemplate_maxAttempts(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "timeoutSeconds":
+			out.Values[i] = ec._PeriodicJobTemplate_timeoutSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "tags":
+			out.Values[i] = ec._PeriodicJobTemplate_tags(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var queryImplementors = []string{"Query"}
 
 func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -4714,6 +5722,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_stats(ctx, field)
+				})
+		case "periodicJobs":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_periodicJobs(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -5343,6 +6357,65 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋjobqueueᚋjobque
 		return graphql.Null
 	}
 	return ec._PageInfo(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPeriodicJob2ᚕᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐPeriodicᚄ(ctx context.Context, sel ast.SelectionSet, v []*jobs.Periodic) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPeriodicJob2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐPeriodic(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPeriodicJob2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐPeriodic(ctx context.Context, sel ast.SelectionSet, v *jobs.Periodic) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PeriodicJob!")
+		return graphql.Null
+	}
+	return ec._PeriodicJob(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNPeriodicJobInput2githubᚗcomᚋjobqueueᚋjobqueueᚋgraphᚋmodelᚐPeriodicJobInput(ctx context.Context, v any) (model.PeriodicJobInput, error) {
+	res, err := ec.unmarshalInputPeriodicJobInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNPeriodicJobSource2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐPeriodicSource(ctx context.Context, v any) (domain.PeriodicSource, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNPeriodicJobSource2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐPeriodicSource[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPeriodicJobSource2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐPeriodicSource(ctx context.Context, sel ast.SelectionSet, v domain.PeriodicSource) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNPeriodicJobSource2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐPeriodicSource[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "PeriodicJobSource!")
+	}
+	return res
+}
+
+var (
+	unmarshalNPeriodicJobSource2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐPeriodicSource = map[string]domain.PeriodicSource{
+		"API":  domain.PeriodicFromAPI,
+		"FILE": domain.PeriodicFromFile,
+	}
+	marshalNPeriodicJobSource2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐPeriodicSource = map[domain.PeriodicSource]string{
+		domain.PeriodicFromAPI:  "API",
+		domain.PeriodicFromFile: "FILE",
+	}
+)
+
+func (ec *executionContext) marshalNPeriodicJobTemplate2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐJobTemplate(ctx context.Context, sel ast.SelectionSet, v domain.JobTemplate) graphql.Marshaler {
+	return ec._PeriodicJobTemplate(ctx, sel, &v)
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {

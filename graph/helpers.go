@@ -125,3 +125,12 @@ func bulkRequest(f model.JobFilter, limit *int) jobs.BulkRequest {
 	}
 	return req
 }
+
+// periodicRequest is a PeriodicJobInput as the jobs service takes it.
+func periodicRequest(input model.PeriodicJobInput) jobs.PeriodicRequest {
+	req := jobs.PeriodicRequest{Name: input.Name, Schedule: input.Schedule, Timezone: input.Timezone, Paused: input.Paused}
+	if input.Job != nil {
+		req.Job = createRequest(input.Job)
+	}
+	return req
+}

@@ -60,6 +60,30 @@ func (r *mutationResolver) DeleteJob(ctx context.Context, id string) (bool, erro
 	return err == nil, jobError(ctx, id, err)
 }
 
+// UpsertPeriodicJob is the resolver for the upsertPeriodicJob field.
+func (r *mutationResolver) UpsertPeriodicJob(ctx context.Context, input model.PeriodicJobInput) (*jobs.Periodic, error) {
+	p, err := r.Service.PutPeriodic(ctx, periodicRequest(input))
+	return p, periodicError(ctx, input.Name, err)
+}
+
+// DeletePeriodicJob is the resolver for the deletePeriodicJob field.
+func (r *mutationResolver) DeletePeriodicJob(ctx context.Context, name string) (bool, error) {
+	err := r.Service.DeletePeriodic(ctx, name)
+	return err == nil, periodicError(ctx, name, err)
+}
+
+// LastJob is the resolver for the lastJob field.
+func (r *periodicJobResolver) LastJob(ctx context.Context, obj *jobs.Periodic) (*domain.Job, error) {
+	if obj.LastJobID == "" {
+		return nil, nil
+	}
+	j, err := r.Service.Get(ctx, obj.LastJobID)
+	if errors.Is(err, domain.ErrNotFound) {
+		return nil, nil // deleted since (deleteJob, RETENTION)
+	}
+	return j, internal(err)
+}
+
 // Job is the resolver for the job field.
 func (r *queryResolver) Job(ctx context.Context, id string) (*domain.Job, error) {
 	j, err := r.Service.Get(ctx, id)
@@ -110,6 +134,12 @@ func (r *queryResolver) Stats(ctx context.Context, typeArg *string) (*domain.Sta
 	return &st, nil
 }
 
+// PeriodicJobs is the resolver for the periodicJobs field.
+func (r *queryResolver) PeriodicJobs(ctx context.Context) ([]*jobs.Periodic, error) {
+	ps, err := r.Service.ListPeriodic(ctx)
+	return ps, internal(err)
+}
+
 // JobUpdated is the resolver for the jobUpdated field.
 func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeArg *string, tag *string) (<-chan *domain.Job, error) {
 	ch, err := r.jobUpdated(ctx, id, typeArg, tag)
@@ -122,6 +152,9 @@ func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeA
 // Mutation returns MutationResolver implementation.
 func (r *Resolver) Mutation() MutationResolver { return &mutationResolver{r} }
 
+// PeriodicJob returns PeriodicJobResolver implementation.
+func (r *Resolver) PeriodicJob() PeriodicJobResolver { return &periodicJobResolver{r} }
+
 // Query returns QueryResolver implementation.
 func (r *Resolver) Query() QueryResolver { return &queryResolver{r} }
 
@@ -130,6 +163,7 @@ func (r *Resolver) Subscription() SubscriptionResolver { return &subscriptionRes
 
 type (
 	mutationResolver     struct{ *Resolver }
+	periodicJobResolver  struct{ *Resolver }
 	queryResolver        struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }
 )

@@ -52,6 +52,10 @@ type ServerOptions struct {
 	Mutations *ratelimit.Limiter
 }
 
+// periodicListPrice is how many periodic jobs the periodicJobs query is
+// priced for.
+const periodicListPrice = 100
+
 // NewHandler returns the GraphQL endpoint: POST and GET (queries only),
 // websockets speaking graphql-transport-ws and graphql-ws (opts.Websocket),
 // and Server-Sent Events for subscriptions. It is safe for concurrent use.
@@ -78,6 +82,10 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	cfg.Complexity.Mutation.RetryJobs = bulk
 	cfg.Complexity.Job.Payload = func(int) int { return payload }
 	cfg.Complexity.Job.Result = func(int) int { return payload }
+	// Periodic jobs are an operator's few, listed whole: priced as a page
+	// of that many, each with its template's payload and its last job.
+	cfg.Complexity.Query.PeriodicJobs = func(childComplexity int) int { return 1 + periodicListPrice*childComplexity }
+	cfg.Complexity.PeriodicJobTemplate.Payload = func(int) int { return payload }
 	srv := handler.New(NewExecutableSchema(cfg))
 
 	// SSE first: it claims POSTs that accept text/event-stream, which the

@@ -1,46 +1,31 @@
 #!/usr/bin/env bash
-# Builds the dashboard served at /ui/ into internal/dashboard/dist (or the
-# folder given as $1): web/dashboard/src bundled and minified by esbuild
-# (a `go tool` pinned in go.mod) with the packages web/dashboard/deps.txt
-# pins, fetched from the npm registry with `npm pack` and checked against
-# their integrity hashes. Tarballs are cached in JOBQUEUE_NPM_CACHE
-# (default ~/.cache/jobqueue/npm) and checked again on every use. Only
-# this script needs npm; building and running the server do not.
+# Builds the dashboard served at /ui/ into internal/dashboard/dist:
+# web/dashboard/src bundled and minified by esbuild (a `go tool` pinned in
+# go.mod) with Preact and htm, whose files scripts/npmfetch takes from the
+# npm packages pinned in web/dashboard/npm.json (version and integrity
+# hash; tarballs cached). Neither Node nor npm is needed; the same sources
+# and pins always give the same files.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$root/internal/dashboard/dist}
-cache=${JOBQUEUE_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jobqueue/npm}
 src=$root/web/dashboard
-mkdir -p "$cache" "$out"
+out=$root/internal/dashboard/dist
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-
-# An integrity "sha512-<base64>" as hex, and a file's SHA-512 in hex
-# (coreutils only).
-hex_of() { printf '%s' "${1#sha512-}" | base64 -d | od -An -v -tx1 | tr -d ' \n'; }
-sha512_of() { sha512sum "$1" | cut -d' ' -f1; }
-
-while read -r name version want; do
-	case "$name" in '' | '#'*) continue ;; esac
-	tgz=$cache/$name-$version.tgz
-	want_hex=$(hex_of "$want")
-	if [ ! -f "$tgz" ] || [ "$(sha512_of "$tgz")" != "$want_hex" ]; then
-		rm -f "$tgz"
-		(cd "$work" && npm pack --silent --pack-destination "$cache" "$name@$version" >/dev/null)
-	fi
-	got=$(sha512_of "$tgz")
-	if [ "$got" != "$want_hex" ]; then
-		echo "$name@$version: sha512 $got, want $want_hex ($want in web/dashboard/deps.txt)" >&2
-		rm -f "$tgz"
-		exit 1
-	fi
-	mkdir -p "$work/node_modules/$name"
-	tar -xzf "$tgz" -C "$work/node_modules/$name" --strip-components=1
-done <"$src/deps.txt"
-
-rm -f "$out"/*
 cd "$root"
+
+go run ./scripts/npmfetch -manifest "$src/npm.json" -out "$work/npm"
+# A node_modules for esbuild to resolve `preact`, `preact/hooks` and `htm` in.
+mkdir -p "$work/node_modules/preact" "$work/node_modules/htm"
+cp "$work/npm/preact.mjs" "$work/node_modules/preact/preact.mjs"
+cp "$work/npm/preact-hooks.mjs" "$work/node_modules/preact/hooks.mjs"
+echo '{"name":"preact","type":"module","exports":{".":"./preact.mjs","./hooks":"./hooks.mjs"}}' >"$work/node_modules/preact/package.json"
+cp "$work/npm/htm.mjs" "$work/node_modules/htm/htm.mjs"
+echo '{"name":"htm","type":"module","exports":{".":"./htm.mjs"}}' >"$work/node_modules/htm/package.json"
+
+mkdir -p "$out"
+rm -f "$out"/*
 NODE_PATH=$work/node_modules go tool esbuild "$src/src/main.js" \
 	--bundle --minify --format=esm --target=es2020 --charset=utf8 \
 	--legal-comments=eof --log-level=warning --outfile="$out/app.js"
 cp "$src/src/index.html" "$out/index.html"
+cp "$work/npm/preact-LICENSE.txt" "$work/npm/htm-LICENSE.txt" "$out/"

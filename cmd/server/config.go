@@ -37,6 +37,7 @@ type config struct {
 	RetryBackoff    time.Duration
 	RetryBackoffMax time.Duration
 	HandlersFile    string
+	PeriodicFile    string
 	Retention       time.Duration
 	RetentionSweep  time.Duration
 	LogFormat       string
@@ -130,7 +131,7 @@ func settings() []setting {
 			}
 			return nil
 		}},
-		{"POLL_INTERVAL", "5s", "PostgreSQL only: how often an idle process looks for runnable jobs even without a notification (a safety net for missed LISTEN/NOTIFY)", durationInto(func(c *config) *time.Duration { return &c.PollInterval })},
+		{"POLL_INTERVAL", "5s", "PostgreSQL only: how often an idle process looks for runnable jobs even without a notification (a safety net for missed LISTEN/NOTIFY), and reads the periodic jobs' definitions again (changes made through other processes)", durationInto(func(c *config) *time.Duration { return &c.PollInterval })},
 		{"PORT", "8080", "TCP port to listen on (0 picks a free one)", intInto(func(c *config) *int { return &c.Port }, 0)},
 		{"WORKERS", "1", "jobs processed at once", intInto(func(c *config) *int { return &c.Workers }, 1)},
 		{"QUEUE_CAPACITY", "100", "most jobs claimed from the store at once (never more than workers are idle; jobs wait in the store, never lost)", intInto(func(c *config) *int { return &c.QueueCapacity }, 1)},
@@ -141,6 +142,7 @@ func settings() []setting {
 			c.HandlersFile = v
 			return nil
 		}},
+		{"PERIODIC_FILE", "", "YAML or JSON file of periodic jobs (periodic: [{name, schedule, timezone, paused, job: {type, payload, …}}]) applied at start; the API may not change them, and those of an earlier version of the file that it no longer holds are deleted", stringInto(func(c *config) *string { return &c.PeriodicFile })},
 		{"MAX_ATTEMPTS", "3", "attempts of a job created without maxAttempts (1 means no retry)", intInto(func(c *config) *int { return &c.MaxAttempts }, 1)},
 		{"ERROR_HISTORY", fmt.Sprint(domain.DefaultErrorHistory), fmt.Sprintf("failures kept in each job's errors, the newest (1 to %d); attempts still counts them all", domain.MaxErrorHistory), func(c *config, v string) error {
 			if err := intInto(func(c *config) *int { return &c.ErrorHistory }, 1)(c, v); err != nil {
@@ -357,7 +359,7 @@ func (c config) logAttrs() []any {
 	return []any{
 		"database", redactURL(c.DatabaseURL), "instance_id", c.InstanceID, "lease_duration", c.LeaseDuration, "poll_interval", c.PollInterval,
 		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
-		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
+		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "periodic_file", c.PeriodicFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,

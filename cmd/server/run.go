@@ -22,6 +22,7 @@ import (
 	// Aliased: run's own variable jobs is the store.
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/maintenance"
+	"github.com/jobqueue/jobqueue/internal/periodic"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/webhook"
@@ -118,6 +119,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.Retention > 0 {
 		maintenanceParts = append(maintenanceParts, storePart{"retention sweeper", &maintenance.Sweeper{Store: jobs, Retention: cfg.Retention, Interval: max(cfg.RetentionSweep, time.Second), Logger: log}})
 	}
+	// Periodic jobs: every process runs a scheduler; the store creates one
+	// job per tick among them. Where other processes share the store, the
+	// scheduler reads their changes every POLL_INTERVAL.
+	var refresh time.Duration
+	if jobs.Tuning().MissableWakeups {
+		refresh = cfg.PollInterval
+	}
+	scheduler := periodic.New(jobs, periodic.Options{Refresh: refresh, Logger: log})
+	maintenanceParts = append(maintenanceParts, storePart{"periodic scheduler", scheduler})
 	websockets := wstransport.New(wstransport.Options{
 		InitTimeout:      cfg.WSInitTimeout,
 		KeepAlive:        cfg.WSKeepAlive,
@@ -133,7 +143,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		DefaultMaxAttempts: cfg.MaxAttempts,
 		Types:              types,
 		RESTListMax:        cfg.RESTListMax,
+		PeriodicFile:       cfg.PeriodicFile,
+		PeriodicChanged:    scheduler.Wake,
 	})
+	if cfg.PeriodicFile != "" {
+		if err := applyPeriodicFile(ctx, service, cfg.PeriodicFile, log); err != nil {
+			return fmt.Errorf("configuration: PERIODIC_FILE: %w", err)
+		}
+	}
 	// Heavy queries and large listings share the cores: one each.
 	heavySlots := cmp.Or(cfg.HeavyQueries, runtime.GOMAXPROCS(0))
 	gql := graph.NewHandler(&graph.Resolver{
@@ -262,8 +279,8 @@ type parts struct {
 //  2. The workers stop claiming; running jobs get SHUTDOWN_TIMEOUT to
 //     finish, then are cancelled and returned to pending. Subscribers are
 //     still connected meanwhile and see them finish.
-//  3. Maintenance (rescuer, sweeper) stops: it ran while jobs finished,
-//     and must stop before the store closes.
+//  3. Maintenance (rescuer, sweeper, periodic scheduler) stops: it ran
+//     while jobs finished, and must stop before the store closes.
 //  4. The broker hands every change published so far (final states, jobs
 //     returned to pending) to the subscriptions, and their readers take
 //     them (Flush), then the websockets write them (WaitSent): 2 seconds
@@ -316,6 +333,19 @@ func (p parts) shutdown(cfg config, log *slog.Logger) {
 	}
 	// 8. The broker.
 	p.events.halt()
+}
+
+// applyPeriodicFile reads PERIODIC_FILE and stores its definitions.
+func applyPeriodicFile(ctx context.Context, service *jobsvc.Service, path string, log *slog.Logger) error {
+	reqs, err := jobsvc.ReadPeriodicFile(path)
+	if err != nil {
+		return err
+	}
+	if err := service.ApplyPeriodicFile(ctx, reqs); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	log.Info("periodic jobs from file", "file", path, "count", len(reqs))
+	return nil
 }
 
 // maxHeaderBytes bounds a request's headers (net/http's default is 1 MiB):

@@ -81,7 +81,8 @@ export function processesWith(needle) {
  *
  * @param {{ launchTimeoutMs?: number, protocolTimeoutMs?: number }} [opts]
  * @returns {Promise<{ browser, userDataDir: string, pid: number, version: string,
- *   open: (url: string, opts?: { timeoutMs?: number }) => Promise<BrowserPage>, close: () => Promise<void> }>}
+ *   open: (url: string, opts?: { timeoutMs?: number, prepare?: (page) => Promise<void> }) => Promise<BrowserPage>,
+ *   close: () => Promise<void> }>}
  */
 export async function launchBrowser({ launchTimeoutMs = 30_000, protocolTimeoutMs = 30_000 } = {}) {
   const executablePath = chromiumPath();
@@ -134,9 +135,10 @@ export async function launchBrowser({ launchTimeoutMs = 30_000, protocolTimeoutM
 
   /**
    * Opens `url` in a new page of its own browser context (no shared cookies
-   * or cache) and waits for its load event.
+   * or cache) and waits for its load event. `prepare(page)`, when given,
+   * runs before the navigation (request interception, viewport).
    */
-  async function open(url, { timeoutMs = 15_000 } = {}) {
+  async function open(url, { timeoutMs = 15_000, prepare } = {}) {
     const context = await browser.createBrowserContext();
     const page = await context.newPage();
     const handle = wrapPage(context, page);
@@ -147,6 +149,7 @@ export async function launchBrowser({ launchTimeoutMs = 30_000, protocolTimeoutM
       return closePage();
     };
     try {
+      if (prepare) await prepare(page);
       const res = await page.goto(url, { waitUntil: 'load', timeout: timeoutMs });
       assert.ok(res && res.ok(), `GET ${url}: HTTP ${res?.status()}`);
     } catch (err) {

@@ -50,7 +50,7 @@ function withPage(name, server, pathname, fn, { viewport = { width: 1100, height
     } catch (err) {
       const file = `FAILED-dashboard-${name.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png`;
       await page.page.screenshot({ path: path.join(SHOTS, file), fullPage: true }).catch(() => {});
-      err.message += `\nscreenshot: ${path.join(SHOTS, file)}; console: ${page.consoleErrors.join(' | ') || '(none)'}\nserver log:\n${server.tail?.(15)}`;
+      err.message += `\nscreenshot: ${path.join(SHOTS, file)}; console: ${page.consoleErrors.join(' | ') || '(none)'}\nserver log:\n${server.tail?.(15).split('\n').map((l) => l.slice(0, 300)).join('\n')}`;
       throw err;
     } finally {
       await page.close();
@@ -69,6 +69,8 @@ function text(page, selector) {
 
 /** Sets a form control's value as typing would (the app listens to input events). */
 async function fill(page, selector, value) {
+  // The app renders its views once it has asked the server who may do what.
+  await waitSelector(page, selector);
   await page.page.$eval(
     selector,
     (el, v) => {

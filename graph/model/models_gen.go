@@ -83,6 +83,18 @@ type PageInfo struct {
 	EndCursor   *string `json:"endCursor,omitempty"`
 }
 
+type PeriodicJobInput struct {
+	// Letters, digits and . _ : - (at most 119 characters): its jobs carry the tag periodic:<name>.
+	Name string `json:"name"`
+	// Standard 5-field cron (minute precision), an optional seconds field first, or @every 30s / @hourly / @daily / @weekly / @monthly / @yearly.
+	Schedule string `json:"schedule"`
+	// An IANA time zone name (Europe/Paris, America/New_York) or UTC.
+	Timezone *string `json:"timezone,omitempty"`
+	Paused   *bool   `json:"paused,omitempty"`
+	// The job to create at each tick, by createJob's rules; idempotencyKey and runAt are refused (each tick makes a new job, to run at once). At most 9 tags: periodic:<name> is added.
+	Job *CreateJobInput `json:"job"`
+}
+
 type Query struct {
 }
 

@@ -9,10 +9,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/99designs/gqlgen/graphql/playground"
-
 	"github.com/jobqueue/jobqueue/internal/dashboard"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/playground"
 )
 
 // Deps are what the HTTP surface needs.
@@ -47,13 +46,20 @@ type Deps struct {
 
 // NewHandler returns the service's whole HTTP surface.
 func NewHandler(d Deps) http.Handler {
+	play, err := playground.New(playground.Config{Endpoint: "/query", AssetPath: "/playground/", Authenticated: d.Access.authenticating()})
+	if err != nil {
+		// The page and its files are embedded in the binary: only a broken
+		// build gets here.
+		panic(err)
+	}
 	rest := &restHandlers{jobs: d.Jobs, log: d.Logger, maxResponse: d.MaxResponseBytes, mutations: d.Access.Mutations}
 	if d.LargeListings > 0 {
 		rest.listSlots = make(chan struct{}, d.LargeListings)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/query", d.Streams.track(d.GraphQL))
-	mux.Handle("GET /{$}", playground.Handler("Job queue", "/query"))
+	mux.Handle("GET /{$}", play.Page())
+	mux.Handle("GET /playground/", play.Assets())
 	// The dashboard, a client of /query like any other; GET /ui
 	// redirects here.
 	mux.Handle("GET "+dashboard.Prefix, dashboard.Handler())

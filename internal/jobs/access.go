@@ -15,6 +15,9 @@ type access struct {
 	read bool
 	// write allows Create, CreateMany, Cancel, Retry and Delete.
 	write bool
+	// operate allows the operator's controls: defining and deleting
+	// periodic jobs.
+	operate bool
 	// scope, when not empty, is the only owner whose jobs the caller sees
 	// and acts on: another owner's job is not found, listings, stats and
 	// watches hold only the scope's jobs.
@@ -27,24 +30,25 @@ type access struct {
 
 // accessOf is the authorization rules, all of them:
 //
-//	identity         reads         writes        sees         owns what it creates
-//	none (auth off)  yes           yes           every job    no (Owner "")
-//	admin            yes           yes           every job    yes
-//	viewer           yes           no            every job    -
-//	user             yes           yes           its own      yes
-//	anything else    no            no            -            -
+//	identity         reads         writes        sees         owns what it creates   operates
+//	none (auth off)  yes           yes           every job    no (Owner "")          yes
+//	admin            yes           yes           every job    yes                    yes
+//	viewer           yes           no            every job    -                      no
+//	user             yes           yes           its own      yes                    no
+//	anything else    no            no            -            -                      no
 //
 // "Its own" is the jobs whose Owner is the identity's Name. A user without
 // a name could tell its jobs from no one's, so it may do nothing either
-// (authentication never makes one).
+// (authentication never makes one). Operating is the operator's controls
+// (periodic jobs); reading them takes reading every job (allowPeriodic).
 func accessOf(ctx context.Context) access {
 	id, ok := auth.IdentityFrom(ctx)
 	if !ok {
-		return access{read: true, write: true}
+		return access{read: true, write: true, operate: true}
 	}
 	switch id.Role {
 	case auth.RoleAdmin:
-		return access{read: true, write: true, owner: id.Name, role: id.Role}
+		return access{read: true, write: true, operate: true, owner: id.Name, role: id.Role}
 	case auth.RoleViewer:
 		return access{read: true, role: id.Role}
 	case auth.RoleUser:
@@ -64,6 +68,17 @@ func (a access) allow(op string, write bool) error {
 	return nil
 }
 
+// allowPeriodic returns a *ForbiddenError unless the caller may do op to
+// periodic jobs: change them (write) takes operating, reading them takes
+// seeing every job (their jobs belong to no user, and their templates are
+// the operator's).
+func (a access) allowPeriodic(op string, write bool) error {
+	if write && !a.operate || !write && (!a.read || a.scope != "") {
+		return &ForbiddenError{Op: op, Role: a.role, What: "periodic jobs"}
+	}
+	return nil
+}
+
 // sees reports whether the caller may see j at all.
 func (a access) sees(j *domain.Job) bool { return a.scope == "" || j.Owner == a.scope }
 
@@ -76,10 +91,16 @@ type ForbiddenError struct {
 	Op string
 	// Role is the caller's role.
 	Role auth.Role
+	// What names the objects of Op: "jobs" when empty.
+	What string
 }
 
 func (e *ForbiddenError) Error() string {
-	return fmt.Sprintf("the role %q may not %s jobs", e.Role, e.Op)
+	what := e.What
+	if what == "" {
+		what = "jobs"
+	}
+	return fmt.Sprintf("the role %q may not %s %s", e.Role, e.Op, what)
 }
 
 // Unwrap makes errors.Is(err, domain.ErrForbidden) true.

@@ -46,6 +46,12 @@ type Options struct {
 	// RESTListMax is the size of a RESTPages listing when the request names
 	// none, and the most it may ask for; zero means MaxPageSize.
 	RESTListMax int
+	// PeriodicFile names the server's PERIODIC_FILE in the refusal to
+	// change one of its definitions ("" when none is set).
+	PeriodicFile string
+	// PeriodicChanged, when not nil, is called after a periodic job
+	// definition changed (the scheduler's Wake). It must not block.
+	PeriodicChanged func()
 }
 
 // Subscriber is the part of the broker Watch uses.

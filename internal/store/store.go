@@ -125,6 +125,8 @@ type Store interface {
 	// Stats counts jobs per status, only those q selects, without loading
 	// them or scanning the jobs (counts kept on every change).
 	Stats(ctx context.Context, q StatsQuery) (domain.Stats, error)
+	// Periodics: the definitions of periodic jobs and one job per tick.
+	Periodics
 }
 
 // ItemError is an error about one element of a call that takes many

@@ -40,6 +40,8 @@ type Store struct {
 	queue   *runQueue
 	counts  map[countKey]int
 	leases  map[string]lease // processing job id → its claim
+	// periodics are the periodic job definitions by name.
+	periodics map[string]*domain.PeriodicJob
 }
 
 // lease is the claim a processing job is held by.
@@ -96,6 +98,8 @@ func NewWithOptions(opts Options) (*Store, error) {
 		queue:   newRunQueue(),
 		counts:  make(map[countKey]int),
 		leases:  make(map[string]lease),
+
+		periodics: make(map[string]*domain.PeriodicJob),
 	}, nil
 }
 
@@ -123,6 +127,17 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	fresh, err := s.newJobs(njs)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.insert(fresh), nil
+}
+
+// newJobs makes the jobs of njs, not stored yet.
+func (s *Store) newJobs(njs []domain.NewJob) ([]*domain.Job, error) {
 	now := s.now()
 	fresh := make([]*domain.Job, len(njs))
 	for i, nj := range njs {
@@ -152,9 +167,12 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 		}
 		fresh[i] = j
 	}
+	return fresh, nil
+}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// insert stores and publishes new jobs, or returns the job that has a
+// new job's idempotency key in its place. The caller holds the lock.
+func (s *Store) insert(fresh []*domain.Job) []*domain.Job {
 	out := make([]*domain.Job, len(fresh))
 	for i, j := range fresh {
 		if j.IdempotencyKey != "" {
@@ -176,7 +194,7 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 		s.pub.Publish(j)
 		out[i] = j
 	}
-	return out, nil
+	return out
 }
 
 // Get returns the job with the id.

@@ -47,6 +47,7 @@ func appendError(message, at string, keep int) string {
 type statements struct {
 	create, claim, rescue, complete                string
 	finish, progress, release, fail, cancel, retry string
+	enqueuePeriodic                                string
 }
 
 // notifyChunk is how many (id, version) pairs one notification carries:
@@ -216,6 +217,17 @@ func newStatements(channel, instance string, errorHistory int) statements {
 				cancel_requested = status = 'processing',
 				`+changeTail("$3")+`
 			WHERE id = $2 AND (status = 'pending' OR status = 'processing' AND NOT cancel_requested)`),
+		// $2 new job's id, $3 periodic job's name, $4 its revision, $5
+		// tick, $6 type, $7 payload, $8 max_attempts, $9 timeout_ms, $10
+		// priority, $11 tags, $12 now. The job is inserted only if the
+		// definition's last tick advanced (see migration 00012).
+		enqueuePeriodic: notifying(`
+			tick AS (
+				UPDATE periodic_jobs SET last_run_at = $5, last_job_id = $2
+				WHERE name = $3 AND revision = $4 AND NOT paused AND (last_run_at IS NULL OR last_run_at < $5)
+				RETURNING name),`, `
+			INSERT INTO jobs (id, type, payload, status, max_attempts, timeout_ms, run_at, priority, created_at, updated_at, writer, owner, tags)
+			SELECT $2, $6, $7, 'pending', $8, $9, $12, $10, $12, $12, $1, '', coalesce($11::text[], '{}') FROM tick`),
 		// $2 id, $3 now.
 		retry: notifying(``, `
 			UPDATE jobs SET status = 'pending', run_at = $3, started_at = NULL, finished_at = NULL, cancel_requested = false,

@@ -74,6 +74,8 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("CreateManyKeys", func(t *testing.T) { t.Parallel(); testCreateManyKeys(t, newStore) })
 	t.Run("CreateManyAllOrNothing", func(t *testing.T) { t.Parallel(); testCreateManyAllOrNothing(t, newStore) })
 	t.Run("Delete", func(t *testing.T) { t.Parallel(); testDelete(t, newStore) })
+	t.Run("PeriodicDefinitions", func(t *testing.T) { t.Parallel(); testPeriodicDefinitions(t, newStore) })
+	t.Run("PeriodicTickOnce", func(t *testing.T) { t.Parallel(); testPeriodicTickOnce(t, newStore) })
 	t.Run("CreatedBounds", func(t *testing.T) { t.Parallel(); testCreatedBounds(t, newStore) })
 }
 
