@@ -364,6 +364,33 @@ describe('dashboard', D, () => {
     await page.page.waitForFunction(() => !document.querySelector('#bulk-confirm'), { timeout: WAIT });
   });
 
+  withPage('periodic jobs: schedule, next run and last job live; pause, resume and delete', server, '/ui/periodic', async (page) => {
+    const name = uniqueType('dash-every');
+    await gqlData(server.url, 'mutation($input: PeriodicJobInput!) { upsertPeriodicJob(input: $input) { name } }', {
+      input: { name, schedule: '@every 1s', job: { type: name, payload: { durationMs: 0 }, tags: ['nightly'] } },
+    });
+    const row = `#periodic-table tr[data-name="${name}"]`;
+    await page.page.reload();
+    await waitSelector(page, row);
+    // A tick makes a job; the row shows it without a reload.
+    await waitSelector(page, `${row} a[href^="/ui/jobs/"]`);
+    assert.match(await text(page, row), /@every 1s/);
+    await shot(page, 'periodic');
+
+    await page.page.click(`${row} button.pause`);
+    await waitSelector(page, `${row}[data-paused="true"]`);
+    const periodic = async () => (await gqlData(server.url, '{ periodicJobs { name paused job { tags } } }')).periodicJobs.find((p) => p.name === name);
+    assert.deepEqual(await periodic(), { name, paused: true, job: { tags: ['nightly', `periodic:${name}`] } }, 'paused, its template kept');
+    await page.page.click(`${row} button.pause`);
+    await waitSelector(page, `${row}[data-paused="false"]`);
+
+    await page.page.click(`${row} button.delete`);
+    await waitSelector(page, `${row} button.delete-yes`);
+    await page.page.click(`${row} button.delete-yes`);
+    await page.page.waitForFunction((s) => !document.querySelector(s), { timeout: WAIT }, row);
+    assert.equal(await periodic(), undefined, 'deleted');
+  });
+
   withPage('works at phone width', server, '/ui/jobs', async (page) => {
     await waitSelector(page, '#jobs-table tr[data-id]');
     const overflow = await page.run(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -9,6 +9,7 @@ import { Overview } from './overview.js';
 import { Jobs } from './jobs.js';
 import { Job } from './job.js';
 import { Create } from './create.js';
+import { Periodic } from './periodic.js';
 
 const LIVE_LABELS = {
   connecting: 'Connecting…',
@@ -61,6 +62,7 @@ const NAV = [
   ['Overview', `${BASE}/`],
   ['Jobs', `${BASE}/jobs`],
   ['Create', `${BASE}/create`],
+  ['Periodic', `${BASE}/periodic`],
 ];
 
 export function App() {
@@ -111,6 +113,7 @@ export function App() {
     const id = decodeURIComponent(path.slice(`${BASE}/jobs/`.length));
     view = html`<${Job} key=${id} id=${id} ...${props} />`;
   } else if (path === `${BASE}/create`) view = html`<${Create} ...${props} />`;
+  else if (path === `${BASE}/periodic`) view = html`<${Periodic} ...${props} />`;
   else view = html`<section><h1>Not found</h1><p>No page at ${loc.path}. <a href=${`${BASE}/`}>Overview</a></p></section>`;
 
   const current = path === BASE ? `${BASE}/` : NAV.find(([, href]) => href !== `${BASE}/` && path.startsWith(href))?.[1];
