@@ -89,7 +89,7 @@ test: lint check-generated test-go fuzz e2e ## Everything CI runs: lint, generat
 
 .PHONY: bench
 bench: ## Benchmarks: in-process throughput, then load against a live server (figures for the README)
-	$(GO) test -run '^$$' -bench '^BenchmarkThroughput$$' -benchtime 200000x ./internal/worker
+	$(GO) test -run '^$$' -bench '^BenchmarkThroughput$$' -benchtime 200000x -count 3 ./internal/worker
 	$(GO) test -run '^$$' -bench 'ScheduledDispatchLatency|RetryThroughput' -benchtime 2000x ./internal/worker
 	$(GO) test -run '^$$' -bench . ./internal/broker
 	$(GO) test -run '^$$' -bench CreateJobAccess -count 5 -benchtime 20000x ./internal/httpapi

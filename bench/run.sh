@@ -13,7 +13,10 @@
 #     with BASELINE_BIN set, another build of the server ("baseline", e.g.
 #     the commit before a change) so before and after are measured side by
 #     side in one run
-#  4. prints markdown tables of the results.
+#  4. the cost of metrics: the websocket burst against fresh servers with
+#     METRICS=off, then METRICS=on, METRICS_PAIRS times alternately (the
+#     median on/off ratio is reported)
+#  5. prints markdown tables of the results.
 #
 # Knobs (environment): HTTP_CONC HTTP_DURATION AUTH_PAIRS (default 3) STEADY_N STEADY_RATE
 # STEADY_DURATION BURST_N BURST_JOBS BURST_DEADLINE IDLE_N IMPLS (default
@@ -21,7 +24,8 @@
 # server binary started exactly like bin/server; it also gets
 # WEBSOCKET_IMPL=gorilla, which builds before that setting was dropped
 # read) MODES (fan-out measurements, default "steady burst
-# idle") PARTS (default "http fanout"; e.g. PARTS=fanout skips step 2)
+# idle") PARTS (default "http fanout metrics"; e.g. PARTS=fanout skips steps 2
+# and 4) METRICS_PAIRS (default 3)
 # SERVER_LOG_LEVEL (default info) BENCH_KEEP=1 (keep the logs directory).
 # Every server is stopped on exit. Exit status 1 when a measurement failed.
 set -euo pipefail
@@ -46,7 +50,8 @@ else
 	IMPLS=${IMPLS:-server raw}
 fi
 MODES=${MODES:-steady burst idle}
-PARTS=${PARTS:-http fanout}
+PARTS=${PARTS:-http fanout metrics}
+METRICS_PAIRS=${METRICS_PAIRS:-3}
 SERVER_LOG_LEVEL=${SERVER_LOG_LEVEL:-info}
 # The product server's pprof listener (DEBUG_ADDR), used by the idle measurement.
 DEBUG_ADDR=${DEBUG_ADDR:-127.0.0.1:16070}
@@ -246,6 +251,27 @@ for impl in $IMPLS; do
 	done
 done
 
+# -------------------------------------------------------------- metrics --
+# The cost of metrics: the websocket burst against a fresh server with
+# METRICS=off, then one with METRICS=on (the default), METRICS_PAIRS times
+# alternately; the median of the pairs' ratios is reported.
+METRICS_RATIOS=()
+if [[ " $PARTS " == *" metrics "* ]]; then
+	for pair in $(seq "$METRICS_PAIRS"); do
+		for setting in off on; do
+			log "websocket burst with METRICS=$setting, pair $pair of $METRICS_PAIRS"
+			if start_server "metrics-$setting" PROCESSING_TIME=0 WORKERS=8 METRICS=$setting; then
+				measure "metrics-$setting-$pair" "$WORK/fanout" -protocol graphql -addr "$SERVER_ADDR" \
+					-mode burst -pid "$SERVER_PID" -n "$BURST_N" -jobs "$BURST_JOBS" -deadline "$BURST_DEADLINE"
+				stop_server
+			else
+				FAILED=1
+			fi
+		done
+		METRICS_RATIOS+=("$(ratio "$(jget "${RES[metrics-on-$pair]:-}" msgs_per_s)" "$(jget "${RES[metrics-off-$pair]:-}" msgs_per_s)")")
+	done
+fi
+
 # --------------------------------------------------------------- tables --
 raw_burst=$(jget "${RES[raw-burst]:-}" msgs_per_s)
 {
@@ -294,6 +320,19 @@ raw_burst=$(jget "${RES[raw-burst]:-}" msgs_per_s)
 	done
 	echo
 	echo "median with/without: $(printf '%s\n' "${AUTH_RATIOS[@]}" | grep -v n/a | sort -n | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2); else print "n/a"}')"
+	if [[ " $PARTS " == *" metrics "* ]]; then
+		echo
+		echo "### Websocket burst with METRICS=off and on (fresh servers, alternately; $BURST_N subscribers, $BURST_JOBS jobs)"
+		echo
+		echo "| pair | off msgs/s | on msgs/s | on/off |"
+		echo "|---|---:|---:|---:|"
+		for pair in $(seq "$METRICS_PAIRS"); do
+			printf '| %s | %s | %s | %s |\n' "$pair" "$(fmtnum "$(jget "${RES[metrics-off-$pair]:-}" msgs_per_s)")" \
+				"$(fmtnum "$(jget "${RES[metrics-on-$pair]:-}" msgs_per_s)")" "${METRICS_RATIOS[$((pair - 1))]:-n/a}"
+		done
+		echo
+		echo "median on/off: $(printf '%s\n' "${METRICS_RATIOS[@]}" | grep -v n/a | sort -n | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2); else print "n/a"}')"
+	fi
 	echo
 	echo "Raw results (one JSON line per measurement):"
 	for k in http-typename http-createjob $(for p in $(seq "$AUTH_PAIRS"); do echo "http-createjob-noauth-$p http-createjob-auth-$p"; done); do

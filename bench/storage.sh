@@ -15,7 +15,9 @@
 # 1ms) and single inserts from $INSERT_CONC goroutines; then $PAIRS more
 # burn-downs of each, alternately, whose median ratio is reported too (the
 # two share the machine's cores with whatever else runs). Then a table
-# with the ratios the issue sets targets for.
+# with the ratios the issue sets targets for. Last, the cost of metrics:
+# $METRICS_PAIRS PostgreSQL burn-downs with metrics off, then on
+# (bench/burndown -metrics), alternately, and the median on/off ratio.
 #
 # PostgreSQL: $TEST_DATABASE_URL (default the local test database); every
 # measure works in a fresh schema it drops afterwards. Exit status 1 when a
@@ -31,6 +33,7 @@ INSERT_CONC=${INSERT_CONC:-16}
 HTTP_DURATION=${HTTP_DURATION:-10s}
 RIVER_INSERT_JOBS=${RIVER_INSERT_JOBS:-20000}
 PAIRS=${PAIRS:-3} # extra alternating burn-down runs of this store and River
+METRICS_PAIRS=${METRICS_PAIRS:-3} # PostgreSQL burn-downs with metrics off, then on
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jobqueue-storage.XXXXXX")
 SERVER_PID=""
@@ -149,6 +152,16 @@ for i in $(seq "$PAIRS"); do
 	measure "pair$i-river" "$WORK/river" -database-url "$PG" -mode burndown -jobs "$JOBS" -workers "$WORKERS" -json
 	PAIR_RATIOS+=("$(ratio "$(jget "${RES[pair$i-ours]}" burndown_jobs_per_sec)" "$(river_burn_of "${RES[pair$i-river]}")")")
 done
+# The cost of metrics: PostgreSQL burn-downs with metrics off, then on
+# (bench/burndown -metrics: the store wrapped and the pool recording, as
+# the server does with METRICS=on), $METRICS_PAIRS times alternately.
+METRICS_RATIOS=()
+for i in $(seq "$METRICS_PAIRS"); do
+	log "PostgreSQL burn-down with metrics off, then on: pair $i of $METRICS_PAIRS"
+	measure "metrics$i-off" "$WORK/burndown" -db "$PG" -jobs "$JOBS" -c "$INSERT_CONC" -workers "$WORKERS"
+	measure "metrics$i-on" "$WORK/burndown" -db "$PG" -jobs "$JOBS" -c "$INSERT_CONC" -workers "$WORKERS" -metrics
+	METRICS_RATIOS+=("$(ratio "$(jget "${RES[metrics$i-on]}" burndown_jobs_per_sec)" "$(jget "${RES[metrics$i-off]}" burndown_jobs_per_sec)")")
+done
 median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 river_burn=$(river_burn_of "${RES[river]}")
@@ -179,4 +192,11 @@ if ((PAIRS > 0)); then
 fi
 echo "| PostgreSQL single inserts ≥ River's ($INSERT_CONC goroutines) | $(fmtnum "$pg_insert") vs $(fmtnum "${river_insert:-n/a}") | $(ratio "$pg_insert" "${river_insert:-n/a}") |"
 echo "| SQLite burn-down ≥ 5,000 jobs/s | $(fmtnum "$sqlite_burn") | $(ratio "$sqlite_burn" 5000) |"
+if ((METRICS_PAIRS > 0)); then
+	pairs=""
+	for i in $(seq "$METRICS_PAIRS"); do
+		pairs+="$(fmtnum "$(jget "${RES[metrics$i-on]}" burndown_jobs_per_sec)") vs $(fmtnum "$(jget "${RES[metrics$i-off]}" burndown_jobs_per_sec)"); "
+	done
+	echo "| PostgreSQL burn-down with metrics on ≥ 0.95 × off, median of $METRICS_PAIRS alternating pairs | ${pairs%; } | $(median "${METRICS_RATIOS[@]}") (pairs: ${METRICS_RATIOS[*]}) |"
+fi
 exit $FAILED

@@ -17,6 +17,8 @@ import (
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/metrics"
+	"github.com/jobqueue/jobqueue/internal/requestid"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
@@ -102,7 +104,54 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			return e
 		}
 		log.ErrorContext(ctx, "graphql resolver failed", "path", graphql.GetPath(ctx).String(), "err", err)
-		return codedError(ctx, CodeInternal, "internal server error")
+		return internalServerError(ctx)
+	}
+}
+
+// internalServerError is the error a client sees for a failure it cannot
+// act on: the request id names it in the server's logs.
+func internalServerError(ctx context.Context) *gqlerror.Error {
+	e := codedError(ctx, CodeInternal, "internal server error")
+	if id := requestid.FromContext(ctx); id != "" {
+		e.Extensions["requestId"] = id
+	}
+	return e
+}
+
+// countOperations counts each query and mutation by operation type and
+// the code of its first error. Subscriptions are counted as they start
+// (countSubscriptions): each of their events is a response.
+func countOperations(m *metrics.Metrics) graphql.ResponseMiddleware {
+	return func(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+		resp := next(ctx)
+		op := ""
+		if graphql.HasOperationContext(ctx) {
+			if o := graphql.GetOperationContext(ctx).Operation; o != nil {
+				if o.Operation == ast.Subscription {
+					return resp
+				}
+				op = string(o.Operation)
+			}
+		}
+		code := ""
+		if resp != nil && len(resp.Errors) > 0 {
+			code, _ = resp.Errors[0].Extensions["code"].(string)
+			if code == "" {
+				code = "unknown"
+			}
+		}
+		m.GraphQLOperation(op, code)
+		return resp
+	}
+}
+
+// countSubscriptions counts each subscription operation as it starts.
+func countSubscriptions(m *metrics.Metrics) graphql.OperationMiddleware {
+	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		if o := graphql.GetOperationContext(ctx).Operation; o != nil && o.Operation == ast.Subscription {
+			m.GraphQLOperation(string(o.Operation), "")
+		}
+		return next(ctx)
 	}
 }
 
@@ -180,7 +229,7 @@ func capErrors(ctx context.Context, next graphql.ResponseHandler) *graphql.Respo
 func Recover(log *slog.Logger) graphql.RecoverFunc {
 	return func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "graphql resolver panicked", "panic", p)
-		return codedError(ctx, CodeInternal, "internal server error")
+		return internalServerError(ctx)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/jobqueue/jobqueue/graph/model"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/ratelimit"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
@@ -50,6 +51,8 @@ type ServerOptions struct {
 	// Mutations limits each caller's mutations, one action per root
 	// field (RATE_LIMITED). nil: no limit.
 	Mutations *ratelimit.Limiter
+	// Metrics counts operations by type and error code; nil counts none.
+	Metrics *metrics.Metrics
 }
 
 // periodicListPrice is how many periodic jobs the periodicJobs query is
@@ -102,12 +105,16 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	srv.SetParserTokenLimit(max(opts.Limits.Query.Tokens, 0))
 	srv.Use(extension.Introspection{})
 	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
-	srv.AroundOperations(subscriptionsOverHTTP)
+	srv.AroundOperations(subscriptionsOverHTTP(opts.Metrics))
 	if opts.Mutations != nil {
 		srv.AroundOperations(rateLimitMutations(opts.Mutations, r.Logger))
 	}
 	if opts.HeavySlots > 0 {
 		srv.AroundOperations(newHeavyOperations(opts.HeavyComplexity, opts.HeavySlots, r.Logger).intercept)
+	}
+	if opts.Metrics != nil {
+		srv.AroundOperations(countSubscriptions(opts.Metrics))
+		srv.AroundResponses(countOperations(opts.Metrics))
 	}
 	srv.AroundResponses(capErrors)
 	srv.AroundResponses(logTimeouts(r.Logger))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
 
@@ -88,9 +89,15 @@ type httpStream struct {
 
 type httpStreamKey struct{}
 
-// subscriptionsOverHTTP is the operation middleware for subscriptions over
-// HTTP (see above).
-func subscriptionsOverHTTP(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+// subscriptionsOverHTTP returns the operation middleware for subscriptions
+// over HTTP (see above); m counts the events sent (nil: none).
+func subscriptionsOverHTTP(m *metrics.Metrics) graphql.OperationMiddleware {
+	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		return streamOverHTTP(ctx, next, m)
+	}
+}
+
+func streamOverHTTP(ctx context.Context, next graphql.OperationHandler, m *metrics.Metrics) graphql.ResponseHandler {
 	oc := graphql.GetOperationContext(ctx)
 	if oc == nil || oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
 		return next(ctx)
@@ -115,6 +122,7 @@ func subscriptionsOverHTTP(ctx context.Context, next graphql.OperationHandler) g
 		}
 		if resp != nil {
 			s.sub.Ack()
+			m.SSEMessage()
 			return resp
 		}
 		if err := s.sub.Err(); err != nil && !s.errSent {

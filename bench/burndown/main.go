@@ -44,6 +44,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/store/postgres"
@@ -81,6 +82,7 @@ func run() error {
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the burn-down to this file")
 	vacuum := flag.Bool("vacuum", true, "PostgreSQL: VACUUM ANALYZE the table before the burn-down, as bench/river does")
+	withMetrics := flag.Bool("metrics", false, "record Prometheus metrics as the server does with METRICS=on (the store wrapped, the pool recording)")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
@@ -100,7 +102,11 @@ func run() error {
 		return err
 	}
 	defer b.close()
-	st := b.store
+	var m *metrics.Metrics // nil: off
+	if *withMetrics {
+		m = metrics.New(metrics.Options{Backend: b.name})
+	}
+	st := m.Store(b.store)
 
 	// 1. Single creates from many goroutines.
 	start := time.Now()
@@ -148,6 +154,7 @@ func run() error {
 		ClaimCooldown: claimCooldown,
 		ShutdownGrace: 30 * time.Second,
 		Default:       worker.HandlerFunc(func(context.Context, *domain.Job) error { return nil }),
+		Metrics:       m,
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if *cpuProfile != "" {

@@ -31,17 +31,20 @@ type config struct {
 	QueueCapacity   int
 	ProcessingTime  time.Duration
 	ShutdownTimeout time.Duration
-	JobTimeout      time.Duration
-	MaxAttempts     int
-	ErrorHistory    int
-	RetryBackoff    time.Duration
-	RetryBackoffMax time.Duration
-	HandlersFile    string
-	PeriodicFile    string
-	Retention       time.Duration
-	RetentionSweep  time.Duration
-	LogFormat       string
-	LogLevel        slog.Level
+	// ShutdownDrainDelay is how long the server goes on serving, not
+	// ready, before it closes its port at shutdown.
+	ShutdownDrainDelay time.Duration
+	JobTimeout         time.Duration
+	MaxAttempts        int
+	ErrorHistory       int
+	RetryBackoff       time.Duration
+	RetryBackoffMax    time.Duration
+	HandlersFile       string
+	PeriodicFile       string
+	Retention          time.Duration
+	RetentionSweep     time.Duration
+	LogFormat          string
+	LogLevel           slog.Level
 
 	MaxBodyBytes            int64
 	MaxPayloadBytes         int
@@ -86,6 +89,10 @@ type config struct {
 	AllowedHosts   string
 	RateLimit      float64
 	RateBurst      int
+
+	Metrics         bool
+	MetricsAddr     string
+	MetricsMaxTypes int
 }
 
 // origins are the web origins allowed to call the API: CORS_ALLOWED_ORIGINS,
@@ -137,6 +144,7 @@ func settings() []setting {
 		{"QUEUE_CAPACITY", "100", "most jobs claimed from the store at once (never more than workers are idle; jobs wait in the store, never lost)", intInto(func(c *config) *int { return &c.QueueCapacity }, 1)},
 		{"PROCESSING_TIME", "1s", "how long the simulated handler works on a job (payload durationMs overrides it)", durationInto(func(c *config) *time.Duration { return &c.ProcessingTime })},
 		{"SHUTDOWN_TIMEOUT", "10s", "on SIGINT/SIGTERM, how long running jobs may finish before they are cancelled and returned to pending", durationInto(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+		{"SHUTDOWN_DRAIN_DELAY", "0s", "on SIGINT/SIGTERM, how long the server goes on serving with GET /ready answering 503 before it closes its port, so a load balancer that polls /ready stops sending it requests first (e.g. 10s behind one that checks every 5s)", durationInto(func(c *config) *time.Duration { return &c.ShutdownDrainDelay })},
 		{"JOB_TIMEOUT", "5m", "bound of each attempt of a job created without timeoutSeconds", durationInto(func(c *config) *time.Duration { return &c.JobTimeout })},
 		{"HANDLERS_FILE", "", `JSON file mapping job types to webhook URLs ({"email": {"url": "http://…"}}); when set, only those types are accepted and the simulated handler is off`, func(c *config, v string) error {
 			c.HandlersFile = v
@@ -226,6 +234,19 @@ func settings() []setting {
 			c.RateLimit = f
 			return nil
 		}},
+		{"METRICS", "on", "Prometheus metrics: on (GET /metrics, text or OpenMetrics) or off (nothing recorded)", func(c *config, v string) error {
+			switch v {
+			case "on":
+				c.Metrics = true
+			case "off":
+				c.Metrics = false
+			default:
+				return fmt.Errorf("want on or off, got %q", v)
+			}
+			return nil
+		}},
+		{"METRICS_ADDR", "", "when set (e.g. :9090), serve /metrics only there, with /ready and /health, and not on PORT; keep it private", stringInto(func(c *config) *string { return &c.MetricsAddr })},
+		{"METRICS_MAX_TYPES", "100", "distinct job types the metrics label; the others are counted as type=\"_other\"", intInto(func(c *config) *int { return &c.MetricsMaxTypes }, 1)},
 		{"RATE_BURST", "0", "mutations an identity may make at once before RATE_LIMIT applies (0: RATE_LIMIT rounded up)", intInto(func(c *config) *int { return &c.RateBurst }, 0)},
 	}
 }
@@ -373,6 +394,7 @@ func (c config) logAttrs() []any {
 		"auth", c.Auth.String(), "api_tokens_file", c.APITokensFile, "jwt_jwks_url", c.JWTJWKSURL, "jwt_secret_set", c.JWTSecret != "",
 		"jwt_issuer", c.JWTIssuer, "jwt_audience", c.JWTAudience, "jwt_role_claim", c.JWTRoleClaim,
 		"cors_allowed_origins", c.origins().String(), "allowed_hosts", c.AllowedHosts, "rate_limit", c.RateLimit, "rate_burst", c.RateBurst,
+		"metrics", c.Metrics, "metrics_addr", c.MetricsAddr, "metrics_max_types", c.MetricsMaxTypes,
 	}
 }
 

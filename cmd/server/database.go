@@ -9,6 +9,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/store/postgres"
@@ -71,6 +74,32 @@ type openedStore struct {
 	// Listener and CountsUpkeep); they are stopped before close.
 	parts []storePart
 	close func()
+	// PostgreSQL's store and listener, for their metrics; nil on the
+	// other backends.
+	pg       *postgres.Store
+	listener *postgres.Listener
+}
+
+// registerMetrics registers the backend's own metrics: on PostgreSQL the
+// pgx pool's statistics and the listener's reconnects and re-syncs.
+func (o *openedStore) registerMetrics(m *metrics.Metrics) {
+	if m == nil || o.pg == nil {
+		return
+	}
+	pg, l := o.pg, o.listener
+	stat := func(f func(s *pgxpool.Stat) float64) func() float64 {
+		return func() float64 { return f(pg.PoolStat()) }
+	}
+	m.GaugeFunc("pgx_pool_acquired_connections", "PostgreSQL pool connections in use.", stat(func(s *pgxpool.Stat) float64 { return float64(s.AcquiredConns()) }))
+	m.GaugeFunc("pgx_pool_idle_connections", "PostgreSQL pool connections idle.", stat(func(s *pgxpool.Stat) float64 { return float64(s.IdleConns()) }))
+	m.GaugeFunc("pgx_pool_total_connections", "PostgreSQL pool connections open (in use, idle and being opened).", stat(func(s *pgxpool.Stat) float64 { return float64(s.TotalConns()) }))
+	m.GaugeFunc("pgx_pool_max_connections", "PostgreSQL pool size bound.", stat(func(s *pgxpool.Stat) float64 { return float64(s.MaxConns()) }))
+	m.CounterFunc("pgx_pool_acquires_total", "PostgreSQL pool connections acquired.", stat(func(s *pgxpool.Stat) float64 { return float64(s.AcquireCount()) }))
+	m.CounterFunc("pgx_pool_empty_acquires_total", "PostgreSQL pool acquires that had to wait for a connection.", stat(func(s *pgxpool.Stat) float64 { return float64(s.EmptyAcquireCount()) }))
+	m.CounterFunc("pgx_pool_acquire_wait_seconds_total", "Time spent waiting for PostgreSQL pool connections.", stat(func(s *pgxpool.Stat) float64 { return s.AcquireDuration().Seconds() }))
+	m.CounterFunc("pgx_pool_canceled_acquires_total", "PostgreSQL pool acquires cancelled by their context.", stat(func(s *pgxpool.Stat) float64 { return float64(s.CanceledAcquireCount()) }))
+	m.CounterFunc("postgres_listener_reconnects_total", "Times the connection that listens for other instances' changes was lost and opened again.", func() float64 { return float64(l.Reconnects()) })
+	m.CounterFunc("postgres_listener_resyncs_total", "Re-syncs of the jobs changed while the listener was not listening.", func() float64 { return float64(l.Resyncs()) })
 }
 
 // storePart is a named part of a store.
@@ -103,7 +132,7 @@ func openStore(ctx context.Context, cfg config, pub store.Publisher, log *slog.L
 			st.Close()
 			return nil, fmt.Errorf("open postgres database %s: %w", redactURL(target), err)
 		}
-		return &openedStore{Store: st, backend: backend, parts: []storePart{{"postgres listener", listener}, {"postgres counts upkeep", st.CountsUpkeep()}}, close: st.Close}, nil
+		return &openedStore{Store: st, backend: backend, parts: []storePart{{"postgres listener", listener}, {"postgres counts upkeep", st.CountsUpkeep()}}, close: st.Close, pg: st, listener: listener}, nil
 	}
 	st, err := memory.NewWithOptions(memory.Options{Publisher: pub, ErrorHistory: cfg.ErrorHistory})
 	if err != nil {

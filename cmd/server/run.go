@@ -22,7 +22,9 @@ import (
 	// Aliased: run's own variable jobs is the store.
 	jobsvc "github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/maintenance"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/periodic"
+	"github.com/jobqueue/jobqueue/internal/requestid"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/webhook"
@@ -79,13 +81,31 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer jobs.close() // after every part has stopped
 	log.Info("store open", "backend", jobs.backend)
+	// Metrics: every store call is timed, and the jobs' changes counted,
+	// at the store's door (METRICS=off: m is nil and records nothing).
+	var m *metrics.Metrics
+	if cfg.Metrics {
+		m = metrics.New(metrics.Options{MaxTypes: cfg.MetricsMaxTypes, Backend: jobs.backend})
+		jobs.Store = m.Store(jobs.Store)
+		m.WatchQueue(jobs.Store, scrapeStoreTimeout)
+		jobs.registerMetrics(m)
+	}
+	// The store is open, so its migrations are applied.
+	readiness := &httpapi.Readiness{Store: jobs.Store}
+	readiness.Migrated()
+	m.GaugeFunc("ready", "1 when GET /ready would answer 200 (the store answers within 1 s, migrations applied, not shutting down), else 0.", func() float64 {
+		if readiness.Check(context.Background()) == "" {
+			return 1
+		}
+		return 0
+	})
 	// Handlers: webhooks from HANDLERS_FILE, or the simulated handler for
 	// every type, as in the original service.
 	var handlers map[string]worker.Handler
 	var fallback worker.Handler = simulate.Handler{Duration: cfg.ProcessingTime}
 	var types jobsvc.TypeFilter
 	if cfg.HandlersFile != "" {
-		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
+		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, m)
 		if err != nil {
 			return fmt.Errorf("configuration: %w", err)
 		}
@@ -111,6 +131,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RetryBackoff:    cfg.RetryBackoff,
 		RetryBackoffMax: cfg.RetryBackoffMax,
 		Logger:          log,
+		Metrics:         m,
 	})
 	// Maintenance: the rescuer gives back the jobs of lost workers (half a
 	// lease after their lease expired at worst); the sweeper deletes
@@ -167,9 +188,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RequestTimeout:           cfg.RequestTimeout,
 		Limits:                   cfg.graphQLLimits(),
 		Mutations:                access.Mutations,
+		Metrics:                  m,
 	})
 	streams := httpapi.NewStreams()
-	handler := httpapi.NewHandler(httpapi.Deps{
+	m.WatchSubscriptions(metrics.Subscriptions{
+		WebsocketConnections:   websockets.Connections,
+		WebsocketSubscriptions: websockets.Subscriptions,
+		WebsocketMessages:      websockets.MessagesSent,
+		SSEStreams:             streams.Open,
+		Coalesced:              events.Coalesced,
+		SlowSubscribers:        events.SlowSubscribers,
+		TooManySubscriptions:   websockets.RefusedSubscriptions,
+	})
+	deps := httpapi.Deps{
 		Jobs:             service,
 		GraphQL:          gql,
 		Logger:           log,
@@ -181,7 +212,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxResponseBytes: cfg.MaxResponseBytes,
 		LargeListings:    heavySlots,
 		Access:           access,
-	})
+		Metrics:          m,
+		Ready:            readiness,
+	}
+	if m != nil && cfg.MetricsAddr == "" {
+		deps.MetricsHandler = m.Handler()
+	}
+	handler := httpapi.NewHandler(deps)
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -211,6 +248,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		log.Info("debug listener", "addr", debugLn.Addr().String())
 	}
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			_ = ln.Close()
+			if debugLn != nil {
+				_ = debugLn.Close()
+			}
+			return fmt.Errorf("metrics listener on %s: %w", cfg.MetricsAddr, err)
+		}
+		log.Info("metrics listener", "addr", metricsLn.Addr().String())
+	}
 
 	// Then every part runs, in one group; the HTTP server comes last, so
 	// that a request finds everything it needs running.
@@ -235,6 +283,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if debugLn != nil {
 		p.debug = g.start("debug server", httpServer{srv: newDebugServer(), ln: debugLn})
 	}
+	if metricsLn != nil {
+		p.metrics = g.start("metrics server", httpServer{srv: newMetricsServer(m, readiness), ln: metricsLn, grace: time.Second})
+	}
+	p.readiness = readiness
 	// HTTP requests may go on until the streams end (step 6 of shutdown).
 	grace := cfg.ShutdownTimeout + flushTimeout + cfg.WSWriteTimeout + time.Second
 	p.http = g.start("http server", httpServer{srv: srv, ln: ln, grace: grace})
@@ -260,6 +312,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 // parts are the server's running parts, as shutdown stops them.
 type parts struct {
 	http, debug        *part
+	metrics            *part // nil without METRICS_ADDR
 	pool               *part
 	maintenance, store []*part
 	events             *part
@@ -270,10 +323,14 @@ type parts struct {
 	// What shutdown flushes.
 	broker    *broker.Broker
 	transport *wstransport.Transport
+	// What shutdown marks not ready.
+	readiness *httpapi.Readiness
 }
 
 // shutdown stops the parts in this order, each for a reason:
 //
+//  0. /ready answers 503 "shutting down" (on METRICS_ADDR, which serves
+//     until step 6, load balancers see it while the rest winds down).
 //  1. HTTP stops accepting connections; requests in flight go on (a
 //     createJob being answered is not cut off).
 //  2. The workers stop claiming; running jobs get SHUTDOWN_TIMEOUT to
@@ -296,6 +353,14 @@ type parts struct {
 //  8. The broker ends what subscriptions remain. The store closes after
 //     this function returns (serve's deferred close).
 func (p parts) shutdown(cfg config, log *slog.Logger) {
+	// 0. Not ready. Load balancers that poll /ready learn it during the
+	// drain delay, while everything still works; only then does the port
+	// close.
+	p.readiness.Drain()
+	if cfg.ShutdownDrainDelay > 0 {
+		log.Info("draining: /ready answers 503 until the port closes", "shutdown_drain_delay", cfg.ShutdownDrainDelay)
+		time.Sleep(cfg.ShutdownDrainDelay)
+	}
 	// 1. No new connections.
 	p.http.stop()
 	// 2. Running jobs finish, or are returned to pending.
@@ -322,6 +387,9 @@ func (p parts) shutdown(cfg config, log *slog.Logger) {
 	// 6. The last requests.
 	if p.debug != nil {
 		p.debug.halt()
+	}
+	if p.metrics != nil {
+		p.metrics.halt()
 	}
 	<-p.http.done
 	if p.authn != nil {
@@ -368,12 +436,33 @@ func defaultMaxConnections(fileLimit int) int {
 // them (and finds the jobs' state when it reconnects).
 const flushTimeout = 2 * time.Second
 
+// newLogger returns the server's logger: every line logged with a
+// request's context carries its request_id.
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(requestid.Handler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(requestid.Handler(slog.NewTextHandler(w, opts)))
+}
+
+// scrapeStoreTimeout bounds the store calls of one scrape (the job counts
+// and the queue's lag).
+const scrapeStoreTimeout = 2 * time.Second
+
+// newMetricsServer serves METRICS_ADDR: /metrics (unless METRICS=off),
+// /ready and /health, with no access control: keep it private.
+func newMetricsServer(m *metrics.Metrics, ready *httpapi.Readiness) *http.Server {
+	mux := http.NewServeMux()
+	if m != nil {
+		mux.Handle("GET /metrics", m.Handler())
+	}
+	mux.Handle("GET /ready", ready)
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+	})
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }
 
 // newDebugServer serves net/http/pprof.

@@ -101,7 +101,19 @@ type Broker struct {
 	// progress is closed (and cleared) when something Flush waits for may
 	// have happened; nil while nobody waits.
 	progress atomic.Pointer[chan struct{}]
+
+	coalesced atomic.Int64 // changes replaced by a newer one in a backlog
+	slow      atomic.Int64 // subscriptions ended with ErrSlowSubscriber
 }
+
+// Coalesced returns how many changes a lagging subscription skipped
+// because a newer change of the same job replaced them. Safe for
+// concurrent use.
+func (b *Broker) Coalesced() int64 { return b.coalesced.Load() }
+
+// SlowSubscribers returns how many subscriptions ended with
+// ErrSlowSubscriber. Safe for concurrent use.
+func (b *Broker) SlowSubscribers() int64 { return b.slow.Load() }
 
 // signal wakes Flush callers, if any, to look again.
 func (b *Broker) signal() {
@@ -583,10 +595,12 @@ func (s *Subscription) offerLocked(j *domain.Job) {
 					break // a final state is never skipped, even if a retry follows it
 				}
 				s.backlog[i] = j
+				s.b.coalesced.Add(1)
 				return
 			}
 		}
 		if n >= s.b.opts.MaxBacklog {
+			s.b.slow.Add(1)
 			s.endLocked(ErrSlowSubscriber)
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/cors"
 
 	"github.com/jobqueue/jobqueue/internal/auth"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/ratelimit"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
@@ -184,21 +185,22 @@ func (h Hosts) Allowed(host string) bool {
 const corsMaxAge = 2 * time.Hour
 
 // guard runs the access checks before next (see Access).
-func (a Access) guard(log *slog.Logger, next http.Handler) http.Handler {
-	refuse := func(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+func (a Access) guard(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
+	refuse := func(w http.ResponseWriter, r *http.Request, reason string, status int, code, msg string) {
+		m.Refused(reason)
 		log.WarnContext(r.Context(), "http request refused", "status", status, "reason", msg, "method", r.Method, "path", r.URL.Path, "client", r.RemoteAddr)
 		writeProblem(w, r, status, code, msg)
 	}
 	checked := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.Origins.Allowed(r) {
-			refuse(w, r, http.StatusForbidden, "FORBIDDEN", "requests from origin "+strconv.Quote(truncateString(r.Header.Get("Origin"), 100))+" are not allowed (CORS_ALLOWED_ORIGINS)")
+			refuse(w, r, metrics.RefusedOrigin, http.StatusForbidden, "FORBIDDEN", "requests from origin "+strconv.Quote(truncateString(r.Header.Get("Origin"), 100))+" are not allowed (CORS_ALLOWED_ORIGINS)")
 			return
 		}
 		if r.Method == http.MethodPost && !jsonContent(r.Header.Get("Content-Type")) {
-			refuse(w, r, http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "a POST must have Content-Type: application/json")
+			refuse(w, r, metrics.RefusedContentType, http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "a POST must have Content-Type: application/json")
 			return
 		}
-		a.authenticate(log, next).ServeHTTP(w, r)
+		a.authenticate(log, m, next).ServeHTTP(w, r)
 	})
 	// With no origin listed rs/cors would allow any: a function decides.
 	origins := cors.Options{AllowedOrigins: []string{"*"}}
@@ -216,12 +218,12 @@ func (a Access) guard(log *slog.Logger, next http.Handler) http.Handler {
 	withCORS := c.Handler(checked)
 	authOff := !a.authenticating()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/health" {
+		if r.URL.Path == "/health" || r.URL.Path == "/ready" {
 			next.ServeHTTP(w, r)
 			return
 		}
 		if authOff && !a.Hosts.Allowed(r.Host) {
-			refuse(w, r, http.StatusForbidden, "FORBIDDEN", "host "+strconv.Quote(truncateString(r.Host, 100))+" is not allowed (ALLOWED_HOSTS)")
+			refuse(w, r, metrics.RefusedHost, http.StatusForbidden, "FORBIDDEN", "host "+strconv.Quote(truncateString(r.Host, 100))+" is not allowed (ALLOWED_HOSTS)")
 			return
 		}
 		withCORS.ServeHTTP(w, r)
@@ -241,10 +243,10 @@ func jsonContent(ct string) bool {
 // key its mutations are limited by. A websocket upgrade without an
 // Authorization header passes: its connection_init carries the
 // credential.
-func (a Access) authenticate(log *slog.Logger, next http.Handler) http.Handler {
+func (a Access) authenticate(log *slog.Logger, m *metrics.Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		protected := r.URL.Path == "/query" || r.URL.Path == "/jobs"
+		protected := r.URL.Path == "/query" || r.URL.Path == "/jobs" || r.URL.Path == "/metrics"
 		if !a.authenticating() || !protected {
 			next.ServeHTTP(w, r.WithContext(ratelimit.WithKey(ctx, ClientKey(r.RemoteAddr))))
 			return
@@ -259,6 +261,7 @@ func (a Access) authenticate(log *slog.Logger, next http.Handler) http.Handler {
 		}
 		id, expires, err := a.Authenticator.Authenticate(ctx, header)
 		if err != nil {
+			m.Refused(metrics.RefusedUnauthenticated)
 			log.WarnContext(ctx, "http request refused", "status", http.StatusUnauthorized, "reason", err.Error(), "method", r.Method, "path", r.URL.Path, "client", r.RemoteAddr)
 			challenge := `Bearer realm="jobqueue"`
 			if !errors.Is(err, auth.ErrMissingCredential) {

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jobqueue/jobqueue/internal/auth"
 	"github.com/jobqueue/jobqueue/internal/dashboard"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/playground"
 )
 
@@ -42,6 +44,15 @@ type Deps struct {
 	MaxResponseBytes int64
 	// Access says who may call the API, and from which web pages.
 	Access Access
+	// Metrics records each request's duration by route and the access
+	// refusals; nil records nothing.
+	Metrics *metrics.Metrics
+	// MetricsHandler, when not nil, serves GET /metrics (with access
+	// control on, to viewer and admin identities only).
+	MetricsHandler http.Handler
+	// Ready answers GET /ready, which passes every access check as
+	// /health does.
+	Ready *Readiness
 }
 
 // NewHandler returns the service's whole HTTP surface.
@@ -64,6 +75,12 @@ func NewHandler(d Deps) http.Handler {
 	// redirects here.
 	mux.Handle("GET "+dashboard.Prefix, dashboard.Handler())
 	mux.HandleFunc("GET /health", rest.health)
+	if d.Ready != nil {
+		mux.Handle("GET /ready", d.Ready)
+	}
+	if d.MetricsHandler != nil {
+		mux.Handle("GET /metrics", readersOnly(d.Access.authenticating(), d.Metrics, d.MetricsHandler))
+	}
 	mux.Handle("POST /jobs", limitTime(d.RequestTimeout, rest.createJob))
 	mux.Handle("GET /jobs", limitTime(d.RequestTimeout, rest.listJobs))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -71,5 +88,22 @@ func NewHandler(d Deps) http.Handler {
 	})
 	// Access is checked before the body is read: a caller refused reads
 	// and holds nothing.
-	return recoverPanics(d.Logger, limitWrites(d.WriteTimeout, d.Access.guard(d.Logger, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, mux))))
+	return observe(d.Logger, d.Metrics, mux, recoverPanics(d.Logger, limitWrites(d.WriteTimeout, d.Access.guard(d.Logger, d.Metrics, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, mux)))))
+}
+
+// readersOnly serves next to viewer and admin identities only when
+// access control is on (a user's identity gets 403).
+func readersOnly(authenticating bool, m *metrics.Metrics, next http.Handler) http.Handler {
+	if !authenticating {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := auth.IdentityFrom(r.Context())
+		if !ok || (id.Role != auth.RoleViewer && id.Role != auth.RoleAdmin) {
+			m.Refused(metrics.RefusedForbidden)
+			writeError(w, http.StatusForbidden, "/metrics needs a viewer or admin identity")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -69,6 +69,11 @@ type Store interface {
 	// NextRunAt returns the earliest RunAt after now among pending jobs, or
 	// the zero time when there is none: the dispatcher sleeps until then.
 	NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
+	// OldestRunnable returns the earliest RunAt not after now among
+	// pending jobs (how long the longest-waiting runnable job has waited:
+	// the queue's lag), or the zero time when no pending job is due. It
+	// reads an index, never every pending job, on the SQL backends.
+	OldestRunnable(ctx context.Context, now time.Time) (time.Time, error)
 	// Heartbeat extends to until the leases owner holds on the jobs with
 	// the given ids (those still processing under owner's claim; others
 	// are left alone, so a lease the owner forgot about, e.g. an outcome it

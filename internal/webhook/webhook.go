@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/worker"
 )
 
@@ -37,6 +39,9 @@ const maxResponseBytes = 1 << 20
 type Handler struct {
 	URL    string
 	Client *http.Client // nil means http.DefaultClient
+	// Metrics counts the requests by job type and status class, and
+	// their durations; nil counts none.
+	Metrics *metrics.Metrics
 }
 
 type delivery struct {
@@ -66,8 +71,10 @@ func (h Handler) Handle(ctx context.Context, job *domain.Job) error {
 	if client == nil {
 		client = http.DefaultClient
 	}
+	start := time.Now()
 	resp, err := client.Do(req)
 	if err != nil {
+		h.Metrics.Webhook(job.Type, 0, time.Since(start))
 		if ctx.Err() != nil {
 			return fmt.Errorf("webhook %s: %w", h.URL, ctx.Err())
 		}
@@ -75,6 +82,7 @@ func (h Handler) Handle(ctx context.Context, job *domain.Job) error {
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	h.Metrics.Webhook(job.Type, resp.StatusCode, time.Since(start))
 	if err != nil {
 		return fmt.Errorf("webhook %s: read response: %w", h.URL, err)
 	}
@@ -113,8 +121,9 @@ type Config map[string]struct {
 	URL string `json:"url"`
 }
 
-// Load reads a handlers file and returns a handler per type.
-func Load(path string, client *http.Client) (map[string]worker.Handler, error) {
+// Load reads a handlers file and returns a handler per type, each
+// counting its requests in m (nil: none).
+func Load(path string, client *http.Client, m *metrics.Metrics) (map[string]worker.Handler, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("handlers file: %w", err)
@@ -142,7 +151,7 @@ func Load(path string, client *http.Client) (map[string]worker.Handler, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("handlers file %s: type %q: url %q is not an http(s) URL", path, typ, c.URL)
 		}
-		handlers[typ] = Handler{URL: c.URL, Client: client}
+		handlers[typ] = Handler{URL: c.URL, Client: client, Metrics: m}
 	}
 	return handlers, nil
 }

@@ -16,6 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/metrics"
+	"github.com/jobqueue/jobqueue/internal/metrics/metricstest"
 	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
@@ -145,7 +147,7 @@ func TestLoad(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.json")
 	_ = os.WriteFile(good, []byte(`{"email": {"url": "http://127.0.0.1:1/x"}}`), 0o600)
-	h, err := webhook.Load(good, nil)
+	h, err := webhook.Load(good, nil, nil)
 	if err != nil || len(h) != 1 || h["email"] == nil {
 		t.Fatalf("load = %v, %v", h, err)
 	}
@@ -158,11 +160,37 @@ func TestLoad(t *testing.T) {
 	} {
 		p := filepath.Join(dir, name)
 		_ = os.WriteFile(p, []byte(content), 0o600)
-		if _, err := webhook.Load(p, nil); err == nil {
+		if _, err := webhook.Load(p, nil, nil); err == nil {
 			t.Errorf("%s accepted", name)
 		}
 	}
-	if _, err := webhook.Load(filepath.Join(dir, "missing.json"), nil); err == nil {
+	if _, err := webhook.Load(filepath.Join(dir, "missing.json"), nil, nil); err == nil {
 		t.Error("a missing file accepted")
+	}
+}
+
+// Each request is counted by job type and status class, with its
+// duration; a request that got no answer counts as "error".
+func TestMetricsCountRequests(t *testing.T) {
+	t.Parallel()
+	status := http.StatusServiceUnavailable
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(status) }))
+	m := metrics.New(metrics.Options{})
+	h := webhook.Handler{URL: srv.URL, Client: srv.Client(), Metrics: m}
+	job := &domain.Job{ID: "1", Type: "email", Attempts: 1}
+	ctx := context.Background()
+	_ = h.Handle(ctx, job)
+	_ = h.Handle(ctx, job)
+	status = http.StatusNotFound
+	_ = h.Handle(ctx, job)
+	srv.Close()
+	_ = h.Handle(ctx, job)
+	for class, want := range map[string]float64{"5xx": 2, "4xx": 1, "error": 1, "2xx": 0} {
+		if got := metricstest.Value(t, m.Registry(), "jobqueue_webhook_requests_total", metricstest.Labels{"type": "email", "class": class}); got != want {
+			t.Errorf("webhook_requests_total{class=%q} = %v, want %v", class, got, want)
+		}
+	}
+	if n, _ := metricstest.Histogram(t, m.Registry(), "jobqueue_webhook_request_duration_seconds", metricstest.Labels{"type": "email"}); n != 4 {
+		t.Errorf("webhook_request_duration_seconds: %d observations, want 4", n)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 )
 
 // completer writes the outcomes of attempts (River's job completer). Its
@@ -22,6 +23,7 @@ type completer struct {
 	log     *slog.Logger
 	timeout time.Duration // StoreTimeout, per try
 	writers int
+	metrics *metrics.Metrics
 
 	outcomes chan outcome     // closed by the pool once no executor is left
 	written  func(h *heldJob) // called after each outcome, written or given up on
@@ -33,6 +35,7 @@ func newCompleter(st Store, opts Options, writers int, written func(*heldJob)) *
 		log:      opts.Logger,
 		timeout:  opts.StoreTimeout,
 		writers:  writers,
+		metrics:  opts.Metrics,
 		outcomes: make(chan outcome),
 		written:  written,
 	}
@@ -48,8 +51,10 @@ func (c *completer) Run(ctx context.Context) error {
 	for range c.writers {
 		wg.Go(func() {
 			for o := range c.outcomes {
-				c.write(ctx, o)
+				job, err := c.write(ctx, o)
 				c.written(o.held)
+				c.metrics.OutcomeWaiting(-1)
+				c.metrics.AttemptEnded(o.jobType, attemptOutcome(o, job, err), o.took)
 			}
 		})
 	}
@@ -63,38 +68,61 @@ func (c *completer) Run(ctx context.Context) error {
 // is not retried. A job whose outcome cannot be written stays processing
 // until its lease expires (the heartbeat no longer renews it once the
 // writer gives up) and a rescuer gives it back.
-func (c *completer) write(ctx context.Context, o outcome) {
+//
+// It returns the job as written, or the last error.
+func (c *completer) write(ctx context.Context, o outcome) (*domain.Job, error) {
 	l := o.held.lease
 	delay := 50 * time.Millisecond
 	for try := 1; ; try++ {
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		var job *domain.Job
 		var err error
 		switch o.kind {
 		case outcomeCompleted:
-			_, err = c.store.Complete(wctx, l, o.result)
+			job, err = c.store.Complete(wctx, l, o.result)
 		case outcomeFailed:
-			_, err = c.store.Fail(wctx, l, o.errMsg, o.retryAt)
+			job, err = c.store.Fail(wctx, l, o.errMsg, o.retryAt)
 		case outcomeCancelled:
-			_, err = c.store.Finish(wctx, l, domain.StatusCancelled, "")
+			job, err = c.store.Finish(wctx, l, domain.StatusCancelled, "")
 		case outcomeReleased:
-			_, err = c.store.Release(wctx, l)
+			job, err = c.store.Release(wctx, l)
 		}
 		cancel()
 		if errors.Is(err, domain.ErrLeaseLost) {
 			c.log.Warn("record job outcome: the lease was lost meanwhile; the outcome is dropped", "id", l.JobID, "err", err)
-			return
+			return nil, err
 		}
 		if err == nil || errors.Is(err, domain.ErrConflict) || errors.Is(err, domain.ErrNotFound) {
-			return
+			return job, err
 		}
 		if try == recordAttempts {
 			c.log.Error("record job outcome: giving up; the job stays processing until its lease expires", "id", l.JobID, "attempts", try, "err", err)
-			return
+			return nil, err
 		}
 		c.log.Warn("record job outcome: retrying", "id", l.JobID, "attempt", try, "err", err)
 		time.Sleep(delay)
 		delay *= 2
 	}
+}
+
+// attemptOutcome is the metrics' outcome of o, written as job (or not:
+// err).
+func attemptOutcome(o outcome, job *domain.Job, err error) metrics.Outcome {
+	switch {
+	case errors.Is(err, domain.ErrLeaseLost):
+		return metrics.OutcomeLeaseLost
+	case o.kind == outcomeCompleted:
+		return metrics.OutcomeCompleted
+	case o.kind == outcomeCancelled:
+		return metrics.OutcomeCancelled
+	case o.kind == outcomeReleased:
+		return metrics.OutcomeReleased
+	case o.timedOut:
+		return metrics.OutcomeTimedOut
+	case job != nil && job.Status == domain.StatusPending:
+		return metrics.OutcomeRetried
+	}
+	return metrics.OutcomeFailed
 }
 
 // recordAttempts bounds write's tries (about 1.5 s of waiting between

@@ -64,17 +64,23 @@ const (
 // outcome is the result of one attempt, to be written by the completer.
 type outcome struct {
 	held    *heldJob
+	jobType string
 	kind    outcomeKind
-	result  json.RawMessage // outcomeCompleted
-	errMsg  string          // outcomeFailed
-	retryAt time.Time       // outcomeFailed
+	took    time.Duration // how long the handler ran; zero if it did not
+	// timedOut marks a failure because the attempt ran out of time.
+	timedOut bool
+	result   json.RawMessage // outcomeCompleted
+	errMsg   string          // outcomeFailed
+	retryAt  time.Time       // outcomeFailed
 	// interrupted marks a released job whose handler ran and was cancelled
 	// by the end of the shutdown grace period.
 	interrupted bool
 }
 
 // released is the outcome of a claimed job that no handler started.
-func released(h *heldJob) outcome { return outcome{held: h, kind: outcomeReleased} }
+func released(job *domain.Job, h *heldJob) outcome {
+	return outcome{held: h, jobType: job.Type, kind: outcomeReleased}
+}
 
 // execute runs one attempt of job and returns its outcome. ctx is the
 // pool's work context: when it ends (the shutdown grace period is over)
@@ -86,26 +92,33 @@ func (e *executor) execute(ctx context.Context, job *domain.Job, h *heldJob) out
 	defer cancel()
 	var herr error
 	var result json.RawMessage
+	o := outcome{held: h, jobType: job.Type}
 	if h.started(cancel) {
 		a := &attempt{exec: e, lease: h.lease, written: -1, pending: -1}
+		start := time.Now()
 		herr = e.invoke(withAttempt(hctx, a), job)
+		o.took = time.Since(start)
 		result = a.finish(wctx)
 	}
 	switch {
 	case h.wasCancelled():
 		// Asked for by a user: cancelled, whatever the handler returned.
-		return outcome{held: h, kind: outcomeCancelled}
+		o.kind = outcomeCancelled
 	case herr != nil && ctx.Err() != nil:
-		return outcome{held: h, kind: outcomeReleased, interrupted: true}
+		o.kind, o.interrupted = outcomeReleased, true
 	case herr != nil:
-		var retryAt time.Time
 		if !errors.Is(herr, errPermanent) {
-			retryAt = time.Now().UTC().Add(e.backoff(job.Attempts))
+			o.retryAt = time.Now().UTC().Add(e.backoff(job.Attempts))
 		}
-		return outcome{held: h, kind: outcomeFailed, errMsg: herr.Error(), retryAt: retryAt}
+		o.kind, o.errMsg, o.timedOut = outcomeFailed, herr.Error(), errors.Is(herr, errTimedOut)
+	default:
+		o.kind, o.result = outcomeCompleted, result
 	}
-	return outcome{held: h, kind: outcomeCompleted, result: result}
+	return o
 }
+
+// errTimedOut is wrapped by the error of an attempt that ran out of time.
+var errTimedOut = errors.New("attempt timed out")
 
 // backoff is the delay before the attempt after attempt n (1-based):
 // RetryBackoff doubled per attempt, capped, minus a random part of up to
@@ -159,7 +172,7 @@ func (e *executor) invoke(ctx context.Context, job *domain.Job) error {
 
 	timedOut := func(err error) error {
 		if ctx.Err() == nil && errors.Is(hctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("attempt timed out after %s", timeout)
+			return fmt.Errorf("%w after %s", errTimedOut, timeout)
 		}
 		return err
 	}

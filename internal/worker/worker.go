@@ -53,6 +53,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/store"
 )
 
@@ -136,6 +137,9 @@ type Options struct {
 	// looking for the next run time), so that a connection that hangs
 	// cannot hold a worker or the shutdown forever. Default 10 seconds.
 	StoreTimeout time.Duration
+	// Metrics records the attempts (outcome, duration), busy workers and
+	// outcomes waiting to be written; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Defaults of Options.
@@ -222,6 +226,7 @@ func New(st Store, inbox *Inbox, opts Options) *Pool {
 	if perWorker <= 0 {
 		perWorker = DefaultOutcomesPerWorker
 	}
+	opts.Metrics.SetWorkers(opts.Workers)
 	p := &Pool{opts: opts, stopping: make(chan struct{})}
 	p.disp = newDispatcher(st, inbox, opts, tuning)
 	p.exec = newExecutor(st, opts)
@@ -326,13 +331,16 @@ func (p *Pool) work(ctx context.Context) {
 	for c := range p.disp.jobs {
 		var o outcome
 		if ctx.Err() != nil {
-			o = released(c.held)
+			o = released(c.job, c.held)
 		} else {
+			p.opts.Metrics.WorkerBusy(1)
 			o = p.exec.execute(ctx, c.job, c.held)
+			p.opts.Metrics.WorkerBusy(-1)
 		}
 		if o.interrupted {
 			p.interrupted.Add(1)
 		}
+		p.opts.Metrics.OutcomeWaiting(1)
 		p.comp.outcomes <- o // waits for a free writer: the completer's bound
 		p.disp.freed <- struct{}{}
 	}

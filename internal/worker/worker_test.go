@@ -18,6 +18,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/broker/brokertest"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/maintenance"
+	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/runtest"
 	"github.com/jobqueue/jobqueue/internal/store"
 	"github.com/jobqueue/jobqueue/internal/store/jobwatch"
@@ -323,36 +324,50 @@ func TestRunTwiceFails(t *testing.T) {
 
 // BenchmarkThroughput measures jobs per second from Create to COMPLETED
 // with a no-op handler, in process: memory store, broker and pool wired as
-// in the server, without HTTP.
+// in the server, without HTTP. Each worker count runs with metrics off and
+// on (the store wrapped and the pool recording, as the server does by
+// default): the two figures of one run show what metrics cost.
 func BenchmarkThroughput(b *testing.B) {
 	for _, workers := range []int{1, 8} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			var completed atomic.Int64
-			done := make(chan struct{})
-			target := int64(b.N)
-			counter := store.PublisherFunc(func(j *domain.Job) {
-				if j.Status == domain.StatusCompleted && completed.Add(1) == target {
-					close(done)
-				}
-			})
-			events, stopEvents := brokertest.Run(b, broker.Options{})
-			defer stopEvents()
-			inbox := worker.NewInbox()
-			st := memory.New(store.Publishers{events, inbox, counter})
-			stop := runtest.Start(b, worker.New(st, inbox, worker.Options{Workers: workers, Default: noop}))
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				if _, err := st.Create(context.Background(), domain.NewJob{Type: "bench"}); err != nil {
-					b.Fatal(err)
-				}
+		for _, metricsOn := range []bool{false, true} {
+			name := fmt.Sprintf("workers=%d/metrics=off", workers)
+			if metricsOn {
+				name = fmt.Sprintf("workers=%d/metrics=on", workers)
 			}
-			<-done
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
-			if err := stop(); err != nil {
-				b.Fatal(err)
-			}
-		})
+			b.Run(name, func(b *testing.B) { benchThroughput(b, workers, metricsOn) })
+		}
+	}
+}
+
+func benchThroughput(b *testing.B, workers int, metricsOn bool) {
+	var completed atomic.Int64
+	done := make(chan struct{})
+	target := int64(b.N)
+	counter := store.PublisherFunc(func(j *domain.Job) {
+		if j.Status == domain.StatusCompleted && completed.Add(1) == target {
+			close(done)
+		}
+	})
+	events, stopEvents := brokertest.Run(b, broker.Options{})
+	defer stopEvents()
+	inbox := worker.NewInbox()
+	var m *metrics.Metrics // nil: off
+	if metricsOn {
+		m = metrics.New(metrics.Options{Backend: "memory"})
+	}
+	st := m.Store(memory.New(store.Publishers{events, inbox, counter}))
+	stop := runtest.Start(b, worker.New(st, inbox, worker.Options{Workers: workers, Default: noop, Metrics: m}))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := st.Create(context.Background(), domain.NewJob{Type: "bench"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-done
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "jobs/s")
+	if err := stop(); err != nil {
+		b.Fatal(err)
 	}
 }
 

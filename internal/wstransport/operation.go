@@ -202,6 +202,7 @@ func (c *conn) endAllLocked() []*operation {
 		op.releaseLocked()
 	}
 	c.ops = nil
+	c.t.subscriptions.Add(-int64(c.subs))
 	c.subs = 0
 	c.ready = nil
 	return ops
@@ -229,6 +230,7 @@ func (c *conn) endLocked(op *operation, typ string, payload []byte) bool {
 		c.ops = c.ops[:last]
 		if op.sub {
 			c.subs--
+			c.t.subscriptions.Add(-1)
 		}
 	}
 	if typ != "" && !c.closing {
@@ -377,6 +379,8 @@ func (op *operation) begin() {
 	op.sub = sub // under c.mu: endLocked reads it
 	if op.sub {
 		if max := c.t.opts.MaxSubscriptions; c.subs >= max {
+			c.t.refused.Add(1)
+			op.sub = false // never counted in c.subs
 			c.endLocked(op, "error", encodeErrors(gqlerror.List{{
 				Message:    fmt.Sprintf("at most %d subscriptions per connection", max),
 				Extensions: map[string]any{"code": CodeTooManySubscriptions},
@@ -386,6 +390,7 @@ func (op *operation) begin() {
 			return
 		}
 		c.subs++
+		c.t.subscriptions.Add(1)
 		if key != "" {
 			op.group = c.t.results.acquire(key)
 		}
@@ -495,6 +500,7 @@ func (op *operation) loop() {
 		c.mu.Lock()
 		if !op.done && !c.closing {
 			c.appendLocked(func(b []byte) []byte { return appendEncodedMessage(b, op.idJSON, c.nextType(), payload) })
+			c.t.sent.Add(1)
 			c.kickLocked()
 		}
 		c.mu.Unlock()
@@ -539,6 +545,7 @@ func (op *operation) pump(gather int) (full bool) {
 		c.mu.Lock()
 		if payload != nil && !op.done && !c.closing {
 			c.appendLocked(func(b []byte) []byte { return appendEncodedMessage(b, op.idJSON, c.nextType(), payload) })
+			c.t.sent.Add(1)
 		}
 		if !op.done && !op.queued {
 			// More may wait: look again on the next round.

@@ -200,6 +200,11 @@ type Transport struct {
 	results  *resultCache
 	sending  counter // changes taken from sources, not yet queued on their connection
 
+	// For metrics.
+	subscriptions atomic.Int64 // held by connections now
+	sent          atomic.Int64 // subscription events queued for clients
+	refused       atomic.Int64 // subscriptions refused with CodeTooManySubscriptions
+
 	mu         sync.Mutex
 	conns      map[*conn]struct{}
 	stopping   bool
@@ -250,6 +255,25 @@ func New(opts Options) *Transport {
 		idle:    make(chan struct{}),
 	}
 }
+
+// Connections returns how many websocket connections are open. Safe for
+// concurrent use, as are the counts below.
+func (t *Transport) Connections() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+// Subscriptions returns how many subscriptions the connections hold.
+func (t *Transport) Subscriptions() int64 { return t.subscriptions.Load() }
+
+// MessagesSent returns how many subscription events were queued for
+// clients.
+func (t *Transport) MessagesSent() int64 { return t.sent.Load() }
+
+// RefusedSubscriptions returns how many subscriptions were refused with
+// CodeTooManySubscriptions.
+func (t *Transport) RefusedSubscriptions() int64 { return t.refused.Load() }
 
 // Supports reports whether r asks for a websocket upgrade (IsUpgrade).
 func (t *Transport) Supports(r *http.Request) bool {

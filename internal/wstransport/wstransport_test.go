@@ -470,10 +470,19 @@ func TestMaxSubscriptions(t *testing.T) {
 	if !strings.Contains(string(m.Payload), wstransport.CodeTooManySubscriptions) {
 		t.Fatalf("error %s, want %s", m.Payload, wstransport.CodeTooManySubscriptions)
 	}
+	// A refused subscription frees no slot: the next one is refused too.
+	c.Send(wstest.Subscribe("3", allJobs, nil))
+	c.Expect("error", "3")
 	// Queries do not count.
 	c.Send(wstest.Subscribe("q", `{ __typename }`, nil))
 	c.Expect("next", "q")
 	c.Expect("complete", "q")
+	if n := b.transport.Subscriptions(); n != 1 {
+		t.Fatalf("Subscriptions() = %d, want 1", n)
+	}
+	if n := b.transport.RefusedSubscriptions(); n != 2 {
+		t.Fatalf("RefusedSubscriptions() = %d, want 2", n)
+	}
 }
 
 // stalling serves b's handler on a server of its own whose connections

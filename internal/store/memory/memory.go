@@ -306,6 +306,18 @@ func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
 	return s.queue.due(now, s.isPending), nil
 }
 
+// OldestRunnable returns the earliest RunAt not after now among pending
+// jobs. It looks at every runnable job (those the queue holds as due): the
+// memory store keeps no index by RunAt of due jobs.
+func (s *Store) OldestRunnable(ctx context.Context, now time.Time) (time.Time, error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, fmt.Errorf("oldest runnable job: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.oldestDue(now, s.isPending), nil
+}
+
 // Heartbeat extends the leases owner holds.
 func (s *Store) Heartbeat(ctx context.Context, owner string, ids []string, until time.Time) (int, error) {
 	if err := ctx.Err(); err != nil {

@@ -68,6 +68,19 @@ func (q *runQueue) due(now time.Time, current func(*domain.Job) bool) time.Time 
 	return time.Time{}
 }
 
+// oldestDue returns the earliest RunAt among the current, due snapshots
+// (zero if none).
+func (q *runQueue) oldestDue(now time.Time, current func(*domain.Job) bool) time.Time {
+	q.due(now, current)
+	var oldest time.Time
+	for _, j := range q.ready.items {
+		if current(j) && (oldest.IsZero() || j.RunAt.Before(oldest)) {
+			oldest = j.RunAt
+		}
+	}
+	return oldest
+}
+
 // take removes and returns up to limit current, due snapshots in dispatch
 // order; the caller claims them at once.
 func (q *runQueue) take(now time.Time, limit int, current func(*domain.Job) bool) []*domain.Job {

@@ -54,9 +54,19 @@ type Listener struct {
 	s    *Store
 	conn *pgx.Conn // owned by Run once it starts
 	// pid is the backend process id of the listening connection.
-	pid     atomic.Uint32
-	resyncs atomic.Int64 // re-syncs begun after reconnections (for tests: counted before any of their events is published)
+	pid        atomic.Uint32
+	resyncs    atomic.Int64 // re-syncs begun after reconnections (counted before any of their events is published)
+	reconnects atomic.Int64 // connections lost and listened again
 }
+
+// Reconnects returns how many times the listening connection was lost and
+// opened again since Listen. Safe for concurrent use.
+func (l *Listener) Reconnects() int64 { return l.reconnects.Load() }
+
+// Resyncs returns how many re-syncs (the jobs changed while the listener
+// was not listening, published again) have begun since Listen. Safe for
+// concurrent use.
+func (l *Listener) Resyncs() int64 { return l.resyncs.Load() }
 
 // Listen opens the listening connection (a connection of its own, not
 // from the pool, that LISTENs on the store's channel) and returns the
@@ -145,6 +155,7 @@ func (l *Listener) listen(ctx context.Context, conn *pgx.Conn, notices chan<- st
 			return
 		}
 		alive = s.now() // listening again; the re-sync covers what came before
+		l.reconnects.Add(1)
 		s.log.Info("postgres store: listening again; publishing the jobs changed meanwhile", "since", since)
 		select {
 		case notices <- resyncNotice(since):

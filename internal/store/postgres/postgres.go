@@ -262,6 +262,10 @@ func lockKey(purpose, schema string) int64 {
 // InstanceID returns the name of this instance in change notifications.
 func (s *Store) InstanceID() string { return s.instance }
 
+// PoolStat returns a snapshot of the connection pool's statistics (for
+// metrics). Safe for concurrent use.
+func (s *Store) PoolStat() *pgxpool.Stat { return s.pool.Stat() }
+
 // Close stops the store's executors, waits for them and closes the pool.
 // Stop the store's Listener and CountsUpkeep first. Calls in flight fail;
 // calls after Close fail with an error wrapping domain.ErrUnavailable.
@@ -616,6 +620,22 @@ const claimPlanning = `SELECT set_config('enable_sort', 'off', true)`
 func (s *Store) Tuning() store.Tuning {
 	return store.Tuning{ClaimCooldown: 2 * time.Millisecond, MissableWakeups: true, OutcomesPerWorker: 4}
 }
+
+// OldestRunnable returns the earliest RunAt not after now among pending
+// jobs: the minimum of jobs_next_run_at's range, one index seek.
+func (s *Store) OldestRunnable(ctx context.Context, now time.Time) (time.Time, error) {
+	var oldest *time.Time
+	if err := s.pool.QueryRow(ctx, oldestRunnableSQL, now).Scan(&oldest); err != nil {
+		return time.Time{}, wrapf(err, "oldest runnable job")
+	}
+	if oldest == nil {
+		return time.Time{}, nil
+	}
+	return oldest.UTC(), nil
+}
+
+// oldestRunnableSQL is OldestRunnable's statement (its plan is tested).
+const oldestRunnableSQL = `SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at <= $1`
 
 // NextRunAt returns the earliest RunAt after now among pending jobs.
 func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {

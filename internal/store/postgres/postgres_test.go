@@ -1329,3 +1329,34 @@ func TestCreateManyOneStatement(t *testing.T) {
 		t.Fatalf("statements wrote %v jobs, want one statement of 99", sizes)
 	}
 }
+
+// OldestRunnable reads the first entry of jobs_next_run_at's range, in
+// custom and in generic plans, however many jobs are finished.
+func TestOldestRunnableUsesItsIndex(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	openStore(t, schema, Options{})
+	ctx := context.Background()
+	conn, err := connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `SET search_path TO `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `
+		INSERT INTO jobs (id, type, status, max_attempts, run_at, created_at, updated_at, finished_at)
+		SELECT gen_random_uuid(), 't', CASE WHEN g % 1000 = 0 THEN 'pending' ELSE 'completed' END, 1, now(), now(), now(),
+			CASE WHEN g % 1000 = 0 THEN NULL ELSE now() END
+		FROM generate_series(1, 50000) g;
+		ANALYZE jobs`); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	for _, mode := range []string{"force_custom_plan", "force_generic_plan"} {
+		if plan := explain(t, conn, mode, oldestRunnableSQL, []any{now}); !strings.Contains(plan, "jobs_next_run_at") {
+			t.Errorf("%s: the plan does not use jobs_next_run_at:\n%s", mode, plan)
+		}
+	}
+}

@@ -578,6 +578,30 @@ func dispatchOrder(a, b *domain.Job) int {
 	)
 }
 
+// OldestRunnable returns the earliest RunAt not after now among pending
+// jobs: the first runnable job of each priority is one seek in
+// jobs_runnable.
+func (s *Store) OldestRunnable(ctx context.Context, now time.Time) (time.Time, error) {
+	if err := s.closed(); err != nil {
+		return time.Time{}, fmt.Errorf("oldest runnable job: %w", err)
+	}
+	var oldest sql.NullInt64
+	st, err := s.reads.get(ctx, pendingPriorities+`
+		SELECT MIN((SELECT run_at FROM jobs INDEXED BY jobs_runnable
+			WHERE status = 'pending' AND priority = prio.p AND run_at <= ?1 ORDER BY run_at LIMIT 1))
+		FROM prio WHERE p IS NOT NULL`)
+	if err == nil {
+		err = st.QueryRowContext(ctx, micros(now)).Scan(&oldest)
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("oldest runnable job: %w", dbError(err))
+	}
+	if !oldest.Valid {
+		return time.Time{}, nil
+	}
+	return fromMicros(oldest.Int64), nil
+}
+
 // NextRunAt returns the earliest RunAt after now among pending jobs: the
 // first such job of each priority is one seek in jobs_runnable.
 func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {
