@@ -10,6 +10,10 @@
 #   - burn-down: the same tool then starts a worker pool ($WORKERS workers, a
 #     handler that does nothing) on those $JOBS pending jobs and times them
 #     to COMPLETED.
+# Type limits: per backend, $LIMIT_PAIRS alternating burn-downs of the
+# same $JOBS jobs without controls and with the type limited to a
+# concurrency it never reaches (10 × $WORKERS); the median ratio goes into
+# the target table (the issue's target: under 10 % slower).
 # River (bench/river, its own module) on the same PostgreSQL, in the same
 # run: burn-down of $JOBS no-op jobs with $WORKERS workers (FetchCooldown
 # 1ms) and single inserts from $INSERT_CONC goroutines; then $PAIRS more
@@ -33,6 +37,7 @@ INSERT_CONC=${INSERT_CONC:-16}
 HTTP_DURATION=${HTTP_DURATION:-10s}
 RIVER_INSERT_JOBS=${RIVER_INSERT_JOBS:-20000}
 PAIRS=${PAIRS:-3} # extra alternating burn-down runs of this store and River
+LIMIT_PAIRS=${LIMIT_PAIRS:-3} # alternating burn-downs per backend without and with a type limit
 METRICS_PAIRS=${METRICS_PAIRS:-3} # PostgreSQL burn-downs with metrics off, then on
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/jobqueue-storage.XXXXXX")
@@ -164,6 +169,27 @@ for i in $(seq "$METRICS_PAIRS"); do
 done
 median() { printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# The cost of a type limit that is not reached, per backend.
+declare -A LIMIT_MEDIAN LIMIT_RUNS
+for backend in memory sqlite postgres; do
+	db=memory:
+	[[ $backend == sqlite ]] && db=sqlite:
+	[[ $backend == postgres ]] && db=$PG
+	ratios=()
+	runs=""
+	for i in $(seq "$LIMIT_PAIRS"); do
+		log "$backend: type-limit pair $i of $LIMIT_PAIRS: burn-down without controls, then with concurrency $((10 * WORKERS))"
+		measure "$backend-nolimit$i" "$WORK/burndown" -db "$db" -jobs "$JOBS" -c "$INSERT_CONC" -workers "$WORKERS"
+		measure "$backend-limit$i" "$WORK/burndown" -db "$db" -jobs "$JOBS" -c "$INSERT_CONC" -workers "$WORKERS" -type-limit $((10 * WORKERS))
+		free=$(jget "${RES[$backend-nolimit$i]}" burndown_jobs_per_sec)
+		capped=$(jget "${RES[$backend-limit$i]}" burndown_jobs_per_sec)
+		ratios+=("$(ratio "$capped" "$free")")
+		runs+="$(fmtnum "$capped") vs $(fmtnum "$free"); "
+	done
+	LIMIT_MEDIAN[$backend]=$(median "${ratios[@]}")
+	LIMIT_RUNS[$backend]="${runs%; }"
+done
+
 river_burn=$(river_burn_of "${RES[river]}")
 river_insert=$(printf '%s' "${RES[river]}" | sed -n 's/.*"insert":{[^}]*"jobs_per_sec":\([0-9.eE+-]*\).*/\1/p')
 
@@ -192,6 +218,9 @@ if ((PAIRS > 0)); then
 fi
 echo "| PostgreSQL single inserts ≥ River's ($INSERT_CONC goroutines) | $(fmtnum "$pg_insert") vs $(fmtnum "${river_insert:-n/a}") | $(ratio "$pg_insert" "${river_insert:-n/a}") |"
 echo "| SQLite burn-down ≥ 5,000 jobs/s | $(fmtnum "$sqlite_burn") | $(ratio "$sqlite_burn" 5000) |"
+for backend in memory sqlite postgres; do
+	echo "| $backend burn-down with a type limit not reached ≥ 0.90 × without, median of $LIMIT_PAIRS pairs | ${LIMIT_RUNS[$backend]} | ${LIMIT_MEDIAN[$backend]} |"
+done
 if ((METRICS_PAIRS > 0)); then
 	pairs=""
 	for i in $(seq "$METRICS_PAIRS"); do

@@ -99,6 +99,15 @@ type ComplexityRoot struct {
 		Processing func(childComplexity int) int
 	}
 
+	JobType struct {
+		ConcurrencyOrNil   func(childComplexity int) int
+		Name               func(childComplexity int) int
+		Paused             func(childComplexity int) int
+		RateBurstOrNil     func(childComplexity int) int
+		RatePerSecondOrNil func(childComplexity int) int
+		Stats              func(childComplexity int) int
+	}
+
 	Mutation struct {
 		CancelJob         func(childComplexity int, id string) int
 		CancelJobs        func(childComplexity int, filter model.JobFilter, limit *int) int
@@ -106,8 +115,11 @@ type ComplexityRoot struct {
 		CreateJobs        func(childComplexity int, inputs []*model.CreateJobInput) int
 		DeleteJob         func(childComplexity int, id string) int
 		DeletePeriodicJob func(childComplexity int, name string) int
+		PauseJobType      func(childComplexity int, name string) int
+		ResumeJobType     func(childComplexity int, name string) int
 		RetryJob          func(childComplexity int, id string) int
 		RetryJobs         func(childComplexity int, filter model.JobFilter, limit *int) int
+		SetJobTypeLimits  func(childComplexity int, name string, concurrency *int, ratePerSecond *float64, rateBurst *int) int
 		UpsertPeriodicJob func(childComplexity int, input model.PeriodicJobInput) int
 	}
 
@@ -139,13 +151,16 @@ type ComplexityRoot struct {
 
 	Query struct {
 		Job          func(childComplexity int, id string) int
+		JobType      func(childComplexity int, name string) int
+		JobTypes     func(childComplexity int) int
 		Jobs         func(childComplexity int, status *domain.Status, typeArg *string, tag *string, first *int, after *string) int
 		PeriodicJobs func(childComplexity int) int
 		Stats        func(childComplexity int, typeArg *string) int
 	}
 
 	Subscription struct {
-		JobUpdated func(childComplexity int, id *string, typeArg *string, tag *string) int
+		JobTypeUpdated func(childComplexity int) int
+		JobUpdated     func(childComplexity int, id *string, typeArg *string, tag *string) int
 	}
 }
 
@@ -161,6 +176,9 @@ type MutationResolver interface {
 	CancelJobs(ctx context.Context, filter model.JobFilter, limit *int) (*model.BulkResult, error)
 	RetryJobs(ctx context.Context, filter model.JobFilter, limit *int) (*model.BulkResult, error)
 	DeleteJob(ctx context.Context, id string) (bool, error)
+	PauseJobType(ctx context.Context, name string) (*jobs.JobType, error)
+	ResumeJobType(ctx context.Context, name string) (*jobs.JobType, error)
+	SetJobTypeLimits(ctx context.Context, name string, concurrency *int, ratePerSecond *float64, rateBurst *int) (*jobs.JobType, error)
 	UpsertPeriodicJob(ctx context.Context, input model.PeriodicJobInput) (*jobs.Periodic, error)
 	DeletePeriodicJob(ctx context.Context, name string) (bool, error)
 }
@@ -171,10 +189,13 @@ type QueryResolver interface {
 	Job(ctx context.Context, id string) (*domain.Job, error)
 	Jobs(ctx context.Context, status *domain.Status, typeArg *string, tag *string, first *int, after *string) (*model.JobConnection, error)
 	Stats(ctx context.Context, typeArg *string) (*domain.Stats, error)
+	JobTypes(ctx context.Context) ([]*jobs.JobType, error)
+	JobType(ctx context.Context, name string) (*jobs.JobType, error)
 	PeriodicJobs(ctx context.Context) ([]*jobs.Periodic, error)
 }
 type SubscriptionResolver interface {
 	JobUpdated(ctx context.Context, id *string, typeArg *string, tag *string) (<-chan *domain.Job, error)
+	JobTypeUpdated(ctx context.Context) (<-chan *jobs.JobType, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -429,6 +450,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.JobStats.Processing(childComplexity), true
 
+	case "JobType.concurrency":
+		if e.ComplexityRoot.JobType.ConcurrencyOrNil == nil {
+			break
+		}
+
+		return e.ComplexityRoot.JobType.ConcurrencyOrNil(childComplexity), true
+	case "JobType.name":
+		if e.ComplexityRoot.JobType.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.JobType.Name(childComplexity), true
+	case "JobType.paused":
+		if e.ComplexityRoot.JobType.Paused == nil {
+			break
+		}
+
+		return e.ComplexityRoot.JobType.Paused(childComplexity), true
+	case "JobType.rateBurst":
+		if e.ComplexityRoot.JobType.RateBurstOrNil == nil {
+			break
+		}
+
+		return e.ComplexityRoot.JobType.RateBurstOrNil(childComplexity), true
+	case "JobType.ratePerSecond":
+		if e.ComplexityRoot.JobType.RatePerSecondOrNil == nil {
+			break
+		}
+
+		return e.ComplexityRoot.JobType.RatePerSecondOrNil(childComplexity), true
+	case "JobType.stats":
+		if e.ComplexityRoot.JobType.Stats == nil {
+			break
+		}
+
+		return e.ComplexityRoot.JobType.Stats(childComplexity), true
+
 	case "Mutation.cancelJob":
 		if e.ComplexityRoot.Mutation.CancelJob == nil {
 			break
@@ -495,6 +553,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeletePeriodicJob(childComplexity, args["name"].(string)), true
+	case "Mutation.pauseJobType":
+		if e.ComplexityRoot.Mutation.PauseJobType == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_pauseJobType_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PauseJobType(childComplexity, args["name"].(string)), true
+	case "Mutation.resumeJobType":
+		if e.ComplexityRoot.Mutation.ResumeJobType == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resumeJobType_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResumeJobType(childComplexity, args["name"].(string)), true
 	case "Mutation.retryJob":
 		if e.ComplexityRoot.Mutation.RetryJob == nil {
 			break
@@ -517,6 +597,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RetryJobs(childComplexity, args["filter"].(model.JobFilter), args["limit"].(*int)), true
+	case "Mutation.setJobTypeLimits":
+		if e.ComplexityRoot.Mutation.SetJobTypeLimits == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setJobTypeLimits_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetJobTypeLimits(childComplexity, args["name"].(string), args["concurrency"].(*int), args["ratePerSecond"].(*float64), args["rateBurst"].(*int)), true
 	case "Mutation.upsertPeriodicJob":
 		if e.ComplexityRoot.Mutation.UpsertPeriodicJob == nil {
 			break
@@ -645,6 +736,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Job(childComplexity, args["id"].(string)), true
+	case "Query.jobType":
+		if e.ComplexityRoot.Query.JobType == nil {
+			break
+		}
+
+		args, err := ec.field_Query_jobType_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.JobType(childComplexity, args["name"].(string)), true
+	case "Query.jobTypes":
+		if e.ComplexityRoot.Query.JobTypes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.JobTypes(childComplexity), true
 	case "Query.jobs":
 		if e.ComplexityRoot.Query.Jobs == nil {
 			break
@@ -674,6 +782,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Stats(childComplexity, args["type"].(*string)), true
 
+	case "Subscription.jobTypeUpdated":
+		if e.ComplexityRoot.Subscription.JobTypeUpdated == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Subscription.JobTypeUpdated(childComplexity), true
 	case "Subscription.jobUpdated":
 		if e.ComplexityRoot.Subscription.JobUpdated == nil {
 			break
@@ -866,6 +980,25 @@ type JobError {
   at: Time!
 }
 
+"""
+A job type as the queue sees it: its counts, whether it is paused, its
+limits. The limits and the pause hold across every server sharing the
+database and are kept across restarts.
+"""
+type JobType {
+  name: String!
+  "Its pending jobs stay PENDING (new ones are still accepted); running ones finish."
+  paused: Boolean!
+  "At most this many of its jobs PROCESSING at once across every instance; null: no limit."
+  concurrency: Int
+  "At most this many attempts started per second across every instance, with bursts up to rateBurst; null: no limit."
+  ratePerSecond: Float
+  "How many attempts may start at once after a quiet spell (the token bucket's size); null without a rate."
+  rateBurst: Int
+  "Its jobs per status (a user's: only its own)."
+  stats: JobStats!
+}
+
 "How many jobs are in each status."
 type JobStats {
   pending: Int!
@@ -945,6 +1078,16 @@ type Query {
   "Jobs per status, of one type when given; counted without loading the jobs."
   stats(type: String): JobStats!
   """
+  The types that have jobs or controls (paused, or limited), by name. A
+  user gets only the types of its own jobs, with its own counts.
+  """
+  jobTypes: [JobType!]!
+  """
+  The type with this name, or null when it has neither jobs (that the
+  caller sees) nor controls. A name no type can have is BAD_USER_INPUT.
+  """
+  jobType(name: String!): JobType
+  """
   Every periodic job, by name. Readable by admins and viewers (and anyone
   when authentication is off), not by users: FORBIDDEN.
   """
@@ -999,6 +1142,25 @@ type Mutation {
   saw the job's final status already, and a later job(id) query returns null.
   """
   deleteJob(id: ID!): Boolean!
+  """
+  Pauses a job type on every instance within a second: its PENDING jobs
+  stay PENDING (new ones are still accepted), its PROCESSING ones finish.
+  Kept across restarts. Admin only (FORBIDDEN otherwise); the type needs no
+  jobs yet. Pausing a paused type changes nothing.
+  """
+  pauseJobType(name: String!): JobType!
+  "Resumes a paused job type: its PENDING jobs run again. Admin only."
+  resumeJobType(name: String!): JobType!
+  """
+  Sets the type's limits, each across every instance; a null (or
+  omitted) argument clears that limit. concurrency: at most this many
+  PROCESSING at once (1 to 1,000,000). ratePerSecond: attempts started
+  per second (above 0, at most 1,000,000), with bursts of up to rateBurst
+  (1 to 1,000,000; default: the rate rounded up; needs ratePerSecond).
+  Jobs over a limit wait as PENDING while other types' jobs run. A bad
+  value is BAD_USER_INPUT naming the argument. Admin only.
+  """
+  setJobTypeLimits(name: String!, concurrency: Int, ratePerSecond: Float, rateBurst: Int): JobType!
   """
   Creates the periodic job input names, or replaces its definition (its
   last run is kept; a change takes effect from the next tick, missed ticks
@@ -1109,6 +1271,12 @@ type Subscription {
   (intermediate states may be skipped, final states never are).
   """
   jobUpdated(id: ID, type: String, tag: String): Job!
+  """
+  Every change of a job type's controls (pause, resume, limits), made on
+  any instance, live, until the client leaves; each with the type's
+  counts as they are when it is sent.
+  """
+  jobTypeUpdated: JobType!
 }
 `, BuiltIn: false},
 }
@@ -1228,6 +1396,24 @@ func (ec *executionContext) childFields_JobStats(ctx context.Context, field grap
 		return ec.fieldContext_JobStats_cancelled(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type JobStats", field.Name)
+}
+
+func (ec *executionContext) childFields_JobType(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_JobType_name(ctx, field)
+	case "paused":
+		return ec.fieldContext_JobType_paused(ctx, field)
+	case "concurrency":
+		return ec.fieldContext_JobType_concurrency(ctx, field)
+	case "ratePerSecond":
+		return ec.fieldContext_JobType_ratePerSecond(ctx, field)
+	case "rateBurst":
+		return ec.fieldContext_JobType_rateBurst(ctx, field)
+	case "stats":
+		return ec.fieldContext_JobType_stats(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type JobType", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1490,6 +1676,34 @@ func (ec *executionContext) field_Mutation_deletePeriodicJob_args(ctx context.Co
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_pauseJobType_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_resumeJobType_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_retryJob_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1526,6 +1740,44 @@ func (ec *executionContext) field_Mutation_retryJobs_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setJobTypeLimits_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "concurrency",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["concurrency"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "ratePerSecond",
+		func(ctx context.Context, v any) (*float64, error) {
+			return ec.unmarshalOFloat2ᚖfloat64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ratePerSecond"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "rateBurst",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["rateBurst"] = arg3
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_upsertPeriodicJob_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -1541,6 +1793,20 @@ func (ec *executionContext) field_Mutation_upsertPeriodicJob_args(ctx context.Co
 }
 
 func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_jobType_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
@@ -2651,6 +2917,153 @@ func (ec *executionContext) fieldContext_JobStats_cancelled(_ context.Context, f
 	return graphql.NewScalarFieldContext("JobStats", field, false, false, "Int")
 }
 
+func (ec *executionContext) _JobType_name(ctx context.Context, field graphql.CollectedField, obj *jobs.JobType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_JobType_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_JobType_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("JobType", field, false, false, "String")
+}
+
+func (ec *executionContext) _JobType_paused(ctx context.Context, field graphql.CollectedField, obj *jobs.JobType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_JobType_paused(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Paused, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_JobType_paused(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("JobType", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _JobType_concurrency(ctx context.Context, field graphql.CollectedField, obj *jobs.JobType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_JobType_concurrency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ConcurrencyOrNil(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_JobType_concurrency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("JobType", field, true, false, "Int")
+}
+
+func (ec *executionContext) _JobType_ratePerSecond(ctx context.Context, field graphql.CollectedField, obj *jobs.JobType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_JobType_ratePerSecond(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RatePerSecondOrNil(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_JobType_ratePerSecond(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("JobType", field, true, false, "Float")
+}
+
+func (ec *executionContext) _JobType_rateBurst(ctx context.Context, field graphql.CollectedField, obj *jobs.JobType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_JobType_rateBurst(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RateBurstOrNil(), nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_JobType_rateBurst(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("JobType", field, true, false, "Int")
+}
+
+func (ec *executionContext) _JobType_stats(ctx context.Context, field graphql.CollectedField, obj *jobs.JobType) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_JobType_stats(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stats, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v domain.Stats) graphql.Marshaler {
+			return ec.marshalNJobStats2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐStats(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_JobType_stats(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "JobType",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobStats(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createJob(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2953,6 +3366,138 @@ func (ec *executionContext) fieldContext_Mutation_deleteJob(ctx context.Context,
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_deleteJob_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_pauseJobType(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_pauseJobType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().PauseJobType(ctx, fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jobs.JobType) graphql.Marshaler {
+			return ec.marshalNJobType2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_pauseJobType(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobType(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_pauseJobType_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_resumeJobType(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_resumeJobType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ResumeJobType(ctx, fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jobs.JobType) graphql.Marshaler {
+			return ec.marshalNJobType2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_resumeJobType(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobType(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_resumeJobType_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setJobTypeLimits(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setJobTypeLimits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetJobTypeLimits(ctx, fc.Args["name"].(string), fc.Args["concurrency"].(*int), fc.Args["ratePerSecond"].(*float64), fc.Args["rateBurst"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jobs.JobType) graphql.Marshaler {
+			return ec.marshalNJobType2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setJobTypeLimits(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobType(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setJobTypeLimits_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -3588,6 +4133,82 @@ func (ec *executionContext) fieldContext_Query_stats(ctx context.Context, field 
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_jobTypes(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_jobTypes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().JobTypes(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*jobs.JobType) graphql.Marshaler {
+			return ec.marshalNJobType2ᚕᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobTypeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_jobTypes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobType(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_jobType(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_jobType(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().JobType(ctx, fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jobs.JobType) graphql.Marshaler {
+			return ec.marshalOJobType2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobType(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_jobType(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobType(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_jobType_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_periodicJobs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3736,6 +4357,38 @@ func (ec *executionContext) fieldContext_Subscription_jobUpdated(ctx context.Con
 	if fc.Args, err = ec.field_Subscription_jobUpdated_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_jobTypeUpdated(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_jobTypeUpdated(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Subscription().JobTypeUpdated(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *jobs.JobType) graphql.Marshaler {
+			return ec.marshalNJobType2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobType(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_jobTypeUpdated(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_JobType(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -5417,6 +6070,64 @@ func (ec *executionContext) _JobStats(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var jobTypeImplementors = []string{"JobType"}
+
+func (ec *executionContext) _JobType(ctx context.Context, sel ast.SelectionSet, obj *jobs.JobType) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, jobTypeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("JobType")
+		case "name":
+			out.Values[i] = ec._JobType_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "paused":
+			out.Values[i] = ec._JobType_paused(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "concurrency":
+			out.Values[i] = ec._JobType_concurrency(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "ratePerSecond":
+			out.Values[i] = ec._JobType_ratePerSecond(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "rateBurst":
+			out.Values[i] = ec._JobType_rateBurst(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "stats":
+			out.Values[i] = ec._JobType_stats(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var mutationImplementors = []string{"Mutation"}
 
 func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -5481,6 +6192,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "deleteJob":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_deleteJob(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pauseJobType":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_pauseJobType(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resumeJobType":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_resumeJobType(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setJobTypeLimits":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setJobTypeLimits(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -5723,6 +6455,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_stats(ctx, field)
 				})
+		case "jobTypes":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_jobTypes(ctx, field)
+				})
+		case "jobType":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_jobType(ctx, field)
+				})
 		case "periodicJobs":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -5775,6 +6519,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	switch fields[0].Name {
 	case "jobUpdated":
 		return ec._Subscription_jobUpdated(ctx, fields[0])
+	case "jobTypeUpdated":
+		return ec._Subscription_jobTypeUpdated(ctx, fields[0])
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
@@ -6311,6 +7057,10 @@ func (ec *executionContext) unmarshalNJobFilter2githubᚗcomᚋjobqueueᚋjobque
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNJobStats2githubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐStats(ctx context.Context, sel ast.SelectionSet, v domain.Stats) graphql.Marshaler {
+	return ec._JobStats(ctx, sel, &v)
+}
+
 func (ec *executionContext) marshalNJobStats2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋdomainᚐStats(ctx context.Context, sel ast.SelectionSet, v *domain.Stats) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "JobStats!")
@@ -6350,6 +7100,30 @@ var (
 		domain.StatusCancelled:  "CANCELLED",
 	}
 )
+
+func (ec *executionContext) marshalNJobType2ᚕᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobTypeᚄ(ctx context.Context, sel ast.SelectionSet, v []*jobs.JobType) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNJobType2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobType(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNJobType2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobType(ctx context.Context, sel ast.SelectionSet, v *jobs.JobType) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "JobType!")
+		return graphql.Null
+	}
+	return ec._JobType(ctx, sel, v)
+}
 
 func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋgraphᚋmodelᚐPageInfo(ctx context.Context, sel ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
 	if v == nil {
@@ -6647,6 +7421,23 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
 	if v == nil {
 		return nil, nil
@@ -6743,6 +7534,13 @@ var (
 		domain.StatusCancelled:  "CANCELLED",
 	}
 )
+
+func (ec *executionContext) marshalOJobType2ᚖgithubᚗcomᚋjobqueueᚋjobqueueᚋinternalᚋjobsᚐJobType(ctx context.Context, sel ast.SelectionSet, v *jobs.JobType) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._JobType(ctx, sel, v)
+}
 
 func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
 	if v == nil {

@@ -60,6 +60,24 @@ func (r *mutationResolver) DeleteJob(ctx context.Context, id string) (bool, erro
 	return err == nil, jobError(ctx, id, err)
 }
 
+// PauseJobType is the resolver for the pauseJobType field.
+func (r *mutationResolver) PauseJobType(ctx context.Context, name string) (*jobs.JobType, error) {
+	t, err := r.Service.PauseType(ctx, name, true)
+	return &t, internal(err)
+}
+
+// ResumeJobType is the resolver for the resumeJobType field.
+func (r *mutationResolver) ResumeJobType(ctx context.Context, name string) (*jobs.JobType, error) {
+	t, err := r.Service.PauseType(ctx, name, false)
+	return &t, internal(err)
+}
+
+// SetJobTypeLimits is the resolver for the setJobTypeLimits field.
+func (r *mutationResolver) SetJobTypeLimits(ctx context.Context, name string, concurrency *int, ratePerSecond *float64, rateBurst *int) (*jobs.JobType, error) {
+	t, err := r.Service.SetTypeLimits(ctx, name, jobs.LimitsRequest{Concurrency: concurrency, RatePerSecond: ratePerSecond, RateBurst: rateBurst})
+	return &t, internal(err)
+}
+
 // UpsertPeriodicJob is the resolver for the upsertPeriodicJob field.
 func (r *mutationResolver) UpsertPeriodicJob(ctx context.Context, input model.PeriodicJobInput) (*jobs.Periodic, error) {
 	p, err := r.Service.PutPeriodic(ctx, periodicRequest(input))
@@ -134,6 +152,25 @@ func (r *queryResolver) Stats(ctx context.Context, typeArg *string) (*domain.Sta
 	return &st, nil
 }
 
+// JobTypes is the resolver for the jobTypes field.
+func (r *queryResolver) JobTypes(ctx context.Context) ([]*jobs.JobType, error) {
+	types, err := r.Service.JobTypes(ctx)
+	if err != nil {
+		return nil, internal(err)
+	}
+	out := make([]*jobs.JobType, len(types))
+	for i := range types {
+		out[i] = &types[i]
+	}
+	return out, nil
+}
+
+// JobType is the resolver for the jobType field.
+func (r *queryResolver) JobType(ctx context.Context, name string) (*jobs.JobType, error) {
+	t, err := r.Service.JobType(ctx, name)
+	return t, internal(err)
+}
+
 // PeriodicJobs is the resolver for the periodicJobs field.
 func (r *queryResolver) PeriodicJobs(ctx context.Context) ([]*jobs.Periodic, error) {
 	ps, err := r.Service.ListPeriodic(ctx)
@@ -147,6 +184,15 @@ func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeA
 		return failSubscription(ctx, err)
 	}
 	return ch, nil
+}
+
+// JobTypeUpdated is the resolver for the jobTypeUpdated field.
+func (r *subscriptionResolver) JobTypeUpdated(ctx context.Context) (<-chan *jobs.JobType, error) {
+	w, err := r.Service.WatchTypes(ctx)
+	if err != nil {
+		return nil, internal(err)
+	}
+	return r.typeUpdates(ctx, w), nil
 }
 
 // Mutation returns MutationResolver implementation.

@@ -53,6 +53,10 @@ type ServerOptions struct {
 	Mutations *ratelimit.Limiter
 	// Metrics counts operations by type and error code; nil counts none.
 	Metrics *metrics.Metrics
+	// Extensions are added to the handler before the built-in ones, so
+	// that their interceptors wrap everything (e.g. the tracing spans of
+	// operations). nil elements are skipped.
+	Extensions []graphql.HandlerExtension
 }
 
 // periodicListPrice is how many periodic jobs the periodicJobs query is
@@ -83,6 +87,11 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 	}
 	cfg.Complexity.Mutation.CancelJobs = bulk
 	cfg.Complexity.Mutation.RetryJobs = bulk
+	// jobTypes lists every type that has jobs or controls: priced as a
+	// page of DefaultPageSize, though the store keeps counts per type
+	// (no job is read), since a client that makes many types makes a
+	// long list.
+	cfg.Complexity.Query.JobTypes = func(childComplexity int) int { return 1 + DefaultPageSize*childComplexity }
 	cfg.Complexity.Job.Payload = func(int) int { return payload }
 	cfg.Complexity.Job.Result = func(int) int { return payload }
 	// Periodic jobs are an operator's few, listed whole: priced as a page
@@ -103,6 +112,11 @@ func NewHandler(r *Resolver, opts ServerOptions) http.Handler {
 
 	srv.SetQueryCache(queryCache{lru.New[*ast.QueryDocument](1000)})
 	srv.SetParserTokenLimit(max(opts.Limits.Query.Tokens, 0))
+	for _, e := range opts.Extensions {
+		if e != nil {
+			srv.Use(e)
+		}
+	}
 	srv.Use(extension.Introspection{})
 	srv.Use(newLimiter(opts.Limits, opts.ComplexityLimit, r.Logger))
 	srv.AroundOperations(subscriptionsOverHTTP(opts.Metrics))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
 )
@@ -131,4 +132,32 @@ func streamOverHTTP(ctx context.Context, next graphql.OperationHandler, m *metri
 		}
 		return nil
 	}
+}
+
+// typeUpdates serves a jobTypeUpdated subscription: a goroutine reads
+// the watch and hands each change to gqlgen's channel. It exits, closing
+// the channel and the watch, when ctx ends (the operation ends) or the
+// watch does (the server stops). Changes of types' controls are rare, so
+// one goroutine per such subscription costs little.
+func (r *Resolver) typeUpdates(ctx context.Context, w *jobs.TypeWatch) <-chan *jobs.JobType {
+	ch := make(chan *jobs.JobType, 1)
+	go func() {
+		defer close(ch)
+		defer w.Close()
+		for {
+			t, err := w.Next(ctx)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, broker.ErrClosed) {
+					r.Logger.WarnContext(ctx, "jobTypeUpdated: subscription ended", "err", err)
+				}
+				return
+			}
+			select {
+			case ch <- &t:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
 }

@@ -16,6 +16,10 @@
 // postgres:// URL; on PostgreSQL the tool works in a fresh schema that it
 // drops at the end, so it can run beside anything else.
 //
+// -type-limit and -type-rate give the jobs' type a concurrency limit or a
+// rate before the burn-down: with values it never reaches, they measure
+// what checking a limit in every claim costs.
+//
 // Output: one JSON line on stdout, a human line per measure on stderr (with,
 // for the burn-down, the claims made, the CPU time spent per job by this
 // process and, when the database runs on this machine, by its server
@@ -82,6 +86,8 @@ func run() error {
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the burn-down to this file")
 	vacuum := flag.Bool("vacuum", true, "PostgreSQL: VACUUM ANALYZE the table before the burn-down, as bench/river does")
+	typeLimit := flag.Int("type-limit", 0, "when positive, the jobs' type gets this concurrency limit before the burn-down (the cost of a limit not reached: give more than -workers)")
+	typeRate := flag.Float64("type-rate", 0, "when positive, the jobs' type gets this rate (per second, burst the same) before the burn-down")
 	withMetrics := flag.Bool("metrics", false, "record Prometheus metrics as the server does with METRICS=on (the store wrapped, the pool recording)")
 	flag.Parse()
 
@@ -138,6 +144,13 @@ func run() error {
 		if err := b.prepare(ctx); err != nil {
 			return err
 		}
+	}
+	if *typeLimit > 0 || *typeRate > 0 {
+		l := domain.TypeLimits{Concurrency: *typeLimit, RatePerSecond: *typeRate, RateBurst: int(*typeRate)}
+		if _, err := st.SetTypeControl(ctx, "noop", domain.TypeChange{Limits: &l}); err != nil {
+			return fmt.Errorf("limit the type: %w", err)
+		}
+		fmt.Fprintf(os.Stderr, "%s burn-down: type limited to concurrency %d, rate %g/s\n", b.name, *typeLimit, *typeRate)
 	}
 	claimCooldown := *cooldown // worker.Options.ClaimCooldown: 0 is the store's, negative none
 	switch {

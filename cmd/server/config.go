@@ -16,6 +16,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/gqllimit"
 	"github.com/jobqueue/jobqueue/internal/httpapi"
+	"github.com/jobqueue/jobqueue/internal/tracing"
 )
 
 // config is everything the server reads from its environment and flags.
@@ -40,11 +41,13 @@ type config struct {
 	RetryBackoff       time.Duration
 	RetryBackoffMax    time.Duration
 	HandlersFile       string
-	PeriodicFile       string
-	Retention          time.Duration
-	RetentionSweep     time.Duration
-	LogFormat          string
-	LogLevel           slog.Level
+	// PausedTypes are paused at start (PAUSED_TYPES).
+	PausedTypes    []string
+	PeriodicFile   string
+	Retention      time.Duration
+	RetentionSweep time.Duration
+	LogFormat      string
+	LogLevel       slog.Level
 
 	MaxBodyBytes            int64
 	MaxPayloadBytes         int
@@ -93,6 +96,10 @@ type config struct {
 	Metrics         bool
 	MetricsAddr     string
 	MetricsMaxTypes int
+
+	// Tracing is the OpenTelemetry settings (OTEL_*); InstanceID is
+	// filled in by serve.
+	Tracing tracing.Config
 }
 
 // origins are the web origins allowed to call the API: CORS_ALLOWED_ORIGINS,
@@ -148,6 +155,19 @@ func settings() []setting {
 		{"JOB_TIMEOUT", "5m", "bound of each attempt of a job created without timeoutSeconds", durationInto(func(c *config) *time.Duration { return &c.JobTimeout })},
 		{"HANDLERS_FILE", "", `JSON file mapping job types to webhook URLs ({"email": {"url": "http://…"}}); when set, only those types are accepted and the simulated handler is off`, func(c *config, v string) error {
 			c.HandlersFile = v
+			return nil
+		}},
+		{"PAUSED_TYPES", "", "job types to pause at start (comma-separated, e.g. email,sms): their pending jobs wait until resumeJobType; the pause is stored, so it stays after a restart without the setting", func(c *config, v string) error {
+			c.PausedTypes = nil
+			for t := range strings.SplitSeq(v, ",") {
+				if t = strings.TrimSpace(t); t == "" {
+					continue
+				}
+				if err := domain.ValidateType(t); err != nil {
+					return fmt.Errorf("%q: %v", t, err)
+				}
+				c.PausedTypes = append(c.PausedTypes, t)
+			}
 			return nil
 		}},
 		{"PERIODIC_FILE", "", "YAML or JSON file of periodic jobs (periodic: [{name, schedule, timezone, paused, job: {type, payload, …}}]) applied at start; the API may not change them, and those of an earlier version of the file that it no longer holds are deleted", stringInto(func(c *config) *string { return &c.PeriodicFile })},
@@ -248,6 +268,13 @@ func settings() []setting {
 		{"METRICS_ADDR", "", "when set (e.g. :9090), serve /metrics only there, with /ready and /health, and not on PORT; keep it private", stringInto(func(c *config) *string { return &c.MetricsAddr })},
 		{"METRICS_MAX_TYPES", "100", "distinct job types the metrics label; the others are counted as type=\"_other\"", intInto(func(c *config) *int { return &c.MetricsMaxTypes }, 1)},
 		{"RATE_BURST", "0", "mutations an identity may make at once before RATE_LIMIT applies (0: RATE_LIMIT rounded up)", intInto(func(c *config) *int { return &c.RateBurst }, 0)},
+		{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OpenTelemetry collector's base URL (OTLP over HTTP, e.g. http://collector:4318): setting it turns tracing on, spans go to its /v1/traces", stringInto(func(c *config) *string { return &c.Tracing.Endpoint })},
+		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "full URL spans are sent to (e.g. http://collector:4318/v1/traces); wins over OTEL_EXPORTER_OTLP_ENDPOINT and turns tracing on too", stringInto(func(c *config) *string { return &c.Tracing.TracesEndpoint })},
+		{"OTEL_TRACES_EXPORTER", "", "otlp (tracing on; to http://localhost:4318 without an endpoint) or none (off, whatever the endpoint); default: otlp when an endpoint is set, else none", stringInto(func(c *config) *string { return &c.Tracing.Exporter })},
+		{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "OTLP protocol of the exporter; only http/protobuf is supported", stringInto(func(c *config) *string { return &c.Tracing.Protocol })},
+		{"OTEL_SERVICE_NAME", tracing.DefaultServiceName, "service.name of the spans", stringInto(func(c *config) *string { return &c.Tracing.ServiceName })},
+		{"OTEL_TRACES_SAMPLER", "parentbased_always_on", "which traces are kept: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio (parentbased: follow the caller's traceparent decision)", stringInto(func(c *config) *string { return &c.Tracing.Sampler })},
+		{"OTEL_TRACES_SAMPLER_ARG", "", "ratio of traces kept by the traceidratio samplers, 0 to 1 (default 1)", stringInto(func(c *config) *string { return &c.Tracing.SamplerArg })},
 	}
 }
 
@@ -297,6 +324,11 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	}
 	if len(errs) == 0 {
 		errs = c.checkAuth()
+	}
+	if len(errs) == 0 {
+		if err := c.Tracing.Check(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return c, errors.Join(errs...)
 }
@@ -380,7 +412,7 @@ func (c config) logAttrs() []any {
 	return []any{
 		"database", redactURL(c.DatabaseURL), "instance_id", c.InstanceID, "lease_duration", c.LeaseDuration, "poll_interval", c.PollInterval,
 		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
-		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "periodic_file", c.PeriodicFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
+		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "paused_types", c.PausedTypes, "periodic_file", c.PeriodicFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,
@@ -395,6 +427,7 @@ func (c config) logAttrs() []any {
 		"jwt_issuer", c.JWTIssuer, "jwt_audience", c.JWTAudience, "jwt_role_claim", c.JWTRoleClaim,
 		"cors_allowed_origins", c.origins().String(), "allowed_hosts", c.AllowedHosts, "rate_limit", c.RateLimit, "rate_burst", c.RateBurst,
 		"metrics", c.Metrics, "metrics_addr", c.MetricsAddr, "metrics_max_types", c.MetricsMaxTypes,
+		"tracing", c.Tracing.Enabled(), "otel_exporter_otlp_endpoint", redactURL(c.Tracing.Endpoint), "otel_exporter_otlp_traces_endpoint", redactURL(c.Tracing.TracesEndpoint), "otel_service_name", c.Tracing.ServiceName, "otel_traces_sampler", c.Tracing.Sampler,
 	}
 }
 

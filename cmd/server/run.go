@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
+
 	"github.com/jobqueue/jobqueue/graph"
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -27,6 +29,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/requestid"
 	"github.com/jobqueue/jobqueue/internal/simulate"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/tracing"
 	"github.com/jobqueue/jobqueue/internal/webhook"
 	"github.com/jobqueue/jobqueue/internal/worker"
 	"github.com/jobqueue/jobqueue/internal/wstransport"
@@ -55,8 +58,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if cfg.InstanceID == "" {
 		cfg.InstanceID = defaultInstanceID()
 	}
+	cfg.Tracing.InstanceID = cfg.InstanceID
 	log := newLogger(cfg, stderr)
 	log.Info("starting", cfg.logAttrs()...)
+	// Off unless an OTLP endpoint is configured: then every hook below
+	// returns what it wraps.
+	traces, err := tracing.New(ctx, cfg.Tracing)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	access, authn, err := newAccess(ctx, cfg, log)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -68,6 +78,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// The store publishes every change it commits (only it knows their
 	// order): to the broker, for subscribers, and to the worker pool's
 	// inbox (pending jobs wake it, cancellation requests reach handlers).
+	// Both also hear the changes of job types' controls.
 	inbox := worker.NewInbox()
 	publishers := store.Publishers{events, inbox}
 	if log.Enabled(ctx, slog.LevelDebug) {
@@ -80,7 +91,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return fmt.Errorf("store: %w", err)
 	}
 	defer jobs.close() // after every part has stopped
+	jobs.Store = traces.Store(jobs.Store, jobs.backend)
 	log.Info("store open", "backend", jobs.backend)
+	if err := startTypeControls(ctx, jobs, inbox, cfg.PausedTypes, log); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	// Metrics: every store call is timed, and the jobs' changes counted,
 	// at the store's door (METRICS=off: m is nil and records nothing).
 	var m *metrics.Metrics
@@ -105,7 +120,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	var fallback worker.Handler = simulate.Handler{Duration: cfg.ProcessingTime}
 	var types jobsvc.TypeFilter
 	if cfg.HandlersFile != "" {
-		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}, m)
+		handlers, err = webhook.Load(cfg.HandlersFile, &http.Client{Transport: traces.Transport(http.DefaultTransport.(*http.Transport).Clone())}, m)
 		if err != nil {
 			return fmt.Errorf("configuration: %w", err)
 		}
@@ -116,6 +131,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		}
 		log.Info("webhook handlers", "types", len(handlers))
 	}
+	// Each attempt gets a span, linked to the job's creation.
+	for t, h := range handlers {
+		handlers[t] = traces.Handler(h)
+	}
+	fallback = traces.Handler(fallback)
 	// The store states its own tuning (claim cooldown, whether it must be
 	// polled: only PostgreSQL heeds POLL_INTERVAL).
 	pool := worker.New(jobs, inbox, worker.Options{
@@ -164,6 +184,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		DefaultMaxAttempts: cfg.MaxAttempts,
 		Types:              types,
 		RESTListMax:        cfg.RESTListMax,
+		TraceParents:       traces.Enabled(),
 		PeriodicFile:       cfg.PeriodicFile,
 		PeriodicChanged:    scheduler.Wake,
 	})
@@ -189,6 +210,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Limits:                   cfg.graphQLLimits(),
 		Mutations:                access.Mutations,
 		Metrics:                  m,
+		Extensions:               []graphql.HandlerExtension{traces.GraphQL()},
 	})
 	streams := httpapi.NewStreams()
 	m.WatchSubscriptions(metrics.Subscriptions{
@@ -218,7 +240,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if m != nil && cfg.MetricsAddr == "" {
 		deps.MetricsHandler = m.Handler()
 	}
-	handler := httpapi.NewHandler(deps)
+	handler := traces.Middleware(httpapi.NewHandler(deps))
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -274,6 +296,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if authn != nil {
 		p.authn = g.start("authenticator", authn)
 	}
+	if traces.Enabled() {
+		p.tracing = g.start("tracing", traces)
+	}
 	for _, sp := range jobs.parts {
 		p.store = append(p.store, g.start(sp.name, sp))
 	}
@@ -319,6 +344,7 @@ type parts struct {
 	websockets         *part
 	streams            *part
 	authn              *part // nil when authentication is off or needs no refresh
+	tracing            *part // nil when tracing is off
 
 	// What shutdown flushes.
 	broker    *broker.Broker
@@ -352,6 +378,8 @@ type parts struct {
 //     upkeep): no subscriber is left to hear other processes' changes.
 //  8. The broker ends what subscriptions remain. The store closes after
 //     this function returns (serve's deferred close).
+//  9. Tracing sends the spans not sent yet (5 s at most): every part that
+//     makes spans has stopped.
 func (p parts) shutdown(cfg config, log *slog.Logger) {
 	// 0. Not ready. Load balancers that poll /ready learn it during the
 	// drain delay, while everything still works; only then does the port
@@ -401,6 +429,10 @@ func (p parts) shutdown(cfg config, log *slog.Logger) {
 	}
 	// 8. The broker.
 	p.events.halt()
+	// 9. The last spans.
+	if p.tracing != nil {
+		p.tracing.halt()
+	}
 }
 
 // applyPeriodicFile reads PERIODIC_FILE and stores its definitions.
@@ -474,4 +506,25 @@ func newDebugServer() *http.Server {
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// startTypeControls pauses the types of PAUSED_TYPES, then tells the
+// pool's inbox every type's controls (which types have a concurrency
+// limit), before the pool runs.
+func startTypeControls(ctx context.Context, st store.Store, inbox *worker.Inbox, paused []string, log *slog.Logger) error {
+	yes := true
+	for _, t := range paused {
+		if _, err := st.SetTypeControl(ctx, t, domain.TypeChange{Paused: &yes}); err != nil {
+			return fmt.Errorf("pause type %s (PAUSED_TYPES): %w", t, err)
+		}
+		log.Info("job type paused (PAUSED_TYPES)", "type", t)
+	}
+	controls, err := st.TypeControls(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range controls {
+		inbox.PublishType(c)
+	}
+	return nil
 }

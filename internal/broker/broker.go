@@ -102,6 +102,7 @@ type Broker struct {
 	// have happened; nil while nobody waits.
 	progress atomic.Pointer[chan struct{}]
 
+	types     typeFeed     // changes of job types' controls (types.go)
 	coalesced atomic.Int64 // changes replaced by a newer one in a backlog
 	slow      atomic.Int64 // subscriptions ended with ErrSlowSubscriber
 }
@@ -439,6 +440,7 @@ func (b *Broker) close() {
 	for _, s := range subs {
 		b.unsubscribe(s)
 	}
+	b.closeTypes()
 	b.wg.Wait()
 }
 

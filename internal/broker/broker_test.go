@@ -623,3 +623,33 @@ func TestWaitSubscribersWakesOnArrivalAndDeparture(t *testing.T) {
 		}
 	})
 }
+
+// A type subscription gets each type's latest controls, oldest change
+// first, without blocking the publisher, and ends with the broker.
+func TestTypeSubscription(t *testing.T) {
+	t.Parallel()
+	b := broker.New(broker.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	sub, err := b.SubscribeTypes(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.PublishType(domain.TypeControl{Name: "a", Paused: true})
+	b.PublishType(domain.TypeControl{Name: "b", Concurrency: 2})
+	b.PublishType(domain.TypeControl{Name: "a", Paused: false}) // replaces the change not read
+	for _, want := range []domain.TypeControl{{Name: "a"}, {Name: "b", Concurrency: 2}} {
+		got, err := sub.Next(context.Background())
+		if err != nil || got != want {
+			t.Fatalf("next = %+v, %v; want %+v", got, err, want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Next(context.Background()); !errors.Is(err, broker.ErrClosed) {
+		t.Fatalf("next after the broker stopped = %v, want ErrClosed", err)
+	}
+}

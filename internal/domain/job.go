@@ -120,6 +120,10 @@ type Job struct {
 	// valid as ValidateTag says), sorted, without duplicates; nil when it
 	// has none. They never change.
 	Tags []string
+	// TraceParent is the W3C traceparent of the span that created the job
+	// ("00-<trace id>-<span id>-<flags>"), empty when tracing was off: each
+	// attempt's span links to it. It never changes.
+	TraceParent string
 }
 
 // HasTag reports whether the job carries tag.
@@ -138,6 +142,22 @@ type JobError struct {
 // Stats counts jobs per status.
 type Stats struct {
 	Pending, Processing, Completed, Failed, Cancelled int
+}
+
+// Add adds n to the count of status (an unknown status counts nowhere).
+func (s *Stats) Add(status Status, n int) {
+	switch status {
+	case StatusPending:
+		s.Pending += n
+	case StatusProcessing:
+		s.Processing += n
+	case StatusCompleted:
+		s.Completed += n
+	case StatusFailed:
+		s.Failed += n
+	case StatusCancelled:
+		s.Cancelled += n
+	}
 }
 
 // ErrorMessage returns the last failure message, or nil when there is none.
@@ -201,6 +221,9 @@ type NewJob struct {
 	// Tags, sorted and without duplicates (see NormalizeTags); at most
 	// MaxTags, each valid as ValidateTag says.
 	Tags []string
+	// TraceParent is the W3C traceparent of the creating span, set by the
+	// jobs service (never from client input); empty for none.
+	TraceParent string
 }
 
 // MaxTags is the most tags a job may carry.

@@ -14,6 +14,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/playground"
+	"github.com/jobqueue/jobqueue/internal/tracing"
 )
 
 // Deps are what the HTTP surface needs.
@@ -88,7 +89,7 @@ func NewHandler(d Deps) http.Handler {
 	})
 	// Access is checked before the body is read: a caller refused reads
 	// and holds nothing.
-	return observe(d.Logger, d.Metrics, mux, recoverPanics(d.Logger, limitWrites(d.WriteTimeout, d.Access.guard(d.Logger, d.Metrics, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, mux)))))
+	return observe(d.Logger, d.Metrics, mux, recoverPanics(d.Logger, limitWrites(d.WriteTimeout, d.Access.guard(d.Logger, d.Metrics, readBody(d.Logger, d.MaxBodyBytes, d.BodyTimeout, tracing.Route(mux))))))
 }
 
 // readersOnly serves next to viewer and admin identities only when

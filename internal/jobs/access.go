@@ -16,7 +16,7 @@ type access struct {
 	// write allows Create, CreateMany, Cancel, Retry and Delete.
 	write bool
 	// operate allows the operator's controls: defining and deleting
-	// periodic jobs.
+	// periodic jobs; pausing, resuming and limiting job types.
 	operate bool
 	// scope, when not empty, is the only owner whose jobs the caller sees
 	// and acts on: another owner's job is not found, listings, stats and
@@ -36,6 +36,9 @@ type access struct {
 //	viewer           yes           no            every job    -                      no
 //	user             yes           yes           its own      yes                    no
 //	anything else    no            no            -            -                      no
+//
+// Operating is the controls that act on every owner's jobs: periodic jobs
+// and the controls of job types (pause, resume, limits).
 //
 // "Its own" is the jobs whose Owner is the identity's Name. A user without
 // a name could tell its jobs from no one's, so it may do nothing either
@@ -64,6 +67,15 @@ func accessOf(ctx context.Context) access {
 func (a access) allow(op string, write bool) error {
 	if write && !a.write || !write && !a.read {
 		return &ForbiddenError{Op: op, Role: a.role}
+	}
+	return nil
+}
+
+// allowOperate returns a *ForbiddenError unless the caller may change
+// the controls of job types (op names the change).
+func (a access) allowOperate(op string) error {
+	if !a.operate {
+		return &ForbiddenError{Op: op, Role: a.role, What: "job types"}
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/broker"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/tracing"
 )
 
 // Options configure a Service. They are fixed once the service is built.
@@ -52,11 +53,16 @@ type Options struct {
 	// PeriodicChanged, when not nil, is called after a periodic job
 	// definition changed (the scheduler's Wake). It must not block.
 	PeriodicChanged func()
+	// TraceParents keeps with each new job the W3C traceparent of the span
+	// in the creating call's context (tracing is on), so that each attempt
+	// of the job can link to its creation.
+	TraceParents bool
 }
 
 // Subscriber is the part of the broker Watch uses.
 type Subscriber interface {
 	Subscribe(ctx context.Context, f broker.Filter) (*broker.Subscription, error)
+	SubscribeTypes(ctx context.Context) (*broker.TypeSubscription, error)
 }
 
 // Service carries out the APIs' requests against the store and the broker.
@@ -95,7 +101,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (*domain.Job, e
 	if err != nil {
 		return nil, err
 	}
-	nj.Owner = a.owner
+	nj.Owner, nj.TraceParent = a.owner, s.traceParent(ctx)
 	j, err := s.store.Create(ctx, nj)
 	if err != nil {
 		return nil, fmt.Errorf("create job: %w", err)
@@ -183,12 +189,13 @@ func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) ([]*doma
 		return nil, err
 	}
 	njs := make([]domain.NewJob, len(reqs))
+	traceParent := s.traceParent(ctx)
 	for i, req := range reqs {
 		nj, err := s.newJob(req)
 		if err != nil {
 			return nil, itemError(i, err)
 		}
-		nj.Owner = a.owner
+		nj.Owner, nj.TraceParent = a.owner, traceParent
 		njs[i] = nj
 	}
 	jobs, err := s.store.CreateMany(ctx, njs)
@@ -199,6 +206,14 @@ func (s *Service) CreateMany(ctx context.Context, reqs []CreateRequest) ([]*doma
 		return nil, fmt.Errorf("create jobs: %w", err)
 	}
 	return jobs, nil
+}
+
+// traceParent is what a job created in ctx keeps as its TraceParent.
+func (s *Service) traceParent(ctx context.Context) string {
+	if !s.opts.TraceParents {
+		return ""
+	}
+	return tracing.TraceParent(ctx)
 }
 
 // itemError names the field of a validation error about the i-th request

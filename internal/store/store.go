@@ -65,10 +65,34 @@ type Store interface {
 	// result, and is leased to req.Owner until req.LeaseUntil. Of many
 	// concurrent claims (in this process or another) each job goes to
 	// exactly one. No runnable job is not an error: the slice is empty.
+	//
+	// The type controls (SetTypeControl) decide within the same atomic
+	// step, for every process sharing the store: a paused type's jobs are
+	// not runnable; a type with a concurrency limit never has more jobs
+	// processing than it; a type with a rate has one token spent per job
+	// claimed (its bucket as of req.Now) and no job claimed without one.
+	// Jobs of a type held back are passed over, not waited for: the jobs
+	// of other types behind them are claimed.
 	Claim(ctx context.Context, req ClaimRequest) ([]*domain.Job, error)
-	// NextRunAt returns the earliest RunAt after now among pending jobs, or
-	// the zero time when there is none: the dispatcher sleeps until then.
+	// NextRunAt returns the earliest time after now at which a pending
+	// job may become runnable: the earliest RunAt after now among pending
+	// jobs, or, if sooner, when a rate-limited type whose bucket is empty
+	// at now gets its next token (whether or not it has jobs waiting);
+	// the zero time when there is none. The dispatcher sleeps until then.
 	NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
+	// TypeControls returns the controls of every type that has any
+	// (paused, or a limit), ordered by name.
+	TypeControls(ctx context.Context) ([]domain.TypeControl, error)
+	// SetTypeControl applies change to the controls of the type name
+	// (which needs no jobs: a type may be limited ahead of its first job)
+	// and returns them. The change takes effect at the next claim of
+	// every process sharing the store, and is published, once committed,
+	// to the TypePublisher of every such process (see TypePublisherOf).
+	// A type left without controls is forgotten.
+	SetTypeControl(ctx context.Context, name string, change domain.TypeChange) (domain.TypeControl, error)
+	// TypeStats counts jobs per status for every type that has jobs (only
+	// owner's jobs when owner is not empty), from the kept counts.
+	TypeStats(ctx context.Context, owner string) (map[string]domain.Stats, error)
 	// OldestRunnable returns the earliest RunAt not after now among
 	// pending jobs (how long the longest-waiting runnable job has waited:
 	// the queue's lag), or the zero time when no pending job is due. It
@@ -200,6 +224,15 @@ func ErrorHistory(n int) (int, error) {
 	return n, nil
 }
 
+// Earliest returns the earlier of two times, a zero time standing for
+// none: NextRunAt's answer from several sources.
+func Earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // WorkerLost is the error recorded on a job rescued from an expired lease.
 const WorkerLost = "worker lost: its lease expired while the job was processing (the process died or lost touch with the store)"
 
@@ -250,6 +283,29 @@ type Publisher interface {
 	Publish(job *domain.Job)
 }
 
+// TypePublisher receives the controls of a job type each time they
+// change (SetTypeControl, in this process or another sharing the store),
+// and again after a process may have missed changes. Like Publish,
+// PublishType must return at once and never block.
+type TypePublisher interface {
+	PublishType(c domain.TypeControl)
+}
+
+// TypePublisherOf returns pub's TypePublisher: pub itself when it is one,
+// otherwise one that drops every change. Stores take their TypePublisher
+// from their Publisher this way, so one value receives both kinds of
+// change.
+func TypePublisherOf(pub Publisher) TypePublisher {
+	if tp, ok := pub.(TypePublisher); ok {
+		return tp
+	}
+	return noTypes{}
+}
+
+type noTypes struct{}
+
+func (noTypes) PublishType(domain.TypeControl) {}
+
 // PublisherFunc adapts a function to Publisher.
 type PublisherFunc func(job *domain.Job)
 
@@ -263,6 +319,16 @@ type Publishers []Publisher
 func (ps Publishers) Publish(job *domain.Job) {
 	for _, p := range ps {
 		p.Publish(job)
+	}
+}
+
+// PublishType calls PublishType on each publisher that is a TypePublisher,
+// in turn.
+func (ps Publishers) PublishType(c domain.TypeControl) {
+	for _, p := range ps {
+		if tp, ok := p.(TypePublisher); ok {
+			tp.PublishType(c)
+		}
 	}
 }
 

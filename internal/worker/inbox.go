@@ -8,10 +8,12 @@ import (
 	"github.com/jobqueue/jobqueue/internal/store"
 )
 
-// Inbox is how a pool hears of job changes: a store.Publisher to give the
-// store when it is opened, then to New. A job that becomes pending wakes
-// the pool's dispatcher; a cancellation request for a job the pool runs
-// cancels its handler's context. Publish never blocks and is safe for
+// Inbox is how a pool hears of job changes: a store.Publisher (and
+// store.TypePublisher) to give the store when it is opened, then to New.
+// A job that becomes pending, a change of a type's controls, and a job of
+// a type with a concurrency limit that finishes wake the pool's
+// dispatcher; a cancellation request for a job the pool runs cancels its
+// handler's context. Publish never blocks and is safe for
 // concurrent use. An Inbox serves one pool.
 //
 // It is apart from the Pool to break a cycle: the pool needs the store,
@@ -21,17 +23,23 @@ import (
 type Inbox struct {
 	wake chan struct{} // a job became pending; capacity 1, sends never block
 
-	mu          sync.Mutex
+	mu sync.Mutex
+	// capped are the types with a concurrency limit: one of their jobs
+	// leaving processing may let a waiting job of the type run.
+	capped      map[string]bool
 	held        map[string]*heldJob // claimed, outcome not yet written
 	claiming    int                 // claims in flight
 	lateCancels []string            // cancellations that arrived during a claim
 }
 
-var _ store.Publisher = (*Inbox)(nil)
+var (
+	_ store.Publisher     = (*Inbox)(nil)
+	_ store.TypePublisher = (*Inbox)(nil)
+)
 
 // NewInbox returns an empty inbox.
 func NewInbox() *Inbox {
-	return &Inbox{wake: make(chan struct{}, 1), held: make(map[string]*heldJob)}
+	return &Inbox{wake: make(chan struct{}, 1), held: make(map[string]*heldJob), capped: make(map[string]bool)}
 }
 
 // Publish tells the pool about a job change.
@@ -41,7 +49,32 @@ func (in *Inbox) Publish(job *domain.Job) {
 		in.cancelJob(job)
 	case job.Status == domain.StatusPending:
 		in.wakeUp()
+	case job.Status.Final() && in.isCapped(job.Type):
+		// A place of its type freed up, perhaps in another process.
+		in.wakeUp()
 	}
+}
+
+// PublishType tells the pool that a type's controls changed: a resumed
+// type, or a limit raised, may have jobs to run now. It also keeps the
+// set of types with a concurrency limit, whose finished jobs wake the
+// dispatcher (a job of the type may be waiting for the place). The
+// server publishes every type's controls to it once at start.
+func (in *Inbox) PublishType(c domain.TypeControl) {
+	in.mu.Lock()
+	if c.Concurrency > 0 {
+		in.capped[c.Name] = true
+	} else {
+		delete(in.capped, c.Name)
+	}
+	in.mu.Unlock()
+	in.wakeUp()
+}
+
+func (in *Inbox) isCapped(typ string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.capped[typ]
 }
 
 // wakeUp makes the dispatcher look for jobs again. It never blocks.

@@ -40,6 +40,9 @@ type Store struct {
 	queue   *runQueue
 	counts  map[countKey]int
 	leases  map[string]lease // processing job id → its claim
+	// controls are the types' controls, only of types that have some.
+	controls map[string]domain.TypeControl
+	typePub  store.TypePublisher
 	// periodics are the periodic job definitions by name.
 	periodics map[string]*domain.PeriodicJob
 }
@@ -99,6 +102,8 @@ func NewWithOptions(opts Options) (*Store, error) {
 		counts:  make(map[countKey]int),
 		leases:  make(map[string]lease),
 
+		controls:  make(map[string]domain.TypeControl),
+		typePub:   store.TypePublisherOf(pub),
 		periodics: make(map[string]*domain.PeriodicJob),
 	}, nil
 }
@@ -161,6 +166,7 @@ func (s *Store) newJobs(njs []domain.NewJob) ([]*domain.Job, error) {
 			RunAt:          nj.RunAt,
 			Priority:       nj.Priority,
 			Tags:           nj.Tags,
+			TraceParent:    nj.TraceParent,
 		}
 		if j.RunAt.IsZero() {
 			j.RunAt = now
@@ -286,7 +292,9 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Jo
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	jobs := s.queue.take(req.Now, req.Limit, s.isPending)
+	accept, spend := s.quotas(req.Now)
+	jobs := s.queue.take(req.Now, req.Limit, s.isPending, accept)
+	spend()
 	for i, old := range jobs {
 		jobs[i] = s.apply(old, (*domain.Job).Claim)
 		s.leases[old.ID] = lease{owner: req.Owner, attempt: jobs[i].Attempts, expires: req.LeaseUntil}
@@ -296,14 +304,112 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Jo
 
 func (s *Store) isPending(j *domain.Job) bool { return s.pending[j.ID] == j }
 
-// NextRunAt returns the earliest RunAt after now among pending jobs.
+// quotas returns what a claim at now may take under the type controls:
+// accept takes a job when its type's quota allows (nil when no type has
+// controls), and spend, called once the claim is made, takes the rate
+// tokens of the jobs accepted. The caller holds the lock.
+func (s *Store) quotas(now time.Time) (accept func(*domain.Job) bool, spend func()) {
+	if len(s.controls) == 0 {
+		return nil, func() {}
+	}
+	left := make(map[string]int, len(s.controls))
+	for name, c := range s.controls {
+		left[name] = c.Quota(s.counts[countKey{"", name, domain.StatusProcessing}], now)
+	}
+	taken := make(map[string]int)
+	accept = func(j *domain.Job) bool {
+		q, ok := left[j.Type]
+		if !ok || q < 0 {
+			return true
+		}
+		if q == 0 {
+			return false
+		}
+		left[j.Type] = q - 1
+		taken[j.Type]++
+		return true
+	}
+	spend = func() {
+		for name, n := range taken {
+			if c := s.controls[name]; c.RatePerSecond > 0 {
+				c.Spend(n, now)
+				s.controls[name] = c
+			}
+		}
+	}
+	return accept, spend
+}
+
+// NextRunAt returns the earliest RunAt after now among pending jobs, or
+// the next token of an empty rate bucket if sooner.
 func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, fmt.Errorf("next run time: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.queue.due(now, s.isPending), nil
+	next := s.queue.due(now, s.isPending)
+	for _, c := range s.controls {
+		next = store.Earliest(next, c.NextToken(now))
+	}
+	return next, nil
+}
+
+// TypeControls returns the controls of the types that have any.
+func (s *Store) TypeControls(ctx context.Context) ([]domain.TypeControl, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("type controls: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]domain.TypeControl, 0, len(s.controls))
+	for _, c := range s.controls {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b domain.TypeControl) int { return cmp.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// SetTypeControl changes a type's controls and publishes them. A paused
+// type that is resumed, or one whose limits change, wakes the
+// dispatchers through the publication.
+func (s *Store) SetTypeControl(ctx context.Context, name string, change domain.TypeChange) (domain.TypeControl, error) {
+	if err := ctx.Err(); err != nil {
+		return domain.TypeControl{}, fmt.Errorf("set controls of type %s: %w", name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.controls[name]
+	if !ok {
+		c.Name = name
+	}
+	change.Apply(&c, s.now())
+	if c.Empty() {
+		delete(s.controls, name)
+	} else {
+		s.controls[name] = c
+	}
+	s.typePub.PublishType(c)
+	return c, nil
+}
+
+// TypeStats counts the jobs of each type that has some.
+func (s *Store) TypeStats(ctx context.Context, owner string) (map[string]domain.Stats, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("type stats: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]domain.Stats)
+	for k, n := range s.counts {
+		if k.owner != owner || k.typ == "" {
+			continue
+		}
+		st := out[k.typ]
+		st.Add(k.status, n)
+		out[k.typ] = st
+	}
+	return out, nil
 }
 
 // OldestRunnable returns the earliest RunAt not after now among pending

@@ -82,14 +82,24 @@ func (q *runQueue) oldestDue(now time.Time, current func(*domain.Job) bool) time
 }
 
 // take removes and returns up to limit current, due snapshots in dispatch
-// order; the caller claims them at once.
-func (q *runQueue) take(now time.Time, limit int, current func(*domain.Job) bool) []*domain.Job {
+// order that accept takes (nil takes all); the caller claims them at once.
+// The ones accept passes over stay ready: they were walked over, which
+// costs a walk over a paused type's backlog per claim.
+func (q *runQueue) take(now time.Time, limit int, current, accept func(*domain.Job) bool) []*domain.Job {
 	q.due(now, current)
-	var out []*domain.Job
+	var out, passed []*domain.Job
 	for len(out) < limit && q.ready.Len() > 0 {
-		if j := heap.Pop(&q.ready).(*domain.Job); current(j) {
+		j := heap.Pop(&q.ready).(*domain.Job)
+		switch {
+		case !current(j):
+		case accept == nil || accept(j):
 			out = append(out, j)
+		default:
+			passed = append(passed, j)
 		}
+	}
+	for _, j := range passed {
+		heap.Push(&q.ready, j)
 	}
 	return out
 }

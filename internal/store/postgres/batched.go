@@ -152,6 +152,7 @@ func (s *Store) insert(ctx context.Context, njs []domain.NewJob) ([]string, map[
 		priorities  = make([]int, len(njs))
 		owners      = make([]string, len(njs))
 		tags        = make([]string, len(njs))
+		traces      = make([]string, len(njs))
 	)
 	for i, nj := range njs {
 		id, err := uuid.NewV7()
@@ -163,12 +164,12 @@ func (s *Store) insert(ctx context.Context, njs []domain.NewJob) ([]string, map[
 			keys[i] = &nj.IdempotencyKey
 		}
 		timeouts[i], runAts[i], priorities[i], owners[i] = nj.Timeout.Milliseconds(), nj.RunAt, nj.Priority, nj.Owner
-		tags[i] = strings.Join(nj.Tags, ",")
+		tags[i], traces[i] = strings.Join(nj.Tags, ","), nj.TraceParent
 		if runAts[i].IsZero() {
 			runAts[i] = now
 		}
 	}
-	jobs, err := s.write(ctx, s.sql.create, ids, types, payloads, maxAttempts, keys, timeouts, runAts, priorities, now, owners, tags)
+	jobs, err := s.write(ctx, s.sql.create, ids, types, payloads, maxAttempts, keys, timeouts, runAts, priorities, now, owners, tags, traces)
 	if err != nil {
 		return nil, nil, err
 	}

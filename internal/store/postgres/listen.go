@@ -255,6 +255,7 @@ func (l *Listener) relay(ctx context.Context, notices <-chan string) {
 		retry.Stop()
 		var (
 			refs   = map[uuid.UUID]int64{}
+			types  = map[string]bool{}
 			resync *time.Time
 		)
 		add := func(payload string) {
@@ -271,6 +272,9 @@ func (l *Listener) relay(ctx context.Context, notices <-chan string) {
 			if err := json.Unmarshal([]byte(payload), &n); err != nil {
 				s.log.Warn("postgres store: ignoring a malformed change notification", "err", err)
 				return
+			}
+			for _, t := range n.Types {
+				types[t] = true
 			}
 			for _, r := range n.Jobs {
 				if id, err := uuid.Parse(r.id); err == nil && r.version > refs[id] && !s.gate.seen(id, r.version) {
@@ -306,6 +310,13 @@ func (l *Listener) relay(ctx context.Context, notices <-chan string) {
 				ids = append(ids, id.String())
 			}
 			l.retry(ctx, "fetch changed jobs", func(ctx context.Context) error { return s.fetchAndPublish(ctx, ids) })
+		}
+		if len(types) > 0 {
+			names := make([]string, 0, len(types))
+			for t := range types {
+				names = append(names, t)
+			}
+			l.retry(ctx, "fetch changed type controls", func(ctx context.Context) error { return s.publishTypes(ctx, names) })
 		}
 		if resync != nil {
 			l.retry(ctx, "re-sync changed jobs", func(ctx context.Context) error { return l.resync(ctx, *resync) })
@@ -410,6 +421,18 @@ func (s *Store) fetchAndPublish(ctx context.Context, ids []string) error {
 	return nil
 }
 
+// publishTypes publishes the current controls of the named types.
+func (s *Store) publishTypes(ctx context.Context, names []string) error {
+	controls, err := s.typeControlsOf(ctx, names)
+	if err != nil {
+		return err
+	}
+	for _, c := range controls {
+		s.typePub.PublishType(c)
+	}
+	return nil
+}
+
 // resync publishes every job changed since the given time (by the
 // store's clock), paging through the table in creation order: one pass
 // over the table, with no index on updated_at (one would cost every change
@@ -417,6 +440,16 @@ func (s *Store) fetchAndPublish(ctx context.Context, ids []string) error {
 func (l *Listener) resync(ctx context.Context, since time.Time) error {
 	s := l.s
 	l.resyncs.Add(1)
+	// Controls may have changed meanwhile too: publish every type's. (A
+	// type whose controls were cleared meanwhile is not among them; its
+	// controls are not applied anyway, claims read them from the table.)
+	controls, err := s.TypeControls(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range controls {
+		s.typePub.PublishType(c)
+	}
 	var after int64
 	for {
 		jobs, err := s.queryJobs(ctx, `SELECT `+jobColumns+` FROM jobs WHERE seq > $1 AND updated_at >= $2 ORDER BY seq LIMIT $3`,

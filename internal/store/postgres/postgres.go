@@ -49,6 +49,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -124,6 +125,7 @@ type Store struct {
 	schema   string
 	sql      statements
 	gate     *gate
+	typePub  store.TypePublisher
 	seq      *sequencer
 	hooks    *testHooks
 	// unsure holds the jobs this instance's statements may have changed
@@ -136,6 +138,11 @@ type Store struct {
 	// countsLock keys the advisory lock under which one instance at a
 	// time compacts job_counts.
 	countsLock int64
+	// typesLock keys the advisory lock that every claim holds shared and
+	// a change of type controls exclusively (see claim).
+	typesLock int64
+	// controlled is true while the last claim found type controls.
+	controlled atomic.Bool
 
 	creates   *batcher[domain.NewJob]
 	completes *batcher[completeArg]
@@ -221,11 +228,13 @@ func open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error)
 		schema:     schema,
 		sql:        newStatements(channelName(schema), opts.InstanceID, opts.ErrorHistory),
 		gate:       newGate(opts.Publisher),
+		typePub:    store.TypePublisherOf(opts.Publisher),
 		unsure:     newUnsure(),
 		seq:        newSequencer(opts.Logger),
 		hooks:      opts.hooks,
 		rescueLock: lockKey("jobqueue rescue", schema),
 		countsLock: lockKey("jobqueue compact counts", schema),
+		typesLock:  lockKey("jobqueue type controls", schema),
 		ctx:        sctx,
 		cancel:     cancel,
 	}
@@ -352,6 +361,8 @@ func checkNewJob(nj domain.NewJob) error {
 		return &domain.ValidationError{Field: "idempotencyKey", Message: "must be valid UTF-8 without NUL characters"}
 	case !storable(nj.Owner):
 		return &domain.ValidationError{Field: "owner", Message: "must be valid UTF-8 without NUL characters"}
+	case !storable(nj.TraceParent):
+		return &domain.ValidationError{Field: "traceParent", Message: "must be valid UTF-8 without NUL characters"}
 	case nj.Priority < math.MinInt16 || nj.Priority > math.MaxInt16:
 		return &domain.ValidationError{Field: "priority", Message: fmt.Sprintf("must be between %d and %d, got %d", math.MinInt16, math.MaxInt16, nj.Priority)}
 	case nj.MaxAttempts > math.MaxInt32:
@@ -577,7 +588,8 @@ func whereClause(conds []string) string {
 }
 
 // Claim moves up to req.Limit runnable jobs to processing, leased to
-// req.Owner, in one statement: rows other claimers hold are skipped.
+// req.Owner: rows other claimers hold are skipped. Without type controls
+// it is one statement (see claim).
 func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
 	if req.Owner == "" || req.Limit <= 0 {
 		return nil, fmt.Errorf("claim jobs: owner %q, limit %d: %w", req.Owner, req.Limit, domain.ErrInvalid)
@@ -585,7 +597,9 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Jo
 	if err := checkOwner(req.Owner); err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
-	jobs, err := s.writeAfter(ctx, claimPlanning, s.sql.claim, req.Now, req.Limit, s.now(), req.Owner, req.LeaseUntil)
+	jobs, err := s.writeWith(ctx, nil, func(ctx context.Context, tok int64, changes *[]change) error {
+		return s.claim(ctx, tok, req, changes)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim jobs: %w", err)
 	}
@@ -639,14 +653,29 @@ const oldestRunnableSQL = `SELECT min(run_at) FROM jobs WHERE status = 'pending'
 
 // NextRunAt returns the earliest RunAt after now among pending jobs.
 func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {
-	var next *time.Time
-	if err := s.pool.QueryRow(ctx, `SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at > $1`, now).Scan(&next); err != nil {
+	var (
+		next     *time.Time
+		controls []domain.TypeControl
+		b        pgx.Batch
+	)
+	b.Queue(`SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at > $1`, now).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&next)
+	})
+	b.Queue(`SELECT ` + typeControlColumns + ` FROM job_type_controls WHERE rate_per_second IS NOT NULL AND NOT paused`).Query(func(rows pgx.Rows) (err error) {
+		controls, err = collectTypeControls(rows)
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
 		return time.Time{}, wrapf(err, "next run time")
 	}
-	if next == nil {
-		return time.Time{}, nil
+	var at time.Time
+	if next != nil {
+		at = next.UTC()
 	}
-	return next.UTC(), nil
+	for _, c := range controls {
+		at = store.Earliest(at, c.NextToken(now))
+	}
+	return at, nil
 }
 
 // Heartbeat extends the leases owner holds on the jobs listed.
@@ -979,16 +1008,25 @@ func (s *Store) write(ctx context.Context, sql string, args ...any) ([]*domain.J
 // writeAfter is write with a statement without parameters run before it,
 // in the same transaction and round trip (none when first is empty).
 func (s *Store) writeAfter(ctx context.Context, first, sql string, args ...any) ([]*domain.Job, error) {
+	return s.writeWith(ctx, args, func(ctx context.Context, tok int64, changes *[]change) error {
+		return s.runWrite(ctx, first, sql, append([]any{tok}, args...), changes)
+	})
+}
+
+// writeWith runs a write of jobs under a new token (run's tok, the first
+// parameter of its statements) and returns the jobs it changed once they
+// are published; args are the statement's other arguments, whose first
+// names the jobs it may change (see targetsOf).
+func (s *Store) writeWith(ctx context.Context, args []any, run func(ctx context.Context, tok int64, changes *[]change) error) ([]*domain.Job, error) {
 	tok := s.seq.start()
 	defer s.seq.finish(tok)
-	args = append([]any{tok}, args...)
 	var changes []change
-	err := s.runWrite(ctx, first, sql, args, &changes)
+	err := run(ctx, tok, &changes)
 	if err != nil {
 		if outcomeUnknown(err) {
 			// The statement may have committed: its jobs are fetched and
 			// published as if another instance had changed them.
-			s.unsure.add(time.Now(), targetsOf(args[1:])...)
+			s.unsure.add(time.Now(), targetsOf(args)...)
 		}
 		return nil, classify(err)
 	}

@@ -17,7 +17,7 @@ import (
 // jobColumns are the columns scanJob reads, in its order.
 const jobColumns = `id, seq, type, payload, status, attempts, max_attempts, error, errors, idempotency_key,
 	timeout_ms, run_at, priority, progress, result, cancel_requested, version, created_at, updated_at,
-	started_at, finished_at, owner, tags`
+	started_at, finished_at, owner, tags, trace_parent`
 
 // changeTail ends the SET list of every statement that makes a new version
 // of jobs: $1 is the statement's token (see events.go), updated_at is $now.
@@ -45,7 +45,7 @@ func appendError(message, at string, keep int) string {
 // statements are the SQL texts that depend on the store's notification
 // channel, instance and error history.
 type statements struct {
-	create, claim, rescue, complete                string
+	create, claim, claimChosen, rescue, complete   string
 	finish, progress, release, fail, cancel, retry string
 	enqueuePeriodic                                string
 }
@@ -72,10 +72,13 @@ func channelName(schema string) string {
 func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // notice is the payload of a change notification: the instance that made
-// the changes and the (id, version) of each changed job.
+// the changes and the (id, version) of each changed job, or the types
+// whose controls changed.
 type notice struct {
 	Instance string `json:"o"`
 	Jobs     []ref  `json:"j"`
+	// Types names the job types whose controls changed (SetTypeControl).
+	Types []string `json:"t"`
 }
 
 // ref names a version of a job: a JSON pair [id, version].
@@ -127,27 +130,35 @@ func newStatements(channel, instance string, errorHistory int) statements {
 		// $2 ids, $3 types, $4 payloads, $5 max_attempts, $6 keys, $7
 		// timeout_ms, $8 run_at, $9 priorities, $10 now, $11 owners, $12
 		// tags (each job's joined by commas, which no tag has: a
-		// two-dimensional array would need as many tags for every job).
+		// two-dimensional array would need as many tags for every job),
+		// $13 trace parents.
 		// Rows are inserted in the order given, so seq follows it.
 		create: notifying(``, `
-			INSERT INTO jobs (id, type, payload, status, max_attempts, idempotency_key, timeout_ms, run_at, priority, created_at, updated_at, writer, owner, tags)
-			SELECT i_id, i_type, i_payload, 'pending', i_max_attempts, i_key, i_timeout_ms, i_run_at, i_priority, $10, $10, $1, i_owner, string_to_array(i_tags, ',')
-			FROM unnest($2::uuid[], $3::text[], $4::bytea[], $5::int[], $6::text[], $7::bigint[], $8::timestamptz[], $9::int[], $11::text[], $12::text[])
-				WITH ORDINALITY AS i(i_id, i_type, i_payload, i_max_attempts, i_key, i_timeout_ms, i_run_at, i_priority, i_owner, i_tags, i_ord)
+			INSERT INTO jobs (id, type, payload, status, max_attempts, idempotency_key, timeout_ms, run_at, priority, created_at, updated_at, writer, owner, tags, trace_parent)
+			SELECT i_id, i_type, i_payload, 'pending', i_max_attempts, i_key, i_timeout_ms, i_run_at, i_priority, $10, $10, $1, i_owner, string_to_array(i_tags, ','), i_trace_parent
+			FROM unnest($2::uuid[], $3::text[], $4::bytea[], $5::int[], $6::text[], $7::bigint[], $8::timestamptz[], $9::int[], $11::text[], $12::text[], $13::text[])
+				WITH ORDINALITY AS i(i_id, i_type, i_payload, i_max_attempts, i_key, i_timeout_ms, i_run_at, i_priority, i_owner, i_tags, i_trace_parent, i_ord)
 			ORDER BY i_ord
 			ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`),
 		// $2 runnable cutoff, $3 limit, $4 now, $5 owner, $6 lease
-		// expiry.
+		// expiry. It claims nothing while any type has controls: those
+		// claims are made by claimControlled.
 		claim: notifying(`
 			picked AS (
 				SELECT id AS picked_id FROM jobs
-				WHERE status = 'pending' AND run_at <= $2
+				WHERE status = 'pending' AND run_at <= $2 AND NOT EXISTS (SELECT FROM job_type_controls)
 				ORDER BY priority DESC, run_at, seq
 				LIMIT $3
 				FOR UPDATE SKIP LOCKED),`, `
 			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = $4, progress = NULL, result = NULL,
 				lease_owner = $5, lease_expires_at = $6, `+changeTail("$4")+`
 			FROM picked WHERE id = picked_id`),
+		// $2 ids (picked and locked by the claim's transaction), $3 now,
+		// $4 owner, $5 lease expiry.
+		claimChosen: notifying(``, `
+			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = $3, progress = NULL, result = NULL,
+				lease_owner = $4, lease_expires_at = $5, `+changeTail("$3")+`
+			WHERE id = ANY($2::uuid[]) AND status = 'pending'`),
 		// $2 expiry cutoff, $3 limit, $4 message, $5 error time, $6 now.
 		rescue: notifying(`
 			expired AS (
@@ -263,7 +274,7 @@ func newJobRow(extra ...any) *jobRow {
 	j := &r.job
 	r.dest = append([]any{&j.ID, &j.Seq, &j.Type, &r.payload, &r.status, &j.Attempts, &j.MaxAttempts, &j.Error, &r.errs, &r.key,
 		&r.timeoutMS, &j.RunAt, &j.Priority, &r.progress, &r.result, &j.CancelRequested, &j.Version, &j.CreatedAt, &j.UpdatedAt,
-		&r.startedAt, &r.finishedAt, &j.Owner, &j.Tags}, extra...)
+		&r.startedAt, &r.finishedAt, &j.Owner, &j.Tags, &j.TraceParent}, extra...)
 	return r
 }
 

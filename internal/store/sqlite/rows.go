@@ -12,7 +12,7 @@ import (
 // jobColumns are the columns scanJob reads, in its order.
 const jobColumns = `seq, id, type, payload, status, attempts, max_attempts, error, errors,
 	created_at, updated_at, started_at, finished_at, idempotency_key, timeout_ns,
-	run_at, priority, progress, result, cancel_requested, version, owner, tags, lease_owner`
+	run_at, priority, progress, result, cancel_requested, version, owner, tags, trace_parent, lease_owner`
 
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface {
@@ -37,7 +37,7 @@ func scanJob(sc scanner) (*domain.Job, string, error) {
 	)
 	err := sc.Scan(&j.Seq, &j.ID, &j.Type, &payload, &status, &attempts, &maxAttempts, &j.Error, &errs,
 		&created, &updated, &started, &finished, &key, &timeout,
-		&runAt, &priority, &progress, &result, &cancelRequested, &j.Version, &j.Owner, &tags, &leaseOwner)
+		&runAt, &priority, &progress, &result, &cancelRequested, &j.Version, &j.Owner, &tags, &j.TraceParent, &leaseOwner)
 	if err != nil {
 		return nil, "", err
 	}

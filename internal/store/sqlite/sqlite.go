@@ -81,6 +81,7 @@ type Options struct {
 // Returned jobs are fresh snapshots that nothing changes afterwards.
 type Store struct {
 	pub     store.Publisher
+	typePub store.TypePublisher
 	log     *slog.Logger
 	clock   func() time.Time
 	history int // failures kept per job (store.ErrorHistory)
@@ -127,6 +128,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if s.pub == nil {
 		s.pub = store.PublisherFunc(func(*domain.Job) {})
 	}
+	s.typePub = store.TypePublisherOf(s.pub)
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -302,6 +304,7 @@ func (w *writeTx) create(id string, nj domain.NewJob) (*domain.Job, error) {
 		RunAt:          truncate(nj.RunAt),
 		Priority:       nj.Priority,
 		Tags:           nj.Tags,
+		TraceParent:    nj.TraceParent,
 	}
 	if nj.RunAt.IsZero() {
 		j.RunAt = w.now
@@ -315,12 +318,12 @@ func (w *writeTx) create(id string, nj domain.NewJob) (*domain.Job, error) {
 	// the answer. The writer runs one write at a time, so no other
 	// creation can slip in between.
 	err = w.queryRow(`INSERT INTO jobs (id, type, payload, status, attempts, max_attempts, error, errors,
-			created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version, owner, tags)
-		VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1, ?, ?)
+			created_at, updated_at, idempotency_key, timeout_ns, run_at, priority, cancel_requested, version, owner, tags, trace_parent)
+		VALUES (?, ?, ?, 'pending', 0, ?, '', '[]', ?, ?, ?, ?, ?, ?, 0, 1, ?, ?, ?)
 		ON CONFLICT (owner, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 		RETURNING seq`,
 		j.ID, j.Type, blob(j.Payload), j.MaxAttempts, micros(j.CreatedAt), micros(j.UpdatedAt),
-		nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority, j.Owner, tags,
+		nullString(j.IdempotencyKey), int64(j.Timeout), micros(j.RunAt), j.Priority, j.Owner, tags, j.TraceParent,
 	).Scan(&j.Seq)
 	if errors.Is(err, sql.ErrNoRows) {
 		held, _, err := scanJob(w.queryRow(`SELECT `+jobColumns+` FROM jobs WHERE owner = ? AND idempotency_key = ?`, nj.Owner, nj.IdempotencyKey))
@@ -512,11 +515,20 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Jo
 	}
 	var jobs []*domain.Job
 	err := s.write(ctx, func(w *writeTx) error {
-		rows, err := w.query(claimQuery, micros(w.now), req.Owner, micros(req.LeaseUntil), micros(req.Now), req.Limit)
+		controls, err := w.typeControls()
 		if err != nil {
 			return err
 		}
-		if jobs, err = scanJobs(rows); err != nil {
+		if len(controls) == 0 {
+			rows, err := w.query(claimQuery, micros(w.now), req.Owner, micros(req.LeaseUntil), micros(req.Now), req.Limit)
+			if err != nil {
+				return err
+			}
+			jobs, err = scanJobs(rows)
+			if err != nil {
+				return err
+			}
+		} else if jobs, err = w.claimControlled(req, controls); err != nil {
 			return err
 		}
 		slices.SortFunc(jobs, dispatchOrder) // RETURNING comes in no particular order
@@ -619,10 +631,14 @@ func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("next run time: %w", dbError(err))
 	}
-	if !next.Valid {
-		return time.Time{}, nil
+	token, err := s.nextToken(ctx, now)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("next run time: %w", err)
 	}
-	return fromMicros(next.Int64), nil
+	if !next.Valid {
+		return token, nil
+	}
+	return store.Earliest(fromMicros(next.Int64), token), nil
 }
 
 // Heartbeat extends the leases owner holds, in one UPDATE: no new version,

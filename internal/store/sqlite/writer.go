@@ -28,6 +28,7 @@ type writeRequest struct {
 	ctx     context.Context
 	apply   writeFunc
 	changed []*domain.Job
+	types   []domain.TypeControl // type controls changed, published like changed
 	counts  []countDelta
 	err     error
 	done    chan struct{} // closed once err and changed are final
@@ -325,6 +326,9 @@ func (s *Store) commit(wr *writer, batch []*writeRequest) {
 		for _, j := range r.changed {
 			s.pub.Publish(j)
 		}
+		for _, c := range r.types {
+			s.typePub.PublishType(c)
+		}
 	}
 }
 
@@ -342,7 +346,7 @@ func (s *Store) apply(wr *writer, r *writeRequest, savepoint bool) error {
 	}
 	r.err = r.apply(w)
 	if r.err != nil {
-		r.changed, r.counts = nil, nil
+		r.changed, r.types, r.counts = nil, nil, nil
 	}
 	if !savepoint {
 		return nil
@@ -363,7 +367,7 @@ func (s *Store) apply(wr *writer, r *writeRequest, savepoint bool) error {
 func (s *Store) fail(batch []*writeRequest, err error) {
 	s.log.Error("sqlite store: write transaction failed", "writes", len(batch), "err", err)
 	for _, r := range batch {
-		r.changed, r.counts = nil, nil
+		r.changed, r.types, r.counts = nil, nil, nil
 		if r.err == nil {
 			r.err = err
 		}
