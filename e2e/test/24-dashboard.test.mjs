@@ -391,6 +391,36 @@ describe('dashboard', D, () => {
     assert.equal(await periodic(), undefined, 'deleted');
   });
 
+  withPage('job types: counts, pause and resume (live from another client too), limits with the server refusing a bad one', server, '/ui/types', async (page) => {
+    const type = uniqueType('dash-type');
+    await createJobs(server, [{ type, runAt: new Date(Date.now() + 3600_000).toISOString() }]);
+    const row = `#types-table tr[data-type="${type}"]`;
+    await page.page.reload();
+    await waitSelector(page, row);
+    assert.match(await text(page, `${row} td:nth-child(3)`), /^1$/, 'one pending');
+    const jobType = async () => (await gqlData(server.url, 'query($n: String!) { jobType(name: $n) { paused concurrency ratePerSecond rateBurst } }', { n: type })).jobType;
+
+    await page.page.click(`${row} button.pause`);
+    await waitSelector(page, `${row}[data-paused="true"]`);
+    assert.equal((await jobType()).paused, true);
+    // Resumed by another client: the row follows through jobTypeUpdated.
+    await gqlData(server.url, 'mutation($n: String!) { resumeJobType(name: $n) { name } }', { n: type });
+    await waitSelector(page, `${row}[data-paused="false"]`);
+
+    await page.page.click(`${row} button[aria-label="Edit the limits of ${type}"]`);
+    await fill(page, `#limits-${type} input[name="concurrency"]`, '0');
+    await page.page.click(`#limits-${type} button[type="submit"]`);
+    await waitSelector(page, `#limits-${type} .error`);
+    assert.match(await text(page, `#limits-${type} .error`), /BAD_USER_INPUT.*concurrency/);
+    await fill(page, `#limits-${type} input[name="concurrency"]`, '3');
+    await fill(page, `#limits-${type} input[name="ratePerSecond"]`, '2');
+    await page.page.click(`#limits-${type} button[type="submit"]`);
+    await page.page.waitForFunction((s) => !document.querySelector(s), { timeout: WAIT }, `#limits-${type}`);
+    assert.match(await text(page, row), /3 at once, 2\/s \(burst 2\)/);
+    assert.deepEqual(await jobType(), { paused: false, concurrency: 3, ratePerSecond: 2, rateBurst: 2 });
+    await shot(page, 'types');
+  });
+
   withPage('works at phone width', server, '/ui/jobs', async (page) => {
     await waitSelector(page, '#jobs-table tr[data-id]');
     const overflow = await page.run(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -10,6 +10,7 @@ import { Jobs } from './jobs.js';
 import { Job } from './job.js';
 import { Create } from './create.js';
 import { Periodic } from './periodic.js';
+import { Types } from './types.js';
 
 const LIVE_LABELS = {
   connecting: 'Connecting…',
@@ -61,8 +62,9 @@ function SignIn({ refused, onToken }) {
 const NAV = [
   ['Overview', `${BASE}/`],
   ['Jobs', `${BASE}/jobs`],
-  ['Create', `${BASE}/create`],
+  ['Types', `${BASE}/types`],
   ['Periodic', `${BASE}/periodic`],
+  ['Create', `${BASE}/create`],
 ];
 
 export function App() {
@@ -113,6 +115,7 @@ export function App() {
     const id = decodeURIComponent(path.slice(`${BASE}/jobs/`.length));
     view = html`<${Job} key=${id} id=${id} ...${props} />`;
   } else if (path === `${BASE}/create`) view = html`<${Create} ...${props} />`;
+  else if (path === `${BASE}/types`) view = html`<${Types} ...${props} />`;
   else if (path === `${BASE}/periodic`) view = html`<${Periodic} ...${props} />`;
   else view = html`<section><h1>Not found</h1><p>No page at ${loc.path}. <a href=${`${BASE}/`}>Overview</a></p></section>`;
 
