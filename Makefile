@@ -31,11 +31,15 @@ generate: web ## Regenerate gqlgen code from schema.graphqls, and the web files 
 # the user's cache directory) into the folder it embeds. Node is not
 # needed. A page with its own sources adds a step of its own to `web`.
 .PHONY: web
-web: web-playground ## Refresh the embedded web files from the pinned npm packages
+web: web-playground web-dashboard ## Refresh the embedded web files from the pinned npm packages
 
 .PHONY: web-playground
 web-playground: # GraphiQL, React and the explorer plugin for the playground at /
 	$(GO) run ./scripts/npmfetch -manifest internal/playground/npm.json -out internal/playground/npm
+
+.PHONY: web-dashboard
+web-dashboard: # The dashboard at /ui/: web/dashboard bundled by esbuild with Preact and htm
+	./scripts/web-dashboard.sh
 
 .PHONY: check-generated
 check-generated: ## Fail when the committed generated code or web files are stale

@@ -446,6 +446,13 @@ func TestRoutes(t *testing.T) {
 	if !strings.Contains(r.String(), "/query") {
 		t.Fatal("the playground does not point at /query")
 	}
+	// The dashboard, also at its deep links; /ui redirects to it.
+	for _, path := range []string{"/ui", "/ui/", "/ui/jobs/123"} {
+		r = b.get(t, path)
+		if r.status != http.StatusOK || !strings.HasPrefix(r.contentType, "text/html") || !strings.Contains(r.String(), "/ui/app.js") {
+			t.Fatalf("GET %s: %d %q, want the dashboard's page", path, r.status, r.contentType)
+		}
+	}
 	// GET on /query runs queries.
 	r = b.get(t, "/query?query=%7B%20jobs%20%7B%20totalCount%20%7D%20%7D")
 	if r.status != http.StatusOK || !strings.Contains(r.String(), `"totalCount":0`) {

@@ -1,6 +1,7 @@
 // Package httpapi is the HTTP surface of the service: one routes.go maps
-// the GraphQL endpoint, the playground and the REST endpoints kept from the
-// original service, wrapped in the middleware every request passes through.
+// the GraphQL endpoint, the playground, the dashboard and the REST
+// endpoints kept from the original service, wrapped in the middleware
+// every request passes through.
 package httpapi
 
 import (
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/auth"
+	"github.com/jobqueue/jobqueue/internal/dashboard"
 	"github.com/jobqueue/jobqueue/internal/jobs"
 	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/playground"
@@ -70,6 +72,9 @@ func NewHandler(d Deps) http.Handler {
 	mux.Handle("/query", d.Streams.track(d.GraphQL))
 	mux.Handle("GET /{$}", play.Page())
 	mux.Handle("GET /playground/", play.Assets())
+	// The dashboard, a client of /query like any other; GET /ui
+	// redirects here.
+	mux.Handle("GET "+dashboard.Prefix, dashboard.Handler())
 	mux.HandleFunc("GET /health", rest.health)
 	if d.Ready != nil {
 		mux.Handle("GET /ready", d.Ready)

@@ -1,0 +1,162 @@
+// Shared pieces of the views: the html template tag, the router, hooks
+// for the live connection and for batching updates per animation frame,
+// and small formatting helpers.
+
+import { h } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import htm from 'htm';
+
+import { live } from './gql.js';
+
+export const html = htm.bind(h);
+
+export const BASE = '/ui';
+
+export const STATUSES = ['PENDING', 'PROCESSING', 'COMPLETED', 'FAILED', 'CANCELLED'];
+export const FINAL = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
+
+/** The fields every view reads of a job. */
+export const JOB_FIELDS = 'id type status attempts maxAttempts error progress tags createdAt updatedAt startedAt finishedAt version priority runAt cancelRequested';
+
+// ---- Routing: the URL is the state of which view is shown (deep links
+// and reloads land where they were; the server answers every /ui/ path
+// with the app).
+
+const routeListeners = new Set();
+
+/** Shows path (under /ui/) without a reload. */
+export function navigate(path, { replace = false } = {}) {
+  if (replace) history.replaceState(null, '', path);
+  else history.pushState(null, '', path);
+  for (const fn of routeListeners) fn();
+}
+
+addEventListener('popstate', () => {
+  for (const fn of routeListeners) fn();
+});
+
+// Links inside the app change the view without a reload.
+addEventListener('click', (event) => {
+  const a = event.target.closest?.('a[href]');
+  if (!a || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || a.target) return;
+  const url = new URL(a.href, location.href);
+  if (url.origin !== location.origin || !(url.pathname === BASE || url.pathname.startsWith(`${BASE}/`))) return;
+  event.preventDefault();
+  navigate(url.pathname + url.search);
+});
+
+/** The current location, re-rendering the caller when it changes. */
+export function useLocation() {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    const fn = () => setTick((n) => n + 1);
+    routeListeners.add(fn);
+    return () => routeListeners.delete(fn);
+  }, []);
+  return { path: location.pathname, query: new URLSearchParams(location.search) };
+}
+
+// ---- The live connection.
+
+/** The live connection's state, re-rendering the caller when it changes. */
+export function useLiveState() {
+  const [state, setState] = useState(live.state);
+  useEffect(() => {
+    const fn = () => setState(live.state);
+    live.addEventListener('state', fn);
+    return () => live.removeEventListener('state', fn);
+  }, []);
+  return state;
+}
+
+/** Calls fn after every reconnect of the live connection. */
+export function useReconnected(fn) {
+  const ref = useRef(fn);
+  ref.current = fn;
+  useEffect(() => {
+    const handler = () => ref.current();
+    live.addEventListener('reconnected', handler);
+    return () => live.removeEventListener('reconnected', handler);
+  }, []);
+}
+
+/**
+ * Follows a subscription of the firehose while deps hold: onData gets each
+ * result's data. When the server ends it for falling behind
+ * (SLOW_SUBSCRIBER) it is made again and onResume is called (what the view
+ * shows may have missed changes: read it again); another error goes to
+ * onError.
+ */
+export function useFirehose(query, variables, { onData, onResume, onError }, deps) {
+  const handlers = useRef({});
+  handlers.current = { onData, onResume, onError };
+  useEffect(() => {
+    let stop = () => {};
+    const subscribe = () => {
+      stop = live.subscribe(query, variables, {
+        next: (data) => data && handlers.current.onData(data),
+        error: (err) => {
+          if (err.code !== 'SLOW_SUBSCRIBER') {
+            handlers.current.onError(err);
+            return;
+          }
+          subscribe();
+          handlers.current.onResume();
+        },
+      });
+    };
+    subscribe();
+    return () => stop();
+  }, deps);
+}
+
+/**
+ * Returns push(item): items pushed are handed to apply(items) once per
+ * animation frame, so a burst of events renders once.
+ */
+export function useFrameBatch(apply) {
+  const state = useRef({ items: [], frame: 0, apply });
+  state.current.apply = apply;
+  useEffect(() => () => cancelAnimationFrame(state.current.frame), []);
+  return (item) => {
+    const s = state.current;
+    s.items.push(item);
+    if (s.frame) return;
+    s.frame = requestAnimationFrame(() => {
+      const items = s.items;
+      s.items = [];
+      s.frame = 0;
+      s.apply(items);
+    });
+  };
+}
+
+// ---- Formatting.
+
+// One formatter: building one per call costs more than a whole row.
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
+
+export function formatTime(t) {
+  return t ? timeFormat.format(new Date(t)) : '—';
+}
+
+/** The end of an id: ids are UUIDv7, whose start is the same for jobs of one moment. */
+export function shortId(id) {
+  return id.length > 12 ? `…${id.slice(-8)}` : id;
+}
+
+export function StatusBadge({ status, cancelRequested }) {
+  return html`<span class=${`badge s-${status.toLowerCase()}`} data-status=${status}>${status}${cancelRequested && status === 'PROCESSING' ? ' (cancelling)' : ''}</span>`;
+}
+
+/** A server error in words, with its code. */
+export function ErrorText({ error, id }) {
+  if (!error) return null;
+  const code = error.code && error.code !== 'ERROR' ? html`<code class="code">${error.code}</code> ` : null;
+  return html`<p class="error" role="alert" id=${id}>${code}${error.message}</p>`;
+}
+
+export function ProgressBar({ value, label }) {
+  if (value == null) return null;
+  return html`<progress max="100" value=${value} aria-label=${label || 'progress'}>${value}%</progress>`;
+}
