@@ -1084,7 +1084,8 @@ type Query {
   jobTypes: [JobType!]!
   """
   The type with this name, or null when it has neither jobs (that the
-  caller sees) nor controls. A name no type can have is BAD_USER_INPUT.
+  caller sees) nor controls; for a user, null unless it has jobs of the
+  type (as in jobTypes). A name no type can have is BAD_USER_INPUT.
   """
   jobType(name: String!): JobType
   """
@@ -1274,7 +1275,8 @@ type Subscription {
   """
   Every change of a job type's controls (pause, resume, limits), made on
   any instance, live, until the client leaves; each with the type's
-  counts as they are when it is sent.
+  counts as they are when it is sent. A user gets only the changes of the
+  types it has jobs of, with its own counts.
   """
   jobTypeUpdated: JobType!
 }
