@@ -106,6 +106,43 @@ func TestPausedTypeRunsOnceResumed(t *testing.T) {
 	})
 }
 
+// A new pending job of a paused type does not wake the dispatcher (it
+// could not be claimed); one of a type that is not paused does.
+func TestPausedTypesNewJobDoesNotWakeTheDispatcher(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var counter *claimCounter
+		b := setup(t, worker.Options{Workers: 2, Default: noop}, func(m *memory.Store) worker.Store {
+			counter = &claimCounter{Store: m}
+			return counter
+		})
+		ctx := context.Background()
+		if _, err := b.mem.SetTypeControl(ctx, "mail", pausedTo(true)); err != nil {
+			t.Fatal(err)
+		}
+		stop := b.run(t)
+		synctest.Wait()
+		before := counter.claims.Load()
+		held := b.createJob(t, domain.NewJob{Type: "mail"})
+		synctest.Wait()
+		if n := counter.claims.Load() - before; n != 0 {
+			t.Fatalf("%d claims after a paused type's new job, want none", n)
+		}
+		other := b.createJob(t, domain.NewJob{Type: "sms"})
+		synctest.Wait()
+		if n := counter.claims.Load() - before; n == 0 {
+			t.Fatal("no claim after a new job of a type that is not paused")
+		}
+		if got := b.get(t, other).Status; got != domain.StatusCompleted {
+			t.Fatalf("other type's job = %s, want completed", got)
+		}
+		if got := b.get(t, held).Status; got != domain.StatusPending {
+			t.Fatalf("paused type's job = %s, want pending", got)
+		}
+		stopped(t, stop)
+	})
+}
+
 // A type at its concurrency limit holds back its own jobs only: another
 // type's job runs meanwhile, and the held-back job starts when a place
 // frees.
