@@ -5,8 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -158,5 +160,93 @@ func TestHTTPSpans(t *testing.T) {
 	}
 	if header, want := <-headers, "00-"+call.SpanContext.TraceID().String()+"-"+call.SpanContext.SpanID().String()+"-01"; header != want {
 		t.Fatalf("traceparent %q, want %q", header, want)
+	}
+}
+
+// Idle polling and stats make no traces: a Claim outside any trace gets a
+// span only when it claimed jobs (linked to their creation, timed from
+// the claim's start), and Stats outside any trace gets none. Inside a
+// trace both get their span.
+func TestBackgroundStoreCallsMakeNoTraces(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tr := tracing.NewRecording(exp)
+	inner := memory.New(nil)
+	st := tr.Store(inner, "memory")
+	ctx := context.Background()
+	now := time.Now()
+	claim := store.ClaimRequest{Owner: "w1", Limit: 5, Now: now, LeaseUntil: now.Add(time.Minute)}
+	if js, err := st.Claim(ctx, claim); err != nil || len(js) != 0 {
+		t.Fatalf("Claim on an empty store = %v, %v", js, err)
+	}
+	if _, err := st.Stats(ctx, store.StatsQuery{}); err != nil {
+		t.Fatal(err)
+	}
+	if spans := exp.GetSpans(); len(spans) != 0 {
+		t.Fatalf("%d spans of an empty claim and stats, want none: %v", len(spans), spans[0].Name)
+	}
+
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	j, err := inner.Create(ctx, domain.NewJob{Type: "email", TraceParent: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	claim.Now = before
+	js, err := st.Claim(ctx, claim)
+	if err != nil || len(js) != 1 || js[0].ID != j.ID {
+		t.Fatalf("Claim = %v, %v; want job %s", js, err, j.ID)
+	}
+	after := time.Now()
+	spans := exp.GetSpans()
+	if len(spans) != 1 {
+		t.Fatalf("%d spans, want the claim's", len(spans))
+	}
+	s := spans[0]
+	if s.Name != "store.Claim" || s.SpanKind != trace.SpanKindClient || s.Parent.IsValid() || s.StartTime.Before(before) || s.EndTime.After(after) || s.EndTime.Before(s.StartTime) {
+		t.Fatalf("claim span %q kind %v parent %v from %v to %v, want a root client span within the claim's %v to %v", s.Name, s.SpanKind, s.Parent, s.StartTime, s.EndTime, before, after)
+	}
+	if len(s.Links) != 1 || s.Links[0].SpanContext.SpanID().String() != "00f067aa0ba902b7" {
+		t.Fatalf("claim links %+v, want one to the job's creation", s.Links)
+	}
+	exp.Reset()
+
+	pctx, parent := tr.Tracer().Start(ctx, "request")
+	if _, err := st.Claim(pctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Stats(pctx, store.StatsQuery{}); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	var names []string
+	for _, s := range exp.GetSpans() {
+		if s.Name != "request" && s.Parent.SpanID() != parent.SpanContext().SpanID() {
+			t.Errorf("span %q is not a child of the request", s.Name)
+		}
+		names = append(names, s.Name)
+	}
+	if strings.Join(names, ",") != "store.Claim,store.Stats,request" {
+		t.Fatalf("spans %v, want an empty claim and stats inside the trace", names)
+	}
+}
+
+// Health probes and metric scrapes get no server span; other requests do.
+func TestProbesMakeNoSpans(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tr := tracing.NewRecording(exp)
+	var inside []bool
+	h := tr.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inside = append(inside, trace.SpanContextFromContext(r.Context()).IsValid())
+	}))
+	for _, path := range []string{"/health", "/ready", "/metrics", "/jobs"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, path, nil))
+	}
+	if want := []bool{false, false, false, true}; !slices.Equal(inside, want) {
+		t.Fatalf("span in the request's context: %v, want %v", inside, want)
+	}
+	if spans := exp.GetSpans(); len(spans) != 1 || spans[0].Name != "GET" {
+		t.Fatalf("%d spans, want one of GET /jobs", len(spans))
 	}
 }
