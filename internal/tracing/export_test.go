@@ -9,7 +9,7 @@ import (
 // NewRecording returns tracing that is on and hands every ended span to
 // exp at once.
 func NewRecording(exp sdktrace.SpanExporter) *Tracing {
-	provider := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	provider := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp), sdktrace.WithRawSpanLimits(spanLimits()))
 	return &Tracing{provider: provider, tracer: provider.Tracer(instrumentation), propagator: propagation.TraceContext{}}
 }
 

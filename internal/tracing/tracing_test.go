@@ -9,7 +9,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/goleak"
@@ -248,5 +253,52 @@ func TestProbesMakeNoSpans(t *testing.T) {
 	}
 	if spans := exp.GetSpans(); len(spans) != 1 || spans[0].Name != "GET" {
 		t.Fatalf("%d spans, want one of GET /jobs", len(spans))
+	}
+}
+
+// A client's operation name, however long, is cut to 128 bytes (whole
+// characters) in the span's name and attribute; the error message in the
+// status to 1024 bytes, and any other string attribute to 1024 characters.
+func TestLongValuesAreCut(t *testing.T) {
+	t.Parallel()
+	exp := tracetest.NewInMemoryExporter()
+	tr := tracing.NewRecording(exp)
+	long := strings.Repeat("é", 100_000) // 200,000 bytes
+	ctx := graphql.WithOperationContext(context.Background(), &graphql.OperationContext{
+		OperationName: long,
+		Operation:     &ast.OperationDefinition{Operation: ast.Query},
+	})
+	ext := tr.GraphQL().(graphql.OperationInterceptor)
+	respond := ext.InterceptOperation(ctx, func(ctx context.Context) graphql.ResponseHandler {
+		return func(ctx context.Context) *graphql.Response {
+			return &graphql.Response{Errors: gqlerror.List{{Message: long}}}
+		}
+	})
+	respond(ctx)
+	_, other := tr.Tracer().Start(context.Background(), "other", trace.WithAttributes(attribute.String("big", long)))
+	other.End()
+	spans := exp.GetSpans()
+	if len(spans) != 2 {
+		t.Fatalf("%d spans, want 2", len(spans))
+	}
+	op := spans[0]
+	want := strings.Repeat("é", 64)
+	if op.Name != "query "+want {
+		t.Errorf("span name of %d bytes, want %d", len(op.Name), len("query "+want))
+	}
+	var name string
+	for _, a := range op.Attributes {
+		if a.Key == "graphql.operation.name" {
+			name = a.Value.AsString()
+		}
+	}
+	if name != want {
+		t.Errorf("graphql.operation.name of %d bytes, want %d", len(name), len(want))
+	}
+	if d := op.Status.Description; len(d) > 1024 || !utf8.ValidString(d) || !strings.HasPrefix(long, d) || d == "" {
+		t.Errorf("status description of %d bytes, want a prefix of at most 1024", len(d))
+	}
+	if big := spans[1].Attributes[0].Value.AsString(); big != strings.Repeat("é", 1024) {
+		t.Errorf("attribute of %d characters, want it cut to 1024", utf8.RuneCountInString(big))
 	}
 }
