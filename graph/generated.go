@@ -1155,7 +1155,7 @@ type Mutation {
   Sets the type's limits, each across every instance; a null (or
   omitted) argument clears that limit. concurrency: at most this many
   PROCESSING at once (1 to 1,000,000). ratePerSecond: attempts started
-  per second (above 0, at most 1,000,000), with bursts of up to rateBurst
+  per second (1/86400, one a day, to 1,000,000), with bursts of up to rateBurst
   (1 to 1,000,000; default: the rate rounded up; needs ratePerSecond).
   Jobs over a limit wait as PENDING while other types' jobs run. A bad
   value is BAD_USER_INPUT naming the argument. Admin only.

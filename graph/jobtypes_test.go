@@ -86,6 +86,7 @@ func TestJobTypes(t *testing.T) {
 		`mutation { setJobTypeLimits(name: "api", concurrency: -1) { name } }`:                "concurrency",
 		`mutation { setJobTypeLimits(name: "api", ratePerSecond: 0) { name } }`:               "ratePerSecond",
 		`mutation { setJobTypeLimits(name: "api", ratePerSecond: -2.5) { name } }`:            "ratePerSecond",
+		`mutation { setJobTypeLimits(name: "api", ratePerSecond: 1e-12) { name } }`:           "ratePerSecond",
 		`mutation { setJobTypeLimits(name: "api", ratePerSecond: 1, rateBurst: 0) { name } }`: "rateBurst",
 		`mutation { setJobTypeLimits(name: "api", rateBurst: 5) { name } }`:                   "rateBurst",
 		`mutation { pauseJobType(name: "no spaces") { name } }`:                               "name",

@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 
@@ -152,8 +151,8 @@ func (s *Service) SetTypeLimits(ctx context.Context, name string, req LimitsRequ
 		l.Concurrency = *req.Concurrency
 	}
 	if r := req.RatePerSecond; r != nil {
-		if !(*r > 0) || math.IsInf(*r, 0) {
-			return JobType{}, &domain.ValidationError{Field: "ratePerSecond", Message: fmt.Sprintf("must be a number above 0 and at most %d (null for no limit), got %v", domain.MaxRatePerSecond, *r)}
+		if !domain.ValidRate(*r) {
+			return JobType{}, domain.RateOutOfRange(*r)
 		}
 		l.RatePerSecond = *r
 	}
