@@ -381,22 +381,51 @@ func TestSDKDisabledExportsNothing(t *testing.T) {
 
 // An idle server that is probed and scraped exports no traces: no spans
 // of /health, /ready or /metrics, of the Stats they read, or of the
-// workers' empty claims.
+// workers' empty claims (on PostgreSQL, one every POLL_INTERVAL).
 func TestIdleServerMakesNoTraces(t *testing.T) {
 	t.Parallel()
-	collector := newOTLPReceiver(t)
-	s := start(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL})
-	for _, path := range []string{"/health", "/ready", "/metrics", "/ready"} {
-		if code, _, _ := get(t, s.client, s.url+path, nil); code != http.StatusOK {
-			t.Fatalf("GET %s: %d", path, code)
-		}
+	backends := map[string]string{"memory": "memory:"}
+	if pg := postgresURL(t); pg != "" {
+		backends["postgres"] = pg
 	}
-	s.shutdown(t)
-	if got := collector.all(); len(got) != 0 {
-		names := make([]string, len(got))
-		for i, sp := range got {
-			names[i] = sp.Name
-		}
-		t.Fatalf("spans exported by an idle server: %v", names)
+	for name, url := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			collector := newOTLPReceiver(t)
+			s := start(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL, "DATABASE_URL": url, "POLL_INTERVAL": "10ms"})
+			for _, path := range []string{"/health", "/ready"} {
+				if code, _, _ := get(t, s.client, s.url+path, nil); code != http.StatusOK {
+					t.Fatalf("GET %s: %d", path, code)
+				}
+			}
+			// Scrape until the dispatcher has claimed (nothing) a few
+			// times.
+			minClaims := uint64(1)
+			if name == "postgres" {
+				minClaims = 3
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				code, _, body := get(t, s.client, s.url+"/metrics", nil)
+				if code != http.StatusOK {
+					t.Fatalf("GET /metrics: %d", code)
+				}
+				f := scrape(t, body)["jobqueue_claim_jobs"]
+				if f != nil && len(f.GetMetric()) == 1 && f.GetMetric()[0].GetHistogram().GetSampleCount() >= minClaims {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("fewer than %d claims after 10 s", minClaims)
+				}
+			}
+			s.shutdown(t)
+			if got := collector.all(); len(got) != 0 {
+				names := make([]string, len(got))
+				for i, sp := range got {
+					names[i] = sp.Name
+				}
+				t.Fatalf("spans exported by an idle server: %v", names)
+			}
+		})
 	}
 }
