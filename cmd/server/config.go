@@ -272,6 +272,18 @@ func settings() []setting {
 		{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "full URL spans are sent to (e.g. http://collector:4318/v1/traces); wins over OTEL_EXPORTER_OTLP_ENDPOINT and turns tracing on too", stringInto(func(c *config) *string { return &c.Tracing.TracesEndpoint })},
 		{"OTEL_TRACES_EXPORTER", "", "otlp (tracing on; to http://localhost:4318 without an endpoint) or none (off, whatever the endpoint); default: otlp when an endpoint is set, else none", stringInto(func(c *config) *string { return &c.Tracing.Exporter })},
 		{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", "OTLP protocol of the exporter; only http/protobuf is supported", stringInto(func(c *config) *string { return &c.Tracing.Protocol })},
+		{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "", "OTLP protocol of the trace exporter; wins over OTEL_EXPORTER_OTLP_PROTOCOL; only http/protobuf is supported", stringInto(func(c *config) *string { return &c.Tracing.TracesProtocol })},
+		{"OTEL_SDK_DISABLED", "false", "true turns tracing off, whatever the other OTEL_* settings say", func(c *config, v string) error {
+			switch strings.ToLower(v) {
+			case "true":
+				c.Tracing.Disabled = true
+			case "false":
+				c.Tracing.Disabled = false
+			default:
+				return fmt.Errorf("want true or false, got %q", v)
+			}
+			return nil
+		}},
 		{"OTEL_SERVICE_NAME", tracing.DefaultServiceName, "service.name of the spans", stringInto(func(c *config) *string { return &c.Tracing.ServiceName })},
 		{"OTEL_TRACES_SAMPLER", "parentbased_always_on", "which traces are kept: always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio (parentbased: follow the caller's traceparent decision)", stringInto(func(c *config) *string { return &c.Tracing.Sampler })},
 		{"OTEL_TRACES_SAMPLER_ARG", "", "ratio of traces kept by the traceidratio samplers, 0 to 1 (default 1)", stringInto(func(c *config) *string { return &c.Tracing.SamplerArg })},

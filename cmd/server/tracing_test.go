@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,6 +89,13 @@ func (r *otlpReceiver) named(name string) []*tracepb.Span {
 		}
 	}
 	return out
+}
+
+// all returns every span received.
+func (r *otlpReceiver) all() []*tracepb.Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*tracepb.Span(nil), r.spans...)
 }
 
 // attr returns the value of the span's attribute key as text.
@@ -320,5 +328,104 @@ func TestAttemptLinksToCreationOnAnotherInstance(t *testing.T) {
 		if len(attempt.Links) != 1 || string(attempt.Links[0].TraceId) != string(op.TraceId) || string(attempt.Links[0].SpanId) != string(op.SpanId) {
 			t.Fatalf("attempt %s (by %s) links %v, want one to a's createJob span %x/%x", attr(attempt, "jobqueue.job.attempt"), collector.instanceOf(attempt), attempt.Links, op.TraceId, op.SpanId)
 		}
+	}
+}
+
+// The tracing settings come from the environment and the flags:
+// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL wins over OTEL_EXPORTER_OTLP_PROTOCOL
+// and a protocol other than http/protobuf is refused, naming the setting
+// that asked for it; OTEL_SDK_DISABLED=true turns tracing off.
+func TestTracingConfig(t *testing.T) {
+	t.Parallel()
+	const endpoint = "http://collector:4318"
+	for _, tt := range []struct {
+		env  map[string]string
+		args []string
+		on   bool
+		err  string // a part of the error; "" for none
+	}{
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, on: true},
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, err: "OTEL_EXPORTER_OTLP_PROTOCOL: grpc is not supported"},
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}, err: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: grpc is not supported"},
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, args: []string{"-otel-exporter-otlp-traces-protocol", "http/json"}, err: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: http/json is not supported"},
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf"}, on: true},
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SDK_DISABLED": "true"}},
+		{env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "TRUE"}},
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}, args: []string{"-otel-sdk-disabled", "true"}},
+		{env: map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SDK_DISABLED": "false"}, on: true},
+		{env: map[string]string{"OTEL_SDK_DISABLED": "yes"}, err: "OTEL_SDK_DISABLED (-otel-sdk-disabled): want true or false"},
+	} {
+		cfg, err := parseConfig(tt.args, env(tt.env), io.Discard)
+		if (tt.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+			t.Errorf("%v %v: error %v, want one containing %q", tt.env, tt.args, err, tt.err)
+			continue
+		}
+		if err == nil && cfg.Tracing.Enabled() != tt.on {
+			t.Errorf("%v %v: tracing on %v, want %v", tt.env, tt.args, cfg.Tracing.Enabled(), tt.on)
+		}
+	}
+}
+
+// With OTEL_SDK_DISABLED=true the server exports nothing, though an
+// endpoint is set.
+func TestSDKDisabledExportsNothing(t *testing.T) {
+	t.Parallel()
+	collector := newOTLPReceiver(t)
+	s := start(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL, "OTEL_SDK_DISABLED": "true"})
+	s.createJobGraphQL(t, http.Header{}, time.Time{})
+	s.shutdown(t)
+	if got := collector.all(); len(got) != 0 {
+		t.Fatalf("%d spans exported with OTEL_SDK_DISABLED=true", len(got))
+	}
+}
+
+// An idle server that is probed and scraped exports no traces: no spans
+// of /health, /ready or /metrics, of the Stats they read, or of the
+// workers' empty claims (on PostgreSQL, one every POLL_INTERVAL).
+func TestIdleServerMakesNoTraces(t *testing.T) {
+	t.Parallel()
+	backends := map[string]string{"memory": "memory:"}
+	if pg := postgresURL(t); pg != "" {
+		backends["postgres"] = pg
+	}
+	for name, url := range backends {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			collector := newOTLPReceiver(t)
+			s := start(t, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": collector.URL, "DATABASE_URL": url, "POLL_INTERVAL": "10ms"})
+			for _, path := range []string{"/health", "/ready"} {
+				if code, _, _ := get(t, s.client, s.url+path, nil); code != http.StatusOK {
+					t.Fatalf("GET %s: %d", path, code)
+				}
+			}
+			// Scrape until the dispatcher has claimed (nothing) a few
+			// times.
+			minClaims := uint64(1)
+			if name == "postgres" {
+				minClaims = 3
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				code, _, body := get(t, s.client, s.url+"/metrics", nil)
+				if code != http.StatusOK {
+					t.Fatalf("GET /metrics: %d", code)
+				}
+				f := scrape(t, body)["jobqueue_claim_jobs"]
+				if f != nil && len(f.GetMetric()) == 1 && f.GetMetric()[0].GetHistogram().GetSampleCount() >= minClaims {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("fewer than %d claims after 10 s", minClaims)
+				}
+			}
+			s.shutdown(t)
+			if got := collector.all(); len(got) != 0 {
+				names := make([]string, len(got))
+				for i, sp := range got {
+					names[i] = sp.Name
+				}
+				t.Fatalf("spans exported by an idle server: %v", names)
+			}
+		})
 	}
 }

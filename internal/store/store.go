@@ -71,6 +71,9 @@ type Store interface {
 	// not runnable; a type with a concurrency limit never has more jobs
 	// processing than it; a type with a rate has one token spent per job
 	// claimed (its bucket as of req.Now) and no job claimed without one.
+	// The bucket never goes back in time: a claim whose req.Now is before
+	// the last spend's (a skewed clock, or a claim that waited for
+	// another) spends as of the last spend's time.
 	// Jobs of a type held back are passed over, not waited for: the jobs
 	// of other types behind them are claimed.
 	Claim(ctx context.Context, req ClaimRequest) ([]*domain.Job, error)

@@ -4,7 +4,8 @@
 // each attempt of a job (Handler) and each webhook request (Transport).
 //
 // Tracing is off unless an OTLP endpoint or OTEL_TRACES_EXPORTER=otlp is
-// configured (see Config). Off, every hook returns what it wraps, unchanged,
+// configured, and off whatever else is set with OTEL_SDK_DISABLED=true
+// (see Config). Off, every hook returns what it wraps, unchanged,
 // so that tracing costs nothing.
 //
 // The W3C trace context of the span that creates a job is kept with the job
@@ -48,10 +49,13 @@ type Config struct {
 	// TracesEndpoint is OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, the full URL
 	// traces go to; it wins over Endpoint.
 	TracesEndpoint string
-	// Protocol is OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else
-	// OTEL_EXPORTER_OTLP_PROTOCOL: only "http/protobuf" (the default) is
-	// supported.
-	Protocol string
+	// Protocol is OTEL_EXPORTER_OTLP_PROTOCOL and TracesProtocol
+	// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, which wins when set: only
+	// "http/protobuf" (the default) is supported.
+	Protocol, TracesProtocol string
+	// Disabled is OTEL_SDK_DISABLED=true: tracing is off, whatever the
+	// other settings say.
+	Disabled bool
 	// ServiceName is OTEL_SERVICE_NAME.
 	ServiceName string
 	// Sampler and SamplerArg are OTEL_TRACES_SAMPLER and
@@ -71,6 +75,9 @@ const defaultTracesURL = "http://localhost:4318/v1/traces"
 
 // Enabled reports whether c turns tracing on.
 func (c Config) Enabled() bool {
+	if c.Disabled {
+		return false
+	}
 	switch c.Exporter {
 	case "otlp":
 		return true
@@ -96,12 +103,16 @@ func (c Config) Check() error {
 			return fmt.Errorf("%s: want an http(s) URL like http://collector:4318, got %q", e.env, e.v)
 		}
 	}
-	switch c.Protocol {
+	env, protocol := "OTEL_EXPORTER_OTLP_PROTOCOL", c.Protocol
+	if c.TracesProtocol != "" {
+		env, protocol = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", c.TracesProtocol
+	}
+	switch protocol {
 	case "", "http/protobuf":
 	case "grpc", "http/json":
-		return fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: %s is not supported; use http/protobuf (an OpenTelemetry collector accepts it on port 4318)", c.Protocol)
+		return fmt.Errorf("%s: %s is not supported; use http/protobuf (an OpenTelemetry collector accepts it on port 4318)", env, protocol)
 	default:
-		return fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL: want http/protobuf, got %q", c.Protocol)
+		return fmt.Errorf("%s: want http/protobuf, got %q", env, protocol)
 	}
 	_, err := sampler(c.Sampler, c.SamplerArg)
 	return err

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/store"
 )
 
 // Tuning of the listener.
@@ -440,16 +442,20 @@ func (s *Store) publishTypes(ctx context.Context, names []string) error {
 func (l *Listener) resync(ctx context.Context, since time.Time) error {
 	s := l.s
 	l.resyncs.Add(1)
-	// Controls may have changed meanwhile too: publish every type's. (A
-	// type whose controls were cleared meanwhile is not among them; its
-	// controls are not applied anyway, claims read them from the table.)
+	// Controls may have changed meanwhile too: publish every type's, and
+	// the cleared controls of the types last published with some whose
+	// row is gone (resumed, or their limits removed, meanwhile).
+	known := s.typePub.snapshot()
 	controls, err := s.TypeControls(ctx)
 	if err != nil {
 		return err
 	}
+	present := make(map[string]bool, len(controls))
 	for _, c := range controls {
+		present[c.Name] = true
 		s.typePub.PublishType(c)
 	}
+	s.typePub.clearGone(known, present)
 	var after int64
 	for {
 		jobs, err := s.queryJobs(ctx, `SELECT `+jobColumns+` FROM jobs WHERE seq > $1 AND updated_at >= $2 ORDER BY seq LIMIT $3`,
@@ -484,4 +490,62 @@ func (s *Store) queryJobs(ctx context.Context, sql string, args ...any) ([]*doma
 		jobs = append(jobs, j)
 	}
 	return jobs, rows.Err()
+}
+
+// publishedTypes is the store's TypePublisher: it passes each change on
+// and remembers the types it last published with controls, so that a
+// resync can publish the cleared controls of those whose row is gone (a
+// type's row is deleted when it is left without controls, and the
+// notification of that may have been missed).
+type publishedTypes struct {
+	next store.TypePublisher
+
+	mu  sync.Mutex
+	gen uint64
+	// controlled maps each type last published with controls to the
+	// number of that publication.
+	controlled map[string]uint64
+}
+
+func newPublishedTypes(next store.TypePublisher) *publishedTypes {
+	return &publishedTypes{next: next, controlled: make(map[string]uint64)}
+}
+
+// PublishType notes c and passes it on (under the lock, so that what it
+// notes is the order the next publisher heard).
+func (p *publishedTypes) PublishType(c domain.TypeControl) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.gen++
+	if c.Empty() {
+		delete(p.controlled, c.Name)
+	} else {
+		p.controlled[c.Name] = p.gen
+	}
+	p.next.PublishType(c)
+}
+
+// snapshot returns the types last published with controls, each with the
+// number of its publication.
+func (p *publishedTypes) snapshot() map[string]uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.controlled)
+}
+
+// clearGone publishes as cleared each type of known (a snapshot taken
+// before the controls were read) that is not present among the controls
+// read, unless it was published again since the snapshot (that newer
+// publication is the truth).
+func (p *publishedTypes) clearGone(known map[string]uint64, present map[string]bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for name, gen := range known {
+		if present[name] || p.controlled[name] != gen {
+			continue
+		}
+		p.gen++
+		delete(p.controlled, name)
+		p.next.PublishType(domain.TypeControl{Name: name})
+	}
 }

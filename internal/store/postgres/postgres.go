@@ -125,7 +125,7 @@ type Store struct {
 	schema   string
 	sql      statements
 	gate     *gate
-	typePub  store.TypePublisher
+	typePub  *publishedTypes
 	seq      *sequencer
 	hooks    *testHooks
 	// unsure holds the jobs this instance's statements may have changed
@@ -228,7 +228,7 @@ func open(ctx context.Context, pool *pgxpool.Pool, opts Options) (*Store, error)
 		schema:     schema,
 		sql:        newStatements(channelName(schema), opts.InstanceID, opts.ErrorHistory),
 		gate:       newGate(opts.Publisher),
-		typePub:    store.TypePublisherOf(opts.Publisher),
+		typePub:    newPublishedTypes(store.TypePublisherOf(opts.Publisher)),
 		unsure:     newUnsure(),
 		seq:        newSequencer(opts.Logger),
 		hooks:      opts.hooks,

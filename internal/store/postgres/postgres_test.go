@@ -446,6 +446,91 @@ func TestListenerResync(t *testing.T) {
 	}
 }
 
+// typeRecorder is a Publisher that keeps the type controls it hears.
+type typeRecorder struct {
+	mu     sync.Mutex
+	last   map[string]domain.TypeControl
+	signal chan struct{} // closed and replaced at each change
+}
+
+func newTypeRecorder() *typeRecorder {
+	return &typeRecorder{last: make(map[string]domain.TypeControl), signal: make(chan struct{})}
+}
+
+func (r *typeRecorder) Publish(*domain.Job) {}
+
+func (r *typeRecorder) PublishType(c domain.TypeControl) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last[c.Name] = c
+	close(r.signal)
+	r.signal = make(chan struct{})
+}
+
+// waitFor waits until the last controls heard of name satisfy ok.
+func (r *typeRecorder) waitFor(t *testing.T, what, name string, ok func(domain.TypeControl, bool) bool) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		r.mu.Lock()
+		c, heard := r.last[name]
+		signal := r.signal
+		r.mu.Unlock()
+		if ok(c, heard) {
+			return
+		}
+		select {
+		case <-signal:
+		case <-deadline:
+			t.Fatalf("%s: last heard of %s: %+v (heard: %v)", what, name, c, heard)
+		}
+	}
+}
+
+// Controls changed while an instance's listening connection is down reach
+// its publisher once it reconnects, also those cleared meanwhile, whose
+// row is gone.
+func TestListenerResyncOfTypeControls(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	recB := newTypeRecorder()
+	var (
+		lost    = make(chan struct{})
+		proceed = make(chan struct{})
+		once    sync.Once
+	)
+	a := openStore(t, schema, Options{})
+	_, bl := openListening(t, schema, Options{Publisher: recB, hooks: &testHooks{beforeRelisten: func() {
+		once.Do(func() {
+			close(lost)
+			<-proceed
+		})
+	}}})
+	resume := sync.OnceFunc(func() { close(proceed) })
+	t.Cleanup(resume)
+
+	yes, no := true, false
+	paused := func(c domain.TypeControl, heard bool) bool { return heard && c.Paused }
+	cleared := func(c domain.TypeControl, heard bool) bool { return heard && c.Empty() }
+	setTypeControl(t, a, "mail", domain.TypeChange{Paused: &yes})
+	recB.waitFor(t, "the pause on B", "mail", paused)
+
+	var killed bool
+	if err := a.pool.QueryRow(context.Background(), `SELECT pg_terminate_backend($1)`, int(bl.pid.Load())).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate B's listener: %v, %v", killed, err)
+	}
+	waitClosed(t, lost, 10*time.Second, "B notices the loss of its listening connection")
+	setTypeControl(t, a, "mail", domain.TypeChange{Paused: &no}) // deletes mail's row
+	setTypeControl(t, a, "sms", domain.TypeChange{Paused: &yes})
+	resume()
+
+	recB.waitFor(t, "the pause made during the outage on B", "sms", paused)
+	recB.waitFor(t, "the resume made during the outage on B", "mail", cleared)
+	if bl.resyncs.Load() == 0 {
+		t.Fatal("B did not re-sync")
+	}
+}
+
 // The listening connection, pinged while idle, keeps hearing changes.
 func TestListenerIdlePing(t *testing.T) {
 	t.Parallel()

@@ -185,6 +185,37 @@ func testTypeConcurrencyRace(t *testing.T, newStore NewStore) {
 	}
 }
 
+// A claim whose now is older than the last spend (a claimer with a slow
+// clock, or one that waited for another's claim) spends as of the last
+// spend: moving the bucket back in time would refill an interval twice.
+func testTypeRateOlderNow(t *testing.T, newStore NewStore) {
+	s := newStore(t, Options{})
+	ctx := context.Background()
+	setControl(t, s, "api", limits(domain.TypeLimits{RatePerSecond: 10, RateBurst: 10}))
+	njs := make([]domain.NewJob, 30)
+	for i := range njs {
+		njs[i] = domain.NewJob{Type: "api"}
+	}
+	if _, err := s.CreateMany(ctx, njs); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(time.Hour).Truncate(time.Millisecond) // every job is due
+	for _, step := range []struct {
+		at          time.Duration
+		limit, want int
+	}{
+		{0, 10, 10},                     // the burst
+		{time.Second, 5, 5},             // 10 more tokens by now; 5 left
+		{500 * time.Millisecond, 10, 5}, // an older now: the 5 left, no more
+		{time.Second, 10, 0},            // nothing refilled since the spend
+		{1500 * time.Millisecond, 10, 5},
+	} {
+		if got := claimAt(t, s, "a", step.limit, t0.Add(step.at)); len(got) != step.want {
+			t.Fatalf("claim of %d at +%v = %d jobs, want %d", step.limit, step.at, len(got), step.want)
+		}
+	}
+}
+
 // A rate-limited type starts at most its burst at once, then one job per
 // 1/rate seconds of the claims' clock; NextRunAt tells when the next
 // token comes; clearing the rate lifts the limit.

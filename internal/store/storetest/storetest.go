@@ -79,6 +79,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("TypeConcurrency", func(t *testing.T) { t.Parallel(); testTypeConcurrency(t, newStore) })
 	t.Run("TypeConcurrencyRace", func(t *testing.T) { t.Parallel(); testTypeConcurrencyRace(t, newStore) })
 	t.Run("TypeRate", func(t *testing.T) { t.Parallel(); testTypeRate(t, newStore) })
+	t.Run("TypeRateOlderNow", func(t *testing.T) { t.Parallel(); testTypeRateOlderNow(t, newStore) })
 	t.Run("TypeControlsKept", func(t *testing.T) { t.Parallel(); testTypeControlsKept(t, newStore) })
 	t.Run("PeriodicDefinitions", func(t *testing.T) { t.Parallel(); testPeriodicDefinitions(t, newStore) })
 	t.Run("PeriodicTickOnce", func(t *testing.T) { t.Parallel(); testPeriodicTickOnce(t, newStore) })
