@@ -1118,7 +1118,8 @@ type Query {
   jobTypes: [JobType!]!
   """
   The type with this name, or null when it has neither jobs (that the
-  caller sees) nor controls. A name no type can have is BAD_USER_INPUT.
+  caller sees) nor controls; for a user, null unless it has jobs of the
+  type (as in jobTypes). A name no type can have is BAD_USER_INPUT.
   """
   jobType(name: String!): JobType
   """
@@ -1214,7 +1215,7 @@ type Mutation {
   Sets the type's limits, each across every instance; a null (or
   omitted) argument clears that limit. concurrency: at most this many
   PROCESSING at once (1 to 1,000,000). ratePerSecond: attempts started
-  per second (above 0, at most 1,000,000), with bursts of up to rateBurst
+  per second (1/86400, one a day, to 1,000,000), with bursts of up to rateBurst
   (1 to 1,000,000; default: the rate rounded up; needs ratePerSecond).
   Jobs over a limit wait as PENDING while other types' jobs run. A bad
   value is BAD_USER_INPUT naming the argument. Admin only.
@@ -1333,7 +1334,8 @@ type Subscription {
   """
   Every change of a job type's controls (pause, resume, limits), made on
   any instance, live, until the client leaves; each with the type's
-  counts as they are when it is sent.
+  counts as they are when it is sent. A user gets only the changes of the
+  types it has jobs of, with its own counts.
   """
   jobTypeUpdated: JobType!
 }

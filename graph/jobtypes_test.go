@@ -68,6 +68,16 @@ func TestJobTypes(t *testing.T) {
 	if err := viewer.Post(`{ jobType(name: "nothing") { name } }`, &one); err != nil || one.JobType != nil {
 		t.Fatalf("jobType of a type without jobs or controls = %+v, %v; want null", one.JobType, err)
 	}
+	// A user sees only the types it has jobs of, in jobType as in jobTypes.
+	if err := alice.Post(`{ jobType(name: "api") { name } }`, &one); err != nil || one.JobType != nil {
+		t.Fatalf("user's jobType of a limited type it has no jobs of = %+v, %v; want null", one.JobType, err)
+	}
+	if err := viewer.Post(`{ jobType(name: "api") { name } }`, &one); err != nil || one.JobType == nil {
+		t.Fatalf("viewer's jobType of a limited type = %+v, %v; want it", one.JobType, err)
+	}
+	if err := alice.Post(`{ jobType(name: "mail") { `+jobTypeFields+` } }`, &one); err != nil || one.JobType == nil || !one.JobType.Paused || one.JobType.Stats.Pending != 1 {
+		t.Fatalf("user's jobType of its jobs' type = %+v, %v; want paused, with its one job", one.JobType, err)
+	}
 
 	var resumed struct{ ResumeJobType jobTypeJSON }
 	if err := admin.Post(`mutation { resumeJobType(name: "mail") { `+jobTypeFields+` } }`, &resumed); err != nil || resumed.ResumeJobType.Paused {
@@ -86,6 +96,7 @@ func TestJobTypes(t *testing.T) {
 		`mutation { setJobTypeLimits(name: "api", concurrency: -1) { name } }`:                "concurrency",
 		`mutation { setJobTypeLimits(name: "api", ratePerSecond: 0) { name } }`:               "ratePerSecond",
 		`mutation { setJobTypeLimits(name: "api", ratePerSecond: -2.5) { name } }`:            "ratePerSecond",
+		`mutation { setJobTypeLimits(name: "api", ratePerSecond: 1e-12) { name } }`:           "ratePerSecond",
 		`mutation { setJobTypeLimits(name: "api", ratePerSecond: 1, rateBurst: 0) { name } }`: "rateBurst",
 		`mutation { setJobTypeLimits(name: "api", rateBurst: 5) { name } }`:                   "rateBurst",
 		`mutation { pauseJobType(name: "no spaces") { name } }`:                               "name",
@@ -144,5 +155,51 @@ func TestJobTypeUpdated(t *testing.T) {
 	}
 	if got := nextType(); got.Paused || got.Concurrency == nil {
 		t.Fatalf("after resumeJobType = %+v", got)
+	}
+}
+
+// A user's jobTypeUpdated sends only the changes of the types it has jobs
+// of, with its own counts.
+func TestJobTypeUpdatedForAUser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, func(o *options) { o.startPool = false })
+	alice := b.as(&auth.Identity{Name: "alice", Role: auth.RoleUser})
+	admin := b.as(&auth.Identity{Name: "root", Role: auth.RoleAdmin})
+	if err := alice.Post(`mutation { createJob(input: {type: "mail", runAt: "2100-01-01T00:00:00Z"}) { id } }`, &map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Post(`mutation { createJob(input: {type: "report", runAt: "2100-01-01T00:00:00Z"}) { id } }`, &map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	sub := alice.Websocket(`subscription { jobTypeUpdated { ` + jobTypeFields + ` } }`)
+	t.Cleanup(func() { _ = sub.Close() })
+	if err := b.broker.WaitTypeSubscribers(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"report", "api", "mail"} {
+		if err := admin.Post(`mutation { pauseJobType(name: "`+typ+`") { name } }`, &map[string]any{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan jobTypeJSON, 1)
+	errs := make(chan error, 1)
+	go func() {
+		var r struct{ JobTypeUpdated jobTypeJSON }
+		if err := sub.Next(&r); err != nil {
+			errs <- err
+			return
+		}
+		got <- r.JobTypeUpdated
+	}()
+	select {
+	case first := <-got:
+		if first.Name != "mail" || !first.Paused || first.Stats.Pending != 1 {
+			t.Fatalf("user's first jobTypeUpdated = %+v, want mail paused with its one job (report and api left out)", first)
+		}
+	case err := <-errs:
+		t.Fatalf("jobTypeUpdated: %v", err)
+	case <-time.After(waitBound):
+		_ = sub.Close()
+		t.Fatalf("no jobTypeUpdated within %v", waitBound)
 	}
 }

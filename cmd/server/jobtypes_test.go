@@ -67,3 +67,31 @@ func TestPausedTypesRefusesABadType(t *testing.T) {
 		t.Fatalf("run with a bad PAUSED_TYPES = %v, want an error naming it", err)
 	}
 }
+
+// PAUSED_TYPES pauses only types the store does not know yet: after an
+// operator resumed a listed type, a restart with the same setting (or a
+// new instance) leaves it resumed.
+func TestPausedTypesDoNotPauseAgainAfterAResume(t *testing.T) {
+	t.Parallel()
+	db := "sqlite:" + filepath.Join(t.TempDir(), "jobs.db")
+	env := func() map[string]string {
+		return map[string]string{"PROCESSING_TIME": "0", "DATABASE_URL": db, "PAUSED_TYPES": "mail"}
+	}
+	s := start(t, env())
+	held := s.createJob(t, `{"type":"mail"}`)
+	if got := s.status(t, held); got != "pending" {
+		t.Fatalf("job of a type in PAUSED_TYPES = %s, want pending", got)
+	}
+	if r := s.query(t, false, `mutation { resumeJobType(name: "mail") { paused } }`, nil); len(r.Errors) > 0 {
+		t.Fatalf("resumeJobType: %s", r.raw)
+	}
+	s.waitStatus(t, held, "COMPLETED")
+	s.shutdown(t)
+
+	again := start(t, env())
+	r := again.query(t, false, `{ jobType(name: "mail") { paused } }`, nil)
+	if len(r.Errors) > 0 || !strings.Contains(r.raw, `"paused":false`) {
+		t.Fatalf("after a restart with PAUSED_TYPES, the resumed type: %s, want paused false", r.raw)
+	}
+	again.waitStatus(t, again.createJob(t, `{"type":"mail"}`), "COMPLETED")
+}

@@ -509,16 +509,40 @@ func newDebugServer() *http.Server {
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 }
 
-// startTypeControls pauses the types of PAUSED_TYPES, then tells the
-// pool's inbox every type's controls (which types have a concurrency
-// limit), before the pool runs.
+// startTypeControls pauses the types of PAUSED_TYPES that the store does
+// not know yet (neither stored controls nor jobs), then tells the pool's
+// inbox every type's controls (which types have a concurrency limit),
+// before the pool runs. A type the store knows keeps what the operators
+// made of it: a restart, or another instance starting with the same
+// setting, does not pause again a type that was resumed.
 func startTypeControls(ctx context.Context, st store.Store, inbox *worker.Inbox, paused []string, log *slog.Logger) error {
-	yes := true
-	for _, t := range paused {
-		if _, err := st.SetTypeControl(ctx, t, domain.TypeChange{Paused: &yes}); err != nil {
-			return fmt.Errorf("pause type %s (PAUSED_TYPES): %w", t, err)
+	if len(paused) > 0 {
+		controls, err := st.TypeControls(ctx)
+		if err != nil {
+			return err
 		}
-		log.Info("job type paused (PAUSED_TYPES)", "type", t)
+		stats, err := st.TypeStats(ctx, "")
+		if err != nil {
+			return err
+		}
+		known := make(map[string]bool, len(controls)+len(stats))
+		for _, c := range controls {
+			known[c.Name] = true
+		}
+		for t := range stats {
+			known[t] = true
+		}
+		yes := true
+		for _, t := range paused {
+			if known[t] {
+				log.Info("job type not paused (PAUSED_TYPES): it has stored controls or jobs, which the API changes", "type", t)
+				continue
+			}
+			if _, err := st.SetTypeControl(ctx, t, domain.TypeChange{Paused: &yes}); err != nil {
+				return fmt.Errorf("pause type %s (PAUSED_TYPES): %w", t, err)
+			}
+			log.Info("job type paused (PAUSED_TYPES)", "type", t)
+		}
 	}
 	controls, err := st.TypeControls(ctx)
 	if err != nil {

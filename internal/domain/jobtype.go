@@ -49,22 +49,41 @@ func (c TypeControl) Available(now time.Time) float64 {
 }
 
 // Spend takes n tokens from the bucket at now (n no more than Available).
+// A now before TokensAt (a claimer whose clock is behind, or one that
+// waited for another's claim to commit) spends as of TokensAt: moving
+// TokensAt back would refill the same interval twice.
 func (c *TypeControl) Spend(n int, now time.Time) {
 	if c.RatePerSecond <= 0 || n == 0 {
 		return
 	}
-	c.Tokens = c.Available(now) - float64(n)
-	c.TokensAt = now
+	at := c.notBefore(now)
+	c.Tokens = c.Available(at) - float64(n)
+	c.TokensAt = at
 }
 
+// notBefore returns now, or TokensAt when that is later.
+func (c TypeControl) notBefore(now time.Time) time.Time {
+	if now.Before(c.TokensAt) {
+		return c.TokensAt
+	}
+	return now
+}
+
+// MaxTokenWait bounds NextToken's wait (a rate of at least
+// MinRatePerSecond never waits longer for its first token).
+const MaxTokenWait = 24 * time.Hour
+
 // NextToken returns when the bucket next holds a whole token, if it holds
-// none at now; otherwise (or without a rate) the zero time.
+// none at now, at most MaxTokenWait later; otherwise (or without a rate)
+// the zero time.
 func (c TypeControl) NextToken(now time.Time) time.Time {
 	a := c.Available(now)
 	if a >= 1 {
 		return time.Time{}
 	}
-	return now.Add(time.Duration(math.Ceil((1 - a) / c.RatePerSecond * float64(time.Second))))
+	// In float seconds: a tiny rate's wait overflows a time.Duration.
+	wait := min((1-a)/c.RatePerSecond, MaxTokenWait.Seconds())
+	return now.Add(time.Duration(math.Ceil(wait * float64(time.Second))))
 }
 
 // Quota returns how many more jobs of the type one claim may take at now
@@ -96,15 +115,15 @@ type TypeLimits struct {
 }
 
 // Check returns a *ValidationError naming the first field out of range:
-// every limit given must be positive (a rate finite, at most
+// every limit given must be positive (a rate from MinRatePerSecond to
 // MaxRatePerSecond), a burst needs a rate and is at least 1, at most
 // MaxRateBurst; concurrency is at most MaxTypeConcurrency.
 func (l TypeLimits) Check() error {
 	switch {
 	case l.Concurrency < 0 || l.Concurrency > MaxTypeConcurrency:
 		return &ValidationError{Field: "concurrency", Message: fmt.Sprintf("must be from 1 to %d (null for no limit), got %d", MaxTypeConcurrency, l.Concurrency)}
-	case math.IsNaN(l.RatePerSecond) || math.IsInf(l.RatePerSecond, 0) || l.RatePerSecond < 0 || l.RatePerSecond > MaxRatePerSecond:
-		return &ValidationError{Field: "ratePerSecond", Message: fmt.Sprintf("must be a number above 0 and at most %d (null for no limit), got %v", MaxRatePerSecond, l.RatePerSecond)}
+	case l.RatePerSecond != 0 && !ValidRate(l.RatePerSecond):
+		return RateOutOfRange(l.RatePerSecond)
 	case l.RateBurst < 0 || l.RateBurst > MaxRateBurst:
 		return &ValidationError{Field: "rateBurst", Message: fmt.Sprintf("must be from 1 to %d, got %d", MaxRateBurst, l.RateBurst)}
 	case l.RateBurst > 0 && l.RatePerSecond == 0:
@@ -113,9 +132,21 @@ func (l TypeLimits) Check() error {
 	return nil
 }
 
-// Bounds of the type limits.
+// ValidRate reports whether r is a rate a type may have: from
+// MinRatePerSecond to MaxRatePerSecond.
+func ValidRate(r float64) bool { return r >= MinRatePerSecond && r <= MaxRatePerSecond }
+
+// RateOutOfRange is the *ValidationError of a ratePerSecond that is not
+// ValidRate.
+func RateOutOfRange(r float64) *ValidationError {
+	return &ValidationError{Field: "ratePerSecond", Message: fmt.Sprintf("must be from 1/86400 (one a day) to %d (null for no limit), got %v", MaxRatePerSecond, r)}
+}
+
+// Bounds of the type limits. The least rate, one a day, keeps the wait
+// for a token within a day (MaxTokenWait).
 const (
 	MaxTypeConcurrency = 1_000_000
+	MinRatePerSecond   = 1.0 / 86400
 	MaxRatePerSecond   = 1_000_000
 	MaxRateBurst       = 1_000_000
 )
@@ -145,7 +176,8 @@ func (ch TypeChange) Apply(c *TypeControl, now time.Time) {
 			burst = int(math.Ceil(l.RatePerSecond))
 		}
 		if c.RatePerSecond > 0 {
-			c.Tokens, c.TokensAt = min(c.Available(now), float64(burst)), now
+			at := c.notBefore(now)
+			c.Tokens, c.TokensAt = min(c.Available(at), float64(burst)), at
 		}
 		c.RatePerSecond, c.RateBurst = l.RatePerSecond, burst
 	}

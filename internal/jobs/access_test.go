@@ -390,3 +390,63 @@ func TestForbiddenError(t *testing.T) {
 		t.Fatalf("viewer's invalid create: %v, want forbidden", err)
 	}
 }
+
+// A user sees only the job types it has jobs of, with its own counts, in
+// each of jobTypes, jobType and the watch of type changes; an operator
+// sees every type with controls or jobs.
+func TestUserSeesOnlyTypesOfItsJobs(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jobs.Options{})
+	alice := as(t.Context(), callers["user"])
+	bob := as(t.Context(), &auth.Identity{Name: "bob", Role: auth.RoleUser})
+	admin := as(t.Context(), callers["admin"])
+	if _, err := b.svc.Create(alice, jobs.CreateRequest{Type: ptr("mine")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"mine", "theirs"} {
+		if _, err := b.svc.Create(bob, jobs.CreateRequest{Type: ptr(typ)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aliceWatch, err := b.svc.WatchTypes(alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer aliceWatch.Close()
+	adminWatch, err := b.svc.WatchTypes(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adminWatch.Close()
+	for _, typ := range []string{"theirs", "nojobs", "mine"} {
+		if _, err := b.svc.PauseType(admin, typ, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	list, err := b.svc.JobTypes(alice)
+	if err != nil || len(list) != 1 || list[0].Name != "mine" || !list[0].Paused || list[0].Stats.Pending != 1 {
+		t.Fatalf("user's JobTypes = %+v, %v; want mine only, paused, with its one job", list, err)
+	}
+	for _, typ := range []string{"theirs", "nojobs"} {
+		if got, err := b.svc.JobType(alice, typ); err != nil || got != nil {
+			t.Fatalf("user's JobType(%s) = %+v, %v; want nil (it has no jobs of it)", typ, got, err)
+		}
+		if got, err := b.svc.JobType(admin, typ); err != nil || got == nil || !got.Paused {
+			t.Fatalf("admin's JobType(%s) = %+v, %v; want it, paused", typ, got, err)
+		}
+	}
+	if got, err := b.svc.JobType(alice, "mine"); err != nil || got == nil || !got.Paused || got.Stats.Pending != 1 {
+		t.Fatalf("user's JobType(mine) = %+v, %v; want paused, with its one job", got, err)
+	}
+
+	// The user's first change is mine's: theirs and nojobs were left out.
+	if got, err := aliceWatch.Next(t.Context()); err != nil || got.Name != "mine" || got.Stats.Pending != 1 {
+		t.Fatalf("user's first type change = %+v, %v; want mine with its one job", got, err)
+	}
+	for _, want := range []string{"theirs", "nojobs", "mine"} {
+		if got, err := adminWatch.Next(t.Context()); err != nil || got.Name != want {
+			t.Fatalf("admin's type change = %+v, %v; want %s", got, err, want)
+		}
+	}
+}

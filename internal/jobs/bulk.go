@@ -87,6 +87,7 @@ func (s *Service) bulk(ctx context.Context, op string, req BulkRequest, acts []d
 	if domain.NoJobHasType(req.Type) || domain.NoJobHasTag(req.Tag) {
 		return res, nil
 	}
+	enough := timeToAnswer(ctx)
 	for _, status := range acts {
 		if req.Status != "" && req.Status != status {
 			continue
@@ -105,7 +106,7 @@ func (s *Service) bulk(ctx context.Context, op string, req BulkRequest, acts []d
 				if skip(j) {
 					continue
 				}
-				if res.Count == limit {
+				if res.Count == limit || (res.Count > 0 && enough()) {
 					res.More = true // j still matches
 					return res, nil
 				}
@@ -125,3 +126,25 @@ func (s *Service) bulk(ctx context.Context, op string, req BulkRequest, acts []d
 	}
 	return res, nil
 }
+
+// timeToAnswer returns a function that reports when a bulk operation
+// should stop and answer with what it did (More set) rather than run out
+// of its request's time half-way with an error that hides how many jobs
+// changed: a quarter of the time the context had at the start, at most
+// bulkAnswerMargin, is kept for the answer. Without a deadline it never
+// says stop. The caller changes at least one job first, so a client that
+// calls again while More is set always makes progress.
+func timeToAnswer(ctx context.Context) func() bool {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return func() bool { return false }
+	}
+	margin := min(bulkAnswerMargin, time.Until(deadline)/4)
+	return func() bool {
+		d, _ := ctx.Deadline()
+		return time.Until(d) < margin
+	}
+}
+
+// bulkAnswerMargin is the most time a bulk operation keeps for its answer.
+const bulkAnswerMargin = 2 * time.Second

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/auth"
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -135,5 +136,51 @@ func TestBulkByTag(t *testing.T) {
 	}
 	if statusCount(t, b, []string{tagged.ID}, domain.StatusCancelled) != 1 || statusCount(t, b, []string{plain.ID}, domain.StatusPending) != 1 {
 		t.Fatal("the tag did not select exactly the tagged job")
+	}
+}
+
+// runningOut is a context whose deadline is an hour away for its first
+// calls to Deadline and a second away after: a request running out of
+// time, without waiting for it.
+type runningOut struct {
+	context.Context
+	calls, plenty int
+}
+
+func (c *runningOut) Deadline() (time.Time, bool) {
+	c.calls++
+	if c.calls > c.plenty {
+		return time.Now().Add(time.Second), true
+	}
+	return time.Now().Add(time.Hour), true
+}
+
+// A bulk operation whose request runs short of time stops and answers
+// with the jobs it changed and more: true, instead of failing half-way.
+func TestBulkAnswersBeforeItsDeadline(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jobs.Options{})
+	var ids []string
+	for range 10 {
+		ids = append(ids, b.create(t, "slow-bulk").ID)
+	}
+	// Deadline is read once to set the margin, then before each job
+	// after the first: time runs short after the fourth job.
+	ctx := &runningOut{Context: context.Background(), plenty: 4}
+	res, err := b.svc.CancelMany(ctx, jobs.BulkRequest{Type: "slow-bulk"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Count != 4 || !res.More {
+		t.Fatalf("running out of time: %+v, want 4 jobs and more", res)
+	}
+	if got := statusCount(t, b, ids, domain.StatusCancelled); got != 4 {
+		t.Fatalf("%d jobs cancelled, want the 4 counted", got)
+	}
+	// Even short of time from the first job on, a call changes one job:
+	// calling again while more is set gets through.
+	res, err = b.svc.CancelMany(&runningOut{Context: context.Background(), plenty: 1}, jobs.BulkRequest{Type: "slow-bulk"})
+	if err != nil || res.Count != 1 || !res.More {
+		t.Fatalf("no time to spare: %+v, %v; want one job and more", res, err)
 	}
 }

@@ -3,7 +3,6 @@ package jobs
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 
@@ -54,8 +53,8 @@ type LimitsRequest struct {
 
 // JobTypes returns the types that have controls or jobs the caller sees,
 // by name. A caller that sees only its own jobs (a user) gets the types
-// of its jobs only, with their controls, so that no other owner's type
-// names leak.
+// of its jobs only, with their controls and its own counts, so that no
+// other owner's type names leak (the rule of JobType and WatchTypes too).
 func (s *Service) JobTypes(ctx context.Context) ([]JobType, error) {
 	a := accessOf(ctx)
 	if err := a.allow("list", false); err != nil {
@@ -90,8 +89,10 @@ func (s *Service) JobTypes(ctx context.Context) ([]JobType, error) {
 }
 
 // JobType returns the type with the name, or nil when it has neither
-// controls nor jobs the caller sees. A name no type can have is a
-// *domain.ValidationError naming the field "name".
+// controls nor jobs the caller sees; for a caller that sees only its own
+// jobs (a user), nil unless it has jobs of the type, as in JobTypes. A
+// name no type can have is a *domain.ValidationError naming the field
+// "name".
 func (s *Service) JobType(ctx context.Context, name string) (*JobType, error) {
 	a := accessOf(ctx)
 	if err := a.allow("read", false); err != nil {
@@ -104,7 +105,7 @@ func (s *Service) JobType(ctx context.Context, name string) (*JobType, error) {
 	if err != nil {
 		return nil, err
 	}
-	if t.Empty() && t.Stats == (domain.Stats{}) {
+	if !a.seesType(t) {
 		return nil, nil
 	}
 	return &t, nil
@@ -125,6 +126,16 @@ func (s *Service) jobType(ctx context.Context, a access, name string) (JobType, 
 		return JobType{}, fmt.Errorf("read job type %s: %w", name, err)
 	}
 	return t, nil
+}
+
+// seesType reports whether a caller with access a sees the type t, read
+// with a's counts: a caller that sees only its own jobs sees the types it
+// has jobs of; the others see every type with controls or jobs.
+func (a access) seesType(t JobType) bool {
+	if t.Stats != (domain.Stats{}) {
+		return true
+	}
+	return a.scope == "" && !t.Empty()
 }
 
 // PauseType pauses (paused true) or resumes a job type, on every
@@ -152,8 +163,8 @@ func (s *Service) SetTypeLimits(ctx context.Context, name string, req LimitsRequ
 		l.Concurrency = *req.Concurrency
 	}
 	if r := req.RatePerSecond; r != nil {
-		if !(*r > 0) || math.IsInf(*r, 0) {
-			return JobType{}, &domain.ValidationError{Field: "ratePerSecond", Message: fmt.Sprintf("must be a number above 0 and at most %d (null for no limit), got %v", domain.MaxRatePerSecond, *r)}
+		if !domain.ValidRate(*r) {
+			return JobType{}, domain.RateOutOfRange(*r)
 		}
 		l.RatePerSecond = *r
 	}
@@ -204,9 +215,9 @@ type TypeWatch struct {
 
 // WatchTypes subscribes to the changes of job types' controls (pause,
 // resume, limits), made by any process sharing the store. A caller that
-// sees only its own jobs gets the changes of every type (their names are
-// the operators', not another owner's data) with the counts of its own
-// jobs. The watch ends when ctx is done or on Close.
+// sees only its own jobs (a user) gets the changes of the types it has
+// jobs of, with its own counts, as in JobTypes; the others get every
+// change. The watch ends when ctx is done or on Close.
 func (s *Service) WatchTypes(ctx context.Context) (*TypeWatch, error) {
 	a := accessOf(ctx)
 	if err := a.allow("watch", false); err != nil {
@@ -219,19 +230,25 @@ func (s *Service) WatchTypes(ctx context.Context) (*TypeWatch, error) {
 	return &TypeWatch{s: s, a: a, sub: sub}, nil
 }
 
-// Next waits for the next change and returns the type as it changed,
-// with its counts read now. It returns an error when the watch ended
-// (broker.ErrClosed when the server stops) or ctx is done.
+// Next waits for the next change the watcher sees and returns the type
+// as it changed, with its counts read now. It returns an error when the
+// watch ended (broker.ErrClosed when the server stops) or ctx is done.
 func (w *TypeWatch) Next(ctx context.Context) (JobType, error) {
-	c, err := w.sub.Next(ctx)
-	if err != nil {
-		return JobType{}, err
+	for {
+		c, err := w.sub.Next(ctx)
+		if err != nil {
+			return JobType{}, err
+		}
+		t := JobType{TypeControl: c}
+		if t.Stats, err = w.s.store.Stats(ctx, store.StatsQuery{Type: c.Name, Owner: w.a.scope}); err != nil {
+			return JobType{}, fmt.Errorf("count the jobs of type %s: %w", c.Name, err)
+		}
+		// A cleared type (resumed, limits removed) is still a change
+		// the unscoped watchers see.
+		if w.a.scope == "" || t.Stats != (domain.Stats{}) {
+			return t, nil
+		}
 	}
-	t := JobType{TypeControl: c}
-	if t.Stats, err = w.s.store.Stats(ctx, store.StatsQuery{Type: c.Name, Owner: w.a.scope}); err != nil {
-		return JobType{}, fmt.Errorf("count the jobs of type %s: %w", c.Name, err)
-	}
-	return t, nil
 }
 
 // Close ends the watch.

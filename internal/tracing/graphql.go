@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"unicode/utf8"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -12,7 +13,8 @@ import (
 
 // GraphQL returns the gqlgen extension that makes a span of each GraphQL
 // operation, named "mutation createJob" (its type and name, as written by
-// the client) with both as attributes, a child of the request's span. The
+// the client, cut to maxNameBytes) with both as attributes, a child of the
+// request's span. The
 // resolvers run under it. A subscription's span lasts as long as the
 // subscription. Off, it returns nil: add nothing.
 func (t *Tracing) GraphQL() graphql.HandlerExtension {
@@ -35,6 +37,7 @@ func (o operations) InterceptOperation(ctx context.Context, next graphql.Operati
 			name = oc.Operation.Name
 		}
 	}
+	name = truncate(name, maxNameBytes)
 	spanName := kind
 	if name != "" {
 		spanName += " " + name
@@ -52,11 +55,26 @@ func (o operations) InterceptOperation(ctx context.Context, next graphql.Operati
 	return func(ctx context.Context) *graphql.Response {
 		resp := respond(ctx)
 		if resp != nil && len(resp.Errors) > 0 {
-			span.SetStatus(codes.Error, resp.Errors[0].Message)
+			span.SetStatus(codes.Error, truncate(resp.Errors[0].Message, attributeValueLengthLimit))
 		}
 		if !subscription || resp == nil {
 			span.End()
 		}
 		return resp
 	}
+}
+
+// maxNameBytes bounds the operation name a client chooses, as it goes into
+// the span's name and attribute.
+const maxNameBytes = 128
+
+// truncate returns s cut to at most n bytes, at a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

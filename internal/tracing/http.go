@@ -17,12 +17,17 @@ import (
 // named after the request's method until Route renames it after the route
 // pattern that served it (never after the raw path, whose ids would make
 // every name different). Place it outermost, and Route right around the
-// router. Off, it returns next.
+// router. The probes and scrapes (/health, /ready, /metrics) get no span:
+// they would bury the traces of real work. Off, it returns next.
 func (t *Tracing) Middleware(next http.Handler) http.Handler {
 	if !t.Enabled() {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if untraced(r.URL.Path) {
+			next.ServeHTTP(w, r)
+			return
+		}
 		ctx := t.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 		ctx, span := t.tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(semconv.HTTPRequestMethodKey.String(r.Method), semconv.URLScheme(scheme(r))))
@@ -38,6 +43,16 @@ func (t *Tracing) Middleware(next http.Handler) http.Handler {
 			span.SetStatus(codes.Error, http.StatusText(status))
 		}
 	})
+}
+
+// untraced reports whether requests to path get no span: the paths of
+// health probes and metric scrapes.
+func untraced(path string) bool {
+	switch path {
+	case "/health", "/ready", "/metrics":
+		return true
+	}
+	return false
 }
 
 func scheme(r *http.Request) string {

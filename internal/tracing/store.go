@@ -17,10 +17,12 @@ import (
 // "store.Create", "store.Claim" and so on, with the backend's name and the
 // job's id as attributes. The periodic calls of the workers and
 // maintenance and scheduler that change no job by themselves (Heartbeat,
-// NextRunAt, OldestRunnable, RescueExpired, DeleteFinished, ListPeriodic) get a span only
-// inside a trace; the
-// others start one of their own when their context has none (a worker's
-// claims and outcomes), linked to the creation of the jobs they return.
+// NextRunAt, OldestRunnable, RescueExpired, DeleteFinished, ListPeriodic,
+// Stats, TypeStats) get a span only inside a trace; the others start one of
+// their own when their context has none (a worker's outcomes), linked to
+// the creation of the jobs they return. A Claim outside any trace gets a
+// span of its own only when it claimed jobs: the empty claims of idle
+// polling make no traces.
 // It forwards st's Tuning. Off, it returns st.
 func (t *Tracing) Store(st store.Store, backend string) store.Store {
 	if !t.Enabled() {
@@ -107,9 +109,28 @@ func (s *tracedStore) List(ctx context.Context, q store.ListQuery) (store.ListPa
 }
 
 func (s *tracedStore) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Job, error) {
-	return call(ctx, s, "Claim", true, []attribute.KeyValue{attribute.Int("jobqueue.claim.limit", req.Limit)}, func(ctx context.Context) ([]*domain.Job, error) {
-		return s.inner.Claim(ctx, req)
-	}, same)
+	attrs := []attribute.KeyValue{attribute.Int("jobqueue.claim.limit", req.Limit)}
+	claim := func(ctx context.Context) ([]*domain.Job, error) { return s.inner.Claim(ctx, req) }
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		return call(ctx, s, "Claim", false, attrs, claim, same)
+	}
+	// Outside any trace, the span is made afterwards, and only when jobs
+	// were claimed, with the time the claim started.
+	start := time.Now()
+	js, err := claim(ctx)
+	if err != nil || len(js) == 0 {
+		return js, err
+	}
+	links := make([]trace.Link, 0, len(js))
+	for _, j := range js {
+		if l, ok := linkTo(j.TraceParent, jobIDKey.String(j.ID)); ok {
+			links = append(links, l)
+		}
+	}
+	_, span := s.tracer.Start(ctx, "store.Claim", trace.WithSpanKind(trace.SpanKindClient), trace.WithTimestamp(start),
+		trace.WithAttributes(append(attrs, s.backend, attribute.Int("jobqueue.claim.jobs", len(js)))...), trace.WithLinks(links...))
+	span.End()
+	return js, nil
 }
 
 func (s *tracedStore) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {
@@ -191,7 +212,7 @@ func (s *tracedStore) Delete(ctx context.Context, id string) (*domain.Job, error
 }
 
 func (s *tracedStore) Stats(ctx context.Context, q store.StatsQuery) (domain.Stats, error) {
-	return call(ctx, s, "Stats", true, nil, func(ctx context.Context) (domain.Stats, error) {
+	return call(ctx, s, "Stats", false, nil, func(ctx context.Context) (domain.Stats, error) {
 		return s.inner.Stats(ctx, q)
 	}, nil)
 }

@@ -187,12 +187,30 @@ func New(ctx context.Context, cfg Config) (*Tracing, error) {
 		return nil, fmt.Errorf("tracing resource: %w", err)
 	}
 	s, _ := sampler(cfg.Sampler, cfg.SamplerArg) // checked above
-	provider := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res), sdktrace.WithSampler(s))
+	provider := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res), sdktrace.WithSampler(s), sdktrace.WithRawSpanLimits(spanLimits()))
 	return &Tracing{
 		provider:   provider,
 		tracer:     provider.Tracer(instrumentation),
 		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
 	}, nil
+}
+
+// attributeValueLengthLimit is the most characters of a string attribute
+// kept unless OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT (or
+// OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT) sets a limit, and the most bytes of a
+// GraphQL error kept as a span's status: values that come from clients
+// must not make spans of any size.
+const attributeValueLengthLimit = 1024
+
+// spanLimits returns the SDK's span limits (from the OTEL_SPAN_*
+// variables), with string attributes cut to attributeValueLengthLimit
+// unless the environment sets a limit.
+func spanLimits() sdktrace.SpanLimits {
+	l := sdktrace.NewSpanLimits()
+	if l.AttributeValueLengthLimit < 0 {
+		l.AttributeValueLengthLimit = attributeValueLengthLimit
+	}
+	return l
 }
 
 // Enabled reports whether t makes spans.

@@ -10,9 +10,9 @@ import (
 
 // Inbox is how a pool hears of job changes: a store.Publisher (and
 // store.TypePublisher) to give the store when it is opened, then to New.
-// A job that becomes pending, a change of a type's controls, and a job of
-// a type with a concurrency limit that finishes wake the pool's
-// dispatcher; a cancellation request for a job the pool runs cancels its
+// A job that becomes pending (unless its type is paused), a change of a
+// type's controls, and a job of a type with a concurrency limit that
+// finishes wake the pool's dispatcher; a cancellation request for a job the pool runs cancels its
 // handler's context. Publish never blocks and is safe for
 // concurrent use. An Inbox serves one pool.
 //
@@ -26,7 +26,10 @@ type Inbox struct {
 	mu sync.Mutex
 	// capped are the types with a concurrency limit: one of their jobs
 	// leaving processing may let a waiting job of the type run.
-	capped      map[string]bool
+	capped map[string]bool
+	// paused are the paused types: a job of theirs that becomes pending
+	// cannot be claimed, so it does not wake the dispatcher.
+	paused      map[string]bool
 	held        map[string]*heldJob // claimed, outcome not yet written
 	claiming    int                 // claims in flight
 	lateCancels []string            // cancellations that arrived during a claim
@@ -39,7 +42,7 @@ var (
 
 // NewInbox returns an empty inbox.
 func NewInbox() *Inbox {
-	return &Inbox{wake: make(chan struct{}, 1), held: make(map[string]*heldJob), capped: make(map[string]bool)}
+	return &Inbox{wake: make(chan struct{}, 1), held: make(map[string]*heldJob), capped: make(map[string]bool), paused: make(map[string]bool)}
 }
 
 // Publish tells the pool about a job change.
@@ -48,7 +51,9 @@ func (in *Inbox) Publish(job *domain.Job) {
 	case job.Status == domain.StatusProcessing && job.CancelRequested:
 		in.cancelJob(job)
 	case job.Status == domain.StatusPending:
-		in.wakeUp()
+		if !in.isPaused(job.Type) {
+			in.wakeUp()
+		}
 	case job.Status.Final() && in.isCapped(job.Type):
 		// A place of its type freed up, perhaps in another process.
 		in.wakeUp()
@@ -58,14 +63,22 @@ func (in *Inbox) Publish(job *domain.Job) {
 // PublishType tells the pool that a type's controls changed: a resumed
 // type, or a limit raised, may have jobs to run now. It also keeps the
 // set of types with a concurrency limit, whose finished jobs wake the
-// dispatcher (a job of the type may be waiting for the place). The
-// server publishes every type's controls to it once at start.
+// dispatcher (a job of the type may be waiting for the place), and the
+// set of paused types, whose new pending jobs do not (producers sending
+// to a paused type would otherwise make claim after claim pass over its
+// backlog). The server publishes every type's controls to it once at
+// start.
 func (in *Inbox) PublishType(c domain.TypeControl) {
 	in.mu.Lock()
 	if c.Concurrency > 0 {
 		in.capped[c.Name] = true
 	} else {
 		delete(in.capped, c.Name)
+	}
+	if c.Paused {
+		in.paused[c.Name] = true
+	} else {
+		delete(in.paused, c.Name)
 	}
 	in.mu.Unlock()
 	in.wakeUp()
@@ -75,6 +88,12 @@ func (in *Inbox) isCapped(typ string) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return in.capped[typ]
+}
+
+func (in *Inbox) isPaused(typ string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.paused[typ]
 }
 
 // wakeUp makes the dispatcher look for jobs again. It never blocks.

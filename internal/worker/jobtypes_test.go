@@ -74,6 +74,40 @@ func TestRateLimitedJobsStartAtTheirTokens(t *testing.T) {
 	})
 }
 
+// A rate too small for a time.Duration of its wait (stored before rates
+// had a least value) makes the dispatcher sleep, not claim in a loop: the
+// next token is at most domain.MaxTokenWait away.
+func TestTinyRateDispatcherSleeps(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var counter *claimCounter
+		b := setup(t, worker.Options{Workers: 2, Default: noop}, func(m *memory.Store) worker.Store {
+			counter = &claimCounter{Store: m}
+			return counter
+		})
+		ctx := context.Background()
+		if _, err := b.mem.SetTypeControl(ctx, "slow", limitsOf(domain.TypeLimits{RatePerSecond: 1e-12, RateBurst: 1})); err != nil {
+			t.Fatal(err)
+		}
+		stop := b.run(t)
+		first := b.createJob(t, domain.NewJob{Type: "slow"})
+		second := b.createJob(t, domain.NewJob{Type: "slow"})
+		synctest.Wait()
+		before := counter.claims.Load()
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if n := counter.claims.Load() - before; n > 2 {
+			t.Fatalf("%d claims in an hour with the next token far away: the dispatcher spins", n)
+		}
+		for id, want := range map[string]domain.Status{first: domain.StatusCompleted, second: domain.StatusPending} {
+			if j, err := b.mem.Get(ctx, id); err != nil || j.Status != want {
+				t.Fatalf("job %s = %v, %v; want %s", id, j, err, want)
+			}
+		}
+		stopped(t, stop)
+	})
+}
+
 // A paused type's jobs wait as pending; resuming wakes the dispatcher,
 // which runs them.
 func TestPausedTypeRunsOnceResumed(t *testing.T) {
@@ -101,6 +135,43 @@ func TestPausedTypeRunsOnceResumed(t *testing.T) {
 		synctest.Wait()
 		if got := b.get(t, held).Status; got != domain.StatusCompleted {
 			t.Fatalf("job after resume = %s, want completed", got)
+		}
+		stopped(t, stop)
+	})
+}
+
+// A new pending job of a paused type does not wake the dispatcher (it
+// could not be claimed); one of a type that is not paused does.
+func TestPausedTypesNewJobDoesNotWakeTheDispatcher(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		var counter *claimCounter
+		b := setup(t, worker.Options{Workers: 2, Default: noop}, func(m *memory.Store) worker.Store {
+			counter = &claimCounter{Store: m}
+			return counter
+		})
+		ctx := context.Background()
+		if _, err := b.mem.SetTypeControl(ctx, "mail", pausedTo(true)); err != nil {
+			t.Fatal(err)
+		}
+		stop := b.run(t)
+		synctest.Wait()
+		before := counter.claims.Load()
+		held := b.createJob(t, domain.NewJob{Type: "mail"})
+		synctest.Wait()
+		if n := counter.claims.Load() - before; n != 0 {
+			t.Fatalf("%d claims after a paused type's new job, want none", n)
+		}
+		other := b.createJob(t, domain.NewJob{Type: "sms"})
+		synctest.Wait()
+		if n := counter.claims.Load() - before; n == 0 {
+			t.Fatal("no claim after a new job of a type that is not paused")
+		}
+		if got := b.get(t, other).Status; got != domain.StatusCompleted {
+			t.Fatalf("other type's job = %s, want completed", got)
+		}
+		if got := b.get(t, held).Status; got != domain.StatusPending {
+			t.Fatalf("paused type's job = %s, want pending", got)
 		}
 		stopped(t, stop)
 	})
