@@ -177,6 +177,15 @@ func (r *queryResolver) PeriodicJobs(ctx context.Context) ([]*jobs.Periodic, err
 	return ps, internal(err)
 }
 
+// Viewer is the resolver for the viewer field.
+func (r *queryResolver) Viewer(ctx context.Context) (*jobs.Viewer, error) {
+	v, err := r.Service.Viewer(ctx)
+	if err != nil {
+		return nil, internal(err)
+	}
+	return &v, nil
+}
+
 // JobUpdated is the resolver for the jobUpdated field.
 func (r *subscriptionResolver) JobUpdated(ctx context.Context, id *string, typeArg *string, tag *string) (<-chan *domain.Job, error) {
 	ch, err := r.jobUpdated(ctx, id, typeArg, tag)

@@ -490,9 +490,11 @@ describe('dashboard with AUTH=token', D, () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'e2e-dashboard-tokens-'));
     const admin = await newToken('dash-admin', 'admin');
     const viewer = await newToken('dash-viewer', 'viewer');
+    const user = await newToken('dash-user', 'user');
     tokens.admin = admin.token;
     tokens.viewer = viewer.token;
-    tokens.file = writeTokensFile(path.join(dir, 'tokens.json'), [admin.entry, viewer.entry]);
+    tokens.user = user.token;
+    tokens.file = writeTokensFile(path.join(dir, 'tokens.json'), [admin.entry, viewer.entry, user.entry]);
   });
   after(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -505,12 +507,30 @@ describe('dashboard with AUTH=token', D, () => {
     await page.page.click('.signin button[type="submit"]');
   }
 
-  withPage('asks for a token, refuses a wrong one, and offers a viewer nothing that changes a job', server, '/ui/jobs', async (page) => {
-    const create = await gqlPost(server.url, CREATE_JOBS, { inputs: [{ type: uniqueType('dash-auth'), runAt: new Date(Date.now() + 3600_000).toISOString() }] }, {
-      headers: { Authorization: `Bearer ${tokens.admin}` },
+  /** Creates a job of `type` due in an hour (it stays PENDING) as the token's identity; its id. */
+  async function createAs(token, type) {
+    const create = await gqlPost(server.url, CREATE_JOBS, { inputs: [{ type, runAt: new Date(Date.now() + 3600_000).toISOString() }] }, {
+      headers: { Authorization: `Bearer ${token}` },
     });
     assert.equal(create.status, 200, create.text);
-    const id = create.json.data.createJobs[0].id;
+    return create.json.data.createJobs[0].id;
+  }
+
+  /** Opens the Types page through the navigation and waits for the row of `type`. */
+  async function openTypes(page, type) {
+    await page.page.click('nav a[href="/ui/types"]');
+    await waitSelector(page, `#types-table tr[data-type="${type}"]`);
+  }
+
+  /** How many job-type controls (pause or resume, edit the limits) the Types page offers for `type`. */
+  function typeControls(page, type) {
+    const row = `#types-table tr[data-type="${type}"]`;
+    return page.page.$$eval(`${row} button.pause, ${row} button[aria-label^="Edit the limits"]`, (b) => b.length);
+  }
+
+  withPage('asks for a token, refuses a wrong one, and offers a viewer nothing that changes a job', server, '/ui/jobs', async (page) => {
+    const type = uniqueType('dash-auth');
+    const id = await createAs(tokens.admin, type);
 
     await signIn(page, 'not-a-token');
     await waitSelector(page, '.signin .error');
@@ -520,13 +540,17 @@ describe('dashboard with AUTH=token', D, () => {
     await signIn(page, tokens.viewer);
     await waitSelector(page, `#jobs-table tr[data-id="${id}"]`);
     await waitSelector(page, '#live[data-state="connected"]');
-    assert.match(await text(page, '.who'), /^Signed in \(read-only\)/);
+    assert.match(await text(page, '.who'), /^Signed in as dash-viewer \(viewer\)\s*Sign out$/);
+    assert.equal(await text(page, '.who-name'), 'dash-viewer');
     assert.equal(await page.page.$('#bulk-cancel'), null, 'no bulk actions for a viewer');
     assert.equal(await page.page.$('nav a[href="/ui/create"]'), null, 'no Create for a viewer');
+    assert.notEqual(await page.page.$('nav a[href="/ui/periodic"]'), null, 'a viewer reads the periodic jobs');
     assert.equal(await page.run(() => sessionStorage.getItem('jobqueue.token')), tokens.viewer);
     await page.page.click(`#jobs-table tr[data-id="${id}"] a`);
     await waitSelector(page, '#job-status [data-status="PENDING"]');
     assert.equal(await page.page.$('#job-cancel'), null, 'no cancel for a viewer');
+    await openTypes(page, type);
+    assert.equal(await typeControls(page, type), 0, 'no job-type controls for a viewer');
 
     await page.page.click('.who button');
     await waitSelector(page, '#token');
@@ -536,11 +560,34 @@ describe('dashboard with AUTH=token', D, () => {
   withPage('an admin signs in, creates a job with the form and watches it complete', server, '/ui/create', async (page) => {
     await signIn(page, tokens.admin);
     await waitSelector(page, '#f-type');
-    assert.equal((await text(page, '.who')).startsWith('Signed in (read-only)'), false);
-    await fill(page, '#f-type', uniqueType('dash-admin'));
+    assert.match(await text(page, '.who'), /^Signed in as dash-admin \(admin\)/);
+    assert.notEqual(await page.page.$('nav a[href="/ui/periodic"]'), null, 'an admin has Periodic');
+    const type = uniqueType('dash-admin');
+    await fill(page, '#f-type', type);
     await fill(page, '#f-payload', '{"durationMs": 200}');
     await page.page.click('#create-submit');
     await waitSelector(page, '#job-status [data-status="COMPLETED"]');
     assert.notEqual(await page.page.$('#job-retry'), null, 'an admin is offered retry');
+    await openTypes(page, type);
+    assert.equal(await typeControls(page, type), 2, 'an admin may pause and limit a type');
+  });
+
+  withPage('a user is offered its own jobs\' controls, not the operator\'s', server, '/ui/jobs', async (page) => {
+    const type = uniqueType('dash-user');
+    const mine = await createAs(tokens.user, type);
+    const theirs = await createAs(tokens.admin, type);
+    await signIn(page, tokens.user);
+    await waitSelector(page, `#jobs-table tr[data-id="${mine}"]`);
+    assert.match(await text(page, '.who'), /^Signed in as dash-user \(user\)\s*Sign out$/);
+    assert.equal(await page.page.$(`#jobs-table tr[data-id="${theirs}"]`), null, 'a user sees only its own jobs');
+    assert.notEqual(await page.page.$('#bulk-cancel'), null, 'a user may cancel its jobs in bulk');
+    assert.notEqual(await page.page.$('nav a[href="/ui/create"]'), null, 'a user has Create');
+    assert.equal(await page.page.$('nav a[href="/ui/periodic"]'), null, 'no Periodic for a user');
+    await shot(page, 'user');
+    await page.page.click(`#jobs-table tr[data-id="${mine}"] a`);
+    await waitSelector(page, '#job-status [data-status="PENDING"]');
+    assert.notEqual(await page.page.$('#job-cancel'), null, 'a user may cancel its own job');
+    await openTypes(page, type);
+    assert.equal(await typeControls(page, type), 0, 'no job-type controls for a user');
   });
 });

@@ -1,5 +1,6 @@
 // The shell: sign-in when the server asks for a credential, the
-// navigation, the live connection indicator and the view of the URL.
+// navigation, who is signed in (and what the role is offered), the live
+// connection indicator and the view of the URL.
 
 import { useEffect, useState } from 'preact/hooks';
 
@@ -19,19 +20,18 @@ const LIVE_LABELS = {
   offline: 'Offline',
 };
 
+const VIEWER = 'query Viewer { viewer { name role authenticated } }';
+
 /**
- * Whether the credential may change jobs. The API has no field naming the
- * caller's role, so the dashboard asks for something no role may be
- * refused except a read-only one: deleting a job that does not exist is
- * FORBIDDEN for a viewer and NOT_FOUND for everyone else.
+ * What the caller's role may be offered, after the server's access rules
+ * (README, "Roles"): a viewer changes nothing; a user acts on its own
+ * jobs but neither reads periodic jobs nor has the operator's controls
+ * (job types, periodic jobs); an admin (and anyone with AUTH=none) has
+ * everything. The server enforces them whatever the page offers.
  */
-async function probeReadOnly() {
-  try {
-    await gql('mutation RoleProbe { deleteJob(id: "dashboard-role-probe") }');
-    return false;
-  } catch (err) {
-    return err.code === 'FORBIDDEN';
-  }
+function permissionsOf(viewer) {
+  const role = viewer?.role ?? 'ADMIN';
+  return { canWrite: role !== 'VIEWER', canOperate: role === 'ADMIN', seesPeriodic: role !== 'USER' };
 }
 
 function LiveIndicator() {
@@ -71,14 +71,15 @@ export function App() {
   const loc = useLocation();
   const [session, setSession] = useState({ phase: 'checking' });
 
+  // Asks the server who the credential is; the views offer what its
+  // role may do.
   const check = async () => {
     try {
-      await gql('query Check { stats { pending } }');
-      const signedIn = Boolean(auth.token);
-      setSession({ phase: 'ready', signedIn, readOnly: signedIn && (await probeReadOnly()) });
+      const { viewer } = await gql(VIEWER);
+      setSession({ phase: 'ready', viewer, ...permissionsOf(viewer) });
     } catch (err) {
       if (err.code === 'UNAUTHENTICATED') setSession({ phase: 'signin', refused: Boolean(auth.token) });
-      else setSession({ phase: 'ready', signedIn: Boolean(auth.token), readOnly: false, startError: err });
+      else setSession({ phase: 'ready', viewer: null, ...permissionsOf(null), startError: err });
     }
   };
 
@@ -100,8 +101,16 @@ export function App() {
     setSession({ phase: 'signin', refused: false });
     live.reconnectNow();
   };
-  // A view reports FORBIDDEN: the credential is read-only after all.
-  const forbidden = () => setSession((s) => ({ ...s, readOnly: true }));
+  // A view reports FORBIDDEN: the role may have changed since (a tokens
+  // file reloaded); ask again.
+  const forbidden = async () => {
+    try {
+      const { viewer } = await gql(VIEWER);
+      setSession((s) => (s.phase === 'ready' ? { ...s, viewer, ...permissionsOf(viewer) } : s));
+    } catch {
+      // The view shows its own error; a refused credential signs out.
+    }
+  };
 
   if (session.phase === 'signin') return html`<${SignIn} refused=${session.refused} onToken=${signIn} />`;
   if (session.phase === 'checking') return html`<p class="loading">Loading…</p>`;
@@ -125,15 +134,15 @@ export function App() {
       <a class="brand" href=${`${BASE}/`}>Job queue</a>
       <nav aria-label="Main">
         <ul>
-          ${NAV.filter(([name]) => !(name === 'Create' && session.readOnly)).map(
+          ${NAV.filter(([name]) => (name !== 'Create' || session.canWrite) && (name !== 'Periodic' || session.seesPeriodic)).map(
             ([name, href]) => html`<li><a href=${href} aria-current=${current === href ? 'page' : undefined}>${name}</a></li>`,
           )}
         </ul>
       </nav>
       <${LiveIndicator} />
-      ${session.signedIn &&
-      html`<p class="who">
-        Signed in${session.readOnly ? ' (read-only)' : ''}
+      ${session.viewer?.authenticated &&
+      html`<p class="who" data-role=${session.viewer.role}>
+        Signed in${session.viewer.name ? html` as <strong class="who-name">${session.viewer.name}</strong>` : ''} (<span class="who-role">${session.viewer.role.toLowerCase()}</span>)
         <button type="button" class="link" onClick=${signOut}>Sign out</button>
       </p>`}
     </header>

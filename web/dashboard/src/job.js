@@ -118,7 +118,7 @@ export function Job({ id, session, forbidden }) {
       ${job.status === 'PROCESSING' && html`<${ProgressBar} value=${job.progress ?? 0} label="progress" /> <span id="job-progress">${job.progress ?? 0}%</span>`}
     </p>
     <${ErrorText} error=${error} />
-    ${!session.readOnly &&
+    ${session.canWrite &&
     html`<div class="actions">
       <button type="button" id="job-cancel" onClick=${() => act('cancelJob', CANCEL)} disabled=${busy || !canCancel}>Cancel</button>
       <button type="button" id="job-retry" onClick=${() => act('retryJob', RETRY)} disabled=${busy || !canRetry}>Retry</button>

@@ -277,7 +277,7 @@ export function Jobs({ query, session, forbidden }) {
   return html`<section aria-labelledby="jobs-title">
     <h1 id="jobs-title">Jobs</h1>
     <${Filters} filters=${filters} onApply=${apply} />
-    ${!session.readOnly && html`<${Bulk} filters=${filters} forbidden=${forbidden} onDone=${() => read()} />`}
+    ${session.canWrite && html`<${Bulk} filters=${filters} forbidden=${forbidden} onDone=${() => read()} />`}
     <${ErrorText} error=${error} />
     <p class="summary" aria-live="polite">
       ${page ? html`<span id="total" data-total=${page.totalCount}>${page.totalCount.toLocaleString()} ${page.totalCount === 1 ? 'job' : 'jobs'}</span>, page ${pageNo}` : 'Loading…'}

@@ -79,7 +79,7 @@ export function Periodic({ session, forbidden }) {
               <td>${p.job.type}</td>
               <td>${p.paused ? html`<span class="badge s-cancelled">PAUSED</span>` : formatTime(p.nextRunAt)}</td>
               <td>${p.lastJob ? html`<a href=${`${BASE}/jobs/${encodeURIComponent(p.lastJob.id)}`}><${StatusBadge} status=${p.lastJob.status} /></a> ${formatTime(p.lastRunAt)}` : p.lastRunAt ? formatTime(p.lastRunAt) : '—'}</td>
-              <td>${!session.readOnly && p.source !== 'FILE' &&
+              <td>${session.canOperate && p.source !== 'FILE' &&
                 (asking === p.name
                   ? html`<span role="alertdialog" aria-label=${`Delete ${p.name}?`}>Delete ${p.name}? <button type="button" class="delete-yes" onClick=${() => remove(p.name)}>Delete</button> <button type="button" onClick=${() => setAsking(null)}>Keep</button></span>`
                   : html`<button type="button" class="pause" onClick=${() => togglePause(p)}>${p.paused ? 'Resume' : 'Pause'}</button> <button type="button" class="delete" onClick=${() => setAsking(p.name)}>Delete…</button>`)}</td>

@@ -132,8 +132,8 @@ export function Types({ session, forbidden }) {
               <td class="num">${t.stats.processing}</td>
               <td class="num">${t.stats.completed}</td>
               <td class="num">${t.stats.failed}</td>
-              <td><${Limits} type=${t} readOnly=${session.readOnly} forbidden=${forbidden} onSaved=${put} /></td>
-              <td>${!session.readOnly && html`<button type="button" class="pause" onClick=${() => toggle(t)}>${t.paused ? 'Resume' : 'Pause'}</button>`}</td>
+              <td><${Limits} type=${t} readOnly=${!session.canOperate} forbidden=${forbidden} onSaved=${put} /></td>
+              <td>${session.canOperate && html`<button type="button" class="pause" onClick=${() => toggle(t)}>${t.paused ? 'Resume' : 'Pause'}</button>`}</td>
             </tr>`,
           )}
           ${types && types.length === 0 && html`<tr><td colspan="8" class="empty">No job type yet.</td></tr>`}

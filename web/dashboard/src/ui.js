@@ -64,6 +64,8 @@ export function useLiveState() {
   useEffect(() => {
     const fn = () => setState(live.state);
     live.addEventListener('state', fn);
+    // The state may have changed between the render and this effect.
+    fn();
     return () => live.removeEventListener('state', fn);
   }, []);
   return state;
