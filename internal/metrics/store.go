@@ -93,50 +93,26 @@ func (m *Metrics) jobFinished(j *domain.Job) {
 	}
 }
 
-// jobCreated counts j, returned by a creation that began at start, unless
-// it is an older job returned for its idempotency key.
-func (m *Metrics) jobCreated(nj domain.NewJob, j *domain.Job, start time.Time) {
-	if j == nil || (nj.IdempotencyKey != "" && (j.Version != 1 || j.CreatedAt.Before(start))) {
-		return
-	}
-	m.typ(j.Type).created.Inc()
+// created returns a context under which the store reports the jobs the
+// call inserts to be counted as created (store.WithCreations): a job
+// returned for its idempotency key, stored before or by a racing call,
+// is not counted.
+func (s *instrumented) created(ctx context.Context) context.Context {
+	return store.WithCreations(ctx, func(j *domain.Job) { s.m.typ(j.Type).created.Inc() })
 }
 
 func (s *instrumented) Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error) {
 	start := time.Now()
-	j, err := s.Store.Create(ctx, nj)
+	j, err := s.Store.Create(s.created(ctx), nj)
 	s.done(opCreate, start, err)
-	if err == nil {
-		s.m.jobCreated(nj, j, start.Truncate(time.Microsecond))
-	}
 	return j, err
 }
 
 func (s *instrumented) CreateMany(ctx context.Context, njs []domain.NewJob) ([]*domain.Job, error) {
 	start := time.Now()
-	jobs, err := s.Store.CreateMany(ctx, njs)
+	jobs, err := s.Store.CreateMany(s.created(ctx), njs)
 	s.done(opCreateMany, start, err)
-	if err == nil && len(jobs) == len(njs) {
-		since := start.Truncate(time.Microsecond)
-		for i, j := range jobs {
-			// An element whose key an earlier element took returns that
-			// element's job: counted once.
-			if njs[i].IdempotencyKey != "" && earlier(jobs[:i], j) {
-				continue
-			}
-			s.m.jobCreated(njs[i], j, since)
-		}
-	}
 	return jobs, err
-}
-
-func earlier(jobs []*domain.Job, j *domain.Job) bool {
-	for _, e := range jobs {
-		if e.ID == j.ID {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *instrumented) Get(ctx context.Context, id string) (*domain.Job, error) {

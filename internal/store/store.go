@@ -43,15 +43,17 @@ type Store interface {
 	// returns that job unchanged instead (no new job, no event), also when
 	// many creations with the key race: the first wins, whatever the
 	// others' type and payload. Keys are scoped per owner: the same key
-	// given by two owners makes two jobs.
+	// given by two owners makes two jobs. A job it inserts is reported to
+	// ctx's WithCreations function (NoteCreated).
 	Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error)
 	// CreateMany stores new jobs as Create does, in one transaction:
 	// either all of them are stored or none is (the error). It returns one
 	// job per element of njs, in the same order: the new job, or, when
 	// the element's idempotency key is taken, the job that has it, a
 	// stored one or one created for an earlier element of njs. The new
-	// jobs are published after the commit, in order. An error about one
-	// element is an *ItemError naming its index.
+	// jobs are published after the commit, in order, and each reported to
+	// ctx's WithCreations function. An error about one element is an
+	// *ItemError naming its index.
 	CreateMany(ctx context.Context, njs []domain.NewJob) ([]*domain.Job, error)
 	// Get returns the job with the id, or an error wrapping
 	// domain.ErrNotFound.

@@ -137,8 +137,14 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 		return nil, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.insert(fresh), nil
+	out := s.insert(fresh)
+	s.mu.Unlock()
+	for i, j := range out {
+		if j == fresh[i] {
+			store.NoteCreated(ctx, j)
+		}
+	}
+	return out, nil
 }
 
 // newJobs makes the jobs of njs, not stored yet.

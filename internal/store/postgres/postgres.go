@@ -413,6 +413,7 @@ func (s *Store) CreateMany(ctx context.Context, njs []domain.NewJob) ([]*domain.
 	for i, nj := range njs {
 		k := ownerKey{nj.Owner, nj.IdempotencyKey}
 		if j := inserted[ids[i]]; j != nil {
+			store.NoteCreated(ctx, j)
 			out[i] = j
 			if nj.IdempotencyKey != "" {
 				byKey[k] = j

@@ -284,6 +284,11 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 	if err != nil {
 		return nil, err
 	}
+	for i, j := range out {
+		if j.ID == ids[i] {
+			store.NoteCreated(ctx, j)
+		}
+	}
 	return out, nil
 }
 
