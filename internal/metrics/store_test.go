@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/metrics/metricstest"
+	"github.com/jobqueue/jobqueue/internal/store"
 )
 
 // Concurrent creations with one idempotency key create one job, so they
@@ -46,6 +48,39 @@ func TestConcurrentIdempotentCreatesCountedOnce(t *testing.T) {
 			}
 			if got := metricstest.Value(t, m.Registry(), "jobqueue_jobs_created_total", labels{"type": "a"}); got != 10 {
 				t.Errorf("jobs_created_total = %v after 10 keys created concurrently 20 times each, want 10", got)
+			}
+		})
+	}
+}
+
+// A periodic tick's job is a created job, timed as enqueue_periodic; a
+// tick already taken creates none and counts none.
+func TestEnqueuePeriodicCounted(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			m := metrics.New(metrics.Options{Backend: name})
+			st := m.Store(open(t))
+			ctx := context.Background()
+			p, err := st.PutPeriodic(ctx, domain.PeriodicJob{
+				Name: "nightly", Schedule: "@every 1m", Timezone: "UTC", Source: domain.PeriodicFromAPI,
+				Job: domain.JobTemplate{Type: "report", MaxAttempts: 1, Tags: []string{domain.PeriodicTag("nightly")}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tick := store.PeriodicTick{Name: p.Name, Revision: p.Revision, At: time.Now().Truncate(time.Hour), Job: domain.NewJob{Type: "report"}}
+			for range 2 {
+				if _, err := st.EnqueuePeriodic(ctx, tick); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := metricstest.Value(t, m.Registry(), "jobqueue_jobs_created_total", labels{"type": "report"}); got != 1 {
+				t.Errorf("jobs_created_total{type=report} = %v after one tick enqueued twice, want 1", got)
+			}
+			if got, _ := metricstest.Histogram(t, m.Registry(), "jobqueue_store_call_duration_seconds", labels{"backend": name, "operation": "enqueue_periodic"}); got != 2 {
+				t.Errorf("enqueue_periodic calls timed = %v, want 2", got)
 			}
 		})
 	}
