@@ -96,9 +96,12 @@ type Store interface {
 	// owner's jobs when owner is not empty), from the kept counts.
 	TypeStats(ctx context.Context, owner string) (map[string]domain.Stats, error)
 	// OldestRunnable returns the earliest RunAt not after now among
-	// pending jobs (how long the longest-waiting runnable job has waited:
-	// the queue's lag), or the zero time when no pending job is due. It
-	// reads an index, never every pending job, on the SQL backends.
+	// pending jobs of types not paused (how long the longest-waiting
+	// runnable job has waited: the queue's lag), or the zero time when no
+	// such job is due. Jobs held back by a type's concurrency or rate
+	// limit count: they are runnable, only slowed. It reads an index,
+	// never every pending job, on the SQL backends (past the due jobs of
+	// paused types older than the answer).
 	OldestRunnable(ctx context.Context, now time.Time) (time.Time, error)
 	// Heartbeat extends to until the leases owner holds on the jobs with
 	// the given ids (those still processing under owner's claim; others
