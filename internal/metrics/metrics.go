@@ -235,10 +235,14 @@ const (
 	OutcomeCancelled
 	OutcomeLeaseLost // its outcome came too late: the lease was lost
 	OutcomeReleased  // given back to pending unfinished (shutdown)
+	// OutcomeWriteFailed: its outcome could not be written (the store
+	// failed through every try, or the job changed or vanished meanwhile):
+	// the job is as the store has it, to be rescued if still processing.
+	OutcomeWriteFailed
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"completed", "failed", "retried", "timed_out", "cancelled", "lease_lost", "released"}
+var outcomeNames = [numOutcomes]string{"completed", "failed", "retried", "timed_out", "cancelled", "lease_lost", "released", "write_failed"}
 
 // String returns the outcome's label value.
 func (o Outcome) String() string { return outcomeNames[o] }
