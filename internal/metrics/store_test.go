@@ -11,6 +11,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/metrics/metricstest"
 	"github.com/jobqueue/jobqueue/internal/store"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
 )
 
 // Concurrent creations with one idempotency key create one job, so they
@@ -83,5 +84,34 @@ func TestEnqueuePeriodicCounted(t *testing.T) {
 				t.Errorf("enqueue_periodic calls timed = %v, want 2", got)
 			}
 		})
+	}
+}
+
+// A job type's series are made as they are used: a type with one job
+// created and nothing else costs one series, not one per status, outcome
+// and webhook class.
+func TestTypeSeriesMadeWhenUsed(t *testing.T) {
+	t.Parallel()
+	m := metrics.New(metrics.Options{Backend: "memory"})
+	st := m.Store(memory.New(nil))
+	if _, err := st.Create(context.Background(), domain.NewJob{Type: "junk"}); err != nil {
+		t.Fatal(err)
+	}
+	families, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var series []string
+	for _, f := range families {
+		for _, s := range f.GetMetric() {
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "type" && l.GetValue() == "junk" {
+					series = append(series, f.GetName())
+				}
+			}
+		}
+	}
+	if len(series) != 1 || series[0] != "jobqueue_jobs_created_total" {
+		t.Errorf("series of type junk = %v, want only jobqueue_jobs_created_total", series)
 	}
 }

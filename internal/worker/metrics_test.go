@@ -49,7 +49,9 @@ func TestMetricsCountAttemptsByOutcome(t *testing.T) {
 			{"bad", "retried"}:    1,
 			{"bad", "failed"}:     1,
 			{"slow", "timed_out"}: 1,
-			{"ok", "failed"}:      0,
+		}
+		if n := metricstest.Series(t, m.Registry(), "jobqueue_job_attempts_total", metricstest.Labels{"type": "ok", "outcome": "failed"}); n != 0 {
+			t.Errorf("job_attempts_total{type=ok,outcome=failed}: %d series, want none (made when used)", n)
 		}
 		for k, n := range want {
 			if got := metricstest.Value(t, m.Registry(), "jobqueue_job_attempts_total", metricstest.Labels{"type": k[0], "outcome": k[1]}); got != n {
