@@ -30,7 +30,7 @@ func (m *Metrics) WatchQueue(st QueueReader, timeout time.Duration) {
 
 var (
 	jobsDesc = prometheus.NewDesc(Namespace+"_jobs", "Jobs in the store by status (all instances' jobs).", []string{"status"}, nil)
-	lagDesc  = prometheus.NewDesc(Namespace+"_oldest_runnable_job_age_seconds", "How long the pending job that has been runnable longest has waited since its runAt (0 when none is due): the queue's lag.", nil, nil)
+	lagDesc  = prometheus.NewDesc(Namespace+"_oldest_runnable_job_age_seconds", "How long the pending job that has been runnable longest has waited since its runAt (0 when none is due; paused types' jobs left out): the queue's lag.", nil, nil)
 )
 
 type queueCollector struct {

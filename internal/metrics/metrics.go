@@ -169,6 +169,7 @@ func New(opts Options) *Metrics {
 	m.ticksMissed = f.counter("periodic_ticks_missed_total", "Ticks of periodic jobs that got no job: those before the one tick a scheduler catches up on after every instance was down, counted by the instance that created the catch-up job.")
 
 	m.other = m.newTypeMetrics(OtherType)
+	m.other.makeAll()
 	empty := map[string]*typeMetrics{}
 	m.types.Store(&empty)
 	return m
@@ -188,16 +189,69 @@ func (m *Metrics) Handler() http.Handler {
 	})
 }
 
-// typeMetrics are one job type's resolved children.
+// typeMetrics are one job type's children, each made (and so exported)
+// when first used: a type costs only the series it has values for (a type
+// that never calls webhooks has none of theirs).
 type typeMetrics struct {
-	created    prometheus.Counter
-	finished   [numFinal]prometheus.Counter
-	attempts   [numOutcomes]prometheus.Counter
-	wait       prometheus.Observer
-	attemptDur prometheus.Observer
-	endToEnd   prometheus.Observer
-	webhook    [numClasses]prometheus.Counter
-	webhookDur prometheus.Observer
+	created    lazyCounter
+	finished   [numFinal]lazyCounter
+	attempts   [numOutcomes]lazyCounter
+	wait       lazyObserver
+	attemptDur lazyObserver
+	endToEnd   lazyObserver
+	webhook    [numClasses]lazyCounter
+	webhookDur lazyObserver
+}
+
+// lazyCounter is the child of vec with labels, made at its first Inc.
+type lazyCounter struct {
+	once   sync.Once
+	c      prometheus.Counter
+	vec    *prometheus.CounterVec
+	labels []string
+}
+
+func (l *lazyCounter) Inc() { l.child().Inc() }
+
+func (l *lazyCounter) child() prometheus.Counter {
+	l.once.Do(func() { l.c = l.vec.WithLabelValues(l.labels...) })
+	return l.c
+}
+
+// lazyObserver is the child of vec with labels, made at its first
+// Observe.
+type lazyObserver struct {
+	once   sync.Once
+	o      prometheus.Observer
+	vec    *prometheus.HistogramVec
+	labels []string
+}
+
+func (l *lazyObserver) Observe(v float64) { l.child().Observe(v) }
+
+func (l *lazyObserver) child() prometheus.Observer {
+	l.once.Do(func() { l.o = l.vec.WithLabelValues(l.labels...) })
+	return l.o
+}
+
+// makeAll makes every child of tm now: the OtherType's are exported from
+// the start, so that every per-type family has series before any job is
+// seen (dashboards and alerts find their metric names at once).
+func (tm *typeMetrics) makeAll() {
+	tm.created.child()
+	tm.wait.child()
+	tm.attemptDur.child()
+	tm.endToEnd.child()
+	tm.webhookDur.child()
+	for i := range tm.finished {
+		tm.finished[i].child()
+	}
+	for i := range tm.attempts {
+		tm.attempts[i].child()
+	}
+	for i := range tm.webhook {
+		tm.webhook[i].child()
+	}
 }
 
 // Final statuses, as indexes of typeMetrics.finished.
@@ -235,10 +289,14 @@ const (
 	OutcomeCancelled
 	OutcomeLeaseLost // its outcome came too late: the lease was lost
 	OutcomeReleased  // given back to pending unfinished (shutdown)
+	// OutcomeWriteFailed: its outcome could not be written (the store
+	// failed through every try, or the job changed or vanished meanwhile):
+	// the job is as the store has it, to be rescued if still processing.
+	OutcomeWriteFailed
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"completed", "failed", "retried", "timed_out", "cancelled", "lease_lost", "released"}
+var outcomeNames = [numOutcomes]string{"completed", "failed", "retried", "timed_out", "cancelled", "lease_lost", "released", "write_failed"}
 
 // String returns the outcome's label value.
 func (o Outcome) String() string { return outcomeNames[o] }
@@ -256,21 +314,22 @@ const (
 var classNames = [numClasses]string{"2xx", "3xx", "4xx", "5xx", "error"}
 
 func (m *Metrics) newTypeMetrics(t string) *typeMetrics {
+	byType := []string{t}
 	tm := &typeMetrics{
-		created:    m.created.WithLabelValues(t),
-		wait:       m.wait.WithLabelValues(t),
-		attemptDur: m.attemptDur.WithLabelValues(t),
-		endToEnd:   m.endToEnd.WithLabelValues(t),
-		webhookDur: m.webhookDur.WithLabelValues(t),
+		created:    lazyCounter{vec: m.created, labels: byType},
+		wait:       lazyObserver{vec: m.wait, labels: byType},
+		attemptDur: lazyObserver{vec: m.attemptDur, labels: byType},
+		endToEnd:   lazyObserver{vec: m.endToEnd, labels: byType},
+		webhookDur: lazyObserver{vec: m.webhookDur, labels: byType},
 	}
 	for i, s := range finalNames {
-		tm.finished[i] = m.finished.WithLabelValues(t, s)
+		tm.finished[i] = lazyCounter{vec: m.finished, labels: []string{t, s}}
 	}
 	for i, o := range outcomeNames {
-		tm.attempts[i] = m.attempts.WithLabelValues(t, o)
+		tm.attempts[i] = lazyCounter{vec: m.attempts, labels: []string{t, o}}
 	}
 	for i, c := range classNames {
-		tm.webhook[i] = m.webhookReqs.WithLabelValues(t, c)
+		tm.webhook[i] = lazyCounter{vec: m.webhookReqs, labels: []string{t, c}}
 	}
 	return tm
 }

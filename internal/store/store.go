@@ -43,15 +43,17 @@ type Store interface {
 	// returns that job unchanged instead (no new job, no event), also when
 	// many creations with the key race: the first wins, whatever the
 	// others' type and payload. Keys are scoped per owner: the same key
-	// given by two owners makes two jobs.
+	// given by two owners makes two jobs. A job it inserts is reported to
+	// ctx's WithCreations function (NoteCreated).
 	Create(ctx context.Context, nj domain.NewJob) (*domain.Job, error)
 	// CreateMany stores new jobs as Create does, in one transaction:
 	// either all of them are stored or none is (the error). It returns one
 	// job per element of njs, in the same order: the new job, or, when
 	// the element's idempotency key is taken, the job that has it, a
 	// stored one or one created for an earlier element of njs. The new
-	// jobs are published after the commit, in order. An error about one
-	// element is an *ItemError naming its index.
+	// jobs are published after the commit, in order, and each reported to
+	// ctx's WithCreations function. An error about one element is an
+	// *ItemError naming its index.
 	CreateMany(ctx context.Context, njs []domain.NewJob) ([]*domain.Job, error)
 	// Get returns the job with the id, or an error wrapping
 	// domain.ErrNotFound.
@@ -97,9 +99,12 @@ type Store interface {
 	// owner's jobs when owner is not empty), from the kept counts.
 	TypeStats(ctx context.Context, owner string) (map[string]domain.Stats, error)
 	// OldestRunnable returns the earliest RunAt not after now among
-	// pending jobs (how long the longest-waiting runnable job has waited:
-	// the queue's lag), or the zero time when no pending job is due. It
-	// reads an index, never every pending job, on the SQL backends.
+	// pending jobs of types not paused (how long the longest-waiting
+	// runnable job has waited: the queue's lag), or the zero time when no
+	// such job is due. Jobs held back by a type's concurrency or rate
+	// limit count: they are runnable, only slowed. It reads an index,
+	// never every pending job, on the SQL backends (past the due jobs of
+	// paused types older than the answer).
 	OldestRunnable(ctx context.Context, now time.Time) (time.Time, error)
 	// Heartbeat extends to until the leases owner holds on the jobs with
 	// the given ids (those still processing under owner's claim; others

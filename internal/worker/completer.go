@@ -106,11 +106,14 @@ func (c *completer) write(ctx context.Context, o outcome) (*domain.Job, error) {
 }
 
 // attemptOutcome is the metrics' outcome of o, written as job (or not:
-// err).
+// err). An outcome not written counts as lease_lost or write_failed,
+// never as what it would have been.
 func attemptOutcome(o outcome, job *domain.Job, err error) metrics.Outcome {
 	switch {
 	case errors.Is(err, domain.ErrLeaseLost):
 		return metrics.OutcomeLeaseLost
+	case err != nil:
+		return metrics.OutcomeWriteFailed
 	case o.kind == outcomeCompleted:
 		return metrics.OutcomeCompleted
 	case o.kind == outcomeCancelled:

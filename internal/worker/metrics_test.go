@@ -11,6 +11,7 @@ import (
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/metrics/metricstest"
+	"github.com/jobqueue/jobqueue/internal/store/memory"
 	"github.com/jobqueue/jobqueue/internal/worker"
 )
 
@@ -48,7 +49,9 @@ func TestMetricsCountAttemptsByOutcome(t *testing.T) {
 			{"bad", "retried"}:    1,
 			{"bad", "failed"}:     1,
 			{"slow", "timed_out"}: 1,
-			{"ok", "failed"}:      0,
+		}
+		if n := metricstest.Series(t, m.Registry(), "jobqueue_job_attempts_total", metricstest.Labels{"type": "ok", "outcome": "failed"}); n != 0 {
+			t.Errorf("job_attempts_total{type=ok,outcome=failed}: %d series, want none (made when used)", n)
 		}
 		for k, n := range want {
 			if got := metricstest.Value(t, m.Registry(), "jobqueue_job_attempts_total", metricstest.Labels{"type": k[0], "outcome": k[1]}); got != n {
@@ -62,6 +65,29 @@ func TestMetricsCountAttemptsByOutcome(t *testing.T) {
 		}
 		if n, sum := metricstest.Histogram(t, m.Registry(), "jobqueue_job_attempt_duration_seconds", metricstest.Labels{"type": "ok"}); n != 3 || math.Abs(sum-0.009) > 1e-9 {
 			t.Errorf("attempt durations of ok: %d observations, sum %v; want 3 summing to 0.009", n, sum)
+		}
+	})
+}
+
+// An attempt whose outcome could not be written is counted write_failed,
+// not completed: the job is rescued and its next attempt completes.
+func TestMetricsCountUnwrittenOutcome(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		m := metrics.New(metrics.Options{Backend: "memory"})
+		b := setup(t, worker.Options{Workers: 1, LeaseDuration: 300 * time.Millisecond, Default: noop, Metrics: m},
+			func(mem *memory.Store) worker.Store { return &failingCompleteStore{Store: mem} })
+		rescue(t, b.mem, 20*time.Millisecond)
+		id := b.createJob(t, domain.NewJob{Type: "t", MaxAttempts: 3})
+		stop := b.run(t)
+		if got := b.jobs.WaitStatus(t, id, domain.StatusCompleted); got.Attempts != 2 {
+			t.Fatalf("job completed on attempt %d, want 2", got.Attempts)
+		}
+		stopped(t, stop)
+		for outcome, want := range map[string]float64{"write_failed": 1, "completed": 1} {
+			if got := metricstest.Value(t, m.Registry(), "jobqueue_job_attempts_total", metricstest.Labels{"type": "t", "outcome": outcome}); got != want {
+				t.Errorf("jobqueue_job_attempts_total{type=t,outcome=%q} = %v, want %v", outcome, got, want)
+			}
 		}
 	})
 }

@@ -17,6 +17,23 @@ type Labels map[string]string
 // test when there is not exactly one.
 func find(t testing.TB, g prometheus.Gatherer, name string, labels Labels) *dto.Metric {
 	t.Helper()
+	found := all(t, g, name, labels)
+	if len(found) != 1 {
+		t.Fatalf("%s%v: %d series match, want 1", name, labels, len(found))
+	}
+	return found[0]
+}
+
+// Series returns how many series of family name match labels (children
+// made only when used are absent until then).
+func Series(t testing.TB, g prometheus.Gatherer, name string, labels Labels) int {
+	t.Helper()
+	return len(all(t, g, name, labels))
+}
+
+// all returns the series of family name matching labels.
+func all(t testing.TB, g prometheus.Gatherer, name string, labels Labels) []*dto.Metric {
+	t.Helper()
 	families, err := g.Gather()
 	if err != nil {
 		t.Fatalf("gather: %v", err)
@@ -32,10 +49,7 @@ func find(t testing.TB, g prometheus.Gatherer, name string, labels Labels) *dto.
 			}
 		}
 	}
-	if len(found) != 1 {
-		t.Fatalf("%s%v: %d series match, want 1", name, labels, len(found))
-	}
-	return found[0]
+	return found
 }
 
 func matches(m *dto.Metric, labels Labels) bool {

@@ -137,8 +137,14 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 		return nil, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.insert(fresh), nil
+	out := s.insert(fresh)
+	s.mu.Unlock()
+	for i, j := range out {
+		if j == fresh[i] {
+			store.NoteCreated(ctx, j)
+		}
+	}
+	return out, nil
 }
 
 // newJobs makes the jobs of njs, not stored yet.
@@ -413,15 +419,16 @@ func (s *Store) TypeStats(ctx context.Context, owner string) (map[string]domain.
 }
 
 // OldestRunnable returns the earliest RunAt not after now among pending
-// jobs. It looks at every runnable job (those the queue holds as due): the
-// memory store keeps no index by RunAt of due jobs.
+// jobs of types not paused. It looks at every runnable job (those the
+// queue holds as due): the memory store keeps no index by RunAt of due
+// jobs.
 func (s *Store) OldestRunnable(ctx context.Context, now time.Time) (time.Time, error) {
 	if err := ctx.Err(); err != nil {
 		return time.Time{}, fmt.Errorf("oldest runnable job: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.queue.oldestDue(now, s.isPending), nil
+	return s.queue.oldestDue(now, s.isPending, func(j *domain.Job) bool { return !s.controls[j.Type].Paused }), nil
 }
 
 // Heartbeat extends the leases owner holds.

@@ -69,12 +69,12 @@ func (q *runQueue) due(now time.Time, current func(*domain.Job) bool) time.Time 
 }
 
 // oldestDue returns the earliest RunAt among the current, due snapshots
-// (zero if none).
-func (q *runQueue) oldestDue(now time.Time, current func(*domain.Job) bool) time.Time {
+// that count (zero if none).
+func (q *runQueue) oldestDue(now time.Time, current, counts func(*domain.Job) bool) time.Time {
 	q.due(now, current)
 	var oldest time.Time
 	for _, j := range q.ready.items {
-		if current(j) && (oldest.IsZero() || j.RunAt.Before(oldest)) {
+		if current(j) && counts(j) && (oldest.IsZero() || j.RunAt.Before(oldest)) {
 			oldest = j.RunAt
 		}
 	}

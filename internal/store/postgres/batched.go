@@ -125,6 +125,7 @@ func (s *Store) createBatchOf(batch []*call[domain.NewJob]) error {
 	}
 	for i, c := range batch {
 		if j := jobs[ids[i]]; j != nil {
+			store.NoteCreated(c.ctx, j)
 			c.answer(j, nil)
 			continue
 		}
@@ -197,6 +198,7 @@ func (s *Store) jobWithKey(ctx context.Context, nj domain.NewJob) (*domain.Job, 
 			return nil, err
 		}
 		if j := jobs[ids[0]]; j != nil {
+			store.NoteCreated(ctx, j)
 			return j, nil
 		}
 	}

@@ -413,6 +413,7 @@ func (s *Store) CreateMany(ctx context.Context, njs []domain.NewJob) ([]*domain.
 	for i, nj := range njs {
 		k := ownerKey{nj.Owner, nj.IdempotencyKey}
 		if j := inserted[ids[i]]; j != nil {
+			store.NoteCreated(ctx, j)
 			out[i] = j
 			if nj.IdempotencyKey != "" {
 				byKey[k] = j
@@ -636,20 +637,26 @@ func (s *Store) Tuning() store.Tuning {
 }
 
 // OldestRunnable returns the earliest RunAt not after now among pending
-// jobs: the minimum of jobs_next_run_at's range, one index seek.
+// jobs of types not paused: the first such entry of jobs_next_run_at.
 func (s *Store) OldestRunnable(ctx context.Context, now time.Time) (time.Time, error) {
-	var oldest *time.Time
-	if err := s.pool.QueryRow(ctx, oldestRunnableSQL, now).Scan(&oldest); err != nil {
-		return time.Time{}, wrapf(err, "oldest runnable job")
-	}
-	if oldest == nil {
+	var oldest time.Time
+	err := s.pool.QueryRow(ctx, oldestRunnableSQL, now).Scan(&oldest)
+	if errors.Is(err, pgx.ErrNoRows) {
 		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, wrapf(err, "oldest runnable job")
 	}
 	return oldest.UTC(), nil
 }
 
-// oldestRunnableSQL is OldestRunnable's statement (its plan is tested).
-const oldestRunnableSQL = `SELECT min(run_at) FROM jobs WHERE status = 'pending' AND run_at <= $1`
+// oldestRunnableSQL is OldestRunnable's statement (its plan is tested):
+// a walk of jobs_next_run_at from its start to the first job of a type
+// not paused (the paused types, read once, are a filter).
+const oldestRunnableSQL = `SELECT run_at FROM jobs
+	WHERE status = 'pending' AND run_at <= $1
+		AND type <> ALL (ARRAY(SELECT name FROM job_type_controls WHERE paused))
+	ORDER BY run_at LIMIT 1`
 
 // NextRunAt returns the earliest RunAt after now among pending jobs.
 func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {

@@ -284,6 +284,11 @@ func (s *Store) create(ctx context.Context, njs []domain.NewJob) ([]*domain.Job,
 	if err != nil {
 		return nil, err
 	}
+	for i, j := range out {
+		if j.ID == ids[i] {
+			store.NoteCreated(ctx, j)
+		}
+	}
 	return out, nil
 }
 
@@ -591,8 +596,8 @@ func dispatchOrder(a, b *domain.Job) int {
 }
 
 // OldestRunnable returns the earliest RunAt not after now among pending
-// jobs: the first runnable job of each priority is one seek in
-// jobs_runnable.
+// jobs of types not paused: the first runnable job of each priority is
+// one seek in jobs_runnable (past the paused types' jobs, if older).
 func (s *Store) OldestRunnable(ctx context.Context, now time.Time) (time.Time, error) {
 	if err := s.closed(); err != nil {
 		return time.Time{}, fmt.Errorf("oldest runnable job: %w", err)
@@ -600,7 +605,9 @@ func (s *Store) OldestRunnable(ctx context.Context, now time.Time) (time.Time, e
 	var oldest sql.NullInt64
 	st, err := s.reads.get(ctx, pendingPriorities+`
 		SELECT MIN((SELECT run_at FROM jobs INDEXED BY jobs_runnable
-			WHERE status = 'pending' AND priority = prio.p AND run_at <= ?1 ORDER BY run_at LIMIT 1))
+			WHERE status = 'pending' AND priority = prio.p AND run_at <= ?1
+				AND type NOT IN (SELECT name FROM job_type_controls WHERE paused)
+			ORDER BY run_at LIMIT 1))
 		FROM prio WHERE p IS NOT NULL`)
 	if err == nil {
 		err = st.QueryRowContext(ctx, micros(now)).Scan(&oldest)

@@ -10,7 +10,7 @@ import (
 
 // testOldestRunnable: the earliest RunAt among the pending jobs that are
 // due, whatever their priority; jobs scheduled for later, claimed or
-// finished do not count.
+// finished do not count, nor do a paused type's (a limited type's do).
 func testOldestRunnable(t *testing.T, newStore NewStore) {
 	s := newStore(t, Options{})
 	ctx := context.Background()
@@ -43,4 +43,26 @@ func testOldestRunnable(t *testing.T, newStore NewStore) {
 	oldest(low.RunAt, "the newer one claimed")
 	claimID(t, s, low.ID)
 	oldest(time.Time{}, "both claimed")
+
+	yes, no := true, false
+	held, err := s.Create(ctx, domain.NewJob{Type: "oldest-paused", MaxAttempts: 1, RunAt: now.Add(-time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetTypeControl(ctx, "oldest-paused", domain.TypeChange{Paused: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	oldest(time.Time{}, "only a paused type's job due")
+	limited, err := s.Create(ctx, domain.NewJob{Type: "oldest-limited", MaxAttempts: 1, RunAt: now.Add(-30 * time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetTypeControl(ctx, "oldest-limited", domain.TypeChange{Limits: &domain.TypeLimits{Concurrency: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	oldest(limited.RunAt, "a paused type's older job and a limited type's job due")
+	if _, err := s.SetTypeControl(ctx, "oldest-paused", domain.TypeChange{Paused: &no}); err != nil {
+		t.Fatal(err)
+	}
+	oldest(held.RunAt, "the paused type resumed")
 }
