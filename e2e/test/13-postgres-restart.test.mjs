@@ -1,5 +1,6 @@
 // PostgreSQL restarted under load, with two server processes on it: while
-// it is down they answer at once that the store is unavailable, afterwards
+// it is down they answer at once that the store is unavailable (and /ready
+// says 503 while /health stays 200), afterwards
 // they recover by themselves, and no acknowledged job is lost.
 //
 // This file restarts the local cluster, so it runs last and alone
@@ -136,6 +137,10 @@ describe('PostgreSQL restart under load', { timeout: 130_000 }, () => {
           }
           const health = await request(`${server.url}/health`, { timeoutMs: PROMPT_MS });
           assert.equal(health.status, 200, `${label} /health while PostgreSQL is down`);
+          // Alive, but not ready: a load balancer sends its requests elsewhere.
+          const ready = await request(`${server.url}/ready`, { timeoutMs: PROMPT_MS });
+          assert.equal(ready.status, 503, `${label} /ready while PostgreSQL is down: ${ready.text}`);
+          assert.deepEqual(ready.json, { ready: false, reason: 'store unavailable' }, `${label} /ready body`);
           probes++;
         }
         await sleep(100);
@@ -151,6 +156,12 @@ describe('PostgreSQL restart under load', { timeout: 130_000 }, () => {
         () => (lastAck.get('A') ?? 0) > upAt && (lastAck.get('B') ?? 0) > upAt && { A: lastAck.get('A') - upAt, B: lastAck.get('B') - upAt },
         { timeoutMs: 20_000, intervalMs: 50, label: 'both servers to acknowledge creations again after PostgreSQL is back' },
       );
+      for (const [server, label] of [[a, 'A'], [b, 'B']]) {
+        await waitFor(async () => (await request(`${server.url}/ready`, { timeoutMs: PROMPT_MS })).status === 200, {
+          timeoutMs: 10_000,
+          label: `${label} /ready to answer 200 again after PostgreSQL is back`,
+        });
+      }
       const countsAtRecovery = { A: ackCount.get('A'), B: ackCount.get('B') };
       await waitFor(() => ackCount.get('A') >= countsAtRecovery.A + 20 && ackCount.get('B') >= countsAtRecovery.B + 20, {
         timeoutMs: 15_000,
