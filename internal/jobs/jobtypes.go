@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -152,7 +153,8 @@ func (s *Service) PauseType(ctx context.Context, name string, paused bool) (JobT
 }
 
 // SetTypeLimits sets (or, for nil fields, clears) a type's limits. Any
-// valid type name may be limited, also one without jobs yet. A limit out
+// valid type name may be limited, also one without jobs yet, unless
+// handlers are configured (Options.Types): then only their types. A limit out
 // of range is a *domain.ValidationError naming its field.
 func (s *Service) SetTypeLimits(ctx context.Context, name string, req LimitsRequest) (JobType, error) {
 	var l domain.TypeLimits
@@ -189,6 +191,12 @@ func (s *Service) changeType(ctx context.Context, op, name string, ch domain.Typ
 	}
 	if err := checkTypeName(name); err != nil {
 		return JobType{}, err
+	}
+	// With handlers configured, no job of another type can exist: a
+	// control on it is a mistake (a misspelt type), said as such.
+	var ve *domain.ValidationError
+	if err := s.opts.Types.Check(name); errors.As(err, &ve) {
+		return JobType{}, &domain.ValidationError{Field: "name", Message: ve.Message}
 	}
 	c, err := s.store.SetTypeControl(ctx, name, ch)
 	if err != nil {
