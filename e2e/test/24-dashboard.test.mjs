@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { useBrowser } from '../lib/browser.mjs';
 import { createSqliteDatabase } from '../lib/database.mjs';
 import { newToken, startServer, useServer, writeTokensFile } from '../lib/server.mjs';
-import { gqlData, gqlPost, uniqueType, waitForJobStatus, withDeadline } from '../lib/util.mjs';
+import { gqlData, gqlPost, uniqueType, waitFor, waitForJobStatus, withDeadline } from '../lib/util.mjs';
 
 const T = { timeout: 60_000 };
 const D = { timeout: 300_000 };
@@ -328,11 +328,17 @@ describe('dashboard', D, () => {
   });
 
   withPage('the overview counts jobs by status, live, and draws the throughput', server, '/ui/', async (page) => {
-    const stats = (await gqlData(server.url, STATS)).stats;
-    await page.page.waitForFunction((n) => document.querySelector('[data-count="COMPLETED"]')?.textContent === n, { timeout: WAIT }, stats.completed.toLocaleString('en-US'));
+    // Jobs of earlier tests may still finish meanwhile: the page must come
+    // to show the server's count as it is now, whatever it has become.
+    const showsServerCount = async (atLeast) => {
+      const completed = (await gqlData(server.url, STATS)).stats.completed;
+      const shown = await page.page.$eval('[data-count="COMPLETED"]', (e) => e.textContent).catch(() => null);
+      return completed >= atLeast && shown === completed.toLocaleString('en-US') && { completed };
+    };
+    const { completed: before } = await waitFor(() => showsServerCount(0), { timeoutMs: WAIT, intervalMs: 100, label: 'the overview to show the completed count' });
     const [id] = await createJobs(server, [{ type: uniqueType('dash-overview'), payload: { durationMs: 0 } }]);
     await waitForJobStatus(server.url, id, ['COMPLETED'], { timeoutMs: WAIT });
-    await page.page.waitForFunction((n) => document.querySelector('[data-count="COMPLETED"]')?.textContent === n, { timeout: WAIT }, String(stats.completed + 1));
+    await waitFor(() => showsServerCount(before + 1), { timeoutMs: WAIT, intervalMs: 100, label: 'the overview to count the new completed job, live' });
     const title = await text(page, '.chart title');
     assert.match(title, /[1-9]\d* completed/, 'jobs completed in the last minutes are charted');
     assert.equal(await page.page.$$eval('.chart polyline', (l) => l.length), 2);
