@@ -44,6 +44,7 @@ type config struct {
 	// PausedTypes are paused at start (PAUSED_TYPES).
 	PausedTypes    []string
 	PeriodicFile   string
+	MaxPeriodic    int
 	Retention      time.Duration
 	RetentionSweep time.Duration
 	LogFormat      string
@@ -171,6 +172,7 @@ func settings() []setting {
 			return nil
 		}},
 		{"PERIODIC_FILE", "", "YAML or JSON file of periodic jobs (periodic: [{name, schedule, timezone, paused, job: {type, payload, …}}]) applied at start; the API may not change them, and those of an earlier version of the file that it no longer holds are deleted", stringInto(func(c *config) *string { return &c.PeriodicFile })},
+		{"MAX_PERIODIC_JOBS", "1000", "most periodic jobs that may be defined: a new one past it is BAD_USER_INPUT on name, a PERIODIC_FILE holding more is refused at start", intInto(func(c *config) *int { return &c.MaxPeriodic }, 1)},
 		{"MAX_ATTEMPTS", "3", "attempts of a job created without maxAttempts (1 means no retry)", intInto(func(c *config) *int { return &c.MaxAttempts }, 1)},
 		{"ERROR_HISTORY", fmt.Sprint(domain.DefaultErrorHistory), fmt.Sprintf("failures kept in each job's errors, the newest (1 to %d); attempts still counts them all", domain.MaxErrorHistory), func(c *config, v string) error {
 			if err := intInto(func(c *config) *int { return &c.ErrorHistory }, 1)(c, v); err != nil {
@@ -424,7 +426,7 @@ func (c config) logAttrs() []any {
 	return []any{
 		"database", redactURL(c.DatabaseURL), "instance_id", c.InstanceID, "lease_duration", c.LeaseDuration, "poll_interval", c.PollInterval,
 		"port", c.Port, "workers", c.Workers, "queue_capacity", c.QueueCapacity,
-		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "paused_types", c.PausedTypes, "periodic_file", c.PeriodicFile, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
+		"processing_time", c.ProcessingTime, "shutdown_timeout", c.ShutdownTimeout, "job_timeout", c.JobTimeout, "max_attempts", c.MaxAttempts, "error_history", c.ErrorHistory, "retry_backoff", c.RetryBackoff, "retry_backoff_max", c.RetryBackoffMax, "handlers_file", c.HandlersFile, "paused_types", c.PausedTypes, "periodic_file", c.PeriodicFile, "max_periodic_jobs", c.MaxPeriodic, "retention", c.Retention, "retention_sweep", c.RetentionSweep,
 		"log_level", c.LogLevel.String(), "max_body_bytes", c.MaxBodyBytes,
 		"max_payload_bytes", c.MaxPayloadBytes, "rest_list_max", c.RESTListMax,
 		"max_subscriptions_per_conn", c.MaxSubscriptionsPerConn, "complexity_limit", c.ComplexityLimit,

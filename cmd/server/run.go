@@ -187,6 +187,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		RESTListMax:        cfg.RESTListMax,
 		TraceParents:       traces.Enabled(),
 		PeriodicFile:       cfg.PeriodicFile,
+		MaxPeriodicJobs:    cfg.MaxPeriodic,
 		PeriodicChanged:    scheduler.Wake,
 	})
 	if cfg.PeriodicFile != "" {

@@ -50,6 +50,9 @@ type Options struct {
 	// PeriodicFile names the server's PERIODIC_FILE in the refusal to
 	// change one of its definitions ("" when none is set).
 	PeriodicFile string
+	// MaxPeriodicJobs bounds how many periodic jobs may be defined, API
+	// and PERIODIC_FILE together; zero means DefaultMaxPeriodicJobs.
+	MaxPeriodicJobs int
 	// PeriodicChanged, when not nil, is called after a periodic job
 	// definition changed (the scheduler's Wake). It must not block.
 	PeriodicChanged func()

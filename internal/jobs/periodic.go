@@ -13,6 +13,19 @@ import (
 // DefaultTimezone is the time zone of a periodic job defined without one.
 const DefaultTimezone = "UTC"
 
+// DefaultMaxPeriodicJobs is how many periodic jobs may be defined when
+// Options.MaxPeriodicJobs is zero. Each scheduler pass reads them all, and
+// the APIs list them whole.
+const DefaultMaxPeriodicJobs = 1000
+
+// maxPeriodicJobs is the bound on the number of periodic jobs.
+func (s *Service) maxPeriodicJobs() int {
+	if s.opts.MaxPeriodicJobs > 0 {
+		return s.opts.MaxPeriodicJobs
+	}
+	return DefaultMaxPeriodicJobs
+}
+
 // PeriodicRequest is a periodic job definition as the APIs (and
 // PERIODIC_FILE) give it. Field names in errors are GraphQL's
 // (PeriodicJobInput).
@@ -68,6 +81,9 @@ func (s *Service) PutPeriodic(ctx context.Context, req PeriodicRequest) (*Period
 	if err != nil {
 		return nil, err
 	}
+	if err := s.roomForPeriodic(ctx, def.Name); err != nil {
+		return nil, err
+	}
 	p, err := s.store.PutPeriodic(ctx, def)
 	if errors.Is(err, domain.ErrConflict) {
 		return nil, &PeriodicConflictError{Name: def.Name, File: s.opts.PeriodicFile}
@@ -121,6 +137,9 @@ func (s *Service) ListPeriodic(ctx context.Context) ([]*Periodic, error) {
 // that it no longer holds are deleted. Nothing is stored when one breaks a
 // rule. It is the server's configuration: no access rule applies.
 func (s *Service) ApplyPeriodicFile(ctx context.Context, reqs []PeriodicRequest) error {
+	if limit := s.maxPeriodicJobs(); len(reqs) > limit {
+		return &domain.ValidationError{Field: "periodic", Message: fmt.Sprintf("holds %d definitions; at most %d periodic jobs may be defined (MAX_PERIODIC_JOBS)", len(reqs), limit)}
+	}
 	defs := make([]domain.PeriodicJob, len(reqs))
 	names := make(map[string]bool, len(reqs))
 	for i, req := range reqs {
@@ -152,6 +171,28 @@ func (s *Service) ApplyPeriodicFile(ctx context.Context, reqs []PeriodicRequest)
 	}
 	s.periodicChanged()
 	return nil
+}
+
+// roomForPeriodic refuses a new periodic job named name when as many as
+// the bound are defined (replacing one is always allowed). The count is
+// read before the write: two operators defining new ones at the same
+// instant may pass the bound by one each, which is harmless for a bound
+// on the scheduler's work, and only operators may define them.
+func (s *Service) roomForPeriodic(ctx context.Context, name string) error {
+	defs, err := s.store.ListPeriodic(ctx)
+	if err != nil {
+		return fmt.Errorf("list periodic jobs: %w", err)
+	}
+	limit := s.maxPeriodicJobs()
+	if len(defs) < limit {
+		return nil
+	}
+	for _, p := range defs {
+		if p.Name == name {
+			return nil
+		}
+	}
+	return &domain.ValidationError{Field: "name", Message: fmt.Sprintf("%d periodic jobs are defined, the most the server allows (MAX_PERIODIC_JOBS); delete one first", len(defs))}
 }
 
 // periodicJob checks req and returns the definition to store.

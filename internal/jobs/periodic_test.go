@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -140,5 +141,49 @@ func TestPeriodicAuthorization(t *testing.T) {
 		if o := got(svc.DeletePeriodic(ctx, "p")); o != tc.del {
 			t.Errorf("%s deletes: %s, want %s", tc.caller, o, tc.del)
 		}
+	}
+}
+
+// At most MaxPeriodicJobs periodic jobs: a new one past the bound is
+// refused naming name, replacing one is allowed, and a file holding more
+// is refused whole.
+func TestPeriodicJobsAreBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := memory.New(nil)
+	svc := jobs.New(st, nil, jobs.Options{MaxPeriodicJobs: 2})
+	typ := "t"
+	def := func(name, schedule string) jobs.PeriodicRequest {
+		return jobs.PeriodicRequest{Name: name, Schedule: schedule, Job: jobs.CreateRequest{Type: &typ}}
+	}
+	for _, name := range []string{"a", "b"} {
+		if _, err := svc.PutPeriodic(ctx, def(name, "@hourly")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := svc.PutPeriodic(ctx, def("c", "@hourly"))
+	var ve *domain.ValidationError
+	if !errors.As(err, &ve) || ve.Field != "name" || !strings.Contains(ve.Message, "MAX_PERIODIC_JOBS") {
+		t.Fatalf("a third periodic job with a bound of 2: %v; want a validation error on name naming MAX_PERIODIC_JOBS", err)
+	}
+	if p, err := svc.PutPeriodic(ctx, def("b", "@daily")); err != nil || p.Schedule != "@daily" {
+		t.Fatalf("replacing one at the bound: %+v, %v; want it replaced", p, err)
+	}
+	err = svc.ApplyPeriodicFile(ctx, []jobs.PeriodicRequest{def("x", "@hourly"), def("y", "@hourly"), def("z", "@hourly")})
+	if !errors.As(err, &ve) || ve.Field != "periodic" {
+		t.Fatalf("a file of 3 with a bound of 2: %v; want a validation error on periodic", err)
+	}
+	if list, err := svc.ListPeriodic(ctx); err != nil || len(list) != 2 {
+		t.Fatalf("after the refusals: %d definitions, %v; want the 2 of before", len(list), err)
+	}
+}
+
+// A PERIODIC_FILE larger than MaxPeriodicFileBytes is refused before it
+// is parsed.
+func TestReadPeriodicFileRefusesAHugeFile(t *testing.T) {
+	t.Parallel()
+	path := writeFile(t, "huge.yaml", "periodic: []\n#"+strings.Repeat("x", jobs.MaxPeriodicFileBytes))
+	if _, err := jobs.ReadPeriodicFile(path); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Fatalf("a file over the bound: %v; want it refused as too large", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -37,14 +38,27 @@ type periodicFile struct {
 	} `json:"periodic"`
 }
 
+// MaxPeriodicFileBytes bounds the size of a PERIODIC_FILE: room for the
+// most periodic jobs the server allows with sizeable payloads, and a
+// bound on what reading it costs.
+const MaxPeriodicFileBytes = 8 << 20
+
 // ReadPeriodicFile reads the periodic job definitions of a PERIODIC_FILE,
 // YAML or JSON (JSON is YAML), whose fields are those of GraphQL's
 // PeriodicJobInput under a top-level list "periodic". An unknown field is
 // an error; the definitions' rules are checked by ApplyPeriodicFile.
 func ReadPeriodicFile(path string) ([]PeriodicRequest, error) {
-	data, err := os.ReadFile(path)
+	file, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("periodic file: %w", err)
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, MaxPeriodicFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("periodic file: %w", err)
+	}
+	if len(data) > MaxPeriodicFileBytes {
+		return nil, fmt.Errorf("periodic file %s: larger than %d bytes", path, MaxPeriodicFileBytes)
 	}
 	// YAML is read into plain values, which JSON then reads strictly into
 	// the fields: one set of names, and payloads as JSON text.

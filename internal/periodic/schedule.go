@@ -31,11 +31,25 @@ type Schedule struct {
 	every time.Duration
 }
 
+// Bounds on the text of a schedule and of a time zone name: far above
+// any real cron expression or IANA name, and short enough that reading
+// one costs next to nothing.
+const (
+	MaxScheduleLength = 200
+	MaxTimezoneLength = 64
+)
+
 // Parse reads a schedule and its time zone (an IANA name such as
 // "Europe/Paris", or "UTC"). A broken rule is a *domain.ValidationError
 // naming the field, "schedule" or "timezone". A schedule that can never
 // fire (30 February) is refused too.
 func Parse(schedule, timezone string) (Schedule, error) {
+	if len(schedule) > MaxScheduleLength {
+		return Schedule{}, &domain.ValidationError{Field: "schedule", Message: fmt.Sprintf("must be at most %d characters, got %d", MaxScheduleLength, len(schedule))}
+	}
+	if len(timezone) > MaxTimezoneLength {
+		return Schedule{}, &domain.ValidationError{Field: "timezone", Message: fmt.Sprintf("must be at most %d characters (an IANA name like Europe/Paris), got %d", MaxTimezoneLength, len(timezone))}
+	}
 	loc, err := loadLocation(timezone)
 	if err != nil {
 		return Schedule{}, err

@@ -2,6 +2,7 @@ package periodic_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ func TestParseRefusesBadInputNamingTheField(t *testing.T) {
 		{"@hourly", "Mars/Olympus_Mons", "timezone"},
 		{"@hourly", "", "timezone"},
 		{"@hourly", "Local", "timezone"},
+		{"0 0 * * *" + strings.Repeat(" ", periodic.MaxScheduleLength), "UTC", "schedule"},
+		{"@hourly", "Europe/" + strings.Repeat("x", periodic.MaxTimezoneLength), "timezone"},
 	} {
 		_, err := periodic.Parse(tc.schedule, tc.timezone)
 		var ve *domain.ValidationError

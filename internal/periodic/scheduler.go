@@ -47,6 +47,21 @@ type Scheduler struct {
 	store Store
 	opts  Options
 	wake  chan struct{}
+	// parsed keeps the schedules of the last pass by their text, so
+	// that a pass parses only the definitions that changed. Only Run's
+	// goroutine uses it.
+	parsed map[scheduleKey]parsedSchedule
+}
+
+// scheduleKey names a schedule by its text and time zone.
+type scheduleKey struct{ schedule, timezone string }
+
+// parsedSchedule is a schedule as Parse read it, error included (a
+// stored schedule that does not parse is reported once, not at every
+// pass).
+type parsedSchedule struct {
+	sched Schedule
+	err   error
 }
 
 // New returns a scheduler over st.
@@ -57,7 +72,7 @@ func New(st Store, opts Options) *Scheduler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Scheduler{store: st, opts: opts, wake: make(chan struct{}, 1)}
+	return &Scheduler{store: st, opts: opts, wake: make(chan struct{}, 1), parsed: make(map[scheduleKey]parsedSchedule)}
 }
 
 // Wake makes the scheduler read the definitions again at once: call it
@@ -135,15 +150,24 @@ func (s *Scheduler) pass(ctx context.Context) (time.Time, error) {
 		next    time.Time
 		failure error
 	)
+	parsed := make(map[scheduleKey]parsedSchedule, len(s.parsed))
 	for _, p := range defs {
 		if p.Paused {
 			continue
 		}
-		sched, err := Parse(p.Schedule, p.Timezone)
-		if err != nil {
-			s.opts.Logger.Warn("periodic jobs: a stored schedule does not parse", "name", p.Name, "err", err)
+		key := scheduleKey{p.Schedule, p.Timezone}
+		ps, known := s.parsed[key]
+		if !known {
+			ps.sched, ps.err = Parse(p.Schedule, p.Timezone)
+			if ps.err != nil {
+				s.opts.Logger.Warn("periodic jobs: a stored schedule does not parse", "name", p.Name, "err", ps.err)
+			}
+		}
+		parsed[key] = ps
+		if ps.err != nil {
 			continue
 		}
+		sched := ps.sched
 		base := Since(p)
 		if tick, due := sched.Latest(base, now); due {
 			if err := s.enqueue(ctx, p, tick, sched.Between(base, tick)); err != nil {
@@ -156,6 +180,7 @@ func (s *Scheduler) pass(ctx context.Context) (time.Time, error) {
 			next = n
 		}
 	}
+	s.parsed = parsed // the schedules no definition uses any more are dropped
 	return next, failure
 }
 

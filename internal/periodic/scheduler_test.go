@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
+	"github.com/jobqueue/jobqueue/internal/logtest"
 	"github.com/jobqueue/jobqueue/internal/metrics"
 	"github.com/jobqueue/jobqueue/internal/metrics/metricstest"
 	"github.com/jobqueue/jobqueue/internal/periodic"
@@ -279,6 +280,35 @@ func TestSchedulerFailureHoldsBackNoOtherTick(t *testing.T) {
 		synctest.Wait()
 		if n := len(created(t, st, "fine")); n != 90 {
 			t.Fatalf("%d jobs of a 1 s schedule in 90 s beside a failing one; want 90", n)
+		}
+	})
+}
+
+// A pass parses only the schedules that changed since the last: a stored
+// schedule that does not parse is reported once, not at every pass, and
+// reported again once it changed.
+func TestSchedulerParsesEachScheduleOnce(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		st := memory.New(nil)
+		define(t, st, "broken", "every now and then", "UTC", false)
+		define(t, st, "often", "@every 1s", "UTC", false)
+		log, logs := logtest.Logger()
+		runtest.Start(t, periodic.New(st, periodic.Options{Logger: log}))
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		if n := len(created(t, st, "often")); n < 10 {
+			t.Fatalf("%d jobs of an @every 1s schedule in 10 s; want a pass at each tick", n)
+		}
+		const warning = "periodic jobs: a stored schedule does not parse"
+		if n := logs.Count(warning); n != 1 {
+			t.Fatalf("the broken schedule was reported %d times over 10 passes; want once", n)
+		}
+		define(t, st, "broken", "still not cron", "UTC", false)
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if n := logs.Count(warning); n != 2 {
+			t.Fatalf("the changed broken schedule: %d reports in all; want 2", n)
 		}
 	})
 }
