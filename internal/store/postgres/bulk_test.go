@@ -82,3 +82,67 @@ func TestBulkChangeRetriesAfterLockTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A bulk change made on one instance reaches the publishers of another
+// sharing the schema, every job at the version it made, across several
+// notifications (more jobs than one carries): a processing job's
+// cancellation request reaches the worker's instance.
+func TestBulkChangesAcrossInstances(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	recA, recB := newRecorder(), newRecorder()
+	a := openStore(t, schema, Options{Publisher: recA})
+	b := openStore(t, schema, Options{Publisher: recB})
+	ctx := context.Background()
+	njs := make([]domain.NewJob, 2*notifyChunk+10)
+	for i := range njs {
+		njs[i] = domain.NewJob{Type: "cross-bulk"}
+	}
+	created, err := a.CreateMany(ctx, njs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, len(created))
+	for i, j := range created {
+		ids[i] = j.ID
+	}
+	running := claimOne(t, b, "worker-b")
+	cancelled, err := a.CancelJobs(ctx, ids, "")
+	if err != nil || len(cancelled) != len(ids) {
+		t.Fatalf("cancel jobs: %d, %v; want %d", len(cancelled), err, len(ids))
+	}
+	heard := func(rec *recorder, jobs []*domain.Job, what string) {
+		t.Helper()
+		for _, j := range jobs {
+			rec.waitFor(t, what+" of "+j.ID, func(events []*domain.Job) bool {
+				for _, e := range events {
+					if e.ID == j.ID && e.Version == j.Version && e.Status == j.Status && e.CancelRequested == j.CancelRequested {
+						return true
+					}
+				}
+				return false
+			})
+		}
+	}
+	heard(recB, cancelled, "the cancellation on B")
+	if got := mustEvent(t, recB, running.ID, running.Version+1); got.Status != domain.StatusProcessing || !got.CancelRequested {
+		t.Fatalf("B heard the running job as %+v, want processing, cancellation requested", got)
+	}
+	retried, err := b.RetryJobs(ctx, ids, "")
+	if err != nil || len(retried) != len(ids)-1 {
+		t.Fatalf("retry jobs: %d, %v; want %d (all but the running one)", len(retried), err, len(ids)-1)
+	}
+	heard(recA, retried, "the retry on A")
+}
+
+// mustEvent returns the event of version v of job id that rec published.
+func mustEvent(t *testing.T, rec *recorder, id string, v int64) *domain.Job {
+	t.Helper()
+	for _, e := range rec.of(id) {
+		if e.Version == v {
+			return e
+		}
+	}
+	t.Fatalf("no event of job %s at version %d", id, v)
+	return nil
+}
