@@ -47,7 +47,9 @@ func appendError(message, at string, keep int) string {
 type statements struct {
 	create, claim, claimChosen, rescue, complete   string
 	finish, progress, release, fail, cancel, retry string
-	cancelJobs, retryJobs, enqueuePeriodic         string
+	enqueuePeriodic                                string
+	// CancelJobs and RetryJobs.
+	cancelJobs, retryJobs string
 }
 
 // Cancel's and Retry's rules (domain.Job.Cancel and Retry), shared by the
