@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,15 +10,12 @@ import (
 )
 
 // Bounds of a bulk operation's limit: DefaultBulkLimit when the request
-// names none, at most MaxBulkLimit (each job is one store write, so a call
-// stays within a request's time).
+// names none, at most MaxBulkLimit (so that a call stays well within a
+// request's time).
 const (
 	DefaultBulkLimit = 1000
 	MaxBulkLimit     = 10_000
 )
-
-// bulkPage is how many jobs a bulk operation lists at a time.
-const bulkPage = 200
 
 // BulkRequest selects the jobs of CancelMany and RetryMany.
 type BulkRequest struct {
@@ -48,27 +44,31 @@ type BulkResult struct {
 
 // CancelMany cancels at most req.Limit pending or processing jobs the
 // caller sees that match req, newest first, each as Cancel would (and
-// published as it changes). Jobs that finish meanwhile are skipped.
+// published as it changes), store.BulkBatch jobs per store write. Jobs
+// that finish meanwhile are skipped.
 func (s *Service) CancelMany(ctx context.Context, req BulkRequest) (BulkResult, error) {
 	// A processing job asked to cancel already is not asked again (nor
 	// counted): it becomes CANCELLED when its handler returns.
 	asked := func(j *domain.Job) bool { return j.CancelRequested }
-	return s.bulk(ctx, "cancel", req, []domain.Status{domain.StatusPending, domain.StatusProcessing}, asked, s.store.Cancel)
+	return s.bulk(ctx, "cancel", req, []domain.Status{domain.StatusPending, domain.StatusProcessing}, asked, s.store.CancelJobs)
 }
 
 // RetryMany puts back to pending at most req.Limit failed or cancelled
-// jobs the caller sees that match req, newest first, each as Retry would.
+// jobs the caller sees that match req, newest first, each as Retry would,
+// store.BulkBatch jobs per store write.
 func (s *Service) RetryMany(ctx context.Context, req BulkRequest) (BulkResult, error) {
 	never := func(*domain.Job) bool { return false }
-	return s.bulk(ctx, "retry", req, []domain.Status{domain.StatusFailed, domain.StatusCancelled}, never, s.store.Retry)
+	return s.bulk(ctx, "retry", req, []domain.Status{domain.StatusFailed, domain.StatusCancelled}, never, s.store.RetryJobs)
 }
 
 // bulk applies change to the jobs matching req in the statuses it acts
-// on (but not those skip names), a page at a time, until limit jobs have
-// changed or none is left.
+// on (but not those skip names), a page of store.BulkBatch jobs listed and
+// changed at a time, until limit jobs have changed or none is left.
 // Only jobs in statuses change acts on are listed, so the walk is bounded
-// by the limit and the jobs that changed status meanwhile.
-func (s *Service) bulk(ctx context.Context, op string, req BulkRequest, acts []domain.Status, skip func(*domain.Job) bool, change func(context.Context, string) (*domain.Job, error)) (BulkResult, error) {
+// by the limit and the jobs that changed status meanwhile. change is
+// given the caller's scope as the owner, so that the store itself keeps
+// a user to its own jobs.
+func (s *Service) bulk(ctx context.Context, op string, req BulkRequest, acts []domain.Status, skip func(*domain.Job) bool, change func(ctx context.Context, ids []string, owner string) ([]*domain.Job, error)) (BulkResult, error) {
 	a := accessOf(ctx)
 	if err := a.allow(op, true); err != nil {
 		return BulkResult{}, err
@@ -95,28 +95,33 @@ func (s *Service) bulk(ctx context.Context, op string, req BulkRequest, acts []d
 		q := store.ListQuery{
 			Status: status, Type: req.Type, Tag: req.Tag, Owner: a.scope,
 			CreatedBefore: req.CreatedBefore, CreatedAfter: req.CreatedAfter,
-			Limit: bulkPage, SkipTotal: true,
+			Limit: store.BulkBatch, SkipTotal: true,
 		}
 		for {
 			page, err := s.store.List(ctx, q)
 			if err != nil {
 				return res, fmt.Errorf("%s jobs: %w", op, err)
 			}
+			ids := make([]string, 0, len(page.Jobs))
 			for _, j := range page.Jobs {
-				if skip(j) {
-					continue
+				if !skip(j) {
+					ids = append(ids, j.ID)
 				}
+			}
+			// The jobs a write leaves alone (changed meanwhile) make
+			// room for the next ones of the page.
+			for len(ids) > 0 {
 				if res.Count == limit || (res.Count > 0 && enough()) {
-					res.More = true // j still matches
+					res.More = true // ids[0] still matches
 					return res, nil
 				}
-				if _, err := change(ctx, j.ID); err != nil {
-					if errors.Is(err, domain.ErrConflict) || errors.Is(err, domain.ErrNotFound) {
-						continue // changed or deleted meanwhile
-					}
-					return res, fmt.Errorf("%s job %s: %w", op, j.ID, err)
+				n := min(len(ids), limit-res.Count)
+				changed, err := change(ctx, ids[:n], a.scope)
+				res.Count += len(changed)
+				if err != nil {
+					return res, fmt.Errorf("%s jobs: %w", op, err)
 				}
-				res.Count++
+				ids = ids[n:]
 			}
 			if !page.HasMore || len(page.Jobs) == 0 {
 				break

@@ -3,12 +3,14 @@ package jobs_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/auth"
 	"github.com/jobqueue/jobqueue/internal/domain"
 	"github.com/jobqueue/jobqueue/internal/jobs"
+	"github.com/jobqueue/jobqueue/internal/store"
 )
 
 func statusCount(t *testing.T, b *bundle, ids []string, status domain.Status) int {
@@ -89,6 +91,74 @@ func TestBulkRefusesBadRequests(t *testing.T) {
 	}
 }
 
+// A bulk operation changes its jobs store.BulkBatch at a time, one store
+// write each, a user's with its name as the owner the store keeps it to.
+func TestBulkWritesInBatches(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jobs.Options{})
+	const n = 2*store.BulkBatch + 3
+	njs := make([]domain.NewJob, n)
+	for i := range njs {
+		njs[i] = domain.NewJob{Type: "batched", Owner: "ann"}
+	}
+	if _, err := b.store.CreateMany(context.Background(), njs); err != nil {
+		t.Fatal(err)
+	}
+	ann := as(context.Background(), &auth.Identity{Name: "ann", Role: auth.RoleUser})
+	res, err := b.svc.CancelMany(ann, jobs.BulkRequest{Type: "batched", Limit: ptr(n - 1)})
+	if err != nil || res != (jobs.BulkResult{Count: n - 1, More: true}) {
+		t.Fatalf("cancel: %+v, %v; want %d and more", res, err, n-1)
+	}
+	want := []bulkCall{
+		{"cancel", store.BulkBatch, "ann", store.BulkBatch},
+		{"cancel", store.BulkBatch, "ann", store.BulkBatch},
+		{"cancel", 2, "ann", 2},
+	}
+	if got := b.store.bulkCalls(); !slices.Equal(got, want) {
+		t.Fatalf("store writes %+v, want %+v", got, want)
+	}
+	res, err = b.svc.RetryMany(context.Background(), jobs.BulkRequest{Type: "batched"})
+	if err != nil || res != (jobs.BulkResult{Count: jobs.DefaultBulkLimit, More: true}) {
+		t.Fatalf("retry: %+v, %v; want %d and more", res, err, jobs.DefaultBulkLimit)
+	}
+	want = append(want, bulkCall{"retry", store.BulkBatch, "", store.BulkBatch}, bulkCall{"retry", store.BulkBatch, "", store.BulkBatch})
+	if got := b.store.bulkCalls(); !slices.Equal(got, want) {
+		t.Fatalf("store writes %+v, want %+v", got, want)
+	}
+}
+
+// Every job a bulk operation changes reaches the subscribers, once.
+func TestBulkPublishesEveryChange(t *testing.T) {
+	t.Parallel()
+	b := setup(t, jobs.Options{})
+	ctx := t.Context()
+	sub, err := b.svc.Watch(ctx, jobs.WatchRequest{Type: "watched"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	created := map[string]bool{}
+	for range 5 {
+		created[b.create(t, "watched").ID] = true
+	}
+	for range created {
+		if j := next(t, sub); !created[j.ID] || j.Status != domain.StatusPending {
+			t.Fatalf("creation event %+v", j)
+		}
+	}
+	if res, err := b.svc.CancelMany(ctx, jobs.BulkRequest{Type: "watched"}); err != nil || res.Count != 5 {
+		t.Fatalf("cancel: %+v, %v", res, err)
+	}
+	seen := map[string]bool{}
+	for range created {
+		j := next(t, sub)
+		if !created[j.ID] || seen[j.ID] || j.Status != domain.StatusCancelled {
+			t.Fatalf("cancel event %+v (seen before: %v)", j, seen[j.ID])
+		}
+		seen[j.ID] = true
+	}
+}
+
 // A user's bulk operation reaches only its own jobs; a viewer's is
 // forbidden.
 func TestBulkFollowsAccess(t *testing.T) {
@@ -160,27 +230,37 @@ func (c *runningOut) Deadline() (time.Time, bool) {
 func TestBulkAnswersBeforeItsDeadline(t *testing.T) {
 	t.Parallel()
 	b := setup(t, jobs.Options{})
-	var ids []string
-	for range 10 {
-		ids = append(ids, b.create(t, "slow-bulk").ID)
+	const batch = store.BulkBatch
+	njs := make([]domain.NewJob, 3*batch+1)
+	for i := range njs {
+		njs[i] = domain.NewJob{Type: "slow-bulk"}
 	}
-	// Deadline is read once to set the margin, then before each job
-	// after the first: time runs short after the fourth job.
-	ctx := &runningOut{Context: context.Background(), plenty: 4}
-	res, err := b.svc.CancelMany(ctx, jobs.BulkRequest{Type: "slow-bulk"})
+	created, err := b.store.CreateMany(context.Background(), njs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Count != 4 || !res.More {
-		t.Fatalf("running out of time: %+v, want 4 jobs and more", res)
+	var ids []string
+	for _, j := range created {
+		ids = append(ids, j.ID)
 	}
-	if got := statusCount(t, b, ids, domain.StatusCancelled); got != 4 {
-		t.Fatalf("%d jobs cancelled, want the 4 counted", got)
+	// Deadline is read once to set the margin, then before each write
+	// (of store.BulkBatch jobs) after the first: time runs short after
+	// the second.
+	ctx := &runningOut{Context: context.Background(), plenty: 2}
+	res, err := b.svc.CancelMany(ctx, jobs.BulkRequest{Type: "slow-bulk", Limit: ptr(jobs.MaxBulkLimit)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Even short of time from the first job on, a call changes one job:
+	if res.Count != 2*batch || !res.More {
+		t.Fatalf("running out of time: %+v, want %d jobs and more", res, 2*batch)
+	}
+	if got := statusCount(t, b, ids, domain.StatusCancelled); got != 2*batch {
+		t.Fatalf("%d jobs cancelled, want the %d counted", got, 2*batch)
+	}
+	// Even short of time from the start, a call changes one batch:
 	// calling again while more is set gets through.
 	res, err = b.svc.CancelMany(&runningOut{Context: context.Background(), plenty: 1}, jobs.BulkRequest{Type: "slow-bulk"})
-	if err != nil || res.Count != 1 || !res.More {
-		t.Fatalf("no time to spare: %+v, %v; want one job and more", res, err)
+	if err != nil || res.Count != batch || !res.More {
+		t.Fatalf("no time to spare: %+v, %v; want %d jobs and more", res, err, batch)
 	}
 }

@@ -23,13 +23,46 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // recorder is a memory store that remembers the list queries it answers
-// and counts the Stats calls, so tests can tell what reached the store.
+// and the bulk changes it makes, and counts the Stats calls, so tests can
+// tell what reached the store.
 type recorder struct {
 	*memory.Store
 	mu      sync.Mutex
 	lists   []store.ListQuery
+	bulks   []bulkCall
 	statsN  int
 	failing error // when set, List and Stats fail with it
+}
+
+// bulkCall is one call of CancelJobs or RetryJobs.
+type bulkCall struct {
+	op      string
+	ids     int
+	owner   string
+	changed int
+}
+
+func (r *recorder) CancelJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	jobs, err := r.Store.CancelJobs(ctx, ids, owner)
+	r.mu.Lock()
+	r.bulks = append(r.bulks, bulkCall{"cancel", len(ids), owner, len(jobs)})
+	r.mu.Unlock()
+	return jobs, err
+}
+
+func (r *recorder) RetryJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	jobs, err := r.Store.RetryJobs(ctx, ids, owner)
+	r.mu.Lock()
+	r.bulks = append(r.bulks, bulkCall{"retry", len(ids), owner, len(jobs)})
+	r.mu.Unlock()
+	return jobs, err
+}
+
+// bulkCalls returns the bulk changes the store made so far.
+func (r *recorder) bulkCalls() []bulkCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]bulkCall(nil), r.bulks...)
 }
 
 func (r *recorder) List(ctx context.Context, q store.ListQuery) (store.ListPage, error) {

@@ -29,6 +29,8 @@ const (
 	opFail
 	opCancel
 	opRetry
+	opCancelJobs
+	opRetryJobs
 	opDeleteFinished
 	opDelete
 	opStats
@@ -45,7 +47,7 @@ const (
 var storeOpNames = [numStoreOps]string{
 	"create", "create_many", "get", "list", "claim", "next_run_at", "oldest_runnable", "heartbeat",
 	"rescue_expired", "finish", "complete", "progress", "release", "fail", "cancel", "retry",
-	"delete_finished", "delete", "stats", "type_controls", "set_type_control", "type_stats",
+	"cancel_jobs", "retry_jobs", "delete_finished", "delete", "stats", "type_controls", "set_type_control", "type_stats",
 	"put_periodic", "delete_periodic", "list_periodic", "enqueue_periodic",
 }
 
@@ -239,6 +241,24 @@ func (s *instrumented) Retry(ctx context.Context, id string) (*domain.Job, error
 	j, err := s.inner.Retry(ctx, id)
 	s.done(opRetry, start, err)
 	return j, err
+}
+
+// CancelJobs counts each job it cancelled as finished, as Cancel does.
+func (s *instrumented) CancelJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	start := time.Now()
+	jobs, err := s.inner.CancelJobs(ctx, ids, owner)
+	s.done(opCancelJobs, start, err)
+	for _, j := range jobs {
+		s.m.jobFinished(j)
+	}
+	return jobs, err
+}
+
+func (s *instrumented) RetryJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	start := time.Now()
+	jobs, err := s.inner.RetryJobs(ctx, ids, owner)
+	s.done(opRetryJobs, start, err)
+	return jobs, err
 }
 
 func (s *instrumented) DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error) {

@@ -87,6 +87,46 @@ func TestEnqueuePeriodicCounted(t *testing.T) {
 	}
 }
 
+// The jobs CancelJobs cancels at once count as finished, as Cancel's do;
+// a processing job asked to cancel does not (its worker finishes it).
+// Both bulk changes are timed under their own operation.
+func TestBulkChangesCounted(t *testing.T) {
+	t.Parallel()
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			m := metrics.New(metrics.Options{Backend: name})
+			st := m.Store(open(t))
+			ctx := context.Background()
+			jobs, err := st.CreateMany(ctx, []domain.NewJob{{Type: "bulk"}, {Type: "bulk"}, {Type: "bulk"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now()
+			claimed, err := st.Claim(ctx, store.ClaimRequest{Owner: "w", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)})
+			if err != nil || len(claimed) != 1 {
+				t.Fatalf("claim: %d jobs, %v", len(claimed), err)
+			}
+			ids := []string{jobs[0].ID, jobs[1].ID, jobs[2].ID}
+			if got, err := st.CancelJobs(ctx, ids, ""); err != nil || len(got) != 3 {
+				t.Fatalf("cancel jobs: %d, %v", len(got), err)
+			}
+			if got, err := st.RetryJobs(ctx, ids, ""); err != nil || len(got) != 2 {
+				t.Fatalf("retry jobs: %d, %v", len(got), err)
+			}
+			reg := m.Registry()
+			if got := metricstest.Value(t, reg, "jobqueue_jobs_finished_total", labels{"type": "bulk", "status": "cancelled"}); got != 2 {
+				t.Errorf("jobs_finished_total{cancelled} = %v, want the 2 pending jobs", got)
+			}
+			for _, op := range []string{"cancel_jobs", "retry_jobs"} {
+				if got, _ := metricstest.Histogram(t, reg, "jobqueue_store_call_duration_seconds", labels{"backend": name, "operation": op}); got != 1 {
+					t.Errorf("%s calls timed = %v, want 1", op, got)
+				}
+			}
+		})
+	}
+}
+
 // A job type's series are made as they are used: a type with one job
 // created and nothing else costs one series, not one per status, outcome
 // and webhook class.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -150,6 +151,22 @@ type Store interface {
 	// Retry puts a failed or cancelled job back to pending now, keeping its
 	// attempts and error history; other statuses give domain.ErrConflict.
 	Retry(ctx context.Context, id string) (*domain.Job, error)
+	// CancelJobs cancels, of the jobs with the given ids, each one Cancel
+	// would change, as Cancel changes it: a pending job becomes cancelled,
+	// a processing one not asked yet gets CancelRequested. When owner is
+	// not empty, only jobs of that Owner change (the caller's access). It
+	// returns the jobs it changed, in no particular order, each published
+	// as Cancel publishes it. The others are skipped, not errors: an
+	// unknown id, another owner's job, a job in a final status, a
+	// processing job asked already. The ids are changed BulkBatch at a
+	// time, each batch in one write (one statement or transaction), so an
+	// error may come after earlier batches changed their jobs.
+	CancelJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error)
+	// RetryJobs puts back to pending, of the jobs with the given ids, each
+	// failed or cancelled one, as Retry does, only owner's when owner is
+	// not empty. It returns them, skips the others and writes in batches
+	// as CancelJobs does.
+	RetryJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error)
 	// DeleteFinished deletes up to limit jobs in a final status that
 	// finished before the given time, with their idempotency keys, and
 	// returns how many it deleted. Deleting publishes no event.
@@ -164,6 +181,23 @@ type Store interface {
 	Stats(ctx context.Context, q StatsQuery) (domain.Stats, error)
 	// Periodics: the definitions of periodic jobs and one job per tick.
 	Periodics
+}
+
+// BulkBatch is the most jobs one write of CancelJobs or RetryJobs
+// changes: large enough that a write's fixed cost (a round trip, a commit)
+// is spread over many jobs, small enough that a write holds its locks (and
+// SQLite's single writer) briefly.
+const BulkBatch = 500
+
+// Batches calls f with consecutive pieces of ids, each at most BulkBatch
+// long, until f returns an error, which it returns.
+func Batches(ids []string, f func(batch []string) error) error {
+	for batch := range slices.Chunk(ids, BulkBatch) {
+		if err := f(batch); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ItemError is an error about one element of a call that takes many

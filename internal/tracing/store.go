@@ -199,6 +199,18 @@ func (s *tracedStore) Retry(ctx context.Context, id string) (*domain.Job, error)
 	}, nil)
 }
 
+func (s *tracedStore) CancelJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	return call(ctx, s, "CancelJobs", true, []attribute.KeyValue{attribute.Int("jobqueue.jobs", len(ids))}, func(ctx context.Context) ([]*domain.Job, error) {
+		return s.inner.CancelJobs(ctx, ids, owner)
+	}, nil)
+}
+
+func (s *tracedStore) RetryJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	return call(ctx, s, "RetryJobs", true, []attribute.KeyValue{attribute.Int("jobqueue.jobs", len(ids))}, func(ctx context.Context) ([]*domain.Job, error) {
+		return s.inner.RetryJobs(ctx, ids, owner)
+	}, nil)
+}
+
 func (s *tracedStore) DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error) {
 	return call(ctx, s, "DeleteFinished", false, nil, func(ctx context.Context) (int, error) {
 		return s.inner.DeleteFinished(ctx, before, limit)

@@ -371,30 +371,49 @@ func benchThroughput(b *testing.B, workers int, metricsOn bool) {
 	}
 }
 
+// A running job's cancellation, asked for one job or in a bulk change,
+// cancels its handler's context and ends the job cancelled.
 func TestCancelRunningJob(t *testing.T) {
 	t.Parallel()
-	started := make(chan string, 1)
-	returned := make(chan error, 1)
-	h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
-		started <- j.ID
-		<-ctx.Done()
-		returned <- ctx.Err()
-		return ctx.Err()
-	})
-	b := setup(t, worker.Options{Default: h}, nil)
-	stop := b.run(t)
-	id := b.create(t, 1, "")[0]
-	<-started
-	if _, err := b.mem.Cancel(context.Background(), id); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-returned; !errors.Is(err, context.Canceled) {
-		t.Fatalf("handler saw %v, want context.Canceled", err)
-	}
-	j := b.jobs.WaitFinal(t, id)[0]
-	stopped(t, stop)
-	if j.Status != domain.StatusCancelled || j.CancelRequested || j.FinishedAt == nil || len(j.Errors) != 0 {
-		t.Fatalf("cancelled job = %+v, want cancelled, finished, no error recorded", j)
+	for name, cancel := range map[string]func(st *memory.Store, id string) error{
+		"cancel": func(st *memory.Store, id string) error {
+			_, err := st.Cancel(context.Background(), id)
+			return err
+		},
+		"cancel jobs": func(st *memory.Store, id string) error {
+			jobs, err := st.CancelJobs(context.Background(), []string{id}, "")
+			if err == nil && (len(jobs) != 1 || !jobs[0].CancelRequested) {
+				err = fmt.Errorf("cancel jobs changed %d jobs, want the running one asked to cancel", len(jobs))
+			}
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			started := make(chan string, 1)
+			returned := make(chan error, 1)
+			h := worker.HandlerFunc(func(ctx context.Context, j *domain.Job) error {
+				started <- j.ID
+				<-ctx.Done()
+				returned <- ctx.Err()
+				return ctx.Err()
+			})
+			b := setup(t, worker.Options{Default: h}, nil)
+			stop := b.run(t)
+			id := b.create(t, 1, "")[0]
+			<-started
+			if err := cancel(b.mem, id); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-returned; !errors.Is(err, context.Canceled) {
+				t.Fatalf("handler saw %v, want context.Canceled", err)
+			}
+			j := b.jobs.WaitFinal(t, id)[0]
+			stopped(t, stop)
+			if j.Status != domain.StatusCancelled || j.CancelRequested || j.FinishedAt == nil || len(j.Errors) != 0 {
+				t.Fatalf("cancelled job = %+v, want cancelled, finished, no error recorded", j)
+			}
+		})
 	}
 }
 

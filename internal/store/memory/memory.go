@@ -539,6 +539,50 @@ func (s *Store) Retry(ctx context.Context, id string) (*domain.Job, error) {
 	return s.change(ctx, "retry", id, func(j *domain.Job, now time.Time) error { return j.Retry(now) })
 }
 
+// CancelJobs cancels the jobs with the ids that Cancel would change, under
+// one lock per batch.
+func (s *Store) CancelJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	return s.changeMany(ctx, "cancel", ids, owner, func(j *domain.Job, now time.Time) error { return j.Cancel(now) })
+}
+
+// RetryJobs puts back to pending the failed or cancelled jobs with the
+// ids, under one lock per batch.
+func (s *Store) RetryJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	return s.changeMany(ctx, "retry", ids, owner, func(j *domain.Job, now time.Time) error { return j.Retry(now) })
+}
+
+// changeMany applies one change to each job with the ids (only owner's
+// when owner is not empty) that it changes, store.BulkBatch jobs under
+// one lock, and returns the changed jobs. Jobs it refuses or leaves
+// unchanged, and unknown ids, are skipped.
+func (s *Store) changeMany(ctx context.Context, op string, ids []string, owner string, apply func(j *domain.Job, now time.Time) error) ([]*domain.Job, error) {
+	var changed []*domain.Job
+	err := store.Batches(ids, func(batch []string) error {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s jobs: %w", op, err)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, id := range batch {
+			old, ok := s.byID[id]
+			if !ok || owner != "" && old.Owner != owner {
+				continue
+			}
+			j, err := s.update(old, apply)
+			if errors.Is(err, domain.ErrConflict) {
+				continue
+			} else if err != nil {
+				return fmt.Errorf("%s job %s: %w", op, id, err)
+			}
+			if j != old {
+				changed = append(changed, j)
+			}
+		}
+		return nil
+	})
+	return changed, err
+}
+
 // DeleteFinished deletes final jobs that finished before the given time.
 // It compacts the store in one pass: O(jobs), under the lock.
 func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error) {
@@ -657,12 +701,23 @@ func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.
 	if !ok {
 		return nil, fmt.Errorf("%s job %s: %w", op, id, domain.ErrNotFound)
 	}
+	j, err := s.update(old, apply)
+	if err != nil {
+		return nil, fmt.Errorf("%s job %s: %w", op, id, err)
+	}
+	return j, nil
+}
+
+// update applies apply to a copy of old and commits it, or returns old
+// itself when apply leaves the job unchanged (domain.ErrUnchanged), or
+// apply's error. The caller holds the lock.
+func (s *Store) update(old *domain.Job, apply func(j *domain.Job, now time.Time) error) (*domain.Job, error) {
 	j := *old
 	now := s.now()
 	if err := apply(&j, now); errors.Is(err, domain.ErrUnchanged) {
 		return old, nil
 	} else if err != nil {
-		return nil, fmt.Errorf("%s job %s: %w", op, id, err)
+		return nil, err
 	}
 	if old.Status == domain.StatusPending {
 		s.queue.replaced(s.pending) // its queue entry is stale now

@@ -903,6 +903,67 @@ func (s *Store) Retry(ctx context.Context, id string) (*domain.Job, error) {
 	})
 }
 
+// CancelJobs cancels the jobs with the ids that Cancel would change, one
+// statement per batch.
+func (s *Store) CancelJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	return s.changeMany(ctx, "cancel", ids, owner, s.sql.cancelJobs)
+}
+
+// RetryJobs puts back to pending the failed or cancelled jobs with the
+// ids, one statement per batch.
+func (s *Store) RetryJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	return s.changeMany(ctx, "retry", ids, owner, s.sql.retryJobs)
+}
+
+// changeMany runs a statement that changes the jobs with the ids whose
+// status allows it (parameters: token, ids, now, owner), store.BulkBatch
+// ids at a time, and returns the changed jobs. Ids that cannot name a job
+// are dropped first (the statement casts them to uuid).
+//
+// A statement waits for the rows other writes hold, and a batch completion
+// locks its rows in no particular order, so the two could deadlock over
+// processing jobs. Like Heartbeat, the statement gives up a wait after
+// bulkLockTimeout, well before the deadlock detector would abort either,
+// and runs again (nothing of it was kept); the last try waits as long as
+// it takes.
+func (s *Store) changeMany(ctx context.Context, op string, ids []string, owner, sql string) ([]*domain.Job, error) {
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if canonicalID(id) {
+			valid = append(valid, id)
+		}
+	}
+	setTimeout := fmt.Sprintf("SELECT set_config('lock_timeout', '%dms', true)", bulkLockTimeout.Milliseconds())
+	var changed []*domain.Job
+	err := store.Batches(valid, func(batch []string) error {
+		var err error
+		for try := range bulkTries {
+			first := setTimeout
+			if try == bulkTries-1 {
+				first = ""
+			}
+			var jobs []*domain.Job
+			if jobs, err = s.writeAfter(ctx, first, sql, batch, s.now(), owner); err == nil {
+				changed = append(changed, jobs...)
+				return nil
+			}
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != lockNotAvailable {
+				break
+			}
+		}
+		return fmt.Errorf("%s jobs: %w", op, err)
+	})
+	return changed, err
+}
+
+// A statement of CancelJobs or RetryJobs waits at most bulkLockTimeout for
+// a row, but on its last of bulkTries tries (see changeMany).
+const (
+	bulkLockTimeout = 100 * time.Millisecond
+	bulkTries       = 4
+)
+
 // change runs a statement that changes the job with the id when its status
 // allows (parameters: token, id, now). When it changes nothing, unchanged
 // decides from the job as it is now: try again, return the job as it is,

@@ -48,7 +48,21 @@ type statements struct {
 	create, claim, claimChosen, rescue, complete   string
 	finish, progress, release, fail, cancel, retry string
 	enqueuePeriodic                                string
+	// CancelJobs and RetryJobs.
+	cancelJobs, retryJobs string
 }
+
+// Cancel's and Retry's rules (domain.Job.Cancel and Retry), shared by the
+// statements that change one job and those that change many: the SET list
+// ($1 token, $3 now) and the condition of the jobs it changes.
+var (
+	cancelSet = `status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
+		finished_at = CASE WHEN status = 'pending' THEN $3 ELSE finished_at END,
+		cancel_requested = status = 'processing', ` + changeTail("$3")
+	cancellable = `(status = 'pending' OR status = 'processing' AND NOT cancel_requested)`
+	retrySet    = `status = 'pending', run_at = $3, started_at = NULL, finished_at = NULL, cancel_requested = false, ` + changeTail("$3")
+	retryable   = `status IN ('failed', 'cancelled')`
+)
 
 // notifyChunk is how many (id, version) pairs one notification carries:
 // about 47 bytes each, which with the prefix (at most 90 bytes, see
@@ -221,13 +235,9 @@ func newStatements(channel, instance string, errorHistory int) statements {
 				finished_at = CASE WHEN attempts < max_attempts AND $7::timestamptz IS NOT NULL THEN NULL ELSE $5::timestamptz END,
 				cancel_requested = false, `+leaveProcessing+changeTail("$5")+leased),
 		// $2 id, $3 now.
-		cancel: notifying(``, `
-			UPDATE jobs SET
-				status = CASE WHEN status = 'pending' THEN 'cancelled' ELSE status END,
-				finished_at = CASE WHEN status = 'pending' THEN $3 ELSE finished_at END,
-				cancel_requested = status = 'processing',
-				`+changeTail("$3")+`
-			WHERE id = $2 AND (status = 'pending' OR status = 'processing' AND NOT cancel_requested)`),
+		cancel: notifying(``, `UPDATE jobs SET `+cancelSet+` WHERE id = $2 AND `+cancellable),
+		// $2 ids, $3 now, $4 owner ('' for any).
+		cancelJobs: notifying(``, `UPDATE jobs SET `+cancelSet+` WHERE id = ANY($2::uuid[]) AND ($4::text = '' OR owner = $4::text) AND `+cancellable),
 		// $2 new job's id, $3 periodic job's name, $4 its revision, $5
 		// tick, $6 type, $7 payload, $8 max_attempts, $9 timeout_ms, $10
 		// priority, $11 tags, $12 now. The job is inserted only if the
@@ -240,10 +250,9 @@ func newStatements(channel, instance string, errorHistory int) statements {
 			INSERT INTO jobs (id, type, payload, status, max_attempts, timeout_ms, run_at, priority, created_at, updated_at, writer, owner, tags)
 			SELECT $2, $6, $7, 'pending', $8, $9, $12, $10, $12, $12, $1, '', coalesce($11::text[], '{}') FROM tick`),
 		// $2 id, $3 now.
-		retry: notifying(``, `
-			UPDATE jobs SET status = 'pending', run_at = $3, started_at = NULL, finished_at = NULL, cancel_requested = false,
-				`+changeTail("$3")+`
-			WHERE id = $2 AND status IN ('failed', 'cancelled')`),
+		retry: notifying(``, `UPDATE jobs SET `+retrySet+` WHERE id = $2 AND `+retryable),
+		// $2 ids, $3 now, $4 owner ('' for any).
+		retryJobs: notifying(``, `UPDATE jobs SET `+retrySet+` WHERE id = ANY($2::uuid[]) AND ($4::text = '' OR owner = $4::text) AND `+retryable),
 	}
 }
 

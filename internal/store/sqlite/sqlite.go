@@ -812,6 +812,56 @@ func (s *Store) Retry(ctx context.Context, id string) (*domain.Job, error) {
 	return s.change(ctx, "retry", id, func(j *domain.Job, _ string, now time.Time) error { return j.Retry(now) })
 }
 
+// CancelJobs cancels the jobs with the ids that Cancel would change, one
+// write transaction per batch.
+func (s *Store) CancelJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	return s.changeMany(ctx, "cancel", ids, owner, func(j *domain.Job, _ string, now time.Time) error { return j.Cancel(now) })
+}
+
+// RetryJobs puts back to pending the failed or cancelled jobs with the
+// ids, one write transaction per batch.
+func (s *Store) RetryJobs(ctx context.Context, ids []string, owner string) ([]*domain.Job, error) {
+	return s.changeMany(ctx, "retry", ids, owner, func(j *domain.Job, _ string, now time.Time) error { return j.Retry(now) })
+}
+
+// changeMany is change for each job with the ids (only owner's when owner
+// is not empty), store.BulkBatch jobs in one write, skipping the unknown
+// ids and the jobs apply refuses or leaves unchanged. It returns the
+// changed jobs.
+func (s *Store) changeMany(ctx context.Context, op string, ids []string, owner string, apply func(j *domain.Job, leaseOwner string, now time.Time) error) ([]*domain.Job, error) {
+	var changed []*domain.Job
+	err := store.Batches(ids, func(batch []string) error {
+		var done []*domain.Job
+		err := s.write(ctx, func(w *writeTx) error {
+			done = done[:0]
+			for _, id := range batch {
+				old, leaseOwner, err := w.get(id)
+				if errors.Is(err, domain.ErrNotFound) || err == nil && owner != "" && old.Owner != owner {
+					continue
+				} else if err != nil {
+					return err
+				}
+				j, err := w.changeJob(old, leaseOwner, apply)
+				if errors.Is(err, domain.ErrConflict) {
+					continue
+				} else if err != nil {
+					return err
+				}
+				if j != old {
+					done = append(done, j)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s jobs: %w", op, err)
+		}
+		changed = append(changed, done...)
+		return nil
+	})
+	return changed, err
+}
+
 // DeleteFinished deletes up to limit final jobs that finished before the
 // given time, those that finished first, with their idempotency keys.
 func (s *Store) DeleteFinished(ctx context.Context, before time.Time, limit int) (int, error) {
@@ -957,27 +1007,34 @@ func (w *writeTx) get(id string) (*domain.Job, string, error) {
 func (s *Store) change(ctx context.Context, op, id string, apply func(j *domain.Job, leaseOwner string, now time.Time) error) (*domain.Job, error) {
 	var out *domain.Job
 	err := s.write(ctx, func(w *writeTx) error {
-		old, owner, err := w.get(id)
+		old, leaseOwner, err := w.get(id)
 		if err != nil {
 			return err
 		}
-		j := *old
-		if err := apply(&j, owner, w.now); errors.Is(err, domain.ErrUnchanged) {
-			out = old
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if err := w.update(old, &j); err != nil {
-			return err
-		}
-		out = &j
-		return nil
+		out, err = w.changeJob(old, leaseOwner, apply)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s job %s: %w", op, id, err)
 	}
 	return out, nil
+}
+
+// changeJob applies apply to a copy of old, whose lease leaseOwner holds
+// ("" when none), and writes it as the next version; it returns old itself
+// when apply leaves the job unchanged (domain.ErrUnchanged), or apply's
+// error.
+func (w *writeTx) changeJob(old *domain.Job, leaseOwner string, apply func(j *domain.Job, leaseOwner string, now time.Time) error) (*domain.Job, error) {
+	j := *old
+	if err := apply(&j, leaseOwner, w.now); errors.Is(err, domain.ErrUnchanged) {
+		return old, nil
+	} else if err != nil {
+		return nil, err
+	}
+	if err := w.update(old, &j); err != nil {
+		return nil, err
+	}
+	return &j, nil
 }
 
 // update writes j as the next version of old and publishes it. A job that

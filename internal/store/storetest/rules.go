@@ -67,6 +67,23 @@ func testRulesAgree(t *testing.T, newStore NewStore) {
 	// is the store's time of the change (the new UpdatedAt). A nil error
 	// with unchanged false expects a new version.
 	type rule func(j *domain.Job, now time.Time) (unchanged bool, err error)
+	// bulk changes one job with a call of CancelJobs or RetryJobs: the job
+	// it returns, or an error wrapping domain.ErrConflict when it skipped
+	// the job.
+	bulk := func(f func(ctx context.Context, ids []string, owner string) ([]*domain.Job, error)) func(j *domain.Job) (*domain.Job, error) {
+		return func(j *domain.Job) (*domain.Job, error) {
+			jobs, err := f(ctx, []string{j.ID}, j.Owner)
+			switch {
+			case err != nil:
+				return nil, err
+			case len(jobs) == 0:
+				return nil, fmt.Errorf("skipped: %w", domain.ErrConflict)
+			case len(jobs) > 1 || jobs[0].ID != j.ID:
+				return nil, fmt.Errorf("changed %s, want only job %s", ids(jobs), j.ID)
+			}
+			return jobs[0], nil
+		}
+	}
 	type op struct {
 		name   string
 		states []state
@@ -155,6 +172,19 @@ func testRulesAgree(t *testing.T, newStore NewStore) {
 		{"retry", []state{plain(F), plain(X), withHistory}, func(j *domain.Job) (*domain.Job, error) {
 			return s.Retry(ctx, j.ID)
 		}, func(j *domain.Job, now time.Time) (bool, error) { return false, j.Retry(now) }},
+		{"cancel jobs", []state{plain(P), plain(R)}, bulk(s.CancelJobs), func(j *domain.Job, now time.Time) (bool, error) { return false, j.Cancel(now) }},
+		{"cancel jobs again", []state{cancelRequested}, func(j *domain.Job) (*domain.Job, error) {
+			if _, err := bulk(s.CancelJobs)(j); !errors.Is(err, domain.ErrConflict) {
+				return nil, fmt.Errorf("cancel jobs: %v, want the job skipped", err)
+			}
+			return s.Get(ctx, j.ID)
+		}, func(j *domain.Job, now time.Time) (bool, error) {
+			if err := j.Cancel(now); !errors.Is(err, domain.ErrUnchanged) {
+				return false, fmt.Errorf("domain: %v, want ErrUnchanged", err)
+			}
+			return true, nil
+		}},
+		{"retry jobs", []state{plain(F), plain(X), withHistory}, bulk(s.RetryJobs), func(j *domain.Job, now time.Time) (bool, error) { return false, j.Retry(now) }},
 	}
 	// Refusals: the rules that can refuse (cancel, retry) refuse in the
 	// store exactly where they refuse in the domain, and change nothing.
@@ -167,6 +197,11 @@ func testRulesAgree(t *testing.T, newStore NewStore) {
 		{"cancel", []state{plain(C), plain(F), plain(X)}, func(j *domain.Job) (*domain.Job, error) { return s.Cancel(ctx, j.ID) },
 			func(j *domain.Job, now time.Time) error { return j.Cancel(now) }},
 		{"retry", []state{plain(P), plain(R), plain(C), cancelRequested}, func(j *domain.Job) (*domain.Job, error) { return s.Retry(ctx, j.ID) },
+			func(j *domain.Job, now time.Time) error { return j.Retry(now) }},
+		// The bulk changes skip the jobs the rule refuses.
+		{"cancel jobs", []state{plain(C), plain(F), plain(X)}, bulk(s.CancelJobs),
+			func(j *domain.Job, now time.Time) error { return j.Cancel(now) }},
+		{"retry jobs", []state{plain(P), plain(R), plain(C), cancelRequested}, bulk(s.RetryJobs),
 			func(j *domain.Job, now time.Time) error { return j.Retry(now) }},
 	}
 	for _, o := range refusals {

@@ -86,6 +86,10 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("CreatedBounds", func(t *testing.T) { t.Parallel(); testCreatedBounds(t, newStore) })
 	t.Run("OldestRunnable", func(t *testing.T) { t.Parallel(); testOldestRunnable(t, newStore) })
 	t.Run("CreationsNoted", func(t *testing.T) { t.Parallel(); testCreationsNoted(t, newStore) })
+	t.Run("CancelJobs", func(t *testing.T) { t.Parallel(); testCancelJobs(t, newStore) })
+	t.Run("RetryJobs", func(t *testing.T) { t.Parallel(); testRetryJobs(t, newStore) })
+	t.Run("BulkChangesOwner", func(t *testing.T) { t.Parallel(); testBulkChangesOwner(t, newStore) })
+	t.Run("BulkChangesBatches", func(t *testing.T) { t.Parallel(); testBulkChangesBatches(t, newStore) })
 }
 
 // recorder is a Publisher that keeps every event.
