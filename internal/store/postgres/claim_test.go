@@ -326,4 +326,3 @@ func TestTypeLimitsConcurrentClaimers(t *testing.T) {
 		}
 	}
 }
-
