@@ -135,16 +135,18 @@ BEGIN
         IF cardinality(v_limited) > 0 THEN
             v_top := (SELECT max(h) FROM unnest(v_held) h);
             v_got := '{}';
-            FOR r IN SELECT c.name, c.concurrency, c.rate_per_second, c.rate_burst, c.tokens, c.tokens_at
-                FROM job_type_controls c WHERE c.name = ANY (v_limited) AND c.name < v_top
-                FOR UPDATE SKIP LOCKED
-            LOOP
-                v_held := v_held || r.name;
-                v_left := v_left || CASE WHEN r.rate_per_second IS NULL THEN -1
-                    ELSE floor(type_tokens(r.rate_per_second, r.rate_burst, r.tokens, r.tokens_at, p_cutoff))::integer END;
-                v_taken := v_taken || 0;
-                v_got := v_got || r.name;
-            END LOOP;
+            IF v_top IS NOT NULL THEN
+                FOR r IN SELECT c.name, c.concurrency, c.rate_per_second, c.rate_burst, c.tokens, c.tokens_at
+                    FROM job_type_controls c WHERE c.name = ANY (v_limited) AND c.name < v_top
+                    FOR UPDATE SKIP LOCKED
+                LOOP
+                    v_held := v_held || r.name;
+                    v_left := v_left || CASE WHEN r.rate_per_second IS NULL THEN -1
+                        ELSE floor(type_tokens(r.rate_per_second, r.rate_burst, r.tokens, r.tokens_at, p_cutoff))::integer END;
+                    v_taken := v_taken || 0;
+                    v_got := v_got || r.name;
+                END LOOP;
+            END IF;
             FOR r IN SELECT c.name, c.concurrency, c.rate_per_second, c.rate_burst, c.tokens, c.tokens_at
                 FROM job_type_controls c WHERE c.name = ANY (v_limited) AND (v_top IS NULL OR c.name > v_top)
                 ORDER BY c.name FOR UPDATE
