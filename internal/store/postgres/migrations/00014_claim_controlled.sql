@@ -59,6 +59,9 @@ DECLARE
     v_held      text[] := '{}';
     v_left      integer[] := '{}';
     v_taken     integer[] := '{}';
+    v_rated     boolean[] := '{}';
+    v_spend     boolean := false;
+    v_lim_all   text[];
     v_chosen    uuid[] := '{}';
     v_tried     uuid[] := '{}';
     v_offer     uuid[];
@@ -77,12 +80,13 @@ DECLARE
     r           record;
 BEGIN
     -- 1.
-    SELECT coalesce(array_agg(c.name), '{}') INTO v_closed
-    FROM job_type_controls c
-    WHERE c.paused
-        OR c.concurrency IS NOT NULL AND c.concurrency <= (
-            SELECT coalesce(sum(n), 0) FROM job_counts WHERE type = c.name AND status = 'processing')
-        OR c.rate_per_second IS NOT NULL AND type_tokens(c.rate_per_second, c.rate_burst, c.tokens, c.tokens_at, p_cutoff) < 1;
+    SELECT coalesce(array_agg(c.name) FILTER (WHERE c.paused
+                OR c.concurrency IS NOT NULL AND c.concurrency <= (
+                    SELECT coalesce(sum(n), 0) FROM job_counts WHERE type = c.name AND status = 'processing')
+                OR c.rate_per_second IS NOT NULL AND type_tokens(c.rate_per_second, c.rate_burst, c.tokens, c.tokens_at, p_cutoff) < 1), '{}'),
+           coalesce(array_agg(c.name) FILTER (WHERE c.concurrency IS NOT NULL OR c.rate_per_second IS NOT NULL), '{}')
+    INTO v_closed, v_lim_all
+    FROM job_type_controls c;
     IF cardinality(v_closed) > 0 THEN
         SELECT coalesce(sum(p.n) FILTER (WHERE p.type = ANY (v_closed)), 0),
                coalesce(array_agg(p.type) FILTER (WHERE p.type <> ALL (v_closed)), '{}')
@@ -128,10 +132,7 @@ BEGIN
             v_again := false;
         END IF;
         -- 3.
-        SELECT coalesce(array_agg(c.name ORDER BY c.name), '{}') INTO v_limited
-        FROM job_type_controls c
-        WHERE c.name = ANY (v_cand_type) AND c.name <> ALL (v_held)
-            AND (c.concurrency IS NOT NULL OR c.rate_per_second IS NOT NULL);
+        v_limited := ARRAY(SELECT DISTINCT t FROM unnest(v_cand_type) t WHERE t = ANY (v_lim_all) AND t <> ALL (v_held));
         IF cardinality(v_limited) > 0 THEN
             v_top := (SELECT max(h) FROM unnest(v_held) h);
             v_got := '{}';
@@ -144,6 +145,7 @@ BEGIN
                     v_left := v_left || CASE WHEN r.rate_per_second IS NULL THEN -1
                         ELSE floor(type_tokens(r.rate_per_second, r.rate_burst, r.tokens, r.tokens_at, p_cutoff))::integer END;
                     v_taken := v_taken || 0;
+                    v_rated := v_rated || (r.rate_per_second IS NOT NULL);
                     v_got := v_got || r.name;
                 END LOOP;
             END IF;
@@ -155,6 +157,7 @@ BEGIN
                 v_left := v_left || CASE WHEN r.rate_per_second IS NULL THEN -1
                     ELSE floor(type_tokens(r.rate_per_second, r.rate_burst, r.tokens, r.tokens_at, p_cutoff))::integer END;
                 v_taken := v_taken || 0;
+                v_rated := v_rated || (r.rate_per_second IS NOT NULL);
                 v_got := v_got || r.name;
             END LOOP;
             FOREACH v_t IN ARRAY v_limited LOOP
@@ -191,6 +194,7 @@ BEGIN
                 END IF;
                 v_left[v_k] := v_left[v_k] - 1;
                 v_taken[v_k] := v_taken[v_k] + 1;
+                v_spend := v_spend OR v_rated[v_k];
             END IF;
             v_chosen := v_chosen || v_cand_id[i];
         END LOOP;
@@ -205,6 +209,9 @@ BEGIN
             version = version + 1, updated_at = p_now, prior_writer = writer, writer = p_writer
         WHERE id = ANY (v_chosen) AND status = 'pending'
         RETURNING jobs.*;
+    IF NOT v_spend THEN
+        RETURN;
+    END IF;
     UPDATE job_type_controls c
     SET tokens = type_tokens(c.rate_per_second, c.rate_burst, c.tokens, c.tokens_at, greatest(p_cutoff, c.tokens_at)) - s.taken,
         tokens_at = greatest(p_cutoff, c.tokens_at)
