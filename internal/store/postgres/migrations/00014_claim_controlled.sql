@@ -19,9 +19,12 @@
 --     checked again under its lock).
 --  2. The candidates: pending jobs in dispatch order (FOR UPDATE SKIP
 --     LOCKED) of the types not closed. When the closed types hold a
---     large pending backlog (job_counts), walking jobs_claim would step
---     over all of it: the candidates are then the first jobs of each open
---     type (jobs_type_claim), merged in dispatch order, and locked by id.
+--     large pending backlog (job_counts: more than max(1000, 50 × the
+--     open types)), walking jobs_claim would step over all of it: the
+--     candidates are then the first jobs of each open type with pending
+--     jobs (jobs_type_claim, migration 00015), merged in dispatch order,
+--     and locked by id; those another claim holds are not offered again,
+--     and the pick goes on while it finds jobs.
 --  3. The control rows of the limited types among the candidates not
 --     locked yet. A claim waits for a control row only when its name
 --     sorts after every control row it holds (in name order within one
@@ -36,7 +39,7 @@
 --  5. The candidates in order: each taken while its type has quota left;
 --     one over quota closes its type, and the pick goes on without it.
 --  6. The claim of the jobs taken, and the tokens spent
---     (TypeControl.Spend: as of the later of now and the bucket's time).
+--     (TypeControl.Spend: as of the later of cutoff and the bucket's time).
 
 -- +goose Up
 -- +goose StatementBegin
