@@ -92,3 +92,56 @@ func BenchmarkCreateBatch(b *testing.B) {
 		return openStore(b, newSchema(b), Options{})
 	})
 }
+
+// BenchmarkClaim times claims of 10 jobs from one goroutine (the jobs are
+// not completed): without type controls; with the type limited to a
+// concurrency it never reaches; and with another type paused, without
+// jobs and with 100,000 pending jobs ahead in dispatch order (the claim
+// takes the first jobs of each open type instead of walking them).
+func BenchmarkClaim(b *testing.B) {
+	const batch = 10
+	for _, bc := range []struct {
+		name    string
+		limit   bool
+		backlog int // pending jobs of a paused type, ahead; -1: nothing paused
+	}{
+		{"controls=none", false, -1},
+		{"limit-not-reached", true, -1},
+		{"paused-backlog=0", false, 0},
+		{"paused-backlog=100000", false, 100_000},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := openStore(b, newSchema(b), Options{})
+			ctx := context.Background()
+			if bc.limit {
+				if _, err := s.SetTypeControl(ctx, "bench", domain.TypeChange{Limits: &domain.TypeLimits{Concurrency: domain.MaxTypeConcurrency}}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if bc.backlog >= 0 {
+				paused := true
+				if _, err := s.SetTypeControl(ctx, "held", domain.TypeChange{Paused: &paused}); err != nil {
+					b.Fatal(err)
+				}
+				if bc.backlog > 0 {
+					insertBacklog(b, s, "held", bc.backlog, 5)
+				}
+			}
+			insertBacklog(b, s, "bench", b.N*batch, 0)
+			if _, err := s.pool.Exec(ctx, `VACUUM ANALYZE jobs`); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				now := time.Now()
+				jobs, err := s.Claim(ctx, store.ClaimRequest{Owner: "bench", Limit: batch, Now: now, LeaseUntil: now.Add(time.Hour)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(jobs) != batch {
+					b.Fatalf("claimed %d jobs, want %d", len(jobs), batch)
+				}
+			}
+		})
+	}
+}

@@ -74,169 +74,56 @@ func queueSaveTypeControl(b *pgx.Batch, c domain.TypeControl) {
 		c.Name, c.Paused, positive(c.Concurrency), rate, positive(c.RateBurst), c.Tokens, at)
 }
 
-// claim runs one claim. Without type controls it is one round trip, as
-// one implicit transaction: the shared advisory lock typesLock (which a
-// change of controls takes exclusively, so that no claim runs on
-// controls older than a change that committed before it started), a
-// look at whether any type has controls, and the claim statement, which
-// claims nothing when one has. With controls it is a transaction of its
-// own on one connection (claimControlled):
+// claim runs one claim, in one round trip, as one implicit transaction:
+// the shared advisory lock typesLock (which a change of controls takes
+// exclusively, so that no claim runs on controls older than a change
+// that committed before it started), then the claim statement.
 //
-//  1. BEGIN; typesLock shared; the controls of limited types locked FOR
-//     UPDATE in name order, so that the claims of every instance take
-//     turns on a limited type, each counting what the one before
-//     committed; the paused types; the processing jobs of the types with
-//     a concurrency limit, counted after the lock;
-//  2. the candidates (once more per limited type over its quota);
-//  3. the claim, the tokens spent, COMMIT.
+// Without type controls the statement is s.sql.claim, after a look at
+// whether any type has controls (it claims nothing when one has). With
+// controls it is s.sql.claimControlled, the function claim_controlled
+// (migration 00014), which locks the control rows of only the limited
+// types among its candidates and counts their processing jobs after the
+// lock, so that the claims of every instance take turns on a limited
+// type, each counting what the one before committed, while the claims of
+// other types do not wait for them. The same round trip tells whether
+// types still have controls, and whether the function skipped a limited
+// type whose control row another claim held (NextRunAt then asks for a
+// claim again soon).
 //
-// While types have controls the first round trip is skipped (s.controlled
-// remembers the last finding).
-//
-// A connection left in a transaction by a failure is closed by the pool
-// on release, which rolls it back.
+// s.controlled remembers the last finding, so while types have controls
+// the first statement is not sent.
 func (s *Store) claim(ctx context.Context, tok int64, req store.ClaimRequest, changes *[]change) error {
-	var b pgx.Batch
-	// The last claim's finding saves the first round trip while types
-	// have controls; either path reads them afresh.
+	collect := func(rows pgx.Rows) (err error) {
+		*changes, err = collectChanges(rows)
+		return err
+	}
+	var (
+		b                   pgx.Batch
+		controlled, skipped bool
+	)
 	if !s.controlled.Load() {
-		var controlled bool
 		b.Queue(claimPlanning)
 		b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, s.typesLock)
 		b.Queue(`SELECT EXISTS (SELECT FROM job_type_controls)`).QueryRow(func(row pgx.Row) error { return row.Scan(&controlled) })
-		b.Queue(s.sql.claim, tok, req.Now, req.Limit, s.now(), req.Owner, req.LeaseUntil).Query(func(rows pgx.Rows) (err error) {
-			*changes, err = collectChanges(rows)
-			return err
-		})
+		b.Queue(s.sql.claim, tok, req.Now, req.Limit, s.now(), req.Owner, req.LeaseUntil).Query(collect)
 		if err := s.pool.SendBatch(ctx, &b).Close(); err != nil || !controlled {
 			return err
 		}
 		s.controlled.Store(true)
+		b = pgx.Batch{}
 	}
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
-	var limited, paused []domain.TypeControl
-	processing := make(map[string]int)
-	b = pgx.Batch{}
-	b.Queue(`BEGIN`)
-	b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, s.typesLock)
 	b.Queue(claimPlanning)
-	b.Queue(`SELECT ` + typeControlColumns + ` FROM job_type_controls
-		WHERE concurrency IS NOT NULL OR rate_per_second IS NOT NULL ORDER BY name FOR UPDATE`).Query(func(rows pgx.Rows) (err error) {
-		limited, err = collectTypeControls(rows)
-		return err
-	})
-	b.Queue(`SELECT ` + typeControlColumns + ` FROM job_type_controls
-		WHERE paused AND concurrency IS NULL AND rate_per_second IS NULL`).Query(func(rows pgx.Rows) (err error) {
-		paused, err = collectTypeControls(rows)
-		return err
-	})
-	// A statement of its own, after the lock: its snapshot holds the
-	// claims committed before it. The counts the triggers keep in the
-	// statements that change jobs (migration 00004) are exact at any
-	// snapshot, and a few rows per type, where counting the jobs would
-	// walk index entries of every processing version a burst left behind.
-	b.Queue(`SELECT type, sum(n)::bigint FROM job_counts
-		WHERE status = 'processing' AND type IN (SELECT name FROM job_type_controls WHERE concurrency IS NOT NULL AND NOT paused)
-		GROUP BY type`).Query(func(rows pgx.Rows) error {
-		var (
-			typ string
-			n   int
-		)
-		_, err := pgx.ForEachRow(rows, []any{&typ, &n}, func() error { processing[typ] = n; return nil })
-		return err
-	})
-	if err := conn.SendBatch(ctx, &b).Close(); err != nil {
+	b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, s.typesLock)
+	b.Queue(s.sql.claimControlled, tok, req.Now, req.Limit, s.now(), req.Owner, req.LeaseUntil).Query(collect)
+	b.Queue(`SELECT EXISTS (SELECT FROM job_type_controls), coalesce(current_setting('jobqueue.claim_skipped', true), '') = 'on'`).
+		QueryRow(func(row pgx.Row) error { return row.Scan(&controlled, &skipped) })
+	if err := s.pool.SendBatch(ctx, &b).Close(); err != nil {
 		return err
 	}
-	if len(limited) == 0 && len(paused) == 0 {
-		s.controlled.Store(false)
-	}
-	b = pgx.Batch{}
-	if err := s.claimControlled(ctx, conn.Conn(), &b, tok, req, limited, paused, processing, changes); err != nil {
-		return err
-	}
-	b.Queue(`COMMIT`)
-	return conn.SendBatch(ctx, &b).Close()
-}
-
-// claimControlled picks the jobs of a claim under the type controls and
-// queues, in b, the statements that claim them and spend their types'
-// tokens. The candidates come in dispatch order (FOR UPDATE SKIP LOCKED)
-// without the types that may take no more; a candidate over its type's
-// quota shuts that type out and the pick goes on without it, so it runs
-// at most once more per limited type. processing counts the processing
-// jobs of the types with a concurrency limit, counted after their rows
-// were locked.
-func (s *Store) claimControlled(ctx context.Context, conn *pgx.Conn, b *pgx.Batch, tok int64, req store.ClaimRequest, limited, paused []domain.TypeControl, processing map[string]int, changes *[]change) error {
-	controls := make(map[string]domain.TypeControl, len(limited))
-	closed := []string{}
-	for _, c := range paused {
-		closed = append(closed, c.Name)
-	}
-	for _, c := range limited {
-		controls[c.Name] = c
-	}
-	left := make(map[string]int, len(controls))
-	for name, c := range controls {
-		left[name] = c.Quota(processing[name], req.Now)
-		if left[name] == 0 {
-			closed = append(closed, name)
-		}
-	}
-	chosen := []string{}
-	taken := make(map[string]int)
-	for len(chosen) < req.Limit {
-		need := req.Limit - len(chosen)
-		rows, err := conn.Query(ctx, `SELECT id, type FROM jobs
-			WHERE status = 'pending' AND run_at <= $1 AND type <> ALL($2) AND id <> ALL($3::uuid[])
-			ORDER BY priority DESC, run_at, seq LIMIT $4 FOR UPDATE SKIP LOCKED`, req.Now, closed, chosen, need)
-		if err != nil {
-			return err
-		}
-		var (
-			id, typ string
-			n       int
-			again   bool
-		)
-		_, err = pgx.ForEachRow(rows, []any{&id, &typ}, func() error {
-			n++
-			q, ok := left[typ]
-			if ok && q == 0 {
-				again = true
-				return nil
-			}
-			if ok && q > 0 {
-				left[typ] = q - 1
-				if q == 1 {
-					closed = append(closed, typ)
-				}
-			}
-			taken[typ]++
-			chosen = append(chosen, id)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		if !again || n < need {
-			break
-		}
-	}
-	for name, n := range taken {
-		if c, ok := controls[name]; ok && c.RatePerSecond > 0 {
-			c.Spend(n, req.Now)
-			queueSaveTypeControl(b, c)
-		}
-	}
-	if len(chosen) > 0 {
-		b.Queue(s.sql.claimChosen, tok, chosen, s.now(), req.Owner, req.LeaseUntil).Query(func(rows pgx.Rows) (err error) {
-			*changes, err = collectChanges(rows)
-			return err
-		})
+	s.controlled.Store(controlled)
+	if skipped {
+		s.contended.Store(true)
 	}
 	return nil
 }

@@ -143,6 +143,10 @@ type Store struct {
 	typesLock int64
 	// controlled is true while the last claim found type controls.
 	controlled atomic.Bool
+	// contended is set by a claim that skipped a limited type whose
+	// control row another claim held, and cleared by NextRunAt, which
+	// then asks for a claim again after contendedRetry.
+	contended atomic.Bool
 
 	creates   *batcher[domain.NewJob]
 	completes *batcher[completeArg]
@@ -611,6 +615,10 @@ func (s *Store) Claim(ctx context.Context, req store.ClaimRequest) ([]*domain.Jo
 	return jobs, nil
 }
 
+// contendedRetry is how soon a claim follows one that skipped a limited
+// type another claim held: that claim commits within milliseconds.
+const contendedRetry = 5 * time.Millisecond
+
 // claimPlanning runs before each claim, in its transaction: without a sort
 // to choose, the planner walks the claim index in dispatch order. Statistics
 // taken before a burst (few jobs pending then) or none at all (autovacuum
@@ -658,7 +666,10 @@ const oldestRunnableSQL = `SELECT run_at FROM jobs
 		AND type <> ALL (ARRAY(SELECT name FROM job_type_controls WHERE paused))
 	ORDER BY run_at LIMIT 1`
 
-// NextRunAt returns the earliest RunAt after now among pending jobs.
+// NextRunAt returns the earliest RunAt after now among pending jobs, or
+// when a rate-limited type gets its next token if sooner, or, after a
+// claim that skipped a limited type another claim held (its jobs may be
+// runnable), contendedRetry after now.
 func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error) {
 	var (
 		next     *time.Time
@@ -678,6 +689,9 @@ func (s *Store) NextRunAt(ctx context.Context, now time.Time) (time.Time, error)
 	var at time.Time
 	if next != nil {
 		at = next.UTC()
+	}
+	if s.contended.Swap(false) {
+		at = store.Earliest(at, now.Add(contendedRetry))
 	}
 	for _, c := range controls {
 		at = store.Earliest(at, c.NextToken(now))

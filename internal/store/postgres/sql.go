@@ -45,9 +45,9 @@ func appendError(message, at string, keep int) string {
 // statements are the SQL texts that depend on the store's notification
 // channel, instance and error history.
 type statements struct {
-	create, claim, claimChosen, rescue, complete   string
-	finish, progress, release, fail, cancel, retry string
-	enqueuePeriodic                                string
+	create, claim, claimControlled, rescue, complete string
+	finish, progress, release, fail, cancel, retry   string
+	enqueuePeriodic                                  string
 	// CancelJobs and RetryJobs.
 	cancelJobs, retryJobs string
 }
@@ -125,17 +125,23 @@ func noticePrefix(instance string) string {
 }
 
 func newStatements(channel, instance string, errorHistory int) statements {
-	// notifying completes a statement that changes jobs (the CTE
-	// "changed", RETURNING jobColumns and prior_writer, after the CTEs in
-	// before) so that it also notifies the channel of the changes, in
+	// notifyingRows completes a query that returns the changed rows of
+	// jobs (jobColumns and prior_writer, after the CTEs in before) so
+	// that the statement also notifies the channel of the changes, in
 	// chunks of notifyChunk, within the same transaction.
-	notifying := func(before, change string) string {
-		return `WITH ` + before + ` changed AS (` + change + ` RETURNING ` + jobColumns + `, prior_writer),
+	notifyingRows := func(before, rows string) string {
+		return `WITH ` + before + ` changed AS (` + rows + `),
 			notified AS (
 				SELECT pg_notify(` + quote(channel) + `, ` + quote(noticePrefix(instance)) + ` || json_agg(json_build_array(id, version))::text || '}')
 				FROM (SELECT id, version, (row_number() OVER () - 1) / ` + fmt.Sprint(notifyChunk) + ` AS chunk FROM changed) c
 				GROUP BY chunk)
 			SELECT * FROM changed WHERE (SELECT count(*) FROM notified) >= 0`
+	}
+	// notifying completes a statement that changes jobs (the CTE
+	// "changed") with RETURNING jobColumns and prior_writer, and
+	// notifyingRows.
+	notifying := func(before, change string) string {
+		return notifyingRows(before, change+` RETURNING `+jobColumns+`, prior_writer`)
 	}
 	// leased is the condition of a write about a claim: $2 id, $3 owner,
 	// $4 attempt.
@@ -167,12 +173,9 @@ func newStatements(channel, instance string, errorHistory int) statements {
 			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = $4, progress = NULL, result = NULL,
 				lease_owner = $5, lease_expires_at = $6, `+changeTail("$4")+`
 			FROM picked WHERE id = picked_id`),
-		// $2 ids (picked and locked by the claim's transaction), $3 now,
-		// $4 owner, $5 lease expiry.
-		claimChosen: notifying(``, `
-			UPDATE jobs SET status = 'processing', attempts = attempts + 1, started_at = $3, progress = NULL, result = NULL,
-				lease_owner = $4, lease_expires_at = $5, `+changeTail("$3")+`
-			WHERE id = ANY($2::uuid[]) AND status = 'pending'`),
+		// The claim under type controls (see claim): claim_controlled
+		// claims and returns the jobs, with the same arguments as claim.
+		claimControlled: notifyingRows(``, `SELECT `+jobColumns+`, prior_writer FROM claim_controlled($1, $2, $3, $4, $5, $6)`),
 		// $2 expiry cutoff, $3 limit, $4 message, $5 error time, $6 now.
 		rescue: notifying(`
 			expired AS (
