@@ -4,7 +4,7 @@
 // Bulk cancel and retry act on everything the filters select.
 
 import { Component } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 
 import { gql } from './gql.js';
 import {
@@ -99,9 +99,9 @@ function Bulk({ filters, forbidden, onDone }) {
   const [result, setResult] = useState(null);
   const [error, setError] = useState(null);
   const confirmRef = useRef(null);
-  // The question takes the focus (its first button), so the keyboard
-  // answers it at once.
-  useEffect(() => confirmRef.current?.querySelector('button')?.focus(), [ask?.op, ask?.count]);
+  // The question takes the focus (its first button) as it appears, so the
+  // keyboard answers it at once.
+  useLayoutEffect(() => confirmRef.current?.querySelector('button')?.focus(), [ask?.op, ask?.count]);
 
   const prepare = async (op) => {
     setResult(null);
