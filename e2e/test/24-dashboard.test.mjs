@@ -9,7 +9,8 @@
 // Every run writes a screenshot of each page to e2e/screenshots/ (or
 // SCREENSHOT_DIR); a failing test adds FAILED-<test>.png there. The folder
 // is not committed and is emptied of dashboard shots at the start.
-// dashboard-readme.png is docs/dashboard.png, the README's picture.
+// dashboard-readme.png and dashboard-readme-types.png are the README's
+// pictures docs/dashboard.png and docs/dashboard-types.png.
 
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -564,6 +565,14 @@ describe('dashboard on a server of its own', D, () => {
     ]);
     // Not full page: the README shows what fits a screen.
     await page.page.screenshot({ path: path.join(SHOTS, 'dashboard-readme.png') });
+
+    // The types of these jobs, one paused and one limited: the README's second picture.
+    await gqlData(server.url, 'mutation { pauseJobType(name: "thumbnail") { name } setJobTypeLimits(name: "report", concurrency: 2, ratePerSecond: 5) { name } }');
+    await page.page.click('nav a[href="/ui/types"]');
+    await waitSelector(page, '#types-table tr[data-type="thumbnail"][data-paused="true"]');
+    assert.equal(await text(page, '#types-filter-summary'), '5 types');
+    await assertReadable(page, ['#types-table .badge', '#types-table td', '.list-filter label', '#types-filter-summary']);
+    await page.page.screenshot({ path: path.join(SHOTS, 'dashboard-readme-types.png') });
     for (const id of running) await gqlData(server.url, 'mutation($id: ID!) { cancelJob(id: $id) { id } }', { id });
   });
 });
