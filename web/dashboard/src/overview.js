@@ -116,7 +116,7 @@ function Chart({ completed, failed, from }) {
       <span class="key failed">failed ${last(failed)}/s</span>
       <span class="muted">(per second, averaged over ${BUCKET_S} s)</span>
       ${from &&
-      html`<span class="muted" id="chart-from">${`Counted since ${clock.format(from)}: more than ${RECENT_MAX} jobs finished in the minutes before, and only the last ${RECENT_MAX} completed and ${RECENT_MAX} failed were read; the page counts every job that finishes while it is open.`}</span>`}
+      html`<span class="muted" id="chart-from">${`Counted since ${clock.format(from)}: more jobs finished in the minutes before than the page reads back (the newest ${RECENT_MAX} completed and the newest ${RECENT_MAX} failed); it counts every job that finishes while it is open.`}</span>`}
     </figcaption>
   </figure>`;
 }
