@@ -392,6 +392,25 @@ describe('dashboard', D, () => {
     await shot(page, 'job-gone');
   });
 
+  withPage('a tab that gets no animation frames (hidden) still applies the events, on a timer; two jobs made at once both appear', server, '/ui/jobs', async (page) => {
+    const type = uniqueType('dash-hidden');
+    await page.page.goto(`${server.url}/ui/jobs?type=${type}`);
+    await waitSelector(page, '#jobs-table td.empty');
+    await waitSelector(page, '#live[data-state="connected"]');
+    const ids = await createJobs(server, [{ type, payload: { durationMs: 0 } }, { type, payload: { durationMs: 0 } }]);
+    for (const id of ids) await waitForJobStatus(server.url, id, ['COMPLETED'], { timeoutMs: WAIT });
+    // Polled on a timer: puppeteer's default polling waits for animation frames.
+    await page.page.waitForFunction((n) => document.querySelectorAll('#jobs-table tr[data-status="COMPLETED"]').length === n, { timeout: WAIT, polling: 100 }, ids.length);
+    assert.deepEqual(await rowIds(page), [...ids].reverse(), 'both jobs made at once, newest first');
+  }, {
+    // As in a hidden tab: requestAnimationFrame never calls back.
+    prepare: (p) =>
+      p.evaluateOnNewDocument(() => {
+        window.requestAnimationFrame = () => 0;
+        window.cancelAnimationFrame = () => {};
+      }),
+  });
+
   withPage('is usable from the keyboard: links, the filters and the confirmation', server, '/ui/', async (page) => {
     /** Presses Tab until the focused element matches selector (at most 30 times). */
     async function tabTo(selector) {

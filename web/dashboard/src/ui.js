@@ -131,13 +131,12 @@ export function useFrameBatch(apply) {
   return (item) => {
     const s = state.current;
     s.items.push(item);
-    if (s.frame) return;
+    if (s.items.length > 1) return; // a flush is due already
     const flush = () => {
       cancelAnimationFrame(s.frame);
       clearTimeout(s.timer);
       const items = s.items;
       s.items = [];
-      s.frame = 0;
       s.apply(items);
     };
     s.frame = requestAnimationFrame(flush);
