@@ -638,28 +638,29 @@ async function instrument(page) {
 /**
  * Keeps jobs flowing: every 100 ms a batch of `perTick` jobs that complete
  * at once (each one three changes: created, running, completed). Returns
- * stop(), which waits for the last batch; the load ends by itself after
+ * { stop() }, which waits for the last batch and rejects with the error
+ * that ended the load early, if one did; the load ends by itself after
  * maxMs anyway.
  */
 function startLoad(server, perTick, { maxMs = 240_000 } = {}) {
   const type = uniqueType('busy-flow');
   const started = Date.now();
   let stopped = false;
-  let created = 0;
+  let failure;
   const loop = (async () => {
     while (!stopped && Date.now() - started < maxMs) {
       const tick = Date.now();
-      const ids = await createJobs(server, Array.from({ length: perTick }, () => ({ type, payload: { durationMs: 0 } })));
-      created += ids.length;
+      await createJobs(server, Array.from({ length: perTick }, () => ({ type, payload: { durationMs: 0 } })));
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, 100 - (Date.now() - tick))));
     }
-  })();
+  })().catch((err) => {
+    failure = err; // reported by stop()
+  });
   return {
-    type,
-    created: () => created,
     stop: async () => {
       stopped = true;
       await loop;
+      if (failure) throw failure;
     },
   };
 }
