@@ -40,6 +40,7 @@ export function Job({ id, session, forbidden }) {
   const [seen, setSeen] = useState([]);
   const [answer, setAnswer] = useState(null); // { ok, text } or { error }
   const [busy, setBusy] = useState(false);
+  const [gone, setGone] = useState(false);
 
   const take = (j) =>
     setJob((old) => {
@@ -100,6 +101,9 @@ export function Job({ id, session, forbidden }) {
         setWatchGen((g) => g + 1);
       }
       setAnswer({ error: err });
+      // Deleted (deleteJob, or RETENTION) since this page read it: no
+      // event says so, so the page learns it here.
+      if (err.code === 'NOT_FOUND') setGone(true);
     }
     setBusy(false);
   };
@@ -108,8 +112,8 @@ export function Job({ id, session, forbidden }) {
   if (job === null)
     return html`<section><h1>Job not found</h1><p id="not-found">There is no job ${id} (or you may not see it). <a href=${`${BASE}/jobs`}>All jobs</a></p></section>`;
 
-  const canCancel = job.status === 'PENDING' || (job.status === 'PROCESSING' && !job.cancelRequested);
-  const canRetry = job.status === 'FAILED' || job.status === 'CANCELLED';
+  const canCancel = !gone && (job.status === 'PENDING' || (job.status === 'PROCESSING' && !job.cancelRequested));
+  const canRetry = !gone && (job.status === 'FAILED' || job.status === 'CANCELLED');
   return html`<section aria-labelledby="job-title" class="job" data-id=${job.id}>
     <p><a href=${`${BASE}/jobs`}>← Jobs</a></p>
     <h1 id="job-title">${job.type} <small class="mono">${job.id}</small></h1>
@@ -124,7 +128,8 @@ export function Job({ id, session, forbidden }) {
       <button type="button" id="job-retry" onClick=${() => act('retryJob', RETRY)} disabled=${busy || !canRetry}>Retry</button>
       <span id="job-answer" aria-live="polite">
         ${answer?.ok && html`<span class="ok">${answer.text}</span>`}
-        ${answer?.error && html`<${ErrorText} error=${answer.error} />`}
+        ${answer?.error &&
+        html`<${ErrorText} error=${answer.error} hint=${gone ? 'The job no longer exists: it was deleted after this page showed it. What is shown is how it was then.' : undefined} />`}
       </span>
     </div>`}
     ${job.error && html`<h2>Last error</h2><pre class="error-text" id="job-error">${job.error}</pre>`}

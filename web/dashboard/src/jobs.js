@@ -4,7 +4,7 @@
 // Bulk cancel and retry act on everything the filters select.
 
 import { Component } from 'preact';
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 
 import { gql } from './gql.js';
 import {
@@ -99,9 +99,9 @@ function Bulk({ filters, forbidden, onDone }) {
   const [result, setResult] = useState(null);
   const [error, setError] = useState(null);
   const confirmRef = useRef(null);
-  // The question takes the focus (its first button), so the keyboard
-  // answers it at once.
-  useEffect(() => confirmRef.current?.querySelector('button')?.focus(), [ask?.op, ask?.count]);
+  // The question takes the focus (its first button) as it appears, so the
+  // keyboard answers it at once.
+  useLayoutEffect(() => confirmRef.current?.querySelector('button')?.focus(), [ask?.op, ask?.count]);
 
   const prepare = async (op) => {
     setResult(null);
@@ -226,14 +226,16 @@ export function Jobs({ query, session, forbidden }) {
           if (j.version >= rows[i].version) rows[i] = { ...j, cursor: rows[i].cursor };
           continue;
         }
-        const newest = rows[0]?.createdAt;
+        const newest = rows[0];
         const matches = !f.status || j.status === f.status;
         if (p.after !== null) {
           // Not on the first page: say that newer jobs came.
           if (matches && j.version === 1) newer++;
           continue;
         }
-        if (matches && (!newest || j.createdAt > newest)) {
+        // Jobs made in one request can share their createdAt: the id
+        // (UUIDv7, in the order they were made) tells which is newer.
+        if (matches && (!newest || j.createdAt > newest.createdAt || (j.createdAt === newest.createdAt && j.id > newest.id))) {
           rows.unshift(j);
           if (rows.length > PAGE_SIZE) {
             rows.pop();

@@ -8,9 +8,13 @@ import { BASE, ErrorText, STATUSES, html, useFirehose, useFrameBatch, useReconne
 
 const STATS = 'query Stats { stats { pending processing completed failed cancelled } }';
 // Jobs that finished lately, to draw the minutes before the page opened.
+// The API lists jobs newest first and at most 500 at a time, with no
+// filter by finish time: with more in the window than that, the chart
+// starts where what was read starts (see `from`).
+const RECENT_MAX = 500;
 const RECENT = `query Recent {
-  completed: jobs(status: COMPLETED, first: 500) { nodes { id finishedAt } }
-  failed: jobs(status: FAILED, first: 500) { nodes { id finishedAt } }
+  completed: jobs(status: COMPLETED, first: ${RECENT_MAX}) { pageInfo { hasNextPage } nodes { id finishedAt } }
+  failed: jobs(status: FAILED, first: ${RECENT_MAX}) { pageInfo { hasNextPage } nodes { id finishedAt } }
 }`;
 const FINISHED = 'subscription Finished { jobUpdated { id status finishedAt } }';
 
@@ -21,10 +25,13 @@ const BUCKETS = WINDOW_S / BUCKET_S;
 /**
  * Finished jobs per bucket over the window. `seen` keeps the jobs counted
  * (so the listing and the events never count one twice) and is pruned
- * with the window, so it holds at most the window's jobs.
+ * with the window, so it holds at most the window's jobs. `from` is the
+ * time from which every finished job is counted: the window's start when
+ * the listing held them all, else the finish of the oldest job it gave
+ * (earlier ones were not read); the events count everything after.
  */
 function newSeries() {
-  return { seen: new Map() };
+  return { seen: new Map(), from: Infinity };
 }
 
 function record(series, id, status, finishedAt) {
@@ -34,6 +41,28 @@ function record(series, id, status, finishedAt) {
   series.seen.set(id, { at, failed: status === 'FAILED' });
 }
 
+/**
+ * Counts what the listing of recent jobs gave. The first listing sets
+ * `from`; one read again (after a reconnect) can only move it later, past
+ * what it left out.
+ */
+function backfill(series, data) {
+  let from = 0;
+  for (const [status, list] of [['COMPLETED', data.completed], ['FAILED', data.failed]]) {
+    for (const j of list.nodes) record(series, j.id, status, j.finishedAt);
+    if (list.pageInfo.hasNextPage) {
+      const oldest = Math.min(...list.nodes.map((j) => Date.parse(j.finishedAt) || Infinity));
+      if (oldest !== Infinity) from = Math.max(from, oldest);
+    }
+  }
+  series.from = series.from === Infinity ? from : Math.max(series.from, from);
+}
+
+/**
+ * Jobs per second in each bucket, oldest first; null for a bucket that
+ * starts before `from` (not all of its jobs were read), or for all of them
+ * until the listing has been read.
+ */
 function buckets(series, now) {
   const completed = new Array(BUCKETS).fill(0);
   const failed = new Array(BUCKETS).fill(0);
@@ -46,20 +75,34 @@ function buckets(series, now) {
     const i = BUCKETS - 1 - Math.min(BUCKETS - 1, Math.max(0, Math.floor(age / BUCKET_S)));
     (f ? failed : completed)[i]++;
   }
-  return { completed: completed.map((n) => n / BUCKET_S), failed: failed.map((n) => n / BUCKET_S) };
+  const known = (i) => now - (BUCKETS - i) * BUCKET_S * 1000 >= series.from;
+  const rate = (n, i) => (known(i) ? n / BUCKET_S : null);
+  const from = Number.isFinite(series.from) && series.from > now - WINDOW_S * 1000 ? series.from : null;
+  return { completed: completed.map(rate), failed: failed.map(rate), from };
 }
 
-function Chart({ completed, failed }) {
+const clock = new Intl.DateTimeFormat(undefined, { timeStyle: 'medium' });
+
+function Chart({ completed, failed, from }) {
   const W = 600;
   const H = 160;
-  const max = Math.max(1, ...completed, ...failed);
+  const drawn = (values) => values.filter((v) => v !== null);
+  const max = Math.max(1, ...drawn(completed), ...drawn(failed));
+  const x = (i) => ((i / (BUCKETS - 1)) * W).toFixed(1);
   const points = (values) =>
-    values.map((v, i) => `${((i / (BUCKETS - 1)) * W).toFixed(1)},${(H - (v / max) * (H - 10)).toFixed(1)}`).join(' ');
-  const last = (values) => values[values.length - 1].toFixed(1);
-  const total = (values) => Math.round(values.reduce((a, b) => a + b, 0) * BUCKET_S);
-  return html`<figure class="chart">
+    values.map((v, i) => (v === null ? null : `${x(i)},${(H - (v / max) * (H - 10)).toFixed(1)}`)).filter(Boolean).join(' ');
+  const last = (values) => (values[values.length - 1] === null ? '—' : values[values.length - 1].toFixed(1));
+  const total = (values) => Math.round(drawn(values).reduce((a, b) => a + b, 0) * BUCKET_S);
+  // The buckets not drawn: before the first one all of whose jobs are known.
+  const firstKnown = completed.findIndex((v) => v !== null);
+  const unknownW = firstKnown < 0 ? W : firstKnown === 0 ? 0 : Number(x(firstKnown));
+  const span = from ? `since ${clock.format(from)}` : 'over the last five minutes';
+  return html`<figure class="chart" data-from=${from ? new Date(from).toISOString() : undefined} data-drawn=${drawn(completed).length}>
     <svg viewBox=${`0 0 ${W} ${H + 20}`} role="img" aria-labelledby="chart-title">
-      <title id="chart-title">Jobs finished per second over the last five minutes: ${total(completed)} completed, ${total(failed)} failed</title>
+      <title id="chart-title">Jobs finished per second ${span}: ${total(completed)} completed, ${total(failed)} failed</title>
+      ${unknownW > 0 &&
+      html`<rect x="0" y="10" width=${unknownW} height=${H - 10} class="unknown" />
+        <text x=${Math.max(4, unknownW / 2)} y=${H / 2 + 5} class="tick" text-anchor=${unknownW > 100 ? 'middle' : 'start'}>not read</text>`}
       <line x1="0" y1=${H} x2=${W} y2=${H} class="axis" />
       <line x1="0" y1="10" x2=${W} y2="10" class="grid" />
       <text x="4" y="22" class="tick">${max.toFixed(1)}/s</text>
@@ -72,6 +115,8 @@ function Chart({ completed, failed }) {
       <span class="key completed">completed ${last(completed)}/s</span>
       <span class="key failed">failed ${last(failed)}/s</span>
       <span class="muted">(per second, averaged over ${BUCKET_S} s)</span>
+      ${from &&
+      html`<span class="muted" id="chart-from">${`Counted since ${clock.format(from)}: more jobs finished in the minutes before than the page reads back (the newest ${RECENT_MAX} completed and the newest ${RECENT_MAX} failed); it counts every job that finishes while it is open.`}</span>`}
     </figcaption>
   </figure>`;
 }
@@ -97,17 +142,17 @@ export function Overview() {
   };
   const readRecent = async () => {
     try {
-      const data = await gql(RECENT);
-      for (const j of data.completed.nodes) record(series, j.id, 'COMPLETED', j.finishedAt);
-      for (const j of data.failed.nodes) record(series, j.id, 'FAILED', j.finishedAt);
+      backfill(series, await gql(RECENT));
       setNow(Date.now());
     } catch (err) {
       setError(err);
     }
   };
+  // The chart is drawn again by the clock, once a second: with thousands
+  // of jobs in the window, drawing it for every frame of events would cost
+  // more than the events.
   const push = useFrameBatch((events) => {
     for (const j of events) record(series, j.id, j.status, j.finishedAt);
-    setNow(Date.now());
     soon();
   });
 

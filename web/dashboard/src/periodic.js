@@ -1,10 +1,11 @@
 // Periodic jobs: their schedules, next runs and last job, live as their
-// jobs are made, with pause/resume and delete.
+// jobs are made, with pause/resume and delete. At most LIST_LIMIT rows,
+// with a filter by name or job type to find the others.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 
 import { gql } from './gql.js';
-import { BASE, ErrorText, StatusBadge, formatTime, html, useFirehose, useReconnected } from './ui.js';
+import { BASE, ErrorText, ListFilter, StatusBadge, firstMatching, formatTime, html, useFirehose, useReconnected } from './ui.js';
 
 const PERIODIC_FIELDS = `name schedule timezone paused nextRunAt lastRunAt source
   lastJob { id status }
@@ -28,6 +29,7 @@ export function Periodic({ session, forbidden }) {
   const [list, setList] = useState(null);
   const [error, setError] = useState(null);
   const [asking, setAsking] = useState(null); // name to delete
+  const [filter, setFilter] = useState('');
   const read = async () => {
     try {
       setList((await gql(PERIODIC)).periodicJobs);
@@ -65,14 +67,18 @@ export function Periodic({ session, forbidden }) {
 
   if (error?.code === 'FORBIDDEN' && !list)
     return html`<section><h1>Periodic jobs</h1><p class="muted" id="periodic-forbidden">Periodic jobs are shown to admins and viewers.</p></section>`;
+  const { shown, matched } = firstMatching(list || [], filter, (p) => `${p.name} ${p.job.type}`);
   return html`<section aria-labelledby="periodic-title">
     <h1 id="periodic-title">Periodic jobs</h1>
     <${ErrorText} error=${error} />
+    ${list &&
+    html`<${ListFilter} id="periodic-filter" label="Filter by name or job type" noun=${list.length === 1 ? 'periodic job' : 'periodic jobs'} filter=${filter}
+      onFilter=${setFilter} shown=${shown.length} matched=${matched} total=${list.length} />`}
     <div class="table-wrap">
       <table id="periodic-table">
         <thead><tr><th scope="col">Name</th><th scope="col">Schedule</th><th scope="col">Job type</th><th scope="col">Next run</th><th scope="col">Last job</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
         <tbody>
-          ${list?.map(
+          ${shown.map(
             (p) => html`<tr key=${p.name} data-name=${p.name} data-paused=${String(p.paused)}>
               <td>${p.name}${p.source === 'FILE' ? html` <small class="muted">(PERIODIC_FILE)</small>` : ''}</td>
               <td><code>${p.schedule}</code> <small class="muted">${p.timezone}</small></td>
@@ -86,6 +92,7 @@ export function Periodic({ session, forbidden }) {
             </tr>`,
           )}
           ${list && list.length === 0 && html`<tr><td colspan="6" class="empty">No periodic job. Define them with upsertPeriodicJob or PERIODIC_FILE.</td></tr>`}
+          ${list && list.length > 0 && matched === 0 && html`<tr><td colspan="6" class="empty">No periodic job matches “${filter.trim()}”.</td></tr>`}
         </tbody>
       </table>
     </div>

@@ -1,10 +1,11 @@
 // Types: each job type with its counts, paused state and limits, live
-// through jobTypeUpdated, with pause/resume and limit editing.
+// through jobTypeUpdated, with pause/resume and limit editing. At most
+// LIST_LIMIT rows, with a filter by name to find the others.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 
 import { gql } from './gql.js';
-import { BASE, ErrorText, html, useFirehose, useFrameBatch, useReconnected } from './ui.js';
+import { BASE, ErrorText, ListFilter, firstMatching, html, useFirehose, useFrameBatch, useReconnected } from './ui.js';
 
 const TYPE_FIELDS = 'name paused concurrency ratePerSecond rateBurst stats { pending processing completed failed cancelled }';
 const TYPES = `query Types { jobTypes { ${TYPE_FIELDS} } }`;
@@ -74,6 +75,7 @@ export function Types({ session, forbidden }) {
   const [types, setTypes] = useState(null);
   const [error, setError] = useState(null);
   const [answer, setAnswer] = useState(null);
+  const [filter, setFilter] = useState('');
   const timer = useRef(0);
 
   const read = async () => {
@@ -117,14 +119,18 @@ export function Types({ session, forbidden }) {
     }
   };
 
+  const { shown, matched } = firstMatching(types || [], filter, (t) => t.name);
   return html`<section aria-labelledby="types-title">
     <h1 id="types-title">Job types</h1>
     <${ErrorText} error=${error || answer} />
+    ${types &&
+    html`<${ListFilter} id="types-filter" label="Filter by name" noun=${types.length === 1 ? 'type' : 'types'} filter=${filter} onFilter=${setFilter}
+      shown=${shown.length} matched=${matched} total=${types.length} />`}
     <div class="table-wrap">
       <table id="types-table">
         <thead><tr><th scope="col">Type</th><th scope="col">State</th><th scope="col" class="num">Pending</th><th scope="col" class="num">Running</th><th scope="col" class="num">Completed</th><th scope="col" class="num">Failed</th><th scope="col">Limits</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead>
         <tbody>
-          ${types?.map(
+          ${shown.map(
             (t) => html`<tr key=${t.name} data-type=${t.name} data-paused=${String(t.paused)}>
               <td><a href=${`${BASE}/jobs?type=${encodeURIComponent(t.name)}`}>${t.name}</a></td>
               <td>${t.paused ? html`<span class="badge s-cancelled">PAUSED</span>` : html`<span class="badge s-completed">RUNNING</span>`}</td>
@@ -137,6 +143,7 @@ export function Types({ session, forbidden }) {
             </tr>`,
           )}
           ${types && types.length === 0 && html`<tr><td colspan="8" class="empty">No job type yet.</td></tr>`}
+          ${types && types.length > 0 && matched === 0 && html`<tr><td colspan="8" class="empty">No type matches “${filter.trim()}”.</td></tr>`}
         </tbody>
       </table>
     </div>

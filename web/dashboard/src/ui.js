@@ -114,22 +114,33 @@ export function useFirehose(query, variables, { onData, onResume, onError }, dep
 
 /**
  * Returns push(item): items pushed are handed to apply(items) once per
- * animation frame, so a burst of events renders once.
+ * animation frame, so a burst of events renders once. A hidden tab gets no
+ * animation frames: there a timer (which browsers slow to about once a
+ * second) hands them over instead, so they never pile up unbounded.
  */
 export function useFrameBatch(apply) {
-  const state = useRef({ items: [], frame: 0, apply });
+  const state = useRef({ items: [], frame: 0, timer: 0, apply });
   state.current.apply = apply;
-  useEffect(() => () => cancelAnimationFrame(state.current.frame), []);
+  useEffect(
+    () => () => {
+      cancelAnimationFrame(state.current.frame);
+      clearTimeout(state.current.timer);
+    },
+    [],
+  );
   return (item) => {
     const s = state.current;
     s.items.push(item);
-    if (s.frame) return;
-    s.frame = requestAnimationFrame(() => {
+    if (s.items.length > 1) return; // a flush is due already
+    const flush = () => {
+      cancelAnimationFrame(s.frame);
+      clearTimeout(s.timer);
       const items = s.items;
       s.items = [];
-      s.frame = 0;
       s.apply(items);
-    });
+    };
+    s.frame = requestAnimationFrame(flush);
+    s.timer = setTimeout(flush, 250);
   };
 }
 
@@ -151,14 +162,53 @@ export function StatusBadge({ status, cancelRequested }) {
   return html`<span class=${`badge s-${status.toLowerCase()}`} data-status=${status}>${status}${cancelRequested && status === 'PROCESSING' ? ' (cancelling)' : ''}</span>`;
 }
 
-/** A server error in words, with its code. */
-export function ErrorText({ error, id }) {
+/** A server error in words, with its code, and what it means here (hint) when the view knows. */
+export function ErrorText({ error, id, hint }) {
   if (!error) return null;
   const code = error.code && error.code !== 'ERROR' ? html`<code class="code">${error.code}</code> ` : null;
-  return html`<p class="error" role="alert" id=${id}>${code}${error.message}</p>`;
+  return html`<p class="error" role="alert" id=${id}>${code}${error.message}${hint && html` <span class="hint">${hint}</span>`}</p>`;
 }
 
 export function ProgressBar({ value, label }) {
   if (value == null) return null;
   return html`<progress max="100" value=${value} aria-label=${label || 'progress'}>${value}%</progress>`;
+}
+
+// ---- Long lists: a page renders at most LIST_LIMIT rows of a list that
+// has no paging in the API (job types, periodic jobs), with a filter box
+// to find the others, so that ten thousand of them cannot freeze it.
+
+export const LIST_LIMIT = 200;
+
+/**
+ * The first `limit` items whose text (textOf) contains `filter`, ignoring
+ * case, and how many match in all.
+ */
+export function firstMatching(items, filter, textOf, limit = LIST_LIMIT) {
+  const needle = filter.trim().toLowerCase();
+  const shown = [];
+  let matched = 0;
+  for (const item of items) {
+    if (needle && !textOf(item).toLowerCase().includes(needle)) continue;
+    matched++;
+    if (shown.length < limit) shown.push(item);
+  }
+  return { shown, matched };
+}
+
+/**
+ * The filter box of a long list and what it shows: "Showing 200 of 10,000
+ * types" (of those matching the filter, when there is one).
+ */
+export function ListFilter({ id, label, noun, filter, onFilter, shown, matched, total }) {
+  const all = `${total.toLocaleString()} ${noun}`;
+  let summary;
+  if (filter.trim()) summary = `${shown.toLocaleString()} of ${matched.toLocaleString()} matching “${filter.trim()}” shown (${all} in all)`;
+  else if (shown < total) summary = `Showing ${shown.toLocaleString()} of ${all}: filter to find the others`;
+  else summary = all;
+  return html`<div class="list-filter">
+    <label for=${id}>${label}</label>
+    <input id=${id} type="search" value=${filter} onInput=${(e) => onFilter(e.target.value)} placeholder="any" autocomplete="off" />
+    <span class="muted" id=${`${id}-summary`} aria-live="polite" data-shown=${shown} data-matched=${matched} data-total=${total}>${summary}</span>
+  </div>`;
 }
