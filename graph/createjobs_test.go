@@ -135,6 +135,7 @@ func TestCreateJobsTooMany(t *testing.T) {
 		t.Fatalf("100 inputs created %d jobs", n)
 	}
 	literal := "[" + strings.Repeat(`{type: "t"} `, 101) + "]"
+	// One list too long is a bad argument, named.
 	for _, c := range []struct {
 		name, doc string
 		vars      map[string]any
@@ -142,6 +143,18 @@ func TestCreateJobsTooMany(t *testing.T) {
 		{"101 inputs in a variable", createJobsMutation, map[string]any{"inputs": inputs(101)}},
 		{"101 inputs in a literal", `mutation { createJobs(inputs: ` + literal + `) { id } }`, nil},
 		{"a variable's default", `mutation($in: [CreateJobInput!]! = ` + literal + `) { createJobs(inputs: $in) { id } }`, nil},
+	} {
+		// A request error of the client's input, in application/json: 200.
+		e := wantRefusedWith(t, postVars(b.handler, c.doc, c.vars), graph.CodeBadUserInput, http.StatusOK)
+		if !strings.HasPrefix(e.Message, "inputs: ") || !strings.Contains(e.Message, "100") || !strings.Contains(e.Message, "101") {
+			t.Errorf("%s: message %q does not name inputs, the limit and the count", c.name, e.Message)
+		}
+	}
+	// Jobs of several fields over the limit: the request asks too much.
+	for _, c := range []struct {
+		name, doc string
+		vars      map[string]any
+	}{
 		{"two calls of 51", `mutation($in: [CreateJobInput!]!) { a: createJobs(inputs: $in) { id } b: createJobs(inputs: $in) { id } }`, map[string]any{"in": inputs(51)}},
 		{"with createJob fields", `mutation($in: [CreateJobInput!]!) { createJobs(inputs: $in) { id } ` + numbered(2, `c%d: createJob(input: {type: "x"}) { id }`) + `}`, map[string]any{"in": inputs(99)}},
 		{"through a fragment", `mutation($in: [CreateJobInput!]!) { ...M ...M } fragment M on Mutation { createJobs(inputs: $in) { id } }`, map[string]any{"in": inputs(51)}},

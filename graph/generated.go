@@ -1165,8 +1165,9 @@ type Mutation {
   has it, and a key given twice in one call gives the first input's job both
   times. The inputs count toward the same limit as createJob fields
   (MAX_JOBS_PER_REQUEST, 100 by default, for all of them in one request):
-  over it, the request is refused with TOO_MANY_JOBS before any job is
-  created. Every new job is sent to jobUpdated subscribers.
+  over it, the request is refused before any job is created: BAD_USER_INPUT
+  naming inputs when one createJobs list is longer, TOO_MANY_JOBS when the
+  jobs of several fields add up to more. Every new job is sent to jobUpdated subscribers.
   """
   createJobs(inputs: [CreateJobInput!]!): [Job!]!
   """

@@ -27,7 +27,8 @@ type Limits struct {
 	// JobsPerRequest bounds the jobs the mutation a request runs may
 	// create: its createJob fields, aliases and fragments included, plus
 	// the inputs of its createJobs fields. Over it: TOO_MANY_JOBS, refused
-	// before any job is created.
+	// before any job is created; BAD_USER_INPUT naming inputs when the
+	// jobs are those of one createJobs list.
 	JobsPerRequest int
 	// PayloadBytes is the largest payload a job may have
 	// (MAX_PAYLOAD_BYTES); the payload and result fields are priced by it.
@@ -138,6 +139,11 @@ func (l *limiter) MutateOperationParameters(ctx context.Context, p *graphql.RawP
 		n := math.MaxInt // both saturate at it: so does their sum
 		if single <= math.MaxInt-many {
 			n = single + many
+		}
+		if fields, _, _ := doc.RootFields(p.OperationName, "createJobs"); n > limit && single == 0 && fields == 1 {
+			// One createJobs list longer than any request may create: a
+			// bad argument, which no other request shape could fix.
+			return l.refuse(ctx, CodeBadUserInput, fmt.Sprintf("inputs: at most %d inputs (MAX_JOBS_PER_REQUEST, jobs one request may create), got %d", limit, n))
 		}
 		if n > limit {
 			return l.refuse(ctx, CodeTooManyJobs, fmt.Sprintf("a request may create at most %d jobs; this one asks for %d (createJob fields and createJobs inputs)", limit, n))

@@ -102,6 +102,12 @@ func wantOK(t *testing.T, rec *httptest.ResponseRecorder, what string) {
 // JSON body holding one short error with that code, and no data.
 func wantRefused(t *testing.T, rec *httptest.ResponseRecorder, code string) gqlError {
 	t.Helper()
+	return wantRefusedWith(t, rec, code, refusalStatus[code])
+}
+
+// wantRefusedWith is wantRefused for a request error answered with status.
+func wantRefusedWith(t *testing.T, rec *httptest.ResponseRecorder, code string, status int) gqlError {
+	t.Helper()
 	var resp struct {
 		Data   json.RawMessage `json:"data"`
 		Errors []gqlError      `json:"errors"`
@@ -109,8 +115,8 @@ func wantRefused(t *testing.T, rec *httptest.ResponseRecorder, code string) gqlE
 	if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
 		t.Fatalf("body %.300s is not JSON: %v", rec.Body, err)
 	}
-	if rec.Code != refusalStatus[code] || len(resp.Errors) != 1 || resp.Errors[0].code() != code {
-		t.Fatalf("got %d %.300s, want %d with one error of code %s", rec.Code, rec.Body, refusalStatus[code], code)
+	if rec.Code != status || len(resp.Errors) != 1 || resp.Errors[0].code() != code {
+		t.Fatalf("got %d %.300s, want %d with one error of code %s", rec.Code, rec.Body, status, code)
 	}
 	if len(resp.Data) != 0 && string(resp.Data) != "null" {
 		t.Fatalf("refused request has data %s", resp.Data)

@@ -158,7 +158,7 @@ func settings() []setting {
 			c.HandlersFile = v
 			return nil
 		}},
-		{"PAUSED_TYPES", "", "job types to pause at start (comma-separated, e.g. email,sms) when the store does not know them yet (no stored controls, no jobs): their pending jobs wait until resumeJobType; the pause is stored, and later changes through the API win (a resumed type stays resumed after a restart with the setting)", func(c *config, v string) error {
+		{"PAUSED_TYPES", "", "job types to pause at start (comma-separated, e.g. email,sms) when the store does not know them yet (no stored controls, no jobs): their pending jobs wait until resumeJobType; the pause is stored, and later changes through the API win (a known type is left as it is, with a warning)", func(c *config, v string) error {
 			c.PausedTypes = nil
 			for t := range strings.SplitSeq(v, ",") {
 				if t = strings.TrimSpace(t); t == "" {

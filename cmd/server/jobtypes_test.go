@@ -69,8 +69,8 @@ func TestPausedTypesRefusesABadType(t *testing.T) {
 }
 
 // PAUSED_TYPES pauses only types the store does not know yet: after an
-// operator resumed a listed type, a restart with the same setting (or a
-// new instance) leaves it resumed.
+// operator resumed a listed type that has jobs, a restart with the same
+// setting (or a new instance) leaves it resumed, and warns.
 func TestPausedTypesDoNotPauseAgainAfterAResume(t *testing.T) {
 	t.Parallel()
 	db := "sqlite:" + filepath.Join(t.TempDir(), "jobs.db")
@@ -92,6 +92,10 @@ func TestPausedTypesDoNotPauseAgainAfterAResume(t *testing.T) {
 	r := again.query(t, false, `{ jobType(name: "mail") { paused } }`, nil)
 	if len(r.Errors) > 0 || !strings.Contains(r.raw, `"paused":false`) {
 		t.Fatalf("after a restart with PAUSED_TYPES, the resumed type: %s, want paused false", r.raw)
+	}
+	// The operator who listed it learns that it runs.
+	if n := again.logs.Count("job type in PAUSED_TYPES left running: the store already knows it (it has jobs or stored controls), and only pauseJobType pauses a known type"); n != 1 {
+		t.Fatalf("%d warnings that the listed type is left running; want 1:\n%s", n, again.logs)
 	}
 	again.waitStatus(t, again.createJob(t, `{"type":"mail"}`), "COMPLETED")
 }

@@ -527,16 +527,23 @@ func startTypeControls(ctx context.Context, st store.Store, inbox *worker.Inbox,
 			return err
 		}
 		known := make(map[string]bool, len(controls)+len(stats))
+		isPaused := make(map[string]bool, len(controls))
 		for _, c := range controls {
 			known[c.Name] = true
+			isPaused[c.Name] = c.Paused
 		}
 		for t := range stats {
 			known[t] = true
 		}
 		yes := true
 		for _, t := range paused {
-			if known[t] {
-				log.Info("job type not paused (PAUSED_TYPES): it has stored controls or jobs, which the API changes", "type", t)
+			switch {
+			case isPaused[t]:
+				continue
+			case known[t]:
+				// Not an error (a resume must outlive restarts), but the
+				// operator who listed it should see that it runs.
+				log.Warn("job type in PAUSED_TYPES left running: the store already knows it (it has jobs or stored controls), and only pauseJobType pauses a known type", "type", t)
 				continue
 			}
 			if _, err := st.SetTypeControl(ctx, t, domain.TypeChange{Paused: &yes}); err != nil {
