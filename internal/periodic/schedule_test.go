@@ -105,7 +105,7 @@ func TestBetweenCountsTheTicksSkipped(t *testing.T) {
 		{"@every 1h", at, at.Add(5 * time.Hour), 4},
 		{"@every 1h", at, at.Add(time.Hour), 0},
 		{"@every 10s", at, at.Add(24 * time.Hour), 8639},
-		{"* * * * * *", at, at.Add(48 * time.Hour), 100_000}, // counted up to the bound
+		{"* * * * * *", at, at.Add(48 * time.Hour), 1000}, // counted up to the bound
 	} {
 		s, err := periodic.Parse(tc.schedule, "UTC")
 		if err != nil {
