@@ -4,12 +4,15 @@
 // named in BAD_USER_INPUT.
 
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
-import { useServer } from '../lib/server.mjs';
+import { startServer, useServer } from '../lib/server.mjs';
 import { gqlPost, safeStringify, uniqueType, waitForJobStatus, withDeadline } from '../lib/util.mjs';
 
 const T = { timeout: 30_000 };
@@ -132,6 +135,31 @@ describe('job types', { timeout: 90_000 }, () => {
       const res = await gql(server, query);
       assert.equal(res.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', `${query}: ${safeStringify(res)}`);
       assert.match(res.errors[0].message, field, query);
+    }
+  });
+});
+
+describe('job types with HANDLERS_FILE', { timeout: 60_000 }, () => {
+  it('a type no handler serves is refused in limits and pause, naming name', T, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'jobqueue-e2e-'));
+    const file = join(dir, 'handlers.json');
+    // Never called: the test makes no job.
+    writeFileSync(file, JSON.stringify({ email: { url: 'http://127.0.0.1:9/email' } }));
+    const server = await startServer({ HANDLERS_FILE: file }, { label: 'types-handlers' });
+    try {
+      for (const query of [
+        'mutation { setJobTypeLimits(name: "emial", concurrency: 2) { name } }',
+        'mutation { pauseJobType(name: "emial") { name } }',
+      ]) {
+        const res = await gql(server, query);
+        assert.equal(res.errors?.[0]?.extensions?.code, 'BAD_USER_INPUT', `${query}: ${safeStringify(res)}`);
+        assert.match(res.errors[0].message, /^name: /, query);
+        assert.match(res.errors[0].message, /emial/, query);
+      }
+      const ok = await data(server, 'mutation { setJobTypeLimits(name: "email", concurrency: 2) { name concurrency } }');
+      assert.deepEqual(ok.setJobTypeLimits, { name: 'email', concurrency: 2 });
+    } finally {
+      await server.stop();
     }
   });
 });
