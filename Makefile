@@ -98,6 +98,7 @@ bench: ## Benchmarks: in-process throughput, then load against a live server (fi
 	$(GO) test -run '^$$' -bench 'ScheduledDispatchLatency|RetryThroughput' -benchtime 2000x ./internal/worker
 	$(GO) test -run '^$$' -bench . ./internal/broker
 	$(GO) test -run '^$$' -bench CreateJobAccess -count 5 -benchtime 20000x ./internal/httpapi
+	$(GO) test -run '^$$' -bench CreateJobsAPI -count 3 -benchtime 20x ./cmd/server
 	$(GO) test -run '^$$' -bench '^BenchmarkClaim$$' -count 3 -benchtime 1000x ./internal/store/postgres
 	./bench/run.sh
 	./bench/storage.sh

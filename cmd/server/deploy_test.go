@@ -17,7 +17,7 @@ import (
 // postgresURL returns TEST_DATABASE_URL on a schema of the test's own,
 // dropped when it ends, or "" when PostgreSQL cannot be reached (a
 // failure with JOBQUEUE_REQUIRE_POSTGRES=1).
-func postgresURL(t *testing.T) string {
+func postgresURL(t testing.TB) string {
 	t.Helper()
 	url := os.Getenv("TEST_DATABASE_URL")
 	ctx := context.Background()

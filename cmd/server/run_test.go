@@ -37,7 +37,7 @@ type server struct {
 
 // start runs the server in process with env on a free port and returns
 // once it accepts connections.
-func start(t *testing.T, env map[string]string) *server {
+func start(t testing.TB, env map[string]string) *server {
 	t.Helper()
 	env["PORT"] = "0"
 	env["LOG_FORMAT"] = "json"
