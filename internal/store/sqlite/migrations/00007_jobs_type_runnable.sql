@@ -3,8 +3,8 @@
 -- rate tokens) hold many pending jobs: they take the first runnable jobs
 -- of each open type from it, one seek per type and priority, instead of
 -- walking jobs_runnable past the closed types' backlogs. Every pending job
--- is in it, as in jobs_runnable: a creation and a claim write one more
--- index entry each.
+-- is in it, as in jobs_runnable: each change into or out of pending (a
+-- creation, a claim, a retry) writes one more index entry.
 
 -- +goose Up
 CREATE INDEX jobs_type_runnable ON jobs (type, priority DESC, run_at, seq) WHERE status = 'pending';
