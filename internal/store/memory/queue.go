@@ -18,9 +18,10 @@ import (
 // guards it).
 type runQueue struct {
 	scheduled jobHeap
-	types     map[string]*typeQueue // types with ready entries
-	heads     typeHeap
-	stale     int // entries known to be stale; compacted past a bound
+	types     map[string]*typeQueue // types that had ready entries
+	heads     typeHeap              // the types with ready entries
+	idle      int                   // types without; forgotten past a bound
+	stale     int                   // entries known to be stale; compacted past a bound
 	// visits counts the ready entries take looked at: what a claim costs.
 	visits int
 }
@@ -29,7 +30,7 @@ type runQueue struct {
 type typeQueue struct {
 	name  string
 	ready jobHeap
-	at    int // position in heads
+	at    int // position in heads, -1 when it has no ready entries
 }
 
 func newRunQueue() *runQueue {
@@ -59,6 +60,7 @@ func (q *runQueue) replaced(pending map[string]*domain.Job) {
 	clear(q.types)
 	clear(q.heads)
 	q.heads = q.heads[:0]
+	q.idle = 0
 	for _, j := range pending {
 		q.scheduled.items = append(q.scheduled.items, j)
 	}
@@ -97,10 +99,14 @@ func (q *runQueue) due(now time.Time, current func(*domain.Job) bool) time.Time 
 func (q *runQueue) ready(j *domain.Job) {
 	tq, ok := q.types[j.Type]
 	if !ok {
-		tq = &typeQueue{name: j.Type, ready: jobHeap{less: runsBefore}}
+		tq = &typeQueue{name: j.Type, ready: jobHeap{less: runsBefore}, at: -1}
 		q.types[j.Type] = tq
+		q.idle++
+	}
+	if tq.at < 0 {
 		tq.ready.items = append(tq.ready.items, j)
 		heap.Push(&q.heads, tq)
+		q.idle--
 		return
 	}
 	heap.Push(&tq.ready, j)
@@ -156,16 +162,29 @@ func (q *runQueue) take(now time.Time, limit int, current, accept func(*domain.J
 	return out
 }
 
-// pop removes the first entry of tq, which heads the queue, and forgets
-// the type once it has none left.
+// pop removes the first entry of tq, which heads the queue. A type left
+// without entries leaves heads but stays in types, so that a queue that
+// keeps running dry (a job created, then claimed) does not make its type
+// again each time; once such types outnumber the others by a bound, they
+// are forgotten (types come from clients).
 func (q *runQueue) pop(tq *typeQueue) {
 	heap.Pop(&tq.ready)
-	if tq.ready.Len() == 0 {
-		heap.Remove(&q.heads, tq.at)
-		delete(q.types, tq.name)
+	if tq.ready.Len() > 0 {
+		heap.Fix(&q.heads, tq.at)
 		return
 	}
-	heap.Fix(&q.heads, tq.at)
+	heap.Remove(&q.heads, tq.at)
+	tq.at = -1
+	q.idle++
+	if q.idle <= len(q.heads)+64 {
+		return
+	}
+	for name, tq := range q.types {
+		if tq.at < 0 {
+			delete(q.types, name)
+		}
+	}
+	q.idle = 0
 }
 
 // jobHeap is a container/heap of snapshots.

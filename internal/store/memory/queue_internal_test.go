@@ -2,6 +2,7 @@ package memory
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -77,3 +78,25 @@ func TestClaimSkipsClosedBacklogs(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// The run queue keeps no more than a bounded number of types that have no
+// pending jobs left: types come from clients.
+func TestRunQueueForgetsDrainedTypes(t *testing.T) {
+	t.Parallel()
+	s := New(nil)
+	ctx := context.Background()
+	for i := range 1000 {
+		if _, err := s.Create(ctx, domain.NewJob{Type: fmt.Sprint("type-", i)}); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		if jobs, err := s.Claim(ctx, store.ClaimRequest{Owner: "o", Limit: 1, Now: now, LeaseUntil: now.Add(time.Minute)}); err != nil || len(jobs) != 1 {
+			t.Fatalf("claimed %d jobs, %v", len(jobs), err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.queue.types); n > 64+1 {
+		t.Fatalf("the run queue keeps %d types, none with pending jobs", n)
+	}
+}
