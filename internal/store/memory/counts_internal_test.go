@@ -55,7 +55,7 @@ func TestRunQueueForgetsCancelledFutureJobs(t *testing.T) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if n := s.queue.scheduled.Len() + s.queue.ready.Len(); n > len(s.pending)+64+1 {
+	if n := s.queue.entries(); n > len(s.pending)+64+1 {
 		t.Fatalf("%d queue entries for %d pending jobs", n, len(s.pending))
 	}
 }

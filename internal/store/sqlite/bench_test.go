@@ -112,3 +112,10 @@ func BenchmarkCreateBatch(b *testing.B) {
 		return open(b, filepath.Join(b.TempDir(), "jobs.db"), sqlite.Options{})
 	})
 }
+
+// BenchmarkClaimClosedBacklog: see storetest.BenchClaimClosedBacklog.
+func BenchmarkClaimClosedBacklog(b *testing.B) {
+	storetest.BenchClaimClosedBacklog(b, func(b *testing.B) store.Store {
+		return open(b, filepath.Join(b.TempDir(), "jobs.db"), sqlite.Options{})
+	})
+}

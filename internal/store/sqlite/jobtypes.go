@@ -1,10 +1,12 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jobqueue/jobqueue/internal/domain"
@@ -97,12 +99,12 @@ const claimChosen = `UPDATE jobs SET status = 'processing', attempts = attempts 
 	WHERE seq IN (SELECT value FROM json_each(?4))
 	RETURNING ` + jobColumns
 
-// claimControlled claims under the type controls: the candidates come in
-// dispatch order without the types that may take no more; a candidate
-// over its type's quota shuts that type out, and the walk starts again
-// with it left out, so it runs at most once per limited type more than
-// once. Processing jobs are counted in the transaction (the kept counts
-// are written at the batch's commit).
+// claimControlled claims under the type controls. The types that may
+// take no more are closed; the candidates come from the other types,
+// either in one walk of jobs_runnable (candidatesInOrder) or type by type
+// (candidatesByType) when the closed types hold so many pending jobs that
+// the walk could step over them for longer. Processing jobs are counted in
+// the transaction (the kept counts are written at the batch's commit).
 func (w *writeTx) claimControlled(req store.ClaimRequest, controls map[string]domain.TypeControl) ([]*domain.Job, error) {
 	left := make(map[string]int, len(controls))
 	closed := []string{}
@@ -119,48 +121,15 @@ func (w *writeTx) claimControlled(req store.ClaimRequest, controls map[string]do
 			closed = append(closed, name)
 		}
 	}
-	chosen := []int64{}
-	taken := make(map[string]int)
-	for len(chosen) < req.Limit {
-		shut, _ := json.Marshal(closed)
-		taking, _ := json.Marshal(chosen)
-		need := req.Limit - len(chosen)
-		rows, err := w.query(claimCandidates, micros(req.Now), string(shut), need, string(taking))
-		if err != nil {
-			return nil, err
-		}
-		n, again := 0, false
-		for rows.Next() {
-			var (
-				seq int64
-				typ string
-			)
-			if err := rows.Scan(&seq, &typ); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			n++
-			q, limited := left[typ]
-			if limited && q == 0 {
-				again = true
-				continue
-			}
-			if limited && q > 0 {
-				left[typ] = q - 1
-				if q == 1 {
-					closed = append(closed, typ)
-				}
-			}
-			taken[typ]++
-			chosen = append(chosen, seq)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
-		if !again || n < need {
-			break
-		}
+	candidates := w.candidatesInOrder
+	if byType, err := w.pickByType(closed, req.Limit); err != nil {
+		return nil, err
+	} else if byType {
+		candidates = w.candidatesByType
+	}
+	chosen, taken, err := candidates(req, left, closed)
+	if err != nil {
+		return nil, err
 	}
 	if len(chosen) == 0 {
 		return nil, nil
@@ -179,6 +148,169 @@ func (w *writeTx) claimControlled(req store.ClaimRequest, controls map[string]do
 		return nil, err
 	}
 	return scanJobs(rows)
+}
+
+// byTypeAbove is how many closed types' pending jobs per open type make a
+// claim pick type by type: a pick costs a few statements per open type,
+// about what walking past this many index entries costs.
+const byTypeAbove = 64
+
+// pickByType reports whether a claim of up to limit jobs with the closed
+// types shut out should pick type by type, from the kept counts of
+// pending jobs (as of the last commit: a guess, not a promise).
+func (w *writeTx) pickByType(closed []string, limit int) (bool, error) {
+	if len(closed) == 0 {
+		return false, nil
+	}
+	shut, _ := json.Marshal(closed)
+	var closedPending, openTypes int
+	err := w.queryRow(`SELECT coalesce(sum(n) FILTER (WHERE type IN (SELECT value FROM json_each(?1))), 0),
+			count(*) FILTER (WHERE type NOT IN (SELECT value FROM json_each(?1)))
+		FROM job_counts WHERE status = 'pending' AND n > 0`, string(shut)).Scan(&closedPending, &openTypes)
+	if err != nil {
+		return false, err
+	}
+	return closedPending > byTypeAbove*max(openTypes, 1)+limit, nil
+}
+
+// candidatesInOrder picks the jobs to claim in one walk of jobs_runnable
+// in dispatch order, the closed types left out: a candidate over its
+// type's quota shuts that type out, and the walk starts again with it left
+// out, so it runs at most once per limited type more than once. It steps
+// over every pending job of a closed type ahead of the jobs it takes.
+func (w *writeTx) candidatesInOrder(req store.ClaimRequest, left map[string]int, closed []string) (chosen []int64, taken map[string]int, err error) {
+	chosen, taken = []int64{}, make(map[string]int)
+	for len(chosen) < req.Limit {
+		shut, _ := json.Marshal(closed)
+		taking, _ := json.Marshal(chosen)
+		need := req.Limit - len(chosen)
+		rows, err := w.query(claimCandidates, micros(req.Now), string(shut), need, string(taking))
+		if err != nil {
+			return nil, nil, err
+		}
+		n, again := 0, false
+		for rows.Next() {
+			var (
+				seq int64
+				typ string
+			)
+			if err := rows.Scan(&seq, &typ); err != nil {
+				rows.Close()
+				return nil, nil, err
+			}
+			n++
+			q, limited := left[typ]
+			if limited && q == 0 {
+				again = true
+				continue
+			}
+			if limited && q > 0 {
+				left[typ] = q - 1
+				if q == 1 {
+					closed = append(closed, typ)
+				}
+			}
+			taken[typ]++
+			chosen = append(chosen, seq)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, nil, err
+		}
+		if !again || n < need {
+			break
+		}
+	}
+	return chosen, taken, nil
+}
+
+// pendingTypes lists the types that have pending jobs, except those in
+// the JSON array ?1: one seek in jobs_type_runnable per type.
+const pendingTypes = `WITH RECURSIVE types(name) AS (
+		SELECT (SELECT type FROM jobs INDEXED BY jobs_type_runnable WHERE status = 'pending'
+			ORDER BY type LIMIT 1)
+		UNION ALL
+		SELECT (SELECT type FROM jobs INDEXED BY jobs_type_runnable WHERE status = 'pending' AND type > name
+			ORDER BY type LIMIT 1)
+		FROM types WHERE name IS NOT NULL)
+	SELECT name FROM types WHERE name IS NOT NULL AND name NOT IN (SELECT value FROM json_each(?1))`
+
+// typeCandidates picks, in dispatch order, up to ?3 runnable jobs (RunAt
+// not after ?1) of the type ?2, as claimQuery walks jobs_runnable but in
+// jobs_type_runnable: one priority at a time, each a range of the type's
+// entries, so that neither other types' jobs nor the type's jobs
+// scheduled for later are stepped over.
+const typeCandidates = `WITH RECURSIVE prio(p) AS (
+		SELECT (SELECT priority FROM jobs INDEXED BY jobs_type_runnable WHERE status = 'pending' AND type = ?2
+			ORDER BY priority DESC LIMIT 1)
+		UNION ALL
+		SELECT (SELECT priority FROM jobs INDEXED BY jobs_type_runnable WHERE status = 'pending' AND type = ?2 AND priority < p
+			ORDER BY priority DESC LIMIT 1)
+		FROM prio WHERE p IS NOT NULL)
+	SELECT seq, priority, run_at FROM prio CROSS JOIN jobs INDEXED BY jobs_type_runnable
+	WHERE jobs.status = 'pending' AND jobs.type = ?2 AND jobs.priority = prio.p AND jobs.run_at <= ?1
+	LIMIT CAST(?3 AS INTEGER)`
+
+// candidatesByType picks the jobs to claim type by type: the first
+// runnable jobs of each open type, as many as the claim or the type's
+// quota allows, merged in dispatch order, the first req.Limit taken. The
+// closed types' jobs are never read.
+func (w *writeTx) candidatesByType(req store.ClaimRequest, left map[string]int, closed []string) (chosen []int64, taken map[string]int, err error) {
+	shut, _ := json.Marshal(closed)
+	rows, err := w.query(pendingTypes, string(shut))
+	if err != nil {
+		return nil, nil, err
+	}
+	var types []string
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return nil, nil, err
+		}
+		types = append(types, name)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	type candidate struct {
+		seq, runAt int64
+		priority   int
+		typ        string
+	}
+	var all []candidate
+	for _, typ := range types {
+		n := req.Limit
+		if q, limited := left[typ]; limited && q >= 0 {
+			n = min(n, q)
+		}
+		rows, err := w.query(typeCandidates, micros(req.Now), typ, n)
+		if err != nil {
+			return nil, nil, err
+		}
+		for rows.Next() {
+			c := candidate{typ: typ}
+			if err := rows.Scan(&c.seq, &c.priority, &c.runAt); err != nil {
+				rows.Close()
+				return nil, nil, err
+			}
+			all = append(all, c)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, nil, err
+		}
+	}
+	slices.SortFunc(all, func(a, b candidate) int {
+		return cmp.Or(cmp.Compare(b.priority, a.priority), cmp.Compare(a.runAt, b.runAt), cmp.Compare(a.seq, b.seq))
+	})
+	chosen, taken = []int64{}, make(map[string]int)
+	for _, c := range all[:min(len(all), req.Limit)] {
+		chosen = append(chosen, c.seq)
+		taken[c.typ]++
+	}
+	return chosen, taken, nil
 }
 
 // nextToken returns when the first empty rate bucket gets a token after

@@ -85,6 +85,7 @@ func Run(t *testing.T, newStore NewStore) {
 	t.Run("PeriodicTickOnce", func(t *testing.T) { t.Parallel(); testPeriodicTickOnce(t, newStore) })
 	t.Run("CreatedBounds", func(t *testing.T) { t.Parallel(); testCreatedBounds(t, newStore) })
 	t.Run("OldestRunnable", func(t *testing.T) { t.Parallel(); testOldestRunnable(t, newStore) })
+	t.Run("ClaimOrderPastClosedTypes", func(t *testing.T) { t.Parallel(); testClaimOrderPastClosedTypes(t, newStore) })
 	t.Run("CreationsNoted", func(t *testing.T) { t.Parallel(); testCreationsNoted(t, newStore) })
 	t.Run("CancelJobs", func(t *testing.T) { t.Parallel(); testCancelJobs(t, newStore) })
 	t.Run("RetryJobs", func(t *testing.T) { t.Parallel(); testRetryJobs(t, newStore) })
