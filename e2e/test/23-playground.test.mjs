@@ -66,11 +66,20 @@ async function openPlayground(server) {
 
 /** Presses ▶ and picks the operation `name` from its menu. */
 async function runOperation(page, name) {
-  await page.page.click('.graphiql-execute-button');
-  const item = await page.page.waitForSelector(`::-p-xpath(//*[@role="menuitem" and normalize-space()="${name}"])`, {
-    timeout: 5_000,
-  });
-  await item.click();
+  // The menu opens once GraphiQL has parsed the editor's operations; a
+  // press before that (a busy machine) opens nothing, so press again.
+  const selector = `::-p-xpath(//*[@role="menuitem" and normalize-space()="${name}"])`;
+  for (let attempt = 1; ; attempt++) {
+    await page.page.click('.graphiql-execute-button');
+    try {
+      const item = await page.page.waitForSelector(selector, { timeout: 5_000 });
+      await item.click();
+      return;
+    } catch (err) {
+      if (attempt === 4) throw err;
+      await page.page.keyboard.press('Escape');
+    }
+  }
 }
 
 /**
