@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,6 +90,14 @@ func TestClaimSkipsClosedBacklog(t *testing.T) {
 				t.Fatalf("claim of the limited type's first job = %v, %v", jobs, err)
 			}
 		}},
+		// Open at the start, closed once the claim took its quota: the
+		// rest of its backlog is not walked either.
+		{"open concurrency", func(t *testing.T, s *Store) {
+			setTypeControl(t, s, "held", domain.TypeChange{Limits: &domain.TypeLimits{Concurrency: 1}})
+		}},
+		{"open rate", func(t *testing.T, s *Store) {
+			setTypeControl(t, s, "held", domain.TypeChange{Limits: &domain.TypeLimits{RatePerSecond: 10, RateBurst: 1}})
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -102,9 +112,13 @@ func TestClaimSkipsClosedBacklog(t *testing.T) {
 			if _, err := s.pool.Exec(ctx, `ANALYZE jobs`); err != nil {
 				t.Fatal(err)
 			}
+			open := strings.HasPrefix(tc.name, "open")
 			claimed, read := claimRowsRead(t, schemaConn(t, schema), 10)
+			if open {
+				claimed-- // the limited type's one job
+			}
 			if claimed != 4 {
-				t.Fatalf("the claim took %d jobs, want the 4 of the open types", claimed)
+				t.Fatalf("the claim took %d jobs besides the limited type's, want the 4 of the open types", claimed)
 			}
 			if read > 200 {
 				t.Fatalf("the claim read %d rows of jobs to claim 4 behind a closed backlog of %d", read, backlog)
@@ -114,8 +128,13 @@ func TestClaimSkipsClosedBacklog(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := countTypesPG(jobs); len(jobs) != 4 || n["mail"] != 2 || n["sms"] != 1 || n["push"] != 1 {
-				t.Fatalf("claimed %v, want 2 mail, 1 sms and 1 push", n)
+			n := countTypesPG(jobs)
+			if open && n["held"] == 1 {
+				delete(n, "held")
+				jobs = jobs[1:]
+			}
+			if len(jobs) != 4 || len(n) != 3 || n["mail"] != 2 || n["sms"] != 1 || n["push"] != 1 {
+				t.Fatalf("claimed %v, want 2 mail, 1 sms and 1 push (and one of the limited type when it was open)", n)
 			}
 		})
 	}
@@ -324,5 +343,40 @@ func TestTypeLimitsConcurrentClaimers(t *testing.T) {
 		if processing[typ] != limit[typ] {
 			t.Errorf("%d jobs of %s processing, limited to %d", processing[typ], typ, limit[typ])
 		}
+	}
+}
+
+// A claim that closes one type per round (each limited to one job, their
+// backlogs one after another in dispatch order) stops after 64 rounds;
+// the jobs it left are then claimed soon, not at the next poll: NextRunAt
+// answers at once, as after a skipped control row.
+func TestClaimStoppedAfterItsRoundsIsRetriedSoon(t *testing.T) {
+	t.Parallel()
+	schema := newSchema(t)
+	s := openStore(t, schema, Options{})
+	ctx := context.Background()
+	const types = 80
+	for i := range types {
+		typ := fmt.Sprintf("t%03d", i)
+		setTypeControl(t, s, typ, domain.TypeChange{Limits: &domain.TypeLimits{Concurrency: 1}})
+		insertBacklog(t, s, typ, types, 1000-i) // type i's jobs all ahead of type i+1's
+	}
+	now := time.Now()
+	first, err := s.Claim(ctx, store.ClaimRequest{Owner: "a", Limit: types, Now: now, LeaseUntil: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) < types {
+		next, err := s.NextRunAt(ctx, now)
+		if err != nil || next.IsZero() || next.After(time.Now().Add(time.Second)) {
+			t.Fatalf("a claim took %d of %d runnable jobs, and NextRunAt = %v, %v; want a time within a second", len(first), types, next, err)
+		}
+	}
+	second, err := s.Claim(ctx, store.ClaimRequest{Owner: "a", Limit: types, Now: now, LeaseUntil: now.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countTypesPG(append(first, second...)); len(first)+len(second) != types || len(n) != types {
+		t.Fatalf("two claims took %d jobs of %d types, want one of each of the %d", len(first)+len(second), len(n), types)
 	}
 }

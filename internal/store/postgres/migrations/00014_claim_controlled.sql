@@ -24,7 +24,9 @@
 --     candidates are then the first jobs of each open type with pending
 --     jobs (jobs_type_claim, migration 00015), merged in dispatch order,
 --     and locked by id; those another claim holds are not offered again,
---     and the pick goes on while it finds jobs.
+--     and the pick goes on while it finds jobs. The choice is made again
+--     whenever types close during the claim (a limited type whose quota
+--     this claim took would otherwise have its backlog walked next).
 --  3. The control rows of the limited types among the candidates not
 --     locked yet. A claim waits for a control row only when its name
 --     sorts after every control row it holds (in name order within one
@@ -37,7 +39,9 @@
 --     counted after the lock; its quota (TypeControl.Quota): concurrency
 --     minus processing, and the whole tokens of its rate bucket.
 --  5. The candidates in order: each taken while its type has quota left;
---     one over quota closes its type, and the pick goes on without it.
+--     one over quota closes its type, and the pick goes on without it,
+--     for at most 64 rounds: a claim that stops there sets
+--     jobqueue.claim_skipped too, since runnable jobs may remain.
 --  6. The claim of the jobs taken, and the tokens spent
 --     (TypeControl.Spend: as of the later of cutoff and the bucket's time).
 
@@ -58,6 +62,7 @@ DECLARE
     v_closed    text[];
     v_open      text[];
     v_per_type  boolean := false;
+    v_recheck   boolean;
     v_backlog   bigint;
     v_held      text[] := '{}';
     v_left      integer[] := '{}';
@@ -90,17 +95,22 @@ BEGIN
            coalesce(array_agg(c.name) FILTER (WHERE c.concurrency IS NOT NULL OR c.rate_per_second IS NOT NULL), '{}')
     INTO v_closed, v_lim_all
     FROM job_type_controls c;
-    IF cardinality(v_closed) > 0 THEN
-        SELECT coalesce(sum(p.n) FILTER (WHERE p.type = ANY (v_closed)), 0),
-               coalesce(array_agg(p.type) FILTER (WHERE p.type <> ALL (v_closed)), '{}')
-        INTO v_backlog, v_open
-        FROM (SELECT type, sum(n) AS n FROM job_counts WHERE status = 'pending' GROUP BY type HAVING sum(n) > 0) p;
-        v_per_type := v_backlog > greatest(1000, 50 * cardinality(v_open));
-    END IF;
+    v_recheck := cardinality(v_closed) > 0;
     LOOP
         v_need := p_limit - cardinality(v_chosen);
         EXIT WHEN v_need <= 0;
         v_rounds := v_rounds + 1;
+        -- Whether to go type by type, decided again whenever types
+        -- closed (a limited type open at the start closes once this
+        -- claim took its quota, and its backlog must not be walked then).
+        IF v_recheck AND NOT v_per_type THEN
+            SELECT coalesce(sum(p.n) FILTER (WHERE p.type = ANY (v_closed)), 0),
+                   coalesce(array_agg(p.type) FILTER (WHERE p.type <> ALL (v_closed)), '{}')
+            INTO v_backlog, v_open
+            FROM (SELECT type, sum(n) AS n FROM job_counts WHERE status = 'pending' GROUP BY type HAVING sum(n) > 0) p;
+            v_per_type := v_backlog > greatest(1000, 50 * cardinality(v_open));
+        END IF;
+        v_recheck := false;
         -- 2.
         IF v_per_type THEN
             v_open := ARRAY(SELECT o FROM unnest(v_open) o WHERE o <> ALL (v_closed));
@@ -166,6 +176,7 @@ BEGIN
             FOREACH v_t IN ARRAY v_limited LOOP
                 IF v_t <> ALL (v_got) THEN
                     v_closed := v_closed || v_t;
+                    v_recheck := true;
                     PERFORM set_config('jobqueue.claim_skipped', 'on', true);
                 END IF;
             END LOOP;
@@ -192,6 +203,7 @@ BEGIN
             IF v_k IS NOT NULL THEN
                 IF v_left[v_k] = 0 THEN
                     v_closed := v_closed || v_t;
+                    v_recheck := true;
                     v_again := true;
                     CONTINUE;
                 END IF;
@@ -201,7 +213,13 @@ BEGIN
             END IF;
             v_chosen := v_chosen || v_cand_id[i];
         END LOOP;
-        EXIT WHEN NOT v_again OR NOT v_full OR v_rounds >= 64;
+        EXIT WHEN NOT v_again OR NOT v_full;
+        IF v_rounds >= 64 THEN
+            -- Enough for one statement: runnable jobs may remain, so the
+            -- dispatcher is told to claim again soon (as after a skip).
+            PERFORM set_config('jobqueue.claim_skipped', 'on', true);
+            EXIT;
+        END IF;
     END LOOP;
     IF cardinality(v_chosen) = 0 THEN
         RETURN;
