@@ -67,11 +67,13 @@ async function openPlayground(server) {
 /** Presses ▶ and picks the operation `name` from its menu. */
 async function runOperation(page, name) {
   // The menu opens once GraphiQL has parsed the editor's operations; a
-  // press before that (a busy machine) opens nothing, so press again.
+  // press before that (a busy machine) opens nothing, and a button that
+  // GraphiQL re-rendered meanwhile (after its schema fetch) is detached:
+  // press again.
   const selector = `::-p-xpath(//*[@role="menuitem" and normalize-space()="${name}"])`;
   for (let attempt = 1; ; attempt++) {
-    await page.page.click('.graphiql-execute-button');
     try {
+      await page.page.click('.graphiql-execute-button');
       const item = await page.page.waitForSelector(selector, { timeout: 5_000 });
       await item.click();
       return;
