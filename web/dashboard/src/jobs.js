@@ -200,7 +200,17 @@ export function Jobs({ query, session, forbidden }) {
       const data = await gql(LIST, { ...variablesOf(filters), first: PAGE_SIZE, after });
       if (n !== seq.current) return;
       const c = data.jobs;
-      setPage({ rows: c.edges.map((e) => ({ ...e.node, cursor: e.cursor })), totalCount: c.totalCount, hasNextPage: c.pageInfo.hasNextPage, endCursor: c.pageInfo.endCursor, after });
+      // Events applied while the list was on its way may be newer than
+      // what it read (a refresh after a bulk change races the jobs it
+      // changed): a row keeps the newer version of its job.
+      setPage((prev) => {
+        const shown = new Map((prev?.rows ?? []).map((r) => [r.id, r]));
+        const rows = c.edges.map((e) => {
+          const had = shown.get(e.node.id);
+          return { ...(had && had.version > e.node.version ? had : e.node), cursor: e.cursor };
+        });
+        return { rows, totalCount: c.totalCount, hasNextPage: c.pageInfo.hasNextPage, endCursor: c.pageInfo.endCursor, after };
+      });
       setError(null);
     } catch (err) {
       if (n === seq.current) setError(err);
