@@ -233,24 +233,7 @@ func TestTagListingUsesItsIndex(t *testing.T) {
 	s := openTest(t)
 	plan := func(query string, args []any) string {
 		t.Helper()
-		rows, err := s.rdb.QueryContext(context.Background(), "EXPLAIN QUERY PLAN "+query, args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var out strings.Builder
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			out.WriteString(detail + "\n")
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		return out.String()
+		return queryPlan(t, s, query, args...)
 	}
 	for _, q := range []store.ListQuery{
 		{Tag: "red"},
