@@ -57,47 +57,42 @@ func expectSeries(t *testing.T, g prometheus.Gatherer, name string, want map[str
 // claim can take from, for the types with controls only.
 func TestTypeControlMetricsOnEveryBackend(t *testing.T) {
 	t.Parallel()
-	for name, open := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			m := metrics.New(metrics.Options{Backend: name})
-			st := m.Store(open(t))
-			m.WatchTypes(st, 5*time.Second)
-			ctx := context.Background()
-			reg := m.Registry()
-			expectSeries(t, reg, "jobqueue_job_type_paused", map[string]float64{})
+	onEveryBackend(t, func(t *testing.T, name string, m *metrics.Metrics, st store.Store) {
+		m.WatchTypes(st, 5*time.Second)
+		ctx := context.Background()
+		reg := m.Registry()
+		expectSeries(t, reg, "jobqueue_job_type_paused", map[string]float64{})
 
-			paused := true
-			control(t, st, "paused", domain.TypeChange{Paused: &paused})
-			control(t, st, "conc", domain.TypeChange{Limits: &domain.TypeLimits{Concurrency: 1}})
-			control(t, st, "roomy", domain.TypeChange{Limits: &domain.TypeLimits{Concurrency: 5}})
-			control(t, st, "rated", domain.TypeChange{Limits: &domain.TypeLimits{RatePerSecond: 0.01, RateBurst: 1}})
-			for _, typ := range []string{"paused", "paused", "conc", "conc", "roomy", "rated", "rated", "free"} {
-				if _, err := st.Create(ctx, domain.NewJob{Type: typ, MaxAttempts: 1}); err != nil {
-					t.Fatal(err)
-				}
+		paused := true
+		control(t, st, "paused", domain.TypeChange{Paused: &paused})
+		control(t, st, "conc", domain.TypeChange{Limits: &domain.TypeLimits{Concurrency: 1}})
+		control(t, st, "roomy", domain.TypeChange{Limits: &domain.TypeLimits{Concurrency: 5}})
+		control(t, st, "rated", domain.TypeChange{Limits: &domain.TypeLimits{RatePerSecond: 0.01, RateBurst: 1}})
+		for _, typ := range []string{"paused", "paused", "conc", "conc", "roomy", "rated", "rated", "free"} {
+			if _, err := st.Create(ctx, domain.NewJob{Type: typ, MaxAttempts: 1}); err != nil {
+				t.Fatal(err)
 			}
-			// Nothing claimed yet: only the paused type holds jobs back.
-			expectSeries(t, reg, "jobqueue_job_type_jobs_held_back", map[string]float64{"paused": 2, "conc": 0, "roomy": 0, "rated": 0})
+		}
+		// Nothing claimed yet: only the paused type holds jobs back.
+		expectSeries(t, reg, "jobqueue_job_type_jobs_held_back", map[string]float64{"paused": 2, "conc": 0, "roomy": 0, "rated": 0})
 
-			now := time.Now()
-			claimed, err := st.Claim(ctx, store.ClaimRequest{Owner: "o", Limit: 100, Now: now, LeaseUntil: now.Add(time.Minute)})
-			if err != nil || len(claimed) != 4 {
-				t.Fatalf("claim = %d jobs, %v; want 4 (conc, roomy, rated, free)", len(claimed), err)
-			}
-			expectSeries(t, reg, "jobqueue_job_type_paused", map[string]float64{"paused": 1, "conc": 0, "roomy": 0, "rated": 0})
-			expectSeries(t, reg, "jobqueue_job_type_concurrency_limit", map[string]float64{"conc": 1, "roomy": 5})
-			expectSeries(t, reg, "jobqueue_job_type_rate_limit_per_second", map[string]float64{"rated": 0.01})
-			expectSeries(t, reg, "jobqueue_job_type_rate_limit_burst", map[string]float64{"rated": 1})
-			// conc is at its limit, rated out of tokens, roomy has room.
-			expectSeries(t, reg, "jobqueue_job_type_jobs_held_back", map[string]float64{"paused": 2, "conc": 1, "roomy": 0, "rated": 1})
+		now := time.Now()
+		claimed, err := st.Claim(ctx, store.ClaimRequest{Owner: "o", Limit: 100, Now: now, LeaseUntil: now.Add(time.Minute)})
+		if err != nil || len(claimed) != 4 {
+			t.Fatalf("claim = %d jobs, %v; want 4 (conc, roomy, rated, free)", len(claimed), err)
+		}
+		expectSeries(t, reg, "jobqueue_job_type_paused", map[string]float64{"paused": 1, "conc": 0, "roomy": 0, "rated": 0})
+		expectSeries(t, reg, "jobqueue_job_type_concurrency_limit", map[string]float64{"conc": 1, "roomy": 5})
+		expectSeries(t, reg, "jobqueue_job_type_rate_limit_per_second", map[string]float64{"rated": 0.01})
+		expectSeries(t, reg, "jobqueue_job_type_rate_limit_burst", map[string]float64{"rated": 1})
+		// conc is at its limit, rated out of tokens, roomy has room.
+		expectSeries(t, reg, "jobqueue_job_type_jobs_held_back", map[string]float64{"paused": 2, "conc": 1, "roomy": 0, "rated": 1})
 
-			// Resumed without other controls, the type is forgotten.
-			resumed := false
-			control(t, st, "paused", domain.TypeChange{Paused: &resumed})
-			expectSeries(t, reg, "jobqueue_job_type_paused", map[string]float64{"conc": 0, "roomy": 0, "rated": 0})
-		})
-	}
+		// Resumed without other controls, the type is forgotten.
+		resumed := false
+		control(t, st, "paused", domain.TypeChange{Paused: &resumed})
+		expectSeries(t, reg, "jobqueue_job_type_paused", map[string]float64{"conc": 0, "roomy": 0, "rated": 0})
+	})
 }
 
 // Past MaxTypes, the types' controls are summed under _other.
